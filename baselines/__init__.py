@@ -1,0 +1,5 @@
+"""Baselines the Reformer is measured against."""
+
+from baselines.transformer import TransformerLM
+
+__all__ = ["TransformerLM"]

@@ -1,0 +1,6 @@
+"""Reformer (Kitaev, Kaiser, Levskaya, ICLR 2020): LSH attention, reversible layers, chunked FF."""
+
+from reformer.config import PRESETS, ReformerConfig
+from reformer.lsh import LSHSelfAttention, lsh_attention
+
+__all__ = ["PRESETS", "LSHSelfAttention", "ReformerConfig", "lsh_attention"]

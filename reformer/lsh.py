@@ -1,0 +1,180 @@
+"""LSH self-attention (Reformer sec. 2): the functional API and the module.
+
+Semantics (DESIGN.md, "LSH attention: what correct means"):
+
+- Shared QK. Queries are the projected vectors q; keys are the same vectors normalised to
+  unit length, k̂ = q / ||q||. Logits are ``q · k̂ / sqrt(d_head)`` (HF transformers' scale).
+  A position's logit on itself is -1e5, so it attends to itself only when it has nothing
+  else. Logits are always formed in float32 (float64 for float64 inputs), so -1e5 is
+  representable for fp16 and bf16 inputs too; half-precision logits never exist.
+- Each round draws random rotations; bucket = argmax([xR; -xR]) (see hashing.py).
+- Positions are sorted by (bucket, position) per round; rounds are laid end to end; chunks
+  of ``bucket_size`` attend to themselves and the previous chunk, wrapping around.
+- Rounds are combined by log-sum-exp; with ``dup_correction`` a key seen several times
+  counts once, so the output is exactly softmax attention over the union of keys seen.
+- ``L`` need not be a multiple of ``bucket_size``: the sequence is padded internally; pad
+  positions get a bucket past the last one (so they sort to the end of every round) and
+  are masked as keys.
+
+Causality: with ``causal=True`` no query ever gets weight from a later key, so changing v
+at positions >= t never changes outputs before t, and the gradient of outputs before t
+with respect to qk or v at positions >= t is exactly zero. With several chunks, a later
+position's *hash* can still move chunk boundaries and so change which earlier keys a query
+sees (the bucket layout is a function of the whole sequence). That is inherent to sorted
+chunking, carries no value from the future, and matters for generation: decoding token by
+token does not reproduce the logits of a full-sequence forward unless bucket_size >= L.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from reformer.config import ReformerConfig
+from reformer.hashing import (
+    draw_rotations,
+    hash_vectors,
+    resolve_n_buckets,
+    rotation_width,
+    total_buckets,
+)
+from reformer.lsh_core import Layout, LSHAttentionFunction
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def lsh_attention(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    n_hashes: int,
+    bucket_size: int,
+    n_buckets: int | tuple[int, ...] | None = None,
+    causal: bool = True,
+    seed: int | None = None,
+    rotations: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    padding_mask: torch.Tensor | None = None,
+    dup_correction: bool = True,
+    return_buckets: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """LSH attention of qk (B, H, L, D) and v (B, H, L, Dv) -> (B, H, L, Dv).
+
+    Give exactly one source of randomness: ``seed`` (a fresh generator), ``generator`` (the
+    caller's, advanced), or explicit ``rotations`` (H, D, n_hashes, n_buckets // 2).
+    ``padding_mask`` (B, L) bool is True at real tokens; other keys get zero weight.
+    ``n_buckets`` defaults to 2·L/bucket_size (factorised above 128, see hashing.py).
+    With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64.
+    """
+    _check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
+    batch, n_heads, seq_len, d_head = qk.shape
+    if rotations is not None and n_buckets is None:
+        n_buckets = 2 * rotations.shape[-1]
+    factors = resolve_n_buckets(n_buckets, seq_len, bucket_size)
+    rotations = _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors)
+    if rotations.shape[2] != n_hashes:
+        raise ValueError(f"rotations has {rotations.shape[2]} rounds but n_hashes={n_hashes}")
+    buckets = hash_vectors(qk.detach(), rotations, factors)
+
+    padded_len = math.ceil(seq_len / bucket_size) * bucket_size
+    pad = padded_len - seq_len
+    key_valid = padding_mask
+    sort_buckets = buckets
+    if pad:
+        qk_in, v_in = nn.functional.pad(qk, (0, 0, 0, pad)), nn.functional.pad(v, (0, 0, 0, pad))
+        sort_buckets = nn.functional.pad(buckets, (0, pad), value=total_buckets(factors))
+        real = torch.arange(padded_len, device=qk.device) < seq_len
+        key_valid = real.expand(batch, -1) if padding_mask is None else nn.functional.pad(
+            padding_mask, (0, pad), value=False)
+    else:
+        qk_in, v_in = qk, v
+    positions = torch.arange(padded_len, device=qk.device)
+    sort_idx = torch.argsort(sort_buckets * padded_len + positions, dim=-1)
+    layout = Layout(batch=batch, n_heads=n_heads, n_hashes=n_hashes, padded_len=padded_len,
+                    chunk=bucket_size, causal=causal, dup_correction=dup_correction,
+                    scale=d_head ** -0.5)
+    out = LSHAttentionFunction.apply(qk_in, v_in, sort_idx,
+                                     None if key_valid is None else key_valid.contiguous(),
+                                     layout)
+    out = out[:, :, :seq_len]
+    return (out, buckets) if return_buckets else out
+
+
+def _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors):
+    given = sum(x is not None for x in (rotations, seed, generator))
+    if given != 1:
+        raise ValueError("give exactly one of seed=, generator= or rotations= (got "
+                         f"{given}); they choose the random hash rotations")
+    if rotations is not None:
+        expected = (n_heads, d_head, n_hashes, rotation_width(factors))
+        if tuple(rotations.shape) != expected:
+            raise ValueError(f"rotations shape {tuple(rotations.shape)} must be "
+                             f"(n_heads, d_head, n_hashes, n_buckets // 2) = {expected}")
+        return rotations
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+    return draw_rotations(generator, n_heads=n_heads, d_head=d_head, n_hashes=n_hashes,
+                          factors=factors)
+
+
+def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
+    if not isinstance(n_hashes, int) or n_hashes < 1:
+        raise ValueError(f"n_hashes={n_hashes!r} must be an int >= 1")
+    if not isinstance(bucket_size, int) or bucket_size < 1:
+        raise ValueError(f"bucket_size={bucket_size!r} must be an int >= 1")
+    if qk.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"qk and v must be (B, H, L, D); got qk {tuple(qk.shape)}, "
+                         f"v {tuple(v.shape)}")
+    if qk.shape[:3] != v.shape[:3]:
+        raise ValueError(f"qk {tuple(qk.shape)} and v {tuple(v.shape)} must agree in (B, H, L)")
+    if qk.dtype not in _DTYPES or v.dtype != qk.dtype:
+        raise ValueError(f"qk dtype {qk.dtype} and v dtype {v.dtype} must be equal and one of "
+                         f"{_DTYPES}")
+    if padding_mask is not None:
+        if padding_mask.dtype != torch.bool:
+            raise ValueError(f"padding_mask dtype {padding_mask.dtype} must be torch.bool "
+                             "(True at real tokens)")
+        if tuple(padding_mask.shape) != (qk.shape[0], qk.shape[2]):
+            raise ValueError(f"padding_mask shape {tuple(padding_mask.shape)} must be "
+                             f"(B, L) = {(qk.shape[0], qk.shape[2])}")
+
+
+def layer_seed(seed: int, layer_idx: int) -> int:
+    """Seed of a layer's own generator: distinct per layer, fixed by config.seed."""
+    return (seed * 1_000_003 + layer_idx * 7919 + 12345) % (2**63)
+
+
+class LSHSelfAttention(nn.Module):
+    """Multi-head LSH self-attention with shared QK (Reformer sec. 2).
+
+    x (B, L, d_model) -> (B, L, d_model). Rotations are redrawn on every call from the
+    layer's own ``generator`` (seeded from config.seed and layer_idx, never the global
+    RNG). To replay a call exactly (reversible recomputation), save
+    ``generator.get_state()`` before it and ``generator.set_state(...)`` before replaying.
+    """
+
+    def __init__(self, config: ReformerConfig, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        d_model = config.d_model
+        self.to_qk = nn.Linear(d_model, d_model, bias=False)
+        self.to_v = nn.Linear(d_model, d_model, bias=False)
+        self.to_out = nn.Linear(d_model, d_model)
+        self.generator = torch.Generator().manual_seed(layer_seed(config.seed, layer_idx))
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, seq_len, _ = x.shape
+        cfg = self.config
+        qk = self.to_qk(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
+        v = self.to_v(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
+        factors = resolve_n_buckets(cfg.n_buckets, seq_len, cfg.bucket_size)
+        rotations = draw_rotations(self.generator, n_heads=cfg.n_heads, d_head=cfg.d_head,
+                                   n_hashes=cfg.n_hashes, factors=factors)
+        out = lsh_attention(qk, v, n_hashes=cfg.n_hashes, bucket_size=cfg.bucket_size,
+                            n_buckets=factors if len(factors) > 1 else factors[0],
+                            causal=cfg.causal, rotations=rotations, padding_mask=padding_mask,
+                            dup_correction=cfg.dup_correction)
+        return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))

@@ -1,0 +1,331 @@
+"""Memory-frugal LSH attention kernel: a custom autograd Function (Reformer sec. 2).
+
+Given hash buckets, positions are sorted by (bucket, position) per round, all rounds laid
+end to end as one sequence of n_hashes·L slots, cut into chunks of ``bucket_size``; each
+chunk attends to itself and to the previous chunk, wrapping around the whole flattened
+sequence. Rounds are combined by log-sum-exp, which makes the result one softmax over
+every (round, key) occurrence a query saw; the duplicate correction divides each
+occurrence's weight by its count, so a key seen in several windows weighs once.
+
+Unlike the peers, which keep every round's (L, 2c) chunk scores for backward, this
+Function saves only qk, v, the sort permutation, the output and one log-sum-exp per
+position, and recomputes chunk scores block by block in backward, as FlashAttention does.
+Work is done in slices of (head group, round, block of chunks) whose size is bounded, so
+transient memory does not grow with L.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# The self logit: a position attends to itself only when it has nothing else to see.
+SELF_LOGIT = -1e5
+# Masked pairs (causal, padding). Finite, so a query that sees only masked keys gives a
+# finite (meaningless) output instead of NaN; far below SELF_LOGIT so self always wins.
+MASK_LOGIT = -1e9
+# Logit elements per slice (batch × heads × chunks × c × 2c): bounds transient memory.
+SLICE_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Shape of the sorted, chunked sequence for one call."""
+
+    batch: int
+    n_heads: int
+    n_hashes: int
+    padded_len: int  # Lp, a multiple of chunk
+    chunk: int  # bucket_size c
+    causal: bool
+    dup_correction: bool
+    scale: float
+
+    @property
+    def chunks_per_round(self) -> int:
+        return self.padded_len // self.chunk
+
+    @property
+    def total_chunks(self) -> int:
+        return self.n_hashes * self.chunks_per_round
+
+    @property
+    def look_back(self) -> bool:
+        # With one chunk in all, its "previous chunk" is itself: seeing it twice adds nothing.
+        return self.total_chunks > 1
+
+    @property
+    def window(self) -> int:
+        return 2 * self.chunk if self.look_back else self.chunk
+
+    @property
+    def needs_counts(self) -> bool:
+        # With one round a key has one slot, so it appears at most once in any window.
+        return self.dup_correction and self.n_hashes > 1
+
+    def _chunks_per_slice(self) -> int:
+        return max(1, SLICE_ELEMENTS // (self.batch * self.chunk * self.window))
+
+    def head_groups(self):
+        """Yield (h0, h1): as many heads as fit one slice when a whole round is small."""
+        heads = max(1, min(self.n_heads, self._chunks_per_slice() // self.chunks_per_round))
+        for head in range(0, self.n_heads, heads):
+            yield head, min(head + heads, self.n_heads)
+
+    def chunk_blocks(self):
+        """Yield (n0, n1): blocks of chunks of one round, for long sequences."""
+        step = min(self._chunks_per_slice(), self.chunks_per_round)
+        for start in range(0, self.chunks_per_round, step):
+            yield start, min(start + step, self.chunks_per_round)
+
+
+def chunk_ids(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Global chunk of each (round, position): (B, H, R, Lp), round r's in [r·N, (r+1)·N)."""
+    rank = torch.empty_like(sort_idx)
+    ranks = torch.arange(layout.padded_len, device=sort_idx.device).expand_as(sort_idx)
+    rank.scatter_(-1, sort_idx, ranks)
+    offsets = torch.arange(layout.n_hashes, device=sort_idx.device).view(1, 1, -1, 1)
+    return (offsets * layout.chunks_per_round + rank // layout.chunk).to(torch.int32)
+
+
+class Rows:
+    """Row access to (B, H, Lp, ...) tensors for heads [h0, h1) by position.
+
+    Flattens (B, H, Lp) into one row index so gathers and scatters are index_select and
+    index_add on a 2-D view, which are much faster than 4-D gather/scatter on CPU.
+    """
+
+    def __init__(self, layout: Layout, h0: int, h1: int, device: torch.device) -> None:
+        batch, n_heads, length = layout.batch, layout.n_heads, layout.padded_len
+        heads = torch.arange(h0, h1, device=device)
+        self.full_base = ((torch.arange(batch, device=device)[:, None] * n_heads + heads)
+                          * length).view(batch, -1, 1)
+        local = torch.arange(h1 - h0, device=device)
+        self.group_base = ((torch.arange(batch, device=device)[:, None] * (h1 - h0) + local)
+                           * length).view(batch, -1, 1)
+
+    def take(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x (B, H, Lp, D) or (B, H, Lp) at positions (B, h, m) -> (B, h, m[, D])."""
+        flat = (positions + self.full_base).reshape(-1)
+        if x.dim() == 3:
+            return x.reshape(-1).index_select(0, flat).view(positions.shape)
+        return x.reshape(-1, x.shape[-1]).index_select(0, flat).view(*positions.shape, -1)
+
+    def add(self, target: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> None:
+        """target (B, h, Lp, D) (a head group's own buffer) += values at positions."""
+        flat = (positions + self.group_base).reshape(-1)
+        target.view(-1, target.shape[-1]).index_add_(
+            0, flat, values.reshape(-1, target.shape[-1]).to(target.dtype))
+
+    def put(self, target: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> None:
+        """target (B, h, Lp, D) (a head group's own buffer) at positions = values."""
+        flat = (positions + self.group_base).reshape(-1)
+        target.view(-1, target.shape[-1]).index_copy_(
+            0, flat, values.reshape(-1, target.shape[-1]).to(target.dtype))
+
+
+@dataclass
+class Slice:
+    """Recomputable tensors of one slice: a head group, one round, chunks [n0, n1)."""
+
+    query_pos: torch.Tensor  # (B, h, n·c) positions of the queries, in sorted order
+    key_pos: torch.Tensor  # (B, h, n·c + c) key positions, look-back chunk first
+    queries: torch.Tensor  # (B, h, n, c, D) pre-scaled by 1/sqrt(D)
+    keys: torch.Tensor  # (B, h, n, w, D) unit-length keys, w = 2c (c without look-back)
+    values: torch.Tensor  # (B, h, n, w, Dv)
+    logits: torch.Tensor  # (B, h, n, c, w) float32 (float64 for float64 inputs)
+    frozen: torch.Tensor  # (B, h, n, c, w) bool: self or masked, constant logits (no grad)
+    counts: torch.Tensor | None  # (B, h, n, c, w) occurrences of each key, or None
+
+
+def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows,
+                heads: tuple[int, int], rnd: int, chunks: tuple[int, int]) -> Slice:
+    """Gather one slice and compute its masked logits."""
+    h0, h1 = heads
+    n0, n1 = chunks
+    c, n_chunks = layout.chunk, n1 - n0
+    order = sort_idx[:, h0:h1, rnd]  # (B, h, Lp)
+    query_pos = order[..., n0 * c:n1 * c]
+    if not layout.look_back:
+        key_pos = query_pos
+    elif n0 > 0:
+        key_pos = order[..., (n0 - 1) * c:n1 * c]
+    else:
+        # The first chunk of a round looks back into the last chunk of the previous round.
+        previous = sort_idx[:, h0:h1, (rnd - 1) % layout.n_hashes, -c:]
+        key_pos = torch.cat([previous, query_pos], dim=-1)
+    queries = (rows.take(qk, query_pos) * layout.scale).unflatten(2, (n_chunks, c))
+    keys = _windows(F.normalize(rows.take(qk, key_pos), dim=-1), layout, n_chunks)
+    values = _windows(rows.take(v, key_pos), layout, n_chunks)
+
+    compute = torch.float64 if qk.dtype == torch.float64 else torch.float32
+    logits = torch.matmul(queries, keys.transpose(-1, -2)).to(compute)
+    q_pos = query_pos.unflatten(-1, (n_chunks, c)).unsqueeze(-1)  # (B, h, n, c, 1)
+    k_pos = _windows(key_pos.unsqueeze(-1), layout, n_chunks).squeeze(-1).unsqueeze(-2)
+    frozen = q_pos == k_pos
+    logits.masked_fill_(frozen, SELF_LOGIT)
+    masked = k_pos > q_pos if layout.causal else None
+    if key_valid is not None:
+        valid = key_valid.unsqueeze(1).expand(-1, h1 - h0, -1).gather(-1, key_pos)
+        invalid = ~_windows(valid.unsqueeze(-1), layout, n_chunks).squeeze(-1).unsqueeze(-2)
+        masked = invalid if masked is None else masked | invalid
+    if masked is not None:
+        logits.masked_fill_(masked, MASK_LOGIT)
+        frozen = frozen | masked
+    counts = None
+    if layout.needs_counts:
+        counts = _occurrence_counts(chunk_of[:, h0:h1], query_pos, key_pos, layout, n_chunks)
+    return Slice(query_pos, key_pos, queries, keys, values, logits, frozen, counts)
+
+
+def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
+    """(B, h, n·c [+ c], D) key-ordered -> (B, h, n, w, D): each chunk with its look-back."""
+    c = layout.chunk
+    if not layout.look_back:
+        return x.unflatten(2, (n_chunks, c))
+    return x.unfold(2, 2 * c, c).transpose(-1, -2)
+
+
+def _occurrence_counts(chunk_of, query_pos, key_pos, layout: Layout, n_chunks: int):
+    """How many (round, slot) occurrences of each window key the query saw in all rounds.
+
+    A query in round r, chunk C sees chunks C and C-1 (mod total). A key's slot in chunk
+    C-1 belongs to round r or, when C is a round's first chunk, to round r-1; chunk ranges
+    of rounds are disjoint, so three comparisons per round find every occurrence.
+    Returns (B, h, n, c, w) uint8, at least 1 for every window pair.
+    """
+    n_rounds, total = layout.n_hashes, layout.total_chunks
+    q_chunks = chunk_of.gather(-1, query_pos.unsqueeze(2).expand(-1, -1, n_rounds, -1))
+    k_chunks = chunk_of.gather(-1, key_pos.unsqueeze(2).expand(-1, -1, n_rounds, -1))
+    q_chunks = q_chunks.unflatten(-1, (n_chunks, layout.chunk)).unsqueeze(-1)  # (B,h,R,n,c,1)
+    k_chunks = _windows(k_chunks.flatten(0, 1).unsqueeze(-1), layout, n_chunks)
+    k_chunks = k_chunks.squeeze(-1).unflatten(0, q_chunks.shape[:2]).unsqueeze(-2)
+    counts = torch.zeros(q_chunks.shape[:2] + (n_chunks, layout.chunk, layout.window),
+                         dtype=torch.uint8, device=query_pos.device)
+    for rnd in range(n_rounds):
+        own, prev = q_chunks[:, :, rnd], (q_chunks[:, :, rnd] - 1) % total
+        counts += k_chunks[:, :, rnd] == own
+        counts += k_chunks[:, :, rnd] == prev
+        counts += k_chunks[:, :, (rnd - 1) % n_rounds] == prev
+    return counts
+
+
+def _weights(piece: Slice, shift: torch.Tensor) -> torch.Tensor:
+    """exp(logits - shift) / counts: each occurrence's unnormalised weight (in place)."""
+    weights = piece.logits.sub_(shift).exp_()
+    if piece.counts is not None:
+        weights.div_(piece.counts)
+    return weights
+
+
+def _fold_windows(grad_windows: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Adjoint of ``_windows``: (B, h, n, w, D) -> (B, h, n·c [+ c], D) summed per key slot."""
+    c = layout.chunk
+    batch, heads, n_chunks, _, dim = grad_windows.shape
+    if not layout.look_back:
+        return grad_windows.reshape(batch, heads, n_chunks * c, dim)
+    folded = grad_windows.new_zeros(batch, heads, (n_chunks + 1) * c, dim)
+    folded[:, :, :n_chunks * c] += grad_windows[:, :, :, :c].reshape(batch, heads, -1, dim)
+    folded[:, :, c:] += grad_windows[:, :, :, c:].reshape(batch, heads, -1, dim)
+    return folded
+
+
+class LSHAttentionFunction(torch.autograd.Function):
+    """out (B, H, Lp, Dv) = LSH attention of padded qk (B, H, Lp, D), v (B, H, Lp, Dv).
+
+    ``sort_idx`` (B, H, R, Lp) int64 orders each round by (bucket, position);
+    ``key_valid`` (B, Lp) bool or None marks keys that may be attended to.
+    Saves qk, v, sort_idx, key_valid, the output and lse (B, H, Lp): the log-sum-exp of
+    each query over all its rounds, which is all the backward pass needs.
+    """
+
+    @staticmethod
+    def forward(ctx, qk, v, sort_idx, key_valid, layout: Layout):
+        qk, v = qk.contiguous(), v.contiguous()
+        chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
+        acc = torch.float64 if qk.dtype == torch.float64 else torch.float32
+        batch, n_heads, length, _ = qk.shape
+        out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+        lse = torch.empty(batch, n_heads, length, dtype=acc, device=v.device)
+        for h0, h1 in layout.head_groups():
+            rows = Rows(layout, h0, h1, qk.device)
+            group_out = group_lse = None
+            for rnd in range(layout.n_hashes):
+                round_out = torch.empty(batch, h1 - h0, length, v.shape[-1], dtype=acc,
+                                        device=v.device)
+                round_lse = torch.empty(batch, h1 - h0, length, 1, dtype=acc, device=v.device)
+                for n0, n1 in layout.chunk_blocks():
+                    piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
+                                        (h0, h1), rnd, (n0, n1))
+                    row_max = piece.logits.amax(dim=-1, keepdim=True)
+                    weights = _weights(piece, row_max)
+                    total = weights.sum(dim=-1, keepdim=True)
+                    part = torch.matmul(weights.div_(total).to(v.dtype), piece.values)
+                    rows.put(round_out, piece.query_pos, part.flatten(2, 3))
+                    rows.put(round_lse, piece.query_pos, (row_max + total.log()).flatten(2, 3))
+                group_out, group_lse = _merge_round(group_out, group_lse, round_out, round_lse)
+            out[:, h0:h1] = group_out
+            lse[:, h0:h1] = group_lse.squeeze(-1)
+        ctx.layout = layout
+        ctx.save_for_backward(qk, v, sort_idx, key_valid, lse, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        qk, v, sort_idx, key_valid, lse, out = ctx.saved_tensors
+        layout: Layout = ctx.layout
+        chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
+        acc = lse.dtype
+        grad_out = grad_out.contiguous()
+        delta = (grad_out.to(acc) * out.to(acc)).sum(-1)  # (B, H, Lp): rowsum(dO · O)
+        grad_qk, grad_v = torch.empty_like(qk), torch.empty_like(v)
+        for h0, h1 in layout.head_groups():
+            rows = Rows(layout, h0, h1, qk.device)
+            grad_q = torch.zeros_like(qk[:, h0:h1], dtype=acc)
+            grad_keys = torch.zeros_like(grad_q)
+            grad_values = torch.zeros_like(v[:, h0:h1], dtype=acc)
+            for rnd in range(layout.n_hashes):
+                for n0, n1 in layout.chunk_blocks():
+                    piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
+                                        (h0, h1), rnd, (n0, n1))
+                    grid = piece.logits.shape[2:4]
+                    q_lse = rows.take(lse, piece.query_pos).unflatten(-1, grid).unsqueeze(-1)
+                    probs = _weights(piece, q_lse)  # (B, h, n, c, w): final attention weights
+                    d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)
+                    q_delta = rows.take(delta, piece.query_pos).unflatten(-1, grid)
+                    grad_value_win = torch.matmul(probs.transpose(-1, -2).to(v.dtype), d_out)
+                    grad_probs = torch.matmul(d_out, piece.values.transpose(-1, -2)).to(acc)
+                    grad_logits = grad_probs.sub_(q_delta.unsqueeze(-1)).mul_(probs)
+                    grad_logits = grad_logits.masked_fill_(piece.frozen, 0.0).to(qk.dtype)
+                    grad_query = torch.matmul(grad_logits, piece.keys).flatten(2, 3)
+                    grad_key_win = torch.matmul(grad_logits.transpose(-1, -2), piece.queries)
+                    rows.add(grad_q, piece.query_pos, grad_query * layout.scale)
+                    rows.add(grad_keys, piece.key_pos, _fold_windows(grad_key_win, layout))
+                    rows.add(grad_values, piece.key_pos, _fold_windows(grad_value_win, layout))
+            grad_qk[:, h0:h1] = grad_q + _normalize_backward(qk[:, h0:h1], grad_keys)
+            grad_v[:, h0:h1] = grad_values
+        return grad_qk, grad_v, None, None, None
+
+
+def _merge_round(out, lse, round_out, round_lse):
+    """Log-sum-exp merge of one round's (out, lse) into the running ones (Reformer sec. 2:
+    out = sum_r o_r · exp(lse_r - logsumexp_r lse_r)). Shapes (B, h, Lp, Dv), (B, h, Lp, 1).
+    """
+    if out is None:
+        return round_out, round_lse
+    new_lse = torch.logaddexp(lse, round_lse)
+    out.mul_(torch.exp(lse - new_lse)).add_(round_out.mul_(torch.exp(round_lse - new_lse)))
+    return out, new_lse
+
+
+def _normalize_backward(x: torch.Tensor, grad_unit: torch.Tensor) -> torch.Tensor:
+    """Gradient through k = x / max(||x||, eps) (F.normalize's eps), given dL/dk."""
+    x = x.to(grad_unit.dtype)
+    norm = x.norm(dim=-1, keepdim=True)
+    clamped = norm.clamp_min(1e-12)
+    unit = x / clamped
+    radial = (unit * grad_unit).sum(-1, keepdim=True)
+    tangent = grad_unit - torch.where(norm > 1e-12, unit * radial, 0.0)
+    return tangent / clamped

@@ -1,0 +1,100 @@
+"""Slow, obvious twins of the fast paths, used only by tests (trax's use_reference_code).
+
+Everything here is O(L²) or loops in Python on purpose: it is written to be read and
+trusted, not to be fast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from reformer.lsh_core import MASK_LOGIT, SELF_LOGIT
+
+
+def hash_reference(x: torch.Tensor, rotations: torch.Tensor, factors: tuple[int, ...]):
+    """Buckets (B, H, R, L) of x (B, H, L, D): argmax([xR; -xR]) per factor, mixed radix."""
+    rotated = torch.einsum("bhld,hdrw->bhrlw", x.double(), rotations.double())
+    buckets = torch.zeros(rotated.shape[:-1], dtype=torch.long)
+    offset, radix = 0, 1
+    for factor in factors:
+        part = rotated[..., offset:offset + factor // 2]
+        buckets += radix * torch.cat([part, -part], dim=-1).argmax(dim=-1)
+        offset += factor // 2
+        radix *= factor
+    return buckets
+
+
+def shared_qk_logits(qk: torch.Tensor) -> torch.Tensor:
+    """q · k̂ / sqrt(d) for qk (..., L, D), with the self logit set to -1e5: (..., L, L)."""
+    keys = F.normalize(qk, dim=-1)
+    logits = qk @ keys.transpose(-1, -2) / math.sqrt(qk.shape[-1])
+    eye = torch.eye(qk.shape[-2], dtype=torch.bool, device=qk.device)
+    return logits.masked_fill(eye, SELF_LOGIT)
+
+
+def exact_shared_qk_attention(qk, v, *, causal: bool, padding_mask=None) -> torch.Tensor:
+    """Full softmax attention with shared QK: what LSH attention approximates."""
+    logits = shared_qk_logits(qk)
+    length = qk.shape[-2]
+    if causal:
+        future = torch.ones(length, length, dtype=torch.bool, device=qk.device).triu(1)
+        logits = logits.masked_fill(future, MASK_LOGIT)
+    if padding_mask is not None:
+        logits = logits.masked_fill(~padding_mask[:, None, None, :], MASK_LOGIT)
+    return torch.softmax(logits, dim=-1) @ v
+
+
+def window_counts(buckets: torch.Tensor, bucket_size: int) -> torch.Tensor:
+    """counts[i, j]: in how many window slots query i sees key j, over all rounds.
+
+    buckets (R, Lp) for one (batch, head). Each round is sorted by (bucket, position), the
+    rounds are laid end to end, the result is cut into chunks; the query's slot in chunk C
+    sees every slot of chunks C and C-1 (mod the number of chunks; just C if there is one).
+    """
+    n_rounds, length = buckets.shape
+    slots: list[int] = []
+    for rnd in range(n_rounds):
+        slots += sorted(range(length), key=lambda i, r=rnd: (int(buckets[r, i]), i))
+    n_chunks = len(slots) // bucket_size
+    counts = torch.zeros(length, length, dtype=torch.long)
+    for slot, query in enumerate(slots):
+        chunk = slot // bucket_size
+        for seen in {chunk, (chunk - 1) % n_chunks}:
+            for key in slots[seen * bucket_size:(seen + 1) * bucket_size]:
+                counts[query, key] += 1
+    return counts
+
+
+def lsh_attention_reference(qk, v, buckets, *, bucket_size: int, causal: bool,
+                            padding_mask=None, dup_correction: bool = True) -> torch.Tensor:
+    """LSH attention given buckets (B, H, R, L): one masked softmax per query over the keys
+    it saw in any round's chunk window, each counted once (or ``count`` times without the
+    duplicate correction). qk (B, H, L, D), v (B, H, L, Dv) -> (B, H, L, Dv).
+    """
+    batch, n_heads, length, _ = qk.shape
+    padded = math.ceil(length / bucket_size) * bucket_size
+    pad = padded - length
+    sentinel = int(buckets.max()) + 1  # pad positions sort after every real bucket
+    buckets = F.pad(buckets, (0, pad), value=sentinel)
+    qk, v = F.pad(qk, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
+    valid = torch.arange(padded) < length
+    valid = valid.expand(batch, -1).clone()
+    if padding_mask is not None:
+        valid[:, :length] &= padding_mask
+    outputs = torch.zeros_like(v)
+    for b in range(batch):
+        for h in range(n_heads):
+            counts = window_counts(buckets[b, h], bucket_size)
+            logits = shared_qk_logits(qk[b, h])
+            if causal:
+                future = torch.ones(padded, padded, dtype=torch.bool).triu(1)
+                logits = logits.masked_fill(future, MASK_LOGIT)
+            logits = logits.masked_fill(~valid[b][None, :], MASK_LOGIT)
+            if not dup_correction:
+                logits = logits + torch.log(counts.clamp_min(1).to(logits.dtype))
+            logits = logits.masked_fill(counts == 0, float("-inf"))
+            outputs[b, h] = torch.softmax(logits, dim=-1) @ v[b, h]
+    return outputs[:, :, :length]

@@ -1,0 +1,1 @@
+"""Paper-style reports built from results/: ``python -m reports.build``."""

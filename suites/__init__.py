@@ -1,0 +1,1 @@
+"""Benchmark and ablation suites: ``python -m suites.run SUITE``."""
