@@ -2,5 +2,6 @@
 
 from reformer.config import PRESETS, ReformerConfig
 from reformer.lsh import LSHSelfAttention, lsh_attention
+from reformer.model import ReformerLM
 
-__all__ = ["PRESETS", "LSHSelfAttention", "ReformerConfig", "lsh_attention"]
+__all__ = ["PRESETS", "LSHSelfAttention", "ReformerConfig", "ReformerLM", "lsh_attention"]

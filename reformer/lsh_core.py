@@ -23,11 +23,18 @@ import torch.nn.functional as F
 
 # The self logit: a position attends to itself only when it has nothing else to see.
 SELF_LOGIT = -1e5
-# Masked pairs (causal, padding). Finite, so a query that sees only masked keys gives a
-# finite (meaningless) output instead of NaN; far below SELF_LOGIT so self always wins.
+# Masked pairs (causal, padding), so they never set a row's maximum; their weights are then
+# zeroed exactly.
 MASK_LOGIT = -1e9
+# exp() of anything below about -87 gives a float32 denormal or underflows, and x86 takes
+# a microcode slow path for those (25-100x slower here). Shifted logits are clamped to
+# this floor first; masked pairs are then zeroed exactly, and a self pair that is not
+# alone keeps a weight of exp(-87) ~ 1.6e-38 instead of exp(-1e5): no measurable change.
+EXP_FLOOR = -87.0
 # Logit elements per slice (batch × heads × chunks × c × 2c): bounds transient memory.
 SLICE_ELEMENTS = 1 << 22
+# A (batch, head) whose round has this many logits is processed on its own (see groups()).
+SOLO_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -65,18 +72,27 @@ class Layout:
         # With one round a key has one slot, so it appears at most once in any window.
         return self.dup_correction and self.n_hashes > 1
 
-    def _chunks_per_slice(self) -> int:
-        return max(1, SLICE_ELEMENTS // (self.batch * self.chunk * self.window))
+    def groups(self):
+        """Yield (b0, b1, h0, h1): the (batch, head) ranges processed together.
 
-    def head_groups(self):
-        """Yield (h0, h1): as many heads as fit one slice when a whole round is small."""
-        heads = max(1, min(self.n_heads, self._chunks_per_slice() // self.chunks_per_round))
-        for head in range(0, self.n_heads, heads):
-            yield head, min(head + heads, self.n_heads)
+        A long sequence goes one (batch, head) at a time: its chunk windows are then
+        strided views that batched matmul reads without copying. Short sequences group
+        the whole batch and as many heads as fit one slice, to keep Python overhead low.
+        """
+        per_head = self.padded_len * self.window
+        if per_head >= SOLO_ELEMENTS or self.batch * per_head > SLICE_ELEMENTS:
+            for b in range(self.batch):
+                for h in range(self.n_heads):
+                    yield b, b + 1, h, h + 1
+            return
+        heads = max(1, min(self.n_heads, SLICE_ELEMENTS // (self.batch * per_head)))
+        for h in range(0, self.n_heads, heads):
+            yield 0, self.batch, h, min(h + heads, self.n_heads)
 
-    def chunk_blocks(self):
-        """Yield (n0, n1): blocks of chunks of one round, for long sequences."""
-        step = min(self._chunks_per_slice(), self.chunks_per_round)
+    def chunk_blocks(self, group_size: int):
+        """Yield (n0, n1): blocks of chunks of one round, bounding a slice's logits."""
+        step = max(1, SLICE_ELEMENTS // (group_size * self.chunk * self.window))
+        step = min(step, self.chunks_per_round)
         for start in range(0, self.chunks_per_round, step):
             yield start, min(start + step, self.chunks_per_round)
 
@@ -91,36 +107,37 @@ def chunk_ids(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
 
 
 class Rows:
-    """Row access to (B, H, Lp, ...) tensors for heads [h0, h1) by position.
+    """Row access to (B, H, Lp, ...) tensors for one (batch, head) group, by position.
 
     Flattens (B, H, Lp) into one row index so gathers and scatters are index_select and
     index_add on a 2-D view, which are much faster than 4-D gather/scatter on CPU.
     """
 
-    def __init__(self, layout: Layout, h0: int, h1: int, device: torch.device) -> None:
-        batch, n_heads, length = layout.batch, layout.n_heads, layout.padded_len
+    def __init__(self, layout: Layout, group: tuple[int, int, int, int],
+                 device: torch.device) -> None:
+        b0, b1, h0, h1 = group
+        length = layout.padded_len
+        batches = torch.arange(b0, b1, device=device)[:, None]
         heads = torch.arange(h0, h1, device=device)
-        self.full_base = ((torch.arange(batch, device=device)[:, None] * n_heads + heads)
-                          * length).view(batch, -1, 1)
-        local = torch.arange(h1 - h0, device=device)
-        self.group_base = ((torch.arange(batch, device=device)[:, None] * (h1 - h0) + local)
-                           * length).view(batch, -1, 1)
+        self.full_base = ((batches * layout.n_heads + heads) * length).unsqueeze(-1)
+        local = (batches - b0) * (h1 - h0) + (heads - h0)
+        self.group_base = (local * length).unsqueeze(-1)
 
     def take(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x (B, H, Lp, D) or (B, H, Lp) at positions (B, h, m) -> (B, h, m[, D])."""
+        """x (B, H, Lp, D) or (B, H, Lp) at positions (b, h, m) -> (b, h, m[, D])."""
         flat = (positions + self.full_base).reshape(-1)
         if x.dim() == 3:
             return x.reshape(-1).index_select(0, flat).view(positions.shape)
         return x.reshape(-1, x.shape[-1]).index_select(0, flat).view(*positions.shape, -1)
 
     def add(self, target: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> None:
-        """target (B, h, Lp, D) (a head group's own buffer) += values at positions."""
+        """target (b, h, Lp, D) (the group's own buffer) += values at positions."""
         flat = (positions + self.group_base).reshape(-1)
         target.view(-1, target.shape[-1]).index_add_(
             0, flat, values.reshape(-1, target.shape[-1]).to(target.dtype))
 
     def put(self, target: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> None:
-        """target (B, h, Lp, D) (a head group's own buffer) at positions = values."""
+        """target (b, h, Lp, D) (the group's own buffer) at positions = values."""
         flat = (positions + self.group_base).reshape(-1)
         target.view(-1, target.shape[-1]).index_copy_(
             0, flat, values.reshape(-1, target.shape[-1]).to(target.dtype))
@@ -128,25 +145,26 @@ class Rows:
 
 @dataclass
 class Slice:
-    """Recomputable tensors of one slice: a head group, one round, chunks [n0, n1)."""
+    """Recomputable tensors of one slice: a (batch, head) group, one round, chunks [n0, n1)."""
 
-    query_pos: torch.Tensor  # (B, h, n·c) positions of the queries, in sorted order
-    key_pos: torch.Tensor  # (B, h, n·c + c) key positions, look-back chunk first
-    queries: torch.Tensor  # (B, h, n, c, D) pre-scaled by 1/sqrt(D)
-    keys: torch.Tensor  # (B, h, n, w, D) unit-length keys, w = 2c (c without look-back)
-    values: torch.Tensor  # (B, h, n, w, Dv)
-    logits: torch.Tensor  # (B, h, n, c, w) float32 (float64 for float64 inputs)
-    frozen: torch.Tensor  # (B, h, n, c, w) bool: self or masked, constant logits (no grad)
-    counts: torch.Tensor | None  # (B, h, n, c, w) occurrences of each key, or None
+    query_pos: torch.Tensor  # (b, h, n·c) positions of the queries, in sorted order
+    key_pos: torch.Tensor  # (b, h, n·c + c) key positions, look-back chunk first
+    queries: torch.Tensor  # (b, h, n, c, D) pre-scaled by 1/sqrt(D)
+    keys: torch.Tensor  # (b, h, n, w, D) unit-length keys, w = 2c (c without look-back)
+    values: torch.Tensor  # (b, h, n, w, Dv)
+    logits: torch.Tensor  # (b, h, n, c, w) float32 (float64 for float64 inputs)
+    is_self: torch.Tensor  # (b, h, n, c, w) bool: the query's own slot (constant logit)
+    masked: torch.Tensor | None  # (b, h, n, c, w) bool: causal or padding, zero weight
+    counts: torch.Tensor | None  # (b, h, n, c, w) occurrences of each key, or None
 
 
 def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows,
-                heads: tuple[int, int], rnd: int, chunks: tuple[int, int]) -> Slice:
+                group: tuple[int, int, int, int], rnd: int, chunks: tuple[int, int]) -> Slice:
     """Gather one slice and compute its masked logits."""
-    h0, h1 = heads
+    b0, b1, h0, h1 = group
     n0, n1 = chunks
     c, n_chunks = layout.chunk, n1 - n0
-    order = sort_idx[:, h0:h1, rnd]  # (B, h, Lp)
+    order = sort_idx[b0:b1, h0:h1, rnd]  # (b, h, Lp)
     query_pos = order[..., n0 * c:n1 * c]
     if not layout.look_back:
         key_pos = query_pos
@@ -154,7 +172,7 @@ def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows
         key_pos = order[..., (n0 - 1) * c:n1 * c]
     else:
         # The first chunk of a round looks back into the last chunk of the previous round.
-        previous = sort_idx[:, h0:h1, (rnd - 1) % layout.n_hashes, -c:]
+        previous = sort_idx[b0:b1, h0:h1, (rnd - 1) % layout.n_hashes, -c:]
         key_pos = torch.cat([previous, query_pos], dim=-1)
     queries = (rows.take(qk, query_pos) * layout.scale).unflatten(2, (n_chunks, c))
     keys = _windows(F.normalize(rows.take(qk, key_pos), dim=-1), layout, n_chunks)
@@ -162,74 +180,92 @@ def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows
 
     compute = torch.float64 if qk.dtype == torch.float64 else torch.float32
     logits = torch.matmul(queries, keys.transpose(-1, -2)).to(compute)
-    q_pos = query_pos.unflatten(-1, (n_chunks, c)).unsqueeze(-1)  # (B, h, n, c, 1)
+    q_pos = query_pos.unflatten(-1, (n_chunks, c)).unsqueeze(-1)  # (b, h, n, c, 1)
     k_pos = _windows(key_pos.unsqueeze(-1), layout, n_chunks).squeeze(-1).unsqueeze(-2)
-    frozen = q_pos == k_pos
-    logits.masked_fill_(frozen, SELF_LOGIT)
+    is_self = q_pos == k_pos
+    logits.masked_fill_(is_self, SELF_LOGIT)
     masked = k_pos > q_pos if layout.causal else None
     if key_valid is not None:
-        valid = key_valid.unsqueeze(1).expand(-1, h1 - h0, -1).gather(-1, key_pos)
+        valid = key_valid[b0:b1].unsqueeze(1).expand(-1, h1 - h0, -1).gather(-1, key_pos)
         invalid = ~_windows(valid.unsqueeze(-1), layout, n_chunks).squeeze(-1).unsqueeze(-2)
         masked = invalid if masked is None else masked | invalid
     if masked is not None:
         logits.masked_fill_(masked, MASK_LOGIT)
-        frozen = frozen | masked
     counts = None
     if layout.needs_counts:
-        counts = _occurrence_counts(chunk_of[:, h0:h1], query_pos, key_pos, layout, n_chunks)
-    return Slice(query_pos, key_pos, queries, keys, values, logits, frozen, counts)
+        counts = _occurrence_counts(chunk_of[b0:b1, h0:h1], query_pos, key_pos, layout, rnd,
+                                    chunks)
+    return Slice(query_pos, key_pos, queries, keys, values, logits, is_self, masked, counts)
 
 
 def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
-    """(B, h, n·c [+ c], D) key-ordered -> (B, h, n, w, D): each chunk with its look-back."""
+    """(b, h, n·c [+ c], D) key-ordered -> (b, h, n, w, D): each chunk with its look-back."""
     c = layout.chunk
     if not layout.look_back:
         return x.unflatten(2, (n_chunks, c))
     return x.unfold(2, 2 * c, c).transpose(-1, -2)
 
 
-def _occurrence_counts(chunk_of, query_pos, key_pos, layout: Layout, n_chunks: int):
+def _occurrence_counts(chunk_of, query_pos, key_pos, layout: Layout, rnd: int,
+                       chunks: tuple[int, int]):
     """How many (round, slot) occurrences of each window key the query saw in all rounds.
 
     A query in round r, chunk C sees chunks C and C-1 (mod total). A key's slot in chunk
     C-1 belongs to round r or, when C is a round's first chunk, to round r-1; chunk ranges
-    of rounds are disjoint, so three comparisons per round find every occurrence.
-    Returns (B, h, n, c, w) uint8, at least 1 for every window pair.
+    of rounds are disjoint, so three comparisons per round find every occurrence. In the
+    slice's own round every window slot is one occurrence, and only the round's first
+    chunk (whose look-back lies in the previous round) can hold a key twice.
+    Returns (b, h, n, c, w) uint8, at least 1 for every window pair.
     """
     n_rounds, total = layout.n_hashes, layout.total_chunks
+    n_chunks = chunks[1] - chunks[0]
     q_chunks = chunk_of.gather(-1, query_pos.unsqueeze(2).expand(-1, -1, n_rounds, -1))
     k_chunks = chunk_of.gather(-1, key_pos.unsqueeze(2).expand(-1, -1, n_rounds, -1))
-    q_chunks = q_chunks.unflatten(-1, (n_chunks, layout.chunk)).unsqueeze(-1)  # (B,h,R,n,c,1)
+    q_chunks = q_chunks.unflatten(-1, (n_chunks, layout.chunk)).unsqueeze(-1)  # (b,h,R,n,c,1)
     k_chunks = _windows(k_chunks.flatten(0, 1).unsqueeze(-1), layout, n_chunks)
     k_chunks = k_chunks.squeeze(-1).unflatten(0, q_chunks.shape[:2]).unsqueeze(-2)
-    counts = torch.zeros(q_chunks.shape[:2] + (n_chunks, layout.chunk, layout.window),
-                         dtype=torch.uint8, device=query_pos.device)
-    for rnd in range(n_rounds):
-        own, prev = q_chunks[:, :, rnd], (q_chunks[:, :, rnd] - 1) % total
-        counts += k_chunks[:, :, rnd] == own
-        counts += k_chunks[:, :, rnd] == prev
-        counts += k_chunks[:, :, (rnd - 1) % n_rounds] == prev
+
+    def add_round(counts, q_chunks, k_chunks, other: int) -> None:
+        own, prev = q_chunks[:, :, other], (q_chunks[:, :, other] - 1) % total
+        counts += k_chunks[:, :, other] == own
+        counts += k_chunks[:, :, other] == prev
+        counts += k_chunks[:, :, (other - 1) % n_rounds] == prev
+
+    counts = torch.ones(q_chunks.shape[:2] + (n_chunks, layout.chunk, layout.window),
+                        dtype=torch.uint8, device=query_pos.device)
+    for other in range(n_rounds):
+        if other != rnd:
+            add_round(counts, q_chunks, k_chunks, other)
+    if chunks[0] == 0:
+        first = counts[:, :, :1]
+        first -= 1
+        add_round(first, q_chunks[:, :, :, :1], k_chunks[:, :, :, :1], rnd)
     return counts
 
 
 def _weights(piece: Slice, shift: torch.Tensor) -> torch.Tensor:
     """exp(logits - shift) / counts: each occurrence's unnormalised weight (in place)."""
-    weights = piece.logits.sub_(shift).exp_()
+    weights = piece.logits.sub_(shift).clamp_min_(EXP_FLOOR).exp_()
+    if piece.masked is not None:
+        weights.masked_fill_(piece.masked, 0.0)
     if piece.counts is not None:
         weights.div_(piece.counts)
     return weights
 
 
-def _fold_windows(grad_windows: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Adjoint of ``_windows``: (B, h, n, w, D) -> (B, h, n·c [+ c], D) summed per key slot."""
+def _add_windows(rows: Rows, target, key_pos, weights, inputs, layout: Layout) -> None:
+    """target[key] += weights^T @ inputs for every key slot of the windows.
+
+    weights (b, h, n, c, w), inputs (b, h, n, c, D). The look-back and own halves of each
+    window are separate matmuls, so each result is contiguous and lands on its key slots
+    (key_pos[:n·c] and key_pos[c:]) without building the overlapping windows.
+    """
     c = layout.chunk
-    batch, heads, n_chunks, _, dim = grad_windows.shape
-    if not layout.look_back:
-        return grad_windows.reshape(batch, heads, n_chunks * c, dim)
-    folded = grad_windows.new_zeros(batch, heads, (n_chunks + 1) * c, dim)
-    folded[:, :, :n_chunks * c] += grad_windows[:, :, :, :c].reshape(batch, heads, -1, dim)
-    folded[:, :, c:] += grad_windows[:, :, :, c:].reshape(batch, heads, -1, dim)
-    return folded
+    own = torch.matmul(weights[..., -c:].transpose(-1, -2), inputs).flatten(2, 3)
+    rows.add(target, key_pos[..., -own.shape[2]:], own)
+    if layout.look_back:
+        back = torch.matmul(weights[..., :c].transpose(-1, -2), inputs).flatten(2, 3)
+        rows.add(target, key_pos[..., :back.shape[2]], back)
 
 
 class LSHAttentionFunction(torch.autograd.Function):
@@ -246,28 +282,29 @@ class LSHAttentionFunction(torch.autograd.Function):
         qk, v = qk.contiguous(), v.contiguous()
         chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
         acc = torch.float64 if qk.dtype == torch.float64 else torch.float32
-        batch, n_heads, length, _ = qk.shape
+        length, d_value = qk.shape[2], v.shape[-1]
         out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
-        lse = torch.empty(batch, n_heads, length, dtype=acc, device=v.device)
-        for h0, h1 in layout.head_groups():
-            rows = Rows(layout, h0, h1, qk.device)
+        lse = torch.empty(qk.shape[:3], dtype=acc, device=v.device)
+        for group in layout.groups():
+            b0, b1, h0, h1 = group
+            rows = Rows(layout, group, qk.device)
             group_out = group_lse = None
             for rnd in range(layout.n_hashes):
-                round_out = torch.empty(batch, h1 - h0, length, v.shape[-1], dtype=acc,
-                                        device=v.device)
-                round_lse = torch.empty(batch, h1 - h0, length, 1, dtype=acc, device=v.device)
-                for n0, n1 in layout.chunk_blocks():
+                round_out = qk.new_empty(b1 - b0, h1 - h0, length, d_value, dtype=acc)
+                round_lse = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
+                for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
-                                        (h0, h1), rnd, (n0, n1))
+                                        group, rnd, (n0, n1))
                     row_max = piece.logits.amax(dim=-1, keepdim=True)
                     weights = _weights(piece, row_max)
-                    total = weights.sum(dim=-1, keepdim=True)
+                    # A query that sees only masked keys (a padded one) gets output 0, not NaN.
+                    total = weights.sum(dim=-1, keepdim=True).clamp_min_(torch.finfo(acc).tiny)
                     part = torch.matmul(weights.div_(total).to(v.dtype), piece.values)
                     rows.put(round_out, piece.query_pos, part.flatten(2, 3))
                     rows.put(round_lse, piece.query_pos, (row_max + total.log()).flatten(2, 3))
                 group_out, group_lse = _merge_round(group_out, group_lse, round_out, round_lse)
-            out[:, h0:h1] = group_out
-            lse[:, h0:h1] = group_lse.squeeze(-1)
+            out[b0:b1, h0:h1] = group_out
+            lse[b0:b1, h0:h1] = group_lse.squeeze(-1)
         ctx.layout = layout
         ctx.save_for_backward(qk, v, sort_idx, key_valid, lse, out)
         return out
@@ -281,37 +318,41 @@ class LSHAttentionFunction(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         delta = (grad_out.to(acc) * out.to(acc)).sum(-1)  # (B, H, Lp): rowsum(dO · O)
         grad_qk, grad_v = torch.empty_like(qk), torch.empty_like(v)
-        for h0, h1 in layout.head_groups():
-            rows = Rows(layout, h0, h1, qk.device)
-            grad_q = torch.zeros_like(qk[:, h0:h1], dtype=acc)
+        for group in layout.groups():
+            b0, b1, h0, h1 = group
+            rows = Rows(layout, group, qk.device)
+            grad_q = torch.zeros_like(qk[b0:b1, h0:h1], dtype=acc)
             grad_keys = torch.zeros_like(grad_q)
-            grad_values = torch.zeros_like(v[:, h0:h1], dtype=acc)
+            grad_values = torch.zeros_like(v[b0:b1, h0:h1], dtype=acc)
             for rnd in range(layout.n_hashes):
-                for n0, n1 in layout.chunk_blocks():
+                for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
-                                        (h0, h1), rnd, (n0, n1))
+                                        group, rnd, (n0, n1))
                     grid = piece.logits.shape[2:4]
                     q_lse = rows.take(lse, piece.query_pos).unflatten(-1, grid).unsqueeze(-1)
-                    probs = _weights(piece, q_lse)  # (B, h, n, c, w): final attention weights
+                    probs = _weights(piece, q_lse)  # (b, h, n, c, w): final attention weights
                     d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)
                     q_delta = rows.take(delta, piece.query_pos).unflatten(-1, grid)
-                    grad_value_win = torch.matmul(probs.transpose(-1, -2).to(v.dtype), d_out)
+                    _add_windows(rows, grad_values, piece.key_pos, probs.to(v.dtype), d_out,
+                                 layout)
                     grad_probs = torch.matmul(d_out, piece.values.transpose(-1, -2)).to(acc)
                     grad_logits = grad_probs.sub_(q_delta.unsqueeze(-1)).mul_(probs)
-                    grad_logits = grad_logits.masked_fill_(piece.frozen, 0.0).to(qk.dtype)
+                    # The self logit is a constant: no gradient flows through it. Masked
+                    # pairs need no fill: their probs are exactly 0.
+                    grad_logits.masked_fill_(piece.is_self, 0.0)
+                    grad_logits = grad_logits.to(qk.dtype)
                     grad_query = torch.matmul(grad_logits, piece.keys).flatten(2, 3)
-                    grad_key_win = torch.matmul(grad_logits.transpose(-1, -2), piece.queries)
                     rows.add(grad_q, piece.query_pos, grad_query * layout.scale)
-                    rows.add(grad_keys, piece.key_pos, _fold_windows(grad_key_win, layout))
-                    rows.add(grad_values, piece.key_pos, _fold_windows(grad_value_win, layout))
-            grad_qk[:, h0:h1] = grad_q + _normalize_backward(qk[:, h0:h1], grad_keys)
-            grad_v[:, h0:h1] = grad_values
+                    _add_windows(rows, grad_keys, piece.key_pos, grad_logits, piece.queries,
+                                 layout)
+            grad_qk[b0:b1, h0:h1] = grad_q + _normalize_backward(qk[b0:b1, h0:h1], grad_keys)
+            grad_v[b0:b1, h0:h1] = grad_values
         return grad_qk, grad_v, None, None, None
 
 
 def _merge_round(out, lse, round_out, round_lse):
     """Log-sum-exp merge of one round's (out, lse) into the running ones (Reformer sec. 2:
-    out = sum_r o_r · exp(lse_r - logsumexp_r lse_r)). Shapes (B, h, Lp, Dv), (B, h, Lp, 1).
+    out = sum_r o_r · exp(lse_r - logsumexp_r lse_r)). Shapes (b, h, Lp, Dv), (b, h, Lp, 1).
     """
     if out is None:
         return round_out, round_lse

@@ -1,0 +1,102 @@
+"""Name-keyed registry of self-attention layers, so a sweep says ``attention="lsh"|"full"|"sdpa"``.
+
+Every layer maps x (B, L, d_model) -> (B, L, d_model) and takes an optional
+``padding_mask`` (B, L) bool, True at real tokens.
+
+- ``"lsh"``: :class:`reformer.lsh.LSHSelfAttention` (Reformer sec. 2): shared QK, hashed
+  chunks, O(L) memory.
+- ``"full"``: separate Q, K, V projections and the materialised (B, H, L, L) score matrix
+  softmax(QK^T / sqrt(d_head)) V, the O(L^2) attention the paper compares against.
+- ``"sdpa"``: the same math through ``torch.nn.functional.scaled_dot_product_attention``
+  (fused kernels; O(L) memory on backends that have flash or memory-efficient kernels).
+
+"full" and "sdpa" have exactly the parameters and matmuls of the baseline
+``TransformerLM`` (q, k, v without bias, output projection with bias), so a ReformerLM with
+full attention, no reversibility and no FF chunking costs what the baseline costs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reformer.config import ATTENTIONS, ReformerConfig
+from reformer.lsh import LSHSelfAttention
+
+
+class FullSelfAttention(nn.Module):
+    """Multi-head softmax attention with the (B, H, L, L) scores materialised."""
+
+    def __init__(self, config: ReformerConfig, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        d_model = config.d_model
+        self.to_q = nn.Linear(d_model, d_model, bias=False)
+        self.to_k = nn.Linear(d_model, d_model, bias=False)
+        self.to_v = nn.Linear(d_model, d_model, bias=False)
+        self.to_out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, seq_len, d_model = x.shape
+        q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
+        out = self.attend(q, k, v, padding_mask)  # (B, H, L, d_head)
+        return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, d_model))
+
+    def attend(self, q, k, v, padding_mask):
+        """softmax(q k^T / sqrt(d_head)) v for q, k, v (B, H, L, d_head)."""
+        scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, L, L)
+        allowed = _allowed(q.shape[2], self.config.causal, padding_mask, q.device)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d_model) -> (B, H, L, d_head)."""
+        return x.unflatten(-1, (self.config.n_heads, self.config.d_head)).transpose(1, 2)
+
+
+class SDPASelfAttention(FullSelfAttention):
+    """The same attention through torch's fused scaled_dot_product_attention."""
+
+    def attend(self, q, k, v, padding_mask):
+        if padding_mask is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.config.causal)
+        allowed = _allowed(q.shape[2], self.config.causal, padding_mask, q.device)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
+def _allowed(seq_len, causal, padding_mask, device) -> torch.Tensor | None:
+    """Bool mask broadcastable to (B, H, L, L): True where query i may attend to key j.
+
+    A query always may attend to itself, so no row is empty (no NaN from an all-masked
+    softmax row at a padded query).
+    """
+    if not causal and padding_mask is None:
+        return None
+    positions = torch.arange(seq_len, device=device)
+    allowed = positions[None, :] <= positions[:, None] if causal else None  # (L, L)
+    if padding_mask is not None:
+        keys = padding_mask[:, None, None, :]  # (B, 1, 1, L)
+        allowed = keys if allowed is None else allowed & keys
+        allowed = allowed | torch.eye(seq_len, dtype=torch.bool, device=device)
+    return allowed
+
+
+ATTENTION_REGISTRY: dict[str, type[nn.Module]] = {
+    "lsh": LSHSelfAttention,
+    "full": FullSelfAttention,
+    "sdpa": SDPASelfAttention,
+}
+assert tuple(ATTENTION_REGISTRY) == ATTENTIONS, "registry and config.ATTENTIONS must agree"
+
+
+def build_attention(config: ReformerConfig, layer_idx: int = 0) -> nn.Module:
+    """The attention layer named by ``config.attention`` for layer ``layer_idx``."""
+    try:
+        layer_class = ATTENTION_REGISTRY[config.attention]
+    except KeyError:
+        raise ValueError(f"attention={config.attention!r} is unknown; allowed: "
+                         f"{tuple(ATTENTION_REGISTRY)}") from None
+    return layer_class(config, layer_idx)

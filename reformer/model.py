@@ -1,0 +1,140 @@
+"""ReformerLM: a causal language model of LSH attention, reversible layers and chunked FF.
+
+Reformer (Kitaev, Kaiser, Levskaya, ICLR 2020) sec. 2-4. Layout, for tokens (B, L):
+
+    h = token_embedding(tokens) + positional_embedding(L)        (B, L, d)
+    reversible:  (Y1, Y2) = stack of  Y1 = X1 + F(X2), Y2 = X2 + G(Y1)  from X1 = X2 = h;
+                 h = Y1 + Y2   (the halves are *summed*, so the norm and head have the same
+                 shape with reversibility on or off and the ablation changes nothing else)
+    otherwise:   pre-LN residual layers  h = h + F(h); h = h + G(h)
+    logits = head(LayerNorm(h))                                   (B, L, vocab)
+
+F = dropout(attention(LayerNorm(x))) with attention "lsh" | "full" | "sdpa" (see
+reformer.attention) and G = dropout(FeedForward(x)), the FF chunked over the sequence
+when ``ff_chunks`` > 1 (reformer.feedforward). Every random draw (hash rotations, dropout
+masks) comes from generators each layer owns, seeded from (config.seed, layer index).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reformer.attention import build_attention
+from reformer.config import ReformerConfig
+from reformer.embedding import build_positional_embedding
+from reformer.feedforward import FeedForward
+from reformer.reversible import ReplayableDropout, derived_seed, reversible_stack
+
+_INIT_STD = 0.02
+
+
+class Block(nn.Module):
+    """One layer: attention branch ``f`` and feed-forward branch ``g``, x (B, L, d) -> (B, L, d).
+
+    The same block runs as a reversible layer or as a pre-LN residual layer; it also
+    offers what :func:`reformer.reversible.reversible_stack` needs to replay it.
+    """
+
+    def __init__(self, config: ReformerConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.d_model)
+        self.attention = build_attention(config, layer_idx)
+        self.ff = FeedForward(config)
+        self.dropout = ReplayableDropout(config.dropout,
+                                         seed=derived_seed("dropout", config.seed, layer_idx))
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.attention(self.attn_norm(x)))
+
+    def g(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.ff(x))
+
+    def f_parameters(self) -> list[nn.Parameter]:
+        return [*self.attn_norm.parameters(), *self.attention.parameters()]
+
+    def g_parameters(self) -> list[nn.Parameter]:
+        return list(self.ff.parameters())
+
+    def rng_state(self) -> tuple:
+        hash_generator = getattr(self.attention, "generator", None)
+        return (None if hash_generator is None else hash_generator.get_state(),
+                self.dropout.get_state())
+
+    def set_rng_state(self, state: tuple) -> None:
+        hash_state, dropout_state = state
+        if hash_state is not None:
+            self.attention.generator.set_state(hash_state)
+        self.dropout.set_state(dropout_state)
+
+
+class ReformerLM(nn.Module):
+    """Causal LM: tokens (B, L) int64 -> logits (B, L, vocab_size). See the module docstring."""
+
+    def __init__(self, config: ReformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
+        self.position_embedding = build_positional_embedding(config)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        init_weights(self)
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final normalised hidden states (B, L, d_model), before the LM head."""
+        check_tokens(tokens, self.config)
+        h = self.token_embedding(tokens) + self.position_embedding(tokens.shape[1])
+        if self.config.reversible:
+            y1, y2 = reversible_stack(self.blocks, h, h)
+            h = y1 + y2
+        else:
+            for block in self.blocks:
+                h = h + block.f(h)
+                h = h + block.g(h)
+        return self.norm(h)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(tokens))
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy: logits at t predict tokens[:, t + 1]; scalar."""
+        return next_token_loss(self.head, self.hidden(tokens), tokens)
+
+
+def next_token_loss(head: nn.Module, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of head(hidden[:, :-1]) (B, L-1, V) against tokens[:, 1:]."""
+    if tokens.shape[1] < 2:
+        raise ValueError(f"loss needs seq_len >= 2 (a token and its successor); got "
+                         f"tokens of shape {tuple(tokens.shape)}")
+    logits = head(hidden[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def check_tokens(tokens: torch.Tensor, config: ReformerConfig) -> None:
+    """Raise ValueError naming the problem unless tokens is (B, L) integer ids in range."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+        shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens)
+        raise ValueError(f"tokens must be a (batch, seq_len) tensor of ids; got {shape}")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"tokens dtype {tokens.dtype} must be torch.int64 (or int32)")
+    seq_len = tokens.shape[1]
+    if not 1 <= seq_len <= config.max_seq_len:
+        raise ValueError(f"seq_len={seq_len} must be in [1, max_seq_len={config.max_seq_len}]; "
+                         "raise max_seq_len in the config for longer inputs")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= config.vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(f"token id {bad} is outside [0, vocab_size={config.vocab_size})")
+
+
+def init_weights(model: nn.Module) -> None:
+    """GPT-2 style: Linear and Embedding weights ~ N(0, 0.02), biases 0, LayerNorm (1, 0)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=_INIT_STD)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=_INIT_STD)

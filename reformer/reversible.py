@@ -1,0 +1,211 @@
+"""Reversible residual layers (Reformer sec. 3; RevNet, Gomez et al. 2017).
+
+Each layer maps a pair of streams (X1, X2), each (B, L, d_model), to
+
+    Y1 = X1 + F(X2)        F: the attention branch
+    Y2 = X2 + G(Y1)        G: the feed-forward branch
+
+and the inputs can be recovered from the outputs: X2 = Y2 - G(Y1), X1 = Y1 - F(X2).
+:class:`ReversibleFunction` runs the whole stack without building a graph and keeps only
+the last layer's (Y1, Y2). Backward walks the layers from the top, recomputing each
+layer's inputs and re-running its branches under autograd one layer at a time, so
+activation memory is that of one layer whatever the depth.
+
+The recomputed branches must be the same functions as in the forward: every random draw
+(LSH hash rotations, dropout masks) comes from generators the layer owns, whose state is
+recorded before each branch and restored before its recomputation. The global RNG is never
+touched; after backward each generator is back where it was before backward.
+
+To check gradients, the same weights can run the same equations with ordinary autograd
+(every layer's activations kept): wrap the call in ``with plain_autograd():``.
+
+Numerics: recovered inputs differ from the true ones by rounding. That is harmless except
+where the branch is discontinuous: LSH buckets (an argmax) could flip for a position lying
+on a bucket boundary in float16/bfloat16; float32 and float64 recomputations match in
+practice (the paper and trax accept the same trade).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from reformer.feedforward import non_leaf_view
+
+_PLAIN_AUTOGRAD = contextvars.ContextVar("reformer_plain_autograd", default=False)
+
+
+@contextlib.contextmanager
+def plain_autograd() -> Iterator[None]:
+    """Run reversible stacks with ordinary autograd inside this block (same math, same
+    random draws, every activation kept). Used by tests to check reversible gradients."""
+    token = _PLAIN_AUTOGRAD.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_AUTOGRAD.reset(token)
+
+
+def derived_seed(*parts: object) -> int:
+    """A stable 63-bit seed from a tuple of names and numbers (not Python's salted hash)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class ReplayableDropout(nn.Module):
+    """Dropout whose masks come from the module's own generators, one per device.
+
+    x (any shape) -> x · mask / (1 - p), mask ~ Bernoulli(1 - p) drawn by
+    ``torch.rand(..., generator=g)``. Identity in eval mode or with p = 0 (no draw). The
+    generator state can be read and restored (``get_state`` / ``set_state``) so a
+    recomputation draws the same mask.
+    """
+
+    def __init__(self, p: float, seed: int) -> None:
+        super().__init__()
+        self.p = p
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        noise = torch.rand(x.shape, generator=self._generator(x.device), device=x.device,
+                           dtype=x.dtype)
+        return x * (noise >= self.p) / (1.0 - self.p)
+
+    def get_state(self) -> dict[torch.device, torch.Tensor]:
+        return {device: gen.get_state() for device, gen in self._generators.items()}
+
+    def set_state(self, state: dict[torch.device, torch.Tensor]) -> None:
+        # A generator first created after the state was taken must start afresh on replay.
+        for device in list(self._generators):
+            if device not in state:
+                del self._generators[device]
+        for device, gen_state in state.items():
+            self._generator(device).set_state(gen_state)
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+
+class ReversibleBlock(Protocol):
+    """What a layer must offer to run in a reversible stack."""
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention branch, (B, L, d) -> (B, L, d)."""
+
+    def g(self, x: torch.Tensor) -> torch.Tensor:
+        """Feed-forward branch, (B, L, d) -> (B, L, d)."""
+
+    def f_parameters(self) -> list[nn.Parameter]: ...
+
+    def g_parameters(self) -> list[nn.Parameter]: ...
+
+    def rng_state(self) -> Any:
+        """State of every generator the block draws from."""
+
+    def set_rng_state(self, state: Any) -> None: ...
+
+
+def reversible_stack(
+    blocks: Sequence[ReversibleBlock], x1: torch.Tensor, x2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``blocks`` reversibly on (X1, X2), each (B, L, d): returns (Y1, Y2) of the top layer.
+
+    Memory-frugal custom backward, unless inside :func:`plain_autograd` or grad is off.
+    x1 and x2 may be the same tensor and need not require grad.
+    """
+    if _PLAIN_AUTOGRAD.get() or not torch.is_grad_enabled():
+        for block in blocks:
+            x1 = x1 + block.f(x2)
+            x2 = x2 + block.g(x1)
+        return x1, x2
+    params = [p for block in blocks for p in (*block.f_parameters(), *block.g_parameters())]
+    return ReversibleFunction.apply(x1, x2, tuple(blocks), *params)
+
+
+class ReversibleFunction(torch.autograd.Function):
+    """(X1, X2) -> (Y1, Y2) through all blocks, saving only (Y1, Y2) and generator states.
+
+    Parameters are passed as inputs so autograd routes their gradients through
+    ``backward`` (``torch.autograd.grad`` on them works, and so does a frozen input).
+    """
+
+    @staticmethod
+    def forward(ctx, x1, x2, blocks, *params):
+        x1, x2 = x1.detach(), x2.detach()  # no graph is built here (see ChunkedApply)
+        states = []
+        for block in blocks:
+            before_f = block.rng_state()
+            y1 = block.f(x2).add_(x1)  # the branch output is fresh: reuse it as Y1
+            before_g = block.rng_state()
+            x2 = block.g(y1).add_(x2)
+            x1 = y1
+            states.append((before_f, before_g))
+        ctx.blocks = blocks
+        ctx.states = states
+        ctx.params = params
+        ctx.save_for_backward(x1, x2)
+        return x1, x2
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y1, grad_y2):
+        y1, y2 = ctx.saved_tensors
+        grads: dict[int, torch.Tensor] = {}
+        grad_y1 = _zeros_if_none(grad_y1, y1)
+        grad_y2 = _zeros_if_none(grad_y2, y2)
+        for block, (before_f, before_g) in zip(reversed(ctx.blocks), reversed(ctx.states),
+                                               strict=True):
+            after = block.rng_state()
+            # G: Y2 = X2 + G(Y1)  =>  X2 = Y2 - G(Y1);  dL/dY1 += G'(Y1)^T dL/dY2.
+            block.set_rng_state(before_g)
+            y1 = y1.detach().requires_grad_()
+            with torch.enable_grad():
+                g_out = block.g(non_leaf_view(y1))
+            grad_through_g = _grad(g_out, y1, block.g_parameters(), grad_y2, grads)
+            with torch.no_grad():
+                x2 = y2 - g_out
+                grad_x1 = grad_y1 + grad_through_g
+            del g_out, grad_through_g
+            # F: Y1 = X1 + F(X2)  =>  X1 = Y1 - F(X2);  dL/dX2 = dL/dY2 + F'(X2)^T dL/dX1.
+            block.set_rng_state(before_f)
+            x2 = x2.detach().requires_grad_()
+            with torch.enable_grad():
+                f_out = block.f(non_leaf_view(x2))
+            grad_through_f = _grad(f_out, x2, block.f_parameters(), grad_x1, grads)
+            with torch.no_grad():
+                x1 = y1 - f_out
+                grad_x2 = grad_y2 + grad_through_f
+            del f_out, grad_through_f
+            block.set_rng_state(after)
+            y1, y2, grad_y1, grad_y2 = x1.detach(), x2.detach(), grad_x1, grad_x2
+        param_grads = [grads.get(id(p)) for p in ctx.params]
+        return (grad_y1 if ctx.needs_input_grad[0] else None,
+                grad_y2 if ctx.needs_input_grad[1] else None, None, *param_grads)
+
+
+def _grad(output, inp, params, grad_output, grads: dict[int, torch.Tensor]) -> torch.Tensor:
+    """dL/d inp for output = branch(inp); accumulates parameter gradients into ``grads``."""
+    trainable = [p for p in params if p.requires_grad]
+    results = torch.autograd.grad(output, [inp, *trainable], grad_output, allow_unused=True)
+    for param, grad in zip(trainable, results[1:], strict=True):
+        if grad is not None:
+            grads[id(param)] = grad if id(param) not in grads else grads[id(param)] + grad
+    return results[0] if results[0] is not None else torch.zeros_like(inp)
+
+
+def _zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if grad is None else grad
