@@ -1,0 +1,157 @@
+"""Build paper-style reports from result rows: ``python -m reports.build``.
+
+Reads every ``*.jsonl`` under ``--results`` (default results/), and for each hardware found
+in the rows writes ``<out>/<theme>_<hardware>_<date>/`` with report.md, report.html and
+figures/*.png (``--dpi``, 300 by default) and *.svg. ``date`` is the day of the newest row,
+so rebuilding the same results rewrites the same folder.
+
+    python -m reports.build [--results DIR] [--out DIR] [--theme NAME] [--dpi N]
+                            [--hardware TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from reports.context import ReportContext
+from reports.document import Block, Heading, Note, Paragraph, render_markdown
+from reports.html import render_html
+from reports.load import latest_points, load_history, load_rows, slugify
+from reports.palette import Palette
+from reports.plotting import apply_theme
+from reports.sections import SECTIONS
+from reports.tables import (
+    build_published,
+    counts_table,
+    environment_table,
+    errors_table,
+    measured_blocks,
+)
+
+log = logging.getLogger("reports")
+KNOWN_SUITES = ("memory", "time", "hashes", "chunks", "reversible", "peers", "scale", "quality")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default="results",
+                        help="folder of *.jsonl result files, read recursively (default: results)")
+    parser.add_argument("--out", default="reports",
+                        help="where report folders are written (default: reports)")
+    parser.add_argument("--theme", default="reformer",
+                        help="report name, first part of the folder name (default: reformer)")
+    parser.add_argument("--dpi", type=int, default=300, help="PNG resolution (default: 300)")
+    parser.add_argument("--hardware", default=None,
+                        help="only build the report for hardware whose name contains this text")
+    args = parser.parse_args(argv)
+    if args.dpi < 10:
+        parser.error(f"--dpi {args.dpi} is too small; use 10 or more (300 for print)")
+    if not re.search(r"[A-Za-z0-9]", args.theme):
+        parser.error(f"--theme {args.theme!r} needs at least one letter or digit")
+    return args
+
+
+def build_reports(results: str, out: str, theme: str = "reformer", dpi: int = 300,
+                  hardware: str | None = None, command: str = "python -m reports.build"
+                  ) -> list[Path]:
+    """Build one report per hardware in the rows; return the report folders written."""
+    raw = load_rows(results)
+    if raw.empty:
+        raise SystemExit(f"no result rows under {results}: run `python -m suites.run SUITE` "
+                         "first, or pass --results DIR")
+    history = load_history(results)
+    apply_theme()
+    written = []
+    for slug, rows in raw.groupby("hardware_slug", sort=True):
+        if hardware and hardware.lower() not in slug and hardware.lower() not in str(
+                rows["hardware"].iloc[0]).lower():
+            continue
+        written.append(_build_one(rows, history, Path(out), theme, dpi, results, command))
+    if not written:
+        found = ", ".join(sorted(raw["hardware_slug"].unique()))
+        raise SystemExit(f"--hardware {hardware!r} matches none of the hardware in the rows: "
+                         f"{found}")
+    return written
+
+
+def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, dpi: int,
+               results: str, command: str) -> Path:
+    rows = latest_points(raw)
+    hardware, slug = rows["hardware"].iloc[0], rows["hardware_slug"].iloc[0]
+    newest = rows["timestamp"].dropna()
+    date = (newest.max() if not newest.empty else pd.Timestamp.now(tz="UTC")).strftime("%Y-%m-%d")
+    out_dir = out / f"{slugify(theme, max_len=60)}_{slug}_{date}"
+    _clear_figures(out_dir)
+    ctx = ReportContext(rows=rows, history=history, out_dir=out_dir,
+                        palette=Palette(rows["model"].astype(str)), results_arg=results,
+                        build_command=command, dpi=dpi)
+    built = {"report built": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             "report code git sha": _git_sha(), "report command": command}
+    suites = sorted(rows["suite"].unique(), key=lambda s: (s not in KNOWN_SUITES,
+                    KNOWN_SUITES.index(s) if s in KNOWN_SUITES else 0, s))
+    blocks: list[Block] = [
+        Paragraph(f"Reformer benchmark results on {hardware}, built from {results}/. "
+                  "Every figure lists the commands that reproduce it."),
+        Heading("Environment"), environment_table(rows, built),
+        Heading("Measured points"), counts_table(rows, len(raw)),
+    ]
+    errors = errors_table(rows)
+    if errors is not None:
+        blocks.append(errors)
+    missing = [s for s in KNOWN_SUITES if s not in suites]
+    if missing:
+        blocks.append(Note(f"No results for suites: {', '.join(missing)} (omitted below)."))
+    for section in SECTIONS:
+        made = section.build(ctx)
+        if made is None:
+            blocks.append(Note(f"{section.title}: omitted, no {section.needs}."))
+        else:
+            blocks += [Heading(section.title), *made]
+    blocks += [Heading("Measured numbers"), *measured_blocks(ctx, suites)]
+    blocks += [Heading("Published reference numbers"), *build_published(ctx)]
+    title = f"{theme}: {hardware}, {date}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
+    (out_dir / "report.html").write_text(render_html(title, blocks), encoding="utf-8")
+    return out_dir
+
+
+def _clear_figures(out_dir: Path) -> None:
+    """A rebuild must not leave figures of a section that no longer has data."""
+    for path in (out_dir / "figures").glob("*"):
+        if path.suffix in (".png", ".svg"):
+            path.unlink()
+
+
+def _git_sha() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown (no commit)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    command = shlex.join(["python", "-m", "reports.build", *argv])
+    for folder in build_reports(args.results, args.out, args.theme, args.dpi, args.hardware,
+                                command):
+        print(f"wrote {folder / 'report.md'} and {folder / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()

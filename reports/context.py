@@ -1,0 +1,84 @@
+"""What every report section gets: the rows of one hardware, where to write, how to draw.
+
+A section is a titled function from a :class:`ReportContext` to blocks, or to ``None``
+when its data is missing; the report then prints a one-line note instead (see sections.py).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from reports.document import Block, Figure
+from reports.palette import Palette
+
+
+@dataclass
+class ReportContext:
+    rows: pd.DataFrame  # newest row per measured point, one hardware
+    history: pd.DataFrame  # CI perf history rows (issue 7); may be empty
+    out_dir: Path  # reports/<theme>_<hardware>_<date>/
+    palette: Palette
+    results_arg: str  # --results as the user gave it, for the reproduce commands
+    build_command: str  # the reports.build command line that made this report
+    dpi: int = 300
+
+    def suite(self, name: str) -> pd.DataFrame:
+        return self.rows[self.rows["suite"] == name]
+
+    def ok(self, name: str) -> pd.DataFrame:
+        rows = self.suite(name)
+        return rows[rows["status"] == "ok"]
+
+    def commands(self, *suites: str) -> tuple[str, ...]:
+        """Commands that re-measure ``suites`` on this hardware and rebuild the report.
+
+        A row may carry the exact ``command`` that produced it; otherwise the suite's CLI
+        is spelt out from the rows' device, grid ``mode`` (quick/full, where recorded),
+        scale budget and the results folder.
+        """
+        lines: list[str] = []
+        for name in suites:
+            rows = self.suite(name)
+            recorded = rows["command"].dropna().astype(str).unique().tolist()
+            if recorded:
+                lines.extend(sorted(recorded))
+                continue
+            devices = sorted({str(d).split(":")[0] for d in rows["device"].dropna()}) or [""]
+            modes = sorted(set(rows["mode"].dropna().astype(str))) if "mode" in rows else []
+            budgets = sorted(set(rows["memory_budget_gb"].dropna())) if (
+                name == "scale" and "memory_budget_gb" in rows) else []
+            for device, mode, budget in product(devices, modes or [""], budgets or [None]):
+                line = f"python -m suites.run {name}" + (f" --device {device}" if device else "")
+                if mode in ("quick", "full"):
+                    line += f" --{mode}"
+                if budget is not None:
+                    line += f" --memory-budget-gb {budget:g}"
+                if self.results_arg != "results":
+                    line += f" --out {shlex.quote(self.results_arg)}"
+                lines.append(line)
+        return (*dict.fromkeys(lines), self.build_command)
+
+    def save(self, figure: plt.Figure, stem: str, caption: str,
+             commands: tuple[str, ...]) -> Figure:
+        """Write figures/<stem>.png (at ``dpi``) and .svg, close the figure, return its block."""
+        folder = self.out_dir / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        figure.savefig(folder / f"{stem}.png", dpi=self.dpi, bbox_inches="tight")
+        figure.savefig(folder / f"{stem}.svg", bbox_inches="tight")
+        plt.close(figure)
+        return Figure(stem=stem, caption=caption, commands=commands)
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    needs: str  # the data it draws on, named in the note when that data is missing
+    build: Callable[[ReportContext], list[Block] | None]

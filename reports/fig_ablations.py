@@ -1,0 +1,137 @@
+"""Figures 3-5: the ablations. Hash rounds, chunk size, and reversibility with depth.
+
+Each sweeps one config field (DESIGN.md "Suites") and draws time and memory against it,
+one colour per model; fields that also differ between rows (length, pass) become rows of
+panels. The hashes figure adds duplication-task accuracy against evaluation hash rounds
+when quality results exist (issue 6).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from reports.context import ReportContext
+from reports.document import Block, Paragraph
+from reports.plotting import Panel, draw_panels, ordered, split_variants
+
+_METRICS = (("t_median_ms", "time per step (ms)"), ("peak_mb", "peak memory (MB)"),
+            ("saved_mb", "saved for backward (MB)"))
+
+
+def sweep_grid(rows: pd.DataFrame, x: str, xlabel: str, logx: float | None,
+               style: str | None = None, metrics=_METRICS, logy: bool = True
+               ) -> list[list[Panel]]:
+    """One row of panels per variant, one panel per metric that has values."""
+    keys = ["model", x, "pass"] + ([style] if style else [])
+    rows = rows.assign(variant=split_variants(rows, keys, ignore=("n_buckets",)))
+    ok = rows[rows["status"] == "ok"]
+    failures = rows[rows["status"].isin(["oom", "timeout"])]
+    grid = []
+    for variant in ordered(rows["variant"]):
+        for pass_name in ordered(rows["pass"]):
+            cell = ok[(ok["variant"] == variant) & (ok["pass"] == pass_name)]
+            fail = failures[(failures["variant"] == variant) & (failures["pass"] == pass_name)]
+            title = ", ".join(t for t in (f"pass={pass_name}", variant) if t)
+            panels = [
+                Panel(data=cell[cell[metric] > 0], x=x, y=metric, hue="model", style=style,
+                      failures=fail, title=title, xlabel=xlabel, ylabel=label, logx=logx,
+                      logy=logy)
+                for metric, label in metrics if (cell[metric] > 0).any()
+            ]
+            if panels:
+                grid.append(panels)
+    return grid
+
+
+def duplication_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
+    """Quality rows of the duplication task with eval hash rounds parsed from eval_attention."""
+    if "task" not in rows.columns or "accuracy" not in rows.columns:
+        return rows.iloc[0:0]
+    dup = rows[(rows["status"] == "ok") & rows["task"].astype(str).str.contains("dup")
+               & rows["accuracy"].notna()]
+    rounds = dup["eval_attention"].map(hash_rounds)
+    return dup.assign(eval_hashes=rounds, accuracy=accuracy_percent(dup["accuracy"]),
+                      trained_with=dup["train_attention"].map(attention_label))[rounds.notna()]
+
+
+def accuracy_percent(accuracy: pd.Series) -> pd.Series:
+    """Accuracy in %: a task whose values all lie in [0, 1] is taken to record fractions."""
+    return accuracy * 100.0 if accuracy.max() <= 1.0 else accuracy
+
+
+def hash_rounds(attention: object) -> float | None:
+    """'lsh-4', 'LSH4', 'lsh_4' -> 4.0; anything else (full, sdpa) -> None."""
+    match = re.fullmatch(r"\s*lsh[-_ ]?(\d+)\s*", str(attention), flags=re.IGNORECASE)
+    return float(match.group(1)) if match else None
+
+
+def attention_label(attention: object) -> str:
+    """Paper spelling: 'Full', 'SDPA' or 'LSH-n'; anything else unchanged."""
+    rounds = hash_rounds(attention)
+    if rounds:
+        return f"LSH-{int(rounds)}"
+    name = str(attention).strip()
+    return {"full": "Full", "sdpa": "SDPA"}.get(name.lower(), name)
+
+
+def build_hashes(ctx: ReportContext) -> list[Block] | None:
+    grid = sweep_grid(ctx.suite("hashes"), "n_hashes", "hash rounds n_hashes", logx=2)
+    accuracy = duplication_accuracy(ctx.suite("quality"))
+    if not accuracy.empty:
+        panel = Panel(data=accuracy, x="eval_hashes", y="accuracy", hue="trained_with",
+                      title="duplication task (colour: trained with)",
+                      xlabel="hash rounds at evaluation", ylabel="accuracy (%)", logx=2,
+                      logy=False)
+        grid = [[*grid[0], panel], *grid[1:]] if grid else [[panel]]
+    if not grid:
+        return None
+    return [
+        Paragraph("Cost of more hash rounds: time and memory against n_hashes"
+                  + (", and duplication-task accuracy against the rounds used at evaluation."
+                     if not accuracy.empty else ".")),
+        ctx.save(draw_panels(grid, ctx.palette), "hashes_ablation",
+                 "Hash-rounds ablation.", ctx.commands("hashes", "quality")
+                 if not accuracy.empty else ctx.commands("hashes")),
+    ]
+
+
+def build_chunks(ctx: ReportContext) -> list[Block] | None:
+    grid = sweep_grid(ctx.suite("chunks"), "bucket_size", "chunk (bucket) size c", logx=2)
+    if not grid:
+        return None
+    return [
+        Paragraph("Cost against chunk size: each chunk of c sorted positions attends to itself "
+                  "and the previous chunk, so attention work per token grows with c."),
+        ctx.save(draw_panels(grid, ctx.palette), "chunks_ablation",
+                 "Chunk-size ablation.", ctx.commands("chunks")),
+    ]
+
+
+def layout_label(row: pd.Series) -> str:
+    residual = "reversible" if row["reversible"] in (True, "true", "True", 1) else "plain residual"
+    chunks = row["ff_chunks"]
+    if pd.notna(chunks) and chunks > 1:
+        return f"{residual}, FF in {int(chunks)} chunks"
+    return residual
+
+
+def build_reversible(ctx: ReportContext) -> list[Block] | None:
+    rows = ctx.suite("reversible")
+    if rows.empty:
+        return None
+    rows = rows.assign(layout=rows.apply(layout_label, axis=1))
+    metrics = [m for m in _METRICS if m[0] != "t_median_ms"] + [_METRICS[0]]
+    grid = sweep_grid(rows, "n_layers", "layers n_layers", logx=None, style="layout",
+                      metrics=metrics, logy=False)
+    if not grid:
+        return None
+    return [
+        Paragraph("Memory against depth with reversible residuals on/off and chunked "
+                  "feed-forward on/off: with reversible layers only one layer's activations "
+                  "are stored, so peak memory should stay flat in n_layers (paper sec. 3)."),
+        ctx.save(draw_panels(grid, ctx.palette), "reversible_depth",
+                 "Reversibility and depth: colour = model, marker = residual layout.",
+                 ctx.commands("reversible")),
+    ]

@@ -1,0 +1,68 @@
+"""Figure 1: peak memory against length, log-log, one line per model, faceted by pass.
+
+Dashed O(L) and O(L²) guides give the slopes to read against; a cross on the top edge
+marks a length where a model ran out of memory (a triangle: timed out). A second figure
+draws bytes saved for backward, the deterministic counterpart, when the rows carry it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.context import ReportContext
+from reports.document import Block, Paragraph
+from reports.load import PASSES
+from reports.plotting import Panel, draw_panels, ordered, split_variants
+
+_KEYS = ("model", "pass", "seq_len")
+
+
+def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[Panel]] | None:
+    """Panels of ``metric`` against seq_len: columns = pass, rows = config variants."""
+    rows = rows.assign(variant=split_variants(rows, _KEYS, ignore=("n_buckets",)))
+    ok = rows[(rows["status"] == "ok") & (rows[metric] > 0)]
+    if ok.empty:
+        return None
+    failures = rows[rows["status"].isin(["oom", "timeout"])]
+    grid = []
+    for variant in ordered(rows["variant"]):
+        row = []
+        for pass_name in ordered(rows["pass"], PASSES):
+            def cell(frame: pd.DataFrame, v: str = variant, p: str = pass_name) -> pd.DataFrame:
+                return frame[(frame["variant"] == v) & (frame["pass"] == p)]
+
+            if cell(ok).empty and cell(failures).empty:
+                continue
+            row.append(Panel(
+                data=cell(ok), x="seq_len", y=metric, hue="model", failures=cell(failures),
+                title=", ".join(t for t in (f"pass={pass_name}", variant) if t),
+                xlabel="sequence length L", ylabel=label, logx=2, guides=True,
+            ))
+        if row:
+            grid.append(row)
+    return grid or None
+
+
+def build_memory(ctx: ReportContext) -> list[Block] | None:
+    rows = ctx.suite("memory")
+    grid = memory_vs_length(rows, "peak_mb", "peak memory (MB)")
+    if grid is None:
+        return None
+    methods = ", ".join(sorted(rows["memory_method"].dropna().astype(str).unique())) or "n/a"
+    commands = ctx.commands("memory")
+    blocks: list[Block] = [
+        Paragraph("Peak memory of one step against sequence length, per model and pass. "
+                  f"Memory method: {methods}."),
+        ctx.save(draw_panels(grid, ctx.palette), "memory_peak",
+                 "Peak memory vs L (log-log). Dashed: O(L) and O(L²) guides through the "
+                 "cheapest point at the shortest length. Crosses on the top edge: out of "
+                 "memory at that length; triangles: timed out.", commands),
+    ]
+    saved = memory_vs_length(rows, "saved_mb", "saved for backward (MB)")
+    if saved is not None:
+        blocks.append(ctx.save(
+            draw_panels(saved, ctx.palette), "memory_saved",
+            "Bytes saved for backward vs L (log-log): deterministic and machine-independent "
+            "(a pass that saves nothing is not drawn on the log axis).", commands,
+        ))
+    return blocks

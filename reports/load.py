@@ -1,0 +1,184 @@
+"""Read result rows (DESIGN.md "Result row") from every ``*.jsonl`` file under a folder.
+
+Results files are append-only and may hold the same sweep point several times (a resumed
+run re-measures failed points, a later run re-measures everything). The report shows one
+row per point: the newest. A malformed line is logged with its file and line number and
+skipped, never fatal. ``ci/history.jsonl`` (issue 7's perf history, a different row shape)
+is read separately by :func:`load_history`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger("reports")
+
+STATUSES = ("ok", "oom", "timeout", "error", "skipped")
+PASSES = ("fwd", "fwd_bwd", "train_step")
+HISTORY_FILE = "history.jsonl"
+
+# Configuration columns of the schema; together with unknown extras they identify a point.
+CONFIG_COLUMNS = (
+    "model", "attention", "reversible", "causal", "pass", "batch", "seq_len", "d_model",
+    "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size", "n_buckets", "ff_chunks",
+    "dtype", "device", "num_threads", "seed",
+)
+# Extra point columns of some suites: peers (impl) and quality (issue 6).
+EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step")
+# Columns that describe a measurement or its provenance, not which point was measured.
+MEASURED_COLUMNS = (
+    "schema_version", "run_id", "timestamp_utc", "git_sha", "git_dirty",
+    "host", "cpu_model", "n_cpus", "gpu_name", "driver", "torch", "python", "cuda",
+    "t_median_ms", "t_iqr_ms", "n_samples",
+    "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "memory_method",
+    "tokens_per_s", "flops", "tflops_per_s",
+    "status", "error", "wall_s",
+    "impl_version", "accuracy", "bits_per_byte", "loss", "command", "argv",
+)
+NUMERIC_COLUMNS = (
+    "batch", "seq_len", "d_model", "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size",
+    "ff_chunks", "num_threads", "seed", "n_cpus", "t_median_ms", "t_iqr_ms", "n_samples",
+    "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "tokens_per_s", "flops",
+    "tflops_per_s", "wall_s", "accuracy", "bits_per_byte", "step",
+)
+_MEASURED_SUFFIXES = ("_ms", "_mb", "_per_s", "_s")
+REQUIRED = ("suite", "model", "status")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Parse one JSON-lines file; log and skip lines that are not a JSON object."""
+    rows = []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                log.warning("%s:%d: skipped malformed line (%s)", path, number, exc.msg)
+                continue
+            if not isinstance(row, dict):
+                log.warning("%s:%d: skipped a line that is not a JSON object", path, number)
+                continue
+            rows.append(row)
+    return rows
+
+
+def load_rows(results_dir: str | Path) -> pd.DataFrame:
+    """Every result row under ``results_dir`` (recursive), with ``hardware`` and ``source``.
+
+    Rows lacking suite, model or status are logged and dropped. Lists in cells (a factorised
+    ``n_buckets``) become JSON strings so rows can be grouped.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--results {root} is not a folder of *.jsonl result files")
+    rows = []
+    for path in sorted(root.rglob("*.jsonl")):
+        if path.name == HISTORY_FILE:
+            continue
+        for row in read_jsonl(path):
+            missing = [key for key in REQUIRED if row.get(key) in (None, "")]
+            if missing:
+                log.warning("%s: skipped a row without %s", path, ", ".join(missing))
+                continue
+            row["source"] = str(path.relative_to(root))
+            rows.append({k: _hashable(v) for k, v in row.items()})
+    return normalise(pd.DataFrame(rows))
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add absent schema columns, coerce numbers and timestamps, derive ``hardware``."""
+    frame = frame.copy()
+    for column in (*CONFIG_COLUMNS, *EXTRA_COLUMNS, *MEASURED_COLUMNS, "suite"):
+        if column not in frame.columns:
+            frame[column] = None
+    for column in NUMERIC_COLUMNS:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["timestamp"] = pd.to_datetime(
+        frame["timestamp_utc"], utc=True, errors="coerce", format="ISO8601"
+    )
+    # Rows that do not say which pass they measured still get drawn, under "n/a".
+    frame["pass"] = frame["pass"].fillna("n/a")
+    unknown = ~frame["status"].isin(STATUSES)
+    if unknown.any():
+        log.warning("%d rows have a status outside %s; counted as error", unknown.sum(), STATUSES)
+        frame.loc[unknown, "status"] = "error"
+    frame["hardware"] = [hardware_label(row) for row in frame.to_dict("records")]
+    frame["hardware_slug"] = frame["hardware"].map(slugify)
+    return frame
+
+
+def hardware_label(row: dict) -> str:
+    """The accelerator for CUDA rows, else the CPU model, else the host name."""
+    device = str(row.get("device") or "")
+    for candidate in (row.get("gpu_name") if device.startswith("cuda") else None,
+                      row.get("cpu_model"), row.get("host")):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return "unknown"
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """'Intel(R) Xeon(R) CPU @ 2.20GHz' -> 'intel-xeon-cpu-2-20ghz'."""
+    text = re.sub(r"\((r|tm)\)", "", text.lower())
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+    return slug[:max_len].rstrip("-") or "unknown"
+
+
+def point_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns that say which point a row measured: config plus unknown extras."""
+    derived = {"source", "timestamp", "hardware"}
+    return [
+        column for column in frame.columns
+        if column not in MEASURED_COLUMNS and column not in derived
+        and (not column.endswith(_MEASURED_SUFFIXES) or "budget" in column)
+    ]
+
+
+def latest_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured point: the newest by timestamp (file order breaks ties).
+
+    A row's point is its harness ``point_key`` where it has one (the key resume matches
+    on), else its suite, hardware and :func:`point_columns` values.
+    """
+    if frame.empty:
+        return frame
+    keys = [c for c in point_columns(frame) if c != "point_key"]
+    fallback = frame[keys].map(str).agg("|".join, axis=1)
+    if "point_key" in frame.columns:
+        harness = frame["suite"].astype(str) + "|" + frame["hardware_slug"] + "|" + frame[
+            "point_key"].astype(str)
+        point = harness.where(frame["point_key"].notna(), fallback)
+    else:
+        point = fallback
+    ordered = frame.assign(_point=point, _order=range(len(frame))).sort_values(
+        ["timestamp", "_order"], na_position="first", kind="stable"
+    )
+    latest = ordered.groupby("_point", sort=False).tail(1)
+    return latest.sort_values("_order").drop(columns=["_point", "_order"]).reset_index(drop=True)
+
+
+def load_history(results_dir: str | Path) -> pd.DataFrame:
+    """CI perf history rows from ``<results>/**/history.jsonl`` (issue 7); empty if none."""
+    rows = []
+    for path in sorted(Path(results_dir).rglob(HISTORY_FILE)):
+        rows.extend({k: _hashable(v) for k, v in row.items()} for row in read_jsonl(path))
+    frame = pd.DataFrame(rows)
+    if not frame.empty and "timestamp_utc" in frame.columns:
+        frame["timestamp"] = pd.to_datetime(
+            frame["timestamp_utc"], utc=True, errors="coerce", format="ISO8601"
+        )
+    return frame
+
+
+def _hashable(value: object) -> object:
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return value

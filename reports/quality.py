@@ -1,0 +1,155 @@
+"""Quality (issue 6): the Table 2 duplication matrix beside the paper's, and bits per byte.
+
+Quality rows extend the result row with task, train_attention, eval_attention, accuracy
+and bits_per_byte (and ``step`` for points along training). Accuracy is shown in percent:
+a task whose accuracies are all within [0, 1] is taken to record fractions.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from reports.context import ReportContext
+from reports.document import Block, Note, Paragraph, Table, fmt
+from reports.fig_ablations import accuracy_percent, attention_label
+from reports.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
+from reports.published import TABLE2, TABLE2_EVAL, table2
+
+# Issue 6's expectations on the reduced duplication task: (trained, evaluated, min %).
+EXPECTATIONS = (("LSH-4", "LSH-4", 95.0), ("LSH-4", "LSH-8", 99.0), ("Full", "Full", 99.0))
+
+
+def _final_step(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if rows["step"].notna().any():
+        last = rows.groupby(keys, dropna=False)["step"].transform("max")
+        rows = rows[(rows["step"] == last) | last.isna()]
+    return rows
+
+
+def duplication_matrices(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{variant label: trained x evaluated accuracy (%)} from the final step of each run."""
+    dup = rows[(rows["status"] == "ok") & rows["task"].astype(str).str.contains("dup")
+               & rows["accuracy"].notna()]
+    if dup.empty:
+        return {}
+    dup = dup.assign(trained=dup["train_attention"].map(attention_label),
+                     evaluated=dup["eval_attention"].map(attention_label))
+    keys = ["trained", "evaluated"]
+    dup = dup.assign(variant=split_variants(dup, [*keys, "model", "attention", "n_hashes"],
+                                            ignore=("n_buckets",)))
+    dup = _final_step(dup, [*keys, "variant"])
+    dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]))
+    matrices = {}
+    for variant in ordered(dup["variant"]):
+        part = dup[dup["variant"] == variant]
+        matrix = part.pivot_table(index="trained", columns="evaluated", values="accuracy",
+                                  aggfunc="last")
+        matrices[variant] = matrix.reindex(
+            index=ordered(pd.Series(matrix.index), list(TABLE2)),
+            columns=ordered(pd.Series(matrix.columns), TABLE2_EVAL))
+    return matrices
+
+
+def expectation_table(matrix: pd.DataFrame) -> pd.DataFrame:
+    found = []
+    for trained, evaluated, floor in EXPECTATIONS:
+        if trained in matrix.index and evaluated in matrix.columns:
+            value = matrix.loc[trained, evaluated]
+            if pd.notna(value):
+                found.append({"trained": trained, "evaluated": evaluated, "expected": f"≥ {floor}",
+                              "measured": fmt(value), "met": "yes" if value >= floor else "NO"})
+    return pd.DataFrame(found)
+
+
+def build_quality(ctx: ReportContext) -> list[Block] | None:
+    rows = ctx.ok("quality")
+    if rows.empty:
+        return None
+    blocks: list[Block] = []
+    matrices = duplication_matrices(rows)
+    if matrices:
+        blocks.append(Paragraph("Duplication task (sequences 0w0w, accuracy on the second "
+                                "half), Table 2 style: rows trained with, columns evaluated "
+                                "with. Ours first, the paper's published matrix separately."))
+        blocks.append(ctx.save(_heatmaps(matrices), "quality_table2",
+                               "Duplication accuracy (%): ours (measured here) and Reformer "
+                               "Table 2 (published, other hardware and scale).",
+                               ctx.commands("quality")))
+        for variant, matrix in matrices.items():
+            label = f" ({variant})" if variant else ""
+            blocks.append(Table(matrix.map(fmt), f"Ours{label}: accuracy (%)."))
+            checks = expectation_table(matrix)
+            if not checks.empty:
+                blocks.append(Table(checks, "Issue 6 expectations on the reduced task.",
+                                    index=False))
+        published = table2()
+        blocks.append(Table(published.text(), published.caption()))
+    else:
+        blocks.append(Note("No duplication-task accuracy rows: Table 2 matrix omitted."))
+    blocks.extend(_bits_per_byte(ctx, rows))
+    return blocks
+
+
+def _heatmaps(matrices: dict[str, pd.DataFrame]) -> plt.Figure:
+    panels = [(f"ours{', ' + v if v else ''}", m) for v, m in matrices.items()]
+    paper = pd.DataFrame(TABLE2, index=list(TABLE2_EVAL)).T
+    panels.append(("Reformer Table 2 (published)", paper))
+    figure, axes = plt.subplots(1, len(panels), squeeze=False,
+                                figsize=(PANEL_SIZE[0] * len(panels), PANEL_SIZE[1]))
+    for ax, (title, matrix) in zip(axes[0], panels, strict=True):
+        sns.heatmap(matrix.astype(float), ax=ax, annot=True, fmt=".1f", vmin=0, vmax=100,
+                    cmap="viridis", cbar=False, annot_kws={"fontsize": 6})
+        ax.set_title(title)
+        ax.set_xlabel("evaluated with")
+        ax.set_ylabel("trained with")
+    figure.tight_layout()
+    return figure
+
+
+def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
+    """Validation bits per byte: curves over steps where several were evaluated, else bars.
+
+    Colour is the model (as in every figure), the marker the attention it was evaluated
+    with; the table lists each (model, evaluation) at its final step.
+    """
+    lm = rows[rows["bits_per_byte"].notna()]
+    if lm.empty:
+        return [Note("No bits-per-byte rows: language-model curves omitted.")]
+    evaluated = lm["eval_attention"].map(lambda a: "" if pd.isna(a) else attention_label(a))
+    evaluated = evaluated.map(lambda e: f"eval {e}" if e else "")
+    lm = lm.assign(evaluated=evaluated,
+                   series=lm["model"].astype(str) + evaluated.map(lambda e: f" · {e}" if e else ""))
+    style = "evaluated" if evaluated.ne("").any() else None
+    curves = lm.groupby("series")["step"].nunique().max() > 1
+    final = _final_step(lm, ["series"]).groupby("series", sort=False).last()
+    if curves:
+        panel = Panel(data=lm, x="step", y="bits_per_byte", hue="model", style=style,
+                      title="validation", xlabel="training step", ylabel="bits per byte",
+                      logx=None, logy=False)
+    else:
+        def bars(ax) -> None:
+            ax.bar(range(len(final)), final["bits_per_byte"],
+                   color=[ctx.palette.colours[str(m)] for m in final["model"]])
+            ax.set_xticks(range(len(final)), final.index, rotation=30, ha="right")
+            ax.set_ylabel("bits per byte")
+
+        panel = Panel(data=lm, x="series", y="bits_per_byte", hue="model",
+                      title="validation (final step)", custom=bars)
+    table = pd.DataFrame({"bits per byte": final["bits_per_byte"].map(fmt),
+                          "step": final["step"].map(fmt)})
+    baseline = final.loc[final["model"].astype(str).str.startswith("transformer"),
+                         "bits_per_byte"]
+    if len(baseline) == 1:
+        table["vs transformer"] = (final["bits_per_byte"] / baseline.iloc[0] - 1).map(
+            lambda r: f"{r:+.1%}")
+    return [
+        Paragraph("Byte-level language model: validation bits per byte"
+                  + (" along training." if curves else " at the end of training.")),
+        ctx.save(draw_panels([[panel]], ctx.palette), "quality_bits_per_byte",
+                 "Bits per byte (lower is better); colour = model, marker = attention used "
+                 "at evaluation.", ctx.commands("quality")),
+        Table(table, "Final validation bits per byte (issue 6 expects the Reformer within 5% "
+              "of the Transformer at equal steps)."),
+    ]

@@ -1,0 +1,36 @@
+"""The registry of report sections, in report order.
+
+A section draws on one kind of data; when that data is missing its builder returns None
+and the report carries a one-line note instead. Issue 6 (quality) and issue 7 (CI history)
+plug in here like the rest.
+"""
+
+from __future__ import annotations
+
+from reports.context import Section
+from reports.fig_ablations import build_chunks, build_hashes, build_reversible
+from reports.fig_memory import build_memory
+from reports.fig_peers import build_peers
+from reports.fig_scale import build_scale
+from reports.fig_time import build_time
+from reports.history import build_history
+from reports.quality import build_quality
+from reports.tables import build_analytic
+
+SECTIONS: tuple[Section, ...] = (
+    Section("memory", "Peak memory against length", "memory-suite results", build_memory),
+    Section("time", "Time against length (Reformer Fig. 5)", "time-suite results", build_time),
+    Section("hashes", "Hash rounds", "hashes-suite or duplication-task results", build_hashes),
+    Section("chunks", "Chunk size", "chunks-suite results", build_chunks),
+    Section("reversible", "Reversibility and depth", "reversible-suite results",
+            build_reversible),
+    Section("peers", "Peer implementations", "peers-suite results", build_peers),
+    Section("scale", "Scale: the longest sequence that fits", "scale-suite results",
+            build_scale),
+    Section("quality", "Quality: duplication task (Table 2) and byte-level LM",
+            "quality-suite results", build_quality),
+    Section("ci_history", "CI performance history", "rows in results/ci/history.jsonl",
+            build_history),
+    Section("analytic", "Table 3 memory model against measured peaks",
+            "ok memory, reversible or scale points with a full config", build_analytic),
+)

@@ -1,0 +1,187 @@
+"""Synthetic result rows for the report tests, and checks that they cover what they claim.
+
+The numbers follow simple laws (memory ~ L or L², time ~ L at fixed tokens per batch for
+full attention, flat for LSH) so figures look like real ones and crossovers are known.
+Every status appears: ok, oom, timeout, error and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ENV = {
+    "schema_version": 1, "git_sha": "0123456789abcdef", "git_dirty": False, "host": "testhost",
+    "cpu_model": "Test(R) CPU Model 9 @ 2.00GHz", "n_cpus": 2, "gpu_name": None, "driver": None,
+    "torch": "2.13.0", "python": "3.11.2", "cuda": None, "device": "cpu", "dtype": "float32",
+    "num_threads": 2, "seed": 0, "memory_method": "vmhwm", "causal": True,
+}
+SHAPE = {"d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256, "bucket_size": 32,
+         "n_hashes": 2, "ff_chunks": 1}
+MODELS = {
+    "transformer-full": {"attention": "full", "reversible": False},
+    "transformer-sdpa": {"attention": "sdpa", "reversible": False},
+    "reformer-lsh-rev": {"attention": "lsh", "reversible": True},
+    "reformer-lsh": {"attention": "lsh", "reversible": False},
+}
+LENGTHS = (512, 1024, 2048, 4096, 8192)
+TOKENS_PER_BATCH = 8192
+
+
+def _row(suite: str, model: str, day: int, **fields: object) -> dict:
+    row = {**ENV, **SHAPE, **MODELS.get(model, {}), "suite": suite, "model": model,
+           "run_id": f"{suite}_synthetic", "timestamp_utc": f"2024-05-0{1 + day % 3}T12:00:00Z",
+           "batch": 1, "pass": "train_step", "status": "ok", "error": None, "wall_s": 1.0}
+    row.update(fields)
+    return row
+
+
+def _measure(row: dict, t_ms: float, peak_mb: float | None) -> dict:
+    if row["status"] == "ok":
+        row.update(t_median_ms=t_ms, t_iqr_ms=0.05 * t_ms, n_samples=7, peak_mb=peak_mb,
+                   saved_mb=None if peak_mb is None or row["pass"] == "fwd" else 0.6 * peak_mb,
+                   tokens_per_s=row["batch"] * row["seq_len"] / t_ms * 1e3)
+    return row
+
+
+def memory_rows() -> list[dict]:
+    rows = []
+    for model in MODELS:
+        for pass_name in ("fwd", "train_step"):
+            for seq_len in LENGTHS:
+                status = "ok"
+                if model == "transformer-full" and seq_len == 4096 and pass_name == "train_step":
+                    status = "oom"
+                elif model == "transformer-full" and seq_len == 8192 and pass_name == "train_step":
+                    status = "skipped"
+                elif model == "reformer-lsh" and seq_len == 8192 and pass_name == "fwd":
+                    status = "error"
+                quadratic = MODELS[model]["attention"] == "full"
+                peak = 20 + 0.01 * seq_len + (2e-5 * seq_len**2 if quadratic else 0)
+                row = _row("memory", model, seq_len, seq_len=seq_len, status=status,
+                           **{"pass": pass_name})
+                if status == "error":
+                    row["error"] = "RuntimeError: synthetic failure"
+                rows.append(_measure(row, 1.0, peak * (3 if pass_name == "train_step" else 1)))
+    return rows
+
+
+def time_rows() -> list[dict]:
+    """Full attention 2 + 0.01 L ms, SDPA 1 + 0.006 L, LSH-n 12 n ms flat in L."""
+    rows = []
+    for seq_len in LENGTHS:
+        batch = TOKENS_PER_BATCH // seq_len
+        for model, cost in (("transformer-full", 2 + 0.01 * seq_len),
+                            ("transformer-sdpa", 1 + 0.006 * seq_len)):
+            rows.append(_measure(_row("time", model, 0, seq_len=seq_len, batch=batch,
+                                      **{"pass": "fwd_bwd"}), cost, None))
+        for n_hashes in (1, 2, 4, 8):
+            status = "timeout" if n_hashes == 8 and seq_len == 8192 else "ok"
+            rows.append(_measure(_row("time", "reformer-lsh-rev", 0, seq_len=seq_len,
+                                      batch=batch, n_hashes=n_hashes, status=status,
+                                      **{"pass": "fwd_bwd"}), 12.0 * n_hashes, None))
+    return rows
+
+
+def ablation_rows() -> list[dict]:
+    rows = []
+    for n_hashes in (1, 2, 4, 8):
+        rows.append(_measure(_row("hashes", "reformer-lsh-rev", 0, seq_len=2048,
+                                  n_hashes=n_hashes), 10.0 * n_hashes, 40 + 10 * n_hashes))
+    for bucket_size in (32, 64, 128, 256):
+        status = "skipped" if bucket_size == 256 else "ok"
+        rows.append(_measure(_row("chunks", "reformer-lsh-rev", 0, seq_len=2048,
+                                  bucket_size=bucket_size, status=status),
+                             8 + bucket_size / 16, 50 + bucket_size / 4))
+    for model in ("reformer-lsh-rev", "reformer-lsh"):
+        for ff_chunks in (1, 4):
+            for n_layers in (2, 4, 8):
+                reversible = MODELS[model]["reversible"]
+                peak = 30 + (5 if reversible else 5 * n_layers) * (1 if ff_chunks > 1 else 2)
+                rows.append(_measure(_row("reversible", model, 0, seq_len=1024,
+                                          n_layers=n_layers, ff_chunks=ff_chunks),
+                                     5.0 * n_layers, peak))
+    return rows
+
+
+def peer_scale_rows() -> list[dict]:
+    rows = []
+    for seq_len in (1024, 2048, 4096):
+        ours = _row("peers", "reformer-lsh-rev", 0, seq_len=seq_len, impl="ours")
+        rows.append(_measure(ours, 10.0, 40.0))
+        status = "timeout" if seq_len == 4096 else "ok"
+        peer = _row("peers", "reformer-pytorch", 0, seq_len=seq_len, attention="lsh",
+                    reversible=True, impl="reformer-pytorch", impl_version="1.4.4",
+                    status=status)
+        rows.append(_measure(peer, 15.0, 80.0))
+    for model, limit in (("reformer-lsh-rev", 65536), ("transformer-full", 8192)):
+        for seq_len in (4096, 8192, 16384, 32768, 65536, 131072):
+            status = "ok" if seq_len <= limit else "oom"
+            row = _row("scale", model, 0, seq_len=seq_len, status=status, budget_mb=16384)
+            rows.append(_measure(row, 0.05 * seq_len, 0.2 * seq_len))
+    return rows
+
+
+def quality_rows() -> list[dict]:
+    rows = []
+    paper = {"full": (1.0, 0.948, 0.925, 0.769, 0.525),
+             "lsh-4": (0.008, 1.0, 0.999, 0.994, 0.919),
+             "lsh-2": (0.008, 1.0, 0.999, 0.981, 0.868),
+             "lsh-1": (0.008, 0.999, 0.996, 0.948, 0.779)}
+    for trained, accuracies in paper.items():
+        for evaluated, accuracy in zip(("full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"), accuracies,
+                                       strict=True):
+            rows.append(_measure(_row("quality", "reformer-dup", 0, seq_len=64, task="duplication",
+                                      train_attention=trained, eval_attention=evaluated,
+                                      accuracy=accuracy), 1.0, None))
+    for model, final in (("reformer-lsh-rev", 2.1), ("transformer-sdpa", 2.0)):
+        for step in (100, 200, 300):
+            rows.append(_measure(_row("quality", model, 0, seq_len=256, task="byte_lm",
+                                      step=step, bits_per_byte=final + 300 / step - 1),
+                                 1.0, None))
+    return rows
+
+
+def history_rows() -> list[dict]:
+    """Rows as suites.ci writes them: two ratio gates, one deterministic gate failing last."""
+    common = {"host": "ci", "command": "python -m suites.ci"}
+    ratios = [{**common, "timestamp_utc": f"2024-05-0{day}T00:00:00Z", "git_sha": f"sha{day}",
+               "figure": figure, "kind": "ratio", "value": value * (1 + 0.02 * day),
+               "unit": "time ratio", "status": "pass", "baseline": value, "tolerance": 0.25}
+              for day in (1, 2, 3) for figure, value in (("lsh4_vs_full_8k", 0.4),
+                                                          ("reversible_vs_plain_step", 1.5))]
+    slope = [{**common, "timestamp_utc": f"2024-05-0{day}T00:00:00Z", "git_sha": f"sha{day}",
+              "figure": "saved_bytes_slope_lsh", "kind": "deterministic", "value": value,
+              "unit": "log-log slope", "status": status, "limit": "<= 1.15"}
+             for day, value, status in ((1, 1.0, "pass"), (2, 1.01, "pass"), (3, 2.0, "fail"))]
+    return ratios + slope
+
+
+def all_rows() -> list[dict]:
+    return memory_rows() + time_rows() + ablation_rows() + peer_scale_rows() + quality_rows()
+
+
+def write_results(folder: Path, rows: list[dict], history: list[dict] | None = None,
+                  malformed: bool = False) -> Path:
+    """results/<suite>.jsonl per suite, plus ci/history.jsonl; optionally a torn line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    by_suite: dict[str, list[dict]] = {}
+    for row in rows:
+        by_suite.setdefault(row["suite"], []).append(row)
+    for suite, part in by_suite.items():
+        lines = [json.dumps(row) for row in part]
+        if malformed:
+            lines.insert(1, '{"suite": "memory", "model": ')
+        (folder / f"{suite}_cpu_synthetic.jsonl").write_text("\n".join(lines) + "\n")
+    if history:
+        (folder / "ci").mkdir(exist_ok=True)
+        (folder / "ci" / "history.jsonl").write_text(
+            "\n".join(json.dumps(row) for row in history) + "\n")
+    return folder
+
+
+def test_synthetic_rows_cover_every_status_and_suite():
+    rows = all_rows()
+    assert {row["status"] for row in rows} == {"ok", "oom", "timeout", "error", "skipped"}
+    assert {row["suite"] for row in rows} == {"memory", "time", "hashes", "chunks",
+                                              "reversible", "peers", "scale", "quality"}
