@@ -11,6 +11,7 @@ rather than O(B·L·d_ff) and the transient peak is one chunk's O(B·L·d_ff / n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +73,7 @@ class ChunkedApply(torch.autograd.Function):
         ctx.fn = fn
         ctx.n_chunks = n_chunks
         ctx.params = params  # leaves owned by the module: holding them costs nothing
+        ctx.autocast = AutocastState.current(x.device.type)
         ctx.save_for_backward(x)
         out = torch.empty_like(x)
         # Detached: inside forward, views of x would claim requires_grad with no grad_fn,
@@ -92,7 +94,7 @@ class ChunkedApply(torch.autograd.Function):
         param_grads: list[torch.Tensor | None] = [None] * len(trainable)
         for start, length in _chunk_bounds(x.shape[-2], ctx.n_chunks):
             chunk = x.narrow(-2, start, length).detach().requires_grad_(wants_x)
-            with torch.enable_grad():
+            with torch.enable_grad(), ctx.autocast.restore():
                 y = ctx.fn(non_leaf_view(chunk))
             inputs = ([chunk] if wants_x else []) + trainable
             grads = torch.autograd.grad(y, inputs, grad_out.narrow(-2, start, length),
@@ -113,3 +115,21 @@ def non_leaf_view(tensor: torch.Tensor) -> torch.Tensor:
     leaf: module hooks that watch inputs (torch's ModuleTracker, used by FlopCounterMode)
     fail on leaves inside ``torch.autograd.grad``."""
     return tensor.view_as(tensor) if tensor.requires_grad else tensor
+
+
+@dataclass(frozen=True)
+class AutocastState:
+    """Autocast as it was during a forward, so a recomputation in backward (which runs
+    outside the caller's ``torch.autocast`` block) computes in the same precision."""
+
+    device_type: str
+    enabled: bool
+    dtype: torch.dtype
+
+    @classmethod
+    def current(cls, device_type: str) -> AutocastState:
+        return cls(device_type, torch.is_autocast_enabled(device_type),
+                   torch.get_autocast_dtype(device_type))
+
+    def restore(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)

@@ -1,0 +1,93 @@
+"""Analytic FLOPs (reformer/flops.py) against torch's own count of the matmuls run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from reformer.config import ReformerConfig
+from reformer.flops import flops_breakdown, model_flops
+from reformer.model import ReformerLM
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one intra-op thread, and a busy machine cannot stall it
+    (with two threads every small op waits for both to be scheduled)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+BASE = ReformerConfig(vocab_size=32, d_model=32, n_heads=2, n_layers=2, d_ff=64, n_hashes=2,
+                      bucket_size=8, max_seq_len=128)
+
+
+def _counted(config: ReformerConfig, seq_len: int, batch: int) -> tuple[int, int]:
+    torch.manual_seed(0)
+    model = ReformerLM(config)
+    tokens = torch.randint(0, config.vocab_size, (batch, seq_len))
+    with FlopCounterMode(display=False) as counter:
+        out = model(tokens)
+    forward = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        out.square().mean().backward()
+    return forward, counter.get_total_flops()
+
+
+@pytest.mark.parametrize("changes,seq_len", [
+    (dict(attention="full", reversible=False), 40),
+    (dict(attention="full", reversible=True, ff_chunks=3), 40),
+    (dict(attention="lsh", reversible=True, ff_chunks=4), 64),
+    (dict(attention="lsh", reversible=False), 60),  # padded to a multiple of bucket_size
+    (dict(attention="lsh", reversible=True, n_hashes=3, n_buckets=(4, 6)), 48),  # factorised
+    (dict(attention="lsh", reversible=False, bucket_size=64, n_hashes=1), 50),  # one chunk
+])
+def test_analytic_equals_counted(changes, seq_len):
+    config = BASE.replace(**changes)
+    forward, backward = _counted(config, seq_len, batch=2)
+    assert forward == model_flops(config, seq_len, batch=2)
+    assert forward + backward == model_flops(config, seq_len, batch=2, backward=True,
+                                             recompute=True)
+
+
+def test_model_flops_do_not_depend_on_memory_tricks():
+    plain = BASE.replace(attention="lsh", reversible=False, ff_chunks=1)
+    frugal = plain.replace(reversible=True, ff_chunks=8)
+    for backward in (False, True):
+        assert model_flops(plain, 256, 2, backward) == model_flops(frugal, 256, 2, backward)
+    assert model_flops(frugal, 256, 2, True, recompute=True) > model_flops(plain, 256, 2, True,
+                                                                           recompute=True)
+
+
+def test_breakdown_sums_to_total_and_backward_is_twice_forward():
+    config = BASE.replace(attention="lsh")
+    forward = flops_breakdown(config, 256, 2)
+    total = flops_breakdown(config, 256, 2, backward=True)
+    assert sum(forward.values()) == model_flops(config, 256, 2)
+    for name in forward:
+        expected = forward[name] if name == "hashing" else 3 * forward[name]
+        assert total[name] == expected, name
+
+
+def _attention_slope(attention: str) -> float:
+    config = BASE.replace(attention=attention, bucket_size=64)
+    lengths = (4096, 65536)
+    core = [flops_breakdown(config, n)["attention"] for n in lengths]
+    return math.log(core[1] / core[0]) / math.log(lengths[1] / lengths[0])
+
+
+def test_attention_scales_quadratically_for_full_and_linearly_for_lsh():
+    assert _attention_slope("full") == pytest.approx(2.0)
+    assert _attention_slope("lsh") == pytest.approx(1.0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="seq_len"):
+        model_flops(BASE, 0)
+    with pytest.raises(ValueError, match="backward=True"):
+        flops_breakdown(BASE, 16, recompute=True)
