@@ -1,0 +1,1 @@
+"""One module per suite; each declares ``SUITE = registry.Suite(...)`` (see suites.registry)."""

@@ -1,0 +1,43 @@
+"""chunks: cost against chunk length, bucket_size in 32 ... 512 (one LSH-4 attention layer).
+
+Each chunk attends to itself and the previous one, so attention work per query grows with
+the chunk length (2·bucket_size keys) while the number of buckets (2·L/bucket_size) falls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suites.grids._common import layer_point, ok_rows
+from suites.registry import GridContext, Point, Suite
+
+BUCKET_SIZES = (32, 64, 128, 256, 512)
+
+
+def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], dict[str, int]]:
+    if ctx.mode == "quick":
+        return [512], (32, 64), dict(d_model=32, n_heads=2)
+    if ctx.mode == "full":
+        return [2**14, 2**16], BUCKET_SIZES, {}
+    return ([2**14] if ctx.device == "cuda" else [2**12]), BUCKET_SIZES, {}
+
+
+def grid(ctx: GridContext) -> list[Point]:
+    lengths, sizes, size = _shape(ctx)
+    return [layer_point(ctx, model="attn-lsh", seq_len=length, bucket_size=bucket_size,
+                        **size)
+            for length in lengths for bucket_size in sizes]
+
+
+def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
+    lines = ["| L | bucket_size | n_buckets | t (ms) | peak (MiB) | saved (MiB) |",
+             "|---|---|---|---|---|---|"]
+    for row in sorted(ok_rows(rows), key=lambda r: (r["seq_len"], r["bucket_size"])):
+        lines.append(f"| {row['seq_len']} | {row['bucket_size']} | {row['n_buckets']} | "
+                     f"{row['t_median_ms']:.1f} | {row['peak_mb']:.1f} | "
+                     f"{row['saved_mb']:.1f} |")
+    return lines
+
+
+SUITE = Suite(name="chunks", description="cost vs chunk size (bucket_size 32..512)",
+              grid=grid, summarize=summarize)

@@ -1,0 +1,53 @@
+"""hashes: cost of more hash rounds, n_hashes in 1, 2, 4, 8 (one LSH attention layer).
+
+Time, peak memory and bytes saved for backward at fixed lengths, forward + backward.
+Accuracy against n_hashes (paper Table 2) comes from the quality suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suites.grids._common import layer_point, ok_rows
+from suites.registry import GridContext, Point, Suite
+
+N_HASHES = (1, 2, 4, 8)
+
+
+def _lengths(ctx: GridContext) -> tuple[list[int], dict[str, int]]:
+    if ctx.mode == "quick":
+        return [256], dict(d_model=32, n_heads=2, bucket_size=16)
+    if ctx.mode == "full":
+        return [2**12, 2**14, 2**16], {}
+    return ([2**12, 2**14] if ctx.device == "cuda" else [2**10, 2**12]), {}
+
+
+def grid(ctx: GridContext) -> list[Point]:
+    lengths, size = _lengths(ctx)
+    return [layer_point(ctx, model="attn-lsh", seq_len=length, n_hashes=n_hashes, **size)
+            for length in lengths for n_hashes in N_HASHES]
+
+
+def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
+    lines = ["cost relative to n_hashes=1 at the same length:", "",
+             "| L | n_hashes | time x | peak x | saved x |", "|---|---|---|---|---|"]
+    for length in sorted({r["seq_len"] for r in rows}):
+        mine = {r["n_hashes"]: r for r in ok_rows(rows, seq_len=length)}
+        base = mine.get(1)
+        if base is None:
+            continue
+        for n_hashes in sorted(mine):
+            row = mine[n_hashes]
+            lines.append(f"| {length} | {n_hashes} | "
+                         f"{_ratio(row['t_median_ms'], base['t_median_ms'])} | "
+                         f"{_ratio(row['peak_mb'], base['peak_mb'])} | "
+                         f"{_ratio(row['saved_mb'], base['saved_mb'])} |")
+    return lines
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return "-" if not value or not base else f"{value / base:.2f}"
+
+
+SUITE = Suite(name="hashes", description="cost of 1/2/4/8 hash rounds",
+              grid=grid, summarize=summarize)

@@ -1,0 +1,83 @@
+"""memory: peak memory against length, and where each model runs out (DESIGN.md suites).
+
+Models: TransformerLM with materialised ("full") and fused ("sdpa") attention, and
+ReformerLM with LSH on/off x reversible on/off (FF unchunked throughout, so the 2x2 is
+clean; chunking is the reversible suite's subject). Passes: inference forward and one
+training step (forward, backward, AdamW). Lengths double from 1K until the grid's end; a
+model that runs out of the per-point memory budget is recorded as ``oom`` there and its
+longer lengths as ``skipped``.
+
+Default on CPU: 2 layers (d_model 256, 4 heads, d_ff 1024) under a 4 GiB budget per point,
+so the whole suite finishes in minutes and the materialised Transformer's L^2 scores run
+out of the budget inside the grid while the Reformer does not. ``--full`` is the 6-layer
+default model under 16 GiB (the paper's accelerator) up to 64K on CPU, 1M on CUDA.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suites.grids._common import lm_point, powers_of_two
+from suites.registry import GridContext, Point, Suite
+
+MODELS = (  # (family, attention, reversible)
+    ("transformer", "full", False), ("transformer", "sdpa", False),
+    ("reformer", "full", False), ("reformer", "full", True),
+    ("reformer", "lsh", False), ("reformer", "lsh", True),
+)
+PASSES = ("fwd", "train_step")
+
+
+def _shape(ctx: GridContext) -> dict[str, Any]:
+    """Model size and lengths for the device and mode."""
+    if ctx.mode == "quick":
+        return {"model": dict(d_model=32, n_heads=2, n_layers=1, d_ff=64, bucket_size=16),
+                "lengths": powers_of_two(128, 512)}
+    if ctx.mode == "full":
+        high = 2**20 if ctx.device == "cuda" else 2**16
+        return {"model": dict(n_layers=6), "lengths": powers_of_two(1024, high)}
+    high = 2**17 if ctx.device == "cuda" else 2**14
+    return {"model": dict(n_layers=2 if ctx.device == "cpu" else 6),
+            "lengths": powers_of_two(1024, high)}
+
+
+def grid(ctx: GridContext) -> list[Point]:
+    shape = _shape(ctx)
+    return [
+        lm_point(ctx, family=family, attention=attention, reversible=reversible,
+                 seq_len=length, pass_name=pass_name, **shape["model"],
+                 min_run_time=0.0 if ctx.mode != "full" else None)
+        for length in shape["lengths"]
+        for family, attention, reversible in MODELS
+        for pass_name in PASSES
+    ]
+
+
+def budget_gb(ctx: GridContext) -> float | None:
+    if ctx.mode == "quick":
+        return None
+    if ctx.mode == "default" and ctx.device == "cpu":
+        return 4.0
+    return 16.0
+
+
+def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
+    """Per model and pass: the longest length that ran and where it ran out, if it did."""
+    lines = ["| model | pass | longest ok L | peak there (MiB) | first failure |",
+             "|---|---|---|---|---|"]
+    keys = sorted({(r["model"], r["pass"]) for r in rows}, key=str)
+    for model, pass_name in keys:
+        mine = [r for r in rows if (r["model"], r["pass"]) == (model, pass_name)]
+        ok = [r for r in mine if r["status"] == "ok"]
+        failed = sorted((r for r in mine if r["status"] in ("oom", "timeout", "error")),
+                        key=lambda r: r["seq_len"])
+        best = max(ok, key=lambda r: r["seq_len"]) if ok else None
+        first = f"{failed[0]['status']} at L={failed[0]['seq_len']}" if failed else "none"
+        lines.append(f"| {model} | {pass_name} | {best['seq_len'] if best else '-'} | "
+                     f"{best['peak_mb']:.0f} | {first} |" if best else
+                     f"| {model} | {pass_name} | - | - | {first} |")
+    return lines
+
+
+SUITE = Suite(name="memory", description="peak memory vs length; where each model runs out",
+              grid=grid, summarize=summarize, default_max_memory_gb=budget_gb)

@@ -1,0 +1,122 @@
+"""quality: the duplication task (paper Table 2) and a byte-level LM (issue 6).
+
+Points are (trained model, evaluation attention, step). The first point of each trained
+model trains it (in its child process) and saves a checkpoint under
+``<out>/quality/checkpoints/``; the others load it. See suites.quality for the tasks and
+suites.quality.sizes for the sizes of each mode and why.
+
+- duplication: trained with full, LSH-1, LSH-2, LSH-4; each evaluated with full, LSH-1,
+  LSH-2, LSH-4, LSH-8 at the final step (the Table 2 matrix).
+- bytes: transformer-sdpa, reformer-lsh-rev trained with LSH-2 and with LSH-4, and
+  reformer-lsh (reversible off) with LSH-4, all at equal parameter count, steps and tokens.
+  Validation bits per byte at every ``eval_every`` steps with the training attention (the
+  curves), and the LSH models at the final step with LSH-1/2/4/8.
+
+``--data PATH`` (a file or folder) replaces the stdlib corpus when the context carries
+``data`` (``python -m suites.quality``); checkpoints follow ``out_dir`` when it does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reformer.config import ReformerConfig
+from suites.quality.sizes import SIZES, RunSize
+from suites.quality.tasks import Run, matched_d_ff
+from suites.quality.train import Schedule
+from suites.registry import GridContext, Point, Suite
+
+DUP_TRAIN = ("full", "lsh-1", "lsh-2", "lsh-4")
+DUP_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
+LM_EVAL = ("lsh-1", "lsh-2", "lsh-4", "lsh-8")
+RUNNER = "suites.quality.points:run_quality_point"
+STDLIB = "python-stdlib"
+
+
+def checkpoint_dir(ctx: GridContext) -> Path:
+    return (Path(getattr(ctx, "out_dir", None) or "results") / "quality" / "checkpoints"
+            ).resolve()
+
+
+def _schedule(size: RunSize) -> Schedule:
+    return Schedule(steps=size.steps, batch=size.batch, seq_len=size.seq_len, lr=size.lr,
+                    warmup_steps=size.warmup_steps, eval_every=size.eval_every)
+
+
+def runs(ctx: GridContext) -> list[Run]:
+    """Every model the suite trains, in the order they are trained."""
+    sizes = SIZES[ctx.mode]
+    dup = sizes.duplication
+    dup_config = ReformerConfig(vocab_size=128, d_model=dup.d_model, n_heads=dup.n_heads,
+                                n_layers=dup.n_layers, d_ff=dup.d_ff, attention="lsh",
+                                n_hashes=1, bucket_size=dup.bucket_size, reversible=False,
+                                max_seq_len=dup.seq_len, seed=0)
+    found = [Run(task="duplication", family="reformer", train_attention=spec,
+                 config=dup_config.replace(n_hashes=int(spec[4:]) if spec != "full" else 1),
+                 schedule=_schedule(dup), eval_size=dup.eval_size, device=ctx.device)
+             for spec in DUP_TRAIN]
+    lm = sizes.bytes
+    base = ReformerConfig(vocab_size=256, d_model=lm.d_model, n_heads=lm.n_heads,
+                          n_layers=lm.n_layers, d_ff=lm.d_ff, attention="sdpa",
+                          bucket_size=lm.bucket_size, max_seq_len=lm.seq_len, seed=0)
+    reformer = base.replace(attention="lsh", d_ff=matched_d_ff(base))
+    data = getattr(ctx, "data", None)
+    lm_runs = [("transformer", "sdpa", base.replace(reversible=False)),
+               ("reformer", "lsh-2", reformer.replace(n_hashes=2, reversible=True)),
+               ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=True)),
+               ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=False))]
+    found += [Run(task="bytes", family=family, train_attention=spec, config=config,
+                  schedule=_schedule(lm), eval_size=lm.eval_size, device=ctx.device,
+                  data=None if data is None else str(data))
+              for family, spec, config in lm_runs]
+    return found
+
+
+def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
+    """Row config fields: the model as trained (its training cost is in the row too)."""
+    config, kind = run.config, run.train_attention.split("-")[0]
+    lsh = kind == "lsh"
+    return {
+        "model": run.model_name, "attention": kind, "reversible": config.reversible,
+        "causal": config.causal, "pass": "train_step", "batch": run.schedule.batch,
+        "seq_len": run.schedule.seq_len, "d_model": config.d_model, "n_heads": config.n_heads,
+        "n_layers": config.n_layers, "d_ff": config.d_ff,
+        "n_hashes": config.n_hashes if lsh else None,
+        "bucket_size": config.bucket_size if lsh else None, "n_buckets": config.n_buckets,
+        "ff_chunks": config.ff_chunks, "dtype": "float32", "device": run.device,
+        "num_threads": None, "seed": run.seed, "vocab_size": config.vocab_size,
+        "task": run.task, "train_attention": run.train_attention, "eval_attention": eval_spec,
+        "step": step, "steps": run.schedule.steps, "run_key": run.key(),
+        "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
+    }
+
+
+def grid(ctx: GridContext) -> list[Point]:
+    timeout = SIZES[ctx.mode].timeout_s
+    options = {"checkpoint_dir": str(checkpoint_dir(ctx))}
+    points = []
+    for run in runs(ctx):
+        final = run.schedule.steps
+        if run.task == "duplication":
+            evaluations = [(spec, final) for spec in DUP_EVAL]
+            # The training attention first: that point trains, the rest load its checkpoint.
+            evaluations.sort(key=lambda item: item[0] != run.train_attention)
+        else:
+            evaluations = [(run.train_attention, step) for step in run.schedule.eval_steps()]
+            if run.family == "reformer":
+                evaluations += [(spec, final) for spec in LM_EVAL if spec != run.train_attention]
+        points += [Point(params=_params(run, spec, step), runner=RUNNER, timeout_s=timeout,
+                         options={**options, "run": run.to_dict()})
+                   for spec, step in evaluations]
+    return points
+
+
+def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
+    from suites.quality.summary import summary_lines
+
+    return summary_lines(rows)
+
+
+SUITE = Suite(name="quality", description="duplication task (Table 2) and byte-level LM",
+              grid=grid, summarize=summarize)

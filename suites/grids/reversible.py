@@ -1,0 +1,55 @@
+"""reversible: is memory flat in depth? n_layers x reversible x ff_chunks (paper sec. 3).
+
+One training step of an LSH ReformerLM at a fixed length. With reversible residuals only
+the last layer's output is kept for backward, so peak memory and bytes saved for backward
+should barely grow with n_layers; without, they grow linearly. Chunking the feed-forward
+bounds its d_ff-wide transient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suites.grids._common import lm_point, ok_rows
+from suites.registry import GridContext, Point, Suite
+
+
+def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], dict[str, int]]:
+    """(length, depths, ff_chunks values, model size)."""
+    if ctx.mode == "quick":
+        return 256, (1, 2, 4), (1, 4), dict(d_model=32, n_heads=2, d_ff=64, bucket_size=16)
+    if ctx.mode == "full":
+        return 2**14, (1, 2, 4, 8, 12), (1, 8), {}
+    return (2**14 if ctx.device == "cuda" else 2**12), (1, 2, 4, 8), (1, 8), {}
+
+
+def grid(ctx: GridContext) -> list[Point]:
+    length, depths, chunkings, size = _shape(ctx)
+    return [lm_point(ctx, family="reformer", attention="lsh", reversible=reversible,
+                     seq_len=length, pass_name="train_step", n_layers=n_layers,
+                     ff_chunks=ff_chunks, min_run_time=0.0 if ctx.mode != "full" else None,
+                     **size)
+            for reversible in (True, False) for ff_chunks in chunkings
+            for n_layers in depths]
+
+
+def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
+    lines = ["growth from the shallowest to the deepest model measured:", "",
+             "| reversible | ff_chunks | layers | peak (MiB) | peak x | saved x |",
+             "|---|---|---|---|---|---|"]
+    for reversible in (True, False):
+        for ff_chunks in sorted({r["ff_chunks"] for r in rows}):
+            mine = sorted(ok_rows(rows, reversible=reversible, ff_chunks=ff_chunks),
+                          key=lambda r: r["n_layers"])
+            if len(mine) < 2:
+                continue
+            low, high = mine[0], mine[-1]
+            lines.append(f"| {reversible} | {ff_chunks} | {low['n_layers']} -> "
+                         f"{high['n_layers']} | {low['peak_mb']:.0f} -> {high['peak_mb']:.0f}"
+                         f" | {high['peak_mb'] / low['peak_mb']:.2f} | "
+                         f"{high['saved_mb'] / low['saved_mb']:.2f} |")
+    return lines
+
+
+SUITE = Suite(name="reversible", description="n_layers x reversible x ff_chunks: flat memory?",
+              grid=grid, summarize=summarize)

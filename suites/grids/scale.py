@@ -1,0 +1,56 @@
+"""scale: the longest sequence one training step fits in a memory budget (the 1M-token claim).
+
+The default ReformerLM (d_model 256, 4 heads, 6 layers, d_ff 1024, LSH-4, chunk 64,
+reversible) with the paper's long-sequence settings: axial positional embeddings (a
+learned table would hold 2^20 x 256 weights, plus gradient and Adam moments) and the
+feed-forward in 16 chunks. Lengths double up to 2^20 (``--full``). The per-point memory
+cap *is* the budget (``--memory-budget-gb``, default 16): a step that needs more fails as
+``oom``. Memory is taken on the very first step, so the peak includes the gradients and
+optimizer state a step allocates for good; time is that of the following steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suites.grids._common import lm_point, ok_rows, powers_of_two
+from suites.registry import GridContext, Point, Suite
+
+MAX_LENGTH = 2**20
+AXIAL_SHAPE = (1024, 1024)  # covers every length up to 2^20, so all points share a family
+FF_CHUNKS = 16
+
+
+def _shape(ctx: GridContext) -> tuple[list[int], dict[str, Any], float]:
+    """(lengths, model size, timeout s)."""
+    if ctx.mode == "quick":
+        return powers_of_two(256, 1024), dict(d_model=32, n_heads=2, n_layers=2, d_ff=64,
+                                              bucket_size=16), 120.0
+    if ctx.mode == "full" or ctx.device == "cuda":
+        return powers_of_two(2**12, MAX_LENGTH), {}, 6 * 3600.0
+    return powers_of_two(2**12, 2**15), {}, 1800.0
+
+
+def grid(ctx: GridContext) -> list[Point]:
+    lengths, size, timeout_s = _shape(ctx)
+    return [lm_point(ctx, family="reformer", attention="lsh", reversible=True,
+                     seq_len=length, pass_name="train_step", ff_chunks=FF_CHUNKS,
+                     axial_shape=AXIAL_SHAPE, min_run_time=0.0, timeout_s=timeout_s,
+                     options={"memory_first": True}, **size)
+            for length in lengths]
+
+
+def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
+    fits = [r for r in ok_rows(rows) if r["peak_mb"] <= ctx.memory_budget_gb * 1024]
+    if not fits:
+        return [f"no length fit a training step within {ctx.memory_budget_gb:g} GiB"]
+    best = max(fits, key=lambda r: r["seq_len"])
+    return [f"longest training step within {ctx.memory_budget_gb:g} GiB: L={best['seq_len']} "
+            f"(peak {best['peak_mb'] / 1024:.2f} GiB via {best['memory_method']}, "
+            f"{best['t_median_ms'] / 1e3:.1f} s per step)"]
+
+
+SUITE = Suite(name="scale", description="longest L whose training step fits the budget",
+              grid=grid, summarize=summarize,
+              default_max_memory_gb=lambda ctx: None if ctx.mode == "quick"
+              else ctx.memory_budget_gb)

@@ -1,0 +1,117 @@
+"""Name-keyed registry of suites: every module in ``suites/grids/`` declares ``SUITE``.
+
+A suite is a grid of points plus an optional summary. Adding a suite means dropping a
+module into ``suites/grids/`` whose ``SUITE = Suite(...)``; nothing else changes (the
+``quality`` suite registers itself this way, with its own ``runner``). Grids are sized to
+the device and mode: ``quick`` (seconds, for tests and CI), ``default`` (minutes on a
+2-core CPU) and ``full`` (paper scale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pkgutil
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("quick", "default", "full")
+DEVICES = ("cpu", "cuda")
+DEFAULT_RUNNER = "suites.measure:measure_step"
+# The config fields that make two points of one family: everything but length and batch
+# (the time suite keeps tokens per batch fixed, so batch falls as length grows).
+LENGTH_FIELDS = ("seq_len", "batch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridContext:
+    """What a grid is sized for."""
+
+    device: str  # "cpu" | "cuda"
+    mode: str = "default"  # "quick" | "default" | "full"
+    memory_budget_gb: float = 16.0  # the scale suite's budget
+    out_dir: Path | None = None  # the results directory (for suites that keep artefacts)
+
+
+@dataclass(kw_only=True)
+class Point:
+    """One measurement: the config fields of its result row and how to measure it.
+
+    ``params`` holds the row's config fields (model, pass, seq_len, d_model, ... device)
+    plus any the runner needs (vocab_size, axial_shape). ``runner`` is "module:function",
+    called in the child as ``function(params, options)`` and returning row fields.
+    """
+
+    params: dict[str, Any]
+    runner: str = DEFAULT_RUNNER
+    timeout_s: float = 600.0
+    min_run_time: float = 0.5  # seconds of timed calls for Timer.blocked_autorange
+    # Not config: switches for the runner (e.g. memory_first), and ``skip_reason``, which
+    # writes the point as skipped with that note instead of running it.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.params.get("seq_len") or 0)
+
+    def key(self, suite: str, hardware: str) -> str:
+        """Stable identity for resume: a hash of suite, every config field and the hardware."""
+        identity = json.dumps({"suite": suite, "hardware": hardware, **self.params},
+                              sort_keys=True, default=str)
+        return hashlib.sha256(identity.encode()).hexdigest()[:20]
+
+    def family(self) -> str:
+        """Points that differ only in length: after one runs out of memory, longer ones skip."""
+        rest = {k: v for k, v in self.params.items() if k not in LENGTH_FIELDS}
+        return json.dumps(rest, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suite:
+    name: str
+    description: str
+    grid: Callable[[GridContext], list[Point]]
+    # Extra lines for the end-of-run summary, from every row of the run file.
+    summarize: Callable[[list[dict[str, Any]], GridContext], list[str]] | None = None
+    # Per-child memory cap this suite wants by default (GiB); None: the harness default.
+    default_max_memory_gb: Callable[[GridContext], float | None] | None = None
+    in_all: bool = True  # whether ``python -m suites.run all`` includes it
+
+
+def load_suites() -> dict[str, Suite]:
+    """Import every module of suites.grids and collect their SUITE, by name."""
+    import suites.grids as grids
+
+    found: dict[str, Suite] = {}
+    for module_info in sorted(pkgutil.iter_modules(grids.__path__), key=lambda m: m.name):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{grids.__name__}.{module_info.name}")
+        suite = getattr(module, "SUITE", None)
+        if not isinstance(suite, Suite):
+            continue
+        if not re.fullmatch(r"[a-z][a-z0-9]*", suite.name):
+            raise ValueError(f"suite name {suite.name!r} in {module.__name__} must be "
+                             "lowercase letters and digits (it names result files)")
+        if suite.name in found:
+            raise ValueError(f"suite {suite.name!r} is declared twice ({module.__name__})")
+        found[suite.name] = suite
+    return found
+
+
+def get_suite(name: str) -> Suite:
+    available = load_suites()
+    if name not in available:
+        raise ValueError(f"unknown suite {name!r}; allowed: {sorted(available)} or 'all'")
+    return available[name]
+
+
+def resolve_runner(runner: str) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
+    module_name, _, function_name = runner.partition(":")
+    if not function_name:
+        raise ValueError(f"runner {runner!r} must be 'module:function'")
+    return getattr(importlib.import_module(module_name), function_name)

@@ -1,0 +1,213 @@
+"""The sweep harness on tiny grids: rows, statuses, oom -> skipped, resume, malformed lines.
+
+Synthetic runners below run in the harness's child processes (named "tests.test_harness:...").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from suites.registry import GridContext, Point, Suite, load_suites
+from suites.run import main, run_sweep
+from suites.store import EXTRA_FIELDS, ROW_FIELDS, STATUSES, RunFile, read_rows
+
+CTX = GridContext(device="cpu", mode="quick")
+MODULE = "tests.test_harness"
+
+
+# -- runners (executed in the child) -------------------------------------------------------
+
+def ok_runner(params, options):
+    _mark(params)
+    return {"t_median_ms": 1.0, "peak_mb": 0.0}
+
+
+def raising_runner(params, options):
+    _mark(params)
+    raise ValueError(f"bad point seq_len={params['seq_len']}")
+
+
+def alloc_runner(params, options):
+    """Allocates and touches seq_len MiB."""
+    import torch
+
+    _mark(params)
+    buffer = torch.ones(params["seq_len"] * 2**20 // 4)
+    return {"peak_mb": float(buffer.numel() * 4 / 2**20)}
+
+
+def sigkill_runner(params, options):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sleeping_runner(params, options):
+    time.sleep(60)
+
+
+def _mark(params):
+    """Leave a trace per call, so tests can count which points were really measured."""
+    if params.get("marks"):
+        with open(params["marks"], "a") as handle:
+            handle.write(f"{params['model']}:{params['seq_len']}\n")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def _point(runner, model, seq_len, marks=None, timeout_s=60.0):
+    params = {"model": model, "pass": "fwd", "seq_len": seq_len, "batch": 1,
+              "device": "cpu", "marks": str(marks) if marks else None}
+    return Point(params=params, runner=f"{MODULE}:{runner}", timeout_s=timeout_s)
+
+
+def _suite(points, name="tiny"):
+    return Suite(name=name, description="test", grid=lambda ctx: list(points))
+
+
+def _sweep(points, tmp_path, **kwargs):
+    kwargs.setdefault("max_memory_gb", None)
+    return run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False,
+                     log=io.StringIO(), **kwargs)
+
+
+def _marks(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
+    from suites.grids._common import layer_point
+
+    point = layer_point(CTX, model="attn-sdpa", seq_len=64, d_model=16, n_heads=2)
+    run_file = _sweep([point, _point("raising_runner", "bad", 8)], tmp_path)
+    rows, problems = read_rows(run_file.path)
+    assert not problems and len(rows) == 2
+    for row in rows:
+        assert set(ROW_FIELDS + EXTRA_FIELDS) <= set(row), set(ROW_FIELDS) - set(row)
+        assert row["status"] in STATUSES and row["suite"] == "tiny"
+    ok = next(r for r in rows if r["model"] == "attn-sdpa")
+    assert ok["status"] == "ok", ok["error"]
+    measured = ("t_median_ms", "t_iqr_ms", "n_samples", "peak_mb", "saved_mb", "memory_method",
+                "tokens_per_s", "flops", "tflops_per_s", "num_threads", "torch", "cpu_model")
+    assert all(ok[field] is not None for field in measured), ok
+    assert ok["saved_mb"] > 0 and ok["flops"] > 0 and ok["tokens_per_s"] > 0
+
+
+def test_a_point_that_raises_is_an_error_row_and_the_sweep_continues(tmp_path):
+    points = [_point("raising_runner", "a", 8), _point("ok_runner", "b", 8),
+              _point("raising_runner", "a", 16)]
+    rows = _sweep(points, tmp_path).rows
+    assert [r["status"] for r in rows] == ["error", "ok", "error"]
+    assert "ValueError: bad point seq_len=8" in rows[0]["error"]
+    assert rows[2]["error"].endswith("seq_len=16")  # errors do not skip longer lengths
+
+
+def test_over_the_memory_cap_is_oom_and_longer_lengths_of_the_family_skip(tmp_path):
+    marks = tmp_path / "marks"
+    points = [_point("alloc_runner", "big", length, marks) for length in (32, 64, 1024, 2048)]
+    points.append(_point("alloc_runner", "other", 16, marks))
+    rows = {(r["model"], r["seq_len"]): r
+            for r in _sweep(points, tmp_path, max_memory_gb=0.5).rows}
+    assert rows[("big", 32)]["status"] == "ok" and rows[("big", 64)]["status"] == "ok"
+    assert rows[("big", 1024)]["status"] == "oom"
+    assert "allocate" in rows[("big", 1024)]["error"]
+    assert rows[("big", 2048)]["status"] == "skipped"
+    assert "oom (seq_len=1024)" in rows[("big", 2048)]["error"]
+    assert rows[("other", 16)]["status"] == "ok"
+    assert rows[("big", 1024)]["memory_cap"] == "rlimit_as"
+    assert rows[("big", 32)]["max_memory_gb"] == 0.5
+    assert "big:2048" not in _marks(marks)  # never started
+
+
+def test_killed_by_the_os_is_oom_and_timeout_is_timeout(tmp_path):
+    points = [_point("sigkill_runner", "killed", 8),
+              _point("sleeping_runner", "slow", 8, timeout_s=1.0),
+              _point("sleeping_runner", "slow", 16, timeout_s=1.0)]
+    rows = _sweep(points, tmp_path).rows
+    assert [r["status"] for r in rows] == ["oom", "timeout", "skipped"]
+    assert "SIGKILL" in rows[0]["error"]
+    assert rows[1]["wall_s"] < 30
+
+
+def test_resume_skips_ok_points_and_fresh_starts_a_new_file(tmp_path):
+    marks = tmp_path / "marks"
+    points = [_point("ok_runner", "a", 8, marks), _point("raising_runner", "b", 8, marks)]
+    first = _sweep(points, tmp_path)
+    assert sorted(_marks(marks)) == ["a:8", "b:8"]
+    resumed = _sweep(points, tmp_path)
+    assert resumed.path == first.path
+    assert sorted(_marks(marks)) == ["a:8", "b:8", "b:8"]  # only the failed point re-ran
+    rows, _ = read_rows(first.path)
+    assert [r["status"] for r in rows] == ["ok", "error", "error"]
+    fresh = _sweep(points, tmp_path, fresh=True)
+    assert fresh.path != first.path and first.path.exists()
+    assert len(read_rows(first.path)[0]) == 3 and len(read_rows(fresh.path)[0]) == 2
+
+
+def test_a_malformed_line_is_reported_skipped_and_kept(tmp_path):
+    marks = tmp_path / "marks"
+    points = [_point("ok_runner", "a", 8, marks), _point("ok_runner", "a", 16, marks)]
+    run_file = _sweep(points[:1], tmp_path)
+    with open(run_file.path, "a") as handle:
+        handle.write("this is not json\n")
+        handle.write('{"status": "ok", "torn')  # a run killed mid-write: no newline
+    log = io.StringIO()
+    resumed = run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False, log=log,
+                        max_memory_gb=None)
+    assert "malformed line" in log.getvalue() and f"{run_file.path}:2" in log.getvalue()
+    assert _marks(marks) == ["a:8", "a:16"]  # the ok row before the bad lines still counts
+    lines = resumed.path.read_text().splitlines()
+    assert lines[1] == "this is not json" and lines[2] == '{"status": "ok", "torn'
+    assert json.loads(lines[3])["seq_len"] == 16
+    rows, problems = read_rows(resumed.path)
+    assert len(rows) == 2 and len(problems) == 2
+
+
+def test_cli_lists_suites_and_refuses_cuda_without_it(capsys, monkeypatch):
+    assert main(["--list", "--quick"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("memory", "time", "peers", "scale"))
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(SystemExit) as exc:
+        main(["memory", "--device", "cuda"])
+    assert exc.value.code == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_cli_runs_a_suite_and_prints_a_summary(tmp_path, capsys, monkeypatch):
+    import suites.run as run_module
+
+    marks = tmp_path / "marks"
+    suite = _suite([_point("ok_runner", "a", 8, marks)], name="tiny")
+    monkeypatch.setattr(run_module, "load_suites", lambda: {"tiny": suite})
+    monkeypatch.setattr(run_module, "get_suite", lambda name: suite)
+    assert main(["tiny", "--out", str(tmp_path), "--no-progress", "--max-memory-gb", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| model" in out and "1 ok" in out and "1 GiB per point" in out
+    assert RunFile.open(tmp_path, "tiny", "cpu").ok_keys()
+
+
+@pytest.mark.parametrize("name", sorted(load_suites()))
+@pytest.mark.parametrize("mode", ["quick", "default", "full"])
+def test_every_registered_grid_is_well_formed(name, mode):
+    suite = load_suites()[name]
+    points = suite.grid(GridContext(device="cpu", mode=mode))
+    assert points, f"{name} has no points in {mode}"
+    config_fields = ROW_FIELDS[ROW_FIELDS.index("model"):ROW_FIELDS.index("seed") + 1]
+    keys = set()
+    for point in points:
+        if point.runner == "suites.measure:measure_step":
+            missing = set(config_fields) - set(point.params)
+            assert not missing, f"{name} point lacks {missing}"
+        keys.add(point.key(name, "cpu-x"))
+    assert len(keys) == len(points), f"{name} has duplicate points"
