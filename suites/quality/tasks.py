@@ -1,0 +1,270 @@
+"""Training runs of the quality suite: what is trained, on what, and how it is evaluated.
+
+A :class:`Run` is one trained model: task ("duplication" | "bytes"), family
+("reformer" | "transformer"), the attention it is trained with, its config and schedule.
+:func:`trained_model` trains it, or loads its checkpoint when one with the same identity
+exists, so evaluating with other hash rounds needs no retraining. :func:`evaluate`
+scores a trained model with any attention spec (suites.quality.attention).
+
+Every Reformer here is built with shared-QK LSH layers; the spec it is trained with is
+switched on before training (so "full" and "lsh-N" models start from identical weights
+for a given seed). The byte-LM Transformer uses SDPA attention and its own separate Q, K
+and V; the Reformer's feed-forward is widened to make up the d_model² parameters per
+layer that shared QK saves, so both have (nearly) equal parameter counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reformer.config import ReformerConfig
+from suites.quality.attention import parse_attention, use_attention
+from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
+from suites.quality.data import duplication_batch, second_half_mask
+from suites.quality.metrics import Tally, evaluate_bytes, evaluate_duplication
+from suites.quality.train import (
+    History,
+    Schedule,
+    load_checkpoint,
+    preserved_generators,
+    save_checkpoint,
+    train,
+)
+
+TASKS = ("duplication", "bytes")
+FAMILIES = ("reformer", "transformer")
+# Offsets that give the data streams their own seeds (never the global RNG).
+_TRAIN_DATA_STREAM, _EVAL_DATA_STREAM, _EVAL_HASH_STREAM = 1, 2, 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    task: str
+    family: str
+    train_attention: str  # "full" | "lsh-N" | "sdpa" (suites.quality.attention)
+    config: ReformerConfig  # what the model is built from (Reformer: attention="lsh")
+    schedule: Schedule
+    eval_size: int  # duplication: held-out sequences; bytes: validation windows
+    device: str = "cpu"
+    data: str | None = None  # bytes: --data path; None is the stdlib corpus
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r} is unknown; allowed: {TASKS}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family={self.family!r} is unknown; allowed: {FAMILIES}")
+        kind, _ = parse_attention(self.train_attention)
+        if (kind == "sdpa") != (self.family == "transformer"):
+            raise ValueError(f"train_attention={self.train_attention!r} does not fit family="
+                             f"{self.family!r}: transformers train with 'sdpa', reformers "
+                             "with 'full' or 'lsh-N'")
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def model_name(self) -> str:
+        """Row label, as the other suites name LMs: transformer-sdpa, reformer-lsh[-rev]."""
+        if self.family == "transformer":
+            return f"transformer-{self.config.attention}"
+        return "reformer-lsh" + ("-rev" if self.config.reversible else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "family": self.family,
+                "train_attention": self.train_attention, "config": asdict(self.config),
+                "schedule": asdict(self.schedule), "eval_size": self.eval_size,
+                "device": self.device, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> Run:
+        config = dict(spec["config"])
+        for name in ("n_buckets", "axial_shape"):
+            if isinstance(config.get(name), list):
+                config[name] = tuple(config[name])
+        return cls(task=spec["task"], family=spec["family"],
+                   train_attention=spec["train_attention"], config=ReformerConfig(**config),
+                   schedule=Schedule(**spec["schedule"]), eval_size=spec["eval_size"],
+                   device=spec.get("device", "cpu"), data=spec.get("data"))
+
+    def key(self) -> str:
+        """Short hash of everything that decides the trained weights (device aside)."""
+        identity = {k: v for k, v in self.to_dict().items() if k != "device"}
+        text = json.dumps(identity, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def build_model(run: Run) -> nn.Module:
+    """A freshly initialised model (init seeded by run.seed), switched to its train spec."""
+    from baselines import TransformerLM
+    from reformer.model import ReformerLM
+
+    torch.manual_seed(run.seed)
+    if run.family == "transformer":
+        return TransformerLM(run.config).to(run.device)
+    model = ReformerLM(run.config).to(run.device)
+    use_attention(model, run.train_attention, run.schedule.seq_len, run.config)
+    return model
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def matched_d_ff(config: ReformerConfig) -> int:
+    """The Reformer d_ff whose parameter count is closest to the Transformer's at config.d_ff.
+
+    Parameters grow linearly in d_ff, so two counts (on the meta device: no memory) give
+    the slope; counting follows whatever the models actually hold.
+    """
+    from baselines import TransformerLM
+    from reformer.model import ReformerLM
+
+    def reformer_params(d_ff: int) -> int:
+        return n_parameters(ReformerLM(config.replace(attention="lsh", d_ff=d_ff)))
+
+    with torch.device("meta"):
+        target = n_parameters(TransformerLM(config.replace(attention="sdpa")))
+        base = reformer_params(config.d_ff)
+        slope = reformer_params(config.d_ff + 1) - base
+    return config.d_ff + max(0, round((target - base) / slope))
+
+
+class Task:
+    """Data, loss and evaluation of one run (built in the child that trains or evaluates)."""
+
+    def __init__(self, run: Run, corpus: ByteCorpus | None = None) -> None:
+        self.run = run
+        self.corpus = corpus
+        seq_len, device = run.schedule.seq_len, run.device
+        self._train_stream = torch.Generator().manual_seed(run.seed * 1009 + _TRAIN_DATA_STREAM)
+        eval_stream = torch.Generator().manual_seed(run.seed * 1009 + _EVAL_DATA_STREAM)
+        batch = run.schedule.batch
+        if run.task == "duplication":
+            self.eval_batches = [duplication_batch(min(batch, run.eval_size - start), seq_len,
+                                                   eval_stream).to(device)
+                                 for start in range(0, run.eval_size, batch)]
+            self._mask = second_half_mask(seq_len).to(device)
+        else:
+            if corpus is None:
+                raise ValueError("the bytes task needs a corpus (suites.quality.corpus)")
+            windows = validation_windows(corpus.validation, seq_len, run.eval_size).to(device)
+            self.eval_batches = list(windows.split(batch))
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Training tokens (B, L) for ``step``; drawn in order from the run's own stream."""
+        size, seq_len = self.run.schedule.batch, self.run.schedule.seq_len
+        if self.run.task == "duplication":
+            tokens = duplication_batch(size, seq_len, self._train_stream)
+        else:
+            tokens = random_windows(self.corpus.train, size, seq_len, self._train_stream)
+        return tokens.to(self.run.device)
+
+    def loss(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """Duplication: cross-entropy on the second copy of w only; bytes: on every byte."""
+        if self.run.task == "bytes":
+            return model.loss(tokens)
+        logits = model(tokens)[:, :-1]  # (B, L-1, V)
+        targets = tokens[:, 1:]
+        return F.cross_entropy(logits[:, self._mask].flatten(0, 1),
+                               targets[:, self._mask].flatten())
+
+    def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
+        """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set."""
+        if self.run.family == "reformer":
+            use_attention(model, spec, self.run.schedule.seq_len, self.run.config,
+                          seed=self.run.seed * 1009 + _EVAL_HASH_STREAM)
+        elif spec != self.run.train_attention:
+            raise ValueError(f"a {self.run.model_name} model evaluates only with "
+                             f"{self.run.train_attention!r}; got {spec!r}")
+        try:
+            if self.run.task == "duplication":
+                tally: Tally = evaluate_duplication(model, self.eval_batches)
+                return {"accuracy": tally.accuracy, "loss": tally.loss}
+            tally = evaluate_bytes(model, self.eval_batches)
+            return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
+        finally:
+            if self.run.family == "reformer":
+                use_attention(model, self.run.train_attention, self.run.schedule.seq_len,
+                              self.run.config)
+
+
+def checkpoint_path(run: Run, checkpoint_dir: Path) -> Path:
+    name = f"{run.task}_{run.model_name}_{run.train_attention}_{run.key()}.pt"
+    return Path(checkpoint_dir) / name
+
+
+def make_task(run: Run) -> Task:
+    """The run's task, with its corpus loaded for the bytes task."""
+    return Task(run, load_corpus(run.data) if run.task == "bytes" else None)
+
+
+def ensure_trained(run: Run, checkpoint_dir: Path, *, progress: bool = True
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, meta) of the run's checkpoint; trains and saves it first if missing.
+
+    meta holds the run, its training history (losses, step times, validation along the
+    way), the parameter count, the corpus description and, added here, ``checkpoint``
+    (its path) and ``trained_now``.
+    """
+    path = checkpoint_path(run, checkpoint_dir)
+    if path.exists():
+        state, meta = load_checkpoint(path)
+        return state, meta | {"checkpoint": str(path), "trained_now": False}
+    _claim_training(path)
+    task = make_task(run)
+    model = build_model(run)
+
+    def evaluate(trained: nn.Module) -> dict[str, float]:
+        with preserved_generators(trained):
+            return task.evaluate(trained, run.train_attention)
+
+    desc = f"{run.task} {run.model_name} {run.train_attention}"
+    history: History = train(model, run.schedule, batches=task.batch, loss_fn=task.loss,
+                             evaluate=evaluate, desc=desc, progress=progress)
+    corpus = task.corpus.describe() if task.corpus is not None else None
+    meta = {"run": run.to_dict(), "run_key": run.key(), "history": history.to_dict(),
+            "n_params": n_parameters(model), "num_threads": torch.get_num_threads(),
+            "torch": str(torch.__version__), "corpus": corpus}
+    save_checkpoint(path, model, meta)
+    _attempt_marker(path).unlink(missing_ok=True)
+    return model.state_dict(), meta | {"checkpoint": str(path), "trained_now": True}
+
+
+def _attempt_marker(path: Path) -> Path:
+    return path.with_name(f".{path.name}.attempt")
+
+
+def _claim_training(path: Path) -> None:
+    """Refuse to train a run whose training already failed in this sweep.
+
+    Points run one after another in children of one long-lived process (the harness's
+    forkserver); a marker naming that parent is left while training. Finding it means
+    an earlier point of this sweep died training this run (error, timeout, out of
+    memory), and training again would only fail again, at length. A new sweep (another
+    parent) retries.
+    """
+    marker = _attempt_marker(path)
+    parent = str(os.getppid())
+    if marker.exists() and marker.read_text().strip() == parent:
+        raise RuntimeError(f"training {path.name} already failed earlier in this sweep (see "
+                           "that point's row); not retrying until the next run of the suite")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(parent)
+
+
+def load_trained(run: Run, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The run's model with trained weights, in eval mode, switched to its train spec."""
+    model = build_model(run)
+    model.load_state_dict(state)
+    return model.eval()
+

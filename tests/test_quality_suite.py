@@ -1,0 +1,70 @@
+"""The quality suite end to end: --quick through the harness writes the Table 2 matrix rows."""
+
+import dataclasses
+
+import pytest
+
+from suites.grids.quality import DUP_EVAL, DUP_TRAIN, SUITE, grid, runs
+from suites.quality.cli import QualityContext
+from suites.quality.points import run_quality_point
+from suites.quality.summary import duplication_matrix, summary_lines
+from suites.run import run_sweep
+from suites.store import ROW_FIELDS
+
+
+@pytest.fixture
+def text_folder(tmp_path):
+    root = tmp_path / "text"
+    root.mkdir()
+    for i in range(5):
+        (root / f"{i}.txt").write_bytes(f"def f{i}(x):\n    return x * {i}\n".encode() * 20)
+    return root
+
+
+def test_quick_duplication_matrix_end_to_end(tmp_path):
+    ctx = QualityContext(device="cpu", mode="quick", out_dir=tmp_path)
+    duplication = dataclasses.replace(
+        SUITE, grid=lambda c: [p for p in grid(c) if p.params["task"] == "duplication"])
+    run_file = run_sweep(duplication, ctx, out_dir=tmp_path, progress=False)
+    rows = run_file.rows
+    assert len(rows) == len(DUP_TRAIN) * len(DUP_EVAL)
+    assert all(row["status"] == "ok" for row in rows), [r["error"] for r in rows]
+    assert all(field in row for row in rows for field in ROW_FIELDS)
+    assert sum(row["trained_now"] for row in rows) == len(DUP_TRAIN)  # one training per model
+    matrix = duplication_matrix(rows)
+    assert set(matrix) == {(t, e) for t in DUP_TRAIN for e in DUP_EVAL}
+    assert all(0.0 <= value <= 100.0 for value in matrix.values())
+    assert any("trained lsh-4, evaluated lsh-8" in line for line in summary_lines(rows))
+    assert (tmp_path / "quality" / "checkpoints").is_dir()
+    resumed = run_sweep(duplication, ctx, out_dir=tmp_path, progress=False)
+    assert len(resumed.rows) == len(rows)  # every point was ok: nothing measured again
+
+
+def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
+    ctx = QualityContext(device="cpu", mode="quick", data=str(text_folder), out_dir=tmp_path)
+    points = [p for p in grid(ctx) if p.params["task"] == "bytes"]
+    reformer = [p for p in points if p.params["model"] == "reformer-lsh-rev"
+                and p.params["train_attention"] == "lsh-2"]
+    assert {p.params["eval_attention"] for p in reformer} == {"lsh-1", "lsh-2", "lsh-4", "lsh-8"}
+    rows = [run_quality_point(p.params, {**p.options, "progress": False}) for p in reformer]
+    assert [row["trained_now"] for row in rows] == [True] + [False] * (len(rows) - 1)
+    assert all(0.0 < row["bits_per_byte"] < 9.0 for row in rows)
+    assert rows[0]["corpus"] == str(text_folder) and rows[0]["corpus_validation_files"] == 1
+    params = reformer[0].params
+    assert rows[0]["tokens_seen"] == params["step"] * params["batch"] * params["seq_len"]
+
+
+def test_equal_parameters_steps_and_tokens_across_byte_models():
+    lm = [run for run in runs(QualityContext(device="cpu", mode="default"))
+          if run.task == "bytes"]
+    assert {run.model_name for run in lm} == {"transformer-sdpa", "reformer-lsh-rev",
+                                              "reformer-lsh"}
+    assert len({(run.schedule.steps, run.schedule.batch, run.schedule.seq_len)
+                for run in lm}) == 1
+
+
+def test_default_duplication_keeps_several_buckets_per_sequence():
+    for run in runs(QualityContext(device="cpu", mode="default")):
+        if run.task == "duplication":
+            assert run.schedule.seq_len // run.config.bucket_size >= 4
+            assert (run.config.d_model, run.config.n_heads, run.config.n_layers) == (256, 4, 1)
