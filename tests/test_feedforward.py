@@ -12,16 +12,6 @@ from reformer.model import ReformerLM
 from suites.saved_bytes import saved_bytes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one intra-op thread, and a busy machine cannot stall it
-    (with two threads every small op waits for both to be scheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _feedforwards(ff_chunks: int, d_model=16, d_ff=64):
     config = ReformerConfig(d_model=d_model, n_heads=2, d_ff=d_ff, ff_chunks=ff_chunks)
     torch.manual_seed(0)

@@ -11,17 +11,6 @@ from reformer.embedding import AxialPositionalEmbedding
 from reformer.model import ReformerLM
 from suites.saved_bytes import saved_bytes
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one intra-op thread, and a busy machine cannot stall it
-    (with two threads every small op waits for both to be scheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = dict(vocab_size=32, d_model=32, n_heads=2, n_layers=2, d_ff=64, n_hashes=2,
             bucket_size=8, max_seq_len=64)
 

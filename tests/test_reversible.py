@@ -13,16 +13,6 @@ from reformer.model import ReformerLM
 from reformer.reversible import ReplayableDropout, plain_autograd, reversible_stack
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one intra-op thread, and a busy machine cannot stall it
-    (with two threads every small op waits for both to be scheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(**changes) -> ReformerConfig:
     base = dict(vocab_size=32, d_model=32, n_heads=2, n_layers=4, d_ff=64, attention="lsh",
                 n_hashes=2, bucket_size=8, reversible=True, dropout=0.1, max_seq_len=64)

@@ -12,17 +12,6 @@ from reformer.config import ReformerConfig
 from reformer.flops import model_flops
 from reformer.model import ReformerLM
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one intra-op thread, and a busy machine cannot stall it
-    (with two threads every small op waits for both to be scheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 CONFIG = ReformerConfig(vocab_size=40, d_model=32, n_heads=4, n_layers=3, d_ff=80,
                         attention="full", reversible=False, ff_chunks=1, max_seq_len=64)
 
