@@ -117,12 +117,18 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     lm = rows[rows["bits_per_byte"].notna()]
     if lm.empty:
         return [Note("No bits-per-byte rows: language-model curves omitted.")]
-    evaluated = lm["eval_attention"].map(lambda a: "" if pd.isna(a) else attention_label(a))
-    evaluated = evaluated.map(lambda e: f"eval {e}" if e else "")
+    def tag(column: str, word: str) -> pd.Series:
+        if column not in lm:
+            return pd.Series("", index=lm.index)
+        return lm[column].map(lambda a: "" if pd.isna(a) else f" · {word} {attention_label(a)}")
+
+    # Two runs of one model (say LSH-2- and LSH-4-trained reformer-lsh-rev) are separate
+    # series: the training attention is part of the label.
+    trained, evaluated = tag("train_attention", "trained"), tag("eval_attention", "eval")
     lm = lm.assign(evaluated=evaluated,
-                   series=lm["model"].astype(str) + evaluated.map(lambda e: f" · {e}" if e else ""))
-    style = "evaluated" if evaluated.ne("").any() else None
+                   series=lm["model"].astype(str) + trained + evaluated)
     curves = lm.groupby("series")["step"].nunique().max() > 1
+    style = "series" if curves else ("evaluated" if evaluated.ne("").any() else None)
     final = _final_step(lm, ["series"]).groupby("series", sort=False).last()
     if curves:
         panel = Panel(data=lm, x="step", y="bits_per_byte", hue="model", style=style,
