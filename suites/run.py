@@ -101,7 +101,8 @@ def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
     if load > env["n_cpus"]:
         print(f"warning: load average {load:.1f} on {env['n_cpus']} CPUs: this machine is "
               "busy, so times will be slow and noisy (memory figures are unaffected); "
-              "--threads 1 avoids oversubscribing it further", file=log)
+              "--threads 1 or OMP_WAIT_POLICY=PASSIVE stop OpenMP threads spinning "
+              "against the other load", file=log)
 
 
 def _measure(point: Point, stopped: tuple[str, int] | None, max_memory_gb: float | None,

@@ -86,7 +86,7 @@ def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
     from suites.grids._common import layer_point
 
     point = layer_point(CTX, model="attn-sdpa", seq_len=64, d_model=16, n_heads=2)
-    run_file = _sweep([point, _point("raising_runner", "bad", 8)], tmp_path)
+    run_file = _sweep([point, _point("raising_runner", "bad", 8)], tmp_path, threads=1)
     rows, problems = read_rows(run_file.path)
     assert not problems and len(rows) == 2
     for row in rows:
@@ -98,6 +98,7 @@ def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
                 "tokens_per_s", "flops", "tflops_per_s", "num_threads", "torch", "cpu_model")
     assert all(ok[field] is not None for field in measured), ok
     assert ok["saved_mb"] > 0 and ok["flops"] > 0 and ok["tokens_per_s"] > 0
+    assert ok["num_threads"] == 1  # --threads reaches the child and is recorded
 
 
 def test_a_point_that_raises_is_an_error_row_and_the_sweep_continues(tmp_path):
