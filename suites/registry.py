@@ -35,6 +35,7 @@ class GridContext:
     mode: str = "default"  # "quick" | "default" | "full"
     memory_budget_gb: float = 16.0  # the scale suite's budget
     out_dir: Path | None = None  # the results directory (for suites that keep artefacts)
+    data: str | None = None  # quality suite: byte-LM corpus file or folder (None: stdlib)
 
 
 @dataclass(kw_only=True)

@@ -185,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="scale suite: the budget a training step must fit in")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per point (default: the grid's)")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="quality suite: a file or folder to train the byte LM on "
+                             "(default: the running Python's standard library sources)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per point (default: torch's, i.e. all cores)")
     parser.add_argument("--fresh", action="store_true",
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         ctx = GridContext(device=device, mode=args.mode or "default",
-                          memory_budget_gb=args.memory_budget_gb, out_dir=args.out)
+                          memory_budget_gb=args.memory_budget_gb, out_dir=args.out,
+                          data=args.data)
         available = load_suites()
         if args.suite is None:
             if not args.list:
@@ -219,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list_suites(available, ctx)
         names = [n for n, s in available.items() if s.in_all] if args.suite == "all" else [
             get_suite(args.suite).name]
-    except ValueError as exc:
+        _check_data(args.data, names)
+    except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     if args.list:
         for name in names:
@@ -242,6 +247,17 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         print(summary(suite, ctx, run_file, cap), flush=True)
     return 0
+
+
+def _check_data(data: str | None, names: list[str]) -> None:
+    """--data is the quality suite's; a bad path fails here, before any point runs."""
+    if data is None:
+        return
+    if names != ["quality"]:
+        raise ValueError(f"--data applies only to the quality suite; got suite(s) {names}")
+    from suites.quality.corpus import load_corpus
+
+    load_corpus(data)
 
 
 def _list_suites(available: dict[str, Suite], ctx: GridContext) -> int:

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 
 from suites.grids.quality import DUP_EVAL, DUP_TRAIN, SUITE, grid, runs
-from suites.quality.cli import QualityContext
 from suites.quality.points import run_quality_point
 from suites.quality.summary import duplication_matrix, summary_lines
+from suites.registry import GridContext
 from suites.run import run_sweep
 from suites.store import ROW_FIELDS
 
@@ -22,7 +22,7 @@ def text_folder(tmp_path):
 
 
 def test_quick_duplication_matrix_end_to_end(tmp_path):
-    ctx = QualityContext(device="cpu", mode="quick", out_dir=tmp_path)
+    ctx = GridContext(device="cpu", mode="quick", out_dir=tmp_path)
     duplication = dataclasses.replace(
         SUITE, grid=lambda c: [p for p in grid(c) if p.params["task"] == "duplication"])
     run_file = run_sweep(duplication, ctx, out_dir=tmp_path, progress=False)
@@ -41,7 +41,7 @@ def test_quick_duplication_matrix_end_to_end(tmp_path):
 
 
 def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
-    ctx = QualityContext(device="cpu", mode="quick", data=str(text_folder), out_dir=tmp_path)
+    ctx = GridContext(device="cpu", mode="quick", data=str(text_folder), out_dir=tmp_path)
     points = [p for p in grid(ctx) if p.params["task"] == "bytes"]
     reformer = [p for p in points if p.params["model"] == "reformer-lsh-rev"
                 and p.params["train_attention"] == "lsh-2"]
@@ -55,7 +55,7 @@ def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
 
 
 def test_equal_parameters_steps_and_tokens_across_byte_models():
-    lm = [run for run in runs(QualityContext(device="cpu", mode="default"))
+    lm = [run for run in runs(GridContext(device="cpu", mode="default"))
           if run.task == "bytes"]
     assert {run.model_name for run in lm} == {"transformer-sdpa", "reformer-lsh-rev",
                                               "reformer-lsh"}
@@ -64,7 +64,28 @@ def test_equal_parameters_steps_and_tokens_across_byte_models():
 
 
 def test_default_duplication_keeps_several_buckets_per_sequence():
-    for run in runs(QualityContext(device="cpu", mode="default")):
+    for run in runs(GridContext(device="cpu", mode="default")):
         if run.task == "duplication":
             assert run.schedule.seq_len // run.config.bucket_size >= 4
             assert (run.config.d_model, run.config.n_heads, run.config.n_layers) == (256, 4, 1)
+
+
+def test_run_cli_data_flag_errors_name_the_flag(tmp_path, capsys):
+    from suites.run import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["quality", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--data" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["memory", "--data", str(tmp_path), "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "only to the quality suite" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.jsonl"))  # nothing ran
+
+
+def test_run_cli_data_flag_reaches_the_byte_lm_points(text_folder, tmp_path, capsys):
+    from suites.run import main
+
+    assert main(["quality", "--quick", "--list", "--data", str(text_folder)]) == 0
+    listed = capsys.readouterr().out
+    assert str(text_folder) in listed and "python-stdlib" not in listed

@@ -12,8 +12,8 @@ suites.quality.sizes for the sizes of each mode and why.
   Validation bits per byte at every ``eval_every`` steps with the training attention (the
   curves), and the LSH models at the final step with LSH-1/2/4/8.
 
-``--data PATH`` (a file or folder) replaces the stdlib corpus when the context carries
-``data`` (``python -m suites.quality``); checkpoints follow ``out_dir`` when it does.
+``--data PATH`` (a file or folder; ``ctx.data``) replaces the stdlib corpus for the byte
+LM; checkpoints go under ``--out`` (``ctx.out_dir``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ STDLIB = "python-stdlib"
 
 
 def checkpoint_dir(ctx: GridContext) -> Path:
-    return (Path(getattr(ctx, "out_dir", None) or "results") / "quality" / "checkpoints"
+    return (Path(ctx.out_dir or "results") / "quality" / "checkpoints"
             ).resolve()
 
 
@@ -61,7 +61,7 @@ def runs(ctx: GridContext) -> list[Run]:
                           n_layers=lm.n_layers, d_ff=lm.d_ff, attention="sdpa",
                           bucket_size=lm.bucket_size, max_seq_len=lm.seq_len, seed=0)
     reformer = base.replace(attention="lsh", d_ff=matched_d_ff(base))
-    data = getattr(ctx, "data", None)
+    data = ctx.data
     lm_runs = [("transformer", "sdpa", base.replace(reversible=False)),
                ("reformer", "lsh-2", reformer.replace(n_hashes=2, reversible=True)),
                ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=True)),

@@ -3,24 +3,34 @@
 ``quick`` is a smoke run of tiny models (a couple of steps) that exercises every point
 and writes every row; its numbers mean nothing.
 
-Duplication task (paper: L = 1024, 1 layer, d_model 256, 4 heads, vocabulary 128). The
-default keeps the paper's model and vocabulary and shortens the sequence to L = 128
-(w of 63 symbols) with bucket_size 16, so LSH still matters: 2·L/c = 16 buckets and 8
-chunks per round, and a query's window (its chunk and the previous one, 32 positions) is
-a quarter of the sequence, so the position it must copy from is seen only if hashing puts
-it there. Batch 8 and 400 steps: in trial runs (same model, a 600-step schedule) both a
-full-attention and an LSH-4 model reached 100% on held-out sequences, evaluated with
-their training attention, within 150 steps; at L = 512 (bucket_size 32) a full-attention
-model was still at chance after 270 steps, so longer sequences do not fit a CPU budget.
+Duplication task (paper: L = 1024, bucket_size 64, 1 layer, d_model 256, 4 heads,
+vocabulary 128). The default keeps the paper's model, vocabulary, number of buckets
+(2L/c = 32) and window (a query sees its chunk and the previous one: 2c/L = 1/8 of the
+sequence) and halves the length: L = 512 (w of 255 symbols), bucket_size 32. So the
+position a query must copy from is seen only if hashing puts it there, and LSH matters.
+Batch 8, 1600 steps at a peak rate of 2e-3. Why these numbers (trial runs on this CPU,
+same seed and schedule):
+
+- the task is learned in a sudden jump from chance (0.8%) to ~100%, and the jump comes
+  later as L grows: at L = 256 after ~450 steps, at L = 512 after 800 (LSH-4), 960
+  (LSH-1) and 1120 (full) steps. 1600 steps leaves a margin over the slowest;
+- at L = 128 and 256 every train x eval cell came out at 99-100%, so the matrix could
+  not show LSH losing anything; at L = 512 it can (trial: the full-attention model
+  scored 94.9% evaluated with LSH-1, the LSH-1 model 97.9% with its own attention);
+- on an idle 2-core CPU one step of full / LSH-1 / LSH-2 / LSH-4 takes about 160 / 100
+  / 140 / 220 ms at L = 512, so the four runs take ~17 min. L = 1024 would need several
+  thousand steps at ~1.6 s per four-run step: hours, not half an hour.
+
 ``full`` is the paper's L = 1024 with bucket_size 64 (32 buckets), for a GPU.
 
 Byte LM: a small model (2 layers, d_model 128) on the stdlib corpus, L = 256 with
 bucket_size 32 (16 buckets); the Transformer and the Reformers see the same steps,
-batches and tokens (300 steps of 4 x 256 bytes: 307K bytes). On this CPU an LSH layer at
-these short lengths costs 10-30x an SDPA layer, so the LSH runs set the suite's length;
-the sizes are chosen for about 30 minutes in all on an idle 2-core CPU. ``full`` is a
-longer run at L = 2048 for a GPU (not the paper's enwik8 model: 12 layers, d_model 1024,
-L = 65536).
+batches and tokens (1500 steps of 4 x 256 bytes: 1.5M bytes). On this CPU an LSH layer at
+these short lengths costs several times an SDPA layer (idle, 2 threads: 22 ms per
+Transformer step against 66 / 122 / 87 ms for LSH-2 rev / LSH-4 rev / LSH-4), so the four
+runs take ~7.5 min. With the duplication task that is about 25-30 minutes in all on an
+idle 2-core CPU. ``full`` is a longer run at L = 2048 for a GPU (not the paper's enwik8
+model: 12 layers, d_model 1024, L = 65536).
 """
 
 from __future__ import annotations
@@ -62,12 +72,12 @@ SIZES: dict[str, ModeSize] = {
         timeout_s=300.0,
     ),
     "default": ModeSize(
-        duplication=RunSize(seq_len=128, bucket_size=16, d_model=256, n_heads=4, n_layers=1,
-                            d_ff=256, batch=8, steps=400, lr=2e-3, warmup_steps=40,
-                            eval_every=100, eval_size=256),
+        duplication=RunSize(seq_len=512, bucket_size=32, d_model=256, n_heads=4, n_layers=1,
+                            d_ff=256, batch=8, steps=1600, lr=2e-3, warmup_steps=160,
+                            eval_every=200, eval_size=256),
         bytes=RunSize(seq_len=256, bucket_size=32, d_model=128, n_heads=4, n_layers=2,
-                      d_ff=512, batch=4, steps=300, lr=2e-3, warmup_steps=30,
-                      eval_every=50, eval_size=64),
+                      d_ff=512, batch=4, steps=1500, lr=2e-3, warmup_steps=150,
+                      eval_every=250, eval_size=64),
         timeout_s=7200.0,
     ),
     "full": ModeSize(
