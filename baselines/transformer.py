@@ -23,6 +23,7 @@ from torch import nn
 
 from reformer.config import ReformerConfig
 from reformer.embedding import build_positional_embedding
+from reformer.loss import next_token_loss
 
 BASELINE_ATTENTIONS = ("full", "sdpa")
 
@@ -97,8 +98,8 @@ class TransformerLM(nn.Module):
         """Mean next-token cross-entropy (logits at t predict tokens[:, t + 1])."""
         if tokens.dim() != 2 or tokens.shape[1] < 2:
             raise ValueError(f"loss needs tokens (batch, seq_len >= 2); got {tuple(tokens.shape)}")
-        logits = self.head(self._features(tokens)[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+        # The same sliced head + loss as ReformerLM, so memory comparisons isolate attention.
+        return next_token_loss(self.head, self._features(tokens), tokens)
 
 
 def _check(tokens: torch.Tensor, config: ReformerConfig) -> None:

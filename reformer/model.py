@@ -18,13 +18,13 @@ masks) comes from generators each layer owns, seeded from (config.seed, layer in
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reformer.attention import build_attention
 from reformer.config import ReformerConfig
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
+from reformer.loss import next_token_loss
 from reformer.reversible import ReplayableDropout, derived_seed, reversible_stack
 
 _INIT_STD = 0.02
@@ -99,17 +99,12 @@ class ReformerLM(nn.Module):
         return self.head(self.hidden(tokens))
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy: logits at t predict tokens[:, t + 1]; scalar."""
+        """Mean next-token cross-entropy: logits at t predict tokens[:, t + 1]; scalar.
+
+        The head and loss run in slices at long L (reformer.loss), so the (B, L, vocab)
+        logits are never held whole.
+        """
         return next_token_loss(self.head, self.hidden(tokens), tokens)
-
-
-def next_token_loss(head: nn.Module, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of head(hidden[:, :-1]) (B, L-1, V) against tokens[:, 1:]."""
-    if tokens.shape[1] < 2:
-        raise ValueError(f"loss needs seq_len >= 2 (a token and its successor); got "
-                         f"tokens of shape {tuple(tokens.shape)}")
-    logits = head(hidden[:, :-1])
-    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
 
 
 def check_tokens(tokens: torch.Tensor, config: ReformerConfig) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from suites.store import read_rows
+
 log = logging.getLogger("reports")
 
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
@@ -51,21 +53,10 @@ REQUIRED = ("suite", "model", "status")
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Parse one JSON-lines file; log and skip lines that are not a JSON object."""
-    rows = []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                log.warning("%s:%d: skipped malformed line (%s)", path, number, exc.msg)
-                continue
-            if not isinstance(row, dict):
-                log.warning("%s:%d: skipped a line that is not a JSON object", path, number)
-                continue
-            rows.append(row)
+    """Parse one JSON-lines file (suites.store.read_rows); log each line it skipped."""
+    rows, problems = read_rows(path)
+    for problem in problems:
+        log.warning("%s", problem)
     return rows
 
 

@@ -112,3 +112,29 @@ def test_matched_d_ff_equalises_parameter_counts():
 def test_run_rejects_a_mismatched_family():
     with pytest.raises(ValueError, match="train_attention"):
         _run(train_attention="sdpa")
+
+
+def test_separate_qk_reformer_trains_and_evaluates_only_with_sdpa():
+    shared = _run(train_attention="lsh-2")
+    run = Run(task="duplication", family="reformer", train_attention="sdpa",
+              config=shared.config.replace(attention="sdpa"), schedule=shared.schedule,
+              eval_size=8)
+    assert run.model_name == "reformer-sdpa" and not run.shared_qk and shared.shared_qk
+    model, history = _train(run)
+    assert len(history.evals) == 2
+    with pytest.raises(ValueError, match="evaluates only with 'sdpa'"):
+        make_task(run).evaluate(model, "lsh-2")
+    with pytest.raises(ValueError, match="train_attention"):
+        Run(task="duplication", family="reformer", train_attention="lsh-2",
+            config=run.config, schedule=run.schedule, eval_size=8)
+
+
+def test_byte_lm_models_have_equal_parameter_counts():
+    from suites.grids.quality import runs
+    from suites.registry import GridContext
+
+    counts = {(run.model_name, run.train_attention): n_parameters(build_model(run))
+              for run in runs(GridContext(device="cpu")) if run.task == "bytes"}
+    transformer = counts[("transformer-sdpa", "sdpa")]
+    assert len(counts) == 6
+    assert all(abs(n - transformer) / transformer < 1e-3 for n in counts.values()), counts

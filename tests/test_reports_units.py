@@ -38,8 +38,8 @@ def test_load_skips_malformed_lines_and_rows_without_identity(tmp_path, caplog):
     assert len(rows) == 1  # read recursively; the history file is not a result file
     assert rows.loc[0, "source"] == "ci/run.jsonl"
     messages = " ".join(caplog.messages)
-    assert "run.jsonl:2: skipped malformed line" in messages
-    assert "run.jsonl:3: skipped a line that is not a JSON object" in messages
+    assert "run.jsonl:2: malformed line skipped" in messages
+    assert "run.jsonl:3: malformed line skipped (not a JSON object)" in messages
     assert "without suite" in messages
     assert len(load_history(tmp_path)) == 1
 

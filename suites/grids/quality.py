@@ -9,8 +9,11 @@ suites.quality.sizes for the sizes of each mode and why.
   LSH-2, LSH-4, LSH-8 at the final step (the Table 2 matrix).
 - bytes: transformer-sdpa, reformer-lsh-rev trained with LSH-2 and with LSH-4, and
   reformer-lsh (reversible off) with LSH-4, all at equal parameter count, steps and tokens.
-  Validation bits per byte at every ``eval_every`` steps with the training attention (the
-  curves), and the LSH models at the final step with LSH-1/2/4/8.
+  Two ablations place any gap to the Transformer: reformer-lsh-rev trained with exact
+  shared-QK attention ("full": hashing removed) and reformer-sdpa-rev (the reversible
+  stack with the Transformer's separate-QK SDPA: shared QK removed). Validation bits per
+  byte at every ``eval_every`` steps with the training attention (the curves), and the
+  shared-QK models at the final step with full attention and LSH-1/2/4/8.
 
 ``--data PATH`` (a file or folder; ``ctx.data``) replaces the stdlib corpus for the byte
 LM; checkpoints go under ``--out`` (``ctx.out_dir``).
@@ -29,7 +32,7 @@ from suites.registry import GridContext, Point, Suite
 
 DUP_TRAIN = ("full", "lsh-1", "lsh-2", "lsh-4")
 DUP_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
-LM_EVAL = ("lsh-1", "lsh-2", "lsh-4", "lsh-8")
+LM_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
 RUNNER = "suites.quality.points:run_quality_point"
 STDLIB = "python-stdlib"
 
@@ -65,7 +68,12 @@ def runs(ctx: GridContext) -> list[Run]:
     lm_runs = [("transformer", "sdpa", base.replace(reversible=False)),
                ("reformer", "lsh-2", reformer.replace(n_hashes=2, reversible=True)),
                ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=True)),
-               ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=False))]
+               ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=False)),
+               # Ablations that place the gap to the Transformer: the same shared-QK
+               # model trained with exact attention (no hashing), and the Reformer's
+               # reversible stack with the Transformer's separate-QK attention.
+               ("reformer", "full", reformer.replace(n_hashes=1, reversible=True)),
+               ("reformer", "sdpa", base.replace(reversible=True))]
     found += [Run(task="bytes", family=family, train_attention=spec, config=config,
                   schedule=_schedule(lm), eval_size=lm.eval_size, device=ctx.device,
                   data=None if data is None else str(data))
@@ -104,7 +112,7 @@ def grid(ctx: GridContext) -> list[Point]:
             evaluations.sort(key=lambda item: item[0] != run.train_attention)
         else:
             evaluations = [(run.train_attention, step) for step in run.schedule.eval_steps()]
-            if run.family == "reformer":
+            if run.shared_qk:
                 evaluations += [(spec, final) for spec in LM_EVAL if spec != run.train_attention]
         points += [Point(params=_params(run, spec, step), runner=RUNNER, timeout_s=timeout,
                          options={**options, "run": run.to_dict()})

@@ -62,7 +62,7 @@ def run_quality_point(params: dict[str, Any], options: dict[str, Any]) -> dict[s
         "lr": run.schedule.lr, "warmup_steps": run.schedule.warmup_steps,
         "eval_size": run.eval_size, "run_key": run.key(),
         "checkpoint": Path(meta["checkpoint"]).name,
-        "trained_now": meta["trained_now"], "shared_qk": run.family == "reformer",
+        "trained_now": meta["trained_now"], "shared_qk": run.shared_qk,
         "train_wall_s": history["wall_s"], "num_threads": meta["num_threads"],
     }
 

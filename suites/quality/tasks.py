@@ -63,10 +63,18 @@ class Run:
         if self.family not in FAMILIES:
             raise ValueError(f"family={self.family!r} is unknown; allowed: {FAMILIES}")
         kind, _ = parse_attention(self.train_attention)
-        if (kind == "sdpa") != (self.family == "transformer"):
+        built_sdpa = self.family == "transformer" or self.config.attention == "sdpa"
+        if (kind == "sdpa") != built_sdpa:
             raise ValueError(f"train_attention={self.train_attention!r} does not fit family="
-                             f"{self.family!r}: transformers train with 'sdpa', reformers "
-                             "with 'full' or 'lsh-N'")
+                             f"{self.family!r} with config.attention={self.config.attention!r}"
+                             ": transformers and attention='sdpa' reformers train with "
+                             "'sdpa', shared-QK (attention='lsh') reformers with 'full' or "
+                             "'lsh-N'")
+
+    @property
+    def shared_qk(self) -> bool:
+        """A shared-QK Reformer: one set of weights runs 'full' and every 'lsh-N'."""
+        return self.family == "reformer" and self.config.attention == "lsh"
 
     @property
     def seed(self) -> int:
@@ -74,10 +82,13 @@ class Run:
 
     @property
     def model_name(self) -> str:
-        """Row label, as the other suites name LMs: transformer-sdpa, reformer-lsh[-rev]."""
+        """Row label, as the other suites name LMs: transformer-sdpa, reformer-lsh[-rev].
+
+        ``reformer-sdpa-rev`` is the Reformer's stack with separate-QK SDPA attention (the
+        shared-QK ablation of paper Fig. 3)."""
         if self.family == "transformer":
             return f"transformer-{self.config.attention}"
-        return "reformer-lsh" + ("-rev" if self.config.reversible else "")
+        return f"reformer-{self.config.attention}" + ("-rev" if self.config.reversible else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "family": self.family,
@@ -112,7 +123,8 @@ def build_model(run: Run) -> nn.Module:
     if run.family == "transformer":
         return TransformerLM(run.config).to(run.device)
     model = ReformerLM(run.config).to(run.device)
-    use_attention(model, run.train_attention, run.schedule.seq_len, run.config)
+    if run.shared_qk:
+        use_attention(model, run.train_attention, run.schedule.seq_len, run.config)
     return model
 
 
@@ -180,7 +192,7 @@ class Task:
 
     def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
         """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set."""
-        if self.run.family == "reformer":
+        if self.run.shared_qk:
             use_attention(model, spec, self.run.schedule.seq_len, self.run.config,
                           seed=self.run.seed * 1009 + _EVAL_HASH_STREAM)
         elif spec != self.run.train_attention:
@@ -193,7 +205,7 @@ class Task:
             tally = evaluate_bytes(model, self.eval_batches)
             return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
         finally:
-            if self.run.family == "reformer":
+            if self.run.shared_qk:
                 use_attention(model, self.run.train_attention, self.run.schedule.seq_len,
                               self.run.config)
 
