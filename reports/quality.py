@@ -125,8 +125,11 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     # Two runs of one model (say LSH-2- and LSH-4-trained reformer-lsh-rev) are separate
     # series: the training attention is part of the label.
     trained, evaluated = tag("train_attention", "trained"), tag("eval_attention", "eval")
+    # Runs of different lengths (results of several sizes under one folder) stay apart too.
+    runs = (lm["steps"].map(lambda n: f" · {n:g} steps") if "steps" in lm
+            and lm["steps"].nunique() > 1 else pd.Series("", index=lm.index))
     lm = lm.assign(evaluated=evaluated,
-                   series=lm["model"].astype(str) + trained + evaluated)
+                   series=lm["model"].astype(str) + trained + evaluated + runs)
     curves = lm.groupby("series")["step"].nunique().max() > 1
     style = "series" if curves else ("evaluated" if evaluated.ne("").any() else None)
     final = _final_step(lm, ["series"]).groupby("series", sort=False).last()
