@@ -37,8 +37,13 @@ def duplication_matrices(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     dup = dup.assign(trained=dup["train_attention"].map(attention_label),
                      evaluated=dup["eval_attention"].map(attention_label))
     keys = ["trained", "evaluated"]
-    dup = dup.assign(variant=split_variants(dup, [*keys, "model", "attention", "n_hashes"],
-                                            ignore=("n_buckets",)))
+    # bucket_size is empty for full-attention-trained rows: it must not split a matrix.
+    variant = split_variants(dup, [*keys, "model", "attention", "n_hashes"],
+                             ignore=("n_buckets", "bucket_size"))
+    if "steps" in dup and dup["steps"].nunique() > 1:  # runs of several training lengths
+        steps = dup["steps"].map(lambda n: f"steps={n:g}")
+        variant = (variant + ", ").where(variant != "", "") + steps
+    dup = dup.assign(variant=variant)
     dup = _final_step(dup, [*keys, "variant"])
     dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]))
     matrices = {}
@@ -134,7 +139,10 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     style = "series" if curves else ("evaluated" if evaluated.ne("").any() else None)
     final = _final_step(lm, ["series"]).groupby("series", sort=False).last()
     if curves:
-        panel = Panel(data=lm, x="step", y="bits_per_byte", hue="model", style=style,
+        # Curves are the training attention's; other evaluations are in the table only.
+        own = lm[lm["eval_attention"] == lm["train_attention"]] if "eval_attention" in lm \
+            else lm
+        panel = Panel(data=own, x="step", y="bits_per_byte", hue="model", style=style,
                       title="validation", xlabel="training step", ylabel="bits per byte",
                       logx=None, logy=False)
     else:
