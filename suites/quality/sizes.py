@@ -33,9 +33,9 @@ batches and tokens (1500 steps of 4 x 256 bytes: 1.5M bytes). On this CPU an LSH
 these short lengths costs several times an SDPA layer (idle, 2 threads: 22 ms per
 Transformer step against 66 / 122 / 87 ms for LSH-2 rev / LSH-4 rev / LSH-4), so the four
 main runs take ~7.5 min and the two ablations (exact shared-QK, separate-QK reversible)
-about 2 more. With the duplication task that is about 35 minutes in all on an idle 2-core
-CPU: a little over the half hour asked for, spent so that every model gets past the
-plateau rather than some being scored mid-jump. ``full`` is a longer run at L = 2048 for
+about 2 more. With the duplication task a from-scratch default run took 38.5 minutes on
+an idle 2-core CPU: over the half hour asked for, spent so that more models get past the
+plateau rather than being scored mid-jump. ``full`` is a longer run at L = 2048 for
 a GPU (not the paper's enwik8 model: 12 layers, d_model 1024, L = 65536).
 """
 
