@@ -23,7 +23,7 @@ from torch import nn
 
 from reformer.config import ReformerConfig
 from reformer.embedding import build_positional_embedding
-from reformer.loss import next_token_loss
+from reformer.loss import check_loss_tokens, next_token_loss
 
 BASELINE_ATTENTIONS = ("full", "sdpa")
 
@@ -96,8 +96,7 @@ class TransformerLM(nn.Module):
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy (logits at t predict tokens[:, t + 1])."""
-        if tokens.dim() != 2 or tokens.shape[1] < 2:
-            raise ValueError(f"loss needs tokens (batch, seq_len >= 2); got {tuple(tokens.shape)}")
+        check_loss_tokens(tokens)
         # The same sliced head + loss as ReformerLM, so memory comparisons isolate attention.
         return next_token_loss(self.head, self._features(tokens), tokens)
 

@@ -21,10 +21,16 @@ from torch.utils.checkpoint import checkpoint
 LOSS_CHUNK_TOKENS = 16384  # 16 MiB of logits per slice at a 256-symbol vocabulary
 
 
-def _check(hidden: torch.Tensor, tokens: torch.Tensor) -> None:
+def check_loss_tokens(tokens: torch.Tensor) -> None:
+    """Raise ValueError unless tokens is (batch, seq_len >= 2): callers run it before the
+    forward so a bad batch fails before any work."""
     if tokens.dim() != 2 or tokens.shape[1] < 2:
         raise ValueError(f"loss needs tokens (batch, seq_len >= 2): a token and its "
                          f"successor; got tokens of shape {tuple(tokens.shape)}")
+
+
+def _check(hidden: torch.Tensor, tokens: torch.Tensor) -> None:
+    check_loss_tokens(tokens)
     if hidden.shape[:2] != tokens.shape:
         raise ValueError(f"hidden {tuple(hidden.shape)} must be (batch, seq_len, d) for "
                          f"tokens {tuple(tokens.shape)}")

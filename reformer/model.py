@@ -24,7 +24,7 @@ from reformer.attention import build_attention
 from reformer.config import ReformerConfig
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
-from reformer.loss import next_token_loss
+from reformer.loss import check_loss_tokens, next_token_loss
 from reformer.reversible import ReplayableDropout, derived_seed, reversible_stack
 
 _INIT_STD = 0.02
@@ -104,6 +104,7 @@ class ReformerLM(nn.Module):
         The head and loss run in slices at long L (reformer.loss), so the (B, L, vocab)
         logits are never held whole.
         """
+        check_loss_tokens(tokens)
         return next_token_loss(self.head, self.hidden(tokens), tokens)
 
 
