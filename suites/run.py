@@ -250,14 +250,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_data(data: str | None, names: list[str]) -> None:
-    """--data is the quality suite's; a bad path fails here, before any point runs."""
+    """--data is the quality suite's; a bad path fails here, before any point runs (the
+    files are listed, not read: each point's child reads them)."""
     if data is None:
         return
     if names != ["quality"]:
         raise ValueError(f"--data applies only to the quality suite; got suite(s) {names}")
-    from suites.quality.corpus import load_corpus
+    from suites.quality.corpus import corpus_files
 
-    load_corpus(data)
+    corpus_files(data)
 
 
 def _list_suites(available: dict[str, Suite], ctx: GridContext) -> int:

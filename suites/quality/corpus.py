@@ -55,11 +55,12 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def load_corpus(data: str | Path | None = None,
-                validation_fraction: float = VALIDATION_FRACTION) -> ByteCorpus:
-    """The stdlib corpus (``data`` None) or the file or folder at ``data``, split."""
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction={validation_fraction} must be in (0, 1)")
+def corpus_files(data: str | Path | None = None) -> tuple[str, Path, list[Path]]:
+    """(source name, root, files sorted by path) of a corpus, without reading them.
+
+    Raises FileNotFoundError / ValueError naming ``--data`` for a missing path or a folder
+    with nothing to read, so a command line can check ``--data`` cheaply before it runs.
+    """
     if data is None:
         root = stdlib_root()
         files = [p for p in root.rglob("*.py")
@@ -77,6 +78,15 @@ def load_corpus(data: str | Path | None = None,
     if not files:
         raise ValueError(f"--data {root}: the folder holds no (non-hidden) files to read")
     files.sort(key=lambda p: p.relative_to(root).as_posix() if p != root else p.name)
+    return source, root, files
+
+
+def load_corpus(data: str | Path | None = None,
+                validation_fraction: float = VALIDATION_FRACTION) -> ByteCorpus:
+    """The stdlib corpus (``data`` None) or the file or folder at ``data``, split."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction={validation_fraction} must be in (0, 1)")
+    source, root, files = corpus_files(data)
     if len(files) == 1:
         return _split_bytes(source, root, files[0], validation_fraction)
     return _split_files(source, root, files, validation_fraction)
