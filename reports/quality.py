@@ -40,10 +40,9 @@ def duplication_matrices(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     # bucket_size is empty for full-attention-trained rows: it must not split a matrix.
     variant = split_variants(dup, [*keys, "model", "attention", "n_hashes"],
                              ignore=("n_buckets", "bucket_size"))
-    if "steps" in dup and dup["steps"].nunique() > 1:  # runs of several training lengths
-        steps = dup["steps"].map(lambda n: f"steps={n:g}")
-        variant = (variant + ", ").where(variant != "", "") + steps
-    dup = dup.assign(variant=variant)
+    steps = _run_length(dup, "steps={:g}")
+    dup = dup.assign(variant=(variant + ", ").where((variant != "") & (steps != ""), variant)
+                     + steps)
     dup = _final_step(dup, [*keys, "variant"])
     dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]))
     matrices = {}
@@ -55,6 +54,14 @@ def duplication_matrices(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
             index=ordered(pd.Series(matrix.index), list(TABLE2)),
             columns=ordered(pd.Series(matrix.columns), TABLE2_EVAL))
     return matrices
+
+
+def _run_length(rows: pd.DataFrame, template: str) -> pd.Series:
+    """Each row's training length in ``template`` where rows hold runs of several lengths
+    (results of several sizes under one folder), else ''."""
+    if "steps" not in rows or rows["steps"].nunique() < 2:
+        return pd.Series("", index=rows.index)
+    return rows["steps"].map(template.format)
 
 
 def expectation_table(matrix: pd.DataFrame) -> pd.DataFrame:
@@ -131,8 +138,7 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     # series: the training attention is part of the label.
     trained, evaluated = tag("train_attention", "trained"), tag("eval_attention", "eval")
     # Runs of different lengths (results of several sizes under one folder) stay apart too.
-    runs = (lm["steps"].map(lambda n: f" · {n:g} steps") if "steps" in lm
-            and lm["steps"].nunique() > 1 else pd.Series("", index=lm.index))
+    runs = _run_length(lm, " · {:g} steps")
     lm = lm.assign(evaluated=evaluated,
                    series=lm["model"].astype(str) + trained + evaluated + runs)
     curves = lm.groupby("series")["step"].nunique().max() > 1
