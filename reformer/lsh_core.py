@@ -175,7 +175,11 @@ def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows
         previous = sort_idx[b0:b1, h0:h1, (rnd - 1) % layout.n_hashes, -c:]
         key_pos = torch.cat([previous, query_pos], dim=-1)
     queries = (rows.take(qk, query_pos) * layout.scale).unflatten(2, (n_chunks, c))
-    keys = _windows(F.normalize(rows.take(qk, key_pos), dim=-1), layout, n_chunks)
+    # Normalised in float32: F.normalize's eps (1e-12) is 0 in float16, and a zero row
+    # (a padded position) would give NaN keys whose zero weights still poison matmuls.
+    wide = torch.promote_types(qk.dtype, torch.float32)
+    keys = F.normalize(rows.take(qk, key_pos).to(wide), dim=-1).to(qk.dtype)
+    keys = _windows(keys, layout, n_chunks)
     values = _windows(rows.take(v, key_pos), layout, n_chunks)
 
     compute = torch.float64 if qk.dtype == torch.float64 else torch.float32

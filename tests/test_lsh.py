@@ -233,6 +233,18 @@ def test_half_precision_is_finite(dtype, device):
         assert tensor.dtype == dtype and torch.isfinite(tensor).all()
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_length_not_a_multiple_of_the_chunk(dtype, device):
+    """Padded positions are zero rows; their unit keys must be 0, not 0/0 (F.normalize's
+    eps is 0 in float16), or the zero-weight pairs still turn every gradient into NaN."""
+    qk, v = _inputs(batch=1, length=13, dtype=dtype, device=device)
+    out = lsh_attention(qk, v, n_hashes=2, bucket_size=8, causal=False, seed=0)
+    out.float().sum().backward()
+    for tensor in (out, qk.grad, v.grad):
+        assert torch.isfinite(tensor).all()
+
+
 def test_saved_for_backward_is_linear_in_length():
     def saved(length):
         qk, v = _inputs(batch=1, heads=2, length=length, dim=16, dtype=torch.float32)
