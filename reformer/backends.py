@@ -4,8 +4,8 @@
   dtype, is deterministic, and is the path checked against ``reformer.reference`` to 1e-9.
 - ``"triton"``: ``reformer.kernels`` (fused Triton kernels, forward and backward). Needs
   the ``triton`` package and a CUDA tensor, or ``TRITON_INTERPRET=1`` (Triton's CPU
-  interpreter, used by the tests). float16, bfloat16 and float32; bucket_size and d_head
-  up to 128.
+  interpreter, used by the tests). float16, bfloat16 and float32; bucket_size up to 64,
+  d_head up to 128 (64 in float32).
 - ``"auto"``: Triton for CUDA tensors when triton imports and the call is within its
   limits, else torch. On a CPU, auto is always torch.
 
@@ -22,10 +22,13 @@ import os
 import torch
 
 BACKENDS = ("auto", "torch", "triton")
-# Largest chunk and head width the Triton kernels are built for (tile side, after
-# rounding up to a power of two).
-TRITON_MAX_BLOCK = 128
-TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# Largest chunk and head widths the Triton kernels are built for (tile sides, after
+# rounding up to a power of two). The ahead-of-time compile test checks these largest
+# tiles against the shared memory and registers of sm_80 and sm_90; float32 tiles take
+# twice the shared memory, and at d_head 128 they overflow it.
+TRITON_MAX_CHUNK = 64
+TRITON_MAX_HEAD = {torch.float16: 128, torch.bfloat16: 128, torch.float32: 64}
+TRITON_DTYPES = tuple(TRITON_MAX_HEAD)
 
 
 def validate_backend(backend: str) -> None:
@@ -48,10 +51,11 @@ def triton_limits(dtype: torch.dtype, bucket_size: int, d_head: int,
     """Why the Triton kernels cannot take this call, or None when they can."""
     if dtype not in TRITON_DTYPES:
         return f"dtype {dtype} (the Triton kernels take {TRITON_DTYPES})"
-    widest = max(bucket_size, d_head, d_head if d_value is None else d_value)
-    if widest > TRITON_MAX_BLOCK:
-        return (f"bucket_size={bucket_size}, d_head={d_head} (the Triton kernels take "
-                f"bucket_size and d_head up to {TRITON_MAX_BLOCK})")
+    widest = max(d_head, d_head if d_value is None else d_value)
+    if bucket_size > TRITON_MAX_CHUNK or widest > TRITON_MAX_HEAD[dtype]:
+        return (f"bucket_size={bucket_size}, d_head={widest} (the Triton kernels take "
+                f"bucket_size up to {TRITON_MAX_CHUNK} and d_head up to "
+                f"{TRITON_MAX_HEAD[dtype]} in {dtype})")
     return None
 
 
@@ -72,13 +76,13 @@ def resolve_backend(backend: str, device: torch.device | str, dtype: torch.dtype
         usable = (device.type == "cuda" and triton_installed()
                   and triton_limits(dtype, bucket_size, d_head, d_value) is None)
         return "triton" if usable else "torch"
+    reason = triton_limits(dtype, bucket_size, d_head, d_value)
+    if reason is not None:
+        raise ValueError(f"backend='triton' cannot take {reason}; use backend='torch' or 'auto'")
     if not triton_installed():
         raise ValueError("backend='triton' needs the triton package "
                          "(pip install 'reformer-bench[gpu]'); use backend='torch' or 'auto'")
     if not runnable:
         raise ValueError(f"backend='triton' needs a CUDA tensor (got device {device}) or "
                          "TRITON_INTERPRET=1; use backend='torch' or 'auto'")
-    reason = triton_limits(dtype, bucket_size, d_head, d_value)
-    if reason is not None:
-        raise ValueError(f"backend='triton' cannot take {reason}; use backend='torch' or 'auto'")
     return "triton"

@@ -103,7 +103,7 @@ def lsh_attention(
                     scale=d_head ** -0.5)
     function = LSHAttentionFunction
     if backend == "triton":
-        from reformer.kernels import TritonLSHFunction  # imports triton: only when used
+        from reformer.kernels.function import TritonLSHFunction  # imports triton: when used
 
         function = TritonLSHFunction
     out = function.apply(qk_in, v_in, sort_idx,

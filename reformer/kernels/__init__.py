@@ -1,6 +1,6 @@
-"""Fused Triton kernels for LSH attention (Reformer sec. 2). Importing this package needs
-the ``triton`` package; ``reformer.backends`` decides when it is used."""
+"""Fused Triton kernels for LSH attention (Reformer sec. 2).
 
-from reformer.kernels.function import KernelConfig, TritonLSHFunction, kernel_config
-
-__all__ = ["KernelConfig", "TritonLSHFunction", "kernel_config"]
+``function.TritonLSHFunction`` (needs triton) is the autograd Function; ``config`` holds
+the launch shapes; ``aot`` compiles the kernels for sm_80 / sm_90 without a GPU.
+``reformer.backends`` decides when the kernels are used.
+"""

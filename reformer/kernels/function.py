@@ -10,45 +10,15 @@ score matrix and no sorted copy of qk or v.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from reformer.backends import TRITON_MAX_BLOCK, triton_limits
+from reformer.kernels.config import FP_FUSION, KernelConfig, kernel_config
 from reformer.kernels.lsh_triton import (
     lsh_backward_key_round,
     lsh_backward_query_round,
     lsh_forward_round,
 )
 from reformer.lsh_core import Layout, _normalize_backward, chunk_ids
-
-
-@dataclass(frozen=True)
-class KernelConfig:
-    """Compile-time shape of one launch: tile sizes (powers of two, >= 16 for tl.dot) and
-    warps per program. ``precision`` is tl.dot's input precision: "ieee" for float32 inputs
-    (true float32 products, as the torch path; TF32 would drop 13 mantissa bits)."""
-
-    block_c: int
-    block_d: int
-    block_dv: int
-    num_warps: int
-    precision: str
-
-
-def kernel_config(chunk: int, dim: int, dim_v: int, dtype: torch.dtype) -> KernelConfig:
-    """The launch configuration for a chunk size, head widths and input dtype."""
-    reason = triton_limits(dtype, chunk, dim, dim_v)
-    if reason is not None:
-        raise ValueError(f"backend='triton' cannot take {reason}")
-    blocks = [max(16, next_power_of_2(x)) for x in (chunk, dim, dim_v)]
-    num_warps = 8 if blocks[0] >= TRITON_MAX_BLOCK else 4
-    precision = "ieee" if dtype == torch.float32 else "tf32"
-    return KernelConfig(*blocks, num_warps=num_warps, precision=precision)
-
-
-def next_power_of_2(value: int) -> int:
-    return 1 << max(0, (value - 1).bit_length())
 
 
 def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, key_valid):
@@ -60,7 +30,7 @@ def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, key_vali
                       BLOCK_DV=config.block_dv, CAUSAL=layout.causal,
                       HAS_VALID=key_valid is not None, COUNTS=layout.needs_counts,
                       LOOK_BACK=layout.look_back, PRECISION=config.precision,
-                      num_warps=config.num_warps)
+                      num_warps=config.num_warps, enable_fp_fusion=FP_FUSION)
     return scalars, constexprs
 
 

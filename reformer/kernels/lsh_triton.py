@@ -43,14 +43,14 @@ _NORM_EPS = tl.constexpr(1e-12)  # F.normalize's eps
 def _rows(base, pos, lane_ok, width, BLOCK: tl.constexpr):
     """(BLOCK_C, BLOCK) rows ``pos`` of a (Lp, width) matrix, zero outside."""
     cols = tl.arange(0, BLOCK)
-    ptrs = base + pos[:, None].to(tl.int64) * width + cols[None, :]
+    ptrs = base + (pos[:, None] * width + cols[None, :])
     return tl.load(ptrs, mask=lane_ok[:, None] & (cols[None, :] < width), other=0.0)
 
 
 @triton.jit
 def _store_rows(base, pos, lane_ok, width, value, BLOCK: tl.constexpr):
     cols = tl.arange(0, BLOCK)
-    ptrs = base + pos[:, None].to(tl.int64) * width + cols[None, :]
+    ptrs = base + (pos[:, None] * width + cols[None, :])
     tl.store(ptrs, value, mask=lane_ok[:, None] & (cols[None, :] < width))
 
 
@@ -73,24 +73,25 @@ def _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C: tl.constexpr):
 def _scores(q, k_hat, q_pos, k_pos, q_ok, k_ok, chunk_base, valid_base, length, n_rounds,
             total, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
             PRECISION: tl.constexpr):
-    """Masked logits of a (query tile, key tile) pair, in float32, and what goes with them.
+    """Logits of a (query tile, key tile) pair in float32, and each key's occurrence count.
 
-    Returns logits (BLOCK_C, BLOCK_C) with the self logit and MASK_LOGIT in place, the
-    masked pairs (zero weight), the self pairs (no gradient) and the occurrence count of
-    each key among all windows the query sees (1 without the duplicate correction).
-    A key's slot in round r is in the query's round-r window when it lies in the query's
-    chunk C or C-1; when C is a round's first chunk, C-1 holds round r-1's slots.
+    The self pair gets the self logit; masked pairs (causal, padding, lanes past the
+    chunk) get -inf, i.e. weight exactly 0 (the torch path's MASK_LOGIT then zero fill:
+    callers keep a row maximum of at least MASK_LOGIT, as the torch path's is).
+    ``count`` is how often the key occurs among all windows the query sees, over every
+    round (1 without the duplicate correction): a key's slot in round r is in the
+    query's round-r window when it lies in the query's chunk C or C-1; when C is a
+    round's first chunk, C-1 holds round r-1's slots.
     """
     logits = tl.dot(q, tl.trans(k_hat), input_precision=PRECISION)
-    is_self = q_pos[:, None] == k_pos[None, :]
-    logits = tl.where(is_self, _SELF, logits)
+    logits = tl.where(q_pos[:, None] == k_pos[None, :], _SELF, logits)
     masked = (~q_ok)[:, None] | (~k_ok)[None, :]
     if CAUSAL:
         masked = masked | (k_pos[None, :] > q_pos[:, None])
     if HAS_VALID:
         key_valid = tl.load(valid_base + k_pos, mask=k_ok, other=0)
         masked = masked | (key_valid == 0)[None, :]
-    logits = tl.where(masked, _MASKED, logits)
+    logits = tl.where(masked, float("-inf"), logits)
     if COUNTS:
         count = tl.zeros(logits.shape, dtype=tl.int32)
         for rnd in range(n_rounds):
@@ -105,8 +106,8 @@ def _scores(q, k_hat, q_pos, k_pos, q_ok, k_ok, chunk_base, valid_base, length, 
             count += (k_chunk_before[None, :] == q_back[:, None]).to(tl.int32)
         count = tl.maximum(count, 1).to(tl.float32)
     else:
-        count = tl.full(logits.shape, 1.0, dtype=tl.float32)
-    return logits, masked, is_self, count
+        count = 1.0
+    return logits, count
 
 
 @triton.jit
@@ -118,7 +119,10 @@ def lsh_forward_round(
     LOOK_BACK: tl.constexpr, FIRST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One round: grid (chunks_per_round, B·H). Merges into OUT (B, H, Lp, Dv) float32 and
-    RUN_MAX, RUN_SUM (B, H, Lp) float32 at the chunk's positions."""
+    RUN_MAX, RUN_SUM (B, H, Lp) float32 at the chunk's positions.
+
+    The window's two halves (own chunk, then look-back chunk) are taken one after the
+    other with an online-softmax rescale, so only one (c, c) tile of logits is live."""
     bh = tl.program_id(1).to(tl.int64)
     g = rnd * chunks_per_round + tl.program_id(0)
     lane_ok = tl.arange(0, BLOCK_C) < chunk
@@ -130,26 +134,28 @@ def lsh_forward_round(
     q_pos = _slots(sort_base, g, chunk, lane_ok, BLOCK_C)
     q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
     q = (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
-    v_own = _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV)
-    l_own, m_own, _, c_own = _scores(q, _unit(q_raw), q_pos, q_pos, lane_ok, lane_ok,
-                                     chunk_base, valid_base, length, n_rounds, total,
-                                     CAUSAL, HAS_VALID, COUNTS, PRECISION)
-    row_max = tl.max(l_own, axis=1)
+    logits, count = _scores(q, _unit(q_raw), q_pos, q_pos, lane_ok, lane_ok, chunk_base,
+                            valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
+                            PRECISION)
+    row_max = tl.maximum(tl.max(logits, axis=1), _MASKED)
+    weights = tl.exp(logits - row_max[:, None]) / count
+    row_sum = tl.sum(weights, axis=1)
+    v_k = _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV)
+    acc = tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
     if LOOK_BACK:
         k_pos = _slots(sort_base, (g + total - 1) % total, chunk, lane_ok, BLOCK_C)
         k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
-        v_back = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
-        l_back, m_back, _, c_back = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok,
-                                            chunk_base, valid_base, length, n_rounds, total,
-                                            CAUSAL, HAS_VALID, COUNTS, PRECISION)
-        row_max = tl.maximum(row_max, tl.max(l_back, axis=1))
-    weights = tl.where(m_own, 0.0, tl.exp(l_own - row_max[:, None])) / c_own
-    row_sum = tl.sum(weights, axis=1)
-    acc = tl.dot(weights.to(v_own.dtype), v_own, input_precision=PRECISION)
-    if LOOK_BACK:
-        weights = tl.where(m_back, 0.0, tl.exp(l_back - row_max[:, None])) / c_back
-        row_sum += tl.sum(weights, axis=1)
-        acc += tl.dot(weights.to(v_back.dtype), v_back, input_precision=PRECISION)
+        logits, count = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok, chunk_base,
+                                valid_base, length, n_rounds, total, CAUSAL, HAS_VALID,
+                                COUNTS, PRECISION)
+        new_max = tl.maximum(row_max, tl.max(logits, axis=1))
+        rescale = tl.exp(row_max - new_max)
+        weights = tl.exp(logits - new_max[:, None]) / count
+        row_sum = row_sum * rescale + tl.sum(weights, axis=1)
+        v_k = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
+        acc = acc * rescale[:, None] + tl.dot(weights.to(v_k.dtype), v_k,
+                                              input_precision=PRECISION)
+        row_max = new_max
     # A query that sees only masked keys (a padded one) gets output 0, not NaN.
     row_sum = tl.maximum(row_sum, _TINY)
     round_out = acc / row_sum[:, None]
@@ -182,13 +188,13 @@ def _grad_logits(q, k_hat, v_k, d_out, q_pos, k_pos, lane_ok, row_max, log_sum, 
     P = exp(l - max - log_sum) / count from the saved statistics; dS = P · (dP - delta)
     with dP = dO v^T and delta = rowsum(dO · O); the self logit is a constant, so its dS is 0.
     """
-    logits, masked, is_self, count = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok,
-                                              chunk_base, valid_base, length, n_rounds,
-                                              total, CAUSAL, HAS_VALID, COUNTS, PRECISION)
-    probs = tl.where(masked, 0.0,
-                     tl.exp((logits - row_max[:, None]) - log_sum[:, None])) / count
+    logits, count = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok, chunk_base,
+                            valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
+                            PRECISION)
+    probs = tl.exp((logits - row_max[:, None]) - log_sum[:, None]) / count
     grad_probs = tl.dot(d_out, tl.trans(v_k), input_precision=PRECISION)
-    grad = tl.where(is_self, 0.0, probs * (grad_probs - delta[:, None]))
+    grad = tl.where(q_pos[:, None] == k_pos[None, :], 0.0,
+                    probs * (grad_probs - delta[:, None]))
     return probs, grad
 
 
