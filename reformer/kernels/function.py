@@ -2,10 +2,10 @@
 FlashAttention, Dao et al. 2022, sec. 3.1): the Triton twin of
 ``reformer.lsh_core.LSHAttentionFunction``, with the same inputs and semantics.
 
-Saved for backward: qk, v, the sort permutation (int32), the chunk ids (int32, only with
-the duplicate correction over several rounds), key_valid, the output and two float32
-statistics per position (row maximum over all rounds, log of the row sum); no (L, 2c)
-score matrix and no sorted copy of qk or v.
+Saved for backward: qk, v, the sort permutation (int32), key_valid, the output and two
+float32 statistics per position (row maximum over all rounds, log of the row sum); no
+(L, 2c) score matrix and no sorted copy of qk or v. The chunk ids used by the duplicate
+counts are rebuilt from the permutation in backward.
 """
 
 from __future__ import annotations
@@ -68,14 +68,15 @@ class TritonLSHFunction(torch.autograd.Function):
                                     rnd, **scalars, FIRST=rnd == 0, **constexprs)
         out = out.to(v.dtype)
         ctx.layout, ctx.config = layout, config
-        ctx.save_for_backward(qk, v, sort32, chunk_of, valid, out, row_max, row_sum.log_())
+        ctx.save_for_backward(qk, v, sort32, valid, out, row_max, row_sum.log_())
         ctx.has_valid = key_valid is not None
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        qk, v, sort32, chunk_of, valid, out, row_max, log_sum = ctx.saved_tensors
+        qk, v, sort32, valid, out, row_max, log_sum = ctx.saved_tensors
         layout: Layout = ctx.layout
+        chunk_of = _chunk_of(sort32.long() if layout.needs_counts else sort32, layout)
         grad_out = grad_out.contiguous()
         delta = (grad_out.float() * out.float()).sum(-1)  # (B, H, Lp): rowsum(dO · O)
         grad_q = torch.zeros(qk.shape, dtype=torch.float32, device=qk.device)

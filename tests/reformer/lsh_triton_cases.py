@@ -141,3 +141,20 @@ def test_runs_are_bit_identical():
     second, _ = _case(16, 4, 2, True, True, True, torch.float32, backend="triton")
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
+
+
+def test_saves_no_more_for_backward_than_the_torch_path():
+    """qk, v, an int32 permutation and two float32 statistics per position: no window
+    scores and no sorted copies (the torch path saves an int64 permutation and one lse)."""
+    from suites.saved_bytes import saved_bytes
+
+    gen = torch.Generator().manual_seed(0)
+    qk, v = (torch.randn(1, 2, 64, 16, generator=gen).to(DEVICE).requires_grad_()
+             for _ in range(2))
+
+    def saved(backend):
+        n_bytes, _ = saved_bytes(lambda: lsh_attention(qk, v, n_hashes=4, bucket_size=16,
+                                                       causal=True, seed=0, backend=backend))
+        return n_bytes
+
+    assert saved("triton") <= saved("torch")
