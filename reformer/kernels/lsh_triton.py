@@ -70,6 +70,38 @@ def _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
+def _program(QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+             chunk, dim, dim_v, BLOCK_C: tl.constexpr):
+    """A program's (batch·head, global chunk g = rnd·N + pid0), its valid lanes and the
+    base pointers of its (batch, head) in every input."""
+    bh = tl.program_id(1).to(tl.int64)
+    g = rnd * chunks_per_round + tl.program_id(0)
+    lane_ok = tl.arange(0, BLOCK_C) < chunk
+    sort_base = SORT + bh * n_rounds * length
+    chunk_base = CHUNK_OF + bh * n_rounds * length
+    valid_base = VALID + (bh // n_heads) * length
+    return (bh, g, lane_ok, sort_base, chunk_base, valid_base, QK + bh * length * dim,
+            V + bh * length * dim_v)
+
+
+@triton.jit
+def _queries(sort_base, qk_base, chunk_idx, chunk, lane_ok, dim, scale, BLOCK_C: tl.constexpr,
+             BLOCK_D: tl.constexpr):
+    """Positions, raw rows and scaled rows (q / sqrt(D), input dtype) of a chunk."""
+    q_pos = _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C)
+    q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
+    return q_pos, q_raw, (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
+
+
+@triton.jit
+def _statistics(ROW_MAX, LOG_SUM, DELTA, offsets, lane_ok):
+    """Saved row maximum and log row sum, and delta = rowsum(dO · O), of the queries."""
+    return (tl.load(ROW_MAX + offsets, mask=lane_ok, other=0.0),
+            tl.load(LOG_SUM + offsets, mask=lane_ok, other=0.0),
+            tl.load(DELTA + offsets, mask=lane_ok, other=0.0))
+
+
+@triton.jit
 def _scores(q, k_hat, q_pos, k_pos, q_ok, k_ok, chunk_base, valid_base, length, n_rounds,
             total, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
             PRECISION: tl.constexpr):
@@ -123,17 +155,12 @@ def lsh_forward_round(
 
     The window's two halves (own chunk, then look-back chunk) are taken one after the
     other with an online-softmax rescale, so only one (c, c) tile of logits is live."""
-    bh = tl.program_id(1).to(tl.int64)
-    g = rnd * chunks_per_round + tl.program_id(0)
-    lane_ok = tl.arange(0, BLOCK_C) < chunk
-    sort_base = SORT + bh * n_rounds * length
-    chunk_base = CHUNK_OF + bh * n_rounds * length
-    valid_base = VALID + (bh // n_heads) * length
-    qk_base, v_base = QK + bh * length * dim, V + bh * length * dim_v
+    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+        chunk, dim, dim_v, BLOCK_C)
 
-    q_pos = _slots(sort_base, g, chunk, lane_ok, BLOCK_C)
-    q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
-    q = (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
+    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C,
+                               BLOCK_D)
     logits, count = _scores(q, _unit(q_raw), q_pos, q_pos, lane_ok, lane_ok, chunk_base,
                             valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
                             PRECISION)
@@ -208,22 +235,15 @@ def lsh_backward_query_round(
 ):
     """dq of one round's query chunks: grid (chunks_per_round, B·H); DQ (B, H, Lp, D)
     float32 += dS k̂ / sqrt(D) at the chunk's positions."""
-    bh = tl.program_id(1).to(tl.int64)
-    g = rnd * chunks_per_round + tl.program_id(0)
-    lane_ok = tl.arange(0, BLOCK_C) < chunk
-    sort_base = SORT + bh * n_rounds * length
-    chunk_base = CHUNK_OF + bh * n_rounds * length
-    valid_base = VALID + (bh // n_heads) * length
-    qk_base, v_base = QK + bh * length * dim, V + bh * length * dim_v
+    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+        chunk, dim, dim_v, BLOCK_C)
 
-    q_pos = _slots(sort_base, g, chunk, lane_ok, BLOCK_C)
-    q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
-    q = (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
+    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C,
+                               BLOCK_D)
     d_out = _rows(DO + bh * length * dim_v, q_pos, lane_ok, dim_v, BLOCK_DV)
-    stat = bh * length + q_pos
-    row_max = tl.load(ROW_MAX + stat, mask=lane_ok, other=0.0)
-    log_sum = tl.load(LOG_SUM + stat, mask=lane_ok, other=0.0)
-    delta = tl.load(DELTA + stat, mask=lane_ok, other=0.0)
+    row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos,
+                                          lane_ok)
 
     k_hat = _unit(q_raw)
     _, grad = _grad_logits(q, k_hat, _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV), d_out,
@@ -255,31 +275,23 @@ def lsh_backward_key_round(
     """dk̂ and dv of one round's key chunks: grid (chunks_per_round, B·H). Key chunk g is
     seen by the queries of chunk g and, as their look-back, of chunk g+1 (mod total).
     DK (B, H, Lp, D) float32 += dS^T q / sqrt(D); DV (B, H, Lp, Dv) float32 += P^T dO."""
-    bh = tl.program_id(1).to(tl.int64)
-    g = rnd * chunks_per_round + tl.program_id(0)
-    lane_ok = tl.arange(0, BLOCK_C) < chunk
-    sort_base = SORT + bh * n_rounds * length
-    chunk_base = CHUNK_OF + bh * n_rounds * length
-    valid_base = VALID + (bh // n_heads) * length
-    qk_base, v_base = QK + bh * length * dim, V + bh * length * dim_v
+    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+        chunk, dim, dim_v, BLOCK_C)
     do_base = DO + bh * length * dim_v
 
     k_pos = _slots(sort_base, g, chunk, lane_ok, BLOCK_C)
-    k_raw = _rows(qk_base, k_pos, lane_ok, dim, BLOCK_D)
-    k_hat = _unit(k_raw)
+    k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
     v_k = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
     grad_k = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
     grad_v = tl.zeros((BLOCK_C, BLOCK_DV), dtype=tl.float32)
     n_query_chunks: tl.constexpr = 2 if LOOK_BACK else 1
     for step in tl.static_range(n_query_chunks):
-        q_pos = _slots(sort_base, (g + step) % total, chunk, lane_ok, BLOCK_C)
-        q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
-        q = (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
+        q_pos, _, q = _queries(sort_base, qk_base, (g + step) % total, chunk, lane_ok, dim,
+                               scale, BLOCK_C, BLOCK_D)
         d_out = _rows(do_base, q_pos, lane_ok, dim_v, BLOCK_DV)
-        stat = bh * length + q_pos
-        row_max = tl.load(ROW_MAX + stat, mask=lane_ok, other=0.0)
-        log_sum = tl.load(LOG_SUM + stat, mask=lane_ok, other=0.0)
-        delta = tl.load(DELTA + stat, mask=lane_ok, other=0.0)
+        row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos,
+                                              lane_ok)
         probs, grad = _grad_logits(q, k_hat, v_k, d_out, q_pos, k_pos, lane_ok, row_max,
                                    log_sum, delta, chunk_base, valid_base, length, n_rounds,
                                    total, CAUSAL, HAS_VALID, COUNTS, PRECISION)
