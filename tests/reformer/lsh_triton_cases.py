@@ -5,8 +5,9 @@ this module in a child process with TRITON_INTERPRET=1 (Triton's CPU interpreter
 must be set before triton is imported; on a machine with CUDA it runs it again on the GPU.
 Shapes are small: the interpreter executes every program in numpy.
 
-Tolerances. float32: rounding alone, at most about (2c·R + D + 16)·eps of the largest
-reference value (window sums over R rounds, a D-term dot product, the merge). float16 and
+Tolerances. float32: rounding alone, at most about (2c·R + 2D + 16)·eps of the largest
+reference value (window sums over R rounds, a D-term dot product whose products carry
+2^-22 = 2·eps relative error under the GPU's tf32x3, the merge). float16 and
 bfloat16 follow flash-attention's rule: the kernel's error against float64 is at most twice
 that of the plain low-precision implementation (the torch path in the same dtype), plus
 one unit of the dtype's rounding.
@@ -24,6 +25,7 @@ from reformer.reference import lsh_attention_reference
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 DEVICE = "cpu" if INTERPRETING else "cuda"
+DIM = 6  # d_head: not a power of two, so the kernels' padded lanes are exercised
 
 
 def _upcast_bfloat16_dot_operands() -> None:
@@ -49,7 +51,7 @@ if INTERPRETING:
     _upcast_bfloat16_dot_operands()
 
 
-def _case(length, chunk, n_hashes, causal, padding, dup, dtype, *, backend, dim=6, seed=0):
+def _case(length, chunk, n_hashes, causal, padding, dup, dtype, *, backend, dim=DIM, seed=0):
     """Output and gradients (masked to real queries), and the buckets, for one backend."""
     gen = torch.Generator().manual_seed(seed)
     qk64 = torch.randn(2, 1, length, dim, generator=gen, dtype=torch.float64)
@@ -107,7 +109,7 @@ def test_float32_matches_reference(length, chunk, n_hashes, causal, padding, dup
     expected = _reference(inputs, chunk, causal, dup)
     eps = torch.finfo(torch.float32).eps
     for name, got, ref in zip(("out", "grad_qk", "grad_v"), kernel, expected, strict=True):
-        bound = (2 * chunk * n_hashes + 6 + 16) * eps * float(ref.abs().max())
+        bound = (2 * chunk * n_hashes + 2 * DIM + 16) * eps * float(ref.abs().max())
         assert _error(got, ref) <= bound, (name, _error(got, ref), bound)
 
 
