@@ -308,7 +308,7 @@ class LSHAttentionFunction(torch.autograd.Function):
                     rows.put(round_out, piece.query_pos, part.flatten(2, 3))
                     rows.put(round_max, piece.query_pos, row_max.flatten(2, 3))
                     rows.put(round_sum, piece.query_pos, total.flatten(2, 3))
-                merged = merge_round(merged, round_out, round_max, round_sum)
+                merged = _merge_round(merged, round_out, round_max, round_sum)
             group_out, group_max, group_sum = merged
             out[b0:b1, h0:h1] = group_out
             lse[b0:b1, h0:h1] = (group_max + group_sum.log()).squeeze(-1)
@@ -357,7 +357,7 @@ class LSHAttentionFunction(torch.autograd.Function):
         return grad_qk, grad_v, None, None, None
 
 
-def merge_round(merged, round_out, round_max, round_sum):
+def _merge_round(merged, round_out, round_max, round_sum):
     """Merge one round's normalised output into the running (out, max, sum) (Reformer sec. 2:
     out = sum_r o_r · exp(lse_r - logsumexp_r lse_r), with lse_r = max_r + log sum_r).
 
