@@ -17,7 +17,9 @@ look-back chunk, with an online-softmax rescale between them), giving the round'
 maximum m_r, sum S_r = sum exp(l - m_r) / count and normalised output o_r, and merges them
 into the running (out, max, sum) of its positions: out += (o_r - out) · S_r e^(m_r - m) / S.
 Maximum and sum stay apart, so a row that sees only itself (m = -1e5 in every round) is
-merged exactly: its output is exactly its own v. Backward recomputes the probabilities from the saved (max, log-sum) per position
+merged exactly: its output is exactly its own v.
+
+Backward recomputes the probabilities from the saved (max, log-sum) per position
 (FlashAttention, Dao et al. 2022, sec. 3.1): one kernel owns query chunks (dq), one owns
 key chunks (dk̂, dv; a key chunk g is seen by query chunks g and g+1).
 
