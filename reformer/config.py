@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from reformer.backends import validate_backend
+
 ATTENTIONS = ("lsh", "full", "sdpa")
 
 
@@ -32,6 +34,9 @@ class ReformerConfig:
     axial_shape: tuple[int, int] | None = None  # axial positional embedding; None = learned
     max_seq_len: int = 65536
     seed: int = 0  # seeds every layer's own generator (hash rotations, dropout masks)
+    # LSH attention implementation: "auto" (Triton on CUDA when installed, else torch) |
+    # "torch" | "triton" (reformer.backends)
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         _positive(self, "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "n_hashes",
@@ -44,6 +49,7 @@ class ReformerConfig:
             )
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention={self.attention!r} is unknown; allowed: {ATTENTIONS}")
+        validate_backend(self.backend)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
         if self.n_buckets is not None:

@@ -32,6 +32,7 @@ import math
 import torch
 from torch import nn
 
+from reformer.backends import resolve_backend
 from reformer.config import ReformerConfig
 from reformer.hashing import (
     draw_rotations,
@@ -59,6 +60,7 @@ def lsh_attention(
     padding_mask: torch.Tensor | None = None,
     dup_correction: bool = True,
     return_buckets: bool = False,
+    backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """LSH attention of qk (B, H, L, D) and v (B, H, L, Dv) -> (B, H, L, Dv).
 
@@ -67,8 +69,12 @@ def lsh_attention(
     ``padding_mask`` (B, L) bool is True at real tokens; other keys get zero weight.
     ``n_buckets`` defaults to 2·L/bucket_size (factorised above 128, see hashing.py).
     With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64.
+    ``backend`` picks the implementation: "torch", "triton" or "auto" (see
+    ``reformer.backends.resolve_backend``); both compute the same function.
     """
     _check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
+    backend = resolve_backend(backend, qk.device, qk.dtype, bucket_size, qk.shape[-1],
+                              v.shape[-1])
     batch, n_heads, seq_len, d_head = qk.shape
     if rotations is not None and n_buckets is None:
         n_buckets = 2 * rotations.shape[-1]
@@ -95,9 +101,13 @@ def lsh_attention(
     layout = Layout(batch=batch, n_heads=n_heads, n_hashes=n_hashes, padded_len=padded_len,
                     chunk=bucket_size, causal=causal, dup_correction=dup_correction,
                     scale=d_head ** -0.5)
-    out = LSHAttentionFunction.apply(qk_in, v_in, sort_idx,
-                                     None if key_valid is None else key_valid.contiguous(),
-                                     layout)
+    function = LSHAttentionFunction
+    if backend == "triton":
+        from reformer.kernels.function import TritonLSHFunction  # imports triton: when used
+
+        function = TritonLSHFunction
+    out = function.apply(qk_in, v_in, sort_idx,
+                          None if key_valid is None else key_valid.contiguous(), layout)
     out = out[:, :, :seq_len]
     return (out, buckets) if return_buckets else out
 
@@ -176,5 +186,5 @@ class LSHSelfAttention(nn.Module):
         out = lsh_attention(qk, v, n_hashes=cfg.n_hashes, bucket_size=cfg.bucket_size,
                             n_buckets=factors if len(factors) > 1 else factors[0],
                             causal=cfg.causal, rotations=rotations, padding_mask=padding_mask,
-                            dup_correction=cfg.dup_correction)
+                            dup_correction=cfg.dup_correction, backend=cfg.backend)
         return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))

@@ -175,7 +175,11 @@ def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows
         previous = sort_idx[b0:b1, h0:h1, (rnd - 1) % layout.n_hashes, -c:]
         key_pos = torch.cat([previous, query_pos], dim=-1)
     queries = (rows.take(qk, query_pos) * layout.scale).unflatten(2, (n_chunks, c))
-    keys = _windows(F.normalize(rows.take(qk, key_pos), dim=-1), layout, n_chunks)
+    # Normalised in float32: F.normalize's eps (1e-12) is 0 in float16, and a zero row
+    # (a padded position) would give NaN keys whose zero weights still poison matmuls.
+    wide = torch.promote_types(qk.dtype, torch.float32)
+    keys = F.normalize(rows.take(qk, key_pos).to(wide), dim=-1).to(qk.dtype)
+    keys = _windows(keys, layout, n_chunks)
     values = _windows(rows.take(v, key_pos), layout, n_chunks)
 
     compute = torch.float64 if qk.dtype == torch.float64 else torch.float32
@@ -288,10 +292,11 @@ class LSHAttentionFunction(torch.autograd.Function):
         for group in layout.groups():
             b0, b1, h0, h1 = group
             rows = Rows(layout, group, qk.device)
-            group_out = group_lse = None
+            merged = None
             for rnd in range(layout.n_hashes):
                 round_out = qk.new_empty(b1 - b0, h1 - h0, length, d_value, dtype=acc)
-                round_lse = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
+                round_max = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
+                round_sum = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
                                         group, rnd, (n0, n1))
@@ -301,10 +306,12 @@ class LSHAttentionFunction(torch.autograd.Function):
                     total = weights.sum(dim=-1, keepdim=True).clamp_min_(torch.finfo(acc).tiny)
                     part = torch.matmul(weights.div_(total).to(v.dtype), piece.values)
                     rows.put(round_out, piece.query_pos, part.flatten(2, 3))
-                    rows.put(round_lse, piece.query_pos, (row_max + total.log()).flatten(2, 3))
-                group_out, group_lse = _merge_round(group_out, group_lse, round_out, round_lse)
+                    rows.put(round_max, piece.query_pos, row_max.flatten(2, 3))
+                    rows.put(round_sum, piece.query_pos, total.flatten(2, 3))
+                merged = _merge_round(merged, round_out, round_max, round_sum)
+            group_out, group_max, group_sum = merged
             out[b0:b1, h0:h1] = group_out
-            lse[b0:b1, h0:h1] = group_lse.squeeze(-1)
+            lse[b0:b1, h0:h1] = (group_max + group_sum.log()).squeeze(-1)
         ctx.layout = layout
         ctx.save_for_backward(qk, v, sort_idx, key_valid, lse, out)
         return out
@@ -350,15 +357,28 @@ class LSHAttentionFunction(torch.autograd.Function):
         return grad_qk, grad_v, None, None, None
 
 
-def _merge_round(out, lse, round_out, round_lse):
-    """Log-sum-exp merge of one round's (out, lse) into the running ones (Reformer sec. 2:
-    out = sum_r o_r · exp(lse_r - logsumexp_r lse_r)). Shapes (b, h, Lp, Dv), (b, h, Lp, 1).
+def _merge_round(merged, round_out, round_max, round_sum):
+    """Merge one round's normalised output into the running (out, max, sum) (Reformer sec. 2:
+    out = sum_r o_r · exp(lse_r - logsumexp_r lse_r), with lse_r = max_r + log sum_r).
+
+    round_out (b, h, Lp, Dv) is the round's softmax output; round_max and round_sum
+    (b, h, Lp, 1) are its row maximum and sum of exp(logit - max) / count. The maximum and
+    the sum are kept apart rather than folded into one lse: a row that sees only itself
+    has max = SELF_LOGIT = -1e5 in every round, where float32 is spaced 0.0078, so an lse
+    formed there would carry that rounding into the round weights. Kept apart,
+    exp(max_r - max) is exactly 1 for such rows, and the running-mean update
+    out += (o_r - out) · w_r leaves out exactly v when every round gives v.
+    Returns the new (out, max, sum); out is updated in place.
     """
-    if out is None:
-        return round_out, round_lse
-    new_lse = torch.logaddexp(lse, round_lse)
-    out.mul_(torch.exp(lse - new_lse)).add_(round_out.mul_(torch.exp(round_lse - new_lse)))
-    return out, new_lse
+    if merged is None:
+        return round_out, round_max, round_sum
+    out, run_max, run_sum = merged
+    new_max = torch.maximum(run_max, round_max)
+    old_part = run_sum * torch.exp(run_max - new_max)
+    new_part = round_sum * torch.exp(round_max - new_max)
+    new_sum = old_part + new_part
+    out.add_(round_out.sub_(out).mul_(new_part / new_sum))
+    return out, new_max, new_sum
 
 
 def _normalize_backward(x: torch.Tensor, grad_unit: torch.Tensor) -> torch.Tensor:

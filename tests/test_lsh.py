@@ -16,18 +16,23 @@ from reformer.reference import (
 )
 from suites.saved_bytes import saved_bytes
 
+# The torch path runs on every device; reference twins run on the CPU.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))]
 
-def _inputs(batch=2, heads=2, length=16, dim=8, dtype=torch.float64, seed=0):
+
+def _inputs(batch=2, heads=2, length=16, dim=8, dtype=torch.float64, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
-    qk = torch.randn(batch, heads, length, dim, generator=gen, dtype=dtype).requires_grad_()
-    v = torch.randn(batch, heads, length, dim, generator=gen, dtype=dtype).requires_grad_()
-    return qk, v
+    qk = torch.randn(batch, heads, length, dim, generator=gen, dtype=dtype)
+    v = torch.randn(batch, heads, length, dim, generator=gen, dtype=dtype)
+    return qk.to(device).requires_grad_(), v.to(device).requires_grad_()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("n_hashes", [1, 3])
-def test_one_chunk_equals_exact_attention(causal, n_hashes):
-    qk, v = _inputs(length=24)
+def test_one_chunk_equals_exact_attention(causal, n_hashes, device):
+    qk, v = _inputs(length=24, device=device)
     out = lsh_attention(qk, v, n_hashes=n_hashes, bucket_size=32, causal=causal, seed=1)
     expected = exact_shared_qk_attention(qk, v, causal=causal)
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
@@ -45,26 +50,69 @@ GRID = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("length,bucket_size,n_hashes,causal,padding,dup", GRID)
-def test_fast_path_matches_reference(length, bucket_size, n_hashes, causal, padding, dup):
+def test_fast_path_matches_reference(length, bucket_size, n_hashes, causal, padding, dup,
+                                     device):
     qk, v = _inputs(length=length, dim=6)
     mask = None
     if padding:
         mask = torch.rand(2, length, generator=torch.Generator().manual_seed(5)) > 0.25
         mask[:, 0] = True
-    out, buckets = lsh_attention(qk, v, n_hashes=n_hashes, bucket_size=bucket_size,
-                                 causal=causal, seed=3, padding_mask=mask,
+    fast_qk, fast_v = (x.detach().to(device).requires_grad_() for x in (qk, v))
+    out, buckets = lsh_attention(fast_qk, fast_v, n_hashes=n_hashes, bucket_size=bucket_size,
+                                 causal=causal, seed=3,
+                                 padding_mask=None if mask is None else mask.to(device),
                                  dup_correction=dup, return_buckets=True)
-    ref = lsh_attention_reference(qk, v, buckets, bucket_size=bucket_size, causal=causal,
-                                  padding_mask=mask, dup_correction=dup)
+    ref = lsh_attention_reference(qk, v, buckets.cpu(), bucket_size=bucket_size,
+                                  causal=causal, padding_mask=mask, dup_correction=dup)
     real = torch.ones(2, length, dtype=torch.bool) if mask is None else mask
     real = real[:, None, :, None]
-    torch.testing.assert_close(out * real, ref * real, rtol=1e-9, atol=1e-9)
-    weight = torch.randn_like(out) * real  # padded queries' outputs are meaningless
-    fast_grads = torch.autograd.grad((out * weight).sum(), (qk, v))
+    torch.testing.assert_close(out.cpu() * real, ref * real, rtol=1e-9, atol=1e-9)
+    weight = torch.randn_like(ref) * real  # padded queries' outputs are meaningless
+    fast_grads = torch.autograd.grad((out * weight.to(device)).sum(), (fast_qk, fast_v))
     ref_grads = torch.autograd.grad((ref * weight).sum(), (qk, v))
     for fast, slow in zip(fast_grads, ref_grads, strict=True):
-        torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(fast.cpu(), slow, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dup", [True, False])
+@pytest.mark.parametrize("n_hashes", [1, 2, 4])
+def test_query_that_sees_only_itself_gets_exactly_its_value(n_hashes, dup, device):
+    """Under causal attention position 0 sees only itself, in every round: its output is
+    exactly its own v, in float32 too (rounds are not merged at the -1e5 self-logit scale,
+    where float32 is spaced 0.0078)."""
+    qk, v = _inputs(length=64, dim=16, dtype=torch.float32, device=device)
+    out = lsh_attention(qk, v, n_hashes=n_hashes, bucket_size=8, causal=True, seed=1,
+                        dup_correction=dup)
+    assert torch.equal(out[:, :, 0], v[:, :, 0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dup", [True, False])
+def test_float32_matches_float64_on_the_same_buckets(dup, device):
+    """A whole sequence in float32 against float64, bound by float32 rounding alone.
+
+    Each logit q · k̂ / sqrt(D) sums D products and divides by a norm, so its float32
+    error is at most about (D + 4)·eps·|q|/sqrt(D). A softmax output moves by at most
+    2·max|Δlogit|·max|v| under such logit errors, and summing a window of 2c occurrences
+    over R rounds plus the merge adds at most (2c·R + 8)·eps·max|v|. The old merge at the
+    self-logit scale missed this by four orders of magnitude (1e-2).
+    """
+    length, dim, chunk, n_hashes = 4096, 32, 32, 4
+    qk, v = _inputs(batch=1, length=length, dim=dim, device=device)
+    kwargs = dict(n_hashes=n_hashes, bucket_size=chunk, causal=True, seed=0,
+                  dup_correction=dup, return_buckets=True)
+    out64, buckets64 = lsh_attention(qk.detach(), v.detach(), **kwargs)
+    out32, buckets32 = lsh_attention(qk.detach().float(), v.detach().float(), **kwargs)
+    assert torch.equal(buckets32, buckets64)  # hashing is float32 in both: same buckets
+    eps = torch.finfo(torch.float32).eps
+    max_q = float(qk.detach().norm(dim=-1).max())
+    logit_error = (dim + 4) * eps * max_q / math.sqrt(dim)
+    bound = (2 * logit_error + (2 * chunk * n_hashes + 8) * eps) * float(v.detach().abs().max())
+    error = float((out32.double() - out64).abs().max())
+    assert error <= bound, (error, bound)
 
 
 def test_duplicate_correction_changes_weights():
@@ -94,8 +142,9 @@ def test_default_bucket_counts():
     assert resolve_n_buckets((4, 8), 99, 64) == (4, 8)
 
 
-def test_causal_values_from_the_future_do_not_leak():
-    qk, v = _inputs(length=32)
+@pytest.mark.parametrize("device", DEVICES)
+def test_causal_values_from_the_future_do_not_leak(device):
+    qk, v = _inputs(length=32, device=device)
     t = 17
     kwargs = dict(n_hashes=2, bucket_size=4, causal=True, seed=4)
     out = lsh_attention(qk, v, **kwargs)
@@ -160,9 +209,10 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(fn, (qk, v), eps=1e-6, atol=1e-5)
 
 
-def test_padded_keys_get_zero_weight():
-    qk, v = _inputs(length=24)
-    mask = torch.ones(2, 24, dtype=torch.bool)
+@pytest.mark.parametrize("device", DEVICES)
+def test_padded_keys_get_zero_weight(device):
+    qk, v = _inputs(length=24, device=device)
+    mask = torch.ones(2, 24, dtype=torch.bool, device=device)
     mask[0, 5:9] = False
     mask[1, 20:] = False
     out = lsh_attention(qk, v, n_hashes=3, bucket_size=4, causal=False, seed=0,
@@ -173,13 +223,26 @@ def test_padded_keys_get_zero_weight():
     assert torch.count_nonzero(grad_v.transpose(1, 2)[mask]) > 0
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_is_finite(dtype):
-    qk, v = _inputs(batch=1, heads=2, length=4096, dim=32, dtype=dtype)
+def test_half_precision_is_finite(dtype, device):
+    qk, v = _inputs(batch=1, heads=2, length=4096, dim=32, dtype=dtype, device=device)
     out = lsh_attention(qk, v, n_hashes=2, bucket_size=64, causal=True, seed=0)
     out.float().square().sum().backward()
     for tensor in (out, qk.grad, v.grad):
         assert tensor.dtype == dtype and torch.isfinite(tensor).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_length_not_a_multiple_of_the_chunk(dtype, device):
+    """Padded positions are zero rows; their unit keys must be 0, not 0/0 (F.normalize's
+    eps is 0 in float16), or the zero-weight pairs still turn every gradient into NaN."""
+    qk, v = _inputs(batch=1, length=13, dtype=dtype, device=device)
+    out = lsh_attention(qk, v, n_hashes=2, bucket_size=8, causal=False, seed=0)
+    out.float().sum().backward()
+    for tensor in (out, qk.grad, v.grad):
+        assert torch.isfinite(tensor).all()
 
 
 def test_saved_for_backward_is_linear_in_length():

@@ -1,0 +1,306 @@
+"""Triton kernels of LSH chunk attention (Reformer sec. 2), forward and backward.
+
+The same semantics as ``reformer.lsh_core.LSHAttentionFunction``: all rounds' sorted slots
+are laid end to end, one sequence of R·Lp slots cut into chunks of ``chunk``; the queries
+of chunk g see the keys of chunks g-1 (mod the number of chunks) and g. Hashing and the
+stable sort stay in PyTorch; a program reads its positions from the sort permutation and
+gathers the rows of qk and v itself, so no sorted copy of qk or v ever exists.
+
+One launch handles one round. Within a round every position occupies exactly one slot, so
+the program that owns a query chunk (forward, dq) or a key chunk (dk, dv) is the only
+writer of those positions' rows in that launch: outputs are read, updated and written
+without atomics, and results are bit-reproducible run to run. Launches of successive
+rounds are ordered on the stream.
+
+Forward: a program takes its chunk's (c, 2c) window as two (c, c) tiles (own chunk, then
+look-back chunk, with an online-softmax rescale between them), giving the round's row
+maximum m_r, sum S_r = sum exp(l - m_r) / count and normalised output o_r, and merges them
+into the running (out, max, sum) of its positions: out += (o_r - out) · S_r e^(m_r - m) / S.
+Maximum and sum stay apart, so a row that sees only itself (m = -1e5 in every round) is
+merged exactly: its output is exactly its own v.
+
+Backward recomputes the probabilities from the saved (max, log-sum) per position
+(FlashAttention, Dao et al. 2022, sec. 3.1): one kernel owns query chunks (dq), one owns
+key chunks (dk̂, dv; a key chunk g is seen by query chunks g and g+1).
+
+Shapes: qk (B, H, Lp, D), v (B, H, Lp, Dv), sort (B, H, R, Lp) int32, chunk_of
+(B, H, R, Lp) int32 (global chunk of each (round, position), for the duplicate counts),
+valid (B, Lp) int8; statistics (B, H, Lp) float32; accumulators float32.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from reformer.lsh_core import MASK_LOGIT, SELF_LOGIT
+
+_SELF = tl.constexpr(SELF_LOGIT)
+_MASKED = tl.constexpr(MASK_LOGIT)
+_TINY = tl.constexpr(1.1754943508222875e-38)  # float32 tiny: a fully masked row's sum
+_NORM_EPS = tl.constexpr(1e-12)  # F.normalize's eps
+
+
+@triton.jit
+def _rows(base, pos, lane_ok, width, BLOCK: tl.constexpr):
+    """(BLOCK_C, BLOCK) rows ``pos`` of a (Lp, width) matrix, zero outside."""
+    cols = tl.arange(0, BLOCK)
+    ptrs = base + (pos[:, None] * width + cols[None, :])
+    return tl.load(ptrs, mask=lane_ok[:, None] & (cols[None, :] < width), other=0.0)
+
+
+@triton.jit
+def _store_rows(base, pos, lane_ok, width, value, BLOCK: tl.constexpr):
+    cols = tl.arange(0, BLOCK)
+    ptrs = base + (pos[:, None] * width + cols[None, :])
+    tl.store(ptrs, value, mask=lane_ok[:, None] & (cols[None, :] < width))
+
+
+@triton.jit
+def _unit(x):
+    """Rows of x scaled to unit length as F.normalize does (norm clamped below by 1e-12)."""
+    xf = x.to(tl.float32)
+    norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+    return (xf / tl.maximum(norm, _NORM_EPS)[:, None]).to(x.dtype)
+
+
+@triton.jit
+def _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C: tl.constexpr):
+    """Positions held by the slots of global chunk ``chunk_idx``: (BLOCK_C,) int32."""
+    lanes = tl.arange(0, BLOCK_C)
+    return tl.load(sort_base + chunk_idx * chunk + lanes, mask=lane_ok, other=0)
+
+
+@triton.jit
+def _program(QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+             chunk, dim, dim_v, BLOCK_C: tl.constexpr):
+    """A program's (batch·head, global chunk g = rnd·N + pid0), its valid lanes and the
+    base pointers of its (batch, head) in every input."""
+    bh = tl.program_id(1).to(tl.int64)
+    g = rnd * chunks_per_round + tl.program_id(0)
+    lane_ok = tl.arange(0, BLOCK_C) < chunk
+    sort_base = SORT + bh * n_rounds * length
+    chunk_base = CHUNK_OF + bh * n_rounds * length
+    valid_base = VALID + (bh // n_heads) * length
+    return (bh, g, lane_ok, sort_base, chunk_base, valid_base, QK + bh * length * dim,
+            V + bh * length * dim_v)
+
+
+@triton.jit
+def _queries(sort_base, qk_base, chunk_idx, chunk, lane_ok, dim, scale, BLOCK_C: tl.constexpr,
+             BLOCK_D: tl.constexpr):
+    """Positions, raw rows and scaled rows (q / sqrt(D), input dtype) of a chunk."""
+    q_pos = _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C)
+    q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
+    return q_pos, q_raw, (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
+
+
+@triton.jit
+def _statistics(ROW_MAX, LOG_SUM, DELTA, offsets, lane_ok):
+    """Saved row maximum and log row sum, and delta = rowsum(dO · O), of the queries."""
+    return (tl.load(ROW_MAX + offsets, mask=lane_ok, other=0.0),
+            tl.load(LOG_SUM + offsets, mask=lane_ok, other=0.0),
+            tl.load(DELTA + offsets, mask=lane_ok, other=0.0))
+
+
+@triton.jit
+def _scores(q, k_hat, q_pos, k_pos, q_ok, k_ok, chunk_base, valid_base, length, n_rounds,
+            total, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
+            PRECISION: tl.constexpr):
+    """Logits of a (query tile, key tile) pair in float32, and each key's occurrence count.
+
+    The self pair gets the self logit; masked pairs (causal, padding, lanes past the
+    chunk) get -inf, i.e. weight exactly 0 (the torch path's MASK_LOGIT then zero fill:
+    callers keep a row maximum of at least MASK_LOGIT, as the torch path's is).
+    ``count`` is how often the key occurs among all windows the query sees, over every
+    round (1 without the duplicate correction): a key's slot in round r is in the
+    query's round-r window when it lies in the query's chunk C or C-1; when C is a
+    round's first chunk, C-1 holds round r-1's slots.
+    """
+    logits = tl.dot(q, tl.trans(k_hat), input_precision=PRECISION)
+    logits = tl.where(q_pos[:, None] == k_pos[None, :], _SELF, logits)
+    masked = (~q_ok)[:, None] | (~k_ok)[None, :]
+    if CAUSAL:
+        masked = masked | (k_pos[None, :] > q_pos[:, None])
+    if HAS_VALID:
+        key_valid = tl.load(valid_base + k_pos, mask=k_ok, other=0)
+        masked = masked | (key_valid == 0)[None, :]
+    logits = tl.where(masked, float("-inf"), logits)
+    if COUNTS:
+        count = tl.zeros(logits.shape, dtype=tl.int32)
+        for rnd in range(n_rounds):
+            row = chunk_base + rnd * length
+            before = chunk_base + ((rnd + n_rounds - 1) % n_rounds) * length
+            q_chunk = tl.load(row + q_pos, mask=q_ok, other=0)
+            k_chunk = tl.load(row + k_pos, mask=k_ok, other=-1)
+            k_chunk_before = tl.load(before + k_pos, mask=k_ok, other=-1)
+            q_back = (q_chunk + total - 1) % total
+            count += (k_chunk[None, :] == q_chunk[:, None]).to(tl.int32)
+            count += (k_chunk[None, :] == q_back[:, None]).to(tl.int32)
+            count += (k_chunk_before[None, :] == q_back[:, None]).to(tl.int32)
+        count = tl.maximum(count, 1).to(tl.float32)
+    else:
+        count = 1.0
+    return logits, count
+
+
+@triton.jit
+def lsh_forward_round(
+    QK, V, SORT, CHUNK_OF, VALID, OUT, RUN_MAX, RUN_SUM,
+    rnd, n_heads, length, n_rounds, chunks_per_round, total, chunk, dim, dim_v, scale,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
+    LOOK_BACK: tl.constexpr, FIRST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """One round: grid (chunks_per_round, B·H). Merges into OUT (B, H, Lp, Dv) float32 and
+    RUN_MAX, RUN_SUM (B, H, Lp) float32 at the chunk's positions.
+
+    The window's two halves (own chunk, then look-back chunk) are taken one after the
+    other with an online-softmax rescale, so only one (c, c) tile of logits is live."""
+    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+        chunk, dim, dim_v, BLOCK_C)
+
+    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C,
+                               BLOCK_D)
+    logits, count = _scores(q, _unit(q_raw), q_pos, q_pos, lane_ok, lane_ok, chunk_base,
+                            valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
+                            PRECISION)
+    row_max = tl.maximum(tl.max(logits, axis=1), _MASKED)
+    weights = tl.exp(logits - row_max[:, None]) / count
+    row_sum = tl.sum(weights, axis=1)
+    v_k = _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV)
+    acc = tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
+    if LOOK_BACK:
+        k_pos = _slots(sort_base, (g + total - 1) % total, chunk, lane_ok, BLOCK_C)
+        k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
+        logits, count = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok, chunk_base,
+                                valid_base, length, n_rounds, total, CAUSAL, HAS_VALID,
+                                COUNTS, PRECISION)
+        new_max = tl.maximum(row_max, tl.max(logits, axis=1))
+        rescale = tl.exp(row_max - new_max)
+        weights = tl.exp(logits - new_max[:, None]) / count
+        row_sum = row_sum * rescale + tl.sum(weights, axis=1)
+        v_k = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
+        acc = acc * rescale[:, None] + tl.dot(weights.to(v_k.dtype), v_k,
+                                              input_precision=PRECISION)
+        row_max = new_max
+    # A query that sees only masked keys (a padded one) gets output 0, not NaN.
+    row_sum = tl.maximum(row_sum, _TINY)
+    round_out = acc / row_sum[:, None]
+
+    out_base = OUT + bh * length * dim_v
+    stat_ptrs = bh * length + q_pos
+    if FIRST:
+        _store_rows(out_base, q_pos, lane_ok, dim_v, round_out, BLOCK_DV)
+        tl.store(RUN_MAX + stat_ptrs, row_max, mask=lane_ok)
+        tl.store(RUN_SUM + stat_ptrs, row_sum, mask=lane_ok)
+    else:
+        run_max = tl.load(RUN_MAX + stat_ptrs, mask=lane_ok, other=0.0)
+        run_sum = tl.load(RUN_SUM + stat_ptrs, mask=lane_ok, other=1.0)
+        out = _rows(out_base, q_pos, lane_ok, dim_v, BLOCK_DV)
+        new_max = tl.maximum(run_max, row_max)
+        new_part = row_sum * tl.exp(row_max - new_max)
+        new_sum = run_sum * tl.exp(run_max - new_max) + new_part
+        out += (round_out - out) * (new_part / new_sum)[:, None]
+        _store_rows(out_base, q_pos, lane_ok, dim_v, out, BLOCK_DV)
+        tl.store(RUN_MAX + stat_ptrs, new_max, mask=lane_ok)
+        tl.store(RUN_SUM + stat_ptrs, new_sum, mask=lane_ok)
+
+
+@triton.jit
+def _grad_logits(q, k_hat, v_k, d_out, q_pos, k_pos, lane_ok, row_max, log_sum, delta,
+                 chunk_base, valid_base, length, n_rounds, total, CAUSAL: tl.constexpr,
+                 HAS_VALID: tl.constexpr, COUNTS: tl.constexpr, PRECISION: tl.constexpr):
+    """Final probabilities P and dL/dlogits of a (query tile, key tile) pair, float32.
+
+    P = exp(l - max - log_sum) / count from the saved statistics; dS = P · (dP - delta)
+    with dP = dO v^T and delta = rowsum(dO · O); the self logit is a constant, so its dS is 0.
+    """
+    logits, count = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok, chunk_base,
+                            valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
+                            PRECISION)
+    probs = tl.exp((logits - row_max[:, None]) - log_sum[:, None]) / count
+    grad_probs = tl.dot(d_out, tl.trans(v_k), input_precision=PRECISION)
+    grad = tl.where(q_pos[:, None] == k_pos[None, :], 0.0,
+                    probs * (grad_probs - delta[:, None]))
+    return probs, grad
+
+
+@triton.jit
+def lsh_backward_query_round(
+    QK, V, DO, SORT, CHUNK_OF, VALID, ROW_MAX, LOG_SUM, DELTA, DQ,
+    rnd, n_heads, length, n_rounds, chunks_per_round, total, chunk, dim, dim_v, scale,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
+    LOOK_BACK: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """dq of one round's query chunks: grid (chunks_per_round, B·H); DQ (B, H, Lp, D)
+    float32 += dS k̂ / sqrt(D) at the chunk's positions."""
+    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+        chunk, dim, dim_v, BLOCK_C)
+
+    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C,
+                               BLOCK_D)
+    d_out = _rows(DO + bh * length * dim_v, q_pos, lane_ok, dim_v, BLOCK_DV)
+    row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos,
+                                          lane_ok)
+
+    k_hat = _unit(q_raw)
+    _, grad = _grad_logits(q, k_hat, _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV), d_out,
+                           q_pos, q_pos, lane_ok, row_max, log_sum, delta, chunk_base,
+                           valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
+                           PRECISION)
+    grad_q = tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
+    if LOOK_BACK:
+        k_pos = _slots(sort_base, (g + total - 1) % total, chunk, lane_ok, BLOCK_C)
+        k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
+        _, grad = _grad_logits(q, k_hat, _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV),
+                               d_out, q_pos, k_pos, lane_ok, row_max, log_sum, delta,
+                               chunk_base, valid_base, length, n_rounds, total, CAUSAL,
+                               HAS_VALID, COUNTS, PRECISION)
+        grad_q += tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
+    dq_base = DQ + bh * length * dim
+    grad_q = _rows(dq_base, q_pos, lane_ok, dim, BLOCK_D) + grad_q * scale
+    _store_rows(dq_base, q_pos, lane_ok, dim, grad_q, BLOCK_D)
+
+
+@triton.jit
+def lsh_backward_key_round(
+    QK, V, DO, SORT, CHUNK_OF, VALID, ROW_MAX, LOG_SUM, DELTA, DK, DV,
+    rnd, n_heads, length, n_rounds, chunks_per_round, total, chunk, dim, dim_v, scale,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
+    LOOK_BACK: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """dk̂ and dv of one round's key chunks: grid (chunks_per_round, B·H). Key chunk g is
+    seen by the queries of chunk g and, as their look-back, of chunk g+1 (mod total).
+    DK (B, H, Lp, D) float32 += dS^T q / sqrt(D); DV (B, H, Lp, Dv) float32 += P^T dO."""
+    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
+        chunk, dim, dim_v, BLOCK_C)
+    do_base = DO + bh * length * dim_v
+
+    k_pos = _slots(sort_base, g, chunk, lane_ok, BLOCK_C)
+    k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
+    v_k = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
+    grad_k = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
+    grad_v = tl.zeros((BLOCK_C, BLOCK_DV), dtype=tl.float32)
+    n_query_chunks: tl.constexpr = 2 if LOOK_BACK else 1
+    for step in tl.static_range(n_query_chunks):
+        q_pos, _, q = _queries(sort_base, qk_base, (g + step) % total, chunk, lane_ok, dim,
+                               scale, BLOCK_C, BLOCK_D)
+        d_out = _rows(do_base, q_pos, lane_ok, dim_v, BLOCK_DV)
+        row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos,
+                                              lane_ok)
+        probs, grad = _grad_logits(q, k_hat, v_k, d_out, q_pos, k_pos, lane_ok, row_max,
+                                   log_sum, delta, chunk_base, valid_base, length, n_rounds,
+                                   total, CAUSAL, HAS_VALID, COUNTS, PRECISION)
+        grad_v += tl.dot(tl.trans(probs.to(d_out.dtype)), d_out, input_precision=PRECISION)
+        grad_k += tl.dot(tl.trans(grad.to(q.dtype)), q, input_precision=PRECISION)
+    dk_base, dv_base = DK + bh * length * dim, DV + bh * length * dim_v
+    _store_rows(dk_base, k_pos, lane_ok, dim,
+                _rows(dk_base, k_pos, lane_ok, dim, BLOCK_D) + grad_k, BLOCK_D)
+    _store_rows(dv_base, k_pos, lane_ok, dim_v,
+                _rows(dv_base, k_pos, lane_ok, dim_v, BLOCK_DV) + grad_v, BLOCK_DV)

@@ -1,0 +1,162 @@
+"""The Triton LSH kernels against the reference twin and the torch path.
+
+Not collected by the main run (the name has no test_ prefix): ``test_lsh_triton.py`` runs
+this module in a child process with TRITON_INTERPRET=1 (Triton's CPU interpreter), which
+must be set before triton is imported; on a machine with CUDA it runs it again on the GPU.
+Shapes are small: the interpreter executes every program in numpy.
+
+Tolerances. float32: rounding alone, at most about (2c·R + 2D + 16)·eps of the largest
+reference value (window sums over R rounds, a D-term dot product whose products carry
+2^-22 = 2·eps relative error under the GPU's tf32x3, the merge). float16 and
+bfloat16 follow flash-attention's rule: the kernel's error against float64 is at most twice
+that of the plain low-precision implementation (the torch path in the same dtype), plus
+one unit of the dtype's rounding.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from reformer import lsh_attention
+from reformer.reference import lsh_attention_reference
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+DEVICE = "cpu" if INTERPRETING else "cuda"
+DIM = 6  # d_head: not a power of two, so the kernels' padded lanes are exercised
+
+
+def _upcast_bfloat16_dot_operands() -> None:
+    """Triton's interpreter stores bfloat16 as uint16 and its tl.dot multiplies those bit
+    patterns (triton-lang/triton#11584: bfloat16 is not supported by the interpreter).
+    Upcast bfloat16 operands to float32 first: exact, and what the GPU's bfloat16 MMA
+    computes (exact products, float32 accumulation). Test-only; compiled kernels are
+    untouched."""
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    original = interpreter.InterpreterBuilder.create_dot
+
+    def create_dot(self, a, b, *args):
+        a, b = (self.cast_impl(x, tl.float32) if x.dtype.scalar == tl.bfloat16 else x
+                for x in (a, b))
+        return original(self, a, b, *args)
+
+    interpreter.InterpreterBuilder.create_dot = create_dot
+
+
+if INTERPRETING:
+    _upcast_bfloat16_dot_operands()
+
+
+def _case(length, chunk, n_hashes, causal, padding, dup, dtype, *, backend, dim=DIM, seed=0):
+    """Output and gradients (masked to real queries), and the buckets, for one backend."""
+    gen = torch.Generator().manual_seed(seed)
+    qk64 = torch.randn(2, 1, length, dim, generator=gen, dtype=torch.float64)
+    v64 = torch.randn(2, 1, length, dim, generator=gen, dtype=torch.float64)
+    mask = None
+    if padding:
+        mask = torch.rand(2, length, generator=gen) > 0.25
+        mask[:, 0] = True
+    real = (torch.ones(2, length, dtype=torch.bool) if mask is None else mask)[:, None, :, None]
+    weight = torch.randn(v64.shape, generator=gen, dtype=torch.float64) * real
+    qk = qk64.to(DEVICE, dtype).requires_grad_()
+    v = v64.to(DEVICE, dtype).requires_grad_()
+    out, buckets = lsh_attention(qk, v, n_hashes=n_hashes, bucket_size=chunk, causal=causal,
+                                 seed=seed + 1, dup_correction=dup, return_buckets=True,
+                                 padding_mask=None if mask is None else mask.to(DEVICE),
+                                 backend=backend)
+    grads = torch.autograd.grad((out * weight.to(DEVICE, dtype)).sum(), (qk, v))
+    results = [x.detach().double().cpu() for x in (out, *grads)]
+    results[0] = results[0] * real
+    return results, (qk64, v64, mask, weight, buckets.cpu())
+
+
+def _reference(inputs, chunk, causal, dup):
+    qk64, v64, mask, weight, buckets = inputs
+    qk, v = qk64.clone().requires_grad_(), v64.clone().requires_grad_()
+    ref = lsh_attention_reference(qk, v, buckets, bucket_size=chunk, causal=causal,
+                                  padding_mask=mask, dup_correction=dup)
+    grads = torch.autograd.grad((ref * weight).sum(), (qk, v))
+    real = weight.ne(0).any(-1, keepdim=True) if mask is not None else 1.0
+    return [ref.detach() * real, *grads]
+
+
+def _error(a, b) -> float:
+    return float((a - b).abs().max())
+
+
+GRID = [
+    # length, bucket_size, n_hashes, causal, padding, dup_correction
+    (20, 4, 2, True, True, True),  # L not a multiple of the chunk, padding
+    (13, 4, 3, False, True, True),
+    (20, 8, 2, True, True, False),  # no duplicate correction
+    (9, 4, 1, False, False, True),  # one round
+    (24, 8, 4, True, True, True),  # four rounds
+    (30, 6, 2, True, False, True),  # chunk not a power of two
+    (24, 4, 4, False, False, False),
+    (8, 8, 2, True, False, True),  # one chunk per round: the look-back is the other round
+    (6, 8, 1, True, False, True),  # one chunk in all: no look-back
+]
+
+
+@pytest.mark.parametrize("length,chunk,n_hashes,causal,padding,dup", GRID)
+def test_float32_matches_reference(length, chunk, n_hashes, causal, padding, dup):
+    kernel, inputs = _case(length, chunk, n_hashes, causal, padding, dup, torch.float32,
+                           backend="triton")
+    expected = _reference(inputs, chunk, causal, dup)
+    eps = torch.finfo(torch.float32).eps
+    for name, got, ref in zip(("out", "grad_qk", "grad_v"), kernel, expected, strict=True):
+        bound = (2 * chunk * n_hashes + 2 * DIM + 16) * eps * float(ref.abs().max())
+        assert _error(got, ref) <= bound, (name, _error(got, ref), bound)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("length,chunk,n_hashes,causal,padding,dup", [GRID[0], GRID[2], GRID[4]])
+def test_half_precision_error_at_most_twice_the_torch_path(length, chunk, n_hashes, causal,
+                                                           padding, dup, dtype):
+    args = (length, chunk, n_hashes, causal, padding, dup, dtype)
+    kernel, inputs = _case(*args, backend="triton")
+    plain, _ = _case(*args, backend="torch")
+    expected = _reference(inputs, chunk, causal, dup)
+    eps = torch.finfo(dtype).eps
+    for name, got, low, ref in zip(("out", "grad_qk", "grad_v"), kernel, plain, expected,
+                                   strict=True):
+        bound = 2 * _error(low, ref) + eps * float(ref.abs().max())
+        assert _error(got, ref) <= bound, (name, _error(got, ref), bound)
+
+
+@pytest.mark.parametrize("dup", [True, False])
+def test_query_that_sees_only_itself_gets_exactly_its_value(dup):
+    gen = torch.Generator().manual_seed(0)
+    qk, v = (torch.randn(1, 2, 32, 16, generator=gen).to(DEVICE) for _ in range(2))
+    out = lsh_attention(qk, v, n_hashes=4, bucket_size=8, causal=True, seed=1,
+                        dup_correction=dup, backend="triton")
+    assert torch.equal(out[:, :, 0], v[:, :, 0])
+
+
+def test_runs_are_bit_identical():
+    """No atomics: every position has one writer per launch, so reruns agree bit for bit."""
+    first, _ = _case(16, 4, 2, True, True, True, torch.float32, backend="triton")
+    second, _ = _case(16, 4, 2, True, True, True, torch.float32, backend="triton")
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_saves_no_more_for_backward_than_the_torch_path():
+    """qk, v, an int32 permutation and two float32 statistics per position: no window
+    scores and no sorted copies (the torch path saves an int64 permutation and one lse)."""
+    from suites.saved_bytes import saved_bytes
+
+    gen = torch.Generator().manual_seed(0)
+    qk, v = (torch.randn(1, 2, 64, 16, generator=gen).to(DEVICE).requires_grad_()
+             for _ in range(2))
+
+    def saved(backend):
+        n_bytes, _ = saved_bytes(lambda: lsh_attention(qk, v, n_hashes=4, bucket_size=16,
+                                                       causal=True, seed=0, backend=backend))
+        return n_bytes
+
+    assert saved("triton") <= saved("torch")
