@@ -4,8 +4,8 @@ Two kinds of figure:
 
 - **deterministic**: machine-independent numbers (bytes saved for backward, counted FLOPs)
   measured by suites.ci.deterministic and held to fixed limits from the issue;
-- **ratio**: a time ratio of two steps interleaved in one process (tests/bench), held to
-  the committed baseline (results/ci/baseline.json) within a relative tolerance. Every
+- **ratio**: a time ratio of two steps interleaved in one process (suites/ci/benchmarks),
+  held to the committed baseline (results/ci/baseline.json) within a relative tolerance. Every
   ratio is "ours / what we compare against", so only a *larger* ratio fails; a ratio
   below the band passes with a note to refresh the baseline on purpose.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 KINDS = ("deterministic", "ratio")
 STATUSES = ("pass", "fail", "skipped", "baseline")  # baseline: set by --update-baseline
-BENCH_FILE = "tests/bench/test_ratios.py"
+BENCH_FILE = "suites/ci/benchmarks/test_ratios.py"
 
 
 @dataclass(frozen=True, kw_only=True)

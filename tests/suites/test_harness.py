@@ -1,6 +1,7 @@
 """The sweep harness on tiny grids: rows, statuses, oom -> skipped, resume, malformed lines.
 
-Synthetic runners below run in the harness's child processes (named "tests.test_harness:...").
+Synthetic runners below run in the harness's child processes (named
+"tests.suites.test_harness:...").
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from suites.run import main, run_sweep
 from suites.store import EXTRA_FIELDS, ROW_FIELDS, STATUSES, RunFile, read_rows
 
 CTX = GridContext(device="cpu", mode="quick")
-MODULE = "tests.test_harness"
+MODULE = "tests.suites.test_harness"
 
 
 # -- runners (executed in the child) -------------------------------------------------------

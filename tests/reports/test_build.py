@@ -1,4 +1,4 @@
-"""End to end: python -m reports.build on synthetic results (tests/test_reports_synthetic.py).
+"""End to end: python -m reports.build on synthetic results (tests/reports/synthetic.py).
 
 Figures are drawn at a low --dpi to keep the tests fast; the code path is the same.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reports.build import build_reports, main
-from tests.test_reports_synthetic import (
+from tests.reports.synthetic import (
     all_rows,
     history_rows,
     memory_rows,
