@@ -39,6 +39,8 @@ from reports.tables import (
 )
 
 log = logging.getLogger("reports")
+# Generated reports live under docs/, apart from the code that builds them.
+DEFAULT_OUT = "docs/reports"
 KNOWN_SUITES = ("memory", "time", "hashes", "chunks", "reversible", "peers", "scale", "quality")
 
 
@@ -47,8 +49,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="results",
                         help="folder of *.jsonl result files, read recursively (default: results)")
-    parser.add_argument("--out", default="reports",
-                        help="where report folders are written (default: reports)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"where report folders are written (default: {DEFAULT_OUT})")
     parser.add_argument("--theme", default="reformer",
                         help="report name, first part of the folder name (default: reformer)")
     parser.add_argument("--dpi", type=int, default=300, help="PNG resolution (default: 300)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from suites.quality.attention import parse_attention, use_attention
+from suites.quality.attention import attention_as, parse_attention
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
 from suites.quality.metrics import Tally, evaluate_bytes, evaluate_duplication
@@ -115,17 +116,23 @@ class Run:
 
 
 def build_model(run: Run) -> nn.Module:
-    """A freshly initialised model (init seeded by run.seed), switched to its train spec."""
+    """A freshly initialised model (init seeded by run.seed), as its config describes it.
+
+    A shared-QK model runs its train spec only inside :func:`train_attention`."""
     from baselines import TransformerLM
     from reformer.model import ReformerLM
 
     torch.manual_seed(run.seed)
     if run.family == "transformer":
         return TransformerLM(run.config).to(run.device)
-    model = ReformerLM(run.config).to(run.device)
-    if run.shared_qk:
-        use_attention(model, run.train_attention, run.schedule.seq_len, run.config)
-    return model
+    return ReformerLM(run.config).to(run.device)
+
+
+def train_attention(run: Run, model: nn.Module) -> AbstractContextManager[None]:
+    """The block in which ``model`` runs the attention it is trained with."""
+    if not run.shared_qk:
+        return nullcontext()
+    return attention_as(model, run.train_attention, run.schedule.seq_len, run.config)
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -193,21 +200,19 @@ class Task:
     def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
         """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set."""
         if self.run.shared_qk:
-            use_attention(model, spec, self.run.schedule.seq_len, self.run.config,
-                          seed=self.run.seed * 1009 + _EVAL_HASH_STREAM)
+            switched = attention_as(model, spec, self.run.schedule.seq_len, self.run.config,
+                                    seed=self.run.seed * 1009 + _EVAL_HASH_STREAM)
         elif spec != self.run.train_attention:
             raise ValueError(f"a {self.run.model_name} model evaluates only with "
                              f"{self.run.train_attention!r}; got {spec!r}")
-        try:
+        else:
+            switched = nullcontext()
+        with switched:
             if self.run.task == "duplication":
                 tally: Tally = evaluate_duplication(model, self.eval_batches)
                 return {"accuracy": tally.accuracy, "loss": tally.loss}
             tally = evaluate_bytes(model, self.eval_batches)
             return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
-        finally:
-            if self.run.shared_qk:
-                use_attention(model, self.run.train_attention, self.run.schedule.seq_len,
-                              self.run.config)
 
 
 def checkpoint_path(run: Run, checkpoint_dir: Path) -> Path:
@@ -241,8 +246,10 @@ def ensure_trained(run: Run, checkpoint_dir: Path, *, progress: bool = True
             return task.evaluate(trained, run.train_attention)
 
     desc = f"{run.task} {run.model_name} {run.train_attention}"
-    history: History = train(model, run.schedule, batches=task.batch, loss_fn=task.loss,
-                             evaluate=evaluate, desc=desc, progress=progress)
+    with train_attention(run, model):
+        history: History = train(model, run.schedule, batches=task.batch,
+                                 loss_fn=task.loss, evaluate=evaluate, desc=desc,
+                                 progress=progress)
     corpus = task.corpus.describe() if task.corpus is not None else None
     meta = {"run": run.to_dict(), "run_key": run.key(), "history": history.to_dict(),
             "n_params": n_parameters(model), "num_threads": torch.get_num_threads(),
@@ -275,7 +282,7 @@ def _claim_training(path: Path) -> None:
 
 
 def load_trained(run: Run, state: dict[str, torch.Tensor]) -> nn.Module:
-    """The run's model with trained weights, in eval mode, switched to its train spec."""
+    """The run's model with trained weights, in eval mode."""
     model = build_model(run)
     model.load_state_dict(state)
     return model.eval()

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from suites.registry import GridContext, Point, Suite, load_suites
-from suites.run import main, run_sweep
+from suites.run import main
 from suites.store import EXTRA_FIELDS, ROW_FIELDS, STATUSES, RunFile, read_rows
+from suites.sweep import run_sweep
 
 CTX = GridContext(device="cpu", mode="quick")
 MODULE = "tests.suites.test_harness"

@@ -9,7 +9,8 @@ import torch
 
 from baselines import peers
 from suites.grids.timing import crossover
-from suites.measure import counted_step, is_oom, peak_memory, run_point, time_step
+from suites.isolation import is_oom, run_point
+from suites.measure import counted_step, peak_memory, time_step
 from suites.steps import Step, build_step
 
 MIB = 2**20

@@ -8,8 +8,8 @@ from suites.grids.quality import DUP_EVAL, DUP_TRAIN, SUITE, grid, runs
 from suites.quality.points import run_quality_point
 from suites.quality.summary import duplication_matrix, summary_lines
 from suites.registry import GridContext
-from suites.run import run_sweep
 from suites.store import ROW_FIELDS
+from suites.sweep import run_sweep
 
 
 @pytest.fixture
