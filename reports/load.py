@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from suites.spec import ROW_CONFIG_FIELDS
 from suites.store import read_rows
 
 log = logging.getLogger("reports")
@@ -24,12 +25,9 @@ STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 PASSES = ("fwd", "fwd_bwd", "train_step")
 HISTORY_FILE = "history.jsonl"
 
-# Configuration columns of the schema; together with unknown extras they identify a point.
-CONFIG_COLUMNS = (
-    "model", "attention", "reversible", "causal", "pass", "batch", "seq_len", "d_model",
-    "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size", "n_buckets", "ff_chunks",
-    "dtype", "device", "num_threads", "seed",
-)
+# Configuration columns (harness and ReformerConfig fields, suites.spec); together with
+# unknown extras they identify a point.
+CONFIG_COLUMNS = ROW_CONFIG_FIELDS
 # Extra point columns of some suites: peers (impl) and quality (issue 6).
 EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step")
 # Columns that describe a measurement or its provenance, not which point was measured.

@@ -24,16 +24,19 @@ MIB = 2**20
 
 
 def measure_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The default runner: build the point's step and measure it (module docstring)."""
+    """The default runner: build the point's step and measure it (module docstring).
+
+    ``options`` carries the point's ``config`` and ``harness`` (suites.registry.Point)."""
     import torch
 
     from suites.steps import build_step
 
-    if params.get("num_threads"):
-        torch.set_num_threads(int(params["num_threads"]))
-    torch.manual_seed(int(params.get("seed", 0)))
-    step = build_step(params)
-    device = params["device"]
+    config, harness = options["config"], options["harness"]
+    if harness.num_threads:
+        torch.set_num_threads(harness.num_threads)
+    torch.manual_seed(config.seed)
+    step = build_step(params["model"], config, harness)
+    device = harness.device
     result: dict[str, Any] = {"num_threads": torch.get_num_threads(), **step.info}
     if options.get("memory_first"):
         memory, (saved, counted) = peak_memory(lambda: counted_step(step, False), device)

@@ -15,9 +15,13 @@ import json
 import pkgutil
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reformer.config import ReformerConfig
+    from suites.spec import Harness
 
 MODES = ("quick", "default", "full")
 DEVICES = ("cpu", "cuda")
@@ -40,20 +44,34 @@ class GridContext:
 
 @dataclass(kw_only=True)
 class Point:
-    """One measurement: the config fields of its result row and how to measure it.
+    """One measurement: the fields that identify its result row and how to measure it.
 
-    ``params`` holds the row's config fields (model, pass, seq_len, d_model, ... device)
-    plus any the runner needs (vocab_size, axial_shape). ``runner`` is "module:function",
-    called in the child as ``function(params, options)`` and returning row fields.
+    ``params`` holds the row fields that say which point this is (model, pass, seq_len,
+    d_model, ... device); for a model point they derive from ``config`` and ``harness``
+    (suites.spec.model_fields, built by suites.grids._common). ``runner`` is
+    "module:function", called in the child as ``function(params, options)`` and returning
+    row fields; a model point's runner finds its config and harness in ``options``.
     """
 
     params: dict[str, Any]
+    config: ReformerConfig | None = None  # model points: the model the runner builds
+    harness: Harness | None = None  # model points: how it is run
     runner: str = DEFAULT_RUNNER
     timeout_s: float = 600.0
     min_run_time: float = 0.5  # seconds of timed calls for Timer.blocked_autorange
     # Not config: switches for the runner (e.g. memory_first), and ``skip_reason``, which
     # writes the point as skipped with that note instead of running it.
     options: dict[str, Any] = field(default_factory=dict)
+
+    def with_threads(self, threads: int) -> Point:
+        """The same point at a fixed torch thread count (part of its identity)."""
+        harness = None if self.harness is None else replace(self.harness, num_threads=threads)
+        return replace(self, params={**self.params, "num_threads": threads}, harness=harness)
+
+    def runner_options(self) -> dict[str, Any]:
+        """What the child's runner gets beside params: timing, switches, config, harness."""
+        model = {} if self.config is None else {"config": self.config, "harness": self.harness}
+        return {"min_run_time": self.min_run_time, **self.options, **model}
 
     @property
     def seq_len(self) -> int:

@@ -19,16 +19,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from suites.spec import ROW_CONFIG_FIELDS
+
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 
 ROW_FIELDS: tuple[str, ...] = (
     # identity
     "schema_version", "run_id", "timestamp_utc", "git_sha", "git_dirty", "suite",
-    # config
-    "model", "attention", "reversible", "causal", "pass", "batch", "seq_len", "d_model",
-    "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size", "n_buckets", "ff_chunks",
-    "dtype", "device", "num_threads", "seed",
+    # config: the harness fields and ReformerConfig's (suites.spec)
+    *ROW_CONFIG_FIELDS,
     # environment
     "host", "cpu_model", "n_cpus", "gpu_name", "driver", "torch", "python", "cuda",
     # timing
@@ -45,7 +45,7 @@ ROW_FIELDS: tuple[str, ...] = (
 # and the machine's 1-minute load average when the point ended and OMP_WAIT_POLICY (times
 # taken on a busy shared machine are not comparable with those taken on an idle one).
 EXTRA_FIELDS: tuple[str, ...] = (
-    "point_key", "impl", "impl_version", "vocab_size", "axial_shape", "max_memory_gb",
+    "point_key", "impl", "impl_version", "max_memory_gb",
     "memory_cap", "flops_method", "timeout_s", "load_avg_1m", "omp_wait_policy",
 )
 

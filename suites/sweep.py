@@ -35,8 +35,7 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
     """
     points = sorted(suite.grid(ctx), key=lambda point: point.seq_len)  # stable
     if threads is not None:
-        for point in points:
-            point.params["num_threads"] = threads
+        points = [point.with_threads(threads) for point in points]
     env = environment(ctx.device)
     _warn_if_busy(env, log)
     hardware = hardware_name(env, ctx.device)
@@ -99,8 +98,7 @@ def measure_or_skip(point: Point, stopped: tuple[str, int] | None,
         return {"status": "skipped", "wall_s": 0.0,
                 "error": f"a shorter length of this family ended in {stopped[0]} "
                          f"(seq_len={stopped[1]})"}
-    options = {"min_run_time": point.min_run_time, **point.options}
-    return run_point(point.runner, point.params, options,
+    return run_point(point.runner, point.params, point.runner_options(),
                      timeout_s=timeout_s or point.timeout_s, max_memory_gb=max_memory_gb)
 
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reformer.config import ReformerConfig
+from reformer.config import PRESETS
 from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
 from suites.registry import GridContext, Point, Suite
+from suites.spec import Harness, model_fields
 
 DUP_TRAIN = ("full", "lsh-1", "lsh-2", "lsh-4")
 DUP_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
@@ -51,18 +52,18 @@ def runs(ctx: GridContext) -> list[Run]:
     """Every model the suite trains, in the order they are trained."""
     sizes = SIZES[ctx.mode]
     dup = sizes.duplication
-    dup_config = ReformerConfig(vocab_size=128, d_model=dup.d_model, n_heads=dup.n_heads,
-                                n_layers=dup.n_layers, d_ff=dup.d_ff, attention="lsh",
-                                n_hashes=1, bucket_size=dup.bucket_size, reversible=False,
-                                max_seq_len=dup.seq_len, seed=0)
+    dup_config = PRESETS["default"].replace(
+        vocab_size=128, d_model=dup.d_model, n_heads=dup.n_heads, n_layers=dup.n_layers,
+        d_ff=dup.d_ff, attention="lsh", n_hashes=1, bucket_size=dup.bucket_size,
+        reversible=False, max_seq_len=dup.seq_len)
     found = [Run(task="duplication", family="reformer", train_attention=spec,
                  config=dup_config.replace(n_hashes=int(spec[4:]) if spec != "full" else 1),
                  schedule=_schedule(dup), eval_size=dup.eval_size, device=ctx.device)
              for spec in DUP_TRAIN]
     lm = sizes.bytes
-    base = ReformerConfig(vocab_size=256, d_model=lm.d_model, n_heads=lm.n_heads,
-                          n_layers=lm.n_layers, d_ff=lm.d_ff, attention="sdpa",
-                          bucket_size=lm.bucket_size, max_seq_len=lm.seq_len, seed=0)
+    base = PRESETS["default"].replace(
+        vocab_size=256, d_model=lm.d_model, n_heads=lm.n_heads, n_layers=lm.n_layers,
+        d_ff=lm.d_ff, attention="sdpa", bucket_size=lm.bucket_size, max_seq_len=lm.seq_len)
     reformer = base.replace(attention="lsh", d_ff=matched_d_ff(base))
     data = ctx.data
     lm_runs = [("transformer", "sdpa", base.replace(reversible=False)),
@@ -82,21 +83,22 @@ def runs(ctx: GridContext) -> list[Run]:
 
 
 def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
-    """Row config fields: the model as trained (its training cost is in the row too)."""
-    config, kind = run.config, run.train_attention.split("-")[0]
-    lsh = kind == "lsh"
-    return {
-        "model": run.model_name, "attention": kind, "reversible": config.reversible,
-        "causal": config.causal, "pass": "train_step", "batch": run.schedule.batch,
-        "seq_len": run.schedule.seq_len, "d_model": config.d_model, "n_heads": config.n_heads,
-        "n_layers": config.n_layers, "d_ff": config.d_ff,
-        "n_hashes": config.n_hashes if lsh else None,
-        "bucket_size": config.bucket_size if lsh else None, "n_buckets": config.n_buckets,
-        "ff_chunks": config.ff_chunks, "dtype": "float32", "device": run.device,
-        "num_threads": None, "seed": run.seed, "vocab_size": config.vocab_size,
-        "task": run.task, "train_attention": run.train_attention, "eval_attention": eval_spec,
-        "step": step, "steps": run.schedule.steps, "run_key": run.key(),
-        "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
+    """Row fields: the model as trained (its training cost is in the row too), the
+    attention it is evaluated with, and the step."""
+    harness = Harness(pass_name="train_step", seq_len=run.schedule.seq_len,
+                      batch=run.schedule.batch, device=run.device)
+    fields = model_fields(run.model_name, run.config, harness)
+    # The attention and hashing columns describe the training attention: a shared-QK
+    # model trained with exact attention hashes nothing. The byte LMs have learned
+    # positions, and these rows have never carried axial_shape in their identity.
+    kind = run.train_attention.split("-")[0]
+    if kind != "lsh":
+        fields |= {"n_hashes": None, "bucket_size": None}
+    del fields["axial_shape"]
+    return fields | {
+        "attention": kind, "task": run.task, "train_attention": run.train_attention,
+        "eval_attention": eval_spec, "step": step, "steps": run.schedule.steps,
+        "run_key": run.key(), "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
     }
 
 

@@ -13,37 +13,31 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from suites.grids._common import layer_point, ok_rows, powers_of_two
+from reformer.config import ReformerConfig
+from suites.grids._common import layer_point, ok_rows, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
 N_HASHES = (1, 2, 4, 8)
-EXACT = ("attn-sdpa", "attn-full")
+EXACT = ("sdpa", "full")
 
 
-def _shape(ctx: GridContext) -> tuple[int, list[int], dict[str, int]]:
-    """(tokens per batch, lengths, layer size)."""
+def _shape(ctx: GridContext) -> tuple[int, list[int], ReformerConfig]:
+    """(tokens per batch, lengths, layer)."""
     if ctx.mode == "quick":
-        return 512, powers_of_two(128, 512), dict(d_model=32, n_heads=2, bucket_size=16)
-    if ctx.mode == "full":  # the paper's 32K tokens per batch
-        return 2**15, powers_of_two(1024, 2**15), {}
-    if ctx.device == "cuda":
-        return 2**15, powers_of_two(1024, 2**15), {}
-    return 2**14, powers_of_two(1024, 2**14), {}
+        return 512, powers_of_two(128, 512), preset(ctx)
+    if ctx.mode == "full" or ctx.device == "cuda":  # the paper's 32K tokens per batch
+        return 2**15, powers_of_two(1024, 2**15), preset(ctx)
+    return 2**14, powers_of_two(1024, 2**14), preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    tokens, lengths, size = _shape(ctx)
+    tokens, lengths, layer = _shape(ctx)
     min_run_time = None if ctx.mode != "default" else 1.0
-    points = []
-    for length in lengths:
-        batch = tokens // length
-        for n_hashes in N_HASHES:
-            points.append(layer_point(ctx, model="attn-lsh", seq_len=length, batch=batch,
-                                      n_hashes=n_hashes, min_run_time=min_run_time, **size))
-        for model in EXACT:
-            points.append(layer_point(ctx, model=model, seq_len=length, batch=batch,
-                                      min_run_time=min_run_time, **size))
-    return points
+    configs = [layer.replace(attention="lsh", n_hashes=n) for n in N_HASHES]
+    configs += [layer.replace(attention=attention) for attention in EXACT]
+    return [layer_point(ctx, config, seq_len=length, batch=tokens // length,
+                        min_run_time=min_run_time)
+            for length in lengths for config in configs]
 
 
 def crossover(lsh: dict[int, float], exact: dict[int, float]) -> tuple[float | None, int | None]:
@@ -75,13 +69,13 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     for n_hashes in N_HASHES:
         lsh = {r["seq_len"]: r["t_median_ms"]
                for r in ok_rows(rows, model="attn-lsh", n_hashes=n_hashes)}
-        for model in EXACT:
-            exact = {r["seq_len"]: r["t_median_ms"] for r in ok_rows(rows, model=model)}
+        for attention in EXACT:
+            exact = {r["seq_len"]: r["t_median_ms"]
+                     for r in ok_rows(rows, model=f"attn-{attention}")}
             if not lsh or not exact:
                 continue
             at, first = crossover(lsh, exact)
-            label = model.removeprefix("attn-")
-            lines.append(f"| LSH-{n_hashes} | {label} | "
+            lines.append(f"| LSH-{n_hashes} | {attention} | "
                          f"{'never in grid' if at is None else f'{at:.0f}'} | "
                          f"{'-' if first is None else first} |")
     return lines
