@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from suites.rows import newest_per_point
 from suites.spec import ROW_CONFIG_FIELDS
 from suites.store import read_rows
 
@@ -147,11 +148,9 @@ def latest_points(frame: pd.DataFrame) -> pd.DataFrame:
         point = harness.where(frame["point_key"].notna(), fallback)
     else:
         point = fallback
-    ordered = frame.assign(_point=point, _order=range(len(frame))).sort_values(
-        ["timestamp", "_order"], na_position="first", kind="stable"
-    )
-    latest = ordered.groupby("_point", sort=False).tail(1)
-    return latest.sort_values("_order").drop(columns=["_point", "_order"]).reset_index(drop=True)
+    stamps = [None if pd.isna(stamp) else stamp for stamp in frame["timestamp"]]
+    keep = newest_per_point(list(point), stamps)
+    return frame.iloc[keep].reset_index(drop=True)
 
 
 def load_history(results_dir: str | Path) -> pd.DataFrame:

@@ -78,9 +78,12 @@ class Point:
         return int(self.params.get("seq_len") or 0)
 
     def key(self, suite: str, hardware: str) -> str:
-        """Stable identity for resume: a hash of suite, every config field and the hardware."""
-        identity = json.dumps({"suite": suite, "hardware": hardware, **self.params},
-                              sort_keys=True, default=str)
+        """Stable identity for resume: a hash of suite, every config field and the hardware
+        (names spelled as schema 1 spelled them, so older rows still match)."""
+        from suites.names import schema_1_names
+
+        identity = json.dumps({"suite": suite, "hardware": hardware,
+                               **schema_1_names(self.params)}, sort_keys=True, default=str)
         return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
     def family(self) -> str:

@@ -68,14 +68,14 @@ def model_fields(model: str, config: ReformerConfig, harness: Harness) -> dict[s
     (n_layers 1), exact attention has no hashing. Config fields outside schema 1 appear only
     when set away from their default (see SCHEMA_1_CONFIG_FIELDS).
     """
-    fields: dict[str, Any] = {
-        "model": model, "pass": harness.pass_name, "batch": harness.batch,
-        "seq_len": harness.seq_len, "dtype": harness.dtype, "device": harness.device,
-        "num_threads": harness.num_threads}
+    fields: dict[str, Any] = {"model": model}
     for name in CONFIG_FIELDS:
         value = getattr(config, name)
         if name in SCHEMA_1_CONFIG_FIELDS or value != DEFAULTS[name]:
             fields[name] = list(value) if isinstance(value, tuple) else value
+    fields |= {"pass": harness.pass_name, "batch": harness.batch, "seq_len": harness.seq_len,
+               "dtype": harness.dtype, "device": harness.device,
+               "num_threads": harness.num_threads}
     if model_kind(model) in ("layer", "peer"):
         fields |= dict.fromkeys(_NOT_A_LAYER) | {"n_layers": 1}
         for name in _LM_ONLY:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from suites.names import current_names
 from suites.spec import ROW_CONFIG_FIELDS
 
 SCHEMA_VERSION = 1
@@ -59,7 +60,9 @@ def utc_now() -> str:
 
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of one results file and a note for every line that is not a JSON object."""
+    """Rows of one results file and a note for every line that is not a JSON object.
+
+    Names written under an older spelling are read as today's (suites.names)."""
     rows, problems = [], []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
@@ -73,7 +76,7 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             if not isinstance(row, dict):
                 problems.append(f"{path}:{number}: malformed line skipped (not a JSON object)")
                 continue
-            rows.append(row)
+            rows.append(current_names(row))
     return rows, problems
 
 

@@ -5,15 +5,15 @@ model trains it (in its child process) and saves a checkpoint under
 ``<out>/quality/checkpoints/``; the others load it. See suites.quality for the tasks and
 suites.quality.sizes for the sizes of each mode and why.
 
-- duplication: trained with full, LSH-1, LSH-2, LSH-4; each evaluated with full, LSH-1,
-  LSH-2, LSH-4, LSH-8 at the final step (the Table 2 matrix).
+- duplication: trained with shared-full, lsh-1, lsh-2, lsh-4; each evaluated with
+  shared-full, lsh-1, lsh-2, lsh-4, lsh-8 at the final step (the Table 2 matrix).
 - bytes: transformer-sdpa, reformer-lsh-rev trained with LSH-2 and with LSH-4, and
   reformer-lsh (reversible off) with LSH-4, all at equal parameter count, steps and tokens.
   Two ablations place any gap to the Transformer: reformer-lsh-rev trained with exact
-  shared-QK attention ("full": hashing removed) and reformer-sdpa-rev (the reversible
+  shared-QK attention ("shared-full": hashing removed) and reformer-sdpa-rev (the reversible
   stack with the Transformer's separate-QK SDPA: shared QK removed). Validation bits per
   byte at every ``eval_every`` steps with the training attention (the curves), and the
-  shared-QK models at the final step with full attention and LSH-1/2/4/8.
+  shared-QK models at the final step with shared-full and lsh-1/2/4/8.
 
 ``--data PATH`` (a file or folder; ``ctx.data``) replaces the stdlib corpus for the byte
 LM; checkpoints go under ``--out`` (``ctx.out_dir``).
@@ -25,15 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from reformer.config import PRESETS
+from suites.names import SHARED_FULL, hash_rounds, lsh_name
 from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
 from suites.registry import GridContext, Point, Suite
 from suites.spec import Harness, model_fields
 
-DUP_TRAIN = ("full", "lsh-1", "lsh-2", "lsh-4")
-DUP_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
-LM_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
+DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)))
+DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)))
+LM_EVAL = DUP_EVAL
 RUNNER = "suites.quality.points:run_quality_point"
 STDLIB = "python-stdlib"
 
@@ -57,7 +58,7 @@ def runs(ctx: GridContext) -> list[Run]:
         d_ff=dup.d_ff, attention="lsh", n_hashes=1, bucket_size=dup.bucket_size,
         reversible=False, max_seq_len=dup.seq_len)
     found = [Run(task="duplication", family="reformer", train_attention=spec,
-                 config=dup_config.replace(n_hashes=int(spec[4:]) if spec != "full" else 1),
+                 config=dup_config.replace(n_hashes=hash_rounds(spec) or 1),
                  schedule=_schedule(dup), eval_size=dup.eval_size, device=ctx.device)
              for spec in DUP_TRAIN]
     lm = sizes.bytes
@@ -73,7 +74,7 @@ def runs(ctx: GridContext) -> list[Run]:
                # Ablations that place the gap to the Transformer: the same shared-QK
                # model trained with exact attention (no hashing), and the Reformer's
                # reversible stack with the Transformer's separate-QK attention.
-               ("reformer", "full", reformer.replace(n_hashes=1, reversible=True)),
+               ("reformer", SHARED_FULL, reformer.replace(n_hashes=1, reversible=True)),
                ("reformer", "sdpa", base.replace(reversible=True))]
     found += [Run(task="bytes", family=family, train_attention=spec, config=config,
                   schedule=_schedule(lm), eval_size=lm.eval_size, device=ctx.device,
@@ -88,15 +89,13 @@ def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
     harness = Harness(pass_name="train_step", seq_len=run.schedule.seq_len,
                       batch=run.schedule.batch, device=run.device)
     fields = model_fields(run.model_name, run.config, harness)
-    # The attention and hashing columns describe the training attention: a shared-QK
-    # model trained with exact attention hashes nothing. The byte LMs have learned
-    # positions, and these rows have never carried axial_shape in their identity.
-    kind = run.train_attention.split("-")[0]
-    if kind != "lsh":
+    # A shared-QK model trained with exact attention hashes nothing. The byte LMs have
+    # learned positions, and these rows have never carried axial_shape in their identity.
+    if hash_rounds(run.train_attention) is None:
         fields |= {"n_hashes": None, "bucket_size": None}
     del fields["axial_shape"]
     return fields | {
-        "attention": kind, "task": run.task, "train_attention": run.train_attention,
+        "task": run.task, "train_attention": run.train_attention,
         "eval_attention": eval_spec, "step": step, "steps": run.schedule.steps,
         "run_key": run.key(), "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
     }

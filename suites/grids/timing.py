@@ -4,17 +4,18 @@ One attention layer (d_model 256, 4 heads, causal, chunk 64), forward + backward
 tokens_per_batch / L, for LSH with 1, 2, 4 and 8 hashes against exact attention, both
 materialised ("full", what the paper compares against) and fused (SDPA, what users pick
 today). LSH time should be flat in L; exact attention grows linearly in L at fixed tokens.
-The summary gives the crossover lengths: where LSH-n first beats each exact baseline,
-interpolated on log-log axes between the two measured lengths around it.
+The summary gives the crossover lengths: every length where LSH-n and an exact baseline
+trade places, interpolated on log-log axes (suites.crossover, as in the report).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from reformer.config import ReformerConfig
+from suites.crossover import crossovers_between
 from suites.grids._common import layer_point, ok_rows, powers_of_two, preset
+from suites.names import label, lsh_name
 from suites.registry import GridContext, Point, Suite
 
 N_HASHES = (1, 2, 4, 8)
@@ -40,44 +41,25 @@ def grid(ctx: GridContext) -> list[Point]:
             for length in lengths for config in configs]
 
 
-def crossover(lsh: dict[int, float], exact: dict[int, float]) -> tuple[float | None, int | None]:
-    """(interpolated length where LSH becomes faster, first measured length where it is).
-
-    Lengths are those both have; the ratio t_lsh / t_exact is interpolated linearly in
-    log-log between the last length where LSH is slower and the first where it is faster.
-    (None, None) if LSH is never faster; (L0, L0) if it is faster from the first length.
-    """
-    common = sorted(set(lsh) & set(exact))
-    previous = None
-    for length in common:
-        ratio = lsh[length] / exact[length]
-        if ratio < 1.0:
-            if previous is None:
-                return float(length), length
-            prev_length, prev_ratio = previous
-            x0, x1 = math.log(prev_length), math.log(length)
-            y0, y1 = math.log(prev_ratio), math.log(ratio)
-            return math.exp(x0 + (0.0 - y0) * (x1 - x0) / (y1 - y0)), length
-        previous = (length, ratio)
-    return None, None
-
-
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    lines = ["crossover lengths (LSH-n fwd+bwd faster than exact attention, same tokens/batch):",
-             "", "| LSH | vs | crossover L (log-log interp.) | first faster at L |",
+    lines = ["crossover lengths (LSH-n fwd+bwd against exact attention, same tokens/batch):",
+             "", "| LSH | vs | crossover L (log-log interp.) | cheaper above |",
              "|---|---|---|---|"]
     for n_hashes in N_HASHES:
         lsh = {r["seq_len"]: r["t_median_ms"]
                for r in ok_rows(rows, model="attn-lsh", n_hashes=n_hashes)}
+        name = label(lsh_name(n_hashes))
         for attention in EXACT:
             exact = {r["seq_len"]: r["t_median_ms"]
                      for r in ok_rows(rows, model=f"attn-{attention}")}
             if not lsh or not exact:
                 continue
-            at, first = crossover(lsh, exact)
-            lines.append(f"| LSH-{n_hashes} | {attention} | "
-                         f"{'never in grid' if at is None else f'{at:.0f}'} | "
-                         f"{'-' if first is None else first} |")
+            crossings = crossovers_between(lsh, exact)
+            if not crossings:
+                lines.append(f"| {name} | {attention} | never in grid | - |")
+            for crossing in crossings:
+                cheaper = name if crossing.lower_after == "a" else attention
+                lines.append(f"| {name} | {attention} | {crossing.seq_len:.0f} | {cheaper} |")
     return lines
 
 

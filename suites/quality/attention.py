@@ -1,14 +1,14 @@
 """Train with one attention, evaluate with another: the switch behind Table 2's matrix.
 
-An attention is named by a spec string: ``"full"``, ``"lsh-N"`` (N hash rounds) or
-``"sdpa"`` (the Transformer baseline's own attention, which cannot be switched).
+An attention is named as in suites.names: ``"shared-full"``, ``"lsh-N"`` (N hash rounds)
+or ``"sdpa"`` (the Transformer baseline's own attention, which cannot be switched).
 
 Every Reformer model here is built with ``attention="lsh"``, i.e. shared-QK
 :class:`reformer.lsh.LSHSelfAttention` layers (Reformer sec. 2), so one set of weights can
 run any spec:
 
 - ``"lsh-N"`` sets ``n_hashes = N`` (bucket_size and n_buckets as trained);
-- ``"full"`` is exact shared-QK softmax attention over every earlier position: LSH
+- ``"shared-full"`` is exact shared-QK softmax attention over every earlier position: LSH
   attention with one round, two buckets and ``bucket_size = L``, i.e. a single chunk that
   holds the whole sequence, so every query sees every key and the output equals exact
   shared-QK softmax attention (tests/reformer/test_lsh.py checks this against the reference).
@@ -23,7 +23,6 @@ keeps saying how it was built.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,28 +30,16 @@ from torch import nn
 
 from reformer.config import ReformerConfig
 from reformer.lsh import LSHSelfAttention, layer_seed
-
-_LSH_SPEC = re.compile(r"lsh-([1-9][0-9]*)")
-ALLOWED = "'full', 'sdpa' or 'lsh-N' with N >= 1 hash rounds"
-
-
-def parse_attention(spec: str) -> tuple[str, int | None]:
-    """'full' -> ('full', None); 'lsh-4' -> ('lsh', 4); 'sdpa' -> ('sdpa', None)."""
-    if spec in ("full", "sdpa"):
-        return spec, None
-    match = _LSH_SPEC.fullmatch(str(spec))
-    if match is None:
-        raise ValueError(f"attention spec {spec!r} is unknown; allowed: {ALLOWED}")
-    return "lsh", int(match.group(1))
+from suites.names import SDPA, SHARED_FULL, parse_run_attention
 
 
 def spec_config(config: ReformerConfig, spec: str, seq_len: int) -> ReformerConfig:
     """The shared-QK layer config that computes ``spec`` on sequences of ``seq_len``."""
-    kind, n_hashes = parse_attention(spec)
-    if kind == "sdpa":
-        raise ValueError("attention spec 'sdpa' is the Transformer baseline's own; a "
-                         "shared-QK Reformer model runs 'full' or 'lsh-N'")
-    if kind == "full":
+    kind, n_hashes = parse_run_attention(spec)
+    if kind == SDPA:
+        raise ValueError(f"attention spec {SDPA!r} is the Transformer baseline's own; a "
+                         f"shared-QK Reformer model runs {SHARED_FULL!r} or 'lsh-N'")
+    if kind == SHARED_FULL:
         return config.replace(attention="lsh", n_hashes=1, n_buckets=2, bucket_size=seq_len)
     return config.replace(attention="lsh", n_hashes=n_hashes)
 

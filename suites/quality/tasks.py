@@ -7,7 +7,7 @@ exists, so evaluating with other hash rounds needs no retraining. :func:`evaluat
 scores a trained model with any attention spec (suites.quality.attention).
 
 Every Reformer here is built with shared-QK LSH layers; the spec it is trained with is
-switched on before training (so "full" and "lsh-N" models start from identical weights
+switched on for training (so "shared-full" and "lsh-N" models start from identical weights
 for a given seed). The byte-LM Transformer uses SDPA attention and its own separate Q, K
 and V; the Reformer's feed-forward is widened to make up the d_model² parameters per
 layer that shared QK saves, so both have (nearly) equal parameter counts.
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from suites.quality.attention import attention_as, parse_attention
+from suites.names import SDPA, SHARED_FULL, parse_run_attention, schema_1_run_attention
+from suites.quality.attention import attention_as
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
 from suites.quality.metrics import Tally, evaluate_bytes, evaluate_duplication
@@ -51,7 +52,7 @@ _TRAIN_DATA_STREAM, _EVAL_DATA_STREAM, _EVAL_HASH_STREAM = 1, 2, 3
 class Run:
     task: str
     family: str
-    train_attention: str  # "full" | "lsh-N" | "sdpa" (suites.quality.attention)
+    train_attention: str  # "shared-full" | "lsh-N" | "sdpa" (suites.names)
     config: ReformerConfig  # what the model is built from (Reformer: attention="lsh")
     schedule: Schedule
     eval_size: int  # duplication: held-out sequences; bytes: validation windows
@@ -63,18 +64,18 @@ class Run:
             raise ValueError(f"task={self.task!r} is unknown; allowed: {TASKS}")
         if self.family not in FAMILIES:
             raise ValueError(f"family={self.family!r} is unknown; allowed: {FAMILIES}")
-        kind, _ = parse_attention(self.train_attention)
+        kind, _ = parse_run_attention(self.train_attention)
         built_sdpa = self.family == "transformer" or self.config.attention == "sdpa"
-        if (kind == "sdpa") != built_sdpa:
+        if (kind == SDPA) != built_sdpa:
             raise ValueError(f"train_attention={self.train_attention!r} does not fit family="
                              f"{self.family!r} with config.attention={self.config.attention!r}"
-                             ": transformers and attention='sdpa' reformers train with "
-                             "'sdpa', shared-QK (attention='lsh') reformers with 'full' or "
-                             "'lsh-N'")
+                             f": transformers and attention='sdpa' reformers train with "
+                             f"{SDPA!r}, shared-QK (attention='lsh') reformers with "
+                             f"{SHARED_FULL!r} or 'lsh-N'")
 
     @property
     def shared_qk(self) -> bool:
-        """A shared-QK Reformer: one set of weights runs 'full' and every 'lsh-N'."""
+        """A shared-QK Reformer: one set of weights runs 'shared-full' and every 'lsh-N'."""
         return self.family == "reformer" and self.config.attention == "lsh"
 
     @property
@@ -109,8 +110,12 @@ class Run:
                    device=spec.get("device", "cpu"), data=spec.get("data"))
 
     def key(self) -> str:
-        """Short hash of everything that decides the trained weights (device aside)."""
+        """Short hash of everything that decides the trained weights (device aside).
+
+        The training attention is hashed as schema 1 spelled it (suites.names), so runs
+        trained before a rename keep their keys and checkpoints."""
         identity = {k: v for k, v in self.to_dict().items() if k != "device"}
+        identity["train_attention"] = schema_1_run_attention(self.train_attention)
         text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -216,7 +221,8 @@ class Task:
 
 
 def checkpoint_path(run: Run, checkpoint_dir: Path) -> Path:
-    name = f"{run.task}_{run.model_name}_{run.train_attention}_{run.key()}.pt"
+    spelled = schema_1_run_attention(run.train_attention)
+    name = f"{run.task}_{run.model_name}_{spelled}_{run.key()}.pt"
     return Path(checkpoint_dir) / name
 
 

@@ -9,7 +9,6 @@ import torch
 
 from baselines import peers
 from reformer.config import ReformerConfig
-from suites.grids.timing import crossover
 from suites.isolation import is_oom, run_point
 from suites.measure import counted_step, peak_memory, time_step
 from suites.spec import Harness
@@ -133,16 +132,6 @@ def test_rlimit_cap_turns_an_oversized_allocation_into_oom():
     result = run_point("tests.suites.test_harness:alloc_runner", params | {"seq_len": 64}, {},
                        timeout_s=60, max_memory_gb=0.25)
     assert result["status"] == "ok" and result["peak_mb"] == 64
-
-
-def test_crossover_on_known_curves():
-    exact = {512: 1.0, 1024: 2.0, 2048: 4.0, 4096: 8.0}
-    flat = {length: 3.0 for length in exact}
-    at, first = crossover(flat, exact)
-    assert first == 2048 and 1024 < at < 2048
-    assert at == pytest.approx(1536)  # ratio 1.5 at 1K, 0.75 at 2K: 1 at 1K * 1.5
-    assert crossover({k: 10.0 for k in exact}, exact) == (None, None)
-    assert crossover({k: 0.5 for k in exact}, exact) == (512.0, 512)
 
 
 def test_missing_peer_raises_with_the_install_hint(monkeypatch):

@@ -7,7 +7,8 @@ from reformer import ReformerConfig
 from reformer.lsh import layer_seed
 from reformer.model import ReformerLM
 from reformer.reference import exact_shared_qk_attention
-from suites.quality.attention import attention_as, lsh_layers, parse_attention
+from suites.names import parse_run_attention
+from suites.quality.attention import attention_as, lsh_layers
 
 L = 32
 CONFIG = ReformerConfig(vocab_size=16, d_model=32, n_heads=2, n_layers=2, d_ff=32,
@@ -19,7 +20,7 @@ def _model(config=CONFIG):
     return ReformerLM(config).eval()
 
 
-def test_full_is_exact_shared_qk_attention():
+def test_shared_full_is_exact_shared_qk_attention():
     model = _model()
     layer = lsh_layers(model)[0]
     x = torch.randn(2, L, CONFIG.d_model)
@@ -27,13 +28,13 @@ def test_full_is_exact_shared_qk_attention():
     qk = layer.to_qk(x).view(heads).transpose(1, 2)
     v = layer.to_v(x).view(heads).transpose(1, 2)
     exact = exact_shared_qk_attention(qk, v, causal=True).transpose(1, 2).reshape(2, L, -1)
-    with attention_as(model, "full", L, CONFIG):
+    with attention_as(model, "shared-full", L, CONFIG):
         torch.testing.assert_close(layer(x), layer.to_out(exact), atol=1e-5, rtol=1e-5)
 
 
-def test_full_differs_from_lsh_with_several_chunks():
+def test_shared_full_differs_from_lsh_with_several_chunks():
     model, tokens = _model(), torch.randint(0, 16, (2, L))
-    with attention_as(model, "full", L, CONFIG):
+    with attention_as(model, "shared-full", L, CONFIG):
         full = model(tokens)
     with attention_as(model, "lsh-1", L, CONFIG, seed=0):
         assert not torch.allclose(full, model(tokens), atol=1e-4)
@@ -66,7 +67,7 @@ def test_reseeding_makes_evaluation_repeatable():
 def test_the_model_keeps_its_weights_and_its_config():
     model = _model()
     weights = {k: v.clone() for k, v in model.state_dict().items()}
-    for spec in ("full", "lsh-8", "lsh-1"):
+    for spec in ("shared-full", "lsh-8", "lsh-1"):
         with attention_as(model, spec, L, CONFIG):
             assert model.config is not None
         assert model.config == CONFIG
@@ -76,16 +77,16 @@ def test_the_model_keeps_its_weights_and_its_config():
 
 def test_the_config_comes_back_when_the_block_raises():
     model = _model()
-    with pytest.raises(RuntimeError, match="inside"), attention_as(model, "full", L, CONFIG):
+    with pytest.raises(RuntimeError, match="inside"), attention_as(model, "shared-full", L, CONFIG):
         assert all(layer.config.bucket_size == L for layer in lsh_layers(model))
         raise RuntimeError("inside")
     assert all(layer.config == CONFIG for layer in lsh_layers(model))
 
 
-@pytest.mark.parametrize("spec", ["lsh", "lsh-0", "LSH4", "flash"])
+@pytest.mark.parametrize("spec", ["lsh", "lsh-0", "LSH4", "flash", "full"])
 def test_unknown_specs_are_refused_with_the_allowed_values(spec):
     with pytest.raises(ValueError, match="allowed"):
-        parse_attention(spec)
+        parse_run_attention(spec)
 
 
 def test_a_model_without_lsh_layers_cannot_switch():

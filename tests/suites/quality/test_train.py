@@ -98,7 +98,7 @@ def test_a_failed_training_is_not_retried_in_the_same_sweep(tmp_path):
 
 
 def test_full_and_lsh_runs_start_from_the_same_weights():
-    full, lsh = build_model(_run(train_attention="full")), build_model(_run())
+    full, lsh = build_model(_run(train_attention="shared-full")), build_model(_run())
     assert all(torch.equal(v, lsh.state_dict()[k]) for k, v in full.state_dict().items())
 
 
