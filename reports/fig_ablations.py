@@ -1,9 +1,9 @@
 """Figures 3-5: the ablations. Hash rounds, chunk size, and reversibility with depth.
 
-Each sweeps one config field (DESIGN.md "Suites") and draws time and memory against it,
+Each sweeps one config field and draws time and memory against it,
 one colour per model; fields that also differ between rows (length, pass) become rows of
 panels. The hashes figure adds duplication-task accuracy against evaluation hash rounds
-when quality results exist (issue 6).
+when quality results exist.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Read result rows (DESIGN.md "Result row") from every ``*.jsonl`` file under a folder.
+"""Read result rows (docs/results.md) from every ``*.jsonl`` file under a folder.
 
 Results files are append-only and may hold the same sweep point several times (a resumed
 run re-measures failed points, a later run re-measures everything). The report shows one
 row per point: the newest. A malformed line is logged with its file and line number and
-skipped, never fatal. ``ci/history.jsonl`` (issue 7's perf history, a different row shape)
+skipped, never fatal. ``ci/history.jsonl`` (the CI perf history, a different row shape)
 is read separately by :func:`load_history`.
 """
 
@@ -29,7 +29,7 @@ HISTORY_FILE = "history.jsonl"
 # Configuration columns (harness and ReformerConfig fields, suites.spec); together with
 # unknown extras they identify a point.
 CONFIG_COLUMNS = ROW_CONFIG_FIELDS
-# Extra point columns of some suites: peers (impl) and quality (issue 6).
+# Extra point columns of some suites: peers (impl) and quality.
 EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step")
 # Columns that describe a measurement or its provenance, not which point was measured.
 MEASURED_COLUMNS = (
@@ -154,7 +154,7 @@ def latest_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_history(results_dir: str | Path) -> pd.DataFrame:
-    """CI perf history rows from ``<results>/**/history.jsonl`` (issue 7); empty if none."""
+    """CI perf history rows from ``<results>/**/history.jsonl``; empty if none."""
     rows = []
     for path in sorted(Path(results_dir).rglob(HISTORY_FILE)):
         rows.extend({k: _hashable(v) for k, v in row.items()} for row in read_jsonl(path))

@@ -1,4 +1,4 @@
-"""Published reference numbers (as listed in DESIGN.md), each with its source and hardware.
+"""Published reference numbers, each with its source and hardware.
 
 They are shown in their own tables, next to ours, never drawn as a series among our
 measurements: they come from other hardware, batch sizes and code.

@@ -1,4 +1,4 @@
-"""Quality (issue 6): the Table 2 duplication matrix beside the paper's, and bits per byte.
+"""Quality: the Table 2 duplication matrix beside the paper's, and bits per byte.
 
 Quality rows extend the result row with task, train_attention, eval_attention, accuracy
 and bits_per_byte (and ``step`` for points along training). Accuracy is shown in percent:
@@ -97,7 +97,7 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
             blocks.append(Table(matrix.map(fmt), f"Ours{label}: accuracy (%)."))
             checks = expectation_table(matrix)
             if not checks.empty:
-                blocks.append(Table(checks, "Issue 6 expectations on the reduced task.",
+                blocks.append(Table(checks, "Expectations on the reduced task.",
                                     index=False))
         published = table2()
         blocks.append(Table(published.text(), published.caption()))
@@ -176,6 +176,6 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
         ctx.save(draw_panels([[panel]], ctx.palette), "quality_bits_per_byte",
                  "Bits per byte (lower is better); colour = model, marker = attention used "
                  "at evaluation.", ctx.commands("quality")),
-        Table(table, "Final validation bits per byte (issue 6 expects the Reformer within 5% "
-              "of the Transformer at equal steps)."),
+        Table(table, f"Final validation bits per byte (the Reformer is expected within "
+              f"{paper.BPB_TOLERANCE:.0%} of the Transformer at equal steps)."),
     ]

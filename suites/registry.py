@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from reformer.config import ReformerConfig
     from suites.spec import Harness
 
-MODES = ("quick", "default", "full")
-DEVICES = ("cpu", "cuda")
 DEFAULT_RUNNER = "suites.measure:measure_step"
 # The config fields that make two points of one family: everything but length and batch
 # (the time suite keeps tokens per batch fixed, so batch falls as length grows).

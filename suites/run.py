@@ -20,7 +20,8 @@ from suites.sweep import DEFAULT_OUT, run_sweep
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m suites.run", description="Run a benchmark suite; see DESIGN.md.")
+        prog="python -m suites.run", description="Run a benchmark suite; see README.md, "
+        "'Running the suites', and docs/results.md for the rows.")
     parser.add_argument("suite", nargs="?", help="suite name, or 'all' (see --list)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     size = parser.add_mutually_exclusive_group()

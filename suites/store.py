@@ -1,4 +1,4 @@
-"""Append-only result files: one JSON line per measured point (DESIGN.md, "Result row").
+"""Append-only result files: one JSON line per measured point (docs/results.md).
 
 Layout: ``<out>/<suite>_<device>_<YYYYmmddTHHMMSSZ>.jsonl``, one file per run; the stem is
 the run id. A file is only ever appended to: never rewritten, truncated or deleted.
@@ -41,7 +41,7 @@ ROW_FIELDS: tuple[str, ...] = (
     # status
     "status", "error", "wall_s",
 )
-# Harness columns beyond DESIGN.md's schema: which implementation ran (peers), the
+# Harness columns beyond the measurement itself: which implementation ran (peers), the
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
 # and the machine's 1-minute load average when the point ended and OMP_WAIT_POLICY (times
 # taken on a busy shared machine are not comparable with those taken on an idle one).

@@ -1,4 +1,4 @@
-"""CI performance tracking (issue 7): deterministic gates, ratio gates, history.
+"""CI performance tracking: deterministic gates, ratio gates, history.
 
 Run ``python -m suites.ci`` (see suites/ci/__main__.py). Modules: gates (the tracked
 figures, their limits and readable failures), deterministic (saved bytes and FLOP counts),

@@ -1,4 +1,4 @@
-"""CI performance gates: ``python -m suites.ci`` (issue 7).
+"""CI performance gates: ``python -m suites.ci``.
 
     python -m suites.ci                    # every gate, a history row each; exit 1 on failure
     python -m suites.ci --only lsh4_vs_full_8k --no-history   # reproduce one figure locally

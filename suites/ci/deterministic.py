@@ -1,4 +1,4 @@
-"""Machine-independent figures for the CI gates: saved bytes and counted FLOPs (issue 7).
+"""Machine-independent figures for the CI gates: saved bytes and counted FLOPs.
 
 - Bytes saved for backward (suites.saved_bytes) by one attention layer of the default
   model (d_model 256, 4 heads, LSH-4, bucket_size 64; Reformer sec. 2) at L = 1K..8K, batch

@@ -1,4 +1,4 @@
-"""memory: peak memory against length, and where each model runs out (DESIGN.md suites).
+"""memory: peak memory against length, and where each model runs out.
 
 Models: TransformerLM with materialised ("full") and fused ("sdpa") attention, and
 ReformerLM with LSH on/off x reversible on/off (FF unchunked throughout, so the 2x2 is

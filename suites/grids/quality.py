@@ -1,4 +1,4 @@
-"""quality: the duplication task (paper Table 2) and a byte-level LM (issue 6).
+"""quality: the duplication task (paper Table 2) and a byte-level LM.
 
 Points are (trained model, evaluation attention, step). The first point of each trained
 model trains it (in its child process) and saves a checkpoint under

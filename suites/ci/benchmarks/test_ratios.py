@@ -1,4 +1,4 @@
-"""The three ratio figures the CI gates track (issue 7); see conftest.py beside it.
+"""The three ratio figures the CI gates track; see conftest.py beside it.
 
 Each pair runs through the harness's own step builder (suites.steps.build_step), so a
 benchmark here measures exactly what the suites measure. Shapes are small enough that all

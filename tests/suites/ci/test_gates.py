@@ -1,4 +1,4 @@
-"""CI perf gates (issue 7): each gate fails on a doctored measurement, readably, and passes
+"""CI perf gates: each gate fails on a doctored measurement, readably, and passes
 on a good one; the ratio pipeline (bench JSON -> gate -> history) end to end."""
 
 from __future__ import annotations
