@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from suites.names import schema_1_names
+
 if TYPE_CHECKING:
     from reformer.config import ReformerConfig
     from suites.spec import Harness
@@ -78,8 +80,6 @@ class Point:
     def key(self, suite: str, hardware: str) -> str:
         """Stable identity for resume: a hash of suite, every config field and the hardware
         (names spelled as schema 1 spelled them, so older rows still match)."""
-        from suites.names import schema_1_names
-
         identity = json.dumps({"suite": suite, "hardware": hardware,
                                **schema_1_names(self.params)}, sort_keys=True, default=str)
         return hashlib.sha256(identity.encode()).hexdigest()[:20]
