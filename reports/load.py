@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from suites.rows import newest_per_point
-from suites.spec import ROW_CONFIG_FIELDS
+from suites.spec import DEFAULTS, ROW_CONFIG_FIELDS
 from suites.store import read_rows
 
 log = logging.getLogger("reports")
@@ -41,9 +41,11 @@ MEASURED_COLUMNS = (
     "status", "error", "wall_s",
     "impl_version", "accuracy", "bits_per_byte", "loss", "command", "argv",
 )
+# The integer config fields, then the measured numbers.
 NUMERIC_COLUMNS = (
-    "batch", "seq_len", "d_model", "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size",
-    "ff_chunks", "num_threads", "seed", "n_cpus", "t_median_ms", "t_iqr_ms", "n_samples",
+    "batch", "seq_len", "num_threads",
+    *(name for name in ROW_CONFIG_FIELDS if type(DEFAULTS.get(name)) is int),
+    "n_cpus", "t_median_ms", "t_iqr_ms", "n_samples",
     "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "tokens_per_s", "flops",
     "tflops_per_s", "wall_s", "accuracy", "bits_per_byte", "step",
 )

@@ -28,7 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from suites.names import SDPA, SHARED_FULL, parse_run_attention, schema_1_run_attention
+from suites.names import (
+    SDPA,
+    SHARED_FULL,
+    lm_model,
+    parse_run_attention,
+    schema_1_run_attention,
+)
 from suites.quality.attention import attention_as
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
@@ -88,9 +94,7 @@ class Run:
 
         ``reformer-sdpa-rev`` is the Reformer's stack with separate-QK SDPA attention (the
         shared-QK ablation of paper Fig. 3)."""
-        if self.family == "transformer":
-            return f"transformer-{self.config.attention}"
-        return f"reformer-{self.config.attention}" + ("-rev" if self.config.reversible else "")
+        return lm_model(self.family, self.config)
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "family": self.family,
