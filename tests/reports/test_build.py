@@ -23,6 +23,13 @@ ALL_FIGURES = {"memory_peak", "memory_saved", "time_vs_length", "hashes_ablation
                "quality_table2", "quality_bits_per_byte", "ci_history"}
 
 
+def test_synthetic_rows_cover_every_status_and_suite():
+    rows = all_rows()
+    assert {row["status"] for row in rows} == {"ok", "oom", "timeout", "error", "skipped"}
+    assert {row["suite"] for row in rows} == {"memory", "time", "hashes", "chunks",
+                                              "reversible", "peers", "scale", "quality"}
+
+
 def _figures(report: Path) -> set[str]:
     return {path.stem for path in (report / "figures").glob("*.png")}
 
