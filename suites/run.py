@@ -12,10 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from suites.isolation import default_max_memory_gb
 from suites.registry import GridContext, Suite, get_suite, load_suites
 from suites.summary import summary
-from suites.sweep import DEFAULT_OUT, run_sweep
+from suites.sweep import DEFAULT_OUT, memory_cap, run_sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in names:
         suite = available[name]
-        cap = args.max_memory_gb
-        if cap is None and suite.default_max_memory_gb is not None:
-            cap = suite.default_max_memory_gb(ctx)
-        if cap is None:
-            cap = default_max_memory_gb(device)
+        cap = memory_cap(suite, ctx, args.max_memory_gb)
         try:
             run_file = run_sweep(suite, ctx, out_dir=args.out, fresh=args.fresh,
                                  max_memory_gb=cap, timeout_s=args.timeout,

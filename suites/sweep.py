@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from suites.env import environment, hardware_name
-from suites.isolation import run_point
+from suites.isolation import default_max_memory_gb, run_point
 from suites.registry import GridContext, Point, Suite
 from suites.rows import assemble_row
 from suites.store import RunFile
@@ -73,6 +73,18 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
     finally:
         bar.close()
     return run_file
+
+
+def memory_cap(suite: Suite, ctx: GridContext, requested: float | None) -> float | None:
+    """The per-point cap (GiB): --max-memory-gb, else the suite's own, else the harness
+    default for the device (suites.isolation)."""
+    if requested is not None:
+        return requested
+    if suite.default_max_memory_gb is not None:
+        cap = suite.default_max_memory_gb(ctx)
+        if cap is not None:
+            return cap
+    return default_max_memory_gb(ctx.device)
 
 
 def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
