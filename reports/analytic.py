@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ATTENTIONS = ("lsh", "full", "sdpa")
+from reformer.config import ATTENTIONS
+
 DTYPE_BYTES = {
     "float32": 4, "fp32": 4, "float": 4, "float16": 2, "fp16": 2, "half": 2,
     "bfloat16": 2, "bf16": 2, "float64": 8, "fp64": 8, "double": 8,

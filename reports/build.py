@@ -39,7 +39,8 @@ from reports.tables import (
 )
 
 log = logging.getLogger("reports")
-KNOWN_SUITES = ("memory", "time", "hashes", "chunks", "reversible", "peers", "scale", "quality")
+# Generated reports live under docs/, apart from the code that builds them.
+DEFAULT_OUT = "docs/reports"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -47,8 +48,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="results",
                         help="folder of *.jsonl result files, read recursively (default: results)")
-    parser.add_argument("--out", default="reports",
-                        help="where report folders are written (default: reports)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"where report folders are written (default: {DEFAULT_OUT})")
     parser.add_argument("--theme", default="reformer",
                         help="report name, first part of the folder name (default: reformer)")
     parser.add_argument("--dpi", type=int, default=300, help="PNG resolution (default: 300)")
@@ -98,8 +99,9 @@ def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, 
                         build_command=command, dpi=dpi)
     built = {"report built": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
              "report code git sha": _git_sha(), "report command": command}
-    suites = sorted(rows["suite"].unique(), key=lambda s: (s not in KNOWN_SUITES,
-                    KNOWN_SUITES.index(s) if s in KNOWN_SUITES else 0, s))
+    known = known_suites()
+    suites = sorted(rows["suite"].unique(), key=lambda s: (s not in known,
+                    known.index(s) if s in known else 0, s))
     blocks: list[Block] = [
         Paragraph(f"Reformer benchmark results on {hardware}, built from {results}/. "
                   "Every figure lists the commands that reproduce it."),
@@ -109,7 +111,7 @@ def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, 
     errors = errors_table(rows)
     if errors is not None:
         blocks.append(errors)
-    missing = [s for s in KNOWN_SUITES if s not in suites]
+    missing = [s for s in known if s not in suites]
     if missing:
         blocks.append(Note(f"No results for suites: {', '.join(missing)} (omitted below)."))
     for section in SECTIONS:
@@ -125,6 +127,15 @@ def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, 
     (out_dir / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
     (out_dir / "report.html").write_text(render_html(title, blocks), encoding="utf-8")
     return out_dir
+
+
+def known_suites() -> list[str]:
+    """Every registered suite (suites.registry), in the order of the report's sections."""
+    from suites.registry import load_suites
+
+    registered = set(load_suites())
+    ordered = [section.key for section in SECTIONS if section.key in registered]
+    return ordered + sorted(registered - set(ordered))
 
 
 def _clear_figures(out_dir: Path) -> None:

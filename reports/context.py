@@ -22,8 +22,8 @@ from reports.palette import Palette
 @dataclass
 class ReportContext:
     rows: pd.DataFrame  # newest row per measured point, one hardware
-    history: pd.DataFrame  # CI perf history rows (issue 7); may be empty
-    out_dir: Path  # reports/<theme>_<hardware>_<date>/
+    history: pd.DataFrame  # CI perf history rows; may be empty
+    out_dir: Path  # docs/reports/<theme>_<hardware>_<date>/
     palette: Palette
     results_arg: str  # --results as the user gave it, for the reproduce commands
     build_command: str  # the reports.build command line that made this report

@@ -1,20 +1,19 @@
 """Figures 3-5: the ablations. Hash rounds, chunk size, and reversibility with depth.
 
-Each sweeps one config field (DESIGN.md "Suites") and draws time and memory against it,
+Each sweeps one config field and draws time and memory against it,
 one colour per model; fields that also differ between rows (length, pass) become rows of
 panels. The hashes figure adds duplication-task accuracy against evaluation hash rounds
-when quality results exist (issue 6).
+when quality results exist.
 """
 
 from __future__ import annotations
-
-import re
 
 import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
 from reports.plotting import Panel, draw_panels, ordered, split_variants
+from suites.names import hash_rounds, label
 
 _METRICS = (("t_median_ms", "time per step (ms)"), ("peak_mb", "peak memory (MB)"),
             ("saved_mb", "saved for backward (MB)"))
@@ -51,29 +50,14 @@ def duplication_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
         return rows.iloc[0:0]
     dup = rows[(rows["status"] == "ok") & rows["task"].astype(str).str.contains("dup")
                & rows["accuracy"].notna()]
-    rounds = dup["eval_attention"].map(hash_rounds)
+    rounds = dup["eval_attention"].map(hash_rounds).astype(float)
     return dup.assign(eval_hashes=rounds, accuracy=accuracy_percent(dup["accuracy"]),
-                      trained_with=dup["train_attention"].map(attention_label))[rounds.notna()]
+                      trained_with=dup["train_attention"].map(label))[rounds.notna()]
 
 
 def accuracy_percent(accuracy: pd.Series) -> pd.Series:
     """Accuracy in %: a task whose values all lie in [0, 1] is taken to record fractions."""
     return accuracy * 100.0 if accuracy.max() <= 1.0 else accuracy
-
-
-def hash_rounds(attention: object) -> float | None:
-    """'lsh-4', 'LSH4', 'lsh_4' -> 4.0; anything else (full, sdpa) -> None."""
-    match = re.fullmatch(r"\s*lsh[-_ ]?(\d+)\s*", str(attention), flags=re.IGNORECASE)
-    return float(match.group(1)) if match else None
-
-
-def attention_label(attention: object) -> str:
-    """Paper spelling: 'Full', 'SDPA' or 'LSH-n'; anything else unchanged."""
-    rounds = hash_rounds(attention)
-    if rounds:
-        return f"LSH-{int(rounds)}"
-    name = str(attention).strip()
-    return {"full": "Full", "sdpa": "SDPA"}.get(name.lower(), name)
 
 
 def build_hashes(ctx: ReportContext) -> list[Block] | None:

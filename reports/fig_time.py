@@ -2,7 +2,8 @@
 
 The suite keeps tokens per batch fixed, so full attention grows ~L while LSH stays flat.
 Where an LSH curve meets a full or SDPA curve, the crossover length is found by
-interpolation on log L (crossover.py), marked on the figure and listed in a table.
+interpolation on log L (suites.crossover, which the time suite's summary uses too), marked
+on the figure and listed in a table.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.crossover import crossovers_between
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.load import PASSES
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered, split_variants
+from suites.crossover import crossovers_between
 
 _KEYS = ("series", "pass", "seq_len")
 

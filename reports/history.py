@@ -1,4 +1,4 @@
-"""CI performance history (issue 7): one trend panel per tracked figure.
+"""CI performance history: one trend panel per tracked figure.
 
 Reads ``results/ci/history.jsonl`` (written by ``python -m suites.ci``): one row per tracked
 figure per CI run with ``figure`` (or ``metric`` / ``name``) and ``value``, and optionally

@@ -1,9 +1,9 @@
-"""Read result rows (DESIGN.md "Result row") from every ``*.jsonl`` file under a folder.
+"""Read result rows (docs/results.md) from every ``*.jsonl`` file under a folder.
 
 Results files are append-only and may hold the same sweep point several times (a resumed
 run re-measures failed points, a later run re-measures everything). The report shows one
 row per point: the newest. A malformed line is logged with its file and line number and
-skipped, never fatal. ``ci/history.jsonl`` (issue 7's perf history, a different row shape)
+skipped, never fatal. ``ci/history.jsonl`` (the CI perf history, a different row shape)
 is read separately by :func:`load_history`.
 """
 
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from suites.rows import newest_per_point
+from suites.spec import DEFAULTS, ROW_CONFIG_FIELDS
 from suites.store import read_rows
 
 log = logging.getLogger("reports")
@@ -24,13 +26,10 @@ STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 PASSES = ("fwd", "fwd_bwd", "train_step")
 HISTORY_FILE = "history.jsonl"
 
-# Configuration columns of the schema; together with unknown extras they identify a point.
-CONFIG_COLUMNS = (
-    "model", "attention", "reversible", "causal", "pass", "batch", "seq_len", "d_model",
-    "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size", "n_buckets", "ff_chunks",
-    "dtype", "device", "num_threads", "seed",
-)
-# Extra point columns of some suites: peers (impl) and quality (issue 6).
+# Configuration columns (harness and ReformerConfig fields, suites.spec); together with
+# unknown extras they identify a point.
+CONFIG_COLUMNS = ROW_CONFIG_FIELDS
+# Extra point columns of some suites: peers (impl) and quality.
 EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step")
 # Columns that describe a measurement or its provenance, not which point was measured.
 MEASURED_COLUMNS = (
@@ -42,9 +41,11 @@ MEASURED_COLUMNS = (
     "status", "error", "wall_s",
     "impl_version", "accuracy", "bits_per_byte", "loss", "command", "argv",
 )
+# The integer config fields, then the measured numbers.
 NUMERIC_COLUMNS = (
-    "batch", "seq_len", "d_model", "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size",
-    "ff_chunks", "num_threads", "seed", "n_cpus", "t_median_ms", "t_iqr_ms", "n_samples",
+    "batch", "seq_len", "num_threads",
+    *(name for name in ROW_CONFIG_FIELDS if type(DEFAULTS.get(name)) is int),
+    "n_cpus", "t_median_ms", "t_iqr_ms", "n_samples",
     "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "tokens_per_s", "flops",
     "tflops_per_s", "wall_s", "accuracy", "bits_per_byte", "step",
 )
@@ -149,15 +150,13 @@ def latest_points(frame: pd.DataFrame) -> pd.DataFrame:
         point = harness.where(frame["point_key"].notna(), fallback)
     else:
         point = fallback
-    ordered = frame.assign(_point=point, _order=range(len(frame))).sort_values(
-        ["timestamp", "_order"], na_position="first", kind="stable"
-    )
-    latest = ordered.groupby("_point", sort=False).tail(1)
-    return latest.sort_values("_order").drop(columns=["_point", "_order"]).reset_index(drop=True)
+    stamps = [None if pd.isna(stamp) else stamp for stamp in frame["timestamp"]]
+    keep = newest_per_point(list(point), stamps)
+    return frame.iloc[keep].reset_index(drop=True)
 
 
 def load_history(results_dir: str | Path) -> pd.DataFrame:
-    """CI perf history rows from ``<results>/**/history.jsonl`` (issue 7); empty if none."""
+    """CI perf history rows from ``<results>/**/history.jsonl``; empty if none."""
     rows = []
     for path in sorted(Path(results_dir).rglob(HISTORY_FILE)):
         rows.extend({k: _hashable(v) for k, v in row.items()} for row in read_jsonl(path))

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import seaborn as sns
 
+from suites import names
+
 Colour = tuple[float, float, float]
 
 _CB = sns.color_palette("colorblind", 10)
@@ -43,7 +45,7 @@ _EXTRA = sns.husl_palette(20, l=0.55)
 
 def lsh_label(n_hashes: float | int) -> str:
     """Series label for LSH attention with ``n_hashes`` rounds, as in the paper's Fig. 5."""
-    return f"LSH-{int(n_hashes)}"
+    return names.label(names.lsh_name(int(n_hashes)))
 
 
 class Palette:

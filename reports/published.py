@@ -1,4 +1,4 @@
-"""Published reference numbers (as listed in DESIGN.md), each with its source and hardware.
+"""Published reference numbers, each with its source and hardware.
 
 They are shown in their own tables, next to ours, never drawn as a series among our
 measurements: they come from other hardware, batch sizes and code.
@@ -10,17 +10,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from suites.names import label
+from suites.quality import paper
+
 REFORMER = "Reformer paper (Kitaev, Kaiser, Levskaya, ICLR 2020)"
 REFORMER_HARDWARE = "8 GPUs or 8 TPU v3 cores for training (paper sec. 5)"
 
-# Table 2, duplication task: rows = trained with, columns = evaluated with; accuracy in %.
-TABLE2_EVAL = ("Full", "LSH-8", "LSH-4", "LSH-2", "LSH-1")
-TABLE2: dict[str, tuple[float, ...]] = {
-    "Full": (100.0, 94.8, 92.5, 76.9, 52.5),
-    "LSH-4": (0.8, 100.0, 99.9, 99.4, 91.9),
-    "LSH-2": (0.8, 100.0, 99.9, 98.1, 86.8),
-    "LSH-1": (0.8, 99.9, 99.6, 94.8, 77.9),
-}
+# Table 2, duplication task (suites.quality.paper), under the report's labels: rows =
+# trained with, columns = evaluated with; accuracy in %.
+TABLE2_EVAL = tuple(map(label, paper.TABLE2_EVAL))
+TABLE2: dict[str, tuple[float, ...]] = {label(k): v for k, v in paper.TABLE2.items()}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Quality (issue 6): the Table 2 duplication matrix beside the paper's, and bits per byte.
+"""Quality: the Table 2 duplication matrix beside the paper's, and bits per byte.
 
 Quality rows extend the result row with task, train_attention, eval_attention, accuracy
 and bits_per_byte (and ``step`` for points along training). Accuracy is shown in percent:
@@ -13,12 +13,15 @@ import seaborn as sns
 
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
-from reports.fig_ablations import accuracy_percent, attention_label
+from reports.fig_ablations import accuracy_percent
 from reports.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
 from reports.published import TABLE2, TABLE2_EVAL, table2
+from suites.names import label
+from suites.quality import paper
 
-# Issue 6's expectations on the reduced duplication task: (trained, evaluated, min %).
-EXPECTATIONS = (("LSH-4", "LSH-4", 95.0), ("LSH-4", "LSH-8", 99.0), ("Full", "Full", 99.0))
+# The floors on the reduced duplication task (suites.quality.paper), under report labels.
+EXPECTATIONS = tuple((label(trained), label(evaluated), floor)
+                     for trained, evaluated, floor in paper.EXPECTATIONS)
 
 
 def _final_step(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -34,8 +37,8 @@ def duplication_matrices(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
                & rows["accuracy"].notna()]
     if dup.empty:
         return {}
-    dup = dup.assign(trained=dup["train_attention"].map(attention_label),
-                     evaluated=dup["eval_attention"].map(attention_label))
+    dup = dup.assign(trained=dup["train_attention"].map(label),
+                     evaluated=dup["eval_attention"].map(label))
     keys = ["trained", "evaluated"]
     # bucket_size is empty for full-attention-trained rows: it must not split a matrix.
     variant = split_variants(dup, [*keys, "model", "attention", "n_hashes"],
@@ -94,7 +97,7 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
             blocks.append(Table(matrix.map(fmt), f"Ours{label}: accuracy (%)."))
             checks = expectation_table(matrix)
             if not checks.empty:
-                blocks.append(Table(checks, "Issue 6 expectations on the reduced task.",
+                blocks.append(Table(checks, "Expectations on the reduced task.",
                                     index=False))
         published = table2()
         blocks.append(Table(published.text(), published.caption()))
@@ -132,7 +135,7 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     def tag(column: str, word: str) -> pd.Series:
         if column not in lm:
             return pd.Series("", index=lm.index)
-        return lm[column].map(lambda a: "" if pd.isna(a) else f" · {word} {attention_label(a)}")
+        return lm[column].map(lambda a: "" if pd.isna(a) else f" · {word} {label(a)}")
 
     # Two runs of one model (say LSH-2- and LSH-4-trained reformer-lsh-rev) are separate
     # series: the training attention is part of the label.
@@ -173,6 +176,6 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
         ctx.save(draw_panels([[panel]], ctx.palette), "quality_bits_per_byte",
                  "Bits per byte (lower is better); colour = model, marker = attention used "
                  "at evaluation.", ctx.commands("quality")),
-        Table(table, "Final validation bits per byte (issue 6 expects the Reformer within 5% "
-              "of the Transformer at equal steps)."),
+        Table(table, f"Final validation bits per byte (the Reformer is expected within "
+              f"{paper.BPB_TOLERANCE:.0%} of the Transformer at equal steps)."),
     ]

@@ -1,8 +1,8 @@
 """The registry of report sections, in report order.
 
 A section draws on one kind of data; when that data is missing its builder returns None
-and the report carries a one-line note instead. Issue 6 (quality) and issue 7 (CI history)
-plug in here like the rest.
+and the report carries a one-line note instead. The quality suite and the CI
+history plug in here like the rest.
 """
 
 from __future__ import annotations

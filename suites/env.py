@@ -1,4 +1,4 @@
-"""Environment metadata written into every result row (DESIGN.md, "Result row").
+"""Environment metadata written into every result row (docs/results.md).
 
 Collected once per run in the parent process. Nothing here initialises CUDA: the GPU name
 and driver come from NVML (nvidia-ml-py, import name ``pynvml``), so the parent stays

@@ -15,12 +15,16 @@ import json
 import pkgutil
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-MODES = ("quick", "default", "full")
-DEVICES = ("cpu", "cuda")
+from suites.names import schema_1_names
+
+if TYPE_CHECKING:
+    from reformer.config import ReformerConfig
+    from suites.spec import Harness
+
 DEFAULT_RUNNER = "suites.measure:measure_step"
 # The config fields that make two points of one family: everything but length and batch
 # (the time suite keeps tokens per batch fixed, so batch falls as length grows).
@@ -40,14 +44,18 @@ class GridContext:
 
 @dataclass(kw_only=True)
 class Point:
-    """One measurement: the config fields of its result row and how to measure it.
+    """One measurement: the fields that identify its result row and how to measure it.
 
-    ``params`` holds the row's config fields (model, pass, seq_len, d_model, ... device)
-    plus any the runner needs (vocab_size, axial_shape). ``runner`` is "module:function",
-    called in the child as ``function(params, options)`` and returning row fields.
+    ``params`` holds the row fields that say which point this is (model, pass, seq_len,
+    d_model, ... device); for a model point they derive from ``config`` and ``harness``
+    (suites.spec.model_fields, built by suites.grids._common). ``runner`` is
+    "module:function", called in the child as ``function(params, options)`` and returning
+    row fields; a model point's runner finds its config and harness in ``options``.
     """
 
     params: dict[str, Any]
+    config: ReformerConfig | None = None  # model points: the model the runner builds
+    harness: Harness | None = None  # model points: how it is run
     runner: str = DEFAULT_RUNNER
     timeout_s: float = 600.0
     min_run_time: float = 0.5  # seconds of timed calls for Timer.blocked_autorange
@@ -55,14 +63,25 @@ class Point:
     # writes the point as skipped with that note instead of running it.
     options: dict[str, Any] = field(default_factory=dict)
 
+    def with_threads(self, threads: int) -> Point:
+        """The same point at a fixed torch thread count (part of its identity)."""
+        harness = None if self.harness is None else replace(self.harness, num_threads=threads)
+        return replace(self, params={**self.params, "num_threads": threads}, harness=harness)
+
+    def runner_options(self) -> dict[str, Any]:
+        """What the child's runner gets beside params: timing, switches, config, harness."""
+        model = {} if self.config is None else {"config": self.config, "harness": self.harness}
+        return {"min_run_time": self.min_run_time, **self.options, **model}
+
     @property
     def seq_len(self) -> int:
         return int(self.params.get("seq_len") or 0)
 
     def key(self, suite: str, hardware: str) -> str:
-        """Stable identity for resume: a hash of suite, every config field and the hardware."""
-        identity = json.dumps({"suite": suite, "hardware": hardware, **self.params},
-                              sort_keys=True, default=str)
+        """Stable identity for resume: a hash of suite, every config field and the hardware
+        (names spelled as schema 1 spelled them, so older rows still match)."""
+        identity = json.dumps({"suite": suite, "hardware": hardware,
+                               **schema_1_names(self.params)}, sort_keys=True, default=str)
         return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
     def family(self) -> str:

@@ -3,16 +3,15 @@
 Runs inside the point's child process; models are imported there, through the public API
 (``reformer``, ``baselines``), so the harness works before or without them.
 
-Models (the row's ``model`` field):
+Models (the row's ``model`` field, named in suites.names), each built from the point's
+``ReformerConfig`` as it stands (the name only picks the class):
 
-- whole language models, tokens (B, L) -> loss: ``transformer-full``, ``transformer-sdpa``
-  (``baselines.TransformerLM``) and ``reformer-<lsh|full|sdpa>[-rev]``
-  (``reformer.ReformerLM``; attention and reversibility come from the point's fields);
-- one attention layer, x (B, L, d_model) -> (B, L, d_model): ``attn-lsh`` (ours,
-  ``LSHSelfAttention``), ``attn-full`` and ``attn-sdpa`` (``reformer.attention``'s
-  materialised and fused exact attention, separate Q/K/V projections);
-- peers, x (B, L, d_model) -> (B, L, d_model): ``peer-reformer-pytorch``, ``peer-hf``
-  (``baselines.peers``).
+- whole language models, tokens (B, L) -> loss: ``baselines.TransformerLM`` and
+  ``reformer.ReformerLM``;
+- one attention layer, x (B, L, d_model) -> (B, L, d_model): ``reformer.attention``'s
+  layer for ``config.attention`` (LSH with shared QK; materialised or fused exact attention
+  with separate Q/K/V projections);
+- peers, x (B, L, d_model) -> (B, L, d_model): ``baselines.peers``.
 
 Passes: ``fwd`` is inference (``torch.no_grad``: nothing saved for backward); ``fwd_bwd``
 adds the backward of the LM loss, or of ``out · g`` for a fixed random g (B, L, d_model) for
@@ -29,18 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from suites.names import model_kind
+
 if TYPE_CHECKING:
     from reformer import ReformerConfig
+    from suites.spec import Harness
 
-PASSES = ("fwd", "fwd_bwd", "train_step")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LM_PREFIXES = ("transformer-", "reformer-")
-ATTENTION_MODELS = ("attn-lsh", "attn-full", "attn-sdpa")
-PEER_MODELS = ("peer-reformer-pytorch", "peer-hf")
-# ReformerConfig fields a point may set; everything else in params is harness metadata.
-CONFIG_FIELDS = ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "attention",
-                 "n_hashes", "bucket_size", "n_buckets", "dup_correction", "causal",
-                 "reversible", "ff_chunks", "axial_shape", "seed")
 
 
 @dataclass
@@ -67,55 +61,22 @@ class Step:
         self.finish(self.forward())
 
 
-def model_config(params: dict[str, Any]) -> ReformerConfig:
-    """The ReformerConfig a point describes; max_seq_len is the point's seq_len."""
-    from reformer import ReformerConfig
-
-    fields = {name: params[name] for name in CONFIG_FIELDS if params.get(name) is not None}
-    if isinstance(fields.get("axial_shape"), list):
-        fields["axial_shape"] = tuple(fields["axial_shape"])
-    if isinstance(fields.get("n_buckets"), list):
-        fields["n_buckets"] = tuple(fields["n_buckets"])
-    return ReformerConfig(max_seq_len=int(params["seq_len"]), **fields)
-
-
-def lm_name(family: str, attention: str, reversible: bool) -> str:
-    """Row label of a whole LM: transformer-<attention>, reformer-<attention>[-rev]."""
-    if family == "transformer":
-        return f"transformer-{attention}"
-    return f"reformer-{attention}" + ("-rev" if reversible else "")
-
-
-def build_step(params: dict[str, Any]) -> Step:
+def build_step(model: str, config: ReformerConfig, harness: Harness) -> Step:
     """Model, inputs and the step function for one point (untimed)."""
-    pass_name, model = params["pass"], params["model"]
-    if pass_name not in PASSES:
-        raise ValueError(f"pass={pass_name!r} is unknown; allowed: {PASSES}")
-    if params.get("dtype", "float32") not in DTYPES:
-        raise ValueError(f"dtype={params.get('dtype')!r} is unknown; allowed: {tuple(DTYPES)}")
-    if model.startswith(LM_PREFIXES):
-        return _lm_step(params)
-    if model in ATTENTION_MODELS or model in PEER_MODELS:
-        if pass_name == "train_step":
-            raise ValueError(f"model={model!r} is a single attention layer; allowed passes: "
-                             "('fwd', 'fwd_bwd')")
-        return _layer_step(params)
-    raise ValueError(f"model={model!r} is unknown; allowed: transformer-full, "
-                     f"transformer-sdpa, reformer-<attention>[-rev], {ATTENTION_MODELS}, "
-                     f"{PEER_MODELS}")
+    kind = model_kind(model)
+    if kind in ("transformer", "reformer"):
+        return _lm_step(kind, config, harness)
+    if harness.pass_name == "train_step":
+        raise ValueError(f"model={model!r} is a single attention layer; allowed passes: "
+                         "('fwd', 'fwd_bwd')")
+    return _layer_step(model if kind == "peer" else None, config, harness)
 
 
-def _lm_step(params: dict[str, Any]) -> Step:
+def _lm_step(family: str, config: ReformerConfig, harness: Harness) -> Step:
     from reformer.flops import model_flops
 
-    config = model_config(params)
-    expected = lm_name(params["model"].split("-")[0], config.attention, config.reversible)
-    if params["model"] != expected:
-        raise ValueError(f"model={params['model']!r} disagrees with attention="
-                         f"{config.attention!r}, reversible={config.reversible}: "
-                         f"expected {expected!r}")
-    device, dtype = torch.device(params["device"]), DTYPES[params.get("dtype", "float32")]
-    if params["model"].startswith("transformer-"):
+    device, dtype = torch.device(harness.device), DTYPES[harness.dtype]
+    if family == "transformer":
         from baselines import TransformerLM
 
         net = TransformerLM(config)
@@ -126,10 +87,10 @@ def _lm_step(params: dict[str, Any]) -> Step:
         net = ReformerLM(config)
         info = {"impl": "reformer.ReformerLM", "impl_version": own_version()}
     net = net.to(device=device, dtype=dtype).train()
-    batch, seq_len = int(params["batch"]), int(params["seq_len"])
-    generator = torch.Generator().manual_seed(int(params.get("seed", 0)))
+    batch, seq_len = harness.batch, harness.seq_len
+    generator = torch.Generator().manual_seed(config.seed)
     tokens = torch.randint(config.vocab_size, (batch, seq_len), generator=generator).to(device)
-    pass_name = params["pass"]
+    pass_name = harness.pass_name
     parameters = list(net.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=1e-4) if pass_name == "train_step" else None
 
@@ -151,17 +112,13 @@ def _lm_step(params: dict[str, Any]) -> Step:
     return Step(forward, finish, parameters, batch * seq_len, flops, info)
 
 
-def _layer_step(params: dict[str, Any]) -> Step:
-    model = params["model"]
-    config = model_config(params)
-    if model in ATTENTION_MODELS:
-        config = config.replace(attention=model.removeprefix("attn-"))
-    device, dtype = torch.device(params["device"]), DTYPES[params.get("dtype", "float32")]
-    batch, seq_len = int(params["batch"]), int(params["seq_len"])
-    if model in PEER_MODELS:
+def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> Step:
+    device, dtype = torch.device(harness.device), DTYPES[harness.dtype]
+    batch, seq_len = harness.batch, harness.seq_len
+    if peer is not None:
         from baselines.peers import build_peer
 
-        layer, info = build_peer(model, config, seq_len)
+        layer, info = build_peer(peer, config, seq_len)
     else:
         from reformer.attention import build_attention
 
@@ -169,11 +126,11 @@ def _layer_step(params: dict[str, Any]) -> Step:
         info = {"impl": f"reformer.{type(layer).__name__}", "impl_version": own_version(),
                 "n_buckets": _lsh_buckets(config, seq_len)}
     layer = layer.to(device=device, dtype=dtype).train()
-    generator = torch.Generator().manual_seed(int(params.get("seed", 0)))
+    generator = torch.Generator().manual_seed(config.seed)
     shape = (batch, seq_len, config.d_model)
     x = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
     grad_out = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
-    pass_name = params["pass"]
+    pass_name = harness.pass_name
     x.requires_grad_(pass_name != "fwd")
 
     def forward() -> Any:

@@ -1,4 +1,4 @@
-"""Append-only result files: one JSON line per measured point (DESIGN.md, "Result row").
+"""Append-only result files: one JSON line per measured point (docs/results.md).
 
 Layout: ``<out>/<suite>_<device>_<YYYYmmddTHHMMSSZ>.jsonl``, one file per run; the stem is
 the run id. A file is only ever appended to: never rewritten, truncated or deleted.
@@ -19,16 +19,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from suites.names import current_names
+from suites.spec import ROW_CONFIG_FIELDS
+
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 
 ROW_FIELDS: tuple[str, ...] = (
     # identity
     "schema_version", "run_id", "timestamp_utc", "git_sha", "git_dirty", "suite",
-    # config
-    "model", "attention", "reversible", "causal", "pass", "batch", "seq_len", "d_model",
-    "n_heads", "n_layers", "d_ff", "n_hashes", "bucket_size", "n_buckets", "ff_chunks",
-    "dtype", "device", "num_threads", "seed",
+    # config: the harness fields and ReformerConfig's (suites.spec)
+    *ROW_CONFIG_FIELDS,
     # environment
     "host", "cpu_model", "n_cpus", "gpu_name", "driver", "torch", "python", "cuda",
     # timing
@@ -40,12 +41,12 @@ ROW_FIELDS: tuple[str, ...] = (
     # status
     "status", "error", "wall_s",
 )
-# Harness columns beyond DESIGN.md's schema: which implementation ran (peers), the
+# Harness columns beyond the measurement itself: which implementation ran (peers), the
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
 # and the machine's 1-minute load average when the point ended and OMP_WAIT_POLICY (times
 # taken on a busy shared machine are not comparable with those taken on an idle one).
 EXTRA_FIELDS: tuple[str, ...] = (
-    "point_key", "impl", "impl_version", "vocab_size", "axial_shape", "max_memory_gb",
+    "point_key", "impl", "impl_version", "max_memory_gb",
     "memory_cap", "flops_method", "timeout_s", "load_avg_1m", "omp_wait_policy",
 )
 
@@ -59,7 +60,9 @@ def utc_now() -> str:
 
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of one results file and a note for every line that is not a JSON object."""
+    """Rows of one results file and a note for every line that is not a JSON object.
+
+    Names written under an older spelling are read as today's (suites.names)."""
     rows, problems = [], []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
@@ -73,7 +76,7 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             if not isinstance(row, dict):
                 problems.append(f"{path}:{number}: malformed line skipped (not a JSON object)")
                 continue
-            rows.append(row)
+            rows.append(current_names(row))
     return rows, problems
 
 

@@ -1,4 +1,4 @@
-"""CI performance gates: ``python -m suites.ci`` (issue 7).
+"""CI performance gates: ``python -m suites.ci``.
 
     python -m suites.ci                    # every gate, a history row each; exit 1 on failure
     python -m suites.ci --only lsh4_vs_full_8k --no-history   # reproduce one figure locally
@@ -6,7 +6,7 @@
     python -m suites.ci --update-baseline --why "LSH kernel now fuses rounds"  # on purpose
 
 Deterministic figures are measured here; ratio figures come from the benchmarks in
-tests/bench, run in a child pytest that writes results/ci/bench/<run_id>.json. Every run
+suites/ci/benchmarks, run in a child pytest that writes results/ci/bench/<run_id>.json. Every run
 appends one row per figure to results/ci/history.jsonl unless --no-history is given.
 """
 
@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         + ", ".join(SPECS))
     parser.add_argument("--bench-json", action="append", type=Path, metavar="PATH",
                         help="read ratios from this pytest-benchmark JSON instead of running "
-                        "tests/bench (repeatable with --update-baseline: one file per run)")
+                        "suites/ci/benchmarks (repeatable with --update-baseline: one file "
+                        "per run)")
     parser.add_argument("--no-history", action="store_true",
                         help="local reproduction: append nothing to history.jsonl and write "
                         "the benchmark JSON to a temporary folder")

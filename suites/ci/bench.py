@@ -1,8 +1,8 @@
-"""Run the ratio benchmarks (tests/bench) in a child pytest and read their JSON.
+"""Run the ratio benchmarks (suites/ci/benchmarks) in a child pytest and read their JSON.
 
 Each run writes its own pytest-benchmark JSON, ``results/ci/bench/<run_id>.json``, and the
 ratio of every figure is read back from the benchmarks' ``extra_info`` (written by the
-``ratio_benchmark`` fixture in tests/bench/conftest.py).
+``ratio_benchmark`` fixture in suites/ci/benchmarks/conftest.py).
 """
 
 from __future__ import annotations

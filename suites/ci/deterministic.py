@@ -1,4 +1,4 @@
-"""Machine-independent figures for the CI gates: saved bytes and counted FLOPs (issue 7).
+"""Machine-independent figures for the CI gates: saved bytes and counted FLOPs.
 
 - Bytes saved for backward (suites.saved_bytes) by one attention layer of the default
   model (d_model 256, 4 heads, LSH-4, bucket_size 64; Reformer sec. 2) at L = 1K..8K, batch
@@ -18,7 +18,6 @@ Every figure is deterministic: the same code gives the same number on every mach
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,13 +26,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from reformer.config import PRESETS, ReformerConfig
+from suites.names import layer_model
 from suites.saved_bytes import saved_bytes
-from suites.steps import CONFIG_FIELDS, build_step
+from suites.spec import Harness
+from suites.steps import build_step
 
 LENGTHS = (1024, 2048, 4096, 8192)
 DEPTHS = (2, 12)
 DEPTH_SEQ_LEN = 1024
-STEP = {"pass": "fwd_bwd", "device": "cpu", "dtype": "float32", "batch": 1, "seed": 0}
 
 
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -56,18 +56,14 @@ def per_token_spread(per_token: Sequence[float]) -> float:
     return max(per_token) / min(per_token) - 1
 
 
-def _config_fields(config: ReformerConfig) -> dict[str, Any]:
-    fields = dataclasses.asdict(config)
-    return {name: fields[name] for name in CONFIG_FIELDS if fields.get(name) is not None}
-
-
 def layer_saved_bytes(attention: str, lengths: Sequence[int] = LENGTHS,
                       config: ReformerConfig = PRESETS["default"]) -> dict[int, int]:
     """Bytes saved for backward by one attention layer's forward, per length."""
-    fields = {**_config_fields(config), "attention": attention}
+    config = config.replace(attention=attention)
     points = {}
     for seq_len in lengths:
-        step = build_step({**STEP, **fields, "model": f"attn-{attention}", "seq_len": seq_len})
+        step = build_step(layer_model(config), config.replace(max_seq_len=seq_len),
+                          Harness(pass_name="fwd_bwd", seq_len=seq_len))
         points[seq_len], _ = saved_bytes(step.forward)
         del step
     return points
@@ -76,11 +72,11 @@ def layer_saved_bytes(attention: str, lengths: Sequence[int] = LENGTHS,
 def depth_saved_bytes(depths: Sequence[int] = DEPTHS, seq_len: int = DEPTH_SEQ_LEN,
                       config: ReformerConfig = PRESETS["debug"]) -> dict[int, int]:
     """Bytes saved for backward by a reversible LSH ReformerLM's loss, per depth."""
-    fields = {**_config_fields(config), "attention": "lsh", "reversible": True}
+    config = config.replace(attention="lsh", reversible=True, max_seq_len=seq_len)
     points = {}
     for n_layers in depths:
-        step = build_step({**STEP, **fields, "n_layers": n_layers, "model": "reformer-lsh-rev",
-                           "seq_len": seq_len})
+        step = build_step("reformer-lsh-rev", config.replace(n_layers=n_layers),
+                          Harness(pass_name="fwd_bwd", seq_len=seq_len))
         points[n_layers], _ = saved_bytes(step.forward)
         del step
     return points

@@ -1,11 +1,12 @@
-"""The figures CI tracks and the gates on them (issue 7).
+"""The figures CI tracks and the gates on them.
 
 Two kinds of figure:
 
 - **deterministic**: machine-independent numbers (bytes saved for backward, counted FLOPs)
-  measured by suites.ci.deterministic and held to fixed limits from the issue;
-- **ratio**: a time ratio of two steps interleaved in one process (tests/bench), held to
-  the committed baseline (results/ci/baseline.json) within a relative tolerance. Every
+  measured by suites.ci.deterministic and held to the fixed limits below (what O(L) memory
+  and flat cost per token mean, with room for rounding);
+- **ratio**: a time ratio of two steps interleaved in one process (suites/ci/benchmarks),
+  held to the committed baseline (results/ci/baseline.json) within a relative tolerance. Every
   ratio is "ours / what we compare against", so only a *larger* ratio fails; a ratio
   below the band passes with a note to refresh the baseline on purpose.
 
@@ -18,9 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("deterministic", "ratio")
 STATUSES = ("pass", "fail", "skipped", "baseline")  # baseline: set by --update-baseline
-BENCH_FILE = "tests/bench/test_ratios.py"
+BENCH_FILE = "suites/ci/benchmarks/test_ratios.py"
 
 
 @dataclass(frozen=True, kw_only=True)

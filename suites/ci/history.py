@@ -1,4 +1,4 @@
-"""results/ci/history.jsonl: one row per tracked figure per CI run, append-only (issue 7).
+"""results/ci/history.jsonl: one row per tracked figure per CI run, append-only.
 
 A row carries the figure's value and gate result, the baseline and tolerance it was held
 to, and the provenance of the run: git sha and dirtiness, host, CPU, torch and Python

@@ -1,13 +1,29 @@
-"""Point builders shared by the grids: every point carries every config field of the row."""
+"""Point builders shared by the grids: a model from a preset, run by a harness.
+
+A grid says what it varies and nothing else: ``config`` is a ``ReformerConfig`` from
+``reformer.config.PRESETS`` changed with ``.replace(...)``, and the point's row fields
+derive from it (suites.spec.model_fields).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from reformer.config import PRESETS, ReformerConfig
+from suites.names import layer_model, lm_model
 from suites.registry import GridContext, Point
+from suites.spec import Harness, model_fields
 
 # (min_run_time s, timeout s) per mode: quick is a smoke run, full is paper scale.
 SIZING = {"quick": (0.01, 120.0), "default": (0.5, 600.0), "full": (2.0, 3600.0)}
+# The small model of --quick grids: the default preset at smoke-test width.
+QUICK = {"d_model": 32, "n_heads": 2, "d_ff": 64, "bucket_size": 16}
+
+
+def preset(ctx: GridContext, name: str = "default", **changes: Any) -> ReformerConfig:
+    """A preset with ``changes``, at the quick width in --quick mode (changes win)."""
+    quick = QUICK if ctx.mode == "quick" else {}
+    return PRESETS[name].replace(**(quick | changes))
 
 
 def powers_of_two(low: int, high: int) -> list[int]:
@@ -20,58 +36,37 @@ def powers_of_two(low: int, high: int) -> list[int]:
     return lengths
 
 
-def _point(ctx: GridContext, params: dict[str, Any], min_run_time: float | None,
-           timeout_s: float | None, options: dict[str, Any] | None) -> Point:
+def model_point(ctx: GridContext, model: str, config: ReformerConfig, *, seq_len: int,
+                pass_name: str, batch: int = 1, min_run_time: float | None = None,
+                timeout_s: float | None = None,
+                options: dict[str, Any] | None = None) -> Point:
+    """A point measuring ``config`` as ``model`` at one length (sizing from the mode)."""
     default_run_time, default_timeout = SIZING[ctx.mode]
-    return Point(params=params, options=dict(options or {}),
+    harness = Harness(pass_name=pass_name, seq_len=seq_len, batch=batch, device=ctx.device)
+    config = config.replace(max_seq_len=seq_len)
+    return Point(params=model_fields(model, config, harness), config=config, harness=harness,
+                 options=dict(options or {}),
                  min_run_time=default_run_time if min_run_time is None else min_run_time,
                  timeout_s=default_timeout if timeout_s is None else timeout_s)
 
 
-def layer_point(ctx: GridContext, *, model: str, seq_len: int, batch: int = 1,
-                d_model: int = 256, n_heads: int = 4, n_hashes: int = 4,
-                bucket_size: int = 64, n_buckets: int | None = None, causal: bool = True,
-                pass_name: str = "fwd_bwd", min_run_time: float | None = None,
-                timeout_s: float | None = None,
-                options: dict[str, Any] | None = None) -> Point:
-    """One attention layer, x (B, L, d_model): ours, exact attention, or a peer."""
-    exact = model in ("attn-full", "attn-sdpa")
-    attention = model.removeprefix("attn-") if exact else "lsh"
-    params = {
-        "model": model, "attention": attention, "reversible": None, "causal": causal,
-        "pass": pass_name, "batch": batch, "seq_len": seq_len, "d_model": d_model,
-        "n_heads": n_heads, "n_layers": 1, "d_ff": None,
-        "n_hashes": None if exact else n_hashes,
-        "bucket_size": None if exact else bucket_size,
-        "n_buckets": None if exact else n_buckets, "ff_chunks": None,
-        "dtype": "float32", "device": ctx.device, "num_threads": None, "seed": 0,
-    }
-    return _point(ctx, params, min_run_time, timeout_s, options)
+def layer_point(ctx: GridContext, config: ReformerConfig, *, seq_len: int, batch: int = 1,
+                model: str | None = None, pass_name: str = "fwd_bwd",
+                **sizing: Any) -> Point:
+    """One attention layer, x (B, L, d_model): ours (attn-<attention>) or a ``model`` peer."""
+    return model_point(ctx, model or layer_model(config), config.replace(n_layers=1),
+                       seq_len=seq_len, batch=batch, pass_name=pass_name, **sizing)
 
 
-def lm_point(ctx: GridContext, *, family: str, attention: str, reversible: bool,
-             seq_len: int, pass_name: str, batch: int = 1, d_model: int = 256,
-             n_heads: int = 4, n_layers: int = 6, d_ff: int = 1024, n_hashes: int = 4,
-             bucket_size: int = 64, ff_chunks: int = 1, vocab_size: int = 256,
-             axial_shape: tuple[int, int] | None = None, min_run_time: float | None = None,
-             timeout_s: float | None = None,
-             options: dict[str, Any] | None = None) -> Point:
-    """A whole language model (``family`` "transformer" or "reformer") on tokens (B, L)."""
-    from suites.steps import lm_name
+def lm_point(ctx: GridContext, family: str, config: ReformerConfig, *, seq_len: int,
+             pass_name: str, batch: int = 1, **sizing: Any) -> Point:
+    """A whole language model (``family`` "transformer" or "reformer") on tokens (B, L).
 
-    lsh = attention == "lsh"
-    reformer = family == "reformer"
-    params = {
-        "model": lm_name(family, attention, reversible), "attention": attention,
-        "reversible": reversible and reformer, "causal": True, "pass": pass_name,
-        "batch": batch, "seq_len": seq_len, "d_model": d_model, "n_heads": n_heads,
-        "n_layers": n_layers, "d_ff": d_ff, "n_hashes": n_hashes if lsh else None,
-        "bucket_size": bucket_size if lsh else None, "n_buckets": None,
-        "ff_chunks": ff_chunks if reformer else 1, "dtype": "float32", "device": ctx.device,
-        "num_threads": None, "seed": 0, "vocab_size": vocab_size,
-        "axial_shape": list(axial_shape) if axial_shape else None,
-    }
-    return _point(ctx, params, min_run_time, timeout_s, options)
+    The Transformer baseline has neither reversible residuals nor FF chunking."""
+    if family == "transformer":
+        config = config.replace(reversible=False, ff_chunks=1)
+    return model_point(ctx, lm_model(family, config), config, seq_len=seq_len,
+                       pass_name=pass_name, batch=batch, **sizing)
 
 
 def ok_rows(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:

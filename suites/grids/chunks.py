@@ -8,24 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from suites.grids._common import layer_point, ok_rows
+from reformer.config import ReformerConfig
+from suites.grids._common import layer_point, ok_rows, preset
 from suites.registry import GridContext, Point, Suite
 
 BUCKET_SIZES = (32, 64, 128, 256, 512)
 
 
-def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], dict[str, int]]:
+def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], ReformerConfig]:
     if ctx.mode == "quick":
-        return [512], (32, 64), dict(d_model=32, n_heads=2)
+        return [512], (32, 64), preset(ctx)
     if ctx.mode == "full":
-        return [2**14, 2**16], BUCKET_SIZES, {}
-    return ([2**14] if ctx.device == "cuda" else [2**12]), BUCKET_SIZES, {}
+        return [2**14, 2**16], BUCKET_SIZES, preset(ctx)
+    return ([2**14] if ctx.device == "cuda" else [2**12]), BUCKET_SIZES, preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    lengths, sizes, size = _shape(ctx)
-    return [layer_point(ctx, model="attn-lsh", seq_len=length, bucket_size=bucket_size,
-                        **size)
+    lengths, sizes, layer = _shape(ctx)
+    return [layer_point(ctx, layer.replace(bucket_size=bucket_size), seq_len=length)
             for length in lengths for bucket_size in sizes]
 
 

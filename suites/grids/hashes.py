@@ -8,23 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from suites.grids._common import layer_point, ok_rows
+from reformer.config import ReformerConfig
+from suites.grids._common import layer_point, ok_rows, preset
 from suites.registry import GridContext, Point, Suite
 
 N_HASHES = (1, 2, 4, 8)
 
 
-def _lengths(ctx: GridContext) -> tuple[list[int], dict[str, int]]:
+def _lengths(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
     if ctx.mode == "quick":
-        return [256], dict(d_model=32, n_heads=2, bucket_size=16)
+        return [256], preset(ctx)
     if ctx.mode == "full":
-        return [2**12, 2**14, 2**16], {}
-    return ([2**12, 2**14] if ctx.device == "cuda" else [2**10, 2**12]), {}
+        return [2**12, 2**14, 2**16], preset(ctx)
+    return ([2**12, 2**14] if ctx.device == "cuda" else [2**10, 2**12]), preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    lengths, size = _lengths(ctx)
-    return [layer_point(ctx, model="attn-lsh", seq_len=length, n_hashes=n_hashes, **size)
+    lengths, layer = _lengths(ctx)
+    return [layer_point(ctx, layer.replace(n_hashes=n_hashes), seq_len=length)
             for length in lengths for n_hashes in N_HASHES]
 
 

@@ -1,4 +1,4 @@
-"""memory: peak memory against length, and where each model runs out (DESIGN.md suites).
+"""memory: peak memory against length, and where each model runs out.
 
 Models: TransformerLM with materialised ("full") and fused ("sdpa") attention, and
 ReformerLM with LSH on/off x reversible on/off (FF unchunked throughout, so the 2x2 is
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from suites.grids._common import lm_point, powers_of_two
+from reformer.config import ReformerConfig
+from suites.grids._common import lm_point, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
 MODELS = (  # (family, attention, reversible)
@@ -28,26 +29,24 @@ MODELS = (  # (family, attention, reversible)
 PASSES = ("fwd", "train_step")
 
 
-def _shape(ctx: GridContext) -> dict[str, Any]:
-    """Model size and lengths for the device and mode."""
+def _shape(ctx: GridContext) -> tuple[ReformerConfig, list[int]]:
+    """Model (FF unchunked, the preset's) and lengths for the device and mode."""
     if ctx.mode == "quick":
-        return {"model": dict(d_model=32, n_heads=2, n_layers=1, d_ff=64, bucket_size=16),
-                "lengths": powers_of_two(128, 512)}
+        return preset(ctx, n_layers=1), powers_of_two(128, 512)
     if ctx.mode == "full":
         high = 2**20 if ctx.device == "cuda" else 2**16
-        return {"model": dict(n_layers=6), "lengths": powers_of_two(1024, high)}
+        return preset(ctx), powers_of_two(1024, high)
     high = 2**17 if ctx.device == "cuda" else 2**14
-    return {"model": dict(n_layers=2 if ctx.device == "cpu" else 6),
-            "lengths": powers_of_two(1024, high)}
+    return preset(ctx, n_layers=2 if ctx.device == "cpu" else 6), powers_of_two(1024, high)
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    shape = _shape(ctx)
+    config, lengths = _shape(ctx)
     return [
-        lm_point(ctx, family=family, attention=attention, reversible=reversible,
-                 seq_len=length, pass_name=pass_name, **shape["model"],
+        lm_point(ctx, family, config.replace(attention=attention, reversible=reversible),
+                 seq_len=length, pass_name=pass_name,
                  min_run_time=0.0 if ctx.mode != "full" else None)
-        for length in shape["lengths"]
+        for length in lengths
         for family, attention, reversible in MODELS
         for pass_name in PASSES
     ]

@@ -12,29 +12,31 @@ from __future__ import annotations
 from typing import Any
 
 from baselines.peers import PEER_PACKAGES, missing_note, peer_available
-from suites.grids._common import layer_point, ok_rows, powers_of_two
+from reformer.config import ReformerConfig
+from suites.grids._common import layer_point, ok_rows, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
 MODELS = ("attn-lsh", *PEER_PACKAGES, "attn-sdpa")
 
 
-def _shape(ctx: GridContext) -> tuple[list[int], dict[str, int]]:
+def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
     if ctx.mode == "quick":
-        return [256, 512], dict(d_model=32, n_heads=2, bucket_size=16)
+        return [256, 512], preset(ctx)
     if ctx.mode == "full":
-        return powers_of_two(2**10, 2**16), {}
-    return [2**10, 2**12, 2**14], {}
+        return powers_of_two(2**10, 2**16), preset(ctx)
+    return [2**10, 2**12, 2**14], preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    lengths, size = _shape(ctx)
+    lengths, layer = _shape(ctx)
     points = []
     for length in lengths:
         for model in MODELS:
             missing = model in PEER_PACKAGES and not peer_available(model)
+            config = layer.replace(attention="sdpa" if model == "attn-sdpa" else "lsh")
             points.append(layer_point(
-                ctx, model=model, seq_len=length, **size,
-                min_run_time=5.0 if ctx.mode == "default" else None,
+                ctx, config, model=None if model.startswith("attn-") else model,
+                seq_len=length, min_run_time=5.0 if ctx.mode == "default" else None,
                 options={"skip_reason": missing_note(model)} if missing else None))
     return points
 

@@ -1,19 +1,19 @@
-"""quality: the duplication task (paper Table 2) and a byte-level LM (issue 6).
+"""quality: the duplication task (paper Table 2) and a byte-level LM.
 
 Points are (trained model, evaluation attention, step). The first point of each trained
 model trains it (in its child process) and saves a checkpoint under
 ``<out>/quality/checkpoints/``; the others load it. See suites.quality for the tasks and
 suites.quality.sizes for the sizes of each mode and why.
 
-- duplication: trained with full, LSH-1, LSH-2, LSH-4; each evaluated with full, LSH-1,
-  LSH-2, LSH-4, LSH-8 at the final step (the Table 2 matrix).
+- duplication: trained with shared-full, lsh-1, lsh-2, lsh-4; each evaluated with
+  shared-full, lsh-1, lsh-2, lsh-4, lsh-8 at the final step (the Table 2 matrix).
 - bytes: transformer-sdpa, reformer-lsh-rev trained with LSH-2 and with LSH-4, and
   reformer-lsh (reversible off) with LSH-4, all at equal parameter count, steps and tokens.
   Two ablations place any gap to the Transformer: reformer-lsh-rev trained with exact
-  shared-QK attention ("full": hashing removed) and reformer-sdpa-rev (the reversible
+  shared-QK attention ("shared-full": hashing removed) and reformer-sdpa-rev (the reversible
   stack with the Transformer's separate-QK SDPA: shared QK removed). Validation bits per
   byte at every ``eval_every`` steps with the training attention (the curves), and the
-  shared-QK models at the final step with full attention and LSH-1/2/4/8.
+  shared-QK models at the final step with shared-full and lsh-1/2/4/8.
 
 ``--data PATH`` (a file or folder; ``ctx.data``) replaces the stdlib corpus for the byte
 LM; checkpoints go under ``--out`` (``ctx.out_dir``).
@@ -24,15 +24,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reformer.config import ReformerConfig
+from reformer.config import PRESETS
+from suites.names import SHARED_FULL, hash_rounds, lsh_name
 from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
 from suites.registry import GridContext, Point, Suite
+from suites.spec import Harness, model_fields
 
-DUP_TRAIN = ("full", "lsh-1", "lsh-2", "lsh-4")
-DUP_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
-LM_EVAL = ("full", "lsh-1", "lsh-2", "lsh-4", "lsh-8")
+DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)))
+DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)))
+LM_EVAL = DUP_EVAL
 RUNNER = "suites.quality.points:run_quality_point"
 STDLIB = "python-stdlib"
 
@@ -51,18 +53,18 @@ def runs(ctx: GridContext) -> list[Run]:
     """Every model the suite trains, in the order they are trained."""
     sizes = SIZES[ctx.mode]
     dup = sizes.duplication
-    dup_config = ReformerConfig(vocab_size=128, d_model=dup.d_model, n_heads=dup.n_heads,
-                                n_layers=dup.n_layers, d_ff=dup.d_ff, attention="lsh",
-                                n_hashes=1, bucket_size=dup.bucket_size, reversible=False,
-                                max_seq_len=dup.seq_len, seed=0)
+    dup_config = PRESETS["default"].replace(
+        vocab_size=128, d_model=dup.d_model, n_heads=dup.n_heads, n_layers=dup.n_layers,
+        d_ff=dup.d_ff, attention="lsh", n_hashes=1, bucket_size=dup.bucket_size,
+        reversible=False, max_seq_len=dup.seq_len)
     found = [Run(task="duplication", family="reformer", train_attention=spec,
-                 config=dup_config.replace(n_hashes=int(spec[4:]) if spec != "full" else 1),
+                 config=dup_config.replace(n_hashes=hash_rounds(spec) or 1),
                  schedule=_schedule(dup), eval_size=dup.eval_size, device=ctx.device)
              for spec in DUP_TRAIN]
     lm = sizes.bytes
-    base = ReformerConfig(vocab_size=256, d_model=lm.d_model, n_heads=lm.n_heads,
-                          n_layers=lm.n_layers, d_ff=lm.d_ff, attention="sdpa",
-                          bucket_size=lm.bucket_size, max_seq_len=lm.seq_len, seed=0)
+    base = PRESETS["default"].replace(
+        vocab_size=256, d_model=lm.d_model, n_heads=lm.n_heads, n_layers=lm.n_layers,
+        d_ff=lm.d_ff, attention="sdpa", bucket_size=lm.bucket_size, max_seq_len=lm.seq_len)
     reformer = base.replace(attention="lsh", d_ff=matched_d_ff(base))
     data = ctx.data
     lm_runs = [("transformer", "sdpa", base.replace(reversible=False)),
@@ -72,7 +74,7 @@ def runs(ctx: GridContext) -> list[Run]:
                # Ablations that place the gap to the Transformer: the same shared-QK
                # model trained with exact attention (no hashing), and the Reformer's
                # reversible stack with the Transformer's separate-QK attention.
-               ("reformer", "full", reformer.replace(n_hashes=1, reversible=True)),
+               ("reformer", SHARED_FULL, reformer.replace(n_hashes=1, reversible=True)),
                ("reformer", "sdpa", base.replace(reversible=True))]
     found += [Run(task="bytes", family=family, train_attention=spec, config=config,
                   schedule=_schedule(lm), eval_size=lm.eval_size, device=ctx.device,
@@ -82,21 +84,20 @@ def runs(ctx: GridContext) -> list[Run]:
 
 
 def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
-    """Row config fields: the model as trained (its training cost is in the row too)."""
-    config, kind = run.config, run.train_attention.split("-")[0]
-    lsh = kind == "lsh"
-    return {
-        "model": run.model_name, "attention": kind, "reversible": config.reversible,
-        "causal": config.causal, "pass": "train_step", "batch": run.schedule.batch,
-        "seq_len": run.schedule.seq_len, "d_model": config.d_model, "n_heads": config.n_heads,
-        "n_layers": config.n_layers, "d_ff": config.d_ff,
-        "n_hashes": config.n_hashes if lsh else None,
-        "bucket_size": config.bucket_size if lsh else None, "n_buckets": config.n_buckets,
-        "ff_chunks": config.ff_chunks, "dtype": "float32", "device": run.device,
-        "num_threads": None, "seed": run.seed, "vocab_size": config.vocab_size,
-        "task": run.task, "train_attention": run.train_attention, "eval_attention": eval_spec,
-        "step": step, "steps": run.schedule.steps, "run_key": run.key(),
-        "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
+    """Row fields: the model as trained (its training cost is in the row too), the
+    attention it is evaluated with, and the step."""
+    harness = Harness(pass_name="train_step", seq_len=run.schedule.seq_len,
+                      batch=run.schedule.batch, device=run.device)
+    fields = model_fields(run.model_name, run.config, harness)
+    # A shared-QK model trained with exact attention hashes nothing. The byte LMs have
+    # learned positions, and these rows have never carried axial_shape in their identity.
+    if hash_rounds(run.train_attention) is None:
+        fields |= {"n_hashes": None, "bucket_size": None}
+    del fields["axial_shape"]
+    return fields | {
+        "task": run.task, "train_attention": run.train_attention,
+        "eval_attention": eval_spec, "step": step, "steps": run.schedule.steps,
+        "run_key": run.key(), "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
     }
 
 

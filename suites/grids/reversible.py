@@ -10,25 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from suites.grids._common import lm_point, ok_rows
+from reformer.config import ReformerConfig
+from suites.grids._common import lm_point, ok_rows, preset
 from suites.registry import GridContext, Point, Suite
 
 
-def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], dict[str, int]]:
-    """(length, depths, ff_chunks values, model size)."""
+def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], ReformerConfig]:
+    """(length, depths, ff_chunks values, model)."""
     if ctx.mode == "quick":
-        return 256, (1, 2, 4), (1, 4), dict(d_model=32, n_heads=2, d_ff=64, bucket_size=16)
+        return 256, (1, 2, 4), (1, 4), preset(ctx)
     if ctx.mode == "full":
-        return 2**14, (1, 2, 4, 8, 12), (1, 8), {}
-    return (2**14 if ctx.device == "cuda" else 2**12), (1, 2, 4, 8), (1, 8), {}
+        return 2**14, (1, 2, 4, 8, 12), (1, 8), preset(ctx)
+    return (2**14 if ctx.device == "cuda" else 2**12), (1, 2, 4, 8), (1, 8), preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    length, depths, chunkings, size = _shape(ctx)
-    return [lm_point(ctx, family="reformer", attention="lsh", reversible=reversible,
-                     seq_len=length, pass_name="train_step", n_layers=n_layers,
-                     ff_chunks=ff_chunks, min_run_time=0.0 if ctx.mode != "full" else None,
-                     **size)
+    length, depths, chunkings, model = _shape(ctx)
+    return [lm_point(ctx, "reformer",
+                     model.replace(attention="lsh", reversible=reversible, n_layers=n_layers,
+                                   ff_chunks=ff_chunks),
+                     seq_len=length, pass_name="train_step",
+                     min_run_time=0.0 if ctx.mode != "full" else None)
             for reversible in (True, False) for ff_chunks in chunkings
             for n_layers in depths]
 

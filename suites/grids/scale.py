@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from suites.grids._common import lm_point, ok_rows, powers_of_two
+from reformer.config import ReformerConfig
+from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
 MAX_LENGTH = 2**20
@@ -21,22 +22,21 @@ AXIAL_SHAPE = (1024, 1024)  # covers every length up to 2^20, so all points shar
 FF_CHUNKS = 16
 
 
-def _shape(ctx: GridContext) -> tuple[list[int], dict[str, Any], float]:
-    """(lengths, model size, timeout s)."""
+def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig, float]:
+    """(lengths, model, timeout s)."""
+    model = preset(ctx, attention="lsh", reversible=True, ff_chunks=FF_CHUNKS,
+                   axial_shape=AXIAL_SHAPE)
     if ctx.mode == "quick":
-        return powers_of_two(256, 1024), dict(d_model=32, n_heads=2, n_layers=2, d_ff=64,
-                                              bucket_size=16), 120.0
+        return powers_of_two(256, 1024), model.replace(n_layers=2), 120.0
     if ctx.mode == "full" or ctx.device == "cuda":
-        return powers_of_two(2**12, MAX_LENGTH), {}, 6 * 3600.0
-    return powers_of_two(2**12, 2**15), {}, 1800.0
+        return powers_of_two(2**12, MAX_LENGTH), model, 6 * 3600.0
+    return powers_of_two(2**12, 2**15), model, 1800.0
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    lengths, size, timeout_s = _shape(ctx)
-    return [lm_point(ctx, family="reformer", attention="lsh", reversible=True,
-                     seq_len=length, pass_name="train_step", ff_chunks=FF_CHUNKS,
-                     axial_shape=AXIAL_SHAPE, min_run_time=0.0, timeout_s=timeout_s,
-                     options={"memory_first": True}, **size)
+    lengths, model, timeout_s = _shape(ctx)
+    return [lm_point(ctx, "reformer", model, seq_len=length, pass_name="train_step",
+                     min_run_time=0.0, timeout_s=timeout_s, options={"memory_first": True})
             for length in lengths]
 
 

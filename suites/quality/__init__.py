@@ -1,4 +1,4 @@
-"""Quality ablations (issue 6): does LSH attention learn as well as full attention?
+"""Quality ablations: does LSH attention learn as well as full attention?
 
 Two tasks, both run by the ``quality`` suite (``python -m suites.run quality``):
 

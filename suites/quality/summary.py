@@ -9,16 +9,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-DUP_COLUMNS = ("full", "lsh-8", "lsh-4", "lsh-2", "lsh-1")  # the paper's column order
-DUP_ROWS = ("full", "lsh-4", "lsh-2", "lsh-1")
-# Reformer paper Table 2 (accuracy %, L = 1024), rows trained with, columns as DUP_COLUMNS.
-PAPER_TABLE2 = {"full": (100.0, 94.8, 92.5, 76.9, 52.5), "lsh-4": (0.8, 100.0, 99.9, 99.4, 91.9),
-                "lsh-2": (0.8, 100.0, 99.9, 98.1, 86.8), "lsh-1": (0.8, 99.9, 99.6, 94.8, 77.9)}
-# Issue 6's expectations on the reduced task: (trained, evaluated, minimum accuracy %).
-EXPECTATIONS = (("lsh-4", "lsh-4", 95.0), ("lsh-4", "lsh-8", 99.0), ("full", "full", 99.0))
-BPB_TOLERANCE = 0.05  # issue 6: Reformer bits per byte within 5% of the Transformer's
-ABLATIONS = {"full": "exact shared-QK attention, no hashing",
-             "sdpa": "reversible stack with separate-QK attention, no shared QK"}
+from suites.names import SDPA, SHARED_FULL
+from suites.quality.paper import BPB_TOLERANCE, EXPECTATIONS, TABLE2, TABLE2_EVAL
+
+ABLATIONS = {SHARED_FULL: "exact shared-QK attention, no hashing",
+             SDPA: "reversible stack with separate-QK attention, no shared QK"}
 
 
 def _final(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
@@ -39,13 +34,13 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
         seq_len = next(r["seq_len"] for r in _final(rows, "duplication"))
         lines += [f"duplication task, accuracy % on the second half (L = {seq_len}); rows "
                   "trained with, columns evaluated with; [paper Table 2, L = 1024]", "",
-                  "| trained \\ eval | " + " | ".join(DUP_COLUMNS) + " |",
-                  "|---" * (len(DUP_COLUMNS) + 1) + "|"]
-        for trained in DUP_ROWS:
-            cells = [_cell(matrix.get((trained, ev)), PAPER_TABLE2[trained][i])
-                     for i, ev in enumerate(DUP_COLUMNS)]
+                  "| trained \\ eval | " + " | ".join(TABLE2_EVAL) + " |",
+                  "|---" * (len(TABLE2_EVAL) + 1) + "|"]
+        for trained, paper in TABLE2.items():
+            cells = [_cell(matrix.get((trained, ev)), paper[i])
+                     for i, ev in enumerate(TABLE2_EVAL)]
             lines.append(f"| {trained} | " + " | ".join(cells) + " |")
-        lines += ["", "issue 6 expectations:"]
+        lines += ["", "expectations on the reduced task:"]
         for trained, evaluated, floor in EXPECTATIONS:
             value = matrix.get((trained, evaluated))
             verdict = "not measured" if value is None else (
@@ -84,7 +79,7 @@ def _bytes_lines(rows: list[dict[str, Any]]) -> list[str]:
             head = f"- {r['model']} {r['train_attention']}: {ratio:+.1%} vs transformer"
             if r["train_attention"].startswith("lsh"):
                 verdict = "met" if ratio <= BPB_TOLERANCE else "MISSED"
-                lines.append(f"{head} (issue 6: within +{BPB_TOLERANCE:.0%}) -> {verdict}")
+                lines.append(f"{head} (expected within +{BPB_TOLERANCE:.0%}) -> {verdict}")
             else:
                 lines.append(f"{head} (ablation: {ABLATIONS.get(r['train_attention'], '')})")
     return lines

@@ -7,7 +7,7 @@ exists, so evaluating with other hash rounds needs no retraining. :func:`evaluat
 scores a trained model with any attention spec (suites.quality.attention).
 
 Every Reformer here is built with shared-QK LSH layers; the spec it is trained with is
-switched on before training (so "full" and "lsh-N" models start from identical weights
+switched on for training (so "shared-full" and "lsh-N" models start from identical weights
 for a given seed). The byte-LM Transformer uses SDPA attention and its own separate Q, K
 and V; the Reformer's feed-forward is widened to make up the d_model² parameters per
 layer that shared QK saves, so both have (nearly) equal parameter counts.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from suites.quality.attention import parse_attention, use_attention
+from suites.names import (
+    SDPA,
+    SHARED_FULL,
+    lm_model,
+    parse_run_attention,
+    schema_1_run_attention,
+)
+from suites.quality.attention import attention_as
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
 from suites.quality.metrics import Tally, evaluate_bytes, evaluate_duplication
@@ -50,7 +58,7 @@ _TRAIN_DATA_STREAM, _EVAL_DATA_STREAM, _EVAL_HASH_STREAM = 1, 2, 3
 class Run:
     task: str
     family: str
-    train_attention: str  # "full" | "lsh-N" | "sdpa" (suites.quality.attention)
+    train_attention: str  # "shared-full" | "lsh-N" | "sdpa" (suites.names)
     config: ReformerConfig  # what the model is built from (Reformer: attention="lsh")
     schedule: Schedule
     eval_size: int  # duplication: held-out sequences; bytes: validation windows
@@ -62,18 +70,18 @@ class Run:
             raise ValueError(f"task={self.task!r} is unknown; allowed: {TASKS}")
         if self.family not in FAMILIES:
             raise ValueError(f"family={self.family!r} is unknown; allowed: {FAMILIES}")
-        kind, _ = parse_attention(self.train_attention)
+        kind, _ = parse_run_attention(self.train_attention)
         built_sdpa = self.family == "transformer" or self.config.attention == "sdpa"
-        if (kind == "sdpa") != built_sdpa:
+        if (kind == SDPA) != built_sdpa:
             raise ValueError(f"train_attention={self.train_attention!r} does not fit family="
                              f"{self.family!r} with config.attention={self.config.attention!r}"
-                             ": transformers and attention='sdpa' reformers train with "
-                             "'sdpa', shared-QK (attention='lsh') reformers with 'full' or "
-                             "'lsh-N'")
+                             f": transformers and attention='sdpa' reformers train with "
+                             f"{SDPA!r}, shared-QK (attention='lsh') reformers with "
+                             f"{SHARED_FULL!r} or 'lsh-N'")
 
     @property
     def shared_qk(self) -> bool:
-        """A shared-QK Reformer: one set of weights runs 'full' and every 'lsh-N'."""
+        """A shared-QK Reformer: one set of weights runs 'shared-full' and every 'lsh-N'."""
         return self.family == "reformer" and self.config.attention == "lsh"
 
     @property
@@ -86,9 +94,7 @@ class Run:
 
         ``reformer-sdpa-rev`` is the Reformer's stack with separate-QK SDPA attention (the
         shared-QK ablation of paper Fig. 3)."""
-        if self.family == "transformer":
-            return f"transformer-{self.config.attention}"
-        return f"reformer-{self.config.attention}" + ("-rev" if self.config.reversible else "")
+        return lm_model(self.family, self.config)
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "family": self.family,
@@ -108,24 +114,34 @@ class Run:
                    device=spec.get("device", "cpu"), data=spec.get("data"))
 
     def key(self) -> str:
-        """Short hash of everything that decides the trained weights (device aside)."""
+        """Short hash of everything that decides the trained weights (device aside).
+
+        The training attention is hashed as schema 1 spelled it (suites.names), so runs
+        trained before a rename keep their keys and checkpoints."""
         identity = {k: v for k, v in self.to_dict().items() if k != "device"}
+        identity["train_attention"] = schema_1_run_attention(self.train_attention)
         text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def build_model(run: Run) -> nn.Module:
-    """A freshly initialised model (init seeded by run.seed), switched to its train spec."""
+    """A freshly initialised model (init seeded by run.seed), as its config describes it.
+
+    A shared-QK model runs its train spec only inside :func:`train_attention`."""
     from baselines import TransformerLM
     from reformer.model import ReformerLM
 
     torch.manual_seed(run.seed)
     if run.family == "transformer":
         return TransformerLM(run.config).to(run.device)
-    model = ReformerLM(run.config).to(run.device)
-    if run.shared_qk:
-        use_attention(model, run.train_attention, run.schedule.seq_len, run.config)
-    return model
+    return ReformerLM(run.config).to(run.device)
+
+
+def train_attention(run: Run, model: nn.Module) -> AbstractContextManager[None]:
+    """The block in which ``model`` runs the attention it is trained with."""
+    if not run.shared_qk:
+        return nullcontext()
+    return attention_as(model, run.train_attention, run.schedule.seq_len, run.config)
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -193,25 +209,24 @@ class Task:
     def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
         """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set."""
         if self.run.shared_qk:
-            use_attention(model, spec, self.run.schedule.seq_len, self.run.config,
-                          seed=self.run.seed * 1009 + _EVAL_HASH_STREAM)
+            switched = attention_as(model, spec, self.run.schedule.seq_len, self.run.config,
+                                    seed=self.run.seed * 1009 + _EVAL_HASH_STREAM)
         elif spec != self.run.train_attention:
             raise ValueError(f"a {self.run.model_name} model evaluates only with "
                              f"{self.run.train_attention!r}; got {spec!r}")
-        try:
+        else:
+            switched = nullcontext()
+        with switched:
             if self.run.task == "duplication":
                 tally: Tally = evaluate_duplication(model, self.eval_batches)
                 return {"accuracy": tally.accuracy, "loss": tally.loss}
             tally = evaluate_bytes(model, self.eval_batches)
             return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
-        finally:
-            if self.run.shared_qk:
-                use_attention(model, self.run.train_attention, self.run.schedule.seq_len,
-                              self.run.config)
 
 
 def checkpoint_path(run: Run, checkpoint_dir: Path) -> Path:
-    name = f"{run.task}_{run.model_name}_{run.train_attention}_{run.key()}.pt"
+    spelled = schema_1_run_attention(run.train_attention)
+    name = f"{run.task}_{run.model_name}_{spelled}_{run.key()}.pt"
     return Path(checkpoint_dir) / name
 
 
@@ -241,8 +256,10 @@ def ensure_trained(run: Run, checkpoint_dir: Path, *, progress: bool = True
             return task.evaluate(trained, run.train_attention)
 
     desc = f"{run.task} {run.model_name} {run.train_attention}"
-    history: History = train(model, run.schedule, batches=task.batch, loss_fn=task.loss,
-                             evaluate=evaluate, desc=desc, progress=progress)
+    with train_attention(run, model):
+        history: History = train(model, run.schedule, batches=task.batch,
+                                 loss_fn=task.loss, evaluate=evaluate, desc=desc,
+                                 progress=progress)
     corpus = task.corpus.describe() if task.corpus is not None else None
     meta = {"run": run.to_dict(), "run_key": run.key(), "history": history.to_dict(),
             "n_params": n_parameters(model), "num_threads": torch.get_num_threads(),
@@ -275,7 +292,7 @@ def _claim_training(path: Path) -> None:
 
 
 def load_trained(run: Run, state: dict[str, torch.Tensor]) -> nn.Module:
-    """The run's model with trained weights, in eval mode, switched to its train spec."""
+    """The run's model with trained weights, in eval mode."""
     model = build_model(run)
     model.load_state_dict(state)
     return model.eval()

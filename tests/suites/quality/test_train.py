@@ -17,6 +17,7 @@ from suites.quality.tasks import (
     make_task,
     matched_d_ff,
     n_parameters,
+    train_attention,
 )
 from suites.quality.train import Schedule, train
 
@@ -35,8 +36,10 @@ def _run(seed=0, eval_every=3, train_attention="lsh-2", task="duplication", data
 
 def _train(run):
     model, task = build_model(run), make_task(run)
-    history = train(model, run.schedule, batches=task.batch, loss_fn=task.loss,
-                    evaluate=lambda m: task.evaluate(m, run.train_attention), progress=False)
+    with train_attention(run, model):
+        history = train(model, run.schedule, batches=task.batch, loss_fn=task.loss,
+                        evaluate=lambda m: task.evaluate(m, run.train_attention),
+                        progress=False)
     return model, history
 
 
@@ -95,7 +98,7 @@ def test_a_failed_training_is_not_retried_in_the_same_sweep(tmp_path):
 
 
 def test_full_and_lsh_runs_start_from_the_same_weights():
-    full, lsh = build_model(_run(train_attention="full")), build_model(_run())
+    full, lsh = build_model(_run(train_attention="shared-full")), build_model(_run())
     assert all(torch.equal(v, lsh.state_dict()[k]) for k, v in full.state_dict().items())
 
 

@@ -1,11 +1,12 @@
-"""Benchmarks for the CI ratio gates (issue 7); run only when ``tests/bench`` is named.
+"""Benchmarks for the CI ratio gates; run only when ``suites/ci/benchmarks`` is named.
 
-The default ``python -m pytest`` (testpaths = tests) collects these files but skips them, so
-unit-test runs stay fast and CI never runs the slow benchmarks twice. They run when the
+The default ``python -m pytest`` (testpaths = tests) does not collect these files, and a run
+that collects them without naming this folder (``pytest .``) skips them, so unit-test runs
+stay fast and CI never runs the slow benchmarks twice. They run when the
 command line names this directory or a file or test in it, which is what
 ``python -m suites.ci`` does:
 
-    python -m pytest tests/bench --benchmark-json=PATH
+    python -m pytest suites/ci/benchmarks --benchmark-json=PATH
 
 Each benchmark times two steps interleaved in the same process (suites.ci.timing) and stores
 the ratio of their medians, with this run's noise band, in the benchmark's ``extra_info``;
@@ -69,8 +70,9 @@ def _bench_requested(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _bench_requested(config):
         return
-    skip = pytest.mark.skip(reason="CI ratio benchmarks run only when tests/bench is named "
-                            "(python -m suites.ci, or python -m pytest tests/bench)")
+    skip = pytest.mark.skip(reason="CI ratio benchmarks run only when suites/ci/benchmarks is "
+                            "named (python -m suites.ci, or python -m pytest "
+                            "suites/ci/benchmarks)")
     for item in items:
         if BENCH_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(skip)

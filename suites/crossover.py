@@ -1,5 +1,8 @@
 """Crossover lengths: where one cost curve overtakes another (paper Fig. 5 annotations).
 
+The one home of this computation: the time suite's terminal summary and the report's time
+figure and table both call :func:`crossovers_between`, so they cannot disagree.
+
 Costs against length are close to power laws, so both axes are interpolated in log space:
 between two adjacent measured lengths the log ratio ``log(a / b)`` is taken as linear in
 ``log L`` and its zero is the crossover. Only lengths measured for both curves are used;

@@ -8,8 +8,8 @@ from suites.grids.quality import DUP_EVAL, DUP_TRAIN, SUITE, grid, runs
 from suites.quality.points import run_quality_point
 from suites.quality.summary import duplication_matrix, summary_lines
 from suites.registry import GridContext
-from suites.run import run_sweep
 from suites.store import ROW_FIELDS
+from suites.sweep import run_sweep
 
 
 @pytest.fixture
@@ -45,8 +45,8 @@ def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
     points = [p for p in grid(ctx) if p.params["task"] == "bytes"]
     reformer = [p for p in points if p.params["model"] == "reformer-lsh-rev"
                 and p.params["train_attention"] == "lsh-2"]
-    assert {p.params["eval_attention"] for p in reformer} == {"full", "lsh-1", "lsh-2", "lsh-4",
-                                                              "lsh-8"}
+    assert {p.params["eval_attention"] for p in reformer} == {
+        "shared-full", "lsh-1", "lsh-2", "lsh-4", "lsh-8"}
     rows = [run_quality_point(p.params, {**p.options, "progress": False}) for p in reformer]
     assert [row["trained_now"] for row in rows] == [True] + [False] * (len(rows) - 1)
     assert all(0.0 < row["bits_per_byte"] < 9.0 for row in rows)

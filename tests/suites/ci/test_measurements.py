@@ -1,4 +1,4 @@
-"""The measurements behind the CI gates (issue 7): interleaved timing and ratio statistics,
+"""The measurements behind the CI gates: interleaved timing and ratio statistics,
 and the deterministic counters on small shapes (the CI run measures the real ones)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The three ratio figures the CI gates track (issue 7); see tests/bench/conftest.py.
+"""The three ratio figures the CI gates track; see conftest.py beside it.
 
 Each pair runs through the harness's own step builder (suites.steps.build_step), so a
 benchmark here measures exactly what the suites measure. Shapes are small enough that all
@@ -19,29 +19,33 @@ import pytest
 import torch
 
 from baselines.peers import peer_available
+from reformer.config import PRESETS
+from suites.spec import Harness, model_fields
 from suites.steps import build_step
 
-LAYER = {"d_model": 64, "n_heads": 1, "n_hashes": 4, "bucket_size": 64, "causal": True,
-         "batch": 1, "device": "cpu", "dtype": "float32", "seed": 0, "pass": "fwd_bwd"}
-LM = {**LAYER, "vocab_size": 256, "n_layers": 4, "d_ff": 256, "attention": "lsh",
-      "pass": "train_step"}
+# One head of width 64, chunk 64, LSH-4; the LM: 4 layers, d_ff 256.
+LAYER = PRESETS["default"].replace(d_model=64, n_heads=1, n_layers=1)
+LM = LAYER.replace(n_layers=4, d_ff=256)
 
 
-def _step(params: dict):
-    step = build_step(params)
-    step()  # one untimed call: fails fast on a broken step, before any timing
+def _step(model: str, config, pass_name: str, seq_len: int) -> tuple[object, dict]:
+    """(the step, after one untimed call that fails fast on a broken step; its row fields)."""
+    config = config.replace(max_seq_len=seq_len)
+    harness = Harness(pass_name=pass_name, seq_len=seq_len)
+    step = build_step(model, config, harness)
+    step()
     for tensor in step.grad_tensors:
         if tensor.grad is not None:
-            assert torch.isfinite(tensor.grad).all(), f"{params['model']}: non-finite grads"
-    return step
+            assert torch.isfinite(tensor.grad).all(), f"{model}: non-finite grads"
+    return step, model_fields(model, config, harness)
 
 
 def test_lsh4_vs_full_8k(ratio_benchmark):
     """LSH-4 attention layer fwd+bwd at L=8192 / full (materialised) attention, same L."""
-    lsh = {**LAYER, "model": "attn-lsh", "seq_len": 8192}
-    full = {**LAYER, "model": "attn-full", "seq_len": 8192}
-    info = ratio_benchmark("lsh4_vs_full_8k", ("attn-lsh", _step(lsh)),
-                           ("attn-full", _step(full)), rounds=15, warmup=2,
+    lsh_step, lsh = _step("attn-lsh", LAYER, "fwd_bwd", 8192)
+    full_step, full = _step("attn-full", LAYER.replace(attention="full"), "fwd_bwd", 8192)
+    info = ratio_benchmark("lsh4_vs_full_8k", ("attn-lsh", lsh_step),
+                           ("attn-full", full_step), rounds=15, warmup=2,
                            params={"lsh": lsh, "full": full})
     assert math.isfinite(info["ratio"]) and info["ratio"] > 0
 
@@ -50,11 +54,11 @@ def test_lsh4_vs_full_8k(ratio_benchmark):
                     reason="reformer-pytorch is not installed (pip install '.[peers]')")
 def test_ours_vs_reformer_pytorch(ratio_benchmark):
     """Our LSHSelfAttention fwd+bwd / reformer-pytorch's, same shape, L=8192."""
-    ours = {**LAYER, "model": "attn-lsh", "seq_len": 8192}
-    theirs = {**LAYER, "model": "peer-reformer-pytorch", "seq_len": 8192}
     torch.manual_seed(0)  # reformer-pytorch draws its rotations from the global RNG
-    info = ratio_benchmark("ours_vs_reformer_pytorch", ("attn-lsh", _step(ours)),
-                           ("reformer-pytorch", _step(theirs)), rounds=20, warmup=2,
+    ours_step, ours = _step("attn-lsh", LAYER, "fwd_bwd", 8192)
+    theirs_step, theirs = _step("peer-reformer-pytorch", LAYER, "fwd_bwd", 8192)
+    info = ratio_benchmark("ours_vs_reformer_pytorch", ("attn-lsh", ours_step),
+                           ("reformer-pytorch", theirs_step), rounds=20, warmup=2,
                            params={"ours": ours, "theirs": theirs})
     assert math.isfinite(info["ratio"]) and info["ratio"] > 0
 
@@ -65,9 +69,9 @@ def test_reversible_vs_plain_step(ratio_benchmark):
     The reversible backward recomputes every layer's forward, so the paper's expectation is
     about 1.3-2x.
     """
-    rev = {**LM, "model": "reformer-lsh-rev", "reversible": True, "seq_len": 2048}
-    plain = {**LM, "model": "reformer-lsh", "reversible": False, "seq_len": 2048}
-    info = ratio_benchmark("reversible_vs_plain_step", ("reversible", _step(rev)),
-                           ("plain", _step(plain)), rounds=20, warmup=2,
+    rev_step, rev = _step("reformer-lsh-rev", LM, "train_step", 2048)
+    plain_step, plain = _step("reformer-lsh", LM.replace(reversible=False), "train_step", 2048)
+    info = ratio_benchmark("reversible_vs_plain_step", ("reversible", rev_step),
+                           ("plain", plain_step), rounds=20, warmup=2,
                            params={"reversible": rev, "plain": plain})
     assert math.isfinite(info["ratio"]) and info["ratio"] > 0

@@ -1,4 +1,4 @@
-"""CI perf gates (issue 7): each gate fails on a doctored measurement, readably, and passes
+"""CI perf gates: each gate fails on a doctored measurement, readably, and passes
 on a good one; the ratio pipeline (bench JSON -> gate -> history) end to end."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from suites.ci import __main__ as ci
 from suites.ci.baseline import load_baseline, updated_baseline, write_baseline
 from suites.ci.deterministic import MEASURES, loglog_slope, per_token_spread
-from suites.ci.gates import FIGURES, SPECS, check_limits, check_ratio
+from suites.ci.gates import BENCH_FILE, FIGURES, SPECS, check_limits, check_ratio
 from suites.ci.history import append_history, history_rows
 from suites.env import REPO_ROOT
 
@@ -97,7 +97,7 @@ def test_gate_arguments_are_checked():
 
 
 def test_every_figure_has_a_measurement_or_a_benchmark():
-    bench_source = (REPO_ROOT / "tests" / "bench" / "test_ratios.py").read_text()
+    bench_source = (REPO_ROOT / BENCH_FILE).read_text()
     for figure in FIGURES:
         if figure.kind == "deterministic":
             assert figure.name in MEASURES
@@ -260,13 +260,14 @@ def test_the_committed_baseline_is_valid_and_covers_every_ratio():
 
 
 def test_benchmarks_run_only_when_named():
-    from tests.bench.conftest import _bench_requested
+    from suites.ci.benchmarks.conftest import _bench_requested
 
     def config(*args: str):
         return SimpleNamespace(args=list(args),
                                invocation_params=SimpleNamespace(dir=REPO_ROOT))
 
     assert not _bench_requested(config("tests"))
-    assert not _bench_requested(config("tests/test_gates.py"))
-    assert _bench_requested(config("tests/bench"))
-    assert _bench_requested(config("tests/bench/test_ratios.py::test_lsh4_vs_full_8k"))
+    assert not _bench_requested(config("tests/suites/ci/test_gates.py"))
+    assert _bench_requested(config("suites/ci/benchmarks"))
+    assert not _bench_requested(config("suites"))
+    assert _bench_requested(config("suites/ci/benchmarks/test_ratios.py::test_lsh4_vs_full_8k"))

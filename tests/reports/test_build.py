@@ -1,4 +1,4 @@
-"""End to end: python -m reports.build on synthetic results (tests/test_reports_synthetic.py).
+"""End to end: python -m reports.build on synthetic results (tests/reports/synthetic.py).
 
 Figures are drawn at a low --dpi to keep the tests fast; the code path is the same.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reports.build import build_reports, main
-from tests.test_reports_synthetic import (
+from tests.reports.synthetic import (
     all_rows,
     history_rows,
     memory_rows,
@@ -21,6 +21,13 @@ DPI = 30
 ALL_FIGURES = {"memory_peak", "memory_saved", "time_vs_length", "hashes_ablation",
                "chunks_ablation", "reversible_depth", "peers_normalised", "scale",
                "quality_table2", "quality_bits_per_byte", "ci_history"}
+
+
+def test_synthetic_rows_cover_every_status_and_suite():
+    rows = all_rows()
+    assert {row["status"] for row in rows} == {"ok", "oom", "timeout", "error", "skipped"}
+    assert {row["suite"] for row in rows} == {"memory", "time", "hashes", "chunks",
+                                              "reversible", "peers", "scale", "quality"}
 
 
 def _figures(report: Path) -> set[str]:

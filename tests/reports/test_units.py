@@ -17,7 +17,7 @@ from reports.palette import FIXED, Palette
 from reports.plotting import split_variants
 from reports.quality import duplication_matrices, expectation_table
 from reports.tables import counts_table, paper_form
-from tests.test_reports_synthetic import (
+from tests.reports.synthetic import (
     history_rows,
     memory_rows,
     peer_scale_rows,

@@ -1,6 +1,7 @@
 """The sweep harness on tiny grids: rows, statuses, oom -> skipped, resume, malformed lines.
 
-Synthetic runners below run in the harness's child processes (named "tests.test_harness:...").
+Synthetic runners below run in the harness's child processes (named
+"tests.suites.test_harness:...").
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from suites.registry import GridContext, Point, Suite, load_suites
-from suites.run import main, run_sweep
+from suites.run import main
+from suites.spec import model_fields
 from suites.store import EXTRA_FIELDS, ROW_FIELDS, STATUSES, RunFile, read_rows
+from suites.sweep import run_sweep
 
 CTX = GridContext(device="cpu", mode="quick")
-MODULE = "tests.test_harness"
+MODULE = "tests.suites.test_harness"
 
 
 # -- runners (executed in the child) -------------------------------------------------------
@@ -83,9 +86,11 @@ def _marks(path: Path) -> list[str]:
 # -- tests ---------------------------------------------------------------------------------
 
 def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
+    from reformer.config import PRESETS
     from suites.grids._common import layer_point
 
-    point = layer_point(CTX, model="attn-sdpa", seq_len=64, d_model=16, n_heads=2)
+    config = PRESETS["default"].replace(attention="sdpa", d_model=16, n_heads=2)
+    point = layer_point(CTX, config, seq_len=64)
     run_file = _sweep([point, _point("raising_runner", "bad", 8)], tmp_path, threads=1)
     rows, problems = read_rows(run_file.path)
     assert not problems and len(rows) == 2
@@ -204,11 +209,14 @@ def test_every_registered_grid_is_well_formed(name, mode):
     suite = load_suites()[name]
     points = suite.grid(GridContext(device="cpu", mode=mode))
     assert points, f"{name} has no points in {mode}"
-    config_fields = ROW_FIELDS[ROW_FIELDS.index("model"):ROW_FIELDS.index("seed") + 1]
     keys = set()
     for point in points:
         if point.runner == "suites.measure:measure_step":
-            missing = set(config_fields) - set(point.params)
-            assert not missing, f"{name} point lacks {missing}"
+            assert point.config is not None and point.harness is not None
+            assert point.params == model_fields(point.params["model"], point.config,
+                                                point.harness)
+            assert point.config.max_seq_len == point.harness.seq_len == point.seq_len
+        missing = {"model", "pass", "seq_len", "device", "attention", "seed"} - set(point.params)
+        assert not missing, f"{name} point lacks {missing}"
         keys.add(point.key(name, "cpu-x"))
     assert len(keys) == len(points), f"{name} has duplicate points"

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from baselines import peers
-from suites.grids.timing import crossover
-from suites.measure import counted_step, is_oom, peak_memory, run_point, time_step
+from reformer.config import ReformerConfig
+from suites.isolation import is_oom, run_point
+from suites.measure import counted_step, peak_memory, time_step
+from suites.spec import Harness
 from suites.steps import Step, build_step
 
 MIB = 2**20
@@ -80,36 +82,37 @@ def test_saved_bytes_of_a_known_graph_match_a_hand_count():
     assert x.grad is not None
 
 
-def _layer_params(**changes):
-    params = {"model": "attn-sdpa", "attention": "sdpa", "pass": "fwd_bwd", "batch": 2,
-              "seq_len": 32, "d_model": 16, "n_heads": 2, "causal": True, "device": "cpu",
-              "dtype": "float32", "seed": 0}
-    return params | changes
+LAYER = ReformerConfig(attention="sdpa", d_model=16, n_heads=2, max_seq_len=32)
+
+
+def _layer_step(model="attn-sdpa", config=LAYER, **harness):
+    return build_step(model, config,
+                      Harness(**{"pass_name": "fwd_bwd", "batch": 2, "seq_len": 32} | harness))
 
 
 def test_steps_reset_gradients_every_call_and_fwd_saves_nothing():
-    step = build_step(_layer_params())
+    step = _layer_step()
     step()
     first = [t.grad.clone() for t in step.grad_tensors]
     step()
     assert all(torch.equal(a, t.grad) for a, t in zip(first, step.grad_tensors, strict=True))
-    inference = build_step(_layer_params(**{"pass": "fwd"}))
+    inference = _layer_step(pass_name="fwd")
     assert counted_step(inference, count_flops=False)[0] == 0
 
 
 def test_time_step_reports_median_iqr_and_samples():
-    timing = time_step(build_step(_layer_params()), min_run_time=0.05)
+    timing = time_step(_layer_step(), min_run_time=0.05)
     assert timing["t_median_ms"] > 0 and timing["t_iqr_ms"] >= 0 and timing["n_samples"] >= 1
 
 
 @pytest.mark.parametrize(("changes", "field"), [
-    ({"model": "attn-nope"}, "model="), ({"pass": "backward"}, "pass="),
-    ({"pass": "train_step"}, "allowed passes"), ({"dtype": "float8"}, "dtype="),
-    ({"model": "reformer-lsh", "attention": "full", "reversible": False}, "disagrees"),
+    ({"model": "nope-lsh"}, "model="), ({"pass_name": "backward"}, "pass="),
+    ({"pass_name": "train_step"}, "allowed passes"), ({"dtype": "float8"}, "dtype="),
+    ({"batch": 0}, "batch="),
 ])
 def test_bad_points_raise_errors_naming_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
-        build_step(_layer_params(**changes))
+        _layer_step(**changes)
 
 
 def test_oom_mapping():
@@ -123,22 +126,12 @@ def test_oom_mapping():
 
 def test_rlimit_cap_turns_an_oversized_allocation_into_oom():
     params = {"seq_len": 1024, "model": "x", "device": "cpu"}
-    result = run_point("tests.test_harness:alloc_runner", params, {}, timeout_s=60,
+    result = run_point("tests.suites.test_harness:alloc_runner", params, {}, timeout_s=60,
                        max_memory_gb=0.25)
     assert result["status"] == "oom" and "allocate" in result["error"]
-    result = run_point("tests.test_harness:alloc_runner", params | {"seq_len": 64}, {},
+    result = run_point("tests.suites.test_harness:alloc_runner", params | {"seq_len": 64}, {},
                        timeout_s=60, max_memory_gb=0.25)
     assert result["status"] == "ok" and result["peak_mb"] == 64
-
-
-def test_crossover_on_known_curves():
-    exact = {512: 1.0, 1024: 2.0, 2048: 4.0, 4096: 8.0}
-    flat = {length: 3.0 for length in exact}
-    at, first = crossover(flat, exact)
-    assert first == 2048 and 1024 < at < 2048
-    assert at == pytest.approx(1536)  # ratio 1.5 at 1K, 0.75 at 2K: 1 at 1K * 1.5
-    assert crossover({k: 10.0 for k in exact}, exact) == (None, None)
-    assert crossover({k: 0.5 for k in exact}, exact) == (512.0, 512)
 
 
 def test_missing_peer_raises_with_the_install_hint(monkeypatch):
@@ -153,8 +146,8 @@ def test_missing_peer_raises_with_the_install_hint(monkeypatch):
 def test_installed_peers_run_on_our_shapes(model):
     if not peers.peer_available(model):
         pytest.skip(peers.missing_note(model))
-    step = build_step(_layer_params(model=model, attention="lsh", seq_len=64, n_hashes=2,
-                                    bucket_size=8))
+    config = LAYER.replace(attention="lsh", n_hashes=2, bucket_size=8, max_seq_len=64)
+    step = _layer_step(model, config, seq_len=64)
     step()
     assert step.info["impl_version"] and step.info["n_buckets"] >= 2
     assert all(t.grad is not None for t in step.grad_tensors[-1:])  # input gradient

@@ -1,0 +1,85 @@
+"""What a model point measures, and the result-row fields that say so.
+
+A model point is a model name (suites.names), a ``ReformerConfig`` built from a preset with
+``.replace(...)``, and a :class:`Harness`: how the model is run (pass, batch, length,
+dtype, device, threads). The config columns of a result row derive from both: the harness
+fields, then every ``ReformerConfig`` field except ``max_seq_len`` (a point's model is built
+for exactly its ``seq_len``). Nothing here restates a config default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from reformer.config import ReformerConfig
+from suites.names import model_kind
+
+PASSES = ("fwd", "fwd_bwd", "train_step")
+DTYPES = ("float32", "bfloat16", "float16")
+HARNESS_FIELDS = ("model", "pass", "batch", "seq_len", "dtype", "device", "num_threads")
+SET_BY_HARNESS = ("max_seq_len",)
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ReformerConfig)
+                      if f.name not in SET_BY_HARNESS)
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(ReformerConfig)}
+# The config fields every row of schema version 1 carries (null where they do not apply).
+# A field added to ReformerConfig since is written, and joins the point's key, only where a
+# point sets it away from its default: rows measured before it existed keep their keys, so
+# a resumed sweep does not measure them again.
+SCHEMA_1_CONFIG_FIELDS = frozenset({
+    "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "attention", "n_hashes",
+    "bucket_size", "n_buckets", "causal", "reversible", "ff_chunks", "axial_shape", "seed"})
+# The config columns of every row: the model's name, its config, then how it was run.
+ROW_CONFIG_FIELDS = ("model", *(f for f in CONFIG_FIELDS if f in SCHEMA_1_CONFIG_FIELDS),
+                     *HARNESS_FIELDS[1:])
+# What one attention layer does not have (null in its rows), and the LM-only fields its rows
+# leave out; n_layers is 1.
+_NOT_A_LAYER = ("reversible", "d_ff", "ff_chunks")
+_LM_ONLY = ("vocab_size", "axial_shape")
+_LSH_ONLY = ("n_hashes", "bucket_size", "n_buckets")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Harness:
+    """How a model point is run; none of it changes the model."""
+
+    pass_name: str  # "fwd" (no_grad) | "fwd_bwd" | "train_step" (adds an AdamW update)
+    seq_len: int
+    batch: int = 1
+    dtype: str = "float32"
+    device: str = "cpu"
+    num_threads: int | None = None  # torch threads in the child; None: torch's default
+
+    def __post_init__(self) -> None:
+        if self.pass_name not in PASSES:
+            raise ValueError(f"pass={self.pass_name!r} is unknown; allowed: {PASSES}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is unknown; allowed: {DTYPES}")
+        for name in ("seq_len", "batch"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
+
+
+def model_fields(model: str, config: ReformerConfig, harness: Harness) -> dict[str, Any]:
+    """The row fields that identify a model point (what the harness hashes for resume).
+
+    Fields that do not apply are null: a single layer has no depth, FF or reversibility
+    (n_layers 1), exact attention has no hashing. Config fields outside schema 1 appear only
+    when set away from their default (see SCHEMA_1_CONFIG_FIELDS).
+    """
+    fields: dict[str, Any] = {"model": model}
+    for name in CONFIG_FIELDS:
+        value = getattr(config, name)
+        if name in SCHEMA_1_CONFIG_FIELDS or value != DEFAULTS[name]:
+            fields[name] = list(value) if isinstance(value, tuple) else value
+    fields |= {"pass": harness.pass_name, "batch": harness.batch, "seq_len": harness.seq_len,
+               "dtype": harness.dtype, "device": harness.device,
+               "num_threads": harness.num_threads}
+    if model_kind(model) in ("layer", "peer"):
+        fields |= dict.fromkeys(_NOT_A_LAYER) | {"n_layers": 1}
+        for name in _LM_ONLY:
+            del fields[name]
+    if config.attention != "lsh":
+        fields |= dict.fromkeys(_LSH_ONLY)
+    return fields

@@ -1,0 +1,95 @@
+"""Running a trained shared-QK model with full attention or LSH-N, inside a block."""
+
+import pytest
+import torch
+
+from reformer import ReformerConfig
+from reformer.lsh import layer_seed
+from reformer.model import ReformerLM
+from reformer.reference import exact_shared_qk_attention
+from suites.names import parse_run_attention
+from suites.quality.attention import attention_as, lsh_layers
+
+L = 32
+CONFIG = ReformerConfig(vocab_size=16, d_model=32, n_heads=2, n_layers=2, d_ff=32,
+                        n_hashes=1, bucket_size=4, reversible=False, max_seq_len=L)
+
+
+def _model(config=CONFIG):
+    torch.manual_seed(0)
+    return ReformerLM(config).eval()
+
+
+def test_shared_full_is_exact_shared_qk_attention():
+    model = _model()
+    layer = lsh_layers(model)[0]
+    x = torch.randn(2, L, CONFIG.d_model)
+    heads = (2, L, CONFIG.n_heads, CONFIG.d_head)
+    qk = layer.to_qk(x).view(heads).transpose(1, 2)
+    v = layer.to_v(x).view(heads).transpose(1, 2)
+    exact = exact_shared_qk_attention(qk, v, causal=True).transpose(1, 2).reshape(2, L, -1)
+    with attention_as(model, "shared-full", L, CONFIG):
+        torch.testing.assert_close(layer(x), layer.to_out(exact), atol=1e-5, rtol=1e-5)
+
+
+def test_shared_full_differs_from_lsh_with_several_chunks():
+    model, tokens = _model(), torch.randint(0, 16, (2, L))
+    with attention_as(model, "shared-full", L, CONFIG):
+        full = model(tokens)
+    with attention_as(model, "lsh-1", L, CONFIG, seed=0):
+        assert not torch.allclose(full, model(tokens), atol=1e-4)
+
+
+@pytest.mark.parametrize("n_hashes", [2, 8])
+def test_eval_with_other_hash_rounds_really_uses_them(n_hashes):
+    """A model run as LSH-n computes what a model built with n_hashes=n computes."""
+    trained, tokens = _model(), torch.randint(0, 16, (2, L))
+    before = trained(tokens)
+    built = _model(CONFIG.replace(n_hashes=n_hashes))
+    built.load_state_dict(trained.state_dict())
+    for layer in lsh_layers(built):
+        layer.generator.manual_seed(layer_seed(5, layer.layer_idx))
+    with attention_as(trained, f"lsh-{n_hashes}", L, CONFIG, seed=5):
+        assert all(layer.config.n_hashes == n_hashes for layer in lsh_layers(trained))
+        switched = trained(tokens)
+    torch.testing.assert_close(switched, built(tokens))
+    assert not torch.allclose(switched, before, atol=1e-4)
+
+
+def test_reseeding_makes_evaluation_repeatable():
+    model, tokens = _model(), torch.randint(0, 16, (2, L))
+    with attention_as(model, "lsh-2", L, CONFIG, seed=1):
+        first = model(tokens)
+    with attention_as(model, "lsh-2", L, CONFIG, seed=1):
+        torch.testing.assert_close(model(tokens), first)
+
+
+def test_the_model_keeps_its_weights_and_its_config():
+    model = _model()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    for spec in ("shared-full", "lsh-8", "lsh-1"):
+        with attention_as(model, spec, L, CONFIG):
+            assert model.config is not None
+        assert model.config == CONFIG
+        assert all(layer.config == CONFIG for layer in lsh_layers(model))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+
+
+def test_the_config_comes_back_when_the_block_raises():
+    model = _model()
+    with pytest.raises(RuntimeError, match="inside"), attention_as(model, "shared-full", L, CONFIG):
+        assert all(layer.config.bucket_size == L for layer in lsh_layers(model))
+        raise RuntimeError("inside")
+    assert all(layer.config == CONFIG for layer in lsh_layers(model))
+
+
+@pytest.mark.parametrize("spec", ["lsh", "lsh-0", "LSH4", "flash", "full"])
+def test_unknown_specs_are_refused_with_the_allowed_values(spec):
+    with pytest.raises(ValueError, match="allowed"):
+        parse_run_attention(spec)
+
+
+def test_a_model_without_lsh_layers_cannot_switch():
+    model = ReformerLM(CONFIG.replace(attention="sdpa"))
+    with pytest.raises(ValueError, match="shared-QK"), attention_as(model, "lsh-2", L, CONFIG):
+        pass
