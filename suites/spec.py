@@ -30,6 +30,18 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(ReformerConfig)}
 SCHEMA_1_CONFIG_FIELDS = frozenset({
     "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "attention", "n_hashes",
     "bucket_size", "n_buckets", "causal", "reversible", "ff_chunks", "axial_shape", "seed"})
+# Every ReformerConfig field of schema version 1. A quality run's identity (its checkpoint
+# and point key) hashes the whole config; a field added since joins it only away from its
+# default, so runs trained before the field existed keep their keys and checkpoints.
+SCHEMA_1_MODEL_FIELDS = SCHEMA_1_CONFIG_FIELDS | {"dup_correction", "dropout", "max_seq_len"}
+
+
+def config_identity(config: ReformerConfig) -> dict[str, Any]:
+    """The config as a dict for hashing: schema-1 fields always, later ones when set."""
+    return {name: value for name, value in dataclasses.asdict(config).items()
+            if name in SCHEMA_1_MODEL_FIELDS or value != DEFAULTS[name]}
+
+
 # The config columns of every row: the model's name, its config, then how it was run.
 ROW_CONFIG_FIELDS = ("model", *(f for f in CONFIG_FIELDS if f in SCHEMA_1_CONFIG_FIELDS),
                      *HARNESS_FIELDS[1:])

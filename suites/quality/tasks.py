@@ -47,6 +47,7 @@ from suites.quality.train import (
     save_checkpoint,
     train,
 )
+from suites.spec import config_identity
 
 TASKS = ("duplication", "bytes")
 FAMILIES = ("reformer", "transformer")
@@ -119,6 +120,7 @@ class Run:
         The training attention is hashed as schema 1 spelled it (suites.names), so runs
         trained before a rename keep their keys and checkpoints."""
         identity = {k: v for k, v in self.to_dict().items() if k != "device"}
+        identity["config"] = config_identity(self.config)
         identity["train_attention"] = schema_1_run_attention(self.train_attention)
         text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
