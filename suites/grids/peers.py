@@ -5,6 +5,9 @@ backward with input gradients. How each peer is matched to our config, and what 
 matched, is in baselines/peers.py (reformer-pytorch: chunk length matched, bucket count
 L/64 vs our 2L/64; HF: chunk length and bucket count matched, no duplicate correction).
 A peer that is not installed is recorded as ``skipped`` with the install command.
+
+On CUDA the layer runs in bfloat16 and our LSH is measured through both backends (torch
+path and Triton kernels); the default CUDA grid is 4K and 16K, ``--full`` 1K to 64K.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from typing import Any
 
 from baselines.peers import PEER_PACKAGES, missing_note, peer_available
 from reformer.config import ReformerConfig
-from suites.grids._common import layer_point, ok_rows, powers_of_two, preset
+from suites.backend import backend_ablation
+from suites.grids._common import (
+    CUDA_MIN_RUN_TIME,
+    CUDA_SPEED_DTYPE,
+    layer_point,
+    ok_rows,
+    powers_of_two,
+    preset,
+)
 from suites.registry import GridContext, Point, Suite
 
 MODELS = ("attn-lsh", *PEER_PACKAGES, "attn-sdpa")
@@ -24,20 +35,29 @@ def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
         return [256, 512], preset(ctx)
     if ctx.mode == "full":
         return powers_of_two(2**10, 2**16), preset(ctx)
+    if ctx.device == "cuda":
+        return [2**12, 2**14], preset(ctx)
     return [2**10, 2**12, 2**14], preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, layer = _shape(ctx)
+    cuda = ctx.device == "cuda"
+    dtype = CUDA_SPEED_DTYPE if cuda else "float32"
+    min_run_time = None if ctx.mode != "default" else CUDA_MIN_RUN_TIME if cuda else 5.0
     points = []
     for length in lengths:
         for model in MODELS:
             missing = model in PEER_PACKAGES and not peer_available(model)
             config = layer.replace(attention="sdpa" if model == "attn-sdpa" else "lsh")
-            points.append(layer_point(
-                ctx, config, model=None if model.startswith("attn-") else model,
-                seq_len=length, min_run_time=5.0 if ctx.mode == "default" else None,
-                options={"skip_reason": missing_note(model)} if missing else None))
+            # Our LSH through each backend on CUDA; a peer runs its own code.
+            configs = backend_ablation(config, ctx.device, dtype) if model == "attn-lsh" else [
+                config]
+            points += [layer_point(
+                ctx, variant, model=None if model.startswith("attn-") else model,
+                seq_len=length, dtype=dtype, min_run_time=min_run_time,
+                options={"skip_reason": missing_note(model)} if missing else None)
+                for variant in configs]
     return points
 
 
