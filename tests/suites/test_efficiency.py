@@ -157,3 +157,25 @@ def test_a_grid_names_triton_only_where_its_kernels_fit():
         if point.params.get("backend") == "triton":
             assert point.params["bucket_size"] <= 128
 
+
+
+def _timed(model, seq_len, t_ms, **fields):
+    return {"model": model, "seq_len": seq_len, "t_median_ms": t_ms, "peak_mb": 10.0,
+            "status": "ok", "impl": model, "impl_version": "1", **fields}
+
+
+def test_summaries_give_each_backend_its_own_line():
+    from suites.grids import peers, timing
+
+    rows = [_timed("attn-lsh", 4096, 2.0, backend="torch", n_hashes=4),
+            _timed("attn-lsh", 4096, 0.5, backend="triton", n_hashes=4),
+            _timed("attn-lsh", 8192, 2.0, backend="torch", n_hashes=4),
+            _timed("attn-lsh", 8192, 0.5, backend="triton", n_hashes=4),
+            _timed("attn-sdpa", 4096, 1.0), _timed("attn-sdpa", 8192, 4.0),
+            _timed("peer-hf", 4096, 8.0), _timed("peer-hf", 8192, 9.0)]
+    ctx = GridContext(device="cuda")
+    crossings = [line for line in timing.summarize(rows, ctx) if line.startswith("| LSH-4")]
+    assert crossings == ["| LSH-4 (torch) | sdpa | 5793 | 8192 |",
+                         "| LSH-4 (triton) | sdpa | 4096 | 4096 |"]
+    ours = [line for line in peers.summarize(rows, ctx) if line.startswith("| 4096")]
+    assert [line.split(" | ")[1] for line in ours] == ["torch", "triton"]
