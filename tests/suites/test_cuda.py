@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import re
+import sys
 
 import pytest
 import torch
@@ -72,6 +73,14 @@ def test_environment_names_the_gpu_driver_and_cuda():
         assert re.fullmatch(r"\d+\.\d+(\.\d+)*", env["driver"]), env["driver"]
     assert hardware_name(env, "cuda") == env["gpu_name"]
     assert environment("cpu")["gpu_name"] is None
+
+
+def test_without_nvml_the_name_comes_from_torch_and_nvml_fields_stay_null(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml now fails
+    env = environment("cuda")
+    assert env["gpu_name"] == torch.cuda.get_device_name(0) and env["driver"] is None
+    memory, _ = peak_memory(lambda: torch.ones(1024, device="cuda").sum(), "cuda")
+    assert memory["nvml_peak_mb"] is None and memory["peak_mb"] > 0
 
 
 def _lsh_point(dtype: str, backend: str | None = None):
