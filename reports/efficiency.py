@@ -78,7 +78,7 @@ def _peaks(rows: pd.DataFrame) -> str:
     parts = []
     for (dtype, source), group in rows.groupby(["dtype", "peak_source"], sort=True):
         low, high = group["peak_tflops"].min(), group["peak_tflops"].max()
-        value = fmt(low, 4) if low == high else (
-            f"{fmt(low, 4)}-{fmt(high, 4)} over {group['run_id'].nunique()} runs")
-        parts.append(f"{dtype}: {value} TFLOP/s ({source})")
+        value = f"{fmt(low, 4)} TFLOP/s" if low == high else (
+            f"{fmt(low, 4)}-{fmt(high, 4)} TFLOP/s over {group['run_id'].nunique()} runs")
+        parts.append(f"{dtype}: {value} ({source})")
     return "; ".join(parts)
