@@ -12,12 +12,14 @@
 # OUT_DIR/logs/      one log per stage, the environment, JUnit XML of the tests
 # OUT_DIR/kernel_bench.json, OUT_DIR/summary.txt
 # OUT_DIR/venv/      the environment it installed into (system site packages visible, so the
-#                    machine's own torch is the one used; torch is never installed)
+#                    machine's own torch is the one used; torch is never installed). Where
+#                    no venv sees that torch, it installs beside it in the machine's python.
 #
 # Each stage runs under `timeout` with its own budget (GPU_CHECK_<STAGE>_S overrides it) and
 # never past the whole run's budget (GPU_CHECK_BUDGET_S, default 465 s); a stage that fails
 # or runs out of time is logged and the next one starts. GPU_CHECK_SUITES picks the suites
-# (default "peers time memory scale"). Exit status: 0 if every stage passed, else 1.
+# (default "peers time memory scale"); GPU_CHECK_PEERS=0 installs no peers. Exit status: 0
+# if every stage passed, else 1.
 set -u
 
 usage() { echo "usage: bash suites/gpu_check.sh [--dry-run] OUT_DIR" >&2; exit 2; }
@@ -85,28 +87,38 @@ stage() {  # stage NAME DEFAULT_SECONDS COMMAND...: run, log, time, record; neve
 }
 
 install() {
-  "$PYTHON" -c "import torch" || { echo "no torch in $PYTHON: install the machine's torch first"; return 1; }
+  local torch_pin
+  torch_pin=$("$PYTHON" -c "import torch; print('torch==' + torch.__version__)") \
+    || { echo "no torch in $PYTHON: install the machine's torch first"; return 1; }
   if [ "$DRY_RUN" = 1 ]; then
     echo "dry run: nothing installed; would create $OUT_DIR/venv (--system-site-packages)"
     "$PYTHON" -c "import importlib.util as u; print('triton installed:', u.find_spec('triton') is not None)"
     return 0
   fi
   local py=$OUT_DIR/venv/bin/python constraints=$OUT_DIR/logs/constraints.txt
-  if ! "$PYTHON" -m venv --system-site-packages "$OUT_DIR/venv"; then
-    echo "no venv here: installing into $PYTHON itself (torch pinned all the same)"
+  # Pin the torch that is there, so no dependency can replace it (pip fails instead).
+  echo "$torch_pin" >"$constraints"
+  cat "$constraints"
+  # A venv sees its base interpreter's packages, not those of a venv it was made from: use
+  # it only if it sees this very torch, else install beside the machine's torch.
+  if ! "$PYTHON" -m venv --system-site-packages "$OUT_DIR/venv" \
+      || [ "$("$py" -c "import torch; print('torch==' + torch.__version__)" 2>/dev/null)" \
+           != "$torch_pin" ]; then
+    echo "no venv that sees $torch_pin: installing into $PYTHON itself (torch pinned)"
+    rm -rf "$OUT_DIR/venv"
     py=$PYTHON
   fi
   local pip=("$py" -m pip install -q --disable-pip-version-check --retries 2 --timeout 15
              -c "$constraints")
-  # Pin the torch that is there, so no dependency can replace it (pip fails instead).
-  "$py" -c "import torch; print('torch==' + torch.__version__)" >"$constraints" || return 1
-  cat "$constraints"
   "${pip[@]}" pandas seaborn psutil nvidia-ml-py tabulate tqdm pytest || return 1
   "$py" -c "import triton" 2>/dev/null || "${pip[@]}" triton || return 1
-  # Peers are optional: a missing one is a skipped row, not a failed check.
-  "${pip[@]}" reformer-pytorch transformers \
-    || echo "peers not installed: their points will be skipped"
-  "$py" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'gpu', torch.cuda.get_device_name(0))"
+  # Peers are optional (GPU_CHECK_PEERS=0 leaves them out): a missing one is a skipped
+  # row, not a failed check.
+  if [ "${GPU_CHECK_PEERS:-1}" = 1 ]; then
+    "${pip[@]}" reformer-pytorch transformers \
+      || echo "peers not installed: their points will be skipped"
+  fi
+  "$py" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
 }
 
 environment() {
