@@ -21,15 +21,18 @@ _KEYS = ("series", "pass", "seq_len")
 
 
 def series_labels(rows: pd.DataFrame) -> pd.Series:
-    """'LSH-n' for LSH rows (prefixed by the model if several LSH models), else the model."""
+    """'LSH-n' for LSH rows (prefixed by the model if several LSH models; followed by the
+    backend, e.g. 'LSH-4 (triton)', if several backends ran them), else the model."""
     lsh = rows["attention"] == "lsh"
     several = rows.loc[lsh, "model"].nunique() > 1
+    backends = "backend" in rows and rows.loc[lsh, "backend"].dropna().nunique() > 1
 
     def label(row: pd.Series) -> str:
         if row["attention"] != "lsh" or pd.isna(row["n_hashes"]):
             return str(row["model"])
         name = lsh_label(row["n_hashes"])
-        return f"{row['model']} {name}" if several else name
+        name = f"{row['model']} {name}" if several else name
+        return f"{name} ({row['backend']})" if backends and pd.notna(row["backend"]) else name
 
     return rows.apply(label, axis=1) if not rows.empty else pd.Series(dtype=object)
 

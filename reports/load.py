@@ -40,6 +40,7 @@ MEASURED_COLUMNS = (
     "tokens_per_s", "flops", "tflops_per_s",
     "status", "error", "wall_s",
     "impl_version", "accuracy", "bits_per_byte", "loss", "command", "argv",
+    "peak_tflops", "peak_source", "mfu",
 )
 # The integer config fields, then the measured numbers.
 NUMERIC_COLUMNS = (
@@ -47,7 +48,7 @@ NUMERIC_COLUMNS = (
     *(name for name in ROW_CONFIG_FIELDS if type(DEFAULTS.get(name)) is int),
     "n_cpus", "t_median_ms", "t_iqr_ms", "n_samples",
     "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "tokens_per_s", "flops",
-    "tflops_per_s", "wall_s", "accuracy", "bits_per_byte", "step",
+    "tflops_per_s", "wall_s", "accuracy", "bits_per_byte", "step", "peak_tflops", "mfu",
 )
 _MEASURED_SUFFIXES = ("_ms", "_mb", "_per_s", "_s")
 REQUIRED = ("suite", "model", "status")

@@ -8,6 +8,7 @@ history plug in here like the rest.
 from __future__ import annotations
 
 from reports.context import Section
+from reports.efficiency import build_efficiency
 from reports.fig_ablations import build_chunks, build_hashes, build_reversible
 from reports.fig_memory import build_memory
 from reports.fig_peers import build_peers
@@ -20,6 +21,8 @@ from reports.tables import build_analytic
 SECTIONS: tuple[Section, ...] = (
     Section("memory", "Peak memory against length", "memory-suite results", build_memory),
     Section("time", "Time against length (Reformer Fig. 5)", "time-suite results", build_time),
+    Section("efficiency", "Efficiency: MFU beside time", "time or peers rows with an MFU",
+            build_efficiency),
     Section("hashes", "Hash rounds", "hashes-suite or duplication-task results", build_hashes),
     Section("chunks", "Chunk size", "chunks-suite results", build_chunks),
     Section("reversible", "Reversibility and depth", "reversible-suite results",

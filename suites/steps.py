@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from suites.backend import backend_used
 from suites.names import model_kind
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ def _lm_step(family: str, config: ReformerConfig, harness: Harness) -> Step:
             optimizer.step()
 
     flops = model_flops(config, seq_len, batch, backward=pass_name != "fwd")
-    info |= {"flops_method": "analytic", "n_buckets": _lsh_buckets(config, seq_len)}
+    info |= {"flops_method": "analytic", "n_buckets": _lsh_buckets(config, seq_len),
+             "backend": backend_used(config, harness.device, dtype)}
     return Step(forward, finish, parameters, batch * seq_len, flops, info)
 
 
@@ -124,7 +126,8 @@ def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> S
 
         layer = build_attention(config)
         info = {"impl": f"reformer.{type(layer).__name__}", "impl_version": own_version(),
-                "n_buckets": _lsh_buckets(config, seq_len)}
+                "n_buckets": _lsh_buckets(config, seq_len), "flops_method": "analytic",
+                "backend": backend_used(config, harness.device, dtype)}
     layer = layer.to(device=device, dtype=dtype).train()
     generator = torch.Generator().manual_seed(config.seed)
     shape = (batch, seq_len, config.d_model)
@@ -143,8 +146,24 @@ def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> S
         if pass_name != "fwd":
             out.backward(grad_out)
 
-    info["flops_method"] = "flop_counter"
-    return Step(forward, finish, [*layer.parameters(), x], batch * seq_len, None, info)
+    flops = None if peer is not None else layer_flops(config, seq_len, batch,
+                                                      backward=pass_name != "fwd")
+    info.setdefault("flops_method", "flop_counter")
+    return Step(forward, finish, [*layer.parameters(), x], batch * seq_len, flops, info)
+
+
+def layer_flops(config: ReformerConfig, seq_len: int, batch: int, backward: bool) -> int:
+    """Model FLOPs of one of our attention layers (reformer.flops: projections, attention
+    core and hashing of one layer; no recompute), whatever backend runs it.
+
+    Counted FLOPs (torch.utils.flop_counter) cannot see inside a fused kernel (Triton, and
+    SDPA only by formula) and count the torch path's recomputed scores, so backends would
+    be credited with different work for one computation; MFU needs the same model FLOPs
+    for every implementation."""
+    from reformer.flops import flops_breakdown
+
+    parts = flops_breakdown(config.replace(n_layers=1), seq_len, batch, backward=backward)
+    return parts["projections"] + parts["attention"] + parts["hashing"]
 
 
 def own_version() -> str | None:

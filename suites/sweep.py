@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from suites.efficiency import efficiency_fields, run_peaks
 from suites.env import environment, hardware_name
 from suites.isolation import default_max_memory_gb, run_point
-from suites.registry import GridContext, Point, Suite
+from suites.registry import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.rows import assemble_row
 from suites.store import RunFile
 
@@ -43,6 +44,12 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
     for problem in run_file.problems:
         print(f"warning: {problem}", file=log)
     done = run_file.ok_keys()
+    # The peaks MFU divides by (suites.efficiency), had once per run for the dtypes of the
+    # model points still to measure.
+    dtypes = {str(point.params.get("dtype")) for point in points
+              if point.runner == DEFAULT_RUNNER and point.key(suite.name, hardware) not in done}
+    peaks = run_peaks(ctx.device, env.get("gpu_name"), dtypes, threads,
+                      quick=ctx.mode == "quick") if dtypes else {}
     stopped: dict[str, tuple[str, int]] = {}  # family -> (status, seq_len) it stopped at
     from tqdm import tqdm
 
@@ -57,6 +64,10 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
             bar.set_postfix_str(_describe(point), refresh=True)
 
             def record(result: dict[str, Any], point: Point = point, key: str = key) -> None:
+                if point.runner == DEFAULT_RUNNER:
+                    result = efficiency_fields(result.get("tflops_per_s"),
+                                               peaks.get(str(point.params.get("dtype")))
+                                               ) | result
                 run_file.append(assemble_row(suite.name, run_file.run_id, env, point, key,
                                              result, max_memory_gb, timeout_s))
 

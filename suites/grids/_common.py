@@ -18,6 +18,11 @@ from suites.spec import Harness, model_fields
 SIZING = {"quick": (0.01, 120.0), "default": (0.5, 600.0), "full": (2.0, 3600.0)}
 # The small model of --quick grids: the default preset at smoke-test width.
 QUICK = {"d_model": 32, "n_heads": 2, "d_ff": 64, "bucket_size": 16}
+# Seconds of timed calls per point in the default CUDA grids: steps take milliseconds
+# there, and the grids must fit the GPU check script's few minutes (suites/gpu_check.sh).
+CUDA_MIN_RUN_TIME = 0.2
+# What speed is measured in on a GPU: bfloat16, where SDPA runs its flash kernel.
+CUDA_SPEED_DTYPE = "bfloat16"
 
 
 def preset(ctx: GridContext, name: str = "default", **changes: Any) -> ReformerConfig:
@@ -37,12 +42,13 @@ def powers_of_two(low: int, high: int) -> list[int]:
 
 
 def model_point(ctx: GridContext, model: str, config: ReformerConfig, *, seq_len: int,
-                pass_name: str, batch: int = 1, min_run_time: float | None = None,
-                timeout_s: float | None = None,
+                pass_name: str, batch: int = 1, dtype: str = "float32",
+                min_run_time: float | None = None, timeout_s: float | None = None,
                 options: dict[str, Any] | None = None) -> Point:
     """A point measuring ``config`` as ``model`` at one length (sizing from the mode)."""
     default_run_time, default_timeout = SIZING[ctx.mode]
-    harness = Harness(pass_name=pass_name, seq_len=seq_len, batch=batch, device=ctx.device)
+    harness = Harness(pass_name=pass_name, seq_len=seq_len, batch=batch, dtype=dtype,
+                      device=ctx.device)
     config = config.replace(max_seq_len=seq_len)
     return Point(params=model_fields(model, config, harness), config=config, harness=harness,
                  options=dict(options or {}),

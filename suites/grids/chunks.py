@@ -2,6 +2,8 @@
 
 Each chunk attends to itself and the previous one, so attention work per query grows with
 the chunk length (2·bucket_size keys) while the number of buckets (2·L/bucket_size) falls.
+On CUDA each point is measured through the torch path and, for chunks the Triton kernels
+take (up to 128), through them too.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
+from suites.backend import backend_ablation
 from suites.grids._common import layer_point, ok_rows, preset
 from suites.registry import GridContext, Point, Suite
 
@@ -25,8 +28,9 @@ def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], ReformerConfig
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, sizes, layer = _shape(ctx)
-    return [layer_point(ctx, layer.replace(bucket_size=bucket_size), seq_len=length)
-            for length in lengths for bucket_size in sizes]
+    return [layer_point(ctx, config, seq_len=length)
+            for length in lengths for bucket_size in sizes
+            for config in backend_ablation(layer.replace(bucket_size=bucket_size), ctx.device)]
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:

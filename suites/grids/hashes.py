@@ -1,7 +1,8 @@
 """hashes: cost of more hash rounds, n_hashes in 1, 2, 4, 8 (one LSH attention layer).
 
 Time, peak memory and bytes saved for backward at fixed lengths, forward + backward.
-Accuracy against n_hashes (paper Table 2) comes from the quality suite.
+Accuracy against n_hashes (paper Table 2) comes from the quality suite. On CUDA each
+point is measured through both LSH backends (torch path and Triton kernels).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
+from suites.backend import backend_ablation
 from suites.grids._common import layer_point, ok_rows, preset
 from suites.registry import GridContext, Point, Suite
 
@@ -25,8 +27,9 @@ def _lengths(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, layer = _lengths(ctx)
-    return [layer_point(ctx, layer.replace(n_hashes=n_hashes), seq_len=length)
-            for length in lengths for n_hashes in N_HASHES]
+    return [layer_point(ctx, config, seq_len=length)
+            for length in lengths for n_hashes in N_HASHES
+            for config in backend_ablation(layer.replace(n_hashes=n_hashes), ctx.device)]
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:

@@ -11,6 +11,9 @@ Default on CPU: 2 layers (d_model 256, 4 heads, d_ff 1024) under a 4 GiB budget 
 so the whole suite finishes in minutes and the materialised Transformer's L^2 scores run
 out of the budget inside the grid while the Reformer does not. ``--full`` is the 6-layer
 default model under 16 GiB (the paper's accelerator) up to 64K on CPU, 1M on CUDA.
+
+On CUDA (16 GiB per point, LSH through the Triton kernels) the default grid is a few
+minutes' check: the 6-layer model's training step at 4K, 16K and 64K.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
+from suites.backend import device_backend
 from suites.grids._common import lm_point, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
@@ -29,26 +33,29 @@ MODELS = (  # (family, attention, reversible)
 PASSES = ("fwd", "train_step")
 
 
-def _shape(ctx: GridContext) -> tuple[ReformerConfig, list[int]]:
-    """Model (FF unchunked, the preset's) and lengths for the device and mode."""
+def _shape(ctx: GridContext) -> tuple[ReformerConfig, list[int], tuple[str, ...]]:
+    """Model (FF unchunked, the preset's), lengths and passes for the device and mode."""
     if ctx.mode == "quick":
-        return preset(ctx, n_layers=1), powers_of_two(128, 512)
+        return preset(ctx, n_layers=1), powers_of_two(128, 512), PASSES
     if ctx.mode == "full":
         high = 2**20 if ctx.device == "cuda" else 2**16
-        return preset(ctx), powers_of_two(1024, high)
-    high = 2**17 if ctx.device == "cuda" else 2**14
-    return preset(ctx, n_layers=2 if ctx.device == "cpu" else 6), powers_of_two(1024, high)
+        return preset(ctx), powers_of_two(1024, high), PASSES
+    if ctx.device == "cuda":
+        return preset(ctx, n_layers=6), [2**12, 2**14, 2**16], ("train_step",)
+    return preset(ctx, n_layers=2), powers_of_two(1024, 2**14), PASSES
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    config, lengths = _shape(ctx)
+    config, lengths, passes = _shape(ctx)
     return [
-        lm_point(ctx, family, config.replace(attention=attention, reversible=reversible),
+        lm_point(ctx, family,
+                 device_backend(config.replace(attention=attention, reversible=reversible),
+                                ctx.device),
                  seq_len=length, pass_name=pass_name,
                  min_run_time=0.0 if ctx.mode != "full" else None)
         for length in lengths
         for family, attention, reversible in MODELS
-        for pass_name in PASSES
+        for pass_name in passes
     ]
 
 

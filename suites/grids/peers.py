@@ -5,6 +5,9 @@ backward with input gradients. How each peer is matched to our config, and what 
 matched, is in baselines/peers.py (reformer-pytorch: chunk length matched, bucket count
 L/64 vs our 2L/64; HF: chunk length and bucket count matched, no duplicate correction).
 A peer that is not installed is recorded as ``skipped`` with the install command.
+
+On CUDA the layer runs in bfloat16 and our LSH is measured through both backends (torch
+path and Triton kernels); the default CUDA grid is 4K and 16K, ``--full`` 1K to 64K.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from typing import Any
 
 from baselines.peers import PEER_PACKAGES, missing_note, peer_available
 from reformer.config import ReformerConfig
-from suites.grids._common import layer_point, ok_rows, powers_of_two, preset
+from suites.backend import backend_ablation
+from suites.grids._common import (
+    CUDA_MIN_RUN_TIME,
+    CUDA_SPEED_DTYPE,
+    layer_point,
+    ok_rows,
+    powers_of_two,
+    preset,
+)
 from suites.registry import GridContext, Point, Suite
 
 MODELS = ("attn-lsh", *PEER_PACKAGES, "attn-sdpa")
@@ -24,40 +35,51 @@ def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
         return [256, 512], preset(ctx)
     if ctx.mode == "full":
         return powers_of_two(2**10, 2**16), preset(ctx)
+    if ctx.device == "cuda":
+        return [2**12, 2**14], preset(ctx)
     return [2**10, 2**12, 2**14], preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, layer = _shape(ctx)
+    cuda = ctx.device == "cuda"
+    dtype = CUDA_SPEED_DTYPE if cuda else "float32"
+    min_run_time = None if ctx.mode != "default" else CUDA_MIN_RUN_TIME if cuda else 5.0
     points = []
     for length in lengths:
         for model in MODELS:
             missing = model in PEER_PACKAGES and not peer_available(model)
             config = layer.replace(attention="sdpa" if model == "attn-sdpa" else "lsh")
-            points.append(layer_point(
-                ctx, config, model=None if model.startswith("attn-") else model,
-                seq_len=length, min_run_time=5.0 if ctx.mode == "default" else None,
-                options={"skip_reason": missing_note(model)} if missing else None))
+            # Our LSH through each backend on CUDA; a peer runs its own code.
+            configs = backend_ablation(config, ctx.device, dtype) if model == "attn-lsh" else [
+                config]
+            points += [layer_point(
+                ctx, variant, model=None if model.startswith("attn-") else model,
+                seq_len=length, dtype=dtype, min_run_time=min_run_time,
+                options={"skip_reason": missing_note(model)} if missing else None)
+                for variant in configs]
     return points
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     """Ours against the faster installed LSH peer at each length (time and peak)."""
-    lines = ["ours (attn-lsh) against the faster LSH peer at each length:", "",
-             "| L | faster peer | ours t (ms) | peer t (ms) | time ratio | ours peak (MiB) "
-             "| peer peak (MiB) | peak ratio |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["ours (attn-lsh, per backend) against the faster LSH peer at each length:", "",
+             "| L | ours | faster peer | ours t (ms) | peer t (ms) | time ratio | ours peak "
+             "(MiB) | peer peak (MiB) | peak ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for length in sorted({r["seq_len"] for r in rows}):
         ours = ok_rows(rows, model="attn-lsh", seq_len=length)
         peers = [r for model in PEER_PACKAGES for r in ok_rows(rows, model=model,
                                                                 seq_len=length)]
-        if not ours or not peers:
+        if not peers:
             continue
-        mine, peer = ours[0], min(peers, key=lambda r: r["t_median_ms"])
-        lines.append(
-            f"| {length} | {peer['impl']} {peer['impl_version']} | {mine['t_median_ms']:.0f} | "
-            f"{peer['t_median_ms']:.0f} | {mine['t_median_ms'] / peer['t_median_ms']:.2f} | "
-            f"{mine['peak_mb']:.0f} | {peer['peak_mb']:.0f} | "
-            f"{mine['peak_mb'] / peer['peak_mb']:.2f} |")
+        peer = min(peers, key=lambda r: r["t_median_ms"])
+        for mine in ours:
+            lines.append(
+                f"| {length} | {mine.get('backend') or 'attn-lsh'} | {peer['impl']} "
+                f"{peer['impl_version']} | {mine['t_median_ms']:.0f} | "
+                f"{peer['t_median_ms']:.0f} | {mine['t_median_ms'] / peer['t_median_ms']:.2f} | "
+                f"{mine['peak_mb']:.0f} | {peer['peak_mb']:.0f} | "
+                f"{mine['peak_mb'] / peer['peak_mb']:.2f} |")
     skipped = sorted({r["error"] for r in rows if r.get("status") == "skipped"
                       and r.get("model") in PEER_PACKAGES})
     return lines + [f"skipped: {note}" for note in skipped]

