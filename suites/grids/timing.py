@@ -86,7 +86,9 @@ def _crossover_lines(lines: list[str], rows: list[dict[str, Any]], n_hashes: int
             continue
         crossings = crossovers_between(lsh, exact)
         if not crossings:
-            lines.append(f"| {name} | {attention} | never in grid | - |")
+            common = sorted(set(lsh) & set(exact))
+            cheaper = name if common and lsh[common[0]] < exact[common[0]] else attention
+            lines.append(f"| {name} | {attention} | none in grid | {cheaper} throughout |")
         for crossing in crossings:
             cheaper = name if crossing.lower_after == "a" else attention
             lines.append(f"| {name} | {attention} | {crossing.seq_len:.0f} | {cheaper} |")

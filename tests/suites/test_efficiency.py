@@ -171,7 +171,7 @@ def test_summaries_give_each_backend_its_own_line():
             _timed("peer-hf", 4096, 8.0), _timed("peer-hf", 8192, 9.0)]
     ctx = GridContext(device="cuda")
     crossings = [line for line in timing.summarize(rows, ctx) if line.startswith("| LSH-4")]
-    assert crossings == ["| LSH-4 (torch) | sdpa | 5793 | 8192 |",
-                         "| LSH-4 (triton) | sdpa | 4096 | 4096 |"]
+    assert crossings == ["| LSH-4 (torch) | sdpa | 5793 | LSH-4 (torch) |",
+                         "| LSH-4 (triton) | sdpa | none in grid | LSH-4 (triton) throughout |"]
     ours = [line for line in peers.summarize(rows, ctx) if line.startswith("| 4096")]
     assert [line.split(" | ")[1] for line in ours] == ["torch", "triton"]
