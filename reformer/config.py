@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from reformer.backends import validate_backend
 
@@ -68,7 +69,7 @@ class ReformerConfig:
     def d_head(self) -> int:
         return self.d_model // self.n_heads
 
-    def replace(self, **changes: object) -> ReformerConfig:
+    def replace(self, **changes: Any) -> ReformerConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 

@@ -59,5 +59,6 @@ class AxialPositionalEmbedding(nn.Module):
 def build_positional_embedding(config: ReformerConfig) -> nn.Module:
     """Axial when ``config.axial_shape`` is set, else a learned (max_seq_len, d) table."""
     if config.axial_shape is not None:
-        return AxialPositionalEmbedding(tuple(config.axial_shape), config.d_model)
+        rows, cols = config.axial_shape
+        return AxialPositionalEmbedding((rows, cols), config.d_model)
     return LearnedPositionalEmbedding(config.max_seq_len, config.d_model)

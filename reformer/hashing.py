@@ -114,6 +114,7 @@ def _argmax_buckets(rotated: torch.Tensor, factors: tuple[int, ...]) -> torch.Te
         buckets = factor_bucket if buckets is None else buckets + radix * factor_bucket
         offset += half
         radix *= factor
+    assert buckets is not None  # validate_n_buckets: at least one factor
     return buckets
 
 

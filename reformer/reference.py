@@ -57,7 +57,8 @@ def window_counts(buckets: torch.Tensor, bucket_size: int) -> torch.Tensor:
     n_rounds, length = buckets.shape
     slots: list[int] = []
     for rnd in range(n_rounds):
-        slots += sorted(range(length), key=lambda i, r=rnd: (int(buckets[r, i]), i))
+        order = buckets[rnd].tolist()
+        slots += sorted(range(length), key=lambda i: (order[i], i))
     n_chunks = len(slots) // bucket_size
     counts = torch.zeros(length, length, dtype=torch.long)
     for slot, query in enumerate(slots):
