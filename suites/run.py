@@ -2,7 +2,8 @@
 
 Runs a suite's grid point by point, each in its own child process (suites.sweep,
 suites.isolation), appending one row per point to the run's results file (suites.store),
-and ends with a summary table (suites.summary). The one argument parser is
+and ends with a summary table (suites.summary). ``--executor ray`` spreads the points
+over a Ray cluster (suites.executors). The one argument parser is
 :func:`build_parser`; a new flag is added there and read in :func:`main`.
 """
 
@@ -12,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from suites.executors import EXECUTORS
 from suites.registry import GridContext, Suite, get_suite, load_suites
 from suites.summary import summary
 from suites.sweep import DEFAULT_OUT, memory_cap, run_sweep
@@ -45,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start a new results file instead of resuming the newest")
     parser.add_argument("--list", action="store_true", help="list suites, or a suite's points")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--executor", default="local", choices=EXECUTORS,
+                        help="local: one point at a time here; ray: one Ray task per point "
+                             "over a cluster's GPUs and nodes (the [ray] extra)")
+    parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                        help="--executor ray: the cluster to join (default: start one here)")
+    parser.add_argument("--per-hardware", action="store_true",
+                        help="--executor ray: measure each point once per hardware kind "
+                             "(GPU or CPU model) in the cluster, not once on any node")
     return parser
 
 
@@ -75,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n, s in available.items() if s.in_all] if args.suite == "all" else [
             get_suite(args.suite).name]
         _check_data(args.data, names)
-    except (ValueError, FileNotFoundError) as exc:
+        _check_executor(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         parser.error(str(exc))
     if args.list:
         for name in names:
@@ -87,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_file = run_sweep(suite, ctx, out_dir=args.out, fresh=args.fresh,
                                  max_memory_gb=cap, timeout_s=args.timeout,
-                                 threads=args.threads, progress=not args.no_progress)
+                                 threads=args.threads, progress=not args.no_progress,
+                                 executor=args.executor, ray_address=args.ray_address,
+                                 per_hardware=args.per_hardware)
         except KeyboardInterrupt:
             print(f"\ninterrupted: rows so far are in {args.out}/; run the same command "
                   "again to resume", file=sys.stderr)
@@ -106,6 +119,19 @@ def _check_data(data: str | None, names: list[str]) -> None:
     from suites.quality.corpus import corpus_files
 
     corpus_files(data)
+
+
+def _check_executor(args: argparse.Namespace) -> None:
+    """Ray's options need --executor ray, and that needs Ray installed."""
+    if args.executor != "ray":
+        for flag, value in (("--ray-address", args.ray_address),
+                            ("--per-hardware", args.per_hardware)):
+            if value:
+                raise ValueError(f"{flag} applies only to --executor ray")
+        return
+    from suites.executors.ray_executor import require_ray
+
+    require_ray()
 
 
 def _list_suites(available: dict[str, Suite], ctx: GridContext) -> int:

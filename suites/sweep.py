@@ -1,9 +1,12 @@
-"""The sweep loop: a suite's points in order of length, each measured in its own child.
+"""The sweep: a suite's points, each measured in its own child, through an executor.
 
-Points run shortest first, so that after a point runs out of memory (or time) the longer
+The order and the skip-after-oom rule are suites.executors.dispatch's: each family's
+lengths run shortest first, so that after a point runs out of memory (or time) the longer
 points of its family are written as ``skipped`` instead of being tried. Points whose key
-already has an ``ok`` row in the run file are not measured again (resume). One row per
-point is appended to the run's results file (suites.store) as soon as it is known.
+already has an ``ok`` row in the run file are not measured again (resume). The executor is
+``local`` (one point at a time, here) or ``ray`` (one Ray task per point over a cluster);
+either way only this process appends to the run's results file (suites.store), one row per
+point, as soon as it is known.
 """
 
 from __future__ import annotations
@@ -15,24 +18,27 @@ from typing import Any
 
 from suites.efficiency import efficiency_fields, run_peaks
 from suites.env import environment, hardware_name
-from suites.isolation import default_max_memory_gb, run_point
+from suites.executors import open_executor
+from suites.executors.dispatch import measure_points
+from suites.isolation import default_max_memory_gb
 from suites.registry import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.rows import assemble_row
 from suites.store import RunFile
 
 DEFAULT_OUT = Path("results")
-# Points that mean "longer will not fit either": later lengths of the family are skipped.
-STOPPING_STATUSES = ("oom", "timeout")
 
 
 def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
               fresh: bool = False, max_memory_gb: float | None = None,
               timeout_s: float | None = None, threads: int | None = None,
-              progress: bool = True, log: Any = sys.stderr) -> RunFile:
+              progress: bool = True, log: Any = sys.stderr, executor: str = "local",
+              ray_address: str | None = None, per_hardware: bool = False) -> RunFile:
     """Measure every point of ``suite`` not already ok in the run file; returns that file.
 
     ``threads`` sets torch's thread count in every point (it is part of the point, so
     results with different counts never resume each other); None keeps torch's default.
+    ``executor`` "ray" measures each point as a Ray task on the cluster at ``ray_address``
+    (suites.executors); ``per_hardware`` measures each point once per hardware kind there.
     """
     points = sorted(suite.grid(ctx), key=lambda point: point.seq_len)  # stable
     if threads is not None:
@@ -50,39 +56,22 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
               if point.runner == DEFAULT_RUNNER and point.key(suite.name, hardware) not in done}
     peaks = run_peaks(ctx.device, env.get("gpu_name"), dtypes, threads,
                       quick=ctx.mode == "quick") if dtypes else {}
-    stopped: dict[str, tuple[str, int]] = {}  # family -> (status, seq_len) it stopped at
-    from tqdm import tqdm
 
-    bar = tqdm(total=len(points), desc=suite.name, unit="point", disable=not progress,
-               file=log, dynamic_ncols=True)
+    def record(point: Point, key: str, result: dict[str, Any]) -> None:
+        if point.runner == DEFAULT_RUNNER:
+            result = efficiency_fields(result.get("tflops_per_s"),
+                                       peaks.get(str(point.params.get("dtype")))) | result
+        run_file.append(assemble_row(suite.name, run_file.run_id, env, point, key, result,
+                                     max_memory_gb, timeout_s))
+
+    pool = open_executor(executor, device=ctx.device, hardware=hardware, address=ray_address,
+                         log=log)
     try:
-        for point in points:
-            key = point.key(suite.name, hardware)
-            if key in done:
-                bar.update(1)
-                continue
-            bar.set_postfix_str(_describe(point), refresh=True)
-
-            def record(result: dict[str, Any], point: Point = point, key: str = key) -> None:
-                if point.runner == DEFAULT_RUNNER:
-                    result = efficiency_fields(result.get("tflops_per_s"),
-                                               peaks.get(str(point.params.get("dtype")))
-                                               ) | result
-                run_file.append(assemble_row(suite.name, run_file.run_id, env, point, key,
-                                             result, max_memory_gb, timeout_s))
-
-            try:
-                result = measure_or_skip(point, stopped.get(point.family()), max_memory_gb,
-                                         timeout_s)
-            except KeyboardInterrupt:
-                record({"status": "error", "error": "interrupted (KeyboardInterrupt)"})
-                raise
-            if result["status"] in STOPPING_STATUSES:
-                stopped.setdefault(point.family(), (result["status"], point.seq_len))
-            record(result)
-            bar.update(1)
+        measure_points(points, pool, suite=suite.name, done=done, record=record,
+                       max_memory_gb=max_memory_gb, timeout_s=timeout_s,
+                       per_hardware=per_hardware, progress=progress, log=log)
     finally:
-        bar.close()
+        pool.close()
     return run_file
 
 
@@ -109,22 +98,3 @@ def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
               "busy, so times will be slow and noisy (memory figures are unaffected); "
               "--threads 1 or OMP_WAIT_POLICY=PASSIVE stop OpenMP threads spinning "
               "against the other load", file=log)
-
-
-def measure_or_skip(point: Point, stopped: tuple[str, int] | None,
-                    max_memory_gb: float | None, timeout_s: float | None) -> dict[str, Any]:
-    """A skipped result without starting a child, when the point or its family says so;
-    else the point measured in its child (suites.isolation)."""
-    if point.options.get("skip_reason"):
-        return {"status": "skipped", "error": point.options["skip_reason"], "wall_s": 0.0}
-    if stopped is not None and stopped[1] < point.seq_len:
-        return {"status": "skipped", "wall_s": 0.0,
-                "error": f"a shorter length of this family ended in {stopped[0]} "
-                         f"(seq_len={stopped[1]})"}
-    return run_point(point.runner, point.params, point.runner_options(),
-                     timeout_s=timeout_s or point.timeout_s, max_memory_gb=max_memory_gb)
-
-
-def _describe(point: Point) -> str:
-    params = point.params
-    return f"{params.get('model')} {params.get('pass')} L={params.get('seq_len')}"

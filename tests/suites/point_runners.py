@@ -1,0 +1,66 @@
+"""Synthetic point runners for the executor tests, run in a point's child process (named
+"tests.suites.point_runners:..."); kept free of pytest and ray so a child imports little.
+
+The child is a forkserver child: its parent is the forkserver, whose parent is the process
+that called run_point (the Ray worker, under --executor ray).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+
+def ok(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Sleeps ``params["sleep_s"]`` (default 0), leaves a mark, and is ok."""
+    _mark(params)
+    time.sleep(float(params.get("sleep_s") or 0.0))
+    return {"t_median_ms": 1.0, "peak_mb": 0.0}
+
+
+def kill_self(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The point's own process dies by SIGKILL (what the OS OOM killer does)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def kill_worker(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """SIGKILLs the process that runs the point (the Ray worker): a dead worker."""
+    os.kill(_runner_pid(), signal.SIGKILL)
+    time.sleep(5)
+    return {}
+
+
+def hang_worker(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Stops the process that runs the point (SIGSTOP), so it can never report: only the
+    driver's deadline can end the task."""
+    os.kill(_runner_pid(), signal.SIGSTOP)
+    time.sleep(3)
+    return {}
+
+
+def sleep_long(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(60)
+    return {}
+
+
+def blob_at(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Waits until the wall-clock instant ``params["at"]``, then returns a large field, so
+    that tasks finish at the same moment with long rows to write."""
+    time.sleep(max(0.0, float(params["at"]) - time.time()))
+    return {"blob": str(params["seq_len"]) * params["blob_chars"]}
+
+
+def _runner_pid() -> int:
+    import psutil
+
+    return psutil.Process().parent().parent().pid
+
+
+def _mark(params: dict[str, Any]) -> None:
+    """A trace per call, so a test can count which points really ran."""
+    if params.get("marks"):
+        with open(params["marks"], "a") as handle:
+            handle.write(f"{params['model']}:{params['seq_len']}\n")
