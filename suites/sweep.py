@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from suites.busy import RULE, is_busy
 from suites.env import environment, hardware_name
 from suites.isolation import run_point
+from suites.lock import sweep_lock
 from suites.registry import GridContext, Point, Suite
 from suites.rows import assemble_row
-from suites.store import RunFile
+from suites.store import DEFAULT_OUT, RunFile
 
-DEFAULT_OUT = Path("results")
 # Points that mean "longer will not fit either": later lengths of the family are skipped.
 STOPPING_STATUSES = ("oom", "timeout")
 
@@ -32,7 +33,18 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
 
     ``threads`` sets torch's thread count in every point (it is part of the point, so
     results with different counts never resume each other); None keeps torch's default.
+    Holds the folder's lock for the suite and device throughout (suites.lock): a second
+    sweep of the same suite into the same folder raises SweepLocked instead of measuring
+    every point twice.
     """
+    with sweep_lock(out_dir, suite.name, ctx.device):
+        return _sweep(suite, ctx, out_dir, fresh, max_memory_gb, timeout_s, threads,
+                      progress, log)
+
+
+def _sweep(suite: Suite, ctx: GridContext, out_dir: Path, fresh: bool,
+           max_memory_gb: float | None, timeout_s: float | None, threads: int | None,
+           progress: bool, log: Any) -> RunFile:
     points = sorted(suite.grid(ctx), key=lambda point: point.seq_len)  # stable
     if threads is not None:
         points = [point.with_threads(threads) for point in points]
@@ -40,6 +52,7 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
     _warn_if_busy(env, log)
     hardware = hardware_name(env, ctx.device)
     run_file = RunFile.open(out_dir, suite.name, ctx.device, fresh=fresh)
+    run_file.planned = {point.key(suite.name, hardware) for point in points}
     for problem in run_file.problems:
         print(f"warning: {problem}", file=log)
     done = run_file.ok_keys()
@@ -78,12 +91,13 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
 def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
     """Times on an oversubscribed CPU are not comparable (each thread barrier waits for a
     time slice); the load is recorded per row, and said up front."""
-    if not hasattr(os, "getloadavg") or not env.get("n_cpus"):
+    if not hasattr(os, "getloadavg"):
         return
     load = os.getloadavg()[0]
-    if load > env["n_cpus"]:
-        print(f"warning: load average {load:.1f} on {env['n_cpus']} CPUs: this machine is "
-              "busy, so times will be slow and noisy (memory figures are unaffected); "
+    if is_busy(load, env.get("n_cpus")):
+        print(f"warning: load average {load:.1f} on {env['n_cpus']} CPUs ({RULE}): this "
+              "machine is busy, so times will be slow and noisy and are marked as measured "
+              "under load (memory figures are unaffected); "
               "--threads 1 or OMP_WAIT_POLICY=PASSIVE stop OpenMP threads spinning "
               "against the other load", file=log)
 
