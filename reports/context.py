@@ -65,9 +65,12 @@ class ReportContext:
                 lines.append(line)
         return (*dict.fromkeys(lines), self.build_command)
 
-    def save(self, figure: plt.Figure, stem: str, caption: str,
+    def save(self, figure: plt.Figure, stem: str, title: str, caption: str,
              commands: tuple[str, ...]) -> Figure:
-        """Write figures/<stem>.png (at ``dpi``) and .svg, close the figure, return its block."""
+        """Title the figure, write figures/<stem>.png (at ``dpi``) and .svg, close it, and
+        return its block. Every figure carries its title, so a PNG read alone says what
+        it shows."""
+        figure.suptitle(title, y=1.0, va="bottom", fontsize="large")
         folder = self.out_dir / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         figure.savefig(folder / f"{stem}.png", dpi=self.dpi, bbox_inches="tight")

@@ -50,10 +50,12 @@ ROW_FIELDS: tuple[str, ...] = (
 # Harness columns beyond DESIGN.md's schema: which implementation ran (peers), the
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
 # and the machine's 1-minute load average when the point ended and OMP_WAIT_POLICY (times
-# taken on a busy shared machine are not comparable with those taken on an idle one).
+# taken on a busy shared machine are not comparable with those taken on an idle one), the
+# grid's mode and its number of points (a run with a row per point is complete).
 EXTRA_FIELDS: tuple[str, ...] = (
     "point_key", "impl", "impl_version", "max_memory_gb",
     "memory_cap", "flops_method", "timeout_s", "load_avg_1m", "omp_wait_policy",
+    "mode", "grid_points",
 )
 
 

@@ -48,7 +48,9 @@ def _sweep(suite: Suite, ctx: GridContext, out_dir: Path, fresh: bool,
     points = sorted(suite.grid(ctx), key=lambda point: point.seq_len)  # stable
     if threads is not None:
         points = [point.with_threads(threads) for point in points]
-    env = environment(ctx.device)
+    # The grid's mode and size go into every row, so a report can tell a complete run
+    # (a row for every point) from an interrupted one.
+    env = {**environment(ctx.device), "mode": ctx.mode, "grid_points": len(points)}
     _warn_if_busy(env, log)
     hardware = hardware_name(env, ctx.device)
     run_file = RunFile.open(out_dir, suite.name, ctx.device, fresh=fresh)
