@@ -60,8 +60,8 @@ class ReportContext:
                     line += f" --{mode}"
                 if budget is not None:
                     line += f" --memory-budget-gb {budget:g}"
-                if self.results_arg != "results":
-                    line += f" --out {shlex.quote(self.results_arg)}"
+                # Into the folder this report reads (a plain run writes runs/ instead).
+                line += f" --out {shlex.quote(self.results_arg)}"
                 lines.append(line)
         return (*dict.fromkeys(lines), self.build_command)
 

@@ -33,8 +33,8 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
             def cell(frame: pd.DataFrame, v: str = variant, p: str = pass_name) -> pd.DataFrame:
                 return frame[(frame["variant"] == v) & (frame["pass"] == p)]
 
-            if cell(ok).empty and cell(failures).empty:
-                continue
+            if cell(ok).empty:  # nothing measured to draw (a pass saves nothing, or all
+                continue        # failed: the tables below spell that out)
             row.append(Panel(
                 data=cell(ok), x="seq_len", y=metric, hue="model", failures=cell(failures),
                 title=", ".join(t for t in (f"pass={pass_name}", variant) if t),
