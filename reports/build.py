@@ -6,7 +6,12 @@ figures/*.png (``--dpi``, 300 by default) and *.svg. ``date`` is the day of the 
 so rebuilding the same results rewrites the same folder.
 
     python -m reports.build [--results DIR] [--out DIR] [--theme NAME] [--dpi N]
-                            [--hardware TEXT]
+                            [--hardware TEXT] [--runs latest|all] [--run-id ID ...]
+
+By default each suite is drawn from its newest complete run (reports.runs): one results
+file, one thread count, one OMP_WAIT_POLICY, so rows taken under different conditions never
+share a line. ``--runs all`` draws every run (the newest row of each point); ``--run-id``
+draws exactly the runs named. The report lists the runs it drew.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from pathlib import Path
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Heading, Note, Paragraph, render_markdown
+from reports.document import Block, Heading, Note, Paragraph, Table, render_markdown
 from reports.html import render_html
 from reports.load import latest_points, load_history, load_rows, slugify
 from reports.palette import Palette
 from reports.plotting import apply_theme
+from reports.runs import RUN_CHOICES, runs_table, select_runs
 from reports.sections import SECTIONS
 from reports.tables import (
     build_published,
@@ -37,6 +43,7 @@ from reports.tables import (
     errors_table,
     measured_blocks,
 )
+from suites.busy import RULE
 
 log = logging.getLogger("reports")
 # Generated reports live under docs/, apart from the code that builds them.
@@ -55,6 +62,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dpi", type=int, default=300, help="PNG resolution (default: 300)")
     parser.add_argument("--hardware", default=None,
                         help="only build the report for hardware whose name contains this text")
+    parser.add_argument("--runs", default="latest", choices=RUN_CHOICES,
+                        help="latest: the newest complete run of each suite (default); all: "
+                             "every run, newest row per point")
+    parser.add_argument("--run-id", action="append", default=[], metavar="ID",
+                        help="draw exactly this run (a results file's stem); repeatable")
     args = parser.parse_args(argv)
     if args.dpi < 10:
         parser.error(f"--dpi {args.dpi} is too small; use 10 or more (300 for print)")
@@ -64,13 +76,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def build_reports(results: str, out: str, theme: str = "reformer", dpi: int = 300,
-                  hardware: str | None = None, command: str = "python -m reports.build"
-                  ) -> list[Path]:
+                  hardware: str | None = None, command: str = "python -m reports.build",
+                  runs: str = "latest", run_ids: Sequence[str] = ()) -> list[Path]:
     """Build one report per hardware in the rows; return the report folders written."""
     raw = load_rows(results)
     if raw.empty:
         raise SystemExit(f"no result rows under {results}: run `python -m suites.run SUITE` "
                          "first, or pass --results DIR")
+    unknown = sorted(set(run_ids) - set(raw["run_id"].dropna().astype(str)))
+    if unknown:
+        known = ", ".join(sorted(raw["run_id"].dropna().astype(str).unique()))
+        raise SystemExit(f"--run-id {', '.join(unknown)}: no such run under {results}; "
+                         f"runs there: {known}")
     history = load_history(results)
     apply_theme()
     written = []
@@ -78,7 +95,10 @@ def build_reports(results: str, out: str, theme: str = "reformer", dpi: int = 30
         if hardware and hardware.lower() not in slug and hardware.lower() not in str(
                 rows["hardware"].iloc[0]).lower():
             continue
-        written.append(_build_one(rows, history, Path(out), theme, dpi, results, command))
+        if run_ids and not rows["run_id"].astype(str).isin(run_ids).any():
+            continue
+        written.append(_build_one(rows, history, Path(out), theme, dpi, results, command,
+                                  runs, run_ids))
     if not written:
         found = ", ".join(sorted(raw["hardware_slug"].unique()))
         raise SystemExit(f"--hardware {hardware!r} matches none of the hardware in the rows: "
@@ -87,8 +107,9 @@ def build_reports(results: str, out: str, theme: str = "reformer", dpi: int = 30
 
 
 def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, dpi: int,
-               results: str, command: str) -> Path:
-    rows = latest_points(raw)
+               results: str, command: str, runs: str, run_ids: Sequence[str]) -> Path:
+    drawn, chosen = select_runs(raw, runs, run_ids)
+    rows = latest_points(drawn)
     hardware, slug = rows["hardware"].iloc[0], rows["hardware_slug"].iloc[0]
     newest = rows["timestamp"].dropna()
     date = (newest.max() if not newest.empty else pd.Timestamp.now(tz="UTC")).strftime("%Y-%m-%d")
@@ -106,7 +127,9 @@ def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, 
         Paragraph(f"Reformer benchmark results on {hardware}, built from {results}/. "
                   "Every figure lists the commands that reproduce it."),
         Heading("Environment"), environment_table(rows, built),
-        Heading("Measured points"), counts_table(rows, len(raw)),
+        Table(runs_table(chosen), _runs_caption(runs, run_ids, len(raw) - len(drawn)),
+              index=False),
+        Heading("Measured points"), counts_table(rows, len(drawn)),
     ]
     errors = errors_table(rows)
     if errors is not None:
@@ -138,6 +161,18 @@ def known_suites() -> list[str]:
     return ordered + sorted(registered - set(ordered))
 
 
+def _runs_caption(runs: str, run_ids: Sequence[str], not_drawn: int) -> str:
+    how = {"latest": "the newest complete run of each suite (one results file, one thread "
+                     "count, one OMP_WAIT_POLICY)",
+           "all": "every run (--runs all), newest row per point"}[runs]
+    if run_ids:
+        how = "the runs named by --run-id"
+    other = (f" {not_drawn} rows of other runs are not drawn (--runs all or --run-id ID "
+             "draws them)." if not_drawn else "")
+    return (f"Runs drawn: {how}. 'under load': points measured with the {RULE}, whose "
+            f"times are not comparable with an idle run's.{other}")
+
+
 def _clear_figures(out_dir: Path) -> None:
     """A rebuild must not leave figures of a section that no longer has data."""
     for path in (out_dir / "figures").glob("*"):
@@ -160,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     command = shlex.join(["python", "-m", "reports.build", *argv])
     for folder in build_reports(args.results, args.out, args.theme, args.dpi, args.hardware,
-                                command):
+                                command, args.runs, args.run_id):
         print(f"wrote {folder / 'report.md'} and {folder / 'report.html'}")
 
 

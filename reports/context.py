@@ -60,14 +60,17 @@ class ReportContext:
                     line += f" --{mode}"
                 if budget is not None:
                     line += f" --memory-budget-gb {budget:g}"
-                if self.results_arg != "results":
-                    line += f" --out {shlex.quote(self.results_arg)}"
+                # Into the folder this report reads (a plain run writes runs/ instead).
+                line += f" --out {shlex.quote(self.results_arg)}"
                 lines.append(line)
         return (*dict.fromkeys(lines), self.build_command)
 
-    def save(self, figure: plt.Figure, stem: str, caption: str,
+    def save(self, figure: plt.Figure, stem: str, title: str, caption: str,
              commands: tuple[str, ...]) -> Figure:
-        """Write figures/<stem>.png (at ``dpi``) and .svg, close the figure, return its block."""
+        """Title the figure, write figures/<stem>.png (at ``dpi``) and .svg, close it, and
+        return its block. Every figure carries its title, so a PNG read alone says what
+        it shows."""
+        figure.suptitle(title, y=1.0, va="bottom", fontsize="large")
         folder = self.out_dir / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         figure.savefig(folder / f"{stem}.png", dpi=self.dpi, bbox_inches="tight")

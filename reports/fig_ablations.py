@@ -15,8 +15,8 @@ from reports.document import Block, Paragraph
 from reports.plotting import Panel, draw_panels, ordered, split_variants
 from suites.names import hash_rounds, label
 
-_METRICS = (("t_median_ms", "time per step (ms)"), ("peak_mb", "peak memory (MB)"),
-            ("saved_mb", "saved for backward (MB)"))
+_METRICS = (("t_median_ms", "time per step (ms)"), ("peak_mb", "peak memory (MiB)"),
+            ("saved_mb", "saved for backward (MiB)"))
 
 
 def sweep_grid(rows: pd.DataFrame, x: str, xlabel: str, logx: float | None,
@@ -76,6 +76,7 @@ def build_hashes(ctx: ReportContext) -> list[Block] | None:
                   + (", and duplication-task accuracy against the rounds used at evaluation."
                      if not accuracy.empty else ".")),
         ctx.save(draw_panels(grid, ctx.palette), "hashes_ablation",
+                 "Hash rounds: cost (and duplication accuracy) against n_hashes",
                  "Hash-rounds ablation.", ctx.commands("hashes", "quality")
                  if not accuracy.empty else ctx.commands("hashes")),
     ]
@@ -89,6 +90,7 @@ def build_chunks(ctx: ReportContext) -> list[Block] | None:
         Paragraph("Cost against chunk size: each chunk of c sorted positions attends to itself "
                   "and the previous chunk, so attention work per token grows with c."),
         ctx.save(draw_panels(grid, ctx.palette), "chunks_ablation",
+                 "Chunk size: cost against bucket_size",
                  "Chunk-size ablation.", ctx.commands("chunks")),
     ]
 
@@ -116,6 +118,7 @@ def build_reversible(ctx: ReportContext) -> list[Block] | None:
                   "feed-forward on/off: with reversible layers only one layer's activations "
                   "are stored, so peak memory should stay flat in n_layers (paper sec. 3)."),
         ctx.save(draw_panels(grid, ctx.palette), "reversible_depth",
+                 "Reversibility and depth: memory against n_layers",
                  "Reversibility and depth: colour = model, marker = residual layout.",
                  ctx.commands("reversible")),
     ]

@@ -14,12 +14,14 @@ from reports.document import Block, Paragraph
 from reports.load import PASSES
 from reports.plotting import Panel, draw_panels, ordered, split_variants
 
-_KEYS = ("model", "pass", "seq_len")
+# One line is one model and pass across lengths: any other field that differs along it (a
+# --quick run's width, a second depth) makes another row of panels, never a jump in a line.
+_KEYS = ("model", "pass")
 
 
 def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[Panel]] | None:
     """Panels of ``metric`` against seq_len: columns = pass, rows = config variants."""
-    rows = rows.assign(variant=split_variants(rows, _KEYS, ignore=("n_buckets",)))
+    rows = rows.assign(variant=split_variants(rows, _KEYS, ignore=("n_buckets", "seq_len")))
     ok = rows[(rows["status"] == "ok") & (rows[metric] > 0)]
     if ok.empty:
         return None
@@ -31,8 +33,8 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
             def cell(frame: pd.DataFrame, v: str = variant, p: str = pass_name) -> pd.DataFrame:
                 return frame[(frame["variant"] == v) & (frame["pass"] == p)]
 
-            if cell(ok).empty and cell(failures).empty:
-                continue
+            if cell(ok).empty:  # nothing measured to draw (a pass saves nothing, or all
+                continue        # failed: the tables below spell that out)
             row.append(Panel(
                 data=cell(ok), x="seq_len", y=metric, hue="model", failures=cell(failures),
                 title=", ".join(t for t in (f"pass={pass_name}", variant) if t),
@@ -45,7 +47,7 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
 
 def build_memory(ctx: ReportContext) -> list[Block] | None:
     rows = ctx.suite("memory")
-    grid = memory_vs_length(rows, "peak_mb", "peak memory (MB)")
+    grid = memory_vs_length(rows, "peak_mb", "peak memory (MiB)")
     if grid is None:
         return None
     methods = ", ".join(sorted(rows["memory_method"].dropna().astype(str).unique())) or "n/a"
@@ -54,14 +56,16 @@ def build_memory(ctx: ReportContext) -> list[Block] | None:
         Paragraph("Peak memory of one step against sequence length, per model and pass. "
                   f"Memory method: {methods}."),
         ctx.save(draw_panels(grid, ctx.palette), "memory_peak",
+                 "Peak memory of one step against sequence length",
                  "Peak memory vs L (log-log). Dashed: O(L) and O(L²) guides through the "
                  "cheapest point at the shortest length. Crosses on the top edge: out of "
                  "memory at that length; triangles: timed out.", commands),
     ]
-    saved = memory_vs_length(rows, "saved_mb", "saved for backward (MB)")
+    saved = memory_vs_length(rows, "saved_mb", "saved for backward (MiB)")
     if saved is not None:
         blocks.append(ctx.save(
             draw_panels(saved, ctx.palette), "memory_saved",
+            "Bytes saved for backward against sequence length",
             "Bytes saved for backward vs L (log-log): deterministic and machine-independent "
             "(a pass that saves nothing is not drawn on the log axis).", commands,
         ))

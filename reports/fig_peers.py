@@ -1,7 +1,7 @@
 """Figure 6: peer implementations, and the exact baselines, normalised to our LSH per length.
 
-A peer row is one whose model starts with ``peer-`` or that records an ``impl_version``
-(the installed package's version; e.g. reformer-pytorch, transformers). Our reference is
+A peer row is one whose model starts with ``peer-`` (suites.names); every row records an
+``impl_version``, ours the project's own, so that field cannot tell them apart. Our reference is
 our own LSH attention in the same suite; every other point (peers, and our exact SDPA or
 full baselines) is divided by our LSH point of the same shape (same pass, length, batch,
 widths, dtype, as far as both rows record them), so 2.0 means twice our time or memory.
@@ -16,13 +16,14 @@ from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.load import PASSES
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered
+from suites.names import PEER_PREFIX
 
 SHAPE = ("pass", "seq_len", "batch", "d_model", "n_heads", "n_layers", "d_ff", "n_hashes",
          "bucket_size", "causal", "dtype")
 
 
 def is_peer(rows: pd.DataFrame) -> pd.Series:
-    return rows["model"].astype(str).str.startswith("peer-") | rows["impl_version"].notna()
+    return rows["model"].astype(str).str.startswith(PEER_PREFIX)
 
 
 def peer_ratios(rows: pd.DataFrame) -> pd.DataFrame:
@@ -80,6 +81,7 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
                   "harness, each point divided by our LSH attention at the same shape; above "
                   "1 the other is slower or hungrier."),
         ctx.save(draw_panels(grid, ctx.palette), "peers_normalised",
+                 "Peer implementations relative to our LSH attention",
                  "Peers normalised to our LSH attention per length (dotted line: ours).",
                  ctx.commands("peers")),
         Table(table, "Peer / ours ratios.", index=False),

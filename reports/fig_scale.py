@@ -46,7 +46,7 @@ def longest_fits(rows: pd.DataFrame) -> pd.DataFrame:
             "model": key[0],
             "budget": f"{fmt(key[1])} {_unit(budget)}" if budget and pd.notna(key[1]) else "",
             "longest L": longest or np.nan,
-            "peak (MB)": best["peak_mb"] if best is not None else np.nan,
+            "peak (MiB)": best["peak_mb"] if best is not None else np.nan,
             "step (ms)": best["t_median_ms"] if best is not None else np.nan,
             "stopped at": f"{fmt(stop['seq_len'])} ({stop['status']})" if stop is not None else "",
         })
@@ -72,19 +72,20 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
               custom=_bars(fits, ctx)),
         Panel(data=ok[ok["peak_mb"] > 0], x="seq_len", y="peak_mb", hue="model",
               failures=failures, title="peak memory", xlabel="sequence length L",
-              ylabel="peak memory (MB)", logx=2, hline=hline),
+              ylabel="peak memory (MiB)", logx=2, hline=hline),
         Panel(data=ok[ok["t_median_ms"] > 0], x="seq_len", y="t_median_ms", hue="model",
               title="training step time", xlabel="sequence length L",
               ylabel="time per step (ms)", logx=2),
     ]]
     table = fits.copy()
-    for column in ("longest L", "peak (MB)", "step (ms)"):
+    for column in ("longest L", "peak (MiB)", "step (ms)"):
         table[column] = table[column].map(fmt)
     return [
         Paragraph("The longest sequence whose training step fits the memory budget, with the "
                   "peak memory and step time at that length. Paper claim: 1M tokens on one "
                   "16 GB accelerator."),
         ctx.save(draw_panels(grid, ctx.palette), "scale",
+                 "Scale: the longest sequence whose training step fits the budget",
                  "Scale: longest fitting L per model (left), peak memory and step time "
                  "against L of the lengths tried.", ctx.commands("scale")),
         Table(table, "Longest length that fits, per model and budget.", index=False),

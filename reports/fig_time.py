@@ -17,7 +17,7 @@ from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered, split_variants
 from suites.crossover import crossovers_between
 
-_KEYS = ("series", "pass", "seq_len")
+_KEYS = ("series", "pass")  # a line; other fields that differ along it split the panels
 
 
 def series_labels(rows: pd.DataFrame) -> pd.Series:
@@ -59,7 +59,7 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
     rows = rows.assign(series=series_labels(rows))
     # Batch shrinks as L grows (fixed tokens per batch), so it is not a variant.
     rows = rows.assign(variant=split_variants(rows, (*_KEYS, "attention", "n_hashes", "model"),
-                                              ignore=("batch", "n_buckets")))
+                                              ignore=("seq_len", "batch", "n_buckets")))
     ok = rows[(rows["status"] == "ok") & (rows["t_median_ms"] > 0)]
     if ok.empty:
         return None
@@ -92,6 +92,7 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
                   "medians of torch.utils.benchmark samples, bars one IQR wide centred on "
                   "the median (the harness stores the IQR width, not its ends)."),
         ctx.save(draw_panels(grid, ctx.palette), "time_vs_length",
+                 "Time per step against sequence length (fixed tokens per batch)",
                  "Time vs L (log-log) in the style of Reformer Fig. 5. Rings: crossover "
                  "lengths, interpolated on log L.", ctx.commands("time")),
     ]

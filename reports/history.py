@@ -69,7 +69,7 @@ def build_history(ctx: ReportContext) -> list[Block] | None:
     recorded = history["command"].dropna().astype(str).unique().tolist()[-3:]
     return [
         Paragraph("Tracked CI figures over time (deterministic gates and same-run ratios)."),
-        ctx.save(draw_panels(grid, ctx.palette), "ci_history",
+        ctx.save(draw_panels(grid, ctx.palette), "ci_history", "CI performance gates over time",
                  "CI perf history: dashed = committed baseline, grey band = tolerance, "
                  "red dash-dot = fixed limit, red ring = a failed gate.",
                  (*(recorded or ["python -m suites.ci"]), ctx.build_command)),

@@ -63,15 +63,24 @@ def split_variants(frame: pd.DataFrame, keys: Sequence[str], ignore: Sequence[st
     candidates = [c for c in CONFIG_COLUMNS if c not in keys and c not in ignore
                   and c in frame.columns]
     grouped = frame.groupby(list(keys), dropna=False)
-    varying = [c for c in candidates if (grouped[c].nunique(dropna=False) > 1).any()]
+    # A field only some rows record (a failed point's child never reported num_threads)
+    # varies only where two recorded values differ; a missing value joins its group's.
+    varying = [c for c in candidates if (grouped[c].nunique(dropna=True) > 1).any()]
     if not varying:
         return pd.Series("", index=frame.index, dtype=object)
-    return frame[varying].apply(
+    filled = frame[varying].copy()
+    for column in varying:
+        known = grouped[column].transform(
+            lambda s: s.dropna().iloc[0] if s.nunique(dropna=True) == 1 else None)
+        filled[column] = filled[column].astype(object).where(filled[column].notna(), known)
+    return filled.apply(
         lambda row: ", ".join(f"{c}={_short(row[c])}" for c in varying), axis=1
     )
 
 
 def _short(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "unrecorded"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

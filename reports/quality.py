@@ -31,8 +31,12 @@ def _final_step(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return rows
 
 
-def duplication_matrices(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """{variant label: trained x evaluated accuracy (%)} from the final step of each run."""
+def duplication_matrices(rows: pd.DataFrame, stat: str = "mean") -> dict[str, pd.DataFrame]:
+    """{variant label: trained x evaluated} from the final step of each run: the mean
+    accuracy (%) over seeds, its standard deviation (``stat="std"``, NaN for one seed) or
+    the number of seeds (``stat="seeds"``)."""
+    if stat not in ("mean", "std", "seeds"):
+        raise ValueError(f"stat={stat!r} is unknown; allowed: ('mean', 'std', 'seeds')")
     dup = rows[(rows["status"] == "ok") & rows["task"].astype(str).str.contains("dup")
                & rows["accuracy"].notna()]
     if dup.empty:
@@ -40,23 +44,50 @@ def duplication_matrices(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     dup = dup.assign(trained=dup["train_attention"].map(label),
                      evaluated=dup["eval_attention"].map(label))
     keys = ["trained", "evaluated"]
-    # bucket_size is empty for full-attention-trained rows: it must not split a matrix.
+    # bucket_size is empty for full-attention-trained rows: it must not split a matrix;
+    # seeds are the matrix's samples, not variants.
     variant = split_variants(dup, [*keys, "model", "attention", "n_hashes"],
-                             ignore=("n_buckets", "bucket_size"))
+                             ignore=("n_buckets", "bucket_size", "seed"))
     steps = _run_length(dup, "steps={:g}")
     dup = dup.assign(variant=(variant + ", ").where((variant != "") & (steps != ""), variant)
                      + steps)
     dup = _final_step(dup, [*keys, "variant"])
-    dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]))
+    dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]),
+                     seed=dup["seed"].fillna(-1))
+    # One value per seed and cell (the newest row), then the statistic over seeds.
+    per_seed = dup.groupby(["variant", *keys, "seed"], sort=False)["accuracy"].last()
+    aggregate = {"mean": "mean", "std": "std", "seeds": "count"}[stat]
+    cells = per_seed.groupby(level=["variant", *keys], sort=False).agg(aggregate).reset_index()
     matrices = {}
-    for variant in ordered(dup["variant"]):
-        part = dup[dup["variant"] == variant]
+    for variant in ordered(cells["variant"]):
+        part = cells[cells["variant"] == variant]
         matrix = part.pivot_table(index="trained", columns="evaluated", values="accuracy",
-                                  aggfunc="last")
+                                  aggfunc="last", dropna=False)
         matrices[variant] = matrix.reindex(
             index=ordered(pd.Series(matrix.index), list(TABLE2)),
             columns=ordered(pd.Series(matrix.columns), TABLE2_EVAL))
     return matrices
+
+
+def seeds_label(seeds: pd.DataFrame) -> str:
+    """'3 seeds (mean ± standard deviation)' or '1 seed' for a matrix of seed counts."""
+    counts = sorted({int(n) for n in seeds.to_numpy().ravel() if pd.notna(n)})
+    if counts == [1]:
+        return "1 seed"
+    text = "/".join(str(n) for n in counts)
+    return f"{text} seeds per cell (mean ± standard deviation)"
+
+
+def _with_spread(mean: pd.DataFrame, spread: pd.DataFrame) -> pd.DataFrame:
+    """Cells 'mean ± sd' (%, one decimal as in Table 2) where a cell has several seeds,
+    else the mean."""
+    def cell(m: float, s: float) -> str:
+        if pd.isna(m):
+            return ""
+        return f"{m:.1f}" if pd.isna(s) else f"{m:.1f} ± {s:.1f}"
+
+    return pd.DataFrame([[cell(m, s) for m, s in zip(mean.loc[i], spread.loc[i], strict=True)]
+                         for i in mean.index], index=mean.index, columns=mean.columns)
 
 
 def _run_length(rows: pd.DataFrame, template: str) -> pd.Series:
@@ -84,17 +115,23 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
         return None
     blocks: list[Block] = []
     matrices = duplication_matrices(rows)
+    spreads, seeds = duplication_matrices(rows, "std"), duplication_matrices(rows, "seeds")
     if matrices:
         blocks.append(Paragraph("Duplication task (sequences 0w0w, accuracy on the second "
                                 "half), Table 2 style: rows trained with, columns evaluated "
-                                "with. Ours first, the paper's published matrix separately."))
-        blocks.append(ctx.save(_heatmaps(matrices), "quality_table2",
+                                "with. Ours first, the paper's published matrix separately. "
+                                "Single runs of this task vary with when training escapes "
+                                "its plateau: the number of seeds is given with each matrix "
+                                "(`--seeds N` trains N)."))
+        blocks.append(ctx.save(_heatmaps(matrices, spreads, seeds), "quality_table2",
+                               "Duplication task accuracy, Table 2 layout",
                                "Duplication accuracy (%): ours (measured here) and Reformer "
                                "Table 2 (published, other hardware and scale).",
                                ctx.commands("quality")))
         for variant, matrix in matrices.items():
             label = f" ({variant})" if variant else ""
-            blocks.append(Table(matrix.map(fmt), f"Ours{label}: accuracy (%)."))
+            blocks.append(Table(_with_spread(matrix, spreads[variant]),
+                                f"Ours{label}: accuracy (%), {seeds_label(seeds[variant])}."))
             checks = expectation_table(matrix)
             if not checks.empty:
                 blocks.append(Table(checks, "Expectations on the reduced task.",
@@ -107,15 +144,19 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
     return blocks
 
 
-def _heatmaps(matrices: dict[str, pd.DataFrame]) -> plt.Figure:
-    panels = [(f"ours{', ' + v if v else ''}", m) for v, m in matrices.items()]
+def _heatmaps(matrices: dict[str, pd.DataFrame], spreads: dict[str, pd.DataFrame],
+              seeds: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Mean accuracy as colour; each cell's text gives the mean and, over several seeds,
+    the standard deviation; each title the number of seeds."""
+    panels = [(f"ours{', ' + v if v else ''}\n{seeds_label(seeds[v]).split(' (')[0]}", m,
+               _with_spread(m, spreads[v])) for v, m in matrices.items()]
     paper = pd.DataFrame(TABLE2, index=list(TABLE2_EVAL)).T
-    panels.append(("Reformer Table 2 (published)", paper))
+    panels.append(("Reformer Table 2\n(published)", paper, paper.map(lambda v: f"{v:.1f}")))
     figure, axes = plt.subplots(1, len(panels), squeeze=False,
-                                figsize=(PANEL_SIZE[0] * len(panels), PANEL_SIZE[1]))
-    for ax, (title, matrix) in zip(axes[0], panels, strict=True):
-        sns.heatmap(matrix.astype(float), ax=ax, annot=True, fmt=".1f", vmin=0, vmax=100,
-                    cmap="viridis", cbar=False, annot_kws={"fontsize": 6})
+                                figsize=(PANEL_SIZE[0] * len(panels), PANEL_SIZE[1] * 1.1))
+    for ax, (title, matrix, text) in zip(axes[0], panels, strict=True):
+        sns.heatmap(matrix.astype(float), ax=ax, annot=text, fmt="", vmin=0, vmax=100,
+                    cmap="viridis", cbar=False, annot_kws={"fontsize": 5})
         ax.set_title(title)
         ax.set_xlabel("evaluated with")
         ax.set_ylabel("trained with")
@@ -142,6 +183,8 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     trained, evaluated = tag("train_attention", "trained"), tag("eval_attention", "eval")
     # Runs of different lengths (results of several sizes under one folder) stay apart too.
     runs = _run_length(lm, " · {:g} steps")
+    if "seed" in lm and lm["seed"].nunique() > 1:  # each seed's curve is its own line
+        runs = runs + lm["seed"].map(lambda s: f" · seed {s:g}")
     lm = lm.assign(evaluated=evaluated,
                    series=lm["model"].astype(str) + trained + evaluated + runs)
     curves = lm.groupby("series")["step"].nunique().max() > 1
@@ -174,6 +217,7 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
         Paragraph("Byte-level language model: validation bits per byte"
                   + (" along training." if curves else " at the end of training.")),
         ctx.save(draw_panels([[panel]], ctx.palette), "quality_bits_per_byte",
+                 "Byte-level LM: validation bits per byte",
                  "Bits per byte (lower is better); colour = model, marker = attention used "
                  "at evaluation.", ctx.commands("quality")),
         Table(table, f"Final validation bits per byte (the Reformer is expected within "

@@ -14,12 +14,18 @@ from reports.context import ReportContext
 from reports.document import Block, Heading, Note, Paragraph, Table, fmt
 from reports.load import CONFIG_COLUMNS, STATUSES
 from reports.published import published_tables
+from suites.busy import MARK, RULE, row_is_busy
 
+# Metrics that load inflates (memory does not depend on it); their cells carry MARK when
+# the point was measured under load (suites.busy).
+LOAD_SENSITIVE = ("t_median_ms", "tokens_per_s", "tflops_per_s")
+BUSY_NOTE = (f"measured with the {RULE}: times inflated, not comparable with an idle run's "
+             "(memory is unaffected).")
 SUITE_METRICS = {
-    "memory": (("peak_mb", "peak memory (MB)"), ("saved_mb", "saved for backward (MB)")),
+    "memory": (("peak_mb", "peak memory (MiB)"), ("saved_mb", "saved for backward (MiB)")),
     "time": (("t_median_ms", "median time per step (ms)"),),
 }
-DEFAULT_METRICS = (("t_median_ms", "median time per step (ms)"), ("peak_mb", "peak memory (MB)"))
+DEFAULT_METRICS = (("t_median_ms", "median time per step (ms)"), ("peak_mb", "peak memory (MiB)"))
 ANALYTIC_SUITES = ("memory", "reversible", "scale")
 _FAILED = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped"}
 
@@ -60,11 +66,15 @@ def environment_table(rows: pd.DataFrame, built: dict[str, str]) -> Table:
 def counts_table(rows: pd.DataFrame, raw_rows: int) -> Table:
     counts = pd.crosstab(rows["suite"], rows["status"]).reindex(columns=STATUSES, fill_value=0)
     counts.insert(0, "points", counts.sum(axis=1))
+    measured = rows[rows["status"] != "skipped"]
+    busy = [row_is_busy(r) for r in measured.to_dict("records")]
+    counts["under load"] = measured[busy].groupby("suite").size().reindex(
+        counts.index, fill_value=0)
     counts.loc["all"] = counts.sum()
     superseded = raw_rows - len(rows)
     return Table(counts.astype(int).astype(str),
                  f"Measured points per suite and status (newest row per point; {superseded} "
-                 "older rows of re-measured points not counted).")
+                 f"older rows of re-measured points not counted). Under load: {BUSY_NOTE}")
 
 
 def errors_table(rows: pd.DataFrame, limit: int = 10) -> Table | None:
@@ -93,11 +103,17 @@ def paper_form(rows: pd.DataFrame, metric: str, model_order: tuple[str, ...] = (
         ignore.add("batch")  # fixed tokens per batch: batch follows L
     index = ["model"] + [
         c for c in CONFIG_COLUMNS if c not in ignore
-        and (rows.groupby("model", dropna=False)[c].nunique(dropna=False) > 1).any()
+        # A field a failed point's row lacks (num_threads) does not split a line.
+        and (rows.groupby("model", dropna=False)[c].nunique(dropna=True) > 1).any()
     ]
-    cells = rows.apply(
-        lambda r: fmt(r[metric]) if r["status"] == "ok" else _FAILED.get(r["status"], "?"),
-        axis=1)
+    marked = metric in LOAD_SENSITIVE
+
+    def cell(r: pd.Series) -> str:
+        if r["status"] != "ok":
+            return _FAILED.get(r["status"], "?")
+        return fmt(r[metric]) + (f" {MARK}" if marked and row_is_busy(r.to_dict()) else "")
+
+    cells = rows.apply(cell, axis=1)
     labels = rows[index].map(lambda v: "" if pd.isna(v) else fmt(v))
     lengths = rows["seq_len"]
     table = (labels.assign(L=lengths, cell=cells).dropna(subset=["L"])
@@ -127,8 +143,11 @@ def measured_blocks(ctx: ReportContext, suites: list[str]) -> list[Block]:
         for metric, label in SUITE_METRICS.get(suite, DEFAULT_METRICS):
             if rows.loc[rows["status"] == "ok", metric].notna().any():
                 table = paper_form(rows, metric, ctx.palette.order)
-                blocks.append(Table(table, f"{suite}: {label}; "
-                                    "columns are sequence lengths.", index=False))
+                marked = metric in LOAD_SENSITIVE and table.map(
+                    lambda c: str(c).endswith(f" {MARK}")).any().any()
+                blocks.append(Table(table, f"{suite}: {label}; columns are sequence lengths."
+                                    + (f" {MARK} {BUSY_NOTE}" if marked else ""),
+                                    index=False))
     return blocks
 
 
@@ -154,7 +173,7 @@ def analytic_table(rows: pd.DataFrame) -> pd.DataFrame:
             "suite": row["suite"], "model": row["model"], "pass": row["pass"],
             "L": fmt(row["seq_len"]), "batch": fmt(row["batch"]), "layers": fmt(row["n_layers"]),
             "Table 3 row": estimate.row + ("" if estimate.in_table3 else " *"),
-            "analytic (MB)": fmt(analytic_mb), "peak (MB)": fmt(row["peak_mb"]),
+            "analytic (MiB)": fmt(analytic_mb), "peak (MiB)": fmt(row["peak_mb"]),
             "peak / analytic": fmt(row["peak_mb"] / analytic_mb),
             "saved / analytic": fmt(row["saved_mb"] / analytic_mb)
             if pd.notna(row["saved_mb"]) else "",

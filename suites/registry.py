@@ -40,6 +40,7 @@ class GridContext:
     memory_budget_gb: float = 16.0  # the scale suite's budget
     out_dir: Path | None = None  # the results directory (for suites that keep artefacts)
     data: str | None = None  # quality suite: byte-LM corpus file or folder (None: stdlib)
+    seeds: int = 1  # quality suite: models trained per cell, with seeds 0..seeds-1
 
 
 @dataclass(kw_only=True)

@@ -2,21 +2,25 @@
 
 Runs a suite's grid point by point, each in its own child process (suites.sweep,
 suites.isolation), appending one row per point to the run's results file (suites.store),
-and ends with a summary table (suites.summary). ``--executor ray`` spreads the points
-over a Ray cluster (suites.executors). The one argument parser is
-:func:`build_parser`; a new flag is added there and read in :func:`main`.
+and ends with a short summary (suites.summary). ``--executor ray`` spreads the points
+over a Ray cluster (suites.executors). A plain run writes under ``runs/`` (ignored by git)
+and resumes only its own files there; ``--out results`` appends to the committed record.
+The one argument parser is :func:`build_parser`; a new flag is added there, with a value
+check from suites.arguments as its ``type``, and read in :func:`main`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from suites.arguments import output_folder, positive_float, positive_int
 from suites.executors import EXECUTORS
+from suites.lock import SweepLocked
 from suites.registry import GridContext, Suite, get_suite, load_suites
+from suites.store import COMMITTED_OUT, DEFAULT_OUT
 from suites.summary import summary
-from suites.sweep import DEFAULT_OUT, memory_cap, run_sweep
+from suites.sweep import memory_cap, run_sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,19 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds-long smoke grid")
     size.add_argument("--full", action="store_const", const="full", dest="mode",
                       help="paper-scale grid")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    parser.add_argument("--max-memory-gb", type=float, default=None,
-                        help="memory cap per point (default: the suite's, else min(16, "
+    parser.add_argument("--out", type=output_folder, default=DEFAULT_OUT,
+                        help=f"results folder (default: {DEFAULT_OUT}/, ignored by git; "
+                             f"'--out {COMMITTED_OUT}' appends to the committed record)")
+    parser.add_argument("--max-memory-gb", type=positive_float, default=None,
+                        help="memory cap per point, > 0 (default: the suite's, else min(16, "
                              "70%% of available RAM) on CPU, none on CUDA)")
-    parser.add_argument("--memory-budget-gb", type=float, default=16.0,
-                        help="scale suite: the budget a training step must fit in")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per point (default: the grid's)")
+    parser.add_argument("--memory-budget-gb", type=positive_float, default=16.0,
+                        help="scale suite: the budget a training step must fit in, > 0")
+    parser.add_argument("--timeout", type=positive_float, default=None,
+                        help="seconds per point, > 0 (default: the grid's)")
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="quality suite: a file or folder to train the byte LM on "
                              "(default: the running Python's standard library sources)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per point (default: torch's, i.e. all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch threads per point, >= 1 (default: torch's, i.e. all "
+                             "cores; --quick grids use 1)")
+    parser.add_argument("--seeds", type=positive_int, default=1,
+                        help="quality suite: train every model with seeds 0..N-1, >= 1 "
+                             "(default: 1)")
     parser.add_argument("--fresh", action="store_true",
                         help="start a new results file instead of resuming the newest")
     parser.add_argument("--list", action="store_true", help="list suites, or a suite's points")
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         ctx = GridContext(device=device, mode=args.mode or "default",
                           memory_budget_gb=args.memory_budget_gb, out_dir=args.out,
-                          data=args.data)
+                          data=args.data, seeds=args.seeds)
         available = load_suites()
         if args.suite is None:
             if not args.list:
@@ -85,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n, s in available.items() if s.in_all] if args.suite == "all" else [
             get_suite(args.suite).name]
         _check_data(args.data, names)
+        if args.seeds != 1 and names != ["quality"]:
+            raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         parser.error(str(exc))
@@ -105,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\ninterrupted: rows so far are in {args.out}/; run the same command "
                   "again to resume", file=sys.stderr)
             return 130
+        except SweepLocked as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print(summary(suite, ctx, run_file, cap), flush=True)
     return 0
 

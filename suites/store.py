@@ -3,12 +3,16 @@
 Layout: ``<out>/<suite>_<device>_<YYYYmmddTHHMMSSZ>.jsonl``, one file per run; the stem is
 the run id. A file is only ever appended to: never rewritten, truncated or deleted.
 
-Resume (the default): a run continues the newest file of its suite and device, and points
-whose key already has an ``ok`` row there are not measured again. ``--fresh`` opens a new
-file instead (the old ones stay). A line that does not parse (a run killed mid-write, a
-hand edit) is reported with its file and line number and skipped; it is never fatal and
-never removed. Before appending to a file whose last line lacks its newline, a newline is
-written first, so the torn line stays one malformed line and the new row stays intact.
+A plain run writes under ``runs/`` (DEFAULT_OUT, ignored by git), never into the committed
+record under ``results/`` (COMMITTED_OUT), which only ``--out results`` appends to.
+
+Resume (the default): a run continues the newest file of its suite and device in its
+folder, and points whose key already has an ``ok`` row there are not measured again.
+``--fresh`` opens a new file instead (the old ones stay). A line that does not parse (a
+run killed mid-write, a hand edit) is reported with its file and line number and skipped;
+it is never fatal and never removed. Before appending to a file whose last line lacks its
+newline, a newline is written first, so the torn line stays one malformed line and the new
+row stays intact.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from suites.names import current_names
 from suites.spec import ROW_CONFIG_FIELDS
 
 SCHEMA_VERSION = 1
+# Where a plain run writes (ignored by git), and the committed record of measurements.
+DEFAULT_OUT = Path("runs")
+COMMITTED_OUT = Path("results")
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 
 ROW_FIELDS: tuple[str, ...] = (
@@ -45,12 +52,13 @@ ROW_FIELDS: tuple[str, ...] = (
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
 # and the machine's 1-minute load average when the point ended and OMP_WAIT_POLICY (times
 # taken on a busy shared machine are not comparable with those taken on an idle one);
-# which backend ran our LSH attention (suites.backend), and the peak FLOP/s and MFU
-# (suites.efficiency).
+# which backend ran our LSH attention (suites.backend), the peak FLOP/s and MFU
+# (suites.efficiency); the grid's mode and its number of points (a run with a row per point
+# is complete).
 EXTRA_FIELDS: tuple[str, ...] = (
     "point_key", "impl", "impl_version", "max_memory_gb",
     "memory_cap", "flops_method", "timeout_s", "load_avg_1m", "omp_wait_policy",
-    "backend", "peak_tflops", "peak_source", "mfu",
+    "backend", "peak_tflops", "peak_source", "mfu", "mode", "grid_points",
 )
 
 
@@ -102,6 +110,8 @@ class RunFile:
         self.run_id = path.stem
         self.rows = rows
         self.problems = problems
+        # Keys of the points the sweep that opened this file covers (None: not a sweep).
+        self.planned: set[str] | None = None
 
     @classmethod
     def open(cls, out_dir: Path, suite: str, device: str, *, fresh: bool = False) -> RunFile:

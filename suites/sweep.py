@@ -16,16 +16,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from suites.busy import RULE, is_busy
 from suites.efficiency import efficiency_fields, run_peaks
 from suites.env import environment, hardware_name
 from suites.executors import open_executor
 from suites.executors.dispatch import measure_points
 from suites.isolation import default_max_memory_gb
+from suites.lock import sweep_lock
 from suites.registry import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.rows import assemble_row
-from suites.store import RunFile
-
-DEFAULT_OUT = Path("results")
+from suites.store import DEFAULT_OUT, RunFile
 
 
 def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
@@ -39,14 +39,29 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
     results with different counts never resume each other); None keeps torch's default.
     ``executor`` "ray" measures each point as a Ray task on the cluster at ``ray_address``
     (suites.executors); ``per_hardware`` measures each point once per hardware kind there.
+    Holds the folder's lock for the suite and device throughout (suites.lock): a second
+    sweep of the same suite into the same folder raises SweepLocked instead of measuring
+    every point twice.
     """
+    with sweep_lock(out_dir, suite.name, ctx.device):
+        return _sweep(suite, ctx, out_dir, fresh, max_memory_gb, timeout_s, threads,
+                      progress, log, executor, ray_address, per_hardware)
+
+
+def _sweep(suite: Suite, ctx: GridContext, out_dir: Path, fresh: bool,
+           max_memory_gb: float | None, timeout_s: float | None, threads: int | None,
+           progress: bool, log: Any, executor: str, ray_address: str | None,
+           per_hardware: bool) -> RunFile:
     points = sorted(suite.grid(ctx), key=lambda point: point.seq_len)  # stable
     if threads is not None:
         points = [point.with_threads(threads) for point in points]
-    env = environment(ctx.device)
+    # The grid's mode and size go into every row, so a report can tell a complete run
+    # (a row for every point) from an interrupted one.
+    env = {**environment(ctx.device), "mode": ctx.mode, "grid_points": len(points)}
     _warn_if_busy(env, log)
     hardware = hardware_name(env, ctx.device)
     run_file = RunFile.open(out_dir, suite.name, ctx.device, fresh=fresh)
+    run_file.planned = {point.key(suite.name, hardware) for point in points}
     for problem in run_file.problems:
         print(f"warning: {problem}", file=log)
     done = run_file.ok_keys()
@@ -90,11 +105,12 @@ def memory_cap(suite: Suite, ctx: GridContext, requested: float | None) -> float
 def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
     """Times on an oversubscribed CPU are not comparable (each thread barrier waits for a
     time slice); the load is recorded per row, and said up front."""
-    if not hasattr(os, "getloadavg") or not env.get("n_cpus"):
+    if not hasattr(os, "getloadavg"):
         return
     load = os.getloadavg()[0]
-    if load > env["n_cpus"]:
-        print(f"warning: load average {load:.1f} on {env['n_cpus']} CPUs: this machine is "
-              "busy, so times will be slow and noisy (memory figures are unaffected); "
+    if is_busy(load, env.get("n_cpus")):
+        print(f"warning: load average {load:.1f} on {env['n_cpus']} CPUs ({RULE}): this "
+              "machine is busy, so times will be slow and noisy and are marked as measured "
+              "under load (memory figures are unaffected); "
               "--threads 1 or OMP_WAIT_POLICY=PASSIVE stop OpenMP threads spinning "
               "against the other load", file=log)

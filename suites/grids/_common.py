@@ -47,8 +47,11 @@ def model_point(ctx: GridContext, model: str, config: ReformerConfig, *, seq_len
                 options: dict[str, Any] | None = None) -> Point:
     """A point measuring ``config`` as ``model`` at one length (sizing from the mode)."""
     default_run_time, default_timeout = SIZING[ctx.mode]
+    # A smoke run of tiny models on one thread: two threads add only barrier waits at this
+    # size, and on a busy machine those dominate.
+    threads = 1 if ctx.mode == "quick" else None
     harness = Harness(pass_name=pass_name, seq_len=seq_len, batch=batch, dtype=dtype,
-                      device=ctx.device)
+                      device=ctx.device, num_threads=threads)
     config = config.replace(max_seq_len=seq_len)
     return Point(params=model_fields(model, config, harness), config=config, harness=harness,
                  options=dict(options or {}),

@@ -1,16 +1,20 @@
-"""memory: peak memory against length, and where each model runs out.
+"""memory: peak memory against length and depth, and where each model runs out.
 
-Models: TransformerLM with materialised ("full") and fused ("sdpa") attention, and
-ReformerLM with LSH on/off x reversible on/off (FF unchunked throughout, so the 2x2 is
-clean; chunking is the reversible suite's subject). Passes: inference forward and one
-training step (forward, backward, AdamW). Lengths double from 1K until the grid's end; a
-model that runs out of the per-point memory budget is recorded as ``oom`` there and its
-longer lengths as ``skipped``.
+The main job. One training step (forward, backward, AdamW) of four models: TransformerLM
+with materialised ("full") and fused ("sdpa") attention, and ReformerLM with LSH attention,
+reversible residuals off and on (FF unchunked throughout; chunking is the reversible
+suite's subject). Each at two depths, at lengths doubling from 1K, under a per-point memory
+budget: a model that runs out is recorded as ``oom`` there and its longer lengths (at that
+depth) as ``skipped``.
 
-Default on CPU: 2 layers (d_model 256, 4 heads, d_ff 1024) under a 4 GiB budget per point,
-so the whole suite finishes in minutes and the materialised Transformer's L^2 scores run
-out of the budget inside the grid while the Reformer does not. ``--full`` is the 6-layer
-default model under 16 GiB (the paper's accelerator) up to 64K on CPU, 1M on CUDA.
+Default on CPU: 2 and 6 layers (d_model 256, 4 heads, d_ff 1024) up to 16K under 4 GiB per
+point, about 10 minutes on a 2-core CPU. The regime where the Reformer pays shows within it:
+materialised attention runs out of the budget (sooner at depth 6), fused SDPA and the
+non-reversible LSH model grow with depth x length, and the reversible LSH model's peak
+barely moves with depth. ``--full`` is the 6-layer default model, all six models (LSH and
+full attention, reversible on/off) and the inference forward too, under 16 GiB (the paper's
+accelerator), up to 64K on CPU and 1M on CUDA. ``--quick`` is a smoke run of tiny models
+on one thread; its numbers mean nothing.
 
 On CUDA (16 GiB per point, LSH through the Triton kernels) the default grid is a few
 minutes' check: the 6-layer model's training step at 4K, 16K and 64K.
@@ -18,6 +22,7 @@ minutes' check: the 6-layer model's training step at 4K, 16K and 64K.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from reformer.config import ReformerConfig
@@ -25,37 +30,52 @@ from suites.backend import device_backend
 from suites.grids._common import lm_point, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
-MODELS = (  # (family, attention, reversible)
+MAIN_MODELS = (  # (family, attention, reversible)
     ("transformer", "full", False), ("transformer", "sdpa", False),
-    ("reformer", "full", False), ("reformer", "full", True),
     ("reformer", "lsh", False), ("reformer", "lsh", True),
 )
-PASSES = ("fwd", "train_step")
+# --full adds reversibility with exact attention, to separate the two ideas.
+FULL_MODELS = (*MAIN_MODELS, ("reformer", "full", False), ("reformer", "full", True))
 
 
-def _shape(ctx: GridContext) -> tuple[ReformerConfig, list[int], tuple[str, ...]]:
-    """Model (FF unchunked, the preset's), lengths and passes for the device and mode."""
+@dataclass(frozen=True)
+class Shape:
+    config: ReformerConfig  # the model at the first depth
+    depths: tuple[int, ...]
+    lengths: list[int]
+    models: tuple[tuple[str, str, bool], ...]
+    passes: tuple[str, ...]
+
+
+def _shape(ctx: GridContext) -> Shape:
+    """Models, depths, lengths and passes for the device and mode."""
     if ctx.mode == "quick":
-        return preset(ctx, n_layers=1), powers_of_two(128, 512), PASSES
+        return Shape(preset(ctx), (1, 2), powers_of_two(128, 256), MAIN_MODELS,
+                     ("train_step",))
     if ctx.mode == "full":
         high = 2**20 if ctx.device == "cuda" else 2**16
-        return preset(ctx), powers_of_two(1024, high), PASSES
+        config = preset(ctx)
+        return Shape(config, (config.n_layers,), powers_of_two(1024, high), FULL_MODELS,
+                     ("fwd", "train_step"))
     if ctx.device == "cuda":
-        return preset(ctx, n_layers=6), [2**12, 2**14, 2**16], ("train_step",)
-    return preset(ctx, n_layers=2), powers_of_two(1024, 2**14), PASSES
+        return Shape(preset(ctx), (6,), [2**12, 2**14, 2**16], MAIN_MODELS, ("train_step",))
+    return Shape(preset(ctx), (2, 6), powers_of_two(1024, 2**14), MAIN_MODELS,
+                 ("train_step",))
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    config, lengths, passes = _shape(ctx)
+    shape = _shape(ctx)
     return [
         lm_point(ctx, family,
-                 device_backend(config.replace(attention=attention, reversible=reversible),
+                 device_backend(shape.config.replace(attention=attention,
+                                                     reversible=reversible, n_layers=n_layers),
                                 ctx.device),
                  seq_len=length, pass_name=pass_name,
                  min_run_time=0.0 if ctx.mode != "full" else None)
-        for length in lengths
-        for family, attention, reversible in MODELS
-        for pass_name in passes
+        for length in shape.lengths
+        for n_layers in shape.depths
+        for family, attention, reversible in shape.models
+        for pass_name in shape.passes
     ]
 
 
@@ -68,21 +88,59 @@ def budget_gb(ctx: GridContext) -> float | None:
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    """Per model and pass: the longest length that ran and where it ran out, if it did."""
-    lines = ["| model | pass | longest ok L | peak there (MiB) | first failure |",
-             "|---|---|---|---|---|"]
-    keys = sorted({(r["model"], r["pass"]) for r in rows}, key=str)
-    for model, pass_name in keys:
-        mine = [r for r in rows if (r["model"], r["pass"]) == (model, pass_name)]
+    """Per model, pass and depth: the longest length that ran, its peak, and where the model
+    ran out; then, per model, how its peak grows with depth at one length."""
+    lines = ["| model | pass | layers | longest ok L | peak there (MiB) | ran out at |",
+             "|---|---|---|---|---|---|"]
+    groups = sorted({(r["model"], r["pass"], r["n_layers"]) for r in rows}, key=_order)
+    for model, pass_name, n_layers in groups:
+        mine = [r for r in rows if (r["model"], r["pass"], r["n_layers"]) == (
+            model, pass_name, n_layers)]
         ok = [r for r in mine if r["status"] == "ok"]
         failed = sorted((r for r in mine if r["status"] in ("oom", "timeout", "error")),
                         key=lambda r: r["seq_len"])
         best = max(ok, key=lambda r: r["seq_len"]) if ok else None
-        first = f"{failed[0]['status']} at L={failed[0]['seq_len']}" if failed else "none"
-        lines.append(f"| {model} | {pass_name} | {best['seq_len'] if best else '-'} | "
-                     f"{best['peak_mb']:.0f} | {first} |" if best else
-                     f"| {model} | {pass_name} | - | - | {first} |")
-    return lines
+        first = f"{failed[0]['status']} at L={failed[0]['seq_len']}" if failed else "-"
+        length, peak = (best["seq_len"], f"{best['peak_mb']:.0f}") if best else ("-", "-")
+        lines.append(f"| {model} | {pass_name} | {n_layers} | {length} | {peak} | {first} |")
+    return lines + _depth_lines(rows)
+
+
+def _depth_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Peak against depth at the longest length where a model ran at every depth."""
+    found = []
+    for model, pass_name in sorted({(r["model"], r["pass"]) for r in rows}, key=_order):
+        ok = [r for r in rows if r["status"] == "ok" and (r["model"], r["pass"]) == (
+            model, pass_name)]
+        depths = sorted({r["n_layers"] for r in ok})
+        common = [length for length in {r["seq_len"] for r in ok}
+                  if {r["n_layers"] for r in ok if r["seq_len"] == length} == set(depths)]
+        if len(depths) < 2 or not common:
+            continue
+        length = max(common)
+        peaks = {r["n_layers"]: r["peak_mb"] for r in ok if r["seq_len"] == length}
+        low, high = peaks[depths[0]], peaks[depths[-1]]
+        found.append(f"| {model} | {pass_name} | {length} | "
+                     + " | ".join(f"{peaks[d]:.0f}" for d in (depths[0], depths[-1]))
+                     + f" | {high / low:.2f} |")
+    if not found:
+        return []
+    return ["", f"peak against depth ({' and '.join(str(d) for d in _all_depths(rows))} "
+            "layers), at the longest length every depth ran:", "",
+            "| model | pass | L | shallow (MiB) | deep (MiB) | deep / shallow |",
+            "|---|---|---|---|---|---|", *found]
+
+
+def _all_depths(rows: list[dict[str, Any]]) -> list[int]:
+    return sorted({r["n_layers"] for r in rows if r["status"] == "ok"})
+
+
+def _order(key: tuple) -> tuple:
+    """Models in the grid's order, then the rest of the key."""
+    names = [f"{f}-{a}" + ("-rev" if rev and f == "reformer" else "")
+             for f, a, rev in FULL_MODELS]
+    model = key[0]
+    return (names.index(model) if model in names else len(names), model, *map(str, key[1:]))
 
 
 SUITE = Suite(name="memory", description="peak memory vs length; where each model runs out",

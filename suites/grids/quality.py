@@ -15,12 +15,16 @@ suites.quality.sizes for the sizes of each mode and why.
   byte at every ``eval_every`` steps with the training attention (the curves), and the
   shared-QK models at the final step with shared-full and lsh-1/2/4/8.
 
-``--data PATH`` (a file or folder; ``ctx.data``) replaces the stdlib corpus for the byte
+``--seeds N`` (``ctx.seeds``) trains every model N times, with seeds 0..N-1 (the seed sets
+the initialisation, the hash rotations and the data streams); rows carry ``seed``, and
+seed 0's points are those of a one-seed run. ``--data PATH`` (a file or folder;
+``ctx.data``) replaces the stdlib corpus for the byte
 LM; checkpoints go under ``--out`` (``ctx.out_dir``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +54,14 @@ def _schedule(size: RunSize) -> Schedule:
 
 
 def runs(ctx: GridContext) -> list[Run]:
-    """Every model the suite trains, in the order they are trained."""
+    """Every model the suite trains, in the order they are trained: all of seed 0 first,
+    then each further seed (``--seeds N``: seeds 0..N-1 of every model)."""
+    first = _seed_zero_runs(ctx)
+    return first + [replace(run, config=run.config.replace(seed=seed))
+                    for seed in range(1, ctx.seeds) for run in first]
+
+
+def _seed_zero_runs(ctx: GridContext) -> list[Run]:
     sizes = SIZES[ctx.mode]
     dup = sizes.duplication
     dup_config = PRESETS["default"].replace(

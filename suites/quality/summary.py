@@ -7,6 +7,7 @@ only; the paper's Table 2 is printed beside them, labelled as published.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from suites.names import SDPA, SHARED_FULL
@@ -22,9 +23,18 @@ def _final(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
 
 
 def duplication_matrix(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
-    """{(trained, evaluated): accuracy %} from the final-step duplication rows."""
-    return {(r["train_attention"], r["eval_attention"]): 100.0 * r["accuracy"]
-            for r in _final(rows, "duplication") if r.get("accuracy") is not None}
+    """{(trained, evaluated): accuracy %, the mean over seeds} from the final-step rows."""
+    return {cell: statistics.fmean(values) for cell, values in _seed_values(rows).items()}
+
+
+def _seed_values(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
+    """{(trained, evaluated): accuracy % of each seed} from the final-step duplication rows."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for r in _final(rows, "duplication"):
+        if r.get("accuracy") is not None:
+            found.setdefault((r["train_attention"], r["eval_attention"]), []).append(
+                100.0 * r["accuracy"])
+    return found
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -32,12 +42,16 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     matrix = duplication_matrix(rows)
     if matrix:
         seq_len = next(r["seq_len"] for r in _final(rows, "duplication"))
+        seeds = sorted({r.get("seed") for r in _final(rows, "duplication")}, key=str)
+        spread = _spreads(rows) if len(seeds) > 1 else {}
         lines += [f"duplication task, accuracy % on the second half (L = {seq_len}); rows "
-                  "trained with, columns evaluated with; [paper Table 2, L = 1024]", "",
+                  "trained with, columns evaluated with; [paper Table 2, L = 1024]; "
+                  + (f"mean ± standard deviation over {len(seeds)} seeds" if spread
+                     else "1 seed (a single run: read it with care)"), "",
                   "| trained \\ eval | " + " | ".join(TABLE2_EVAL) + " |",
                   "|---" * (len(TABLE2_EVAL) + 1) + "|"]
         for trained, paper in TABLE2.items():
-            cells = [_cell(matrix.get((trained, ev)), paper[i])
+            cells = [_cell(matrix.get((trained, ev)), paper[i], spread.get((trained, ev)))
                      for i, ev in enumerate(TABLE2_EVAL)]
             lines.append(f"| {trained} | " + " | ".join(cells) + " |")
         lines += ["", "expectations on the reduced task:"]
@@ -50,36 +64,55 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _cell(value: float | None, paper: float) -> str:
-    return ("-" if value is None else f"{value:.1f}") + f" [{paper:g}]"
+def _spreads(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """{(trained, evaluated): standard deviation over seeds} where a cell has several."""
+    return {cell: statistics.stdev(values) for cell, values in _seed_values(rows).items()
+            if len(values) > 1}
+
+
+def _cell(value: float | None, paper: float, spread: float | None = None) -> str:
+    text = "-" if value is None else f"{value:.1f}"
+    if value is not None and spread is not None:
+        text += f" ± {spread:.1f}"
+    return text + f" [{paper:g}]"
 
 
 def _bytes_lines(rows: list[dict[str, Any]]) -> list[str]:
     final = [r for r in _final(rows, "bytes") if r.get("bits_per_byte") is not None]
     if not final:
         return []
-    baseline = [r["bits_per_byte"] for r in final if r["model"].startswith("transformer")]
-    reference = baseline[0] if baseline else math.nan
+    # Each model is compared with the Transformer trained with the same seed.
+    baseline = {r.get("seed"): r["bits_per_byte"] for r in final
+                if r["model"].startswith("transformer")}
+    several = len({r.get("seed") for r in final}) > 1
     lines = ["", f"byte LM, validation bits per byte after {final[0]['steps']} steps "
              f"({final[0]['tokens_seen']} tokens seen per model):", "",
              "| model | trained | evaluated | params | bits/byte | vs transformer |",
              "|---|---|---|---|---|---|"]
     for r in sorted(final, key=lambda r: (r["model"], r["train_attention"],
-                                          r["eval_attention"])):
-        ratio = r["bits_per_byte"] / reference - 1 if baseline else math.nan
-        lines.append(f"| {r['model']} | {r['train_attention']} | {r['eval_attention']} | "
-                     f"{r['n_params']} | {r['bits_per_byte']:.3f} | "
+                                          r["eval_attention"], str(r.get("seed")))):
+        ratio = _vs(r, baseline)
+        lines.append(f"| {_name(r, several)} | {r['train_attention']} | "
+                     f"{r['eval_attention']} | {r['n_params']} | {r['bits_per_byte']:.3f} | "
                      + ("-" if math.isnan(ratio) else f"{ratio:+.1%}") + " |")
-    if baseline:
-        for r in final:
-            if not r["model"].startswith("reformer") or r["eval_attention"] != r[
-                    "train_attention"]:
-                continue
-            ratio = r["bits_per_byte"] / reference - 1
-            head = f"- {r['model']} {r['train_attention']}: {ratio:+.1%} vs transformer"
-            if r["train_attention"].startswith("lsh"):
-                verdict = "met" if ratio <= BPB_TOLERANCE else "MISSED"
-                lines.append(f"{head} (expected within +{BPB_TOLERANCE:.0%}) -> {verdict}")
-            else:
-                lines.append(f"{head} (ablation: {ABLATIONS.get(r['train_attention'], '')})")
+    for r in final:
+        ratio = _vs(r, baseline)
+        if not r["model"].startswith("reformer") or r["eval_attention"] != r[
+                "train_attention"] or math.isnan(ratio):
+            continue
+        head = f"- {_name(r, several)} {r['train_attention']}: {ratio:+.1%} vs transformer"
+        if r["train_attention"].startswith("lsh"):
+            verdict = "met" if ratio <= BPB_TOLERANCE else "MISSED"
+            lines.append(f"{head} (expected within +{BPB_TOLERANCE:.0%}) -> {verdict}")
+        else:
+            lines.append(f"{head} (ablation: {ABLATIONS.get(r['train_attention'], '')})")
     return lines
+
+
+def _vs(row: dict[str, Any], baseline: dict[Any, float]) -> float:
+    reference = baseline.get(row.get("seed"))
+    return math.nan if reference is None else row["bits_per_byte"] / reference - 1
+
+
+def _name(row: dict[str, Any], several_seeds: bool) -> str:
+    return f"{row['model']} (seed {row.get('seed')})" if several_seeds else row["model"]

@@ -15,6 +15,7 @@ ENV = {
     "cpu_model": "Test(R) CPU Model 9 @ 2.00GHz", "n_cpus": 2, "gpu_name": None, "driver": None,
     "torch": "2.13.0", "python": "3.11.2", "cuda": None, "device": "cpu", "dtype": "float32",
     "num_threads": 2, "seed": 0, "memory_method": "vmhwm", "causal": True,
+    "load_avg_1m": 0.5,
 }
 SHAPE = {"d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256, "bucket_size": 32,
          "n_hashes": 2, "ff_chunks": 1}
@@ -49,42 +50,76 @@ def _measure(row: dict, t_ms: float, peak_mb: float | None) -> dict:
 
 
 def memory_rows() -> list[dict]:
+    """The main job: four models at depths 2 and 6; a failed point's row lacks num_threads
+    (its child never reported it), as real rows do."""
+    rows = []
+    for n_layers in (2, 6):
+        for model in MODELS:
+            for pass_name in ("fwd", "train_step"):
+                for seq_len in LENGTHS:
+                    status = _memory_status(model, pass_name, seq_len, n_layers)
+                    quadratic = MODELS[model]["attention"] == "full"
+                    per_layer = 1 if MODELS[model]["reversible"] else n_layers / 2
+                    peak = 20 + 0.01 * seq_len * per_layer + (
+                        2e-5 * seq_len**2 * n_layers / 2 if quadratic else 0)
+                    row = _row("memory", model, seq_len, seq_len=seq_len, status=status,
+                               n_layers=n_layers, **{"pass": pass_name})
+                    if status == "error":
+                        row["error"] = "RuntimeError: synthetic failure"
+                    if status != "ok":
+                        row["num_threads"] = None
+                    rows.append(_measure(row, 1.0, peak * (3 if pass_name == "train_step"
+                                                           else 1)))
+    return rows
+
+
+def _memory_status(model: str, pass_name: str, seq_len: int, n_layers: int) -> str:
+    first_oom = 4096 if n_layers == 2 else 2048
+    if model == "transformer-full" and pass_name == "train_step" and seq_len >= first_oom:
+        return "oom" if seq_len == first_oom else "skipped"
+    if model == "reformer-lsh" and seq_len == 8192 and pass_name == "fwd" and n_layers == 2:
+        return "error"
+    return "ok"
+
+
+def quick_memory_rows() -> list[dict]:
+    """An older --quick run of the memory suite (1 layer, d_model 32), from the same folder."""
     rows = []
     for model in MODELS:
-        for pass_name in ("fwd", "train_step"):
-            for seq_len in LENGTHS:
-                status = "ok"
-                if model == "transformer-full" and seq_len == 4096 and pass_name == "train_step":
-                    status = "oom"
-                elif model == "transformer-full" and seq_len == 8192 and pass_name == "train_step":
-                    status = "skipped"
-                elif model == "reformer-lsh" and seq_len == 8192 and pass_name == "fwd":
-                    status = "error"
-                quadratic = MODELS[model]["attention"] == "full"
-                peak = 20 + 0.01 * seq_len + (2e-5 * seq_len**2 if quadratic else 0)
-                row = _row("memory", model, seq_len, seq_len=seq_len, status=status,
-                           **{"pass": pass_name})
-                if status == "error":
-                    row["error"] = "RuntimeError: synthetic failure"
-                rows.append(_measure(row, 1.0, peak * (3 if pass_name == "train_step" else 1)))
+        for seq_len in (128, 256):
+            row = _row("memory", model, 0, seq_len=seq_len, n_layers=1, d_model=32,
+                       d_ff=64, num_threads=1, run_id="memory_quick",
+                       timestamp_utc="2024-04-29T12:00:00Z", **{"pass": "train_step"})
+            rows.append(_measure(row, 1.0, 5.0 + seq_len / 100))
     return rows
 
 
 def time_rows() -> list[dict]:
-    """Full attention 2 + 0.01 L ms, SDPA 1 + 0.006 L, LSH-n 12 n ms flat in L."""
+    """Full attention 2 + 0.01 L ms, SDPA 1 + 0.006 L, LSH-n 12 n ms flat in L; the LSH-8
+    points ran on a busy machine (load above the 2 CPUs)."""
     rows = []
     for seq_len in LENGTHS:
         batch = TOKENS_PER_BATCH // seq_len
         for model, cost in (("transformer-full", 2 + 0.01 * seq_len),
                             ("transformer-sdpa", 1 + 0.006 * seq_len)):
             rows.append(_measure(_row("time", model, 0, seq_len=seq_len, batch=batch,
-                                      **{"pass": "fwd_bwd"}), cost, None))
+                                      load_avg_1m=1.5, **{"pass": "fwd_bwd"}), cost, None))
         for n_hashes in (1, 2, 4, 8):
             status = "timeout" if n_hashes == 8 and seq_len == 8192 else "ok"
             rows.append(_measure(_row("time", "reformer-lsh-rev", 0, seq_len=seq_len,
                                       batch=batch, n_hashes=n_hashes, status=status,
+                                      load_avg_1m=5.0 if n_hashes == 8 else 1.5,
                                       **{"pass": "fwd_bwd"}), 12.0 * n_hashes, None))
     return rows
+
+
+def old_time_rows() -> list[dict]:
+    """An older run of the time suite at one thread, on a loaded machine: times twice as
+    long. Drawn only when asked (--runs all), never on the lines of the newest run."""
+    return [dict(_measure({**row, "status": "ok"}, 2 * row.get("t_median_ms", 96.0), None),
+                 run_id="time_old", num_threads=1, load_avg_1m=6.0,
+                 timestamp_utc="2024-04-30T12:00:00Z")
+            for row in time_rows()]
 
 
 def ablation_rows() -> list[dict]:
@@ -109,14 +144,21 @@ def ablation_rows() -> list[dict]:
 
 
 def peer_scale_rows() -> list[dict]:
+    """Peers as the harness writes them: every row records an impl_version, ours too."""
     rows = []
+    layer = {"n_layers": 1, "reversible": None, "d_ff": None, "ff_chunks": None}
     for seq_len in (1024, 2048, 4096):
-        ours = _row("peers", "reformer-lsh-rev", 0, seq_len=seq_len, impl="ours")
+        ours = _row("peers", "attn-lsh", 0, seq_len=seq_len, attention="lsh", **layer,
+                    impl="reformer.LSHSelfAttention", impl_version="0.1.0", **{"pass": "fwd_bwd"})
         rows.append(_measure(ours, 10.0, 40.0))
+        sdpa = _row("peers", "attn-sdpa", 0, seq_len=seq_len, attention="sdpa", **layer,
+                    n_hashes=None, bucket_size=None, impl="reformer.ExactSelfAttention",
+                    impl_version="0.1.0", **{"pass": "fwd_bwd"})
+        rows.append(_measure(sdpa, 4.0 * seq_len / 1024, 10.0))
         status = "timeout" if seq_len == 4096 else "ok"
-        peer = _row("peers", "reformer-pytorch", 0, seq_len=seq_len, attention="lsh",
-                    reversible=True, impl="reformer-pytorch", impl_version="1.4.4",
-                    status=status)
+        peer = _row("peers", "peer-reformer-pytorch", 0, seq_len=seq_len, attention="lsh",
+                    **layer, impl="reformer_pytorch.LSHSelfAttention", impl_version="1.4.4",
+                    status=status, **{"pass": "fwd_bwd"})
         rows.append(_measure(peer, 15.0, 80.0))
     for model, limit in (("reformer-lsh-rev", 65536), ("transformer-full", 8192)):
         for seq_len in (4096, 8192, 16384, 32768, 65536, 131072):
@@ -127,17 +169,21 @@ def peer_scale_rows() -> list[dict]:
 
 
 def quality_rows() -> list[dict]:
+    """Table 2 as three seeds (the paper's numbers, then two others a few points off), and
+    byte-LM curves of one seed."""
     rows = []
     paper = {"full": (1.0, 0.948, 0.925, 0.769, 0.525),
              "lsh-4": (0.008, 1.0, 0.999, 0.994, 0.919),
              "lsh-2": (0.008, 1.0, 0.999, 0.981, 0.868),
              "lsh-1": (0.008, 0.999, 0.996, 0.948, 0.779)}
-    for trained, accuracies in paper.items():
-        for evaluated, accuracy in zip(("full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"), accuracies,
-                                       strict=True):
-            rows.append(_measure(_row("quality", "reformer-dup", 0, seq_len=64, task="duplication",
-                                      train_attention=trained, eval_attention=evaluated,
-                                      accuracy=accuracy), 1.0, None))
+    for seed, offset in ((0, 0.0), (1, -0.04), (2, -0.02)):
+        for trained, accuracies in paper.items():
+            for evaluated, accuracy in zip(("full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"),
+                                           accuracies, strict=True):
+                rows.append(_measure(_row(
+                    "quality", "reformer-dup", 0, seq_len=64, task="duplication", seed=seed,
+                    train_attention=trained, eval_attention=evaluated,
+                    accuracy=max(0.0, accuracy + offset)), 1.0, None))
     for model, final in (("reformer-lsh-rev", 2.1), ("transformer-sdpa", 2.0)):
         for step in (100, 200, 300):
             rows.append(_measure(_row("quality", model, 0, seq_len=256, task="byte_lm",
@@ -162,7 +208,10 @@ def history_rows() -> list[dict]:
 
 
 def all_rows() -> list[dict]:
-    return memory_rows() + time_rows() + ablation_rows() + peer_scale_rows() + quality_rows()
+    """Every suite's newest run, plus an older run of two suites that a default report
+    leaves out (a --quick memory run and a one-thread time run under load)."""
+    return (memory_rows() + quick_memory_rows() + time_rows() + old_time_rows()
+            + ablation_rows() + peer_scale_rows() + quality_rows())
 
 
 def write_results(folder: Path, rows: list[dict], history: list[dict] | None = None,

@@ -75,7 +75,7 @@ def test_analytic_table_sets_estimate_beside_measured_peak():
            "n_hashes": None, "bucket_size": None, "dtype": "float32", "peak_mb": 8.0,
            "saved_mb": 2.0}
     (line,) = analytic_table(pd.DataFrame([row])).to_dict("records")
-    # 1_048_576 floats * 4 bytes = 4 MB analytic
+    # 1_048_576 floats * 4 bytes = 4 MiB analytic
     assert line["Table 3 row"] == "Chunked Reversible Transformer"
-    assert (line["analytic (MB)"], line["peak / analytic"], line["saved / analytic"]) == (
+    assert (line["analytic (MiB)"], line["peak / analytic"], line["saved / analytic"]) == (
         "4", "2", "0.500")

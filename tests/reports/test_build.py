@@ -65,13 +65,14 @@ def test_full_report_text(full_report):
     for fact in ("| device", "| accelerator", "| driver", "| torch", "| CPU", "results git sha",
                  "results dated", "0123456789"):
         assert fact in markdown
-    assert "| all        | 134      | 123  | 6     | 2         | 1       | 2         |" in markdown
+    assert ("| all        | 217      | 203  | 7     | 2         | 1       | 4         | 5"
+            in markdown)
     assert "RuntimeError: synthetic failure" in markdown
     assert "python -m suites.run memory --device cpu --out" in markdown
     assert "No results for suites" not in markdown and "omitted" not in markdown
     # failures are spelt out where a number would be, and the crossovers are tabulated
-    assert "| transformer-full | train_step | 91.1  | 154    | 373    | OOM    | skipped |" in (
-        markdown)
+    assert ("| transformer-full | 2          | train_step | 91.1  | 154    | 373    | OOM     "
+            "| skipped |") in markdown
     assert "| pass=fwd_bwd | LSH-1        | transformer-full | 998" in markdown
     # published numbers are labelled with source and hardware, as published
     assert "Source: FlashAttention paper (Dao et al., NeurIPS 2022). Hardware: NVIDIA A100" in (
@@ -154,3 +155,79 @@ def test_minimal_rows_unknown_status_and_unusable_history(tmp_path, caplog):
     assert "history.jsonl has rows but none with a figure name" in markdown
     assert "has an ok point of our LSH attention" in markdown
     assert "counted as error" in caplog.text
+
+
+# -- every section, drawn from the runs chosen on purpose ----------------------------------
+
+SECTION_TITLES = ("## Peak memory against length", "## Time against length",
+                  "## Hash rounds", "## Chunk size", "## Reversibility and depth",
+                  "## Peer implementations", "## Scale:", "## Quality:",
+                  "## CI performance history", "## Table 3 memory model")
+
+
+def _svg_texts(path: Path) -> list[str]:
+    texts = re.findall(r"<text[^>]*>(.*?)</text>", path.read_text(), flags=re.S)
+    return [re.sub(r"<[^>]+>", "", text).strip() for text in texts]
+
+
+def test_every_section_is_present_and_no_panel_says_nan(full_report):
+    markdown = (full_report / "report.md").read_text()
+    for title in SECTION_TITLES:
+        assert title in markdown, title
+    assert "omitted" not in markdown and "no point has an ok point" not in markdown
+    for svg in (full_report / "figures").glob("*.svg"):
+        texts = _svg_texts(svg)
+        assert not [t for t in texts if re.search(r"\bnan\b", t, re.I)], (svg.name, texts)
+        assert not [t for t in texts if "(MB)" in t], svg.name  # the data are MiB
+    # every figure carries a title of its own (not only the report's caption)
+    assert "Peak memory of one step against sequence length" in _svg_texts(
+        full_report / "figures" / "memory_peak.svg")
+    assert all(len(_svg_texts(svg)) > 3 for svg in (full_report / "figures").glob("*.svg"))
+
+
+def test_peers_are_normalised_to_our_rows_although_ours_record_a_version(full_report):
+    markdown = (full_report / "report.md").read_text()
+    section = markdown.split("## Peer implementations")[1].split("\n## ")[0]
+    assert "peer-reformer-pytorch" in section and "attn-sdpa" in section
+    assert "| peer-reformer-pytorch | reformer_pytorch.LSHSelfAttention | 1.4.4" in section
+    assert "| 1.50          | 2               |" in section  # 15 ms / 10 ms, 80 / 40 MiB
+
+
+def test_default_report_draws_the_newest_complete_run_of_each_suite(full_report):
+    markdown = (full_report / "report.md").read_text()
+    runs = markdown.split("*Environment, from the result rows.*")[1].split("*Runs drawn")[0]
+    drawn = re.findall(r"^\| (\w+) +\| (\w+) +\|", runs, flags=re.M)[1:]
+    assert sorted(drawn) == sorted((s, f"{s}_synthetic") for s in (
+        "chunks", "hashes", "memory", "peers", "quality", "reversible", "scale", "time"))
+    assert "time_old" not in markdown and "memory_quick" not in markdown
+    assert "rows of other runs are not drawn" in markdown
+    # the LSH-8 points of the drawn time run were measured under load: marked, with a note
+    assert "| reformer-lsh-rev | 8          | 96 *" in markdown
+    assert "| time       | 30       | 29   | 0     | 1         | 0       | 0         | 5" in (
+        markdown)
+
+
+def test_all_runs_on_request_without_mixing_them_on_one_line(tmp_path):
+    results = write_results(tmp_path / "results", all_rows())
+    (report,) = build_reports(str(results), str(tmp_path / "all"), dpi=DPI, runs="all")
+    markdown = (report / "report.md").read_text()
+    assert "time_old" in markdown and "memory_quick" in markdown
+    titles = _svg_texts(report / "figures" / "memory_peak.svg")
+    # the --quick rows (1 layer, d_model 32) are a panel of their own, not a jump in a line
+    assert any("d_model=32" in t for t in titles) and any("d_model=64" in t for t in titles)
+    assert any("num_threads=1" in t for t in _svg_texts(report / "figures" /
+                                                         "time_vs_length.svg"))
+    (one,) = build_reports(str(results), str(tmp_path / "one"), dpi=DPI,
+                           run_ids=["time_old"])
+    only = (one / "report.md").read_text()
+    assert "time_old" in only and "memory_synthetic" not in only
+    with pytest.raises(SystemExit, match="no such run"):
+        build_reports(str(results), str(tmp_path / "x"), run_ids=["nope"])
+
+
+def test_seeds_are_stated_next_to_every_matrix(full_report):
+    markdown = (full_report / "report.md").read_text()
+    assert "*Ours: accuracy (%), 3 seeds per cell (mean ± standard deviation).*" in markdown
+    assert "| LSH-4     | 0.3 ± 0.5  | 98.0 ± 2.0 |" in markdown
+    assert "| Full      | 98.0 ± 2.0 | 92.8 ± 2.0 |" in markdown
+    assert "3 seeds" in " ".join(_svg_texts(full_report / "figures" / "quality_table2.svg"))

@@ -206,7 +206,7 @@ def test_cli_runs_a_suite_and_prints_a_summary(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run_module, "get_suite", lambda name: suite)
     assert main(["tiny", "--out", str(tmp_path), "--no-progress", "--max-memory-gb", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| model" in out and "1 ok" in out and "1 GiB per point" in out
+    assert "every measured number:" in out and "1 ok" in out and "1 GiB per point" in out
     assert RunFile.open(tmp_path, "tiny", "cpu").ok_keys()
 
 

@@ -92,3 +92,24 @@ def test_run_cli_data_flag_reaches_the_byte_lm_points(text_folder, tmp_path, cap
     assert main(["quality", "--quick", "--list", "--data", str(text_folder)]) == 0
     listed = capsys.readouterr().out
     assert str(text_folder) in listed and "python-stdlib" not in listed
+
+
+def test_seeds_train_every_model_again_and_keep_seed_zero_points():
+    one = grid(GridContext(device="cpu", mode="quick"))
+    three = grid(GridContext(device="cpu", mode="quick", seeds=3))
+    assert len(three) == 3 * len(one)
+    assert [p.params for p in three[:len(one)]] == [p.params for p in one]
+    assert {p.params["seed"] for p in three} == {0, 1, 2}
+    assert len({p.key("quality", "cpu-x") for p in three}) == len(three)
+    assert len({p.options["run"]["config"]["seed"] for p in three}) == 3
+
+
+def test_summary_gives_mean_and_spread_over_seeds():
+    rows = [{"status": "ok", "task": "duplication", "step": 2, "steps": 2, "seq_len": 16,
+             "seed": seed, "train_attention": "lsh-4", "eval_attention": "lsh-4",
+             "accuracy": accuracy} for seed, accuracy in ((0, 0.76), (1, 0.999), (2, 0.99))]
+    assert duplication_matrix(rows)[("lsh-4", "lsh-4")] == pytest.approx(91.6333, abs=1e-3)
+    text = "\n".join(summary_lines(rows))
+    assert "mean ± standard deviation over 3 seeds" in text
+    assert "| lsh-4 | - [0.8] | - [100] | 91.6 ± 13.5 [99.9] |" in text
+    assert "1 seed" in "\n".join(summary_lines(rows[:1]))

@@ -1,0 +1,133 @@
+"""Which runs a report draws: by default, the newest complete run of each suite.
+
+A *run* is the rows of one results file (``run_id``) taken with one thread count and one
+OMP_WAIT_POLICY: a resumed file can hold rows of several (``--threads`` is part of a point,
+so it never resumes another count's points), and their times must not share a line.
+
+- ``latest`` (the default): per suite, the newest complete run. A run is complete when it
+  has a row for every point of its grid (rows record ``grid_points``); a run from before
+  rows recorded that counts as complete when it has as many points as the largest such run
+  of its suite. Where a suite has no complete run, its newest run is drawn and said to be
+  incomplete.
+- ``all``: every run (the newest row of each point, whichever run measured it).
+- run ids: exactly those runs.
+
+:func:`runs_table` lists the runs a report drew; the report prints it beside the
+environment, so a reader knows exactly which measurements each figure holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from suites.busy import row_is_busy
+
+RUN_CHOICES = ("latest", "all")
+DEFAULT_POLICY = "default"  # OMP_WAIT_POLICY unset: OpenMP's own (threads spin, then sleep)
+
+
+def label_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with ``run`` (run id, threads, wait policy) and ``busy`` columns added.
+
+    A failed point's row may lack ``num_threads`` (its child never reported it); it takes
+    the count most rows of its file recorded.
+    """
+    if rows.empty:
+        return rows.assign(run=pd.Series(dtype=object), busy=pd.Series(dtype=bool))
+    run_id = rows["run_id"].astype(object).fillna(rows.get("source", "unknown")).astype(str)
+    threads = rows["num_threads"].copy()
+    typical = rows.groupby(run_id)["num_threads"].agg(
+        lambda s: s.mode().iloc[0] if s.notna().any() else float("nan"))
+    threads = threads.fillna(run_id.map(typical))
+    policy = (rows["omp_wait_policy"].astype(object) if "omp_wait_policy" in rows
+              else pd.Series(None, index=rows.index, dtype=object)).fillna(DEFAULT_POLICY)
+    policy = policy.astype(str)
+    label = [f"{r} · {_threads(t)} · OMP_WAIT_POLICY={p}"
+             for r, t, p in zip(run_id, threads, policy, strict=True)]
+    busy = [row_is_busy(row) for row in rows[_load_columns(rows)].to_dict("records")]
+    return rows.assign(run=label, run_threads=threads, run_policy=policy, busy=busy)
+
+
+def _load_columns(rows: pd.DataFrame) -> list[str]:
+    return [c for c in ("load_avg_1m", "n_cpus") if c in rows]
+
+
+def _threads(value: object) -> str:
+    return "threads ?" if pd.isna(value) else f"{int(value)} threads"
+
+
+def summarise_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per (suite, run): points, newest timestamp, whether it is complete."""
+    if rows.empty:
+        return pd.DataFrame(columns=["suite", "run", "points", "newest", "complete"])
+    key = rows.get("point_key", pd.Series(None, index=rows.index, dtype=object))
+    point = key.astype(object).where(key.notna(), rows.index.to_series().astype(str))
+    grid = rows["grid_points"] if "grid_points" in rows else pd.Series(float("nan"),
+                                                                        index=rows.index)
+    keyed = rows.assign(_point=point)
+    keyed = keyed.assign(_grid=pd.to_numeric(grid, errors="coerce"))
+    table = keyed.groupby(["suite", "run"], sort=False).agg(
+        points=("_point", "nunique"), newest=("timestamp", "max"), grid=("_grid", "max"),
+        ok=("status", lambda s: int((s == "ok").sum())), busy=("busy", "sum"),
+        threads=("run_threads", "first"), policy=("run_policy", "first"),
+        oldest=("timestamp", "min"), git_sha=("git_sha", _shas),
+    ).reset_index()
+    legacy_best = table[table["grid"].isna()].groupby("suite")["points"].max()
+    table["complete"] = [
+        points >= grid if pd.notna(grid) else points >= legacy_best.get(suite, 0)
+        for suite, points, grid in zip(table["suite"], table["points"], table["grid"],
+                                       strict=True)]
+    return table
+
+
+def _shas(values: pd.Series) -> str:
+    shas = sorted({str(v)[:7] for v in values.dropna()})
+    return ", ".join(shas) if shas else "?"
+
+
+def select_runs(rows: pd.DataFrame, runs: str = "latest", run_ids: Sequence[str] = ()
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows of the runs drawn, the table of those runs). See the module docstring."""
+    if runs not in RUN_CHOICES:
+        raise ValueError(f"runs={runs!r} is unknown; allowed: {RUN_CHOICES} (or run ids)")
+    rows = label_runs(rows)
+    table = summarise_runs(rows)
+    if run_ids:
+        chosen = table[table["run"].str.split(" · ").str[0].isin(run_ids)]
+    elif runs == "all":
+        chosen = table
+    else:
+        chosen = pd.concat([_newest(part) for _, part in table.groupby("suite", sort=False)]
+                           ) if not table.empty else table
+    keys = set(zip(chosen["suite"], chosen["run"], strict=True))
+    drawn = rows[[(s, r) in keys for s, r in zip(rows["suite"], rows["run"], strict=True)]]
+    return drawn, chosen.reset_index(drop=True)
+
+
+def _newest(runs: pd.DataFrame) -> pd.DataFrame:
+    complete = runs[runs["complete"]]
+    pool = complete if not complete.empty else runs
+    return pool.sort_values("newest", na_position="first").tail(1)
+
+
+def runs_table(chosen: pd.DataFrame) -> pd.DataFrame:
+    """The runs drawn, as text: run id, threads, wait policy, points, load, dates, code."""
+    def dated(row: pd.Series) -> str:
+        if pd.isna(row["oldest"]):
+            return "?"
+        return f"{row['oldest']:%Y-%m-%d %H:%M} to {row['newest']:%H:%M} UTC"
+
+    return pd.DataFrame({
+        "suite": chosen["suite"],
+        "run": chosen["run"].str.split(" · ").str[0],
+        "threads": chosen["threads"].map(lambda t: "?" if pd.isna(t) else str(int(t))),
+        "OMP_WAIT_POLICY": chosen["policy"],
+        "points (ok)": [f"{p} ({o})" for p, o in zip(chosen["points"], chosen["ok"],
+                                                      strict=True)],
+        "complete": chosen["complete"].map({True: "yes", False: "no"}),
+        "under load": chosen["busy"].astype(int).astype(str),
+        "dated": chosen.apply(dated, axis=1),
+        "git sha": chosen["git_sha"],
+    })

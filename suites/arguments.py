@@ -1,0 +1,70 @@
+"""Value checks for the command line, as argparse ``type=`` functions, in one place.
+
+A nonsense value (``--timeout 0``, ``--threads -1``, an ``--out`` that is a file) is refused
+while the arguments are parsed: argparse prints ``argument --FLAG: <message>`` and exits
+with status 2, before any point runs. A new numeric flag picks one of these, or adds one
+here beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (thread counts, seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (seconds, GiB)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}")
+    return value
+
+
+def output_folder(text: str) -> Path:
+    """A folder this process can write into, or one it can create (nothing is created here).
+
+    Refused: an existing regular file (or anything else that is not a folder), a folder that
+    cannot be written, and a missing folder whose nearest existing parent cannot be written.
+    """
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} exists and is not a folder; give a folder (it is created if missing)")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be created: {str(existing)!r} is "
+                                         "not a folder")
+    if not _writable(existing):
+        where = "" if existing == path else f" (its parent {str(existing)!r} is not writable)"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a writable folder{where}; give a folder you can write to")
+    return path
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried, not guessed from mode bits)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
