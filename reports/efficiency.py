@@ -46,6 +46,7 @@ def build_efficiency(ctx: ReportContext) -> list[Block] | None:
                   "are credited with what torch.utils.flop_counter counts in their code. "
                   f"Peaks: {_peaks(rows)}."),
         ctx.save(draw_panels([panels], ctx.palette), "efficiency_vs_length",
+                 "Efficiency: achieved FLOP/s as a fraction of the hardware's peak",
                  "MFU against length (log-log), beside the time figure.",
                  ctx.commands(*ordered(rows["suite"], SUITES))),
     ]
