@@ -32,7 +32,20 @@ def parse_length(text: str) -> int:
 
 def parse_lengths(text: str) -> list[int]:
     """A comma-separated list of lengths (see :func:`parse_length`)."""
-    return [parse_length(part) for part in text.split(",") if part.strip()]
+    lengths = [parse_length(part) for part in text.split(",") if part.strip()]
+    if not lengths:
+        raise ValueError(f"--lengths {text!r}: give at least one length, {_FORM}")
+    return lengths
+
+
+def lengths_argument(text: str) -> list[int]:
+    """argparse ``type=`` for --lengths: its own message instead of argparse's generic one."""
+    import argparse
+
+    try:
+        return parse_lengths(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def select_lengths(points: list[Point], lengths: list[int] | None) -> list[Point]:

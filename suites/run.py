@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from suites.env import environment, hardware_name
+from suites.lengths import lengths_argument, select_lengths
 from suites.measure import cap_mechanism, run_point
+from suites.progress import heartbeat
 from suites.registry import GridContext, Point, Suite, get_suite, load_suites
 from suites.store import EXTRA_FIELDS, ROW_FIELDS, SCHEMA_VERSION, RunFile, utc_now
 
@@ -45,13 +47,16 @@ def default_max_memory_gb(device: str) -> float | None:
 def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
               fresh: bool = False, max_memory_gb: float | None = None,
               timeout_s: float | None = None, threads: int | None = None,
-              progress: bool = True, log: Any = sys.stderr) -> RunFile:
+              progress: bool = True, log: Any = sys.stderr,
+              lengths: list[int] | None = None) -> RunFile:
     """Measure every point of ``suite`` not already ok in the run file; returns that file.
 
     ``threads`` sets torch's thread count in every point (it is part of the point, so
     results with different counts never resume each other); None keeps torch's default.
+    ``lengths`` keeps only the grid's points of those lengths.
     """
-    points = sorted(suite.grid(ctx), key=lambda point: point.seq_len)  # stable
+    points = sorted(select_lengths(suite.grid(ctx), lengths),
+                    key=lambda point: point.seq_len)  # stable
     if threads is not None:
         for point in points:
             point.params["num_threads"] = threads
@@ -73,10 +78,10 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
             if key in done:
                 bar.update(1)
                 continue
-            bar.set_postfix_str(_describe(point), refresh=True)
             try:
-                result = _measure(point, stopped.get(point.family()), max_memory_gb,
-                                  timeout_s)
+                with heartbeat(bar, _describe(point), point.options):
+                    result = _measure(point, stopped.get(point.family()), max_memory_gb,
+                                      timeout_s)
             except KeyboardInterrupt:
                 result = {"status": "error", "error": "interrupted (KeyboardInterrupt)"}
                 run_file.append(_row(suite.name, run_file.run_id, env, point, key, result,
@@ -188,6 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="quality suite: a file or folder to train the byte LM on "
                              "(default: the running Python's standard library sources)")
+    parser.add_argument("--lengths", type=lengths_argument, default=None,
+                        metavar="N[,N...]",
+                        help="run only the grid's points of these sequence lengths "
+                             "(1048576, 2^20 or 1M)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per point (default: torch's, i.e. all cores)")
     parser.add_argument("--fresh", action="store_true",
@@ -224,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n, s in available.items() if s.in_all] if args.suite == "all" else [
             get_suite(args.suite).name]
         _check_data(args.data, names)
+        for name in names:
+            select_lengths(available[name].grid(ctx), args.lengths)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     if args.list:
@@ -240,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_file = run_sweep(suite, ctx, out_dir=args.out, fresh=args.fresh,
                                  max_memory_gb=cap, timeout_s=args.timeout,
-                                 threads=args.threads, progress=not args.no_progress)
+                                 threads=args.threads, progress=not args.no_progress,
+                                 lengths=args.lengths)
         except KeyboardInterrupt:
             print(f"\ninterrupted: rows so far are in {args.out}/; run the same command "
                   "again to resume", file=sys.stderr)
