@@ -166,7 +166,7 @@ class ReversibleFunction(torch.autograd.Function):
         # tensors saved with save_for_backward live until the whole backward ends. Backward
         # overwrites them in place unless the caller still holds an output (checked through
         # these weak references), who must then see it unchanged.
-        ctx.top = [_pack(x1), _pack(x2)]
+        ctx.top = [_pack(x1.detach()), _pack(x2.detach())]  # detached: no ctx <-> output cycle
         ctx.outputs = (weakref.ref(x1), weakref.ref(x2))
         return x1, x2
 
