@@ -84,6 +84,10 @@ class StorageTracker(TorchDispatchMode):
         self.live_bytes = 0
         self.peak_bytes = 0
         self.peak_entries: list[Entry] = []
+        # Storages of at least one (B, L, d_model) buffer, counted apart from the slices of
+        # fixed size: their peak number says how many activation-sized buffers a step holds.
+        self.buffers_live = 0
+        self.buffers_peak = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -105,6 +109,9 @@ class StorageTracker(TorchDispatchMode):
                                    nbytes)
             self._holders[ptr] = 0
             self.live_bytes += nbytes
+            if nbytes >= self.unit_bytes:
+                self.buffers_live += 1
+                self.buffers_peak = max(self.buffers_peak, self.buffers_live)
             if self.live_bytes > self.peak_bytes:
                 self.peak_bytes = self.live_bytes
                 self.peak_entries = list(self.live.values())
@@ -118,7 +125,9 @@ class StorageTracker(TorchDispatchMode):
         self._holders[ptr] -= 1
         if self._holders[ptr] == 0:
             del self._holders[ptr]
-            self.live_bytes -= self.live.pop(ptr).nbytes
+            nbytes = self.live.pop(ptr).nbytes
+            self.live_bytes -= nbytes
+            self.buffers_live -= nbytes >= self.unit_bytes
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -158,6 +167,7 @@ class Ledger:
     autocast: str | None
     unit_bytes: int  # one (B, L, d_model) float32 buffer
     tracked_peak_bytes: int
+    peak_buffers: int  # most storages of >= one unit alive at once
     measured_peak_bytes: int | None  # VmHWM above the resident set (CPU), max_allocated (CUDA)
     memory_method: str | None
     entries: list[dict[str, Any]]  # at the tracked peak, largest first
@@ -183,7 +193,8 @@ class Ledger:
                  + (f", autocast {self.autocast}" if self.autocast else ""),
                  f"unit: one (B, L, d_model) float32 buffer = {self.unit_bytes / MIB:.1f} MiB",
                  f"tracked peak {self.tracked_peak_bytes / MIB:.1f} MiB = "
-                 f"{self.tracked_peak_bytes / self.unit_bytes:.2f} buffers"
+                 f"{self.tracked_peak_bytes / self.unit_bytes:.2f} buffers (at most "
+                 f"{self.peak_buffers} storages of >= 1 buffer alive at once)"
                  + ("" if self.measured_peak_bytes is None else
                     f"; measured peak {self.measured_peak_bytes / MIB:.1f} MiB "
                     f"({self.memory_method})"), "",
@@ -209,14 +220,16 @@ def track(fn: Callable[[], Any], unit_bytes: int) -> tuple[StorageTracker, Any]:
 
 def scale_params(seq_len: int, *, n_layers: int = 2, batch: int = 1, d_model: int = 256,
                  n_heads: int = 4, d_ff: int = 1024, ff_chunks: int = 64,
-                 device: str = "cpu", autocast: str | None = None) -> dict[str, Any]:
-    """The point params of the scale suite's long-context model at one length."""
+                 device: str = "cpu", autocast: str | None = None,
+                 **size: Any) -> dict[str, Any]:
+    """The point params of the scale suite's long-context model at one length (``size``:
+    further model fields, e.g. vocab_size, bucket_size)."""
     from suites.grids.scale import long_context_point
     from suites.registry import GridContext
 
     point = long_context_point(GridContext(device=device), seq_len, n_layers=n_layers,
                                batch=batch, d_model=d_model, n_heads=n_heads, d_ff=d_ff,
-                               ff_chunks=ff_chunks, autocast=autocast)
+                               ff_chunks=ff_chunks, autocast=autocast, **size)
     return point.params
 
 
@@ -244,6 +257,7 @@ def ledger_step(params: dict[str, Any], *, measure: bool = True) -> Ledger:
                   d_model=int(params["d_model"]), n_layers=int(params["n_layers"]),
                   dtype=params.get("dtype", "float32"), autocast=params.get("autocast"),
                   unit_bytes=unit, tracked_peak_bytes=tracker.peak_bytes,
+                  peak_buffers=tracker.buffers_peak,
                   measured_peak_bytes=measured, memory_method=method, entries=entries,
                   params=params)
 
