@@ -1,6 +1,6 @@
 """LSH self-attention (Reformer sec. 2): the functional API and the module.
 
-Semantics (DESIGN.md, "LSH attention: what correct means"):
+What correct means here:
 
 - Shared QK. Queries are the projected vectors q; keys are the same vectors normalised to
   unit length, k̂ = q / ||q||. Logits are ``q · k̂ / sqrt(d_head)`` (HF transformers' scale).
@@ -41,6 +41,7 @@ from reformer.hashing import (
     total_buckets,
 )
 from reformer.lsh_core import Layout, LSHAttentionFunction
+from reformer.seeds import layer_seed
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -139,11 +140,6 @@ def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
         if tuple(padding_mask.shape) != (qk.shape[0], qk.shape[2]):
             raise ValueError(f"padding_mask shape {tuple(padding_mask.shape)} must be "
                              f"(B, L) = {(qk.shape[0], qk.shape[2])}")
-
-
-def layer_seed(seed: int, layer_idx: int) -> int:
-    """Seed of a layer's own generator: distinct per layer, fixed by config.seed."""
-    return (seed * 1_000_003 + layer_idx * 7919 + 12345) % (2**63)
 
 
 class LSHSelfAttention(nn.Module):

@@ -22,10 +22,12 @@ from torch import nn
 
 from reformer.attention import build_attention
 from reformer.config import ReformerConfig
+from reformer.dropout import ReplayableDropout
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
 from reformer.loss import check_loss_tokens, next_token_loss
-from reformer.reversible import ReplayableDropout, derived_seed, reversible_stack
+from reformer.reversible import reversible_stack
+from reformer.seeds import derived_seed
 
 _INIT_STD = 0.02
 

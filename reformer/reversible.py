@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -39,7 +38,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from reformer.feedforward import AutocastState, non_leaf_view
+from reformer.recompute import AutocastState, non_leaf_view
 
 _PLAIN_AUTOGRAD = contextvars.ContextVar("reformer_plain_autograd", default=False)
 
@@ -53,53 +52,6 @@ def plain_autograd() -> Iterator[None]:
         yield
     finally:
         _PLAIN_AUTOGRAD.reset(token)
-
-
-def derived_seed(*parts: object) -> int:
-    """A stable 63-bit seed from a tuple of names and numbers (not Python's salted hash)."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-class ReplayableDropout(nn.Module):
-    """Dropout whose masks come from the module's own generators, one per device.
-
-    x (any shape) -> x · mask / (1 - p), mask ~ Bernoulli(1 - p) drawn by
-    ``torch.rand(..., generator=g)``. Identity in eval mode or with p = 0 (no draw). The
-    generator state can be read and restored (``get_state`` / ``set_state``) so a
-    recomputation draws the same mask.
-    """
-
-    def __init__(self, p: float, seed: int) -> None:
-        super().__init__()
-        self.p = p
-        self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        noise = torch.rand(x.shape, generator=self._generator(x.device), device=x.device,
-                           dtype=x.dtype)
-        return x * (noise >= self.p) / (1.0 - self.p)
-
-    def get_state(self) -> dict[torch.device, torch.Tensor]:
-        return {device: gen.get_state() for device, gen in self._generators.items()}
-
-    def set_state(self, state: dict[torch.device, torch.Tensor]) -> None:
-        # A generator first created after the state was taken must start afresh on replay.
-        for device in list(self._generators):
-            if device not in state:
-                del self._generators[device]
-        for device, gen_state in state.items():
-            self._generator(device).set_state(gen_state)
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[device]
 
 
 class ReversibleBlock(Protocol):

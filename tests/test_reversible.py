@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from reformer.config import ReformerConfig
+from reformer.dropout import ReplayableDropout
 from reformer.model import ReformerLM
-from reformer.reversible import ReplayableDropout, plain_autograd, reversible_stack
+from reformer.reversible import plain_autograd, reversible_stack
 
 
 def _config(**changes) -> ReformerConfig:
