@@ -26,7 +26,7 @@ DEFAULT_OUT = Path("results")
 # Points that mean "longer will not fit either": later lengths of the family are skipped.
 STOPPING_STATUSES = ("oom", "timeout")
 SUMMARY_COLUMNS = ("model", "impl", "pass", "seq_len", "batch", "n_layers", "reversible",
-                   "ff_chunks", "n_hashes", "bucket_size", "status", "t_median_ms",
+                   "ff_chunks", "autocast", "n_hashes", "bucket_size", "status", "t_median_ms",
                    "peak_mb", "saved_mb", "tokens_per_s", "tflops_per_s")
 ALWAYS_SHOWN = ("model", "seq_len", "status", "t_median_ms", "peak_mb")
 
