@@ -162,10 +162,23 @@ class LSHSelfAttention(nn.Module):
         self.generator = torch.Generator().manual_seed(layer_seed(config.seed, layer_idx))
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(*self.project(x), padding_mask)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, d_model) -> shared qk and v, each (B, H, L, d_head) (views of (B, L, H,
+        d_head) memory, which the attention reads in place)."""
         batch, seq_len, _ = x.shape
         cfg = self.config
         qk = self.to_qk(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
         v = self.to_v(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
+        return qk, v
+
+    def attend(self, qk: torch.Tensor, v: torch.Tensor,
+               padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """LSH attention of projected qk, v (B, H, L, d_head) and the output projection:
+        (B, L, d_model). Draws this call's rotations from the layer's generator."""
+        batch, _, seq_len, _ = qk.shape
+        cfg = self.config
         factors = resolve_n_buckets(cfg.n_buckets, seq_len, cfg.bucket_size)
         rotations = draw_rotations(self.generator, n_heads=cfg.n_heads, d_head=cfg.d_head,
                                    n_hashes=cfg.n_hashes, factors=factors)
