@@ -262,6 +262,18 @@ def ledger_step(params: dict[str, Any], *, measure: bool = True) -> Ledger:
                   params=params)
 
 
+def ledger_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A harness runner (suites.measure.run_point): the ledger of one step in a fresh child
+    process, after an untracked step on ``options["warm_up"]`` params if given (which
+    brings in the code pages and thread stacks a process's first step adds)."""
+    if options.get("warm_up"):
+        ledger_step(options["warm_up"], measure=False)
+    ledger = ledger_step(params)
+    return {"tracked_peak_bytes": ledger.tracked_peak_bytes, "peak_buffers": ledger.peak_buffers,
+            "measured_peak_bytes": ledger.measured_peak_bytes,
+            "memory_method": ledger.memory_method}
+
+
 def write(ledger: Ledger, out_dir: Path) -> Path:
     """Write the ledger as JSON under ``out_dir`` (never overwriting one)."""
     out_dir.mkdir(parents=True, exist_ok=True)
