@@ -123,9 +123,8 @@ class HFLSHAttention(nn.Module):
 
 
 def _product(num_buckets: int | list[int] | None) -> int | None:
+    from reformer.hashing import total_buckets
+
     if num_buckets is None or isinstance(num_buckets, int):
         return num_buckets
-    total = 1
-    for factor in num_buckets:
-        total *= factor
-    return total
+    return total_buckets(tuple(num_buckets))

@@ -1,8 +1,8 @@
 """Model configuration shared by ReformerLM, TransformerLM and every suite.
 
-Every ablation switch is one field, so a sweep changes fields, not classes
-(see DESIGN.md, "Public API"). Validation happens in ``__post_init__`` and names the
-field and the values it allows.
+Every ablation switch is one field, so a sweep changes fields, not classes: a model is
+``ReformerLM(ReformerConfig(...))`` or ``ReformerLM(PRESETS[name].replace(...))``.
+Validation happens in ``__post_init__`` and names the field and the values it allows.
 """
 
 from __future__ import annotations
@@ -95,6 +95,6 @@ PRESETS: dict[str, ReformerConfig] = {
     # Tiny flavour for tests and CI smoke runs.
     "debug": ReformerConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, n_hashes=2,
                             bucket_size=8, max_seq_len=4096),
-    # The model the suites measure by default (DESIGN.md public API example).
+    # The model the suites measure by default.
     "default": ReformerConfig(),
 }

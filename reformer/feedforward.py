@@ -11,7 +11,6 @@ rather than O(B·L·d_ff) and the transient peak is one chunk's O(B·L·d_ff / n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +18,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from reformer.config import ReformerConfig
+from reformer.recompute import AutocastState, non_leaf_view
 
 
 class FeedForward(nn.Module):
@@ -108,28 +108,3 @@ class ChunkedApply(torch.autograd.Function):
         trainable_grads = iter(param_grads)
         all_param_grads = [next(trainable_grads) if flag else None for flag in param_flags]
         return (grad_x, None, None, *all_param_grads)
-
-
-def non_leaf_view(tensor: torch.Tensor) -> torch.Tensor:
-    """A free view of a leaf that requires grad, so the tensor handed to modules is not a
-    leaf: module hooks that watch inputs (torch's ModuleTracker, used by FlopCounterMode)
-    fail on leaves inside ``torch.autograd.grad``."""
-    return tensor.view_as(tensor) if tensor.requires_grad else tensor
-
-
-@dataclass(frozen=True)
-class AutocastState:
-    """Autocast as it was during a forward, so a recomputation in backward (which runs
-    outside the caller's ``torch.autocast`` block) computes in the same precision."""
-
-    device_type: str
-    enabled: bool
-    dtype: torch.dtype
-
-    @classmethod
-    def current(cls, device_type: str) -> AutocastState:
-        return cls(device_type, torch.is_autocast_enabled(device_type),
-                   torch.get_autocast_dtype(device_type))
-
-    def restore(self) -> torch.autocast:
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)

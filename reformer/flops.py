@@ -19,9 +19,12 @@ operands both need gradients, i.e. everything except LSH hashing (piecewise cons
 gradient). These are *model* FLOPs: the same for every implementation of one model, so
 reversibility and FF chunking do not change them. ``recompute=True`` (with backward)
 also counts the work the Reformer machinery repeats in backward: one more forward of every
-layer when reversible, one more feed-forward forward per layer when ff_chunks > 1, and one
+layer when reversible, one more feed-forward forward per layer when ff_chunks > 1, one
 more QK^T per LSH round in the LSH kernel's backward (it recomputes logits instead of
-storing them). Fused SDPA kernels may recompute internally; that is not counted.
+storing them), and for LSH layers the qk projection once more (LayerNorm and the qk, v
+projections run under activation checkpointing so the normalised input is not held; the
+recomputation stops as soon as it has rebuilt that input, after the qk projection). Fused
+SDPA kernels may recompute internally; that is not counted.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def flops_breakdown(
             extra += forward["feedforward"]
         if lsh:
             extra += forward["attention"] // 2  # the kernel's backward recomputes QK^T
+            extra += layers * 2 * tokens * d * d  # the checkpoint reruns the qk projection
         total["recompute"] = extra
     return total
 

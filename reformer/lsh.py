@@ -1,6 +1,6 @@
 """LSH self-attention (Reformer sec. 2): the functional API and the module.
 
-Semantics (DESIGN.md, "LSH attention: what correct means"):
+What correct means here:
 
 - Shared QK. Queries are the projected vectors q; keys are the same vectors normalised to
   unit length, k̂ = q / ||q||. Logits are ``q · k̂ / sqrt(d_head)`` (HF transformers' scale).
@@ -42,6 +42,7 @@ from reformer.hashing import (
     total_buckets,
 )
 from reformer.lsh_core import Layout, LSHAttentionFunction
+from reformer.seeds import layer_seed
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -151,11 +152,6 @@ def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
                              f"(B, L) = {(qk.shape[0], qk.shape[2])}")
 
 
-def layer_seed(seed: int, layer_idx: int) -> int:
-    """Seed of a layer's own generator: distinct per layer, fixed by config.seed."""
-    return (seed * 1_000_003 + layer_idx * 7919 + 12345) % (2**63)
-
-
 class LSHSelfAttention(nn.Module):
     """Multi-head LSH self-attention with shared QK (Reformer sec. 2).
 
@@ -176,10 +172,23 @@ class LSHSelfAttention(nn.Module):
         self.generator = torch.Generator().manual_seed(layer_seed(config.seed, layer_idx))
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(*self.project(x), padding_mask)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, d_model) -> shared qk and v, each (B, H, L, d_head) (views of (B, L, H,
+        d_head) memory, which the attention reads in place)."""
         batch, seq_len, _ = x.shape
         cfg = self.config
         qk = self.to_qk(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
         v = self.to_v(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
+        return qk, v
+
+    def attend(self, qk: torch.Tensor, v: torch.Tensor,
+               padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """LSH attention of projected qk, v (B, H, L, d_head) and the output projection:
+        (B, L, d_model). Draws this call's rotations from the layer's generator."""
+        batch, _, seq_len, _ = qk.shape
+        cfg = self.config
         factors = resolve_n_buckets(cfg.n_buckets, seq_len, cfg.bucket_size)
         rotations = draw_rotations(self.generator, n_heads=cfg.n_heads, d_head=cfg.d_head,
                                    n_hashes=cfg.n_hashes, factors=factors)

@@ -110,37 +110,61 @@ class Rows:
     """Row access to (B, H, Lp, ...) tensors for one (batch, head) group, by position.
 
     Flattens (B, H, Lp) into one row index so gathers and scatters are index_select and
-    index_add on a 2-D view, which are much faster than 4-D gather/scatter on CPU.
+    index_add on a 2-D view, which are much faster than 4-D gather/scatter on CPU. The
+    tensors may have any strides whose (B, H, Lp) steps are whole rows (the (B, Lp, H, D)
+    memory of a projection's output seen as (B, H, Lp, D), say), so nothing is copied
+    into (B, H, Lp, D) order first.
     """
 
     def __init__(self, layout: Layout, group: tuple[int, int, int, int],
                  device: torch.device) -> None:
         b0, b1, h0, h1 = group
-        length = layout.padded_len
-        batches = torch.arange(b0, b1, device=device)[:, None]
-        heads = torch.arange(h0, h1, device=device)
-        self.full_base = ((batches * layout.n_heads + heads) * length).unsqueeze(-1)
-        local = (batches - b0) * (h1 - h0) + (heads - h0)
-        self.group_base = (local * length).unsqueeze(-1)
+        self.group = group
+        self.batches = torch.arange(b0, b1, device=device)[:, None, None]
+        self.heads = torch.arange(h0, h1, device=device)[None, :, None]
 
     def take(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x (B, H, Lp, D) or (B, H, Lp) at positions (b, h, m) -> (b, h, m[, D])."""
-        flat = (positions + self.full_base).reshape(-1)
-        if x.dim() == 3:
-            return x.reshape(-1).index_select(0, flat).view(positions.shape)
-        return x.reshape(-1, x.shape[-1]).index_select(0, flat).view(*positions.shape, -1)
+        table, flat = _row_index(x, self.batches, self.heads, positions)
+        return table.index_select(0, flat).view(*positions.shape, *x.shape[3:])
 
     def add(self, target: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> None:
-        """target (b, h, Lp, D) (the group's own buffer) += values at positions."""
-        flat = (positions + self.group_base).reshape(-1)
-        target.view(-1, target.shape[-1]).index_add_(
-            0, flat, values.reshape(-1, target.shape[-1]).to(target.dtype))
+        """target (b, h, Lp, D), the group's own buffer or its slice of a (B, H, Lp, D)
+        tensor, += values at positions."""
+        table, flat = self._local(target, positions)
+        table.index_add_(0, flat, values.reshape(-1, table.shape[-1]).to(target.dtype))
 
     def put(self, target: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> None:
-        """target (b, h, Lp, D) (the group's own buffer) at positions = values."""
-        flat = (positions + self.group_base).reshape(-1)
-        target.view(-1, target.shape[-1]).index_copy_(
-            0, flat, values.reshape(-1, target.shape[-1]).to(target.dtype))
+        """target (b, h, Lp, D), the group's own buffer, at positions = values."""
+        table, flat = self._local(target, positions)
+        table.index_copy_(0, flat, values.reshape(-1, table.shape[-1]).to(target.dtype))
+
+    def _local(self, target: torch.Tensor, positions: torch.Tensor):
+        b0, _, h0, _ = self.group
+        return _row_index(target, self.batches - b0, self.heads - h0, positions)
+
+
+def rows_addressable(x: torch.Tensor) -> bool:
+    """Whether :class:`Rows` can address x (B, H, Lp[, D]) in place: its last dimension is
+    contiguous and every other step is a whole number of rows."""
+    if x.dim() == 3:
+        return True
+    row = x.shape[-1]
+    return x.stride(-1) == 1 and x.storage_offset() % row == 0 and all(
+        stride % row == 0 for stride in x.stride()[:3])
+
+
+def _row_index(x: torch.Tensor, batches, heads, positions):
+    """(2-D row view of x's memory, flat row index of (batches, heads, positions))."""
+    if x.dim() == 3:
+        x = x.unsqueeze(-1)
+    row = x.shape[-1]
+    step_b, step_h, step_l = (stride // row for stride in x.stride()[:3])
+    extent = sum((size - 1) * stride for size, stride in zip(x.shape[:3], x.stride()[:3],
+                                                             strict=True)) // row + 1
+    table = x.as_strided((extent, row), (row, 1), x.storage_offset())
+    flat = (batches * step_b + heads * step_h + positions * step_l).reshape(-1)
+    return table, flat
 
 
 @dataclass
@@ -283,11 +307,11 @@ class LSHAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qk, v, sort_idx, key_valid, layout: Layout):
-        qk, v = qk.contiguous(), v.contiguous()
+        qk, v = _addressable(qk), _addressable(v)
         chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
         acc = torch.float64 if qk.dtype == torch.float64 else torch.float32
         length, d_value = qk.shape[2], v.shape[-1]
-        out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+        out = _sequence_major(v.shape, v.dtype, v.device)
         lse = torch.empty(qk.shape[:3], dtype=acc, device=v.device)
         for group in layout.groups():
             b0, b1, h0, h1 = group
@@ -322,15 +346,24 @@ class LSHAttentionFunction(torch.autograd.Function):
         layout: Layout = ctx.layout
         chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
         acc = lse.dtype
-        grad_out = grad_out.contiguous()
-        delta = (grad_out.to(acc) * out.to(acc)).sum(-1)  # (B, H, Lp): rowsum(dO · O)
-        grad_qk, grad_v = torch.empty_like(qk), torch.empty_like(v)
+        grad_out = _addressable(grad_out)
+        # Gradients are written straight into their (B, Lp, H, D) memory, which is what the
+        # projections' backward reads, and accumulated there when acc is their dtype; a
+        # group's float32 accumulators are needed only for half-precision inputs.
+        grad_qk = _sequence_major(qk.shape, qk.dtype, qk.device, zero=True)
+        grad_v = _sequence_major(v.shape, v.dtype, v.device, zero=True)
+        direct = qk.dtype == acc
         for group in layout.groups():
             b0, b1, h0, h1 = group
             rows = Rows(layout, group, qk.device)
-            grad_q = torch.zeros_like(qk[b0:b1, h0:h1], dtype=acc)
-            grad_keys = torch.zeros_like(grad_q)
-            grad_values = torch.zeros_like(v[b0:b1, h0:h1], dtype=acc)
+            qk_group = qk[b0:b1, h0:h1]
+            # rowsum(dO · O) (b, h, Lp): one group at a time bounds the product's size.
+            delta = _row_dot(grad_out[b0:b1, h0:h1], out[b0:b1, h0:h1], acc)
+            grad_q = grad_qk[b0:b1, h0:h1] if direct else torch.zeros_like(qk_group, dtype=acc)
+            grad_values = (grad_v[b0:b1, h0:h1] if direct
+                           else torch.zeros_like(v[b0:b1, h0:h1], dtype=acc))
+            grad_keys = torch.zeros_like(qk_group, dtype=acc,
+                                         memory_format=torch.contiguous_format)
             for rnd in range(layout.n_hashes):
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
@@ -339,22 +372,55 @@ class LSHAttentionFunction(torch.autograd.Function):
                     q_lse = rows.take(lse, piece.query_pos).unflatten(-1, grid).unsqueeze(-1)
                     probs = _weights(piece, q_lse)  # (b, h, n, c, w): final attention weights
                     d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)
-                    q_delta = rows.take(delta, piece.query_pos).unflatten(-1, grid)
+                    q_delta = _take_local(rows, delta, piece.query_pos, grid)
                     _add_windows(rows, grad_values, piece.key_pos, probs.to(v.dtype), d_out,
                                  layout)
                     grad_probs = torch.matmul(d_out, piece.values.transpose(-1, -2)).to(acc)
+                    del d_out
                     grad_logits = grad_probs.sub_(q_delta.unsqueeze(-1)).mul_(probs)
+                    del probs
                     # The self logit is a constant: no gradient flows through it. Masked
                     # pairs need no fill: their probs are exactly 0.
                     grad_logits.masked_fill_(piece.is_self, 0.0)
                     grad_logits = grad_logits.to(qk.dtype)
                     grad_query = torch.matmul(grad_logits, piece.keys).flatten(2, 3)
-                    rows.add(grad_q, piece.query_pos, grad_query * layout.scale)
+                    rows.add(grad_q, piece.query_pos, grad_query.mul_(layout.scale))
+                    del grad_query
                     _add_windows(rows, grad_keys, piece.key_pos, grad_logits, piece.queries,
                                  layout)
-            grad_qk[b0:b1, h0:h1] = grad_q + _normalize_backward(qk[b0:b1, h0:h1], grad_keys)
-            grad_v[b0:b1, h0:h1] = grad_values
+                    del piece, grad_logits
+            del delta
+            grad_q.add_(_normalize_backward_(qk_group, grad_keys))
+            del grad_keys
+            if not direct:
+                grad_qk[b0:b1, h0:h1] = grad_q
+                grad_v[b0:b1, h0:h1] = grad_values
+            del grad_q, grad_values
         return grad_qk, grad_v, None, None, None
+
+
+def _addressable(x: torch.Tensor) -> torch.Tensor:
+    """x itself when :class:`Rows` can address it in place, else a contiguous copy."""
+    return x if rows_addressable(x) else x.contiguous()
+
+
+def _sequence_major(shape, dtype, device, zero: bool = False) -> torch.Tensor:
+    """A (B, H, Lp, D) tensor laid out as (B, Lp, H, D): the layout the attention module
+    reads from and writes to its (B, Lp, H·D) projections, so neither side copies."""
+    batch, heads, length, dim = shape
+    make = torch.zeros if zero else torch.empty
+    return make(batch, length, heads, dim, dtype=dtype, device=device).transpose(1, 2)
+
+
+def _row_dot(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """sum(a · b, -1) in ``dtype``: (b, h, Lp, D) x2 -> (b, h, Lp), contiguous."""
+    return (a.to(dtype) * b.to(dtype)).sum(-1).contiguous()
+
+
+def _take_local(rows: Rows, x: torch.Tensor, positions: torch.Tensor, grid) -> torch.Tensor:
+    """A group's own (b, h, Lp) tensor at positions (b, h, n·c) -> (b, h, n, c)."""
+    table, flat = rows._local(x, positions)
+    return table.index_select(0, flat).view(positions.shape).unflatten(-1, grid)
 
 
 def _merge_round(merged, round_out, round_max, round_sum):
@@ -381,12 +447,14 @@ def _merge_round(merged, round_out, round_max, round_sum):
     return out, new_max, new_sum
 
 
-def _normalize_backward(x: torch.Tensor, grad_unit: torch.Tensor) -> torch.Tensor:
-    """Gradient through k = x / max(||x||, eps) (F.normalize's eps), given dL/dk."""
+def _normalize_backward_(x: torch.Tensor, grad_unit: torch.Tensor) -> torch.Tensor:
+    """Gradient through k = x / max(||x||, eps) (F.normalize's eps), given dL/dk, written
+    into ``grad_unit`` (which is returned): (grad - [||x|| > eps] · k (k · grad)) / max(||x||,
+    eps), with one (..., D) temporary besides it."""
     x = x.to(grad_unit.dtype)
     norm = x.norm(dim=-1, keepdim=True)
     clamped = norm.clamp_min(1e-12)
     unit = x / clamped
     radial = (unit * grad_unit).sum(-1, keepdim=True)
-    tangent = grad_unit - torch.where(norm > 1e-12, unit * radial, 0.0)
-    return tangent / clamped
+    radial.masked_fill_(norm <= 1e-12, 0.0)
+    return grad_unit.sub_(unit.mul_(radial)).div_(clamped)

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from reformer.attention import build_attention
 from reformer.config import ReformerConfig
+from reformer.dropout import ReplayableDropout
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
 from reformer.loss import check_loss_tokens, next_token_loss
-from reformer.reversible import ReplayableDropout, derived_seed, reversible_stack
+from reformer.reversible import reversible_stack
+from reformer.seeds import derived_seed
 
 _INIT_STD = 0.02
 
@@ -46,7 +49,17 @@ class Block(nn.Module):
                                          seed=derived_seed("dropout", config.seed, layer_idx))
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.attention(self.attn_norm(x)))
+        project = getattr(self.attention, "project", None)
+        if project is None or not torch.is_grad_enabled():
+            return self.dropout(self.attention(self.attn_norm(x)))
+        # The normalised input is needed only to make qk and v (and their weight
+        # gradients), so backward recomputes it with them instead of holding one more
+        # (B, L, d) buffer through the attention's backward.
+        qk, v = checkpoint(self._project, x, use_reentrant=False, preserve_rng_state=False)
+        return self.dropout(self.attention.attend(qk, v))
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.attention.project(self.attn_norm(x))
 
     def g(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.ff(x))

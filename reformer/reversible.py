@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from reformer.feedforward import AutocastState, non_leaf_view
+from reformer.recompute import AutocastState, non_leaf_view
 
 _PLAIN_AUTOGRAD = contextvars.ContextVar("reformer_plain_autograd", default=False)
 
@@ -52,53 +52,6 @@ def plain_autograd() -> Iterator[None]:
         yield
     finally:
         _PLAIN_AUTOGRAD.reset(token)
-
-
-def derived_seed(*parts: object) -> int:
-    """A stable 63-bit seed from a tuple of names and numbers (not Python's salted hash)."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-class ReplayableDropout(nn.Module):
-    """Dropout whose masks come from the module's own generators, one per device.
-
-    x (any shape) -> x · mask / (1 - p), mask ~ Bernoulli(1 - p) drawn by
-    ``torch.rand(..., generator=g)``. Identity in eval mode or with p = 0 (no draw). The
-    generator state can be read and restored (``get_state`` / ``set_state``) so a
-    recomputation draws the same mask.
-    """
-
-    def __init__(self, p: float, seed: int) -> None:
-        super().__init__()
-        self.p = p
-        self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        noise = torch.rand(x.shape, generator=self._generator(x.device), device=x.device,
-                           dtype=x.dtype)
-        return x * (noise >= self.p) / (1.0 - self.p)
-
-    def get_state(self) -> dict[torch.device, torch.Tensor]:
-        return {device: gen.get_state() for device, gen in self._generators.items()}
-
-    def set_state(self, state: dict[torch.device, torch.Tensor]) -> None:
-        # A generator first created after the state was taken must start afresh on replay.
-        for device in list(self._generators):
-            if device not in state:
-                del self._generators[device]
-        for device, gen_state in state.items():
-            self._generator(device).set_state(gen_state)
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[device]
 
 
 class ReversibleBlock(Protocol):
@@ -159,30 +112,46 @@ class ReversibleFunction(torch.autograd.Function):
         ctx.states = states
         ctx.autocast = AutocastState.current(x1.device.type)
         ctx.params = params
-        # The top layer's outputs stay saved (and counted by saved-tensor hooks) to the end
-        # of backward; every lower layer's buffers are freed as soon as they are used.
-        ctx.save_for_backward(x1, x2)
+        # The top layer's outputs are what backward starts from. They go through the
+        # saved-tensor hooks as save_for_backward would (so they are counted, or offloaded),
+        # but are held on ctx, so that backward can drop each one as soon as it is used:
+        # tensors saved with save_for_backward live until the whole backward ends. Backward
+        # overwrites them in place unless the caller still holds an output (checked through
+        # these weak references), who must then see it unchanged.
+        ctx.top = [_pack(x1.detach()), _pack(x2.detach())]  # detached: no ctx <-> output cycle
+        ctx.outputs = (weakref.ref(x1), weakref.ref(x2))
         return x1, x2
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y1, grad_y2):
-        y1, y2 = ctx.saved_tensors
+        y1, y2 = (_unpack(packed) for packed in ctx.top)
+        ctx.top = None
+        owned = all(ref() is None for ref in ctx.outputs)
         carry = [y1, y2, _zeros_if_none(grad_y1, y1), _zeros_if_none(grad_y2, y2)]
         del y1, y2
+        # The incoming gradients belong to the autograd engine: never written in place.
+        foreign = {_storage(g) for g in (grad_y1, grad_y2) if g is not None}
         grads: dict[int, torch.Tensor] = {}
         for block, states in zip(reversed(ctx.blocks), reversed(ctx.states), strict=True):
-            carry = _layer_backward(block, states, carry, ctx.autocast, grads)
+            carry = _layer_backward(block, states, carry, ctx.autocast, grads, owned, foreign)
+            owned = True  # every lower layer's buffers are this backward's own
         _, _, grad_x1, grad_x2 = carry
         param_grads = [grads.get(id(p)) for p in ctx.params]
         return (grad_x1 if ctx.needs_input_grad[0] else None,
                 grad_x2 if ctx.needs_input_grad[1] else None, None, *param_grads)
 
 
-def _layer_backward(block, states, carry: list, autocast: AutocastState, grads: dict) -> list:
+def _layer_backward(block, states, carry: list, autocast: AutocastState, grads: dict,
+                    owned: bool, foreign: set) -> list:
     """[Y1, Y2, dY1, dY2] of one layer -> [X1, X2, dX1, dX2], recomputing its branches.
 
     Takes ``carry`` by emptying it, so each (B, L, d) buffer dies as soon as it is used.
+    With ``owned`` the layer's outputs Y1, Y2 are this backward's to overwrite: X2 and X1
+    are computed as soon as each branch is recomputed, before its backward, into the branch
+    output, and Y is freed, so Y and X of a stream are never held at once. Gradients are
+    summed into the fresh branch gradient unless its memory is ``foreign`` (the engine's
+    incoming gradients).
     """
     y1, y2, grad_y1, grad_y2 = carry
     carry.clear()
@@ -190,24 +159,77 @@ def _layer_backward(block, states, carry: list, autocast: AutocastState, grads: 
     after = block.rng_state()
     # G: Y2 = X2 + G(Y1)  =>  X2 = Y2 - G(Y1);  dL/dY1 += G'(Y1)^T dL/dY2.
     block.set_rng_state(before_g)
-    y1 = y1.detach().requires_grad_()
+    y1_in = y1.detach().requires_grad_()
     with torch.enable_grad(), autocast.restore():
-        g_out = block.g(non_leaf_view(y1))
-    grad_x1 = _grad(g_out, y1, block.g_parameters(), grad_y2, grads) + grad_y1
-    del grad_y1
-    x2 = _difference(y2, g_out.detach(), y1)
-    del g_out, y2
+        g_out = block.g(non_leaf_view(y1_in))
+    if owned:
+        x2 = _subtract_(y2, g_out.detach(), y1)
+        del y2
+    grad_x1 = _sum(_grad(g_out, y1_in, block.g_parameters(), grad_y2, grads), grad_y1,
+                   foreign)
+    del grad_y1, y1_in
+    if not owned:
+        x2 = _difference(y2, g_out.detach(), y1)
+        del y2
+    del g_out
     # F: Y1 = X1 + F(X2)  =>  X1 = Y1 - F(X2);  dL/dX2 = dL/dY2 + F'(X2)^T dL/dX1.
     block.set_rng_state(before_f)
     x2.requires_grad_()
     with torch.enable_grad(), autocast.restore():
         f_out = block.f(non_leaf_view(x2))
-    grad_x2 = _grad(f_out, x2, block.f_parameters(), grad_x1, grads) + grad_y2
+    if owned:
+        x1 = _subtract_(y1, f_out.detach(), x2)
+        del y1
+    grad_x2 = _sum(_grad(f_out, x2, block.f_parameters(), grad_x1, grads), grad_y2, foreign)
     del grad_y2
-    x1 = _difference(y1.detach(), f_out.detach(), x2)
-    del f_out, y1
+    if not owned:
+        x1 = _difference(y1.detach(), f_out.detach(), x2)
+        del y1
+    del f_out
     block.set_rng_state(after)
     return [x1, x2.detach(), grad_x1, grad_x2]
+
+
+def _subtract_(total: torch.Tensor, branch: torch.Tensor,
+               branch_input: torch.Tensor) -> torch.Tensor:
+    """total - branch for a buffer ``total`` the caller owns and is done with, written into
+    the branch output, so total's memory is freed as soon as the caller drops it. The
+    branch output is overwritten before its backward runs: a branch whose backward reads
+    its own output fails autograd's in-place check loudly rather than computing a wrong
+    gradient. Into total instead if the branch output shares its input's memory; a new
+    tensor if the difference needs a wider dtype."""
+    if total.dtype == branch.dtype and _storage(branch) != _storage(branch_input):
+        return branch.neg_().add_(total)
+    if total.dtype != torch.promote_types(total.dtype, branch.dtype):
+        return total - branch
+    return total.detach().sub_(branch)
+
+
+def _pack(tensor: torch.Tensor) -> tuple:
+    """``tensor`` through the innermost saved-tensor hooks, as save_for_backward does."""
+    hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
+    if hooks is None:
+        return None, tensor
+    pack, unpack = hooks
+    return unpack, pack(tensor)
+
+
+def _unpack(packed: tuple) -> torch.Tensor:
+    unpack, value = packed
+    return value if unpack is None else unpack(value)
+
+
+def _sum(fresh: torch.Tensor, other: torch.Tensor, foreign: set) -> torch.Tensor:
+    """fresh + other, written into ``fresh`` (a gradient autograd just made) when its
+    memory is not foreign and its dtype holds the sum: one (B, L, d) buffer less."""
+    if (_storage(fresh) in foreign or _storage(fresh) == _storage(other)
+            or fresh.dtype != torch.promote_types(fresh.dtype, other.dtype)):
+        return fresh + other
+    return fresh.add_(other)
+
+
+def _storage(tensor: torch.Tensor) -> tuple[str, int]:
+    return str(tensor.device), tensor.untyped_storage().data_ptr()
 
 
 def _difference(total: torch.Tensor, branch: torch.Tensor, branch_input: torch.Tensor):

@@ -9,11 +9,14 @@ max_memory_gb; without either, a model's rows form one group.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph, Table, fmt
+from reports.ledger_table import ledger_blocks
 from reports.plotting import Panel, draw_panels
 
 
@@ -89,6 +92,7 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
                  "Scale: longest fitting L per model (left), peak memory and step time "
                  "against L of the lengths tried.", ctx.commands("scale")),
         Table(table, "Longest length that fits, per model and budget.", index=False),
+        *ledger_blocks(Path(ctx.results_arg)),
     ]
 
 

@@ -16,6 +16,7 @@ import sys
 
 from suites.arguments import output_folder, positive_float, positive_int
 from suites.executors import EXECUTORS
+from suites.lengths import lengths_argument, select_lengths
 from suites.lock import SweepLocked
 from suites.registry import GridContext, Suite, get_suite, load_suites
 from suites.store import COMMITTED_OUT, DEFAULT_OUT
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="quality suite: a file or folder to train the byte LM on "
                              "(default: the running Python's standard library sources)")
+    parser.add_argument("--lengths", type=lengths_argument, default=None,
+                        metavar="N[,N...]",
+                        help="run only the grid's points of these sequence lengths "
+                             "(1048576, 2^20 or 1M)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads per point, >= 1 (default: torch's, i.e. all "
                              "cores; --quick grids use 1)")
@@ -98,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds != 1 and names != ["quality"]:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
+        for name in names:
+            select_lengths(available[name].grid(ctx), args.lengths)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         parser.error(str(exc))
     if args.list:
@@ -112,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                                  max_memory_gb=cap, timeout_s=args.timeout,
                                  threads=args.threads, progress=not args.no_progress,
                                  executor=args.executor, ray_address=args.ray_address,
-                                 per_hardware=args.per_hardware)
+                                 per_hardware=args.per_hardware,
+                                 lengths=args.lengths)
         except KeyboardInterrupt:
             print(f"\ninterrupted: rows so far are in {args.out}/; run the same command "
                   "again to resume", file=sys.stderr)

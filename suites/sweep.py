@@ -22,6 +22,7 @@ from suites.env import environment, hardware_name
 from suites.executors import open_executor
 from suites.executors.dispatch import measure_points
 from suites.isolation import default_max_memory_gb
+from suites.lengths import select_lengths
 from suites.lock import sweep_lock
 from suites.registry import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.rows import assemble_row
@@ -32,27 +33,30 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
               fresh: bool = False, max_memory_gb: float | None = None,
               timeout_s: float | None = None, threads: int | None = None,
               progress: bool = True, log: Any = sys.stderr, executor: str = "local",
-              ray_address: str | None = None, per_hardware: bool = False) -> RunFile:
+              ray_address: str | None = None, per_hardware: bool = False,
+              lengths: list[int] | None = None) -> RunFile:
     """Measure every point of ``suite`` not already ok in the run file; returns that file.
 
     ``threads`` sets torch's thread count in every point (it is part of the point, so
     results with different counts never resume each other); None keeps torch's default.
     ``executor`` "ray" measures each point as a Ray task on the cluster at ``ray_address``
     (suites.executors); ``per_hardware`` measures each point once per hardware kind there.
-    Holds the folder's lock for the suite and device throughout (suites.lock): a second
-    sweep of the same suite into the same folder raises SweepLocked instead of measuring
-    every point twice.
+    ``lengths`` keeps only the grid's points of those lengths (suites.lengths). Holds the
+    folder's lock for the suite and device throughout (suites.lock): a second sweep of the
+    same suite into the same folder raises SweepLocked instead of measuring every point
+    twice.
     """
     with sweep_lock(out_dir, suite.name, ctx.device):
         return _sweep(suite, ctx, out_dir, fresh, max_memory_gb, timeout_s, threads,
-                      progress, log, executor, ray_address, per_hardware)
+                      progress, log, executor, ray_address, per_hardware, lengths)
 
 
 def _sweep(suite: Suite, ctx: GridContext, out_dir: Path, fresh: bool,
            max_memory_gb: float | None, timeout_s: float | None, threads: int | None,
            progress: bool, log: Any, executor: str, ray_address: str | None,
-           per_hardware: bool) -> RunFile:
-    points = sorted(suite.grid(ctx), key=lambda point: point.seq_len)  # stable
+           per_hardware: bool, lengths: list[int] | None) -> RunFile:
+    points = sorted(select_lengths(suite.grid(ctx), lengths),
+                    key=lambda point: point.seq_len)  # stable
     if threads is not None:
         points = [point.with_threads(threads) for point in points]
     # The grid's mode and size go into every row, so a report can tell a complete run

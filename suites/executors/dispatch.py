@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from suites.executors import Executor, Job
+from suites.progress import heartbeat
 from suites.registry import Point
 
 # Points that mean "longer will not fit either": later lengths of the family are skipped.
@@ -87,7 +88,7 @@ class _Sweep:
             self.submit_ready()
             if not self.running:
                 continue
-            for finished in self.executor.finished(REFRESH_S):
+            for finished in self._wait():
                 entry = self.running.pop(finished.ident)
                 status = finished.result["status"]
                 if status in STOPPING_STATUSES:
@@ -95,6 +96,15 @@ class _Sweep:
                                             (status, entry.point.seq_len, finished.hardware))
                 self.finish(entry, finished.hardware, finished.result)
             self.bar.set_postfix_str(f"{self.executor.busy()} busy", refresh=False)
+
+    def _wait(self) -> list:
+        """Finished points. An executor that measures in this call (``blocking``: local)
+        shows the running point's elapsed time and progress meanwhile (suites.progress)."""
+        if getattr(self.executor, "blocking", False) and len(self.running) == 1:
+            (entry,) = self.running.values()
+            with heartbeat(self.bar, describe(entry.point), entry.point.options):
+                return self.executor.finished(REFRESH_S)
+        return self.executor.finished(REFRESH_S)
 
     def submit_ready(self) -> None:
         """Submit heads of idle families, lowest ident first, while the executor has room.

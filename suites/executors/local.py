@@ -9,6 +9,9 @@ from suites.isolation import run_point
 class LocalExecutor:
     """Holds at most one job; :meth:`finished` measures it (blocking) and returns it."""
 
+    # finished() measures the point before it returns, so the sweep shows its progress.
+    blocking = True
+
     def __init__(self, hardware: str) -> None:
         self._hardware = hardware
         self._job: Job | None = None

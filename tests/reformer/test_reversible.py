@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from reformer.config import ReformerConfig
+from reformer.dropout import ReplayableDropout
 from reformer.model import ReformerLM
-from reformer.reversible import ReplayableDropout, plain_autograd, reversible_stack
+from reformer.reversible import plain_autograd, reversible_stack
 
 
 def _config(**changes) -> ReformerConfig:
@@ -175,3 +176,32 @@ def test_reversible_backward_equals_plain_autograd_on_cuda():
     rev_loss, rev_grads = _loss_and_grads(model, tokens, plain=False)
     torch.testing.assert_close(rev_loss, plain_loss, rtol=1e-12, atol=0)
     _assert_grads_close(rev_grads, plain_grads)
+
+
+@pytest.mark.parametrize("hold_outputs", [True, False])
+def test_backward_rebuilds_inputs_in_place_only_when_the_outputs_are_dropped(hold_outputs):
+    # Backward overwrites the top outputs with the rebuilt inputs when nobody else can see
+    # them; an output the caller still holds must read the same after backward, and the
+    # gradients must be plain autograd's either way.
+    torch.manual_seed(0)
+    model = ReformerLM(_config(dropout=0.0, n_layers=3, ff_chunks=2)).double()
+    h = torch.randn(2, 24, 32, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 24, 32, dtype=torch.float64)
+    grads, states = [], _rng_states(model)
+    for plain in (True, False):
+        _set_rng_states(model, states)  # both runs draw the same hash rotations
+        h.grad = None
+        model.zero_grad(set_to_none=True)
+        with plain_autograd() if plain else contextlib.nullcontext():
+            y1, y2 = reversible_stack(model.blocks, h, h)
+        kept = (y1.detach().clone(), y2.detach().clone())
+        loss = ((y1 + y2) * weights).sum()
+        if not hold_outputs:
+            del y1, y2
+        loss.backward()
+        if hold_outputs:
+            torch.testing.assert_close(y1, kept[0], rtol=0, atol=0)
+            torch.testing.assert_close(y2, kept[1], rtol=0, atol=0)
+        grads.append([h.grad.clone()] + [p.grad.clone() for p in model.blocks.parameters()])
+    for got, expected in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)

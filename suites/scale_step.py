@@ -1,0 +1,125 @@
+"""The scale suite's runner: one training step of a long-context LM, measured once.
+
+A scale point is a single step that may take half an hour (L = 2^20 on a 2-core CPU), so
+the step whose memory is measured is also the step that is timed (``n_samples`` 1) and
+no second step is run. The point may run the whole step under ``torch.autocast`` (the
+``autocast`` field, e.g. "bfloat16", as the paper trained on TPUs in bfloat16; LSH logits
+stay float32 inside the attention). The optimizer is AdamW with ``foreach=False``: the
+multi-tensor path allocates temporaries for every parameter at once.
+
+While it runs, the step writes what it is doing ("backward, layer 2/12") to the file named
+by the option ``progress_file``, which the progress bar shows (suites.progress).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+import torch
+
+from suites.steps import DTYPES, Step, build_step, model_config
+
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def build_scale_step(params: dict[str, Any], progress_file: str | None = None) -> Step:
+    """A whole-LM training step for ``params`` (the fields of suites.steps), optionally
+    under autocast (``params["autocast"]``). Calling it returns the loss (a float)."""
+    autocast = params.get("autocast")
+    if autocast is not None and autocast not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast={autocast!r} is unknown; allowed: None, "
+                         f"{tuple(AUTOCAST_DTYPES)}")
+    if params["pass"] != "train_step" or not params["model"].startswith("reformer-"):
+        raise ValueError(f"the scale runner measures reformer train_step points; got model="
+                         f"{params['model']!r}, pass={params['pass']!r}")
+    if params.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"dtype={params.get('dtype')!r} is unknown; allowed: {tuple(DTYPES)}")
+    base = build_step(params)  # validates the point; gives its FLOPs and row info
+    info, flops = dict(base.info) | {"autocast": autocast}, base.flops
+    del base
+    from reformer import ReformerLM
+
+    config = model_config(params)
+    device = torch.device(params["device"])
+    net = ReformerLM(config).to(device=device, dtype=DTYPES[params.get("dtype", "float32")])
+    net.train()
+    generator = torch.Generator().manual_seed(int(params.get("seed", 0)))
+    batch, seq_len = int(params["batch"]), int(params["seq_len"])
+    tokens = torch.randint(config.vocab_size, (batch, seq_len), generator=generator).to(device)
+    parameters = list(net.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4, foreach=False)
+    reporter = _Progress(progress_file, len(net.blocks))
+    reporter.attach(net)
+
+    def forward() -> torch.Tensor:
+        reporter.phase("forward")
+        context = (torch.autocast(device.type, dtype=AUTOCAST_DTYPES[autocast])
+                   if autocast else contextlib.nullcontext())
+        with context:
+            return net.loss(tokens)
+
+    def finish(loss: torch.Tensor) -> None:
+        reporter.phase("backward")
+        loss.backward()
+        reporter.phase("optimizer")
+        optimizer.step()
+        reporter.phase("done")
+
+    return Step(forward, finish, parameters, batch * seq_len, flops, info)
+
+
+class _Progress:
+    """Writes "<phase>, layer i/N" to a file as the step's layers run (nothing if no file)."""
+
+    def __init__(self, path: str | None, n_layers: int) -> None:
+        self.path, self.n_layers, self.current = path, n_layers, "start"
+
+    def attach(self, net: torch.nn.Module) -> None:
+        if self.path is None:
+            return
+        for index, block in enumerate(net.blocks):
+            block.attention.register_forward_pre_hook(
+                lambda *_, i=index: self._write(f"{self.current}, layer {i + 1}/"
+                                                f"{self.n_layers}"))
+
+    def phase(self, name: str) -> None:
+        self.current = name
+        self._write(name)
+
+    def _write(self, text: str) -> None:
+        if self.path is not None:
+            with open(self.path, "w") as handle:
+                handle.write(text)
+
+
+def measure_scale_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Runner: peak memory, bytes saved for backward, time and loss of one first step."""
+    from suites.measure import peak_memory
+    from suites.saved_bytes import saved_bytes
+
+    if params.get("num_threads"):
+        torch.set_num_threads(int(params["num_threads"]))
+    torch.manual_seed(int(params.get("seed", 0)))
+    step = build_scale_step(params, options.get("progress_file"))
+    outcome: dict[str, Any] = {}
+
+    def once() -> None:
+        step.zero_grad()
+        start = time.perf_counter()
+        saved, loss = saved_bytes(step.forward)
+        value = float(loss.detach())
+        step.finish(loss)
+        outcome.update(seconds=time.perf_counter() - start, saved=saved, loss=value)
+
+    memory, _ = peak_memory(once, params["device"])
+    if not math.isfinite(outcome["loss"]):
+        raise FloatingPointError(f"the step's loss is {outcome['loss']}")
+    seconds = outcome["seconds"]
+    return {"num_threads": torch.get_num_threads(), **step.info, **memory,
+            "saved_mb": outcome["saved"] / 2**20, "flops": step.flops, "loss": outcome["loss"],
+            "t_median_ms": seconds * 1e3, "t_iqr_ms": 0.0, "n_samples": 1,
+            "tokens_per_s": step.tokens / seconds,
+            "tflops_per_s": step.flops / seconds / 1e12 if step.flops else None}
