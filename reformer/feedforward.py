@@ -99,12 +99,13 @@ class ChunkedApply(torch.autograd.Function):
             inputs = ([chunk] if wants_x else []) + trainable
             grads = torch.autograd.grad(y, inputs, grad_out.narrow(-2, start, length),
                                         allow_unused=True)
-            if wants_x:
+            if grad_x is not None:
                 grad_x.narrow(-2, start, length).copy_(grads[0])
                 grads = grads[1:]
             for i, grad in enumerate(grads):
                 if grad is not None:
-                    param_grads[i] = grad if param_grads[i] is None else param_grads[i] + grad
+                    held = param_grads[i]
+                    param_grads[i] = grad if held is None else held + grad
         trainable_grads = iter(param_grads)
         all_param_grads = [next(trainable_grads) if flag else None for flag in param_flags]
         return (grad_x, None, None, *all_param_grads)

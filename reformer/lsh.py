@@ -102,7 +102,7 @@ def lsh_attention(
     layout = Layout(batch=batch, n_heads=n_heads, n_hashes=n_hashes, padded_len=padded_len,
                     chunk=bucket_size, causal=causal, dup_correction=dup_correction,
                     scale=d_head ** -0.5)
-    function = LSHAttentionFunction
+    function: type[torch.autograd.Function] = LSHAttentionFunction
     if backend == "triton":
         from reformer.kernels.function import TritonLSHFunction  # imports triton: when used
 
@@ -196,4 +196,5 @@ class LSHSelfAttention(nn.Module):
                             n_buckets=factors if len(factors) > 1 else factors[0],
                             causal=cfg.causal, rotations=rotations, padding_mask=padding_mask,
                             dup_correction=cfg.dup_correction, backend=cfg.backend)
+        assert isinstance(out, torch.Tensor)  # no return_buckets: one tensor
         return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))

@@ -333,6 +333,7 @@ class LSHAttentionFunction(torch.autograd.Function):
                     rows.put(round_max, piece.query_pos, row_max.flatten(2, 3))
                     rows.put(round_sum, piece.query_pos, total.flatten(2, 3))
                 merged = _merge_round(merged, round_out, round_max, round_sum)
+            assert merged is not None  # layout.n_hashes >= 1
             group_out, group_max, group_sum = merged
             out[b0:b1, h0:h1] = group_out
             lse[b0:b1, h0:h1] = (group_max + group_sum.log()).squeeze(-1)

@@ -17,6 +17,9 @@ masks) comes from generators each layer owns, seeded from (config.seed, layer in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -39,6 +42,11 @@ class Block(nn.Module):
     The same block runs as a reversible layer or as a pre-LN residual layer; it also
     offers what :func:`reformer.reversible.reversible_stack` needs to replay it.
     """
+
+    # Declared for the type checker: nn.Module's __getattr__ types submodules as
+    # Tensor | Module, which hides their methods.
+    attention: Any
+    dropout: ReplayableDropout
 
     def __init__(self, config: ReformerConfig, layer_idx: int) -> None:
         super().__init__()
@@ -85,12 +93,15 @@ class Block(nn.Module):
 class ReformerLM(nn.Module):
     """Causal LM: tokens (B, L) int64 -> logits (B, L, vocab_size). See the module docstring."""
 
+    blocks: Sequence[Block]  # an nn.ModuleList, typed by what it holds
+
     def __init__(self, config: ReformerConfig) -> None:
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = build_positional_embedding(config)
-        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.blocks = nn.ModuleList(  # type: ignore[assignment]  # see the annotation above
+            Block(config, i) for i in range(config.n_layers))
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self)

@@ -28,10 +28,13 @@ import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+if TYPE_CHECKING:
+    from suites.registry import Point
 
 MIB = 2**20
 GIB = 2**30
@@ -218,29 +221,32 @@ def track(fn: Callable[[], Any], unit_bytes: int) -> tuple[StorageTracker, Any]:
     return tracker, result
 
 
-def scale_params(seq_len: int, *, n_layers: int = 2, batch: int = 1, d_model: int = 256,
+def scale_point(seq_len: int, *, n_layers: int = 2, batch: int = 1, d_model: int = 256,
                  n_heads: int = 4, d_ff: int = 1024, ff_chunks: int = 64,
                  device: str = "cpu", autocast: str | None = None,
-                 **size: Any) -> dict[str, Any]:
-    """The point params of the scale suite's long-context model at one length (``size``:
-    further model fields, e.g. vocab_size, bucket_size)."""
-    from suites.grids.scale import long_context_point
+                 **size: Any) -> Point:
+    """The point of the scale suite's long-context model at one length (``size``: further
+    model fields, e.g. vocab_size, bucket_size)."""
+    from suites.grids._common import preset
+    from suites.grids.scale import AXIAL_SHAPE, long_context_point
     from suites.registry import GridContext
 
-    point = long_context_point(GridContext(device=device), seq_len, n_layers=n_layers,
-                               batch=batch, d_model=d_model, n_heads=n_heads, d_ff=d_ff,
-                               ff_chunks=ff_chunks, autocast=autocast, **size)
-    return point.params
+    ctx = GridContext(device=device)
+    model = preset(ctx, attention="lsh", reversible=True, axial_shape=AXIAL_SHAPE,
+                   d_model=d_model, n_heads=n_heads, d_ff=d_ff, **size)
+    return long_context_point(ctx, model, seq_len, n_layers=n_layers, ff_chunks=ff_chunks,
+                              batch=batch, autocast=autocast)
 
 
-def ledger_step(params: dict[str, Any], *, measure: bool = True) -> Ledger:
+def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
     """Build the point's step, run one step under the tracker (and the peak meter)."""
     from suites.measure import peak_memory
     from suites.scale_step import build_scale_step
 
     fix_mmap_threshold()
+    params = point.params
     torch.manual_seed(int(params.get("seed", 0)))
-    step = build_scale_step(params)
+    step = build_scale_step(params, point.config, point.harness)
     unit = int(params["batch"]) * int(params["seq_len"]) * int(params["d_model"]) * 4
 
     def run() -> StorageTracker:
@@ -263,12 +269,15 @@ def ledger_step(params: dict[str, Any], *, measure: bool = True) -> Ledger:
 
 
 def ledger_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """A harness runner (suites.measure.run_point): the ledger of one step in a fresh child
+    """A harness runner (suites.isolation.run_point): the ledger of one step in a fresh child
     process, after an untracked step on ``options["warm_up"]`` params if given (which
     brings in the code pages and thread stacks a process's first step adds)."""
+    from suites.registry import Point
+
     if options.get("warm_up"):
         ledger_step(options["warm_up"], measure=False)
-    ledger = ledger_step(params)
+    ledger = ledger_step(Point(params=params, config=options["config"],
+                               harness=options["harness"]))
     return {"tracked_peak_bytes": ledger.tracked_peak_bytes, "peak_buffers": ledger.peak_buffers,
             "measured_peak_bytes": ledger.measured_peak_bytes,
             "memory_method": ledger.memory_method}
@@ -309,9 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="write the ledger as JSON into this folder (e.g. results/ledger)")
     args = parser.parse_args(argv)
-    params = scale_params(args.seq_len, n_layers=args.n_layers, batch=args.batch,
-                          autocast=args.autocast)
-    ledger = ledger_step(params)
+    point = scale_point(args.seq_len, n_layers=args.n_layers, batch=args.batch,
+                         autocast=args.autocast)
+    ledger = ledger_step(point)
     print(ledger.table(args.top))
     if args.out is not None:
         print(f"\nwritten: {write(ledger, args.out)}")

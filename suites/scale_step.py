@@ -16,18 +16,24 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from suites.steps import DTYPES, Step, build_step, model_config
+from suites.spec import Harness
+from suites.steps import DTYPES, Step, build_step
+
+if TYPE_CHECKING:
+    from reformer.config import ReformerConfig
 
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def build_scale_step(params: dict[str, Any], progress_file: str | None = None) -> Step:
-    """A whole-LM training step for ``params`` (the fields of suites.steps), optionally
-    under autocast (``params["autocast"]``). Calling it returns the loss (a float)."""
+def build_scale_step(params: dict[str, Any], config: ReformerConfig, harness: Harness,
+                     progress_file: str | None = None) -> Step:
+    """A whole-LM training step of ``config`` run as ``harness`` says (the point's row
+    fields in ``params``), optionally under autocast (``params["autocast"]``). Calling it
+    returns the loss (a float)."""
     autocast = params.get("autocast")
     if autocast is not None and autocast not in AUTOCAST_DTYPES:
         raise ValueError(f"autocast={autocast!r} is unknown; allowed: None, "
@@ -37,12 +43,11 @@ def build_scale_step(params: dict[str, Any], progress_file: str | None = None) -
                          f"{params['model']!r}, pass={params['pass']!r}")
     if params.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"dtype={params.get('dtype')!r} is unknown; allowed: {tuple(DTYPES)}")
-    base = build_step(params)  # validates the point; gives its FLOPs and row info
+    base = build_step(params["model"], config, harness)  # validates; FLOPs and row info
     info, flops = dict(base.info) | {"autocast": autocast}, base.flops
     del base
     from reformer import ReformerLM
 
-    config = model_config(params)
     device = torch.device(params["device"])
     net = ReformerLM(config).to(device=device, dtype=DTYPES[params.get("dtype", "float32")])
     net.train()
@@ -103,7 +108,8 @@ def measure_scale_step(params: dict[str, Any], options: dict[str, Any]) -> dict[
     if params.get("num_threads"):
         torch.set_num_threads(int(params["num_threads"]))
     torch.manual_seed(int(params.get("seed", 0)))
-    step = build_scale_step(params, options.get("progress_file"))
+    step = build_scale_step(params, options["config"], options["harness"],
+                            options.get("progress_file"))
     outcome: dict[str, Any] = {}
 
     def once() -> None:

@@ -18,7 +18,7 @@ from reformer.kernels.lsh_triton import (
     lsh_backward_query_round,
     lsh_forward_round,
 )
-from reformer.lsh_core import Layout, _normalize_backward, chunk_ids
+from reformer.lsh_core import Layout, _normalize_backward_, chunk_ids
 
 
 def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, key_valid):
@@ -92,5 +92,5 @@ class TritonLSHFunction(torch.autograd.Function):
             lsh_backward_key_round[grid](qk, v, grad_out, sort32, chunk_of, valid, row_max,
                                          log_sum, delta, grad_keys, grad_v, rnd, **scalars,
                                          **constexprs)
-        grad_qk = grad_q + _normalize_backward(qk, grad_keys)
+        grad_qk = grad_q + _normalize_backward_(qk, grad_keys)  # grad_keys is ours to reuse
         return grad_qk.to(qk.dtype), grad_v.to(v.dtype), None, None, None

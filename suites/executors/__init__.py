@@ -3,7 +3,7 @@
 An executor takes jobs (a point, its timeout and memory cap, optionally the hardware kind
 it must run on) and hands back results as they finish, each with the job's ident and the
 hardware kind that measured it (what the point's key is hashed with). Every executor runs
-a point through :func:`suites.measure.run_point`, so a point always has its own child
+a point through :func:`suites.isolation.run_point`, so a point always has its own child
 process, memory cap, timeout and status; only where that child runs differs.
 
 :mod:`suites.executors.dispatch` drives an executor over a sweep: the order of a family's

@@ -53,13 +53,14 @@ def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig, float]:
 
 
 def long_context_point(ctx: GridContext, model: ReformerConfig, seq_len: int, *,
-                       n_layers: int = LONG_LAYERS, autocast: str | None = None,
+                       n_layers: int = LONG_LAYERS, ff_chunks: int = LONG_FF_CHUNKS,
+                       batch: int = 1, autocast: str | None = None,
                        timeout_s: float = 6 * 3600.0) -> Point:
     """One training step of the long-context model (``model`` with 2 layers and the FF in
     64 chunks unless told), measured once by the scale runner."""
-    config = model.replace(n_layers=n_layers, ff_chunks=LONG_FF_CHUNKS)
+    config = model.replace(n_layers=n_layers, ff_chunks=ff_chunks)
     point = lm_point(ctx, "reformer", config, seq_len=seq_len, pass_name="train_step",
-                     min_run_time=0.0, timeout_s=timeout_s)
+                     batch=batch, min_run_time=0.0, timeout_s=timeout_s)
     point.runner = SCALE_RUNNER
     point.params["autocast"] = autocast
     return point

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from reports.document import Paragraph, Table
 from reports.ledger_table import ledger_blocks
-from suites.ledger import ledger_step, scale_params, write
+from suites.ledger import ledger_step, scale_point, write
 
 
 def test_ledger_table_from_the_newest_ledger_file(tmp_path):
     assert ledger_blocks(tmp_path) == []
-    ledger = ledger_step(scale_params(256, d_model=32, n_heads=2, d_ff=64, ff_chunks=2,
+    ledger = ledger_step(scale_point(256, d_model=32, n_heads=2, d_ff=64, ff_chunks=2,
                                       bucket_size=16), measure=False)
     write(ledger, tmp_path / "ledger")
     paragraph, table = ledger_blocks(tmp_path)

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 import reformer.lsh_core as lsh_core
-from suites.ledger import ledger_step, scale_params
-from suites.measure import run_point
+from suites.isolation import run_point
+from suites.ledger import ledger_step, scale_point
 
 # A small long-context model whose only (L, d_model)-sized tensors are activations: the
 # vocabulary (32) and the FF chunk (L/4 x 128) are narrower than d_model (64).
@@ -20,10 +20,10 @@ def test_tracked_peak_matches_the_measured_peak():
     # In a fresh child process, as the suites measure, after a first small step that
     # touches the code pages and thread stacks a first step brings in (the tracker cannot
     # see those); the measured step then holds tensors and little else.
-    result = run_point("suites.ledger:ledger_runner",
-                       scale_params(4096, d_model=128, d_ff=256, ff_chunks=8),
-                       {"warm_up": scale_params(512, **SMALL)}, timeout_s=600,
-                       max_memory_gb=None)
+    point = scale_point(4096, d_model=128, d_ff=256, ff_chunks=8)
+    result = run_point("suites.ledger:ledger_runner", point.params,
+                       {**point.runner_options(), "warm_up": scale_point(512, **SMALL)},
+                       timeout_s=600, max_memory_gb=None)
     assert result["status"] == "ok", result["error"]
     if result["memory_method"] != "vmhwm_clear_refs":
         pytest.skip("this kernel does not let a process reset its VmHWM")
@@ -32,7 +32,7 @@ def test_tracked_peak_matches_the_measured_peak():
 
 
 def test_ledger_table_ranks_the_largest_groups():
-    ledger = ledger_step(scale_params(512, **SMALL), measure=False)
+    ledger = ledger_step(scale_point(512, **SMALL), measure=False)
     top = ledger.rows(3)
     assert len(top) == 3 and top[0]["total_bytes"] >= top[1]["total_bytes"] >= top[2][
         "total_bytes"]
@@ -55,5 +55,5 @@ def test_reversible_backward_holds_a_fixed_number_of_buffers(monkeypatch, n_laye
     # are far smaller than an (L, d_model) buffer.
     monkeypatch.setattr(lsh_core, "SOLO_ELEMENTS", 1)
     monkeypatch.setattr(lsh_core, "SLICE_ELEMENTS", 1 << 12)
-    ledger = ledger_step(scale_params(512, n_layers=n_layers, **SMALL), measure=False)
+    ledger = ledger_step(scale_point(512, n_layers=n_layers, **SMALL), measure=False)
     assert ledger.peak_buffers == REVERSIBLE_BACKWARD_BUFFERS
