@@ -79,20 +79,29 @@ def _package(model: str) -> tuple[str, str]:
     try:
         return PEER_PACKAGES[model]
     except KeyError:
-        raise ValueError(f"peer model={model!r} is unknown; allowed: "
-                         f"{tuple(PEER_PACKAGES)}") from None
+        raise ValueError(
+            f"peer model={model!r} is unknown; allowed: {tuple(PEER_PACKAGES)}"
+        ) from None
 
 
 def _reformer_pytorch(config: Any, seq_len: int) -> nn.Module:
     from reformer_pytorch import LSHSelfAttention
 
     if seq_len % (2 * config.bucket_size):
-        raise ValueError(f"reformer-pytorch needs seq_len={seq_len} to be a multiple of "
-                         f"2 * bucket_size = {2 * config.bucket_size}")
+        raise ValueError(
+            f"reformer-pytorch needs seq_len={seq_len} to be a multiple of "
+            f"2 * bucket_size = {2 * config.bucket_size}"
+        )
     return LSHSelfAttention(
-        dim=config.d_model, heads=config.n_heads, bucket_size=config.bucket_size,
-        n_hashes=config.n_hashes, causal=config.causal, dropout=0.0, post_attn_dropout=0.0,
-        allow_duplicate_attention=not config.dup_correction, attend_across_buckets=True,
+        dim=config.d_model,
+        heads=config.n_heads,
+        bucket_size=config.bucket_size,
+        n_hashes=config.n_hashes,
+        causal=config.causal,
+        dropout=0.0,
+        post_attn_dropout=0.0,
+        allow_duplicate_attention=not config.dup_correction,
+        attend_across_buckets=True,
     )
 
 
@@ -108,12 +117,19 @@ class HFLSHAttention(nn.Module):
 
         factors = resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size)
         hf_config = HFReformerConfig(
-            hidden_size=config.d_model, num_attention_heads=config.n_heads,
-            attention_head_size=config.d_head, num_hashes=config.n_hashes,
-            lsh_attn_chunk_length=config.bucket_size, lsh_num_chunks_before=1,
-            lsh_num_chunks_after=0, num_buckets=factors[0] if len(factors) == 1 else
-            list(factors), is_decoder=config.causal, max_position_embeddings=seq_len,
-            lsh_attention_probs_dropout_prob=0.0, hash_seed=None, attn_layers=["lsh"],
+            hidden_size=config.d_model,
+            num_attention_heads=config.n_heads,
+            attention_head_size=config.d_head,
+            num_hashes=config.n_hashes,
+            lsh_attn_chunk_length=config.bucket_size,
+            lsh_num_chunks_before=1,
+            lsh_num_chunks_after=0,
+            num_buckets=factors[0] if len(factors) == 1 else list(factors),
+            is_decoder=config.causal,
+            max_position_embeddings=seq_len,
+            lsh_attention_probs_dropout_prob=0.0,
+            hash_seed=None,
+            attn_layers=["lsh"],
         )
         self.attention = LSHSelfAttention(hf_config, layer_idx=0)
         self.output = nn.Linear(config.d_model, config.d_model, bias=False)

@@ -69,8 +69,10 @@ class TransformerLM(nn.Module):
     def __init__(self, config: ReformerConfig) -> None:
         super().__init__()
         if config.attention not in BASELINE_ATTENTIONS:
-            raise ValueError(f"TransformerLM attention={config.attention!r} is not supported; "
-                             f"allowed: {BASELINE_ATTENTIONS} (use ReformerLM for 'lsh')")
+            raise ValueError(
+                f"TransformerLM attention={config.attention!r} is not supported; "
+                f"allowed: {BASELINE_ATTENTIONS} (use ReformerLM for 'lsh')"
+            )
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
         self.pos_emb = build_positional_embedding(config)
@@ -103,11 +105,16 @@ class TransformerLM(nn.Module):
 
 def _check(tokens: torch.Tensor, config: ReformerConfig) -> None:
     if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"tokens must be (batch, seq_len) int64; got {tuple(tokens.shape)} "
-                         f"{tokens.dtype}")
+        raise ValueError(
+            f"tokens must be (batch, seq_len) int64; got {tuple(tokens.shape)} {tokens.dtype}"
+        )
     if tokens.shape[1] > config.max_seq_len:
-        raise ValueError(f"seq_len={tokens.shape[1]} exceeds max_seq_len={config.max_seq_len}; "
-                         "allowed: seq_len <= max_seq_len")
+        raise ValueError(
+            f"seq_len={tokens.shape[1]} exceeds max_seq_len={config.max_seq_len}; "
+            "allowed: seq_len <= max_seq_len"
+        )
     if tokens.numel() and (tokens.min() < 0 or tokens.max() >= config.vocab_size):
-        raise ValueError(f"token ids must be in [0, vocab_size={config.vocab_size}); got "
-                         f"min {int(tokens.min())}, max {int(tokens.max())}")
+        raise ValueError(
+            f"token ids must be in [0, vocab_size={config.vocab_size}); got "
+            f"min {int(tokens.min())}, max {int(tokens.max())}"
+        )

@@ -97,6 +97,7 @@ def build_attention(config: ReformerConfig, layer_idx: int = 0) -> nn.Module:
     try:
         layer_class = ATTENTION_REGISTRY[config.attention]
     except KeyError:
-        raise ValueError(f"attention={config.attention!r} is unknown; allowed: "
-                         f"{tuple(ATTENTION_REGISTRY)}") from None
+        raise ValueError(
+            f"attention={config.attention!r} is unknown; allowed: {tuple(ATTENTION_REGISTRY)}"
+        ) from None
     return layer_class(config, layer_idx)

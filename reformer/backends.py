@@ -46,21 +46,30 @@ def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def triton_limits(dtype: torch.dtype, bucket_size: int, d_head: int,
-                  d_value: int | None = None) -> str | None:
+def triton_limits(
+    dtype: torch.dtype, bucket_size: int, d_head: int, d_value: int | None = None
+) -> str | None:
     """Why the Triton kernels cannot take this call, or None when they can."""
     if dtype not in TRITON_DTYPES:
         return f"dtype {dtype} (the Triton kernels take {TRITON_DTYPES})"
     widest = max(d_head, d_head if d_value is None else d_value)
     if bucket_size > TRITON_MAX_CHUNK or widest > TRITON_MAX_HEAD[dtype]:
-        return (f"bucket_size={bucket_size}, d_head={widest} (the Triton kernels take "
-                f"bucket_size up to {TRITON_MAX_CHUNK} and d_head up to "
-                f"{TRITON_MAX_HEAD[dtype]} in {dtype})")
+        return (
+            f"bucket_size={bucket_size}, d_head={widest} (the Triton kernels take "
+            f"bucket_size up to {TRITON_MAX_CHUNK} and d_head up to "
+            f"{TRITON_MAX_HEAD[dtype]} in {dtype})"
+        )
     return None
 
 
-def resolve_backend(backend: str, device: torch.device | str, dtype: torch.dtype,
-                    bucket_size: int, d_head: int, d_value: int | None = None) -> str:
+def resolve_backend(
+    backend: str,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    bucket_size: int,
+    d_head: int,
+    d_value: int | None = None,
+) -> str:
     """The backend ("torch" or "triton") that LSH attention uses for a call.
 
     Raises ValueError naming ``backend`` when it is unknown, or when "triton" is asked for
@@ -73,16 +82,23 @@ def resolve_backend(backend: str, device: torch.device | str, dtype: torch.dtype
         return "torch"
     runnable = device.type == "cuda" or triton_interpreting()
     if backend == "auto":
-        usable = (device.type == "cuda" and triton_installed()
-                  and triton_limits(dtype, bucket_size, d_head, d_value) is None)
+        usable = (
+            device.type == "cuda"
+            and triton_installed()
+            and triton_limits(dtype, bucket_size, d_head, d_value) is None
+        )
         return "triton" if usable else "torch"
     reason = triton_limits(dtype, bucket_size, d_head, d_value)
     if reason is not None:
         raise ValueError(f"backend='triton' cannot take {reason}; use backend='torch' or 'auto'")
     if not triton_installed():
-        raise ValueError("backend='triton' needs the triton package "
-                         "(pip install 'reformer-bench[gpu]'); use backend='torch' or 'auto'")
+        raise ValueError(
+            "backend='triton' needs the triton package "
+            "(pip install 'reformer-bench[gpu]'); use backend='torch' or 'auto'"
+        )
     if not runnable:
-        raise ValueError(f"backend='triton' needs a CUDA tensor (got device {device}) or "
-                         "TRITON_INTERPRET=1; use backend='torch' or 'auto'")
+        raise ValueError(
+            f"backend='triton' needs a CUDA tensor (got device {device}) or "
+            "TRITON_INTERPRET=1; use backend='torch' or 'auto'"
+        )
     return "triton"

@@ -40,8 +40,18 @@ class ReformerConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        _positive(self, "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "n_hashes",
-                  "bucket_size", "ff_chunks", "max_seq_len")
+        _positive(
+            self,
+            "vocab_size",
+            "d_model",
+            "n_heads",
+            "n_layers",
+            "d_ff",
+            "n_hashes",
+            "bucket_size",
+            "ff_chunks",
+            "max_seq_len",
+        )
         if self.d_model % self.n_heads:
             allowed = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0]
             raise ValueError(
@@ -93,8 +103,9 @@ def _positive(cfg: ReformerConfig, *names: str) -> None:
 
 PRESETS: dict[str, ReformerConfig] = {
     # Tiny flavour for tests and CI smoke runs.
-    "debug": ReformerConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, n_hashes=2,
-                            bucket_size=8, max_seq_len=4096),
+    "debug": ReformerConfig(
+        d_model=32, n_heads=2, n_layers=2, d_ff=64, n_hashes=2, bucket_size=8, max_seq_len=4096
+    ),
     # The model the suites measure by default.
     "default": ReformerConfig(),
 }

@@ -28,8 +28,9 @@ class ReplayableDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        noise = torch.rand(x.shape, generator=self._generator(x.device), device=x.device,
-                           dtype=x.dtype)
+        noise = torch.rand(
+            x.shape, generator=self._generator(x.device), device=x.device, dtype=x.dtype
+        )
         return x * (noise >= self.p) / (1.0 - self.p)
 
     def get_state(self) -> dict[torch.device, torch.Tensor]:

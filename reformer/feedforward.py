@@ -97,8 +97,9 @@ class ChunkedApply(torch.autograd.Function):
             with torch.enable_grad(), ctx.autocast.restore():
                 y = ctx.fn(non_leaf_view(chunk))
             inputs = ([chunk] if wants_x else []) + trainable
-            grads = torch.autograd.grad(y, inputs, grad_out.narrow(-2, start, length),
-                                        allow_unused=True)
+            grads = torch.autograd.grad(
+                y, inputs, grad_out.narrow(-2, start, length), allow_unused=True
+            )
             if grad_x is not None:
                 grad_x.narrow(-2, start, length).copy_(grads[0])
                 grads = grads[1:]

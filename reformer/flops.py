@@ -36,7 +36,11 @@ from reformer.hashing import resolve_n_buckets, rotation_width
 
 
 def flops_breakdown(
-    config: ReformerConfig, seq_len: int, batch: int = 1, *, backward: bool = False,
+    config: ReformerConfig,
+    seq_len: int,
+    batch: int = 1,
+    *,
+    backward: bool = False,
     recompute: bool = False,
 ) -> dict[str, int]:
     """FLOPs per component (summed over layers): keys projections, attention, hashing,
@@ -71,12 +75,17 @@ def flops_breakdown(
 
 
 def model_flops(
-    config: ReformerConfig, seq_len: int, batch: int = 1, backward: bool = False, *,
+    config: ReformerConfig,
+    seq_len: int,
+    batch: int = 1,
+    backward: bool = False,
+    *,
     recompute: bool = False,
 ) -> int:
     """Total FLOPs of one forward (or forward + backward) pass: see the module docstring."""
-    return sum(flops_breakdown(config, seq_len, batch, backward=backward,
-                               recompute=recompute).values())
+    return sum(
+        flops_breakdown(config, seq_len, batch, backward=backward, recompute=recompute).values()
+    )
 
 
 def _attention_core(config: ReformerConfig, seq_len: int, batch: int) -> int:
@@ -94,5 +103,12 @@ def _attention_core(config: ReformerConfig, seq_len: int, batch: int) -> int:
 def _hashing(config: ReformerConfig, seq_len: int, batch: int) -> int:
     """Random rotations of one layer: (B·L, d_head) @ (d_head, n_hashes · W) per head."""
     factors = resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size)
-    return 2 * batch * config.n_heads * seq_len * config.d_head * config.n_hashes * rotation_width(
-        factors)
+    return (
+        2
+        * batch
+        * config.n_heads
+        * seq_len
+        * config.d_head
+        * config.n_hashes
+        * rotation_width(factors)
+    )

@@ -87,13 +87,14 @@ def hash_vectors(
         )
     n_hashes, width = rotations.shape[2], rotations.shape[3]
     rotations = rotations.to(device=vectors.device, dtype=torch.float32)
-    buckets = torch.empty(batch, n_heads, n_hashes, seq_len, dtype=torch.long,
-                          device=vectors.device)
+    buckets = torch.empty(
+        batch, n_heads, n_hashes, seq_len, dtype=torch.long, device=vectors.device
+    )
     block = max(1, _HASH_BLOCK_ELEMENTS // max(1, batch * n_heads * n_hashes * width))
     for start in range(0, seq_len, block):
-        part = vectors[:, :, start:start + block].float()
+        part = vectors[:, :, start : start + block].float()
         rotated = torch.einsum("bhld,hdrw->bhrlw", part, rotations)  # (B, H, R, l, W)
-        buckets[..., start:start + block] = _argmax_buckets(rotated, factors)
+        buckets[..., start : start + block] = _argmax_buckets(rotated, factors)
     return buckets
 
 
@@ -107,7 +108,7 @@ def _argmax_buckets(rotated: torch.Tensor, factors: tuple[int, ...]) -> torch.Te
     offset, radix = 0, 1
     for factor in factors:
         half = factor // 2
-        part = rotated[..., offset:offset + half]
+        part = rotated[..., offset : offset + half]
         top, top_idx = part.max(dim=-1)
         low, low_idx = part.min(dim=-1)
         factor_bucket = torch.where(top >= -low, top_idx, low_idx + half)

@@ -25,32 +25,41 @@ def check_loss_tokens(tokens: torch.Tensor) -> None:
     """Raise ValueError unless tokens is (batch, seq_len >= 2): callers run it before the
     forward so a bad batch fails before any work."""
     if tokens.dim() != 2 or tokens.shape[1] < 2:
-        raise ValueError(f"loss needs tokens (batch, seq_len >= 2): a token and its "
-                         f"successor; got tokens of shape {tuple(tokens.shape)}")
+        raise ValueError(
+            f"loss needs tokens (batch, seq_len >= 2): a token and its "
+            f"successor; got tokens of shape {tuple(tokens.shape)}"
+        )
 
 
 def _check(hidden: torch.Tensor, tokens: torch.Tensor) -> None:
     check_loss_tokens(tokens)
     if hidden.shape[:2] != tokens.shape:
-        raise ValueError(f"hidden {tuple(hidden.shape)} must be (batch, seq_len, d) for "
-                         f"tokens {tuple(tokens.shape)}")
+        raise ValueError(
+            f"hidden {tuple(hidden.shape)} must be (batch, seq_len, d) for "
+            f"tokens {tuple(tokens.shape)}"
+        )
 
 
-def next_token_loss_reference(head: nn.Module, hidden: torch.Tensor,
-                              tokens: torch.Tensor) -> torch.Tensor:
+def next_token_loss_reference(
+    head: nn.Module, hidden: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
     """Mean cross-entropy of head(hidden[:, :-1]) (B, L-1, V) against tokens[:, 1:]."""
     _check(hidden, tokens)
     logits = head(hidden[:, :-1])
     return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
 
 
-def _slice_loss_sum(head: nn.Module, hidden: torch.Tensor,
-                    targets: torch.Tensor) -> torch.Tensor:
+def _slice_loss_sum(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(head(hidden).flatten(0, 1), targets.flatten(), reduction="sum")
 
 
-def next_token_loss(head: nn.Module, hidden: torch.Tensor, tokens: torch.Tensor, *,
-                    chunk_tokens: int = LOSS_CHUNK_TOKENS) -> torch.Tensor:
+def next_token_loss(
+    head: nn.Module,
+    hidden: torch.Tensor,
+    tokens: torch.Tensor,
+    *,
+    chunk_tokens: int = LOSS_CHUNK_TOKENS,
+) -> torch.Tensor:
     """Mean next-token cross-entropy; hidden (B, L, d), tokens (B, L) -> scalar.
 
     Equal to :func:`next_token_loss_reference`, value and gradients (up to float
@@ -66,8 +75,11 @@ def next_token_loss(head: nn.Module, hidden: torch.Tensor, tokens: torch.Tensor,
     parts = []
     for start in range(0, length - 1, step):
         stop = min(start + step, length - 1)
-        args = (head, hidden[:, start:stop], tokens[:, start + 1:stop + 1])
+        args = (head, hidden[:, start:stop], tokens[:, start + 1 : stop + 1])
         # Under no_grad there is nothing to recompute, so no checkpoint is needed.
-        parts.append(checkpoint(_slice_loss_sum, *args, use_reentrant=False)
-                     if torch.is_grad_enabled() else _slice_loss_sum(*args))
+        parts.append(
+            checkpoint(_slice_loss_sum, *args, use_reentrant=False)
+            if torch.is_grad_enabled()
+            else _slice_loss_sum(*args)
+        )
     return torch.stack(parts).sum() / (batch * (length - 1))

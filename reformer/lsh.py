@@ -74,8 +74,7 @@ def lsh_attention(
     ``reformer.backends.resolve_backend``); both compute the same function.
     """
     _check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
-    backend = resolve_backend(backend, qk.device, qk.dtype, bucket_size, qk.shape[-1],
-                              v.shape[-1])
+    backend = resolve_backend(backend, qk.device, qk.dtype, bucket_size, qk.shape[-1], v.shape[-1])
     batch, n_heads, seq_len, d_head = qk.shape
     if rotations is not None and n_buckets is None:
         n_buckets = 2 * rotations.shape[-1]
@@ -93,22 +92,33 @@ def lsh_attention(
         qk_in, v_in = nn.functional.pad(qk, (0, 0, 0, pad)), nn.functional.pad(v, (0, 0, 0, pad))
         sort_buckets = nn.functional.pad(buckets, (0, pad), value=total_buckets(factors))
         real = torch.arange(padded_len, device=qk.device) < seq_len
-        key_valid = real.expand(batch, -1) if padding_mask is None else nn.functional.pad(
-            padding_mask, (0, pad), value=False)
+        key_valid = (
+            real.expand(batch, -1)
+            if padding_mask is None
+            else nn.functional.pad(padding_mask, (0, pad), value=False)
+        )
     else:
         qk_in, v_in = qk, v
     positions = torch.arange(padded_len, device=qk.device)
     sort_idx = torch.argsort(sort_buckets * padded_len + positions, dim=-1)
-    layout = Layout(batch=batch, n_heads=n_heads, n_hashes=n_hashes, padded_len=padded_len,
-                    chunk=bucket_size, causal=causal, dup_correction=dup_correction,
-                    scale=d_head ** -0.5)
+    layout = Layout(
+        batch=batch,
+        n_heads=n_heads,
+        n_hashes=n_hashes,
+        padded_len=padded_len,
+        chunk=bucket_size,
+        causal=causal,
+        dup_correction=dup_correction,
+        scale=d_head**-0.5,
+    )
     function: type[torch.autograd.Function] = LSHAttentionFunction
     if backend == "triton":
         from reformer.kernels.function import TritonLSHFunction  # imports triton: when used
 
         function = TritonLSHFunction
-    out = function.apply(qk_in, v_in, sort_idx,
-                          None if key_valid is None else key_valid.contiguous(), layout)
+    out = function.apply(
+        qk_in, v_in, sort_idx, None if key_valid is None else key_valid.contiguous(), layout
+    )
     out = out[:, :, :seq_len]
     return (out, buckets) if return_buckets else out
 
@@ -116,18 +126,23 @@ def lsh_attention(
 def _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors):
     given = sum(x is not None for x in (rotations, seed, generator))
     if given != 1:
-        raise ValueError("give exactly one of seed=, generator= or rotations= (got "
-                         f"{given}); they choose the random hash rotations")
+        raise ValueError(
+            "give exactly one of seed=, generator= or rotations= (got "
+            f"{given}); they choose the random hash rotations"
+        )
     if rotations is not None:
         expected = (n_heads, d_head, n_hashes, rotation_width(factors))
         if tuple(rotations.shape) != expected:
-            raise ValueError(f"rotations shape {tuple(rotations.shape)} must be "
-                             f"(n_heads, d_head, n_hashes, n_buckets // 2) = {expected}")
+            raise ValueError(
+                f"rotations shape {tuple(rotations.shape)} must be "
+                f"(n_heads, d_head, n_hashes, n_buckets // 2) = {expected}"
+            )
         return rotations
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
-    return draw_rotations(generator, n_heads=n_heads, d_head=d_head, n_hashes=n_hashes,
-                          factors=factors)
+    return draw_rotations(
+        generator, n_heads=n_heads, d_head=d_head, n_hashes=n_hashes, factors=factors
+    )
 
 
 def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
@@ -136,20 +151,25 @@ def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
     if not isinstance(bucket_size, int) or bucket_size < 1:
         raise ValueError(f"bucket_size={bucket_size!r} must be an int >= 1")
     if qk.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"qk and v must be (B, H, L, D); got qk {tuple(qk.shape)}, "
-                         f"v {tuple(v.shape)}")
+        raise ValueError(
+            f"qk and v must be (B, H, L, D); got qk {tuple(qk.shape)}, v {tuple(v.shape)}"
+        )
     if qk.shape[:3] != v.shape[:3]:
         raise ValueError(f"qk {tuple(qk.shape)} and v {tuple(v.shape)} must agree in (B, H, L)")
     if qk.dtype not in _DTYPES or v.dtype != qk.dtype:
-        raise ValueError(f"qk dtype {qk.dtype} and v dtype {v.dtype} must be equal and one of "
-                         f"{_DTYPES}")
+        raise ValueError(
+            f"qk dtype {qk.dtype} and v dtype {v.dtype} must be equal and one of {_DTYPES}"
+        )
     if padding_mask is not None:
         if padding_mask.dtype != torch.bool:
-            raise ValueError(f"padding_mask dtype {padding_mask.dtype} must be torch.bool "
-                             "(True at real tokens)")
+            raise ValueError(
+                f"padding_mask dtype {padding_mask.dtype} must be torch.bool (True at real tokens)"
+            )
         if tuple(padding_mask.shape) != (qk.shape[0], qk.shape[2]):
-            raise ValueError(f"padding_mask shape {tuple(padding_mask.shape)} must be "
-                             f"(B, L) = {(qk.shape[0], qk.shape[2])}")
+            raise ValueError(
+                f"padding_mask shape {tuple(padding_mask.shape)} must be "
+                f"(B, L) = {(qk.shape[0], qk.shape[2])}"
+            )
 
 
 class LSHSelfAttention(nn.Module):
@@ -183,18 +203,32 @@ class LSHSelfAttention(nn.Module):
         v = self.to_v(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
         return qk, v
 
-    def attend(self, qk: torch.Tensor, v: torch.Tensor,
-               padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attend(
+        self, qk: torch.Tensor, v: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """LSH attention of projected qk, v (B, H, L, d_head) and the output projection:
         (B, L, d_model). Draws this call's rotations from the layer's generator."""
         batch, _, seq_len, _ = qk.shape
         cfg = self.config
         factors = resolve_n_buckets(cfg.n_buckets, seq_len, cfg.bucket_size)
-        rotations = draw_rotations(self.generator, n_heads=cfg.n_heads, d_head=cfg.d_head,
-                                   n_hashes=cfg.n_hashes, factors=factors)
-        out = lsh_attention(qk, v, n_hashes=cfg.n_hashes, bucket_size=cfg.bucket_size,
-                            n_buckets=factors if len(factors) > 1 else factors[0],
-                            causal=cfg.causal, rotations=rotations, padding_mask=padding_mask,
-                            dup_correction=cfg.dup_correction, backend=cfg.backend)
+        rotations = draw_rotations(
+            self.generator,
+            n_heads=cfg.n_heads,
+            d_head=cfg.d_head,
+            n_hashes=cfg.n_hashes,
+            factors=factors,
+        )
+        out = lsh_attention(
+            qk,
+            v,
+            n_hashes=cfg.n_hashes,
+            bucket_size=cfg.bucket_size,
+            n_buckets=factors if len(factors) > 1 else factors[0],
+            causal=cfg.causal,
+            rotations=rotations,
+            padding_mask=padding_mask,
+            dup_correction=cfg.dup_correction,
+            backend=cfg.backend,
+        )
         assert isinstance(out, torch.Tensor)  # no return_buckets: one tensor
         return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))

@@ -116,8 +116,9 @@ class Rows:
     into (B, H, Lp, D) order first.
     """
 
-    def __init__(self, layout: Layout, group: tuple[int, int, int, int],
-                 device: torch.device) -> None:
+    def __init__(
+        self, layout: Layout, group: tuple[int, int, int, int], device: torch.device
+    ) -> None:
         b0, b1, h0, h1 = group
         self.group = group
         self.batches = torch.arange(b0, b1, device=device)[:, None, None]
@@ -150,8 +151,11 @@ def rows_addressable(x: torch.Tensor) -> bool:
     if x.dim() == 3:
         return True
     row = x.shape[-1]
-    return x.stride(-1) == 1 and x.storage_offset() % row == 0 and all(
-        stride % row == 0 for stride in x.stride()[:3])
+    return (
+        x.stride(-1) == 1
+        and x.storage_offset() % row == 0
+        and all(stride % row == 0 for stride in x.stride()[:3])
+    )
 
 
 def _row_index(x: torch.Tensor, batches, heads, positions):
@@ -160,8 +164,11 @@ def _row_index(x: torch.Tensor, batches, heads, positions):
         x = x.unsqueeze(-1)
     row = x.shape[-1]
     step_b, step_h, step_l = (stride // row for stride in x.stride()[:3])
-    extent = sum((size - 1) * stride for size, stride in zip(x.shape[:3], x.stride()[:3],
-                                                             strict=True)) // row + 1
+    extent = (
+        sum((size - 1) * stride for size, stride in zip(x.shape[:3], x.stride()[:3], strict=True))
+        // row
+        + 1
+    )
     table = x.as_strided((extent, row), (row, 1), x.storage_offset())
     flat = (batches * step_b + heads * step_h + positions * step_l).reshape(-1)
     return table, flat
@@ -182,18 +189,28 @@ class Slice:
     counts: torch.Tensor | None  # (b, h, n, c, w) occurrences of each key, or None
 
 
-def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows,
-                group: tuple[int, int, int, int], rnd: int, chunks: tuple[int, int]) -> Slice:
+def build_slice(
+    qk,
+    v,
+    sort_idx,
+    key_valid,
+    chunk_of,
+    layout: Layout,
+    rows: Rows,
+    group: tuple[int, int, int, int],
+    rnd: int,
+    chunks: tuple[int, int],
+) -> Slice:
     """Gather one slice and compute its masked logits."""
     b0, b1, h0, h1 = group
     n0, n1 = chunks
     c, n_chunks = layout.chunk, n1 - n0
     order = sort_idx[b0:b1, h0:h1, rnd]  # (b, h, Lp)
-    query_pos = order[..., n0 * c:n1 * c]
+    query_pos = order[..., n0 * c : n1 * c]
     if not layout.look_back:
         key_pos = query_pos
     elif n0 > 0:
-        key_pos = order[..., (n0 - 1) * c:n1 * c]
+        key_pos = order[..., (n0 - 1) * c : n1 * c]
     else:
         # The first chunk of a round looks back into the last chunk of the previous round.
         previous = sort_idx[b0:b1, h0:h1, (rnd - 1) % layout.n_hashes, -c:]
@@ -221,8 +238,7 @@ def build_slice(qk, v, sort_idx, key_valid, chunk_of, layout: Layout, rows: Rows
         logits.masked_fill_(masked, MASK_LOGIT)
     counts = None
     if layout.needs_counts:
-        counts = _occurrence_counts(chunk_of[b0:b1, h0:h1], query_pos, key_pos, layout, rnd,
-                                    chunks)
+        counts = _occurrence_counts(chunk_of[b0:b1, h0:h1], query_pos, key_pos, layout, rnd, chunks)
     return Slice(query_pos, key_pos, queries, keys, values, logits, is_self, masked, counts)
 
 
@@ -234,8 +250,9 @@ def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
     return x.unfold(2, 2 * c, c).transpose(-1, -2)
 
 
-def _occurrence_counts(chunk_of, query_pos, key_pos, layout: Layout, rnd: int,
-                       chunks: tuple[int, int]):
+def _occurrence_counts(
+    chunk_of, query_pos, key_pos, layout: Layout, rnd: int, chunks: tuple[int, int]
+):
     """How many (round, slot) occurrences of each window key the query saw in all rounds.
 
     A query in round r, chunk C sees chunks C and C-1 (mod total). A key's slot in chunk
@@ -259,8 +276,11 @@ def _occurrence_counts(chunk_of, query_pos, key_pos, layout: Layout, rnd: int,
         counts += k_chunks[:, :, other] == prev
         counts += k_chunks[:, :, (other - 1) % n_rounds] == prev
 
-    counts = torch.ones(q_chunks.shape[:2] + (n_chunks, layout.chunk, layout.window),
-                        dtype=torch.uint8, device=query_pos.device)
+    counts = torch.ones(
+        q_chunks.shape[:2] + (n_chunks, layout.chunk, layout.window),
+        dtype=torch.uint8,
+        device=query_pos.device,
+    )
     for other in range(n_rounds):
         if other != rnd:
             add_round(counts, q_chunks, k_chunks, other)
@@ -290,10 +310,10 @@ def _add_windows(rows: Rows, target, key_pos, weights, inputs, layout: Layout) -
     """
     c = layout.chunk
     own = torch.matmul(weights[..., -c:].transpose(-1, -2), inputs).flatten(2, 3)
-    rows.add(target, key_pos[..., -own.shape[2]:], own)
+    rows.add(target, key_pos[..., -own.shape[2] :], own)
     if layout.look_back:
         back = torch.matmul(weights[..., :c].transpose(-1, -2), inputs).flatten(2, 3)
-        rows.add(target, key_pos[..., :back.shape[2]], back)
+        rows.add(target, key_pos[..., : back.shape[2]], back)
 
 
 class LSHAttentionFunction(torch.autograd.Function):
@@ -322,8 +342,9 @@ class LSHAttentionFunction(torch.autograd.Function):
                 round_max = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
                 round_sum = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
-                    piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
-                                        group, rnd, (n0, n1))
+                    piece = build_slice(
+                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1)
+                    )
                     row_max = piece.logits.amax(dim=-1, keepdim=True)
                     weights = _weights(piece, row_max)
                     # A query that sees only masked keys (a padded one) gets output 0, not NaN.
@@ -361,21 +382,21 @@ class LSHAttentionFunction(torch.autograd.Function):
             # rowsum(dO · O) (b, h, Lp): one group at a time bounds the product's size.
             delta = _row_dot(grad_out[b0:b1, h0:h1], out[b0:b1, h0:h1], acc)
             grad_q = grad_qk[b0:b1, h0:h1] if direct else torch.zeros_like(qk_group, dtype=acc)
-            grad_values = (grad_v[b0:b1, h0:h1] if direct
-                           else torch.zeros_like(v[b0:b1, h0:h1], dtype=acc))
-            grad_keys = torch.zeros_like(qk_group, dtype=acc,
-                                         memory_format=torch.contiguous_format)
+            grad_values = (
+                grad_v[b0:b1, h0:h1] if direct else torch.zeros_like(v[b0:b1, h0:h1], dtype=acc)
+            )
+            grad_keys = torch.zeros_like(qk_group, dtype=acc, memory_format=torch.contiguous_format)
             for rnd in range(layout.n_hashes):
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
-                    piece = build_slice(qk, v, sort_idx, key_valid, chunk_of, layout, rows,
-                                        group, rnd, (n0, n1))
+                    piece = build_slice(
+                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1)
+                    )
                     grid = piece.logits.shape[2:4]
                     q_lse = rows.take(lse, piece.query_pos).unflatten(-1, grid).unsqueeze(-1)
                     probs = _weights(piece, q_lse)  # (b, h, n, c, w): final attention weights
                     d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)
                     q_delta = _take_local(rows, delta, piece.query_pos, grid)
-                    _add_windows(rows, grad_values, piece.key_pos, probs.to(v.dtype), d_out,
-                                 layout)
+                    _add_windows(rows, grad_values, piece.key_pos, probs.to(v.dtype), d_out, layout)
                     grad_probs = torch.matmul(d_out, piece.values.transpose(-1, -2)).to(acc)
                     del d_out
                     grad_logits = grad_probs.sub_(q_delta.unsqueeze(-1)).mul_(probs)
@@ -387,8 +408,7 @@ class LSHAttentionFunction(torch.autograd.Function):
                     grad_query = torch.matmul(grad_logits, piece.keys).flatten(2, 3)
                     rows.add(grad_q, piece.query_pos, grad_query.mul_(layout.scale))
                     del grad_query
-                    _add_windows(rows, grad_keys, piece.key_pos, grad_logits, piece.queries,
-                                 layout)
+                    _add_windows(rows, grad_keys, piece.key_pos, grad_logits, piece.queries, layout)
                     del piece, grad_logits
             del delta
             grad_q.add_(_normalize_backward_(qk_group, grad_keys))

@@ -53,8 +53,9 @@ class Block(nn.Module):
         self.attn_norm = nn.LayerNorm(config.d_model)
         self.attention = build_attention(config, layer_idx)
         self.ff = FeedForward(config)
-        self.dropout = ReplayableDropout(config.dropout,
-                                         seed=derived_seed("dropout", config.seed, layer_idx))
+        self.dropout = ReplayableDropout(
+            config.dropout, seed=derived_seed("dropout", config.seed, layer_idx)
+        )
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
         project = getattr(self.attention, "project", None)
@@ -80,8 +81,10 @@ class Block(nn.Module):
 
     def rng_state(self) -> tuple:
         hash_generator = getattr(self.attention, "generator", None)
-        return (None if hash_generator is None else hash_generator.get_state(),
-                self.dropout.get_state())
+        return (
+            None if hash_generator is None else hash_generator.get_state(),
+            self.dropout.get_state(),
+        )
 
     def set_rng_state(self, state: tuple) -> None:
         hash_state, dropout_state = state
@@ -101,7 +104,8 @@ class ReformerLM(nn.Module):
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = build_positional_embedding(config)
         self.blocks = nn.ModuleList(  # type: ignore[assignment]  # see the annotation above
-            Block(config, i) for i in range(config.n_layers))
+            Block(config, i) for i in range(config.n_layers)
+        )
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self)
@@ -141,8 +145,10 @@ def check_tokens(tokens: torch.Tensor, config: ReformerConfig) -> None:
         raise ValueError(f"tokens dtype {tokens.dtype} must be torch.int64 (or int32)")
     seq_len = tokens.shape[1]
     if not 1 <= seq_len <= config.max_seq_len:
-        raise ValueError(f"seq_len={seq_len} must be in [1, max_seq_len={config.max_seq_len}]; "
-                         "raise max_seq_len in the config for longer inputs")
+        raise ValueError(
+            f"seq_len={seq_len} must be in [1, max_seq_len={config.max_seq_len}]; "
+            "raise max_seq_len in the config for longer inputs"
+        )
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= config.vocab_size:
         bad = low if low < 0 else high

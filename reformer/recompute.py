@@ -31,8 +31,11 @@ class AutocastState:
 
     @classmethod
     def current(cls, device_type: str) -> AutocastState:
-        return cls(device_type, torch.is_autocast_enabled(device_type),
-                   torch.get_autocast_dtype(device_type))
+        return cls(
+            device_type,
+            torch.is_autocast_enabled(device_type),
+            torch.get_autocast_dtype(device_type),
+        )
 
     def restore(self) -> torch.autocast:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)

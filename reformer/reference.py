@@ -20,7 +20,7 @@ def hash_reference(x: torch.Tensor, rotations: torch.Tensor, factors: tuple[int,
     buckets = torch.zeros(rotated.shape[:-1], dtype=torch.long)
     offset, radix = 0, 1
     for factor in factors:
-        part = rotated[..., offset:offset + factor // 2]
+        part = rotated[..., offset : offset + factor // 2]
         buckets += radix * torch.cat([part, -part], dim=-1).argmax(dim=-1)
         offset += factor // 2
         radix *= factor
@@ -64,13 +64,21 @@ def window_counts(buckets: torch.Tensor, bucket_size: int) -> torch.Tensor:
     for slot, query in enumerate(slots):
         chunk = slot // bucket_size
         for seen in {chunk, (chunk - 1) % n_chunks}:
-            for key in slots[seen * bucket_size:(seen + 1) * bucket_size]:
+            for key in slots[seen * bucket_size : (seen + 1) * bucket_size]:
                 counts[query, key] += 1
     return counts
 
 
-def lsh_attention_reference(qk, v, buckets, *, bucket_size: int, causal: bool,
-                            padding_mask=None, dup_correction: bool = True) -> torch.Tensor:
+def lsh_attention_reference(
+    qk,
+    v,
+    buckets,
+    *,
+    bucket_size: int,
+    causal: bool,
+    padding_mask=None,
+    dup_correction: bool = True,
+) -> torch.Tensor:
     """LSH attention given buckets (B, H, R, L): one masked softmax per query over the keys
     it saw in any round's chunk window, each counted once (or ``count`` times without the
     duplicate correction). qk (B, H, L, D), v (B, H, L, Dv) -> (B, H, L, Dv).

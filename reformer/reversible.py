@@ -138,12 +138,17 @@ class ReversibleFunction(torch.autograd.Function):
             owned = True  # every lower layer's buffers are this backward's own
         _, _, grad_x1, grad_x2 = carry
         param_grads = [grads.get(id(p)) for p in ctx.params]
-        return (grad_x1 if ctx.needs_input_grad[0] else None,
-                grad_x2 if ctx.needs_input_grad[1] else None, None, *param_grads)
+        return (
+            grad_x1 if ctx.needs_input_grad[0] else None,
+            grad_x2 if ctx.needs_input_grad[1] else None,
+            None,
+            *param_grads,
+        )
 
 
-def _layer_backward(block, states, carry: list, autocast: AutocastState, grads: dict,
-                    owned: bool, foreign: set) -> list:
+def _layer_backward(
+    block, states, carry: list, autocast: AutocastState, grads: dict, owned: bool, foreign: set
+) -> list:
     """[Y1, Y2, dY1, dY2] of one layer -> [X1, X2, dX1, dX2], recomputing its branches.
 
     Takes ``carry`` by emptying it, so each (B, L, d) buffer dies as soon as it is used.
@@ -165,8 +170,7 @@ def _layer_backward(block, states, carry: list, autocast: AutocastState, grads: 
     if owned:
         x2 = _subtract_(y2, g_out.detach(), y1)
         del y2
-    grad_x1 = _sum(_grad(g_out, y1_in, block.g_parameters(), grad_y2, grads), grad_y1,
-                   foreign)
+    grad_x1 = _sum(_grad(g_out, y1_in, block.g_parameters(), grad_y2, grads), grad_y1, foreign)
     del grad_y1, y1_in
     if not owned:
         x2 = _difference(y2, g_out.detach(), y1)
@@ -190,8 +194,9 @@ def _layer_backward(block, states, carry: list, autocast: AutocastState, grads: 
     return [x1, x2.detach(), grad_x1, grad_x2]
 
 
-def _subtract_(total: torch.Tensor, branch: torch.Tensor,
-               branch_input: torch.Tensor) -> torch.Tensor:
+def _subtract_(
+    total: torch.Tensor, branch: torch.Tensor, branch_input: torch.Tensor
+) -> torch.Tensor:
     """total - branch for a buffer ``total`` the caller owns and is done with, written into
     the branch output, so total's memory is freed as soon as the caller drops it. The
     branch output is overwritten before its backward runs: a branch whose backward reads
@@ -222,8 +227,11 @@ def _unpack(packed: tuple) -> torch.Tensor:
 def _sum(fresh: torch.Tensor, other: torch.Tensor, foreign: set) -> torch.Tensor:
     """fresh + other, written into ``fresh`` (a gradient autograd just made) when its
     memory is not foreign and its dtype holds the sum: one (B, L, d) buffer less."""
-    if (_storage(fresh) in foreign or _storage(fresh) == _storage(other)
-            or fresh.dtype != torch.promote_types(fresh.dtype, other.dtype)):
+    if (
+        _storage(fresh) in foreign
+        or _storage(fresh) == _storage(other)
+        or fresh.dtype != torch.promote_types(fresh.dtype, other.dtype)
+    ):
         return fresh + other
     return fresh.add_(other)
 

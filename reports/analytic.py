@@ -24,8 +24,17 @@ from dataclasses import dataclass
 from reformer.config import ATTENTIONS
 
 DTYPE_BYTES = {
-    "float32": 4, "fp32": 4, "float": 4, "float16": 2, "fp16": 2, "half": 2,
-    "bfloat16": 2, "bf16": 2, "float64": 8, "fp64": 8, "double": 8,
+    "float32": 4,
+    "fp32": 4,
+    "float": 4,
+    "float16": 2,
+    "fp16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "bf16": 2,
+    "float64": 8,
+    "fp64": 8,
+    "double": 8,
 }
 _NAMES = {
     # (lsh, reversible, chunked ff): (Table 3 row, in the table)
@@ -51,17 +60,33 @@ class Table3Estimate:
 
 
 def table3_memory(
-    *, batch: int, seq_len: int, d_model: int, d_ff: int, n_heads: int, n_layers: int,
-    attention: str, reversible: bool, ff_chunks: int = 1, n_hashes: int = 1,
+    *,
+    batch: int,
+    seq_len: int,
+    d_model: int,
+    d_ff: int,
+    n_heads: int,
+    n_layers: int,
+    attention: str,
+    reversible: bool,
+    ff_chunks: int = 1,
+    n_hashes: int = 1,
     bucket_size: int = 64,
 ) -> Table3Estimate:
     """Activation count of Table 3 for one config (see module docstring for the formulas)."""
     if attention not in ATTENTIONS:
         raise ValueError(f"attention={attention!r} is unknown; allowed: {ATTENTIONS}")
-    for name, value in (("batch", batch), ("seq_len", seq_len), ("d_model", d_model),
-                        ("d_ff", d_ff), ("n_heads", n_heads), ("n_layers", n_layers),
-                        ("ff_chunks", ff_chunks), ("n_hashes", n_hashes),
-                        ("bucket_size", bucket_size)):
+    for name, value in (
+        ("batch", batch),
+        ("seq_len", seq_len),
+        ("d_model", d_model),
+        ("d_ff", d_ff),
+        ("n_heads", n_heads),
+        ("n_layers", n_layers),
+        ("ff_chunks", ff_chunks),
+        ("n_hashes", n_hashes),
+        ("bucket_size", bucket_size),
+    ):
         if int(value) != value or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive int")
     lsh = attention == "lsh"

@@ -51,22 +51,46 @@ DEFAULT_OUT = "docs/reports"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", default="results",
-                        help="folder of *.jsonl result files, read recursively (default: results)")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help=f"where report folders are written (default: {DEFAULT_OUT})")
-    parser.add_argument("--theme", default="reformer",
-                        help="report name, first part of the folder name (default: reformer)")
+    parser = argparse.ArgumentParser(
+        prog="python -m reports.build",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--results",
+        default="results",
+        help="folder of *.jsonl result files, read recursively (default: results)",
+    )
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"where report folders are written (default: {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--theme",
+        default="reformer",
+        help="report name, first part of the folder name (default: reformer)",
+    )
     parser.add_argument("--dpi", type=int, default=300, help="PNG resolution (default: 300)")
-    parser.add_argument("--hardware", default=None,
-                        help="only build the report for hardware whose name contains this text")
-    parser.add_argument("--runs", default="latest", choices=RUN_CHOICES,
-                        help="latest: the newest complete run of each suite (default); all: "
-                             "every run, newest row per point")
-    parser.add_argument("--run-id", action="append", default=[], metavar="ID",
-                        help="draw exactly this run (a results file's stem); repeatable")
+    parser.add_argument(
+        "--hardware",
+        default=None,
+        help="only build the report for hardware whose name contains this text",
+    )
+    parser.add_argument(
+        "--runs",
+        default="latest",
+        choices=RUN_CHOICES,
+        help="latest: the newest complete run of each suite (default); all: "
+        "every run, newest row per point",
+    )
+    parser.add_argument(
+        "--run-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="draw exactly this run (a results file's stem); repeatable",
+    )
     args = parser.parse_args(argv)
     if args.dpi < 10:
         parser.error(f"--dpi {args.dpi} is too small; use 10 or more (300 for print)")
@@ -75,39 +99,63 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def build_reports(results: str, out: str, theme: str = "reformer", dpi: int = 300,
-                  hardware: str | None = None, command: str = "python -m reports.build",
-                  runs: str = "latest", run_ids: Sequence[str] = ()) -> list[Path]:
+def build_reports(
+    results: str,
+    out: str,
+    theme: str = "reformer",
+    dpi: int = 300,
+    hardware: str | None = None,
+    command: str = "python -m reports.build",
+    runs: str = "latest",
+    run_ids: Sequence[str] = (),
+) -> list[Path]:
     """Build one report per hardware in the rows; return the report folders written."""
     raw = load_rows(results)
     if raw.empty:
-        raise SystemExit(f"no result rows under {results}: run `python -m suites.run SUITE` "
-                         "first, or pass --results DIR")
+        raise SystemExit(
+            f"no result rows under {results}: run `python -m suites.run SUITE` "
+            "first, or pass --results DIR"
+        )
     unknown = sorted(set(run_ids) - set(raw["run_id"].dropna().astype(str)))
     if unknown:
         known = ", ".join(sorted(raw["run_id"].dropna().astype(str).unique()))
-        raise SystemExit(f"--run-id {', '.join(unknown)}: no such run under {results}; "
-                         f"runs there: {known}")
+        raise SystemExit(
+            f"--run-id {', '.join(unknown)}: no such run under {results}; runs there: {known}"
+        )
     history = load_history(results)
     apply_theme()
     written = []
     for slug, rows in raw.groupby("hardware_slug", sort=True):
-        if hardware and hardware.lower() not in slug and hardware.lower() not in str(
-                rows["hardware"].iloc[0]).lower():
+        if (
+            hardware
+            and hardware.lower() not in slug
+            and hardware.lower() not in str(rows["hardware"].iloc[0]).lower()
+        ):
             continue
         if run_ids and not rows["run_id"].astype(str).isin(run_ids).any():
             continue
-        written.append(_build_one(rows, history, Path(out), theme, dpi, results, command,
-                                  runs, run_ids))
+        written.append(
+            _build_one(rows, history, Path(out), theme, dpi, results, command, runs, run_ids)
+        )
     if not written:
         found = ", ".join(sorted(raw["hardware_slug"].unique()))
-        raise SystemExit(f"--hardware {hardware!r} matches none of the hardware in the rows: "
-                         f"{found}")
+        raise SystemExit(
+            f"--hardware {hardware!r} matches none of the hardware in the rows: {found}"
+        )
     return written
 
 
-def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, dpi: int,
-               results: str, command: str, runs: str, run_ids: Sequence[str]) -> Path:
+def _build_one(
+    raw: pd.DataFrame,
+    history: pd.DataFrame,
+    out: Path,
+    theme: str,
+    dpi: int,
+    results: str,
+    command: str,
+    runs: str,
+    run_ids: Sequence[str],
+) -> Path:
     drawn, chosen = select_runs(raw, runs, run_ids)
     rows = latest_points(drawn)
     hardware, slug = rows["hardware"].iloc[0], rows["hardware_slug"].iloc[0]
@@ -115,21 +163,35 @@ def _build_one(raw: pd.DataFrame, history: pd.DataFrame, out: Path, theme: str, 
     date = (newest.max() if not newest.empty else pd.Timestamp.now(tz="UTC")).strftime("%Y-%m-%d")
     out_dir = out / f"{slugify(theme, max_len=60)}_{slug}_{date}"
     _clear_figures(out_dir)
-    ctx = ReportContext(rows=rows, history=history, out_dir=out_dir,
-                        palette=Palette(rows["model"].astype(str)), results_arg=results,
-                        build_command=command, dpi=dpi)
-    built = {"report built": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-             "report code git sha": _git_sha(), "report command": command}
+    ctx = ReportContext(
+        rows=rows,
+        history=history,
+        out_dir=out_dir,
+        palette=Palette(rows["model"].astype(str)),
+        results_arg=results,
+        build_command=command,
+        dpi=dpi,
+    )
+    built = {
+        "report built": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "report code git sha": _git_sha(),
+        "report command": command,
+    }
     known = known_suites()
-    suites = sorted(rows["suite"].unique(), key=lambda s: (s not in known,
-                    known.index(s) if s in known else 0, s))
+    suites = sorted(
+        rows["suite"].unique(),
+        key=lambda s: (s not in known, known.index(s) if s in known else 0, s),
+    )
     blocks: list[Block] = [
-        Paragraph(f"Reformer benchmark results on {hardware}, built from {results}/. "
-                  "Every figure lists the commands that reproduce it."),
-        Heading("Environment"), environment_table(rows, built),
-        Table(runs_table(chosen), _runs_caption(runs, run_ids, len(raw) - len(drawn)),
-              index=False),
-        Heading("Measured points"), counts_table(rows, len(drawn)),
+        Paragraph(
+            f"Reformer benchmark results on {hardware}, built from {results}/. "
+            "Every figure lists the commands that reproduce it."
+        ),
+        Heading("Environment"),
+        environment_table(rows, built),
+        Table(runs_table(chosen), _runs_caption(runs, run_ids, len(raw) - len(drawn)), index=False),
+        Heading("Measured points"),
+        counts_table(rows, len(drawn)),
     ]
     errors = errors_table(rows)
     if errors is not None:
@@ -162,15 +224,22 @@ def known_suites() -> list[str]:
 
 
 def _runs_caption(runs: str, run_ids: Sequence[str], not_drawn: int) -> str:
-    how = {"latest": "the newest complete run of each suite (one results file, one thread "
-                     "count, one OMP_WAIT_POLICY)",
-           "all": "every run (--runs all), newest row per point"}[runs]
+    how = {
+        "latest": "the newest complete run of each suite (one results file, one thread "
+        "count, one OMP_WAIT_POLICY)",
+        "all": "every run (--runs all), newest row per point",
+    }[runs]
     if run_ids:
         how = "the runs named by --run-id"
-    other = (f" {not_drawn} rows of other runs are not drawn (--runs all or --run-id ID "
-             "draws them)." if not_drawn else "")
-    return (f"Runs drawn: {how}. 'under load': points measured with the {RULE}, whose "
-            f"times are not comparable with an idle run's.{other}")
+    other = (
+        f" {not_drawn} rows of other runs are not drawn (--runs all or --run-id ID draws them)."
+        if not_drawn
+        else ""
+    )
+    return (
+        f"Runs drawn: {how}. 'under load': points measured with the {RULE}, whose "
+        f"times are not comparable with an idle run's.{other}"
+    )
 
 
 def _clear_figures(out_dir: Path) -> None:
@@ -182,8 +251,13 @@ def _clear_figures(out_dir: Path) -> None:
 
 def _git_sha() -> str:
     try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=False)
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip() or "unknown (no commit)"
@@ -194,8 +268,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     command = shlex.join(["python", "-m", "reports.build", *argv])
-    for folder in build_reports(args.results, args.out, args.theme, args.dpi, args.hardware,
-                                command, args.runs, args.run_id):
+    for folder in build_reports(
+        args.results, args.out, args.theme, args.dpi, args.hardware, command, args.runs, args.run_id
+    ):
         print(f"wrote {folder / 'report.md'} and {folder / 'report.html'}")
 
 

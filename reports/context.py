@@ -52,8 +52,11 @@ class ReportContext:
                 continue
             devices = sorted({str(d).split(":")[0] for d in rows["device"].dropna()}) or [""]
             modes = sorted(set(rows["mode"].dropna().astype(str))) if "mode" in rows else []
-            budgets = sorted(set(rows["memory_budget_gb"].dropna())) if (
-                name == "scale" and "memory_budget_gb" in rows) else []
+            budgets = (
+                sorted(set(rows["memory_budget_gb"].dropna()))
+                if (name == "scale" and "memory_budget_gb" in rows)
+                else []
+            )
             for device, mode, budget in product(devices, modes or [""], budgets or [None]):
                 line = f"python -m suites.run {name}" + (f" --device {device}" if device else "")
                 if mode in ("quick", "full"):
@@ -65,8 +68,9 @@ class ReportContext:
                 lines.append(line)
         return (*dict.fromkeys(lines), self.build_command)
 
-    def save(self, figure: plt.Figure, stem: str, title: str, caption: str,
-             commands: tuple[str, ...]) -> Figure:
+    def save(
+        self, figure: plt.Figure, stem: str, title: str, caption: str, commands: tuple[str, ...]
+    ) -> Figure:
         """Title the figure, write figures/<stem>.png (at ``dpi``) and .svg, close it, and
         return its block. Every figure carries its title, so a PNG read alone says what
         it shows."""

@@ -28,27 +28,45 @@ def build_efficiency(ctx: ReportContext) -> list[Block] | None:
     panels, tables = [], []
     for suite in ordered(rows["suite"], SUITES):
         part = rows[rows["suite"] == suite]
-        part = part.assign(variant=split_variants(part, ("series", "pass", "seq_len"),
-                                                  ignore=("batch", "n_buckets")))
+        part = part.assign(
+            variant=split_variants(
+                part, ("series", "pass", "seq_len"), ignore=("batch", "n_buckets")
+            )
+        )
         for variant in ordered(part["variant"]):
             cell = part[part["variant"] == variant]
             title = ", ".join(t for t in (suite, variant) if t)
-            panels.append(Panel(data=cell, x="seq_len", y="mfu_pct", hue="series", title=title,
-                                xlabel="sequence length L", ylabel="MFU (% of peak)", logx=2))
+            panels.append(
+                Panel(
+                    data=cell,
+                    x="seq_len",
+                    y="mfu_pct",
+                    hue="series",
+                    title=title,
+                    xlabel="sequence length L",
+                    ylabel="MFU (% of peak)",
+                    logx=2,
+                )
+            )
             tables.append(_table(cell, title))
     blocks: list[Block] = [
-        Paragraph("Achieved model FLOP/s as a percentage of the hardware's peak (MFU). "
-                  "The peak is the GPU's dense datasheet figure for the dtype, or on a CPU "
-                  "this machine's own 4096² float32 matmul, measured once per run in a child "
-                  "process like every point's (`peak_source`). FLOPs are model FLOPs "
-                  "(reformer.flops: matrix products, no recomputation) for our layers, "
-                  "whatever backend runs them, so MFU ratios are inverse time ratios; peers "
-                  "are credited with what torch.utils.flop_counter counts in their code. "
-                  f"Peaks: {_peaks(rows)}."),
-        ctx.save(draw_panels([panels], ctx.palette), "efficiency_vs_length",
-                 "Efficiency: achieved FLOP/s as a fraction of the hardware's peak",
-                 "MFU against length (log-log), beside the time figure.",
-                 ctx.commands(*ordered(rows["suite"], SUITES))),
+        Paragraph(
+            "Achieved model FLOP/s as a percentage of the hardware's peak (MFU). "
+            "The peak is the GPU's dense datasheet figure for the dtype, or on a CPU "
+            "this machine's own 4096² float32 matmul, measured once per run in a child "
+            "process like every point's (`peak_source`). FLOPs are model FLOPs "
+            "(reformer.flops: matrix products, no recomputation) for our layers, "
+            "whatever backend runs them, so MFU ratios are inverse time ratios; peers "
+            "are credited with what torch.utils.flop_counter counts in their code. "
+            f"Peaks: {_peaks(rows)}."
+        ),
+        ctx.save(
+            draw_panels([panels], ctx.palette),
+            "efficiency_vs_length",
+            "Efficiency: achieved FLOP/s as a fraction of the hardware's peak",
+            "MFU against length (log-log), beside the time figure.",
+            ctx.commands(*ordered(rows["suite"], SUITES)),
+        ),
     ]
     return blocks + tables
 
@@ -67,11 +85,12 @@ def _series(rows: pd.DataFrame) -> pd.Series:
 
 
 def _table(cell: pd.DataFrame, title: str) -> Table:
-    pivot = cell.pivot_table(index="series", columns="seq_len", values="mfu_pct",
-                             aggfunc="first")
+    pivot = cell.pivot_table(index="series", columns="seq_len", values="mfu_pct", aggfunc="first")
     pivot.columns = [f"L={fmt(length)}" for length in pivot.columns]
-    return Table(pivot.map(lambda value: fmt(value, 2)),
-                 f"MFU (% of peak), {title}: rows are series, columns lengths.")
+    return Table(
+        pivot.map(lambda value: fmt(value, 2)),
+        f"MFU (% of peak), {title}: rows are series, columns lengths.",
+    )
 
 
 def _peaks(rows: pd.DataFrame) -> str:
@@ -79,7 +98,10 @@ def _peaks(rows: pd.DataFrame) -> str:
     parts = []
     for (dtype, source), group in rows.groupby(["dtype", "peak_source"], sort=True):
         low, high = group["peak_tflops"].min(), group["peak_tflops"].max()
-        value = f"{fmt(low, 4)} TFLOP/s" if low == high else (
-            f"{fmt(low, 4)}-{fmt(high, 4)} TFLOP/s over {group['run_id'].nunique()} runs")
+        value = (
+            f"{fmt(low, 4)} TFLOP/s"
+            if low == high
+            else (f"{fmt(low, 4)}-{fmt(high, 4)} TFLOP/s over {group['run_id'].nunique()} runs")
+        )
         parts.append(f"{dtype}: {value} ({source})")
     return "; ".join(parts)

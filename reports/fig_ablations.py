@@ -15,13 +15,22 @@ from reports.document import Block, Paragraph
 from reports.plotting import Panel, draw_panels, ordered, split_variants
 from suites.names import hash_rounds, label
 
-_METRICS = (("t_median_ms", "time per step (ms)"), ("peak_mb", "peak memory (MiB)"),
-            ("saved_mb", "saved for backward (MiB)"))
+_METRICS = (
+    ("t_median_ms", "time per step (ms)"),
+    ("peak_mb", "peak memory (MiB)"),
+    ("saved_mb", "saved for backward (MiB)"),
+)
 
 
-def sweep_grid(rows: pd.DataFrame, x: str, xlabel: str, logx: float | None,
-               style: str | None = None, metrics=_METRICS, logy: bool = True
-               ) -> list[list[Panel]]:
+def sweep_grid(
+    rows: pd.DataFrame,
+    x: str,
+    xlabel: str,
+    logx: float | None,
+    style: str | None = None,
+    metrics=_METRICS,
+    logy: bool = True,
+) -> list[list[Panel]]:
     """One row of panels per variant, one panel per metric that has values."""
     keys = ["model", x, "pass"] + ([style] if style else [])
     rows = rows.assign(variant=split_variants(rows, keys, ignore=("n_buckets",)))
@@ -34,10 +43,21 @@ def sweep_grid(rows: pd.DataFrame, x: str, xlabel: str, logx: float | None,
             fail = failures[(failures["variant"] == variant) & (failures["pass"] == pass_name)]
             title = ", ".join(t for t in (f"pass={pass_name}", variant) if t)
             panels = [
-                Panel(data=cell[cell[metric] > 0], x=x, y=metric, hue="model", style=style,
-                      failures=fail, title=title, xlabel=xlabel, ylabel=label, logx=logx,
-                      logy=logy)
-                for metric, label in metrics if (cell[metric] > 0).any()
+                Panel(
+                    data=cell[cell[metric] > 0],
+                    x=x,
+                    y=metric,
+                    hue="model",
+                    style=style,
+                    failures=fail,
+                    title=title,
+                    xlabel=xlabel,
+                    ylabel=label,
+                    logx=logx,
+                    logy=logy,
+                )
+                for metric, label in metrics
+                if (cell[metric] > 0).any()
             ]
             if panels:
                 grid.append(panels)
@@ -48,11 +68,17 @@ def duplication_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     """Quality rows of the duplication task with eval hash rounds parsed from eval_attention."""
     if "task" not in rows.columns or "accuracy" not in rows.columns:
         return rows.iloc[0:0]
-    dup = rows[(rows["status"] == "ok") & rows["task"].astype(str).str.contains("dup")
-               & rows["accuracy"].notna()]
+    dup = rows[
+        (rows["status"] == "ok")
+        & rows["task"].astype(str).str.contains("dup")
+        & rows["accuracy"].notna()
+    ]
     rounds = dup["eval_attention"].map(hash_rounds).astype(float)
-    return dup.assign(eval_hashes=rounds, accuracy=accuracy_percent(dup["accuracy"]),
-                      trained_with=dup["train_attention"].map(label))[rounds.notna()]
+    return dup.assign(
+        eval_hashes=rounds,
+        accuracy=accuracy_percent(dup["accuracy"]),
+        trained_with=dup["train_attention"].map(label),
+    )[rounds.notna()]
 
 
 def accuracy_percent(accuracy: pd.Series) -> pd.Series:
@@ -64,21 +90,36 @@ def build_hashes(ctx: ReportContext) -> list[Block] | None:
     grid = sweep_grid(ctx.suite("hashes"), "n_hashes", "hash rounds n_hashes", logx=2)
     accuracy = duplication_accuracy(ctx.suite("quality"))
     if not accuracy.empty:
-        panel = Panel(data=accuracy, x="eval_hashes", y="accuracy", hue="trained_with",
-                      title="duplication task (colour: trained with)",
-                      xlabel="hash rounds at evaluation", ylabel="accuracy (%)", logx=2,
-                      logy=False)
+        panel = Panel(
+            data=accuracy,
+            x="eval_hashes",
+            y="accuracy",
+            hue="trained_with",
+            title="duplication task (colour: trained with)",
+            xlabel="hash rounds at evaluation",
+            ylabel="accuracy (%)",
+            logx=2,
+            logy=False,
+        )
         grid = [[*grid[0], panel], *grid[1:]] if grid else [[panel]]
     if not grid:
         return None
     return [
-        Paragraph("Cost of more hash rounds: time and memory against n_hashes"
-                  + (", and duplication-task accuracy against the rounds used at evaluation."
-                     if not accuracy.empty else ".")),
-        ctx.save(draw_panels(grid, ctx.palette), "hashes_ablation",
-                 "Hash rounds: cost (and duplication accuracy) against n_hashes",
-                 "Hash-rounds ablation.", ctx.commands("hashes", "quality")
-                 if not accuracy.empty else ctx.commands("hashes")),
+        Paragraph(
+            "Cost of more hash rounds: time and memory against n_hashes"
+            + (
+                ", and duplication-task accuracy against the rounds used at evaluation."
+                if not accuracy.empty
+                else "."
+            )
+        ),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "hashes_ablation",
+            "Hash rounds: cost (and duplication accuracy) against n_hashes",
+            "Hash-rounds ablation.",
+            ctx.commands("hashes", "quality") if not accuracy.empty else ctx.commands("hashes"),
+        ),
     ]
 
 
@@ -87,11 +128,17 @@ def build_chunks(ctx: ReportContext) -> list[Block] | None:
     if not grid:
         return None
     return [
-        Paragraph("Cost against chunk size: each chunk of c sorted positions attends to itself "
-                  "and the previous chunk, so attention work per token grows with c."),
-        ctx.save(draw_panels(grid, ctx.palette), "chunks_ablation",
-                 "Chunk size: cost against bucket_size",
-                 "Chunk-size ablation.", ctx.commands("chunks")),
+        Paragraph(
+            "Cost against chunk size: each chunk of c sorted positions attends to itself "
+            "and the previous chunk, so attention work per token grows with c."
+        ),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "chunks_ablation",
+            "Chunk size: cost against bucket_size",
+            "Chunk-size ablation.",
+            ctx.commands("chunks"),
+        ),
     ]
 
 
@@ -109,16 +156,22 @@ def build_reversible(ctx: ReportContext) -> list[Block] | None:
         return None
     rows = rows.assign(layout=rows.apply(layout_label, axis=1))
     metrics = [m for m in _METRICS if m[0] != "t_median_ms"] + [_METRICS[0]]
-    grid = sweep_grid(rows, "n_layers", "layers n_layers", logx=None, style="layout",
-                      metrics=metrics, logy=False)
+    grid = sweep_grid(
+        rows, "n_layers", "layers n_layers", logx=None, style="layout", metrics=metrics, logy=False
+    )
     if not grid:
         return None
     return [
-        Paragraph("Memory against depth with reversible residuals on/off and chunked "
-                  "feed-forward on/off: with reversible layers only one layer's activations "
-                  "are stored, so peak memory should stay flat in n_layers (paper sec. 3)."),
-        ctx.save(draw_panels(grid, ctx.palette), "reversible_depth",
-                 "Reversibility and depth: memory against n_layers",
-                 "Reversibility and depth: colour = model, marker = residual layout.",
-                 ctx.commands("reversible")),
+        Paragraph(
+            "Memory against depth with reversible residuals on/off and chunked "
+            "feed-forward on/off: with reversible layers only one layer's activations "
+            "are stored, so peak memory should stay flat in n_layers (paper sec. 3)."
+        ),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "reversible_depth",
+            "Reversibility and depth: memory against n_layers",
+            "Reversibility and depth: colour = model, marker = residual layout.",
+            ctx.commands("reversible"),
+        ),
     ]

@@ -30,16 +30,26 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
     for variant in ordered(rows["variant"]):
         row = []
         for pass_name in ordered(rows["pass"], PASSES):
+
             def cell(frame: pd.DataFrame, v: str = variant, p: str = pass_name) -> pd.DataFrame:
                 return frame[(frame["variant"] == v) & (frame["pass"] == p)]
 
             if cell(ok).empty:  # nothing measured to draw (a pass saves nothing, or all
-                continue        # failed: the tables below spell that out)
-            row.append(Panel(
-                data=cell(ok), x="seq_len", y=metric, hue="model", failures=cell(failures),
-                title=", ".join(t for t in (f"pass={pass_name}", variant) if t),
-                xlabel="sequence length L", ylabel=label, logx=2, guides=True,
-            ))
+                continue  # failed: the tables below spell that out)
+            row.append(
+                Panel(
+                    data=cell(ok),
+                    x="seq_len",
+                    y=metric,
+                    hue="model",
+                    failures=cell(failures),
+                    title=", ".join(t for t in (f"pass={pass_name}", variant) if t),
+                    xlabel="sequence length L",
+                    ylabel=label,
+                    logx=2,
+                    guides=True,
+                )
+            )
         if row:
             grid.append(row)
     return grid or None
@@ -53,20 +63,30 @@ def build_memory(ctx: ReportContext) -> list[Block] | None:
     methods = ", ".join(sorted(rows["memory_method"].dropna().astype(str).unique())) or "n/a"
     commands = ctx.commands("memory")
     blocks: list[Block] = [
-        Paragraph("Peak memory of one step against sequence length, per model and pass. "
-                  f"Memory method: {methods}."),
-        ctx.save(draw_panels(grid, ctx.palette), "memory_peak",
-                 "Peak memory of one step against sequence length",
-                 "Peak memory vs L (log-log). Dashed: O(L) and O(L²) guides through the "
-                 "cheapest point at the shortest length. Crosses on the top edge: out of "
-                 "memory at that length; triangles: timed out.", commands),
+        Paragraph(
+            "Peak memory of one step against sequence length, per model and pass. "
+            f"Memory method: {methods}."
+        ),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "memory_peak",
+            "Peak memory of one step against sequence length",
+            "Peak memory vs L (log-log). Dashed: O(L) and O(L²) guides through the "
+            "cheapest point at the shortest length. Crosses on the top edge: out of "
+            "memory at that length; triangles: timed out.",
+            commands,
+        ),
     ]
     saved = memory_vs_length(rows, "saved_mb", "saved for backward (MiB)")
     if saved is not None:
-        blocks.append(ctx.save(
-            draw_panels(saved, ctx.palette), "memory_saved",
-            "Bytes saved for backward against sequence length",
-            "Bytes saved for backward vs L (log-log): deterministic and machine-independent "
-            "(a pass that saves nothing is not drawn on the log axis).", commands,
-        ))
+        blocks.append(
+            ctx.save(
+                draw_panels(saved, ctx.palette),
+                "memory_saved",
+                "Bytes saved for backward against sequence length",
+                "Bytes saved for backward vs L (log-log): deterministic and machine-independent "
+                "(a pass that saves nothing is not drawn on the log axis).",
+                commands,
+            )
+        )
     return blocks

@@ -18,8 +18,19 @@ from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered
 from suites.names import PEER_PREFIX
 
-SHAPE = ("pass", "seq_len", "batch", "d_model", "n_heads", "n_layers", "d_ff", "n_hashes",
-         "bucket_size", "causal", "dtype")
+SHAPE = (
+    "pass",
+    "seq_len",
+    "batch",
+    "d_model",
+    "n_heads",
+    "n_layers",
+    "d_ff",
+    "n_hashes",
+    "bucket_size",
+    "causal",
+    "dtype",
+)
 
 
 def is_peer(rows: pd.DataFrame) -> pd.Series:
@@ -36,13 +47,20 @@ def peer_ratios(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = [c for c in SHAPE if mine[c].notna().all() and others[c].notna().all()]
     several = mine["n_hashes"].nunique() > 1
-    ours = mine.assign(ours=[f"{m} {lsh_label(n)}" if several else m
-                             for m, n in zip(mine["model"], mine["n_hashes"], strict=True)])
+    ours = mine.assign(
+        ours=[
+            f"{m} {lsh_label(n)}" if several else m
+            for m, n in zip(mine["model"], mine["n_hashes"], strict=True)
+        ]
+    )
     ours = ours[[*keys, "ours", "t_median_ms", "peak_mb"]].rename(
-        columns={"t_median_ms": "ours_ms", "peak_mb": "ours_mb"})
+        columns={"t_median_ms": "ours_ms", "peak_mb": "ours_mb"}
+    )
     joined = others.merge(ours, on=keys, how="inner")
-    return joined.assign(time_ratio=joined["t_median_ms"] / joined["ours_ms"],
-                         memory_ratio=joined["peak_mb"] / joined["ours_mb"])
+    return joined.assign(
+        time_ratio=joined["t_median_ms"] / joined["ours_ms"],
+        memory_ratio=joined["peak_mb"] / joined["ours_mb"],
+    )
 
 
 def build_peers(ctx: ReportContext) -> list[Block] | None:
@@ -51,38 +69,62 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
         return None
     joined = peer_ratios(rows)
     if joined.empty:
-        return [Note("Peers: results exist but no point has an ok point of our LSH attention "
-                     "with the same shape, so nothing can be normalised.")]
+        return [
+            Note(
+                "Peers: results exist but no point has an ok point of our LSH attention "
+                "with the same shape, so nothing can be normalised."
+            )
+        ]
     grid = []
     for reference in ordered(joined["ours"]):
         for pass_name in ordered(joined["pass"], PASSES):
             cell = joined[(joined["ours"] == reference) & (joined["pass"] == pass_name)]
             panels = [
-                Panel(data=cell[cell[ratio] > 0], x="seq_len", y=ratio, hue="model",
-                      title=f"vs {reference}, pass={pass_name}", xlabel="sequence length L",
-                      ylabel=label, logx=2, hline=(1.0, "ours = 1"))
-                for ratio, label in (("time_ratio", "time / ours"),
-                                     ("memory_ratio", "peak memory / ours"))
+                Panel(
+                    data=cell[cell[ratio] > 0],
+                    x="seq_len",
+                    y=ratio,
+                    hue="model",
+                    title=f"vs {reference}, pass={pass_name}",
+                    xlabel="sequence length L",
+                    ylabel=label,
+                    logx=2,
+                    hline=(1.0, "ours = 1"),
+                )
+                for ratio, label in (
+                    ("time_ratio", "time / ours"),
+                    ("memory_ratio", "peak memory / ours"),
+                )
                 if (cell[ratio] > 0).any()
             ]
             if panels:
                 grid.append(panels)
     if not grid:
         return None
-    table = pd.DataFrame({
-        "model": joined["model"], "impl": joined["impl"].fillna(""),
-        "impl_version": joined["impl_version"].fillna(""),
-        "ours": joined["ours"], "pass": joined["pass"], "L": joined["seq_len"].map(fmt),
-        "time / ours": joined["time_ratio"].map(fmt),
-        "memory / ours": joined["memory_ratio"].map(fmt),
-    })
+    table = pd.DataFrame(
+        {
+            "model": joined["model"],
+            "impl": joined["impl"].fillna(""),
+            "impl_version": joined["impl_version"].fillna(""),
+            "ours": joined["ours"],
+            "pass": joined["pass"],
+            "L": joined["seq_len"].map(fmt),
+            "time / ours": joined["time_ratio"].map(fmt),
+            "memory / ours": joined["memory_ratio"].map(fmt),
+        }
+    )
     return [
-        Paragraph("Peer implementations (and our exact baselines) run through the same "
-                  "harness, each point divided by our LSH attention at the same shape; above "
-                  "1 the other is slower or hungrier."),
-        ctx.save(draw_panels(grid, ctx.palette), "peers_normalised",
-                 "Peer implementations relative to our LSH attention",
-                 "Peers normalised to our LSH attention per length (dotted line: ours).",
-                 ctx.commands("peers")),
+        Paragraph(
+            "Peer implementations (and our exact baselines) run through the same "
+            "harness, each point divided by our LSH attention at the same shape; above "
+            "1 the other is slower or hungrier."
+        ),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "peers_normalised",
+            "Peer implementations relative to our LSH attention",
+            "Peers normalised to our LSH attention per length (dotted line: ours).",
+            ctx.commands("peers"),
+        ),
         Table(table, "Peer / ours ratios.", index=False),
     ]

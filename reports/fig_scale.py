@@ -45,14 +45,18 @@ def longest_fits(rows: pd.DataFrame) -> pd.DataFrame:
         above = group[(group["seq_len"] > longest) & (group["status"] != "ok")]
         stop = above.sort_values("seq_len").iloc[0] if not above.empty else None
         key = key if isinstance(key, tuple) else (key,)
-        found.append({
-            "model": key[0],
-            "budget": f"{fmt(key[1])} {_unit(budget)}" if budget and pd.notna(key[1]) else "",
-            "longest L": longest or np.nan,
-            "peak (MiB)": best["peak_mb"] if best is not None else np.nan,
-            "step (ms)": best["t_median_ms"] if best is not None else np.nan,
-            "stopped at": f"{fmt(stop['seq_len'])} ({stop['status']})" if stop is not None else "",
-        })
+        found.append(
+            {
+                "model": key[0],
+                "budget": f"{fmt(key[1])} {_unit(budget)}" if budget and pd.notna(key[1]) else "",
+                "longest L": longest or np.nan,
+                "peak (MiB)": best["peak_mb"] if best is not None else np.nan,
+                "step (ms)": best["t_median_ms"] if best is not None else np.nan,
+                "stopped at": f"{fmt(stop['seq_len'])} ({stop['status']})"
+                if stop is not None
+                else "",
+            }
+        )
     return pd.DataFrame(found)
 
 
@@ -70,27 +74,57 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
         value = float(rows[budget].dropna().iloc[0])
         hline = (value * per_mb, f"budget {value:g} {_unit(budget)}")
     ctx.palette.ensure(fits["model"].astype(str))
-    grid = [[
-        Panel(data=fits, x="model", y="longest L", hue="model", title="longest fitting L",
-              custom=_bars(fits, ctx)),
-        Panel(data=ok[ok["peak_mb"] > 0], x="seq_len", y="peak_mb", hue="model",
-              failures=failures, title="peak memory", xlabel="sequence length L",
-              ylabel="peak memory (MiB)", logx=2, hline=hline),
-        Panel(data=ok[ok["t_median_ms"] > 0], x="seq_len", y="t_median_ms", hue="model",
-              title="training step time", xlabel="sequence length L",
-              ylabel="time per step (ms)", logx=2),
-    ]]
+    grid = [
+        [
+            Panel(
+                data=fits,
+                x="model",
+                y="longest L",
+                hue="model",
+                title="longest fitting L",
+                custom=_bars(fits, ctx),
+            ),
+            Panel(
+                data=ok[ok["peak_mb"] > 0],
+                x="seq_len",
+                y="peak_mb",
+                hue="model",
+                failures=failures,
+                title="peak memory",
+                xlabel="sequence length L",
+                ylabel="peak memory (MiB)",
+                logx=2,
+                hline=hline,
+            ),
+            Panel(
+                data=ok[ok["t_median_ms"] > 0],
+                x="seq_len",
+                y="t_median_ms",
+                hue="model",
+                title="training step time",
+                xlabel="sequence length L",
+                ylabel="time per step (ms)",
+                logx=2,
+            ),
+        ]
+    ]
     table = fits.copy()
     for column in ("longest L", "peak (MiB)", "step (ms)"):
         table[column] = table[column].map(fmt)
     return [
-        Paragraph("The longest sequence whose training step fits the memory budget, with the "
-                  "peak memory and step time at that length. Paper claim: 1M tokens on one "
-                  "16 GB accelerator."),
-        ctx.save(draw_panels(grid, ctx.palette), "scale",
-                 "Scale: the longest sequence whose training step fits the budget",
-                 "Scale: longest fitting L per model (left), peak memory and step time "
-                 "against L of the lengths tried.", ctx.commands("scale")),
+        Paragraph(
+            "The longest sequence whose training step fits the memory budget, with the "
+            "peak memory and step time at that length. Paper claim: 1M tokens on one "
+            "16 GB accelerator."
+        ),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "scale",
+            "Scale: the longest sequence whose training step fits the budget",
+            "Scale: longest fitting L per model (left), peak memory and step time "
+            "against L of the lengths tried.",
+            ctx.commands("scale"),
+        ),
         Table(table, "Longest length that fits, per model and budget.", index=False),
         *ledger_blocks(Path(ctx.results_arg)),
     ]
@@ -98,13 +132,16 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
 
 def _bars(fits: pd.DataFrame, ctx: ReportContext):
     """A bar per model (and budget): the longest fitting length, written on the bar."""
+
     def draw(ax) -> None:
-        labels = [f"{m}\n{b}" if b else str(m)
-                  for m, b in zip(fits["model"], fits["budget"], strict=True)]
+        labels = [
+            f"{m}\n{b}" if b else str(m) for m, b in zip(fits["model"], fits["budget"], strict=True)
+        ]
         colours = [ctx.palette.colours[str(m)] for m in fits["model"]]
         heights = fits["longest L"].fillna(0)
         bars = ax.bar(range(len(fits)), heights, color=colours)
         ax.bar_label(bars, labels=[fmt(h) if h else "none" for h in heights], fontsize=6)
         ax.set_xticks(range(len(fits)), labels, rotation=30, ha="right")
         ax.set_ylabel("longest L that fits")
+
     return draw

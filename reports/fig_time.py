@@ -39,18 +39,25 @@ def series_labels(rows: pd.DataFrame) -> pd.Series:
 
 def crossover_rows(cell: pd.DataFrame, facet: str) -> list[dict]:
     """Every crossing of an LSH series with a non-LSH series in one panel."""
-    curves = {name: dict(zip(part["seq_len"], part["t_median_ms"], strict=True))
-              for name, part in cell.groupby("series")}
+    curves = {
+        name: dict(zip(part["seq_len"], part["t_median_ms"], strict=True))
+        for name, part in cell.groupby("series")
+    }
     lsh = set(cell.loc[cell["attention"] == "lsh", "series"])
     found = []
     for name in sorted(lsh):
         for other in sorted(set(curves) - lsh):
             for crossing in crossovers_between(curves[name], curves[other]):
-                found.append({
-                    "panel": facet, "LSH series": name, "against": other,
-                    "crossover L": crossing.seq_len, "ms at crossover": crossing.cost,
-                    "cheaper above": name if crossing.lower_after == "a" else other,
-                })
+                found.append(
+                    {
+                        "panel": facet,
+                        "LSH series": name,
+                        "against": other,
+                        "crossover L": crossing.seq_len,
+                        "ms at crossover": crossing.cost,
+                        "cheaper above": name if crossing.lower_after == "a" else other,
+                    }
+                )
     return found
 
 
@@ -58,8 +65,13 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
     rows = ctx.suite("time")
     rows = rows.assign(series=series_labels(rows))
     # Batch shrinks as L grows (fixed tokens per batch), so it is not a variant.
-    rows = rows.assign(variant=split_variants(rows, (*_KEYS, "attention", "n_hashes", "model"),
-                                              ignore=("seq_len", "batch", "n_buckets")))
+    rows = rows.assign(
+        variant=split_variants(
+            rows,
+            (*_KEYS, "attention", "n_hashes", "model"),
+            ignore=("seq_len", "batch", "n_buckets"),
+        )
+    )
     ok = rows[(rows["status"] == "ok") & (rows["t_median_ms"] > 0)]
     if ok.empty:
         return None
@@ -76,11 +88,21 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
             facet = ", ".join(t for t in (f"pass={pass_name}", variant) if t)
             found = crossover_rows(cell, facet)
             crossings.extend(found)
-            panels.append(Panel(
-                data=cell, x="seq_len", y="t_median_ms", hue="series", failures=fail,
-                title=facet, xlabel="sequence length L", ylabel="time per step (ms)",
-                logx=2, yerr="half_iqr", annotate=_annotator(found),
-            ))
+            panels.append(
+                Panel(
+                    data=cell,
+                    x="seq_len",
+                    y="t_median_ms",
+                    hue="series",
+                    failures=fail,
+                    title=facet,
+                    xlabel="sequence length L",
+                    ylabel="time per step (ms)",
+                    logx=2,
+                    yerr="half_iqr",
+                    annotate=_annotator(found),
+                )
+            )
         if panels:
             grid.append(panels)
     if not grid:
@@ -88,21 +110,32 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
     tokens = (ok["batch"] * ok["seq_len"]).dropna().unique()
     per_batch = ", ".join(fmt(t) for t in sorted(tokens)) or "n/a"
     blocks: list[Block] = [
-        Paragraph(f"Time per step against length at fixed tokens per batch ({per_batch}); "
-                  "medians of torch.utils.benchmark samples, bars one IQR wide centred on "
-                  "the median (the harness stores the IQR width, not its ends)."),
-        ctx.save(draw_panels(grid, ctx.palette), "time_vs_length",
-                 "Time per step against sequence length (fixed tokens per batch)",
-                 "Time vs L (log-log) in the style of Reformer Fig. 5. Rings: crossover "
-                 "lengths, interpolated on log L.", ctx.commands("time")),
+        Paragraph(
+            f"Time per step against length at fixed tokens per batch ({per_batch}); "
+            "medians of torch.utils.benchmark samples, bars one IQR wide centred on "
+            "the median (the harness stores the IQR width, not its ends)."
+        ),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "time_vs_length",
+            "Time per step against sequence length (fixed tokens per batch)",
+            "Time vs L (log-log) in the style of Reformer Fig. 5. Rings: crossover "
+            "lengths, interpolated on log L.",
+            ctx.commands("time"),
+        ),
     ]
     if crossings:
         table = pd.DataFrame(crossings)
         for column in ("crossover L", "ms at crossover"):
             table[column] = table[column].map(fmt)
-        blocks.append(Table(table, "Crossover lengths: where an LSH curve meets full or SDPA "
-                            "attention (log-log interpolation between measured lengths).",
-                            index=False))
+        blocks.append(
+            Table(
+                table,
+                "Crossover lengths: where an LSH curve meets full or SDPA "
+                "attention (log-log interpolation between measured lengths).",
+                index=False,
+            )
+        )
     else:
         blocks.append(Note("No LSH curve crosses a full or SDPA curve in the measured range."))
     return blocks
@@ -112,8 +145,16 @@ def _annotator(found: list[dict]):
     def annotate(ax) -> None:
         for crossing in found:
             x, y = crossing["crossover L"], crossing["ms at crossover"]
-            ax.plot([x], [y], marker="o", markersize=9, markerfacecolor="none",
-                    markeredgecolor="black", linestyle="none", zorder=6)
-            ax.annotate(f"{x:.0f}", (x, y), textcoords="offset points", xytext=(4, -10),
-                        fontsize=6)
+            ax.plot(
+                [x],
+                [y],
+                marker="o",
+                markersize=9,
+                markerfacecolor="none",
+                markeredgecolor="black",
+                linestyle="none",
+                zorder=6,
+            )
+            ax.annotate(f"{x:.0f}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=6)
+
     return annotate

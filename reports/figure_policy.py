@@ -23,8 +23,11 @@ FIGURE_HOME = "docs/reports/"
 def tracked_figures(root: Path) -> list[Path]:
     """Every PNG/SVG file git tracks below ``root`` (falls back to a walk outside git)."""
     try:
-        listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
-                                check=True).stdout.decode().split("\0")
+        listed = (
+            subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True)
+            .stdout.decode()
+            .split("\0")
+        )
         paths = [Path(name) for name in listed if name]
     except (OSError, subprocess.CalledProcessError):
         paths = [p.relative_to(root) for p in root.rglob("*") if p.is_file()]
@@ -40,8 +43,10 @@ def violations(root: Path, paths: list[Path]) -> list[str]:
             problems.append(f"{posix}: generated figures belong under {FIGURE_HOME}")
         size = (root / path).stat().st_size
         if size > MAX_FIGURE_BYTES:
-            problems.append(f"{posix}: {size} bytes, over the {MAX_FIGURE_BYTES}-byte cap; "
-                            "rebuild the report with a lower --dpi")
+            problems.append(
+                f"{posix}: {size} bytes, over the {MAX_FIGURE_BYTES}-byte cap; "
+                "rebuild the report with a lower --dpi"
+            )
     return problems
 
 

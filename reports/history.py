@@ -28,8 +28,9 @@ def tidy_history(history: pd.DataFrame) -> pd.DataFrame:
     name = next((c for c in NAME_COLUMNS if c in history.columns), None)
     if history.empty or name is None or "value" not in history.columns:
         return pd.DataFrame()
-    frame = history.assign(figure=history[name].astype(str),
-                           value=pd.to_numeric(history["value"], errors="coerce"))
+    frame = history.assign(
+        figure=history[name].astype(str), value=pd.to_numeric(history["value"], errors="coerce")
+    )
     for column in ("baseline", "tolerance"):
         frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
     for column in ("host", "git_sha", "unit", "status", "limit", "command"):
@@ -45,34 +46,56 @@ def tidy_history(history: pd.DataFrame) -> pd.DataFrame:
 def build_history(ctx: ReportContext) -> list[Block] | None:
     history = tidy_history(ctx.history)
     if history.empty and not ctx.history.empty:
-        return [Note("history.jsonl has rows but none with a figure name and a numeric value "
-                     f"(expected one of {', '.join(NAME_COLUMNS)}, and value).")]
+        return [
+            Note(
+                "history.jsonl has rows but none with a figure name and a numeric value "
+                f"(expected one of {', '.join(NAME_COLUMNS)}, and value)."
+            )
+        ]
     if history.empty:
         return None
     history = history.assign(run=history.groupby("figure").cumcount() + 1)
     panels = []
     for figure_name, part in history.groupby("figure", sort=True):
         unit = part["unit"].dropna().astype(str)
-        panels.append(Panel(
-            data=part, x="run", y="value", hue="host", title=figure_name, logx=None,
-            logy=False, xlabel="CI run, oldest first (commit)",
-            ylabel=unit.iloc[-1] if not unit.empty else "value", annotate=_baseline(part),
-        ))
-    grid = [panels[i:i + TREND_COLUMNS] for i in range(0, len(panels), TREND_COLUMNS)]
+        panels.append(
+            Panel(
+                data=part,
+                x="run",
+                y="value",
+                hue="host",
+                title=figure_name,
+                logx=None,
+                logy=False,
+                xlabel="CI run, oldest first (commit)",
+                ylabel=unit.iloc[-1] if not unit.empty else "value",
+                annotate=_baseline(part),
+            )
+        )
+    grid = [panels[i : i + TREND_COLUMNS] for i in range(0, len(panels), TREND_COLUMNS)]
     latest = history.groupby("figure").last()
-    table = pd.DataFrame({
-        "latest": latest["value"].map(fmt), "unit": latest["unit"].fillna(""),
-        "status": latest["status"].fillna(""), "limit": latest["limit"].fillna(""),
-        "baseline": latest["baseline"].map(fmt), "runs": history.groupby("figure").size(),
-        "git_sha": latest["git_sha"].fillna("").astype(str).str[:10],
-    })
+    table = pd.DataFrame(
+        {
+            "latest": latest["value"].map(fmt),
+            "unit": latest["unit"].fillna(""),
+            "status": latest["status"].fillna(""),
+            "limit": latest["limit"].fillna(""),
+            "baseline": latest["baseline"].map(fmt),
+            "runs": history.groupby("figure").size(),
+            "git_sha": latest["git_sha"].fillna("").astype(str).str[:10],
+        }
+    )
     recorded = history["command"].dropna().astype(str).unique().tolist()[-3:]
     return [
         Paragraph("Tracked CI figures over time (deterministic gates and same-run ratios)."),
-        ctx.save(draw_panels(grid, ctx.palette), "ci_history", "CI performance gates over time",
-                 "CI perf history: dashed = committed baseline, grey band = tolerance, "
-                 "red dash-dot = fixed limit, red ring = a failed gate.",
-                 (*(recorded or ["python -m suites.ci"]), ctx.build_command)),
+        ctx.save(
+            draw_panels(grid, ctx.palette),
+            "ci_history",
+            "CI performance gates over time",
+            "CI perf history: dashed = committed baseline, grey band = tolerance, "
+            "red dash-dot = fixed limit, red ring = a failed gate.",
+            (*(recorded or ["python -m suites.ci"]), ctx.build_command),
+        ),
         Table(table, "Latest value of each tracked figure."),
     ]
 
@@ -87,13 +110,25 @@ def _baseline(part: pd.DataFrame):
 
     def annotate(ax) -> None:
         if len(runs) <= 12:  # short histories: label each run by its commit
-            ax.set_xticks(runs["run"], runs["git_sha"].fillna("?").astype(str).str[:7],
-                          rotation=30, ha="right")
+            ax.set_xticks(
+                runs["run"],
+                runs["git_sha"].fillna("?").astype(str).str[:7],
+                rotation=30,
+                ha="right",
+            )
         if not limits.empty:
             for level in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", limits.iloc[-1]):
                 ax.axhline(float(level), color="tab:red", linestyle="-.", linewidth=0.8)
-        ax.plot(failed["run"], failed["value"], linestyle="none", marker="o", markersize=9,
-                markerfacecolor="none", markeredgecolor="tab:red", zorder=6)
+        ax.plot(
+            failed["run"],
+            failed["value"],
+            linestyle="none",
+            marker="o",
+            markersize=9,
+            markerfacecolor="none",
+            markeredgecolor="tab:red",
+            zorder=6,
+        )
         if baseline.empty:
             return
         level = float(baseline.iloc[-1])
@@ -101,4 +136,5 @@ def _baseline(part: pd.DataFrame):
         if not tolerance.empty and math.isfinite(tolerance.iloc[-1]):
             band = abs(level) * float(tolerance.iloc[-1])
             ax.axhspan(level - band, level + band, color="0.85", zorder=0)
+
     return annotate

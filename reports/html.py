@@ -51,7 +51,7 @@ def render_html(title: str, blocks: list[Block]) -> str:
                 f"<p>Reproduce:</p><pre><code>{commands}</code></pre>"
             )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"

@@ -20,8 +20,10 @@ TOP_ROWS = 15
 
 def newest_ledger(results_dir: Path) -> dict[str, Any] | None:
     """The newest ledger_*.json under ``results_dir``/ledger (by the time it was written)."""
-    files = sorted((results_dir / "ledger").glob("ledger_*.json"),
-                   key=lambda path: json.loads(path.read_text()).get("timestamp_utc", ""))
+    files = sorted(
+        (results_dir / "ledger").glob("ledger_*.json"),
+        key=lambda path: json.loads(path.read_text()).get("timestamp_utc", ""),
+    )
     return json.loads(files[-1].read_text()) if files else None
 
 
@@ -35,11 +37,21 @@ def ledger_frame(ledger: dict[str, Any], top: int = TOP_ROWS) -> pd.DataFrame:
         group["bytes"] += entry["nbytes"]
     ranked = sorted(groups.items(), key=lambda item: -item[1]["bytes"])[:top]
     unit = ledger["unit_bytes"]
-    return pd.DataFrame([{
-        "buffers": fmt(group["bytes"] / unit), "MiB": fmt(group["bytes"] / 2**20),
-        "n": group["count"], "shape": str(shape), "dtype": dtype, "op": op,
-        "autograd node": node or "-", "allocated at": site,
-    } for (site, op, node, shape, dtype), group in ranked])
+    return pd.DataFrame(
+        [
+            {
+                "buffers": fmt(group["bytes"] / unit),
+                "MiB": fmt(group["bytes"] / 2**20),
+                "n": group["count"],
+                "shape": str(shape),
+                "dtype": dtype,
+                "op": op,
+                "autograd node": node or "-",
+                "allocated at": site,
+            }
+            for (site, op, node, shape, dtype), group in ranked
+        ]
+    )
 
 
 def ledger_blocks(results_dir: Path) -> list[Block]:
@@ -49,15 +61,26 @@ def ledger_blocks(results_dir: Path) -> list[Block]:
         return []
     unit = ledger["unit_bytes"]
     measured = ledger.get("measured_peak_bytes")
-    text = (f"Memory ledger of one training step at L={ledger['seq_len']} "
-            f"({ledger['n_layers']} layers, {ledger['dtype']}"
-            + (f", autocast {ledger['autocast']}" if ledger.get("autocast") else "")
-            + f"): the tensors alive when the step's tensor memory peaked "
-            f"({fmt(ledger['tracked_peak_bytes'] / 2**20)} MiB, "
-            f"{fmt(ledger['tracked_peak_bytes'] / unit)} buffers of (B, L, d_model) float32"
-            + ("" if measured is None else
-               f"; the process's measured peak was {fmt(measured / 2**20)} MiB")
-            + f"). Reproduce: python -m suites.ledger --seq-len {ledger['seq_len']} "
-            f"--n-layers {ledger['n_layers']} --out <results>/ledger")
-    return [Paragraph(text), Table(ledger_frame(ledger), "Largest tensors alive at the peak "
-                                   "of one training step.", index=False)]
+    text = (
+        f"Memory ledger of one training step at L={ledger['seq_len']} "
+        f"({ledger['n_layers']} layers, {ledger['dtype']}"
+        + (f", autocast {ledger['autocast']}" if ledger.get("autocast") else "")
+        + f"): the tensors alive when the step's tensor memory peaked "
+        f"({fmt(ledger['tracked_peak_bytes'] / 2**20)} MiB, "
+        f"{fmt(ledger['tracked_peak_bytes'] / unit)} buffers of (B, L, d_model) float32"
+        + (
+            ""
+            if measured is None
+            else f"; the process's measured peak was {fmt(measured / 2**20)} MiB"
+        )
+        + f"). Reproduce: python -m suites.ledger --seq-len {ledger['seq_len']} "
+        f"--n-layers {ledger['n_layers']} --out <results>/ledger"
+    )
+    return [
+        Paragraph(text),
+        Table(
+            ledger_frame(ledger),
+            "Largest tensors alive at the peak of one training step.",
+            index=False,
+        ),
+    ]

@@ -33,22 +33,66 @@ CONFIG_COLUMNS = ROW_CONFIG_FIELDS
 EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step")
 # Columns that describe a measurement or its provenance, not which point was measured.
 MEASURED_COLUMNS = (
-    "schema_version", "run_id", "timestamp_utc", "git_sha", "git_dirty",
-    "host", "cpu_model", "n_cpus", "gpu_name", "driver", "torch", "python", "cuda",
-    "t_median_ms", "t_iqr_ms", "n_samples",
-    "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "memory_method",
-    "tokens_per_s", "flops", "tflops_per_s",
-    "status", "error", "wall_s",
-    "impl_version", "accuracy", "bits_per_byte", "loss", "command", "argv",
-    "peak_tflops", "peak_source", "mfu",
+    "schema_version",
+    "run_id",
+    "timestamp_utc",
+    "git_sha",
+    "git_dirty",
+    "host",
+    "cpu_model",
+    "n_cpus",
+    "gpu_name",
+    "driver",
+    "torch",
+    "python",
+    "cuda",
+    "t_median_ms",
+    "t_iqr_ms",
+    "n_samples",
+    "peak_mb",
+    "reserved_mb",
+    "nvml_peak_mb",
+    "saved_mb",
+    "memory_method",
+    "tokens_per_s",
+    "flops",
+    "tflops_per_s",
+    "status",
+    "error",
+    "wall_s",
+    "impl_version",
+    "accuracy",
+    "bits_per_byte",
+    "loss",
+    "command",
+    "argv",
+    "peak_tflops",
+    "peak_source",
+    "mfu",
 )
 # The integer config fields, then the measured numbers.
 NUMERIC_COLUMNS = (
-    "batch", "seq_len", "num_threads",
+    "batch",
+    "seq_len",
+    "num_threads",
     *(name for name in ROW_CONFIG_FIELDS if type(DEFAULTS.get(name)) is int),
-    "n_cpus", "t_median_ms", "t_iqr_ms", "n_samples",
-    "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "tokens_per_s", "flops",
-    "tflops_per_s", "wall_s", "accuracy", "bits_per_byte", "step", "peak_tflops", "mfu",
+    "n_cpus",
+    "t_median_ms",
+    "t_iqr_ms",
+    "n_samples",
+    "peak_mb",
+    "reserved_mb",
+    "nvml_peak_mb",
+    "saved_mb",
+    "tokens_per_s",
+    "flops",
+    "tflops_per_s",
+    "wall_s",
+    "accuracy",
+    "bits_per_byte",
+    "step",
+    "peak_tflops",
+    "mfu",
 )
 _MEASURED_SUFFIXES = ("_ms", "_mb", "_per_s", "_s")
 REQUIRED = ("suite", "model", "status")
@@ -111,8 +155,11 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
 def hardware_label(row: dict) -> str:
     """The accelerator for CUDA rows, else the CPU model, else the host name."""
     device = str(row.get("device") or "")
-    for candidate in (row.get("gpu_name") if device.startswith("cuda") else None,
-                      row.get("cpu_model"), row.get("host")):
+    for candidate in (
+        row.get("gpu_name") if device.startswith("cuda") else None,
+        row.get("cpu_model"),
+        row.get("host"),
+    ):
         if isinstance(candidate, str) and candidate.strip():
             return candidate.strip()
     return "unknown"
@@ -129,8 +176,10 @@ def point_columns(frame: pd.DataFrame) -> list[str]:
     """Columns that say which point a row measured: config plus unknown extras."""
     derived = {"source", "timestamp", "hardware"}
     return [
-        column for column in frame.columns
-        if column not in MEASURED_COLUMNS and column not in derived
+        column
+        for column in frame.columns
+        if column not in MEASURED_COLUMNS
+        and column not in derived
         and (not column.endswith(_MEASURED_SUFFIXES) or "budget" in column)
     ]
 
@@ -146,8 +195,13 @@ def latest_points(frame: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in point_columns(frame) if c != "point_key"]
     fallback = frame[keys].map(str).agg("|".join, axis=1)
     if "point_key" in frame.columns:
-        harness = frame["suite"].astype(str) + "|" + frame["hardware_slug"] + "|" + frame[
-            "point_key"].astype(str)
+        harness = (
+            frame["suite"].astype(str)
+            + "|"
+            + frame["hardware_slug"]
+            + "|"
+            + frame["point_key"].astype(str)
+        )
         point = harness.where(frame["point_key"].notna(), fallback)
     else:
         point = fallback

@@ -28,8 +28,12 @@ STYLE_MARKERS = ("o", "s", "^", "D", "P", "*")
 
 def apply_theme() -> None:
     matplotlib.use("Agg", force=True)
-    sns.set_theme(context="paper", style="whitegrid", font_scale=0.9,
-                  rc={"svg.fonttype": "none", "axes.titlesize": "medium"})
+    sns.set_theme(
+        context="paper",
+        style="whitegrid",
+        font_scale=0.9,
+        rc={"svg.fonttype": "none", "axes.titlesize": "medium"},
+    )
 
 
 @dataclass
@@ -52,16 +56,18 @@ class Panel:
     custom: Callable[[plt.Axes], None] | None = None  # draws the panel instead of lines
 
 
-def split_variants(frame: pd.DataFrame, keys: Sequence[str], ignore: Sequence[str] = ()
-                   ) -> pd.Series:
+def split_variants(
+    frame: pd.DataFrame, keys: Sequence[str], ignore: Sequence[str] = ()
+) -> pd.Series:
     """A label per row naming the config fields that differ between rows sharing ``keys``.
 
     Returns '' for every row when ``keys`` already identify the points.
     """
     if frame.empty:
         return pd.Series("", index=frame.index, dtype=object)
-    candidates = [c for c in CONFIG_COLUMNS if c not in keys and c not in ignore
-                  and c in frame.columns]
+    candidates = [
+        c for c in CONFIG_COLUMNS if c not in keys and c not in ignore and c in frame.columns
+    ]
     grouped = frame.groupby(list(keys), dropna=False)
     # A field only some rows record (a failed point's child never reported num_threads)
     # varies only where two recorded values differ; a missing value joins its group's.
@@ -71,11 +77,10 @@ def split_variants(frame: pd.DataFrame, keys: Sequence[str], ignore: Sequence[st
     filled = frame[varying].copy()
     for column in varying:
         known = grouped[column].transform(
-            lambda s: s.dropna().iloc[0] if s.nunique(dropna=True) == 1 else None)
+            lambda s: s.dropna().iloc[0] if s.nunique(dropna=True) == 1 else None
+        )
         filled[column] = filled[column].astype(object).where(filled[column].notna(), known)
-    return filled.apply(
-        lambda row: ", ".join(f"{c}={_short(row[c])}" for c in varying), axis=1
-    )
+    return filled.apply(lambda row: ", ".join(f"{c}={_short(row[c])}" for c in varying), axis=1)
 
 
 def _short(value: object) -> str:
@@ -97,7 +102,9 @@ def draw_panels(grid: list[list[Panel]], palette: Palette) -> plt.Figure:
     """One figure, one panel per cell of ``grid`` (rows may differ in length), one legend."""
     n_rows, n_cols = len(grid), max(len(row) for row in grid)
     figure, axes = plt.subplots(
-        n_rows, n_cols, squeeze=False,
+        n_rows,
+        n_cols,
+        squeeze=False,
         figsize=(PANEL_SIZE[0] * n_cols, PANEL_SIZE[1] * n_rows),
     )
     labels: set[str] = set()
@@ -112,20 +119,23 @@ def draw_panels(grid: list[list[Panel]], palette: Palette) -> plt.Figure:
             panel = row[c]
             labels.update(panel.data[panel.hue].dropna().astype(str))
             _draw(ax, panel, palette, styles, extras)
-    handles = [Line2D([], [], color=palette.colours[label], marker="o", label=label)
-               for label in palette.hue_order(labels)]
-    handles += [Line2D([], [], color="0.3", marker=marker, label=name)
-                for name, marker in styles.items()]
+    handles = [
+        Line2D([], [], color=palette.colours[label], marker="o", label=label)
+        for label in palette.hue_order(labels)
+    ]
+    handles += [
+        Line2D([], [], color="0.3", marker=marker, label=name) for name, marker in styles.items()
+    ]
     handles += list(extras.values())
     if handles:
-        figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                      frameon=False)
+        figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     figure.tight_layout()
     return figure
 
 
-def _draw(ax: plt.Axes, panel: Panel, palette: Palette, styles: dict[str, str],
-          extras: dict[str, Line2D]) -> None:
+def _draw(
+    ax: plt.Axes, panel: Panel, palette: Palette, styles: dict[str, str], extras: dict[str, Line2D]
+) -> None:
     if panel.custom is not None:
         panel.custom(ax)
         ax.set_title(panel.title)
@@ -145,16 +155,25 @@ def _draw(ax: plt.Axes, panel: Panel, palette: Palette, styles: dict[str, str],
                 marker = styles.setdefault(name, STYLE_MARKERS[len(styles) % len(STYLE_MARKERS)])
             part = part.sort_values(panel.x)
             yerr = part[panel.yerr] if panel.yerr and part[panel.yerr].notna().all() else None
-            ax.errorbar(part[panel.x], part[panel.y], yerr=yerr, color=palette.colours[label],
-                        marker=marker, markersize=4, linewidth=1.2, capsize=2)
+            ax.errorbar(
+                part[panel.x],
+                part[panel.y],
+                yerr=yerr,
+                color=palette.colours[label],
+                marker=marker,
+                markersize=4,
+                linewidth=1.2,
+                capsize=2,
+            )
     if panel.failures is not None and not panel.failures.empty:
         _mark_failures(ax, panel, palette, extras)
     if panel.guides and not data.empty:
         _guides(ax, data[panel.x].to_numpy(float), data, panel, extras)
     if panel.hline is not None:
         ax.axhline(panel.hline[0], color="0.4", linewidth=0.8, linestyle=":")
-        extras.setdefault(panel.hline[1], Line2D([], [], color="0.4", linestyle=":",
-                                                  label=panel.hline[1]))
+        extras.setdefault(
+            panel.hline[1], Line2D([], [], color="0.4", linestyle=":", label=panel.hline[1])
+        )
     if panel.annotate is not None:
         panel.annotate(ax)
     if panel.logx == 2:
@@ -173,8 +192,7 @@ def _failure_x(panel: Panel) -> set:
     return set(panel.failures[panel.x].dropna())
 
 
-def _mark_failures(ax: plt.Axes, panel: Panel, palette: Palette,
-                   extras: dict[str, Line2D]) -> None:
+def _mark_failures(ax: plt.Axes, panel: Panel, palette: Palette, extras: dict[str, Line2D]) -> None:
     """Failed points have no y: mark them on the top edge at their x, in the series colour."""
     edge = ax.get_xaxis_transform()  # x in data, y in axes fraction
     for status, (marker, name) in FAILURE_MARKERS.items():
@@ -182,17 +200,37 @@ def _mark_failures(ax: plt.Axes, panel: Panel, palette: Palette,
         for label in palette.hue_order(rows[panel.hue].astype(str)):
             xs = rows[rows[panel.hue].astype(str) == label][panel.x]
             # A line in a blended transform widens the x limits only, so the marks stay in view.
-            ax.plot(xs, np.full(len(xs), 0.96), transform=edge, linestyle="none",
-                    marker=marker, markersize=7, color=palette.colours[label],
-                    markeredgecolor="black", markeredgewidth=0.5, zorder=5, clip_on=False)
+            ax.plot(
+                xs,
+                np.full(len(xs), 0.96),
+                transform=edge,
+                linestyle="none",
+                marker=marker,
+                markersize=7,
+                color=palette.colours[label],
+                markeredgecolor="black",
+                markeredgewidth=0.5,
+                zorder=5,
+                clip_on=False,
+            )
         if not rows.empty:
-            extras.setdefault(name, Line2D([], [], color="0.3", marker=marker,
-                                           linestyle="none", markeredgecolor="black",
-                                           label=name))
+            extras.setdefault(
+                name,
+                Line2D(
+                    [],
+                    [],
+                    color="0.3",
+                    marker=marker,
+                    linestyle="none",
+                    markeredgecolor="black",
+                    label=name,
+                ),
+            )
 
 
-def _guides(ax: plt.Axes, xs: np.ndarray, data: pd.DataFrame, panel: Panel,
-            extras: dict[str, Line2D]) -> None:
+def _guides(
+    ax: plt.Axes, xs: np.ndarray, data: pd.DataFrame, panel: Panel, extras: dict[str, Line2D]
+) -> None:
     """Dashed O(L) and O(L^2) through the cheapest point at the shortest length."""
     x0 = xs.min()
     x1 = max(xs.max(), *_failure_x(panel)) if _failure_x(panel) else xs.max()
@@ -202,7 +240,6 @@ def _guides(ax: plt.Axes, xs: np.ndarray, data: pd.DataFrame, panel: Panel,
     span = np.geomspace(x0, x1, 20)
     y_limits = ax.get_ylim()  # the guides must not stretch the axis away from the data
     for power, dash, name in ((1, (4, 2), "O(L) guide"), (2, (1.5, 1.5), "O(L²) guide")):
-        ax.plot(span, y0 * (span / x0) ** power, color="0.55", linewidth=0.9, dashes=dash,
-                zorder=1)
+        ax.plot(span, y0 * (span / x0) ** power, color="0.55", linewidth=0.9, dashes=dash, zorder=1)
         extras.setdefault(name, Line2D([], [], color="0.55", dashes=dash, label=name))
     ax.set_ylim(*y_limits)

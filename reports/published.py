@@ -54,8 +54,13 @@ def figure5() -> PublishedTable:
     frame = pd.DataFrame(
         {
             "attention": ["full", "LSH-1", "LSH-2", "LSH-4", "LSH-8"],
-            "seconds per step": ["0.17 at 1K rising to 3.49 at 32K", "≈0.07–0.10",
-                                 "≈0.10–0.15", "≈0.16–0.23", "≈0.28–0.44"],
+            "seconds per step": [
+                "0.17 at 1K rising to 3.49 at 32K",
+                "≈0.07–0.10",
+                "≈0.10–0.15",
+                "≈0.16–0.23",
+                "≈0.28–0.44",
+            ],
             "trend in L": ["grows ~ L (fixed tokens per batch)", "flat", "flat", "flat", "flat"],
         }
     ).set_index("attention")

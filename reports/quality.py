@@ -20,8 +20,9 @@ from suites.names import label
 from suites.quality import paper
 
 # The floors on the reduced duplication task (suites.quality.paper), under report labels.
-EXPECTATIONS = tuple((label(trained), label(evaluated), floor)
-                     for trained, evaluated, floor in paper.EXPECTATIONS)
+EXPECTATIONS = tuple(
+    (label(trained), label(evaluated), floor) for trained, evaluated, floor in paper.EXPECTATIONS
+)
 
 
 def _final_step(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -37,23 +38,28 @@ def duplication_matrices(rows: pd.DataFrame, stat: str = "mean") -> dict[str, pd
     the number of seeds (``stat="seeds"``)."""
     if stat not in ("mean", "std", "seeds"):
         raise ValueError(f"stat={stat!r} is unknown; allowed: ('mean', 'std', 'seeds')")
-    dup = rows[(rows["status"] == "ok") & rows["task"].astype(str).str.contains("dup")
-               & rows["accuracy"].notna()]
+    dup = rows[
+        (rows["status"] == "ok")
+        & rows["task"].astype(str).str.contains("dup")
+        & rows["accuracy"].notna()
+    ]
     if dup.empty:
         return {}
-    dup = dup.assign(trained=dup["train_attention"].map(label),
-                     evaluated=dup["eval_attention"].map(label))
+    dup = dup.assign(
+        trained=dup["train_attention"].map(label), evaluated=dup["eval_attention"].map(label)
+    )
     keys = ["trained", "evaluated"]
     # bucket_size is empty for full-attention-trained rows: it must not split a matrix;
     # seeds are the matrix's samples, not variants.
-    variant = split_variants(dup, [*keys, "model", "attention", "n_hashes"],
-                             ignore=("n_buckets", "bucket_size", "seed"))
+    variant = split_variants(
+        dup, [*keys, "model", "attention", "n_hashes"], ignore=("n_buckets", "bucket_size", "seed")
+    )
     steps = _run_length(dup, "steps={:g}")
-    dup = dup.assign(variant=(variant + ", ").where((variant != "") & (steps != ""), variant)
-                     + steps)
+    dup = dup.assign(
+        variant=(variant + ", ").where((variant != "") & (steps != ""), variant) + steps
+    )
     dup = _final_step(dup, [*keys, "variant"])
-    dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]),
-                     seed=dup["seed"].fillna(-1))
+    dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]), seed=dup["seed"].fillna(-1))
     # One value per seed and cell (the newest row), then the statistic over seeds.
     per_seed = dup.groupby(["variant", *keys, "seed"], sort=False)["accuracy"].last()
     aggregate = {"mean": "mean", "std": "std", "seeds": "count"}[stat]
@@ -61,11 +67,13 @@ def duplication_matrices(rows: pd.DataFrame, stat: str = "mean") -> dict[str, pd
     matrices = {}
     for variant in ordered(cells["variant"]):
         part = cells[cells["variant"] == variant]
-        matrix = part.pivot_table(index="trained", columns="evaluated", values="accuracy",
-                                  aggfunc="last", dropna=False)
+        matrix = part.pivot_table(
+            index="trained", columns="evaluated", values="accuracy", aggfunc="last", dropna=False
+        )
         matrices[variant] = matrix.reindex(
             index=ordered(pd.Series(matrix.index), list(TABLE2)),
-            columns=ordered(pd.Series(matrix.columns), TABLE2_EVAL))
+            columns=ordered(pd.Series(matrix.columns), TABLE2_EVAL),
+        )
     return matrices
 
 
@@ -81,13 +89,17 @@ def seeds_label(seeds: pd.DataFrame) -> str:
 def _with_spread(mean: pd.DataFrame, spread: pd.DataFrame) -> pd.DataFrame:
     """Cells 'mean ± sd' (%, one decimal as in Table 2) where a cell has several seeds,
     else the mean."""
+
     def cell(m: float, s: float) -> str:
         if pd.isna(m):
             return ""
         return f"{m:.1f}" if pd.isna(s) else f"{m:.1f} ± {s:.1f}"
 
-    return pd.DataFrame([[cell(m, s) for m, s in zip(mean.loc[i], spread.loc[i], strict=True)]
-                         for i in mean.index], index=mean.index, columns=mean.columns)
+    return pd.DataFrame(
+        [[cell(m, s) for m, s in zip(mean.loc[i], spread.loc[i], strict=True)] for i in mean.index],
+        index=mean.index,
+        columns=mean.columns,
+    )
 
 
 def _run_length(rows: pd.DataFrame, template: str) -> pd.Series:
@@ -104,8 +116,15 @@ def expectation_table(matrix: pd.DataFrame) -> pd.DataFrame:
         if trained in matrix.index and evaluated in matrix.columns:
             value = matrix.loc[trained, evaluated]
             if pd.notna(value):
-                found.append({"trained": trained, "evaluated": evaluated, "expected": f"≥ {floor}",
-                              "measured": fmt(value), "met": "yes" if value >= floor else "NO"})
+                found.append(
+                    {
+                        "trained": trained,
+                        "evaluated": evaluated,
+                        "expected": f"≥ {floor}",
+                        "measured": fmt(value),
+                        "met": "yes" if value >= floor else "NO",
+                    }
+                )
     return pd.DataFrame(found)
 
 
@@ -117,25 +136,37 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
     matrices = duplication_matrices(rows)
     spreads, seeds = duplication_matrices(rows, "std"), duplication_matrices(rows, "seeds")
     if matrices:
-        blocks.append(Paragraph("Duplication task (sequences 0w0w, accuracy on the second "
-                                "half), Table 2 style: rows trained with, columns evaluated "
-                                "with. Ours first, the paper's published matrix separately. "
-                                "Single runs of this task vary with when training escapes "
-                                "its plateau: the number of seeds is given with each matrix "
-                                "(`--seeds N` trains N)."))
-        blocks.append(ctx.save(_heatmaps(matrices, spreads, seeds), "quality_table2",
-                               "Duplication task accuracy, Table 2 layout",
-                               "Duplication accuracy (%): ours (measured here) and Reformer "
-                               "Table 2 (published, other hardware and scale).",
-                               ctx.commands("quality")))
+        blocks.append(
+            Paragraph(
+                "Duplication task (sequences 0w0w, accuracy on the second "
+                "half), Table 2 style: rows trained with, columns evaluated "
+                "with. Ours first, the paper's published matrix separately. "
+                "Single runs of this task vary with when training escapes "
+                "its plateau: the number of seeds is given with each matrix "
+                "(`--seeds N` trains N)."
+            )
+        )
+        blocks.append(
+            ctx.save(
+                _heatmaps(matrices, spreads, seeds),
+                "quality_table2",
+                "Duplication task accuracy, Table 2 layout",
+                "Duplication accuracy (%): ours (measured here) and Reformer "
+                "Table 2 (published, other hardware and scale).",
+                ctx.commands("quality"),
+            )
+        )
         for variant, matrix in matrices.items():
             label = f" ({variant})" if variant else ""
-            blocks.append(Table(_with_spread(matrix, spreads[variant]),
-                                f"Ours{label}: accuracy (%), {seeds_label(seeds[variant])}."))
+            blocks.append(
+                Table(
+                    _with_spread(matrix, spreads[variant]),
+                    f"Ours{label}: accuracy (%), {seeds_label(seeds[variant])}.",
+                )
+            )
             checks = expectation_table(matrix)
             if not checks.empty:
-                blocks.append(Table(checks, "Expectations on the reduced task.",
-                                    index=False))
+                blocks.append(Table(checks, "Expectations on the reduced task.", index=False))
         published = table2()
         blocks.append(Table(published.text(), published.caption()))
     else:
@@ -144,19 +175,38 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
     return blocks
 
 
-def _heatmaps(matrices: dict[str, pd.DataFrame], spreads: dict[str, pd.DataFrame],
-              seeds: dict[str, pd.DataFrame]) -> plt.Figure:
+def _heatmaps(
+    matrices: dict[str, pd.DataFrame],
+    spreads: dict[str, pd.DataFrame],
+    seeds: dict[str, pd.DataFrame],
+) -> plt.Figure:
     """Mean accuracy as colour; each cell's text gives the mean and, over several seeds,
     the standard deviation; each title the number of seeds."""
-    panels = [(f"ours{', ' + v if v else ''}\n{seeds_label(seeds[v]).split(' (')[0]}", m,
-               _with_spread(m, spreads[v])) for v, m in matrices.items()]
+    panels = [
+        (
+            f"ours{', ' + v if v else ''}\n{seeds_label(seeds[v]).split(' (')[0]}",
+            m,
+            _with_spread(m, spreads[v]),
+        )
+        for v, m in matrices.items()
+    ]
     paper = pd.DataFrame(TABLE2, index=list(TABLE2_EVAL)).T
     panels.append(("Reformer Table 2\n(published)", paper, paper.map(lambda v: f"{v:.1f}")))
-    figure, axes = plt.subplots(1, len(panels), squeeze=False,
-                                figsize=(PANEL_SIZE[0] * len(panels), PANEL_SIZE[1] * 1.1))
+    figure, axes = plt.subplots(
+        1, len(panels), squeeze=False, figsize=(PANEL_SIZE[0] * len(panels), PANEL_SIZE[1] * 1.1)
+    )
     for ax, (title, matrix, text) in zip(axes[0], panels, strict=True):
-        sns.heatmap(matrix.astype(float), ax=ax, annot=text, fmt="", vmin=0, vmax=100,
-                    cmap="viridis", cbar=False, annot_kws={"fontsize": 5})
+        sns.heatmap(
+            matrix.astype(float),
+            ax=ax,
+            annot=text,
+            fmt="",
+            vmin=0,
+            vmax=100,
+            cmap="viridis",
+            cbar=False,
+            annot_kws={"fontsize": 5},
+        )
         ax.set_title(title)
         ax.set_xlabel("evaluated with")
         ax.set_ylabel("trained with")
@@ -173,6 +223,7 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     lm = rows[rows["bits_per_byte"].notna()]
     if lm.empty:
         return [Note("No bits-per-byte rows: language-model curves omitted.")]
+
     def tag(column: str, word: str) -> pd.Series:
         if column not in lm:
             return pd.Series("", index=lm.index)
@@ -185,41 +236,68 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     runs = _run_length(lm, " · {:g} steps")
     if "seed" in lm and lm["seed"].nunique() > 1:  # each seed's curve is its own line
         runs = runs + lm["seed"].map(lambda s: f" · seed {s:g}")
-    lm = lm.assign(evaluated=evaluated,
-                   series=lm["model"].astype(str) + trained + evaluated + runs)
+    lm = lm.assign(evaluated=evaluated, series=lm["model"].astype(str) + trained + evaluated + runs)
     curves = lm.groupby("series")["step"].nunique().max() > 1
     style = "series" if curves else ("evaluated" if evaluated.ne("").any() else None)
     final = _final_step(lm, ["series"]).groupby("series", sort=False).last()
     if curves:
         # Curves are the training attention's; other evaluations are in the table only.
-        own = lm[lm["eval_attention"] == lm["train_attention"]] if "eval_attention" in lm \
-            else lm
-        panel = Panel(data=own, x="step", y="bits_per_byte", hue="model", style=style,
-                      title="validation", xlabel="training step", ylabel="bits per byte",
-                      logx=None, logy=False)
+        own = lm[lm["eval_attention"] == lm["train_attention"]] if "eval_attention" in lm else lm
+        panel = Panel(
+            data=own,
+            x="step",
+            y="bits_per_byte",
+            hue="model",
+            style=style,
+            title="validation",
+            xlabel="training step",
+            ylabel="bits per byte",
+            logx=None,
+            logy=False,
+        )
     else:
+
         def bars(ax) -> None:
-            ax.bar(range(len(final)), final["bits_per_byte"],
-                   color=[ctx.palette.colours[str(m)] for m in final["model"]])
+            ax.bar(
+                range(len(final)),
+                final["bits_per_byte"],
+                color=[ctx.palette.colours[str(m)] for m in final["model"]],
+            )
             ax.set_xticks(range(len(final)), final.index, rotation=30, ha="right")
             ax.set_ylabel("bits per byte")
 
-        panel = Panel(data=lm, x="series", y="bits_per_byte", hue="model",
-                      title="validation (final step)", custom=bars)
-    table = pd.DataFrame({"bits per byte": final["bits_per_byte"].map(fmt),
-                          "step": final["step"].map(fmt)})
-    baseline = final.loc[final["model"].astype(str).str.startswith("transformer"),
-                         "bits_per_byte"]
+        panel = Panel(
+            data=lm,
+            x="series",
+            y="bits_per_byte",
+            hue="model",
+            title="validation (final step)",
+            custom=bars,
+        )
+    table = pd.DataFrame(
+        {"bits per byte": final["bits_per_byte"].map(fmt), "step": final["step"].map(fmt)}
+    )
+    baseline = final.loc[final["model"].astype(str).str.startswith("transformer"), "bits_per_byte"]
     if len(baseline) == 1:
         table["vs transformer"] = (final["bits_per_byte"] / baseline.iloc[0] - 1).map(
-            lambda r: f"{r:+.1%}")
+            lambda r: f"{r:+.1%}"
+        )
     return [
-        Paragraph("Byte-level language model: validation bits per byte"
-                  + (" along training." if curves else " at the end of training.")),
-        ctx.save(draw_panels([[panel]], ctx.palette), "quality_bits_per_byte",
-                 "Byte-level LM: validation bits per byte",
-                 "Bits per byte (lower is better); colour = model, marker = attention used "
-                 "at evaluation.", ctx.commands("quality")),
-        Table(table, f"Final validation bits per byte (the Reformer is expected within "
-              f"{paper.BPB_TOLERANCE:.0%} of the Transformer at equal steps)."),
+        Paragraph(
+            "Byte-level language model: validation bits per byte"
+            + (" along training." if curves else " at the end of training.")
+        ),
+        ctx.save(
+            draw_panels([[panel]], ctx.palette),
+            "quality_bits_per_byte",
+            "Byte-level LM: validation bits per byte",
+            "Bits per byte (lower is better); colour = model, marker = attention used "
+            "at evaluation.",
+            ctx.commands("quality"),
+        ),
+        Table(
+            table,
+            f"Final validation bits per byte (the Reformer is expected within "
+            f"{paper.BPB_TOLERANCE:.0%} of the Transformer at equal steps).",
+        ),
     ]

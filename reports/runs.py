@@ -39,13 +39,19 @@ def label_runs(rows: pd.DataFrame) -> pd.DataFrame:
     run_id = rows["run_id"].astype(object).fillna(rows.get("source", "unknown")).astype(str)
     threads = rows["num_threads"].copy()
     typical = rows.groupby(run_id)["num_threads"].agg(
-        lambda s: s.mode().iloc[0] if s.notna().any() else float("nan"))
+        lambda s: s.mode().iloc[0] if s.notna().any() else float("nan")
+    )
     threads = threads.fillna(run_id.map(typical))
-    policy = (rows["omp_wait_policy"].astype(object) if "omp_wait_policy" in rows
-              else pd.Series(None, index=rows.index, dtype=object)).fillna(DEFAULT_POLICY)
+    policy = (
+        rows["omp_wait_policy"].astype(object)
+        if "omp_wait_policy" in rows
+        else pd.Series(None, index=rows.index, dtype=object)
+    ).fillna(DEFAULT_POLICY)
     policy = policy.astype(str)
-    label = [f"{r} · {_threads(t)} · OMP_WAIT_POLICY={p}"
-             for r, t, p in zip(run_id, threads, policy, strict=True)]
+    label = [
+        f"{r} · {_threads(t)} · OMP_WAIT_POLICY={p}"
+        for r, t, p in zip(run_id, threads, policy, strict=True)
+    ]
     busy = [row_is_busy(row) for row in rows[_load_columns(rows)].to_dict("records")]
     return rows.assign(run=label, run_threads=threads, run_policy=policy, busy=busy)
 
@@ -64,21 +70,31 @@ def summarise_runs(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["suite", "run", "points", "newest", "complete"])
     key = rows.get("point_key", pd.Series(None, index=rows.index, dtype=object))
     point = key.astype(object).where(key.notna(), rows.index.to_series().astype(str))
-    grid = rows["grid_points"] if "grid_points" in rows else pd.Series(float("nan"),
-                                                                        index=rows.index)
+    grid = (
+        rows["grid_points"] if "grid_points" in rows else pd.Series(float("nan"), index=rows.index)
+    )
     keyed = rows.assign(_point=point)
     keyed = keyed.assign(_grid=pd.to_numeric(grid, errors="coerce"))
-    table = keyed.groupby(["suite", "run"], sort=False).agg(
-        points=("_point", "nunique"), newest=("timestamp", "max"), grid=("_grid", "max"),
-        ok=("status", lambda s: int((s == "ok").sum())), busy=("busy", "sum"),
-        threads=("run_threads", "first"), policy=("run_policy", "first"),
-        oldest=("timestamp", "min"), git_sha=("git_sha", _shas),
-    ).reset_index()
+    table = (
+        keyed.groupby(["suite", "run"], sort=False)
+        .agg(
+            points=("_point", "nunique"),
+            newest=("timestamp", "max"),
+            grid=("_grid", "max"),
+            ok=("status", lambda s: int((s == "ok").sum())),
+            busy=("busy", "sum"),
+            threads=("run_threads", "first"),
+            policy=("run_policy", "first"),
+            oldest=("timestamp", "min"),
+            git_sha=("git_sha", _shas),
+        )
+        .reset_index()
+    )
     legacy_best = table[table["grid"].isna()].groupby("suite")["points"].max()
     table["complete"] = [
         points >= grid if pd.notna(grid) else points >= legacy_best.get(suite, 0)
-        for suite, points, grid in zip(table["suite"], table["points"], table["grid"],
-                                       strict=True)]
+        for suite, points, grid in zip(table["suite"], table["points"], table["grid"], strict=True)
+    ]
     return table
 
 
@@ -87,8 +103,9 @@ def _shas(values: pd.Series) -> str:
     return ", ".join(shas) if shas else "?"
 
 
-def select_runs(rows: pd.DataFrame, runs: str = "latest", run_ids: Sequence[str] = ()
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select_runs(
+    rows: pd.DataFrame, runs: str = "latest", run_ids: Sequence[str] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the rows of the runs drawn, the table of those runs). See the module docstring."""
     if runs not in RUN_CHOICES:
         raise ValueError(f"runs={runs!r} is unknown; allowed: {RUN_CHOICES} (or run ids)")
@@ -99,8 +116,11 @@ def select_runs(rows: pd.DataFrame, runs: str = "latest", run_ids: Sequence[str]
     elif runs == "all":
         chosen = table
     else:
-        chosen = pd.concat([_newest(part) for _, part in table.groupby("suite", sort=False)]
-                           ) if not table.empty else table
+        chosen = (
+            pd.concat([_newest(part) for _, part in table.groupby("suite", sort=False)])
+            if not table.empty
+            else table
+        )
     keys = set(zip(chosen["suite"], chosen["run"], strict=True))
     drawn = rows[[(s, r) in keys for s, r in zip(rows["suite"], rows["run"], strict=True)]]
     return drawn, chosen.reset_index(drop=True)
@@ -114,20 +134,24 @@ def _newest(runs: pd.DataFrame) -> pd.DataFrame:
 
 def runs_table(chosen: pd.DataFrame) -> pd.DataFrame:
     """The runs drawn, as text: run id, threads, wait policy, points, load, dates, code."""
+
     def dated(row: pd.Series) -> str:
         if pd.isna(row["oldest"]):
             return "?"
         return f"{row['oldest']:%Y-%m-%d %H:%M} to {row['newest']:%H:%M} UTC"
 
-    return pd.DataFrame({
-        "suite": chosen["suite"],
-        "run": chosen["run"].str.split(" · ").str[0],
-        "threads": chosen["threads"].map(lambda t: "?" if pd.isna(t) else str(int(t))),
-        "OMP_WAIT_POLICY": chosen["policy"],
-        "points (ok)": [f"{p} ({o})" for p, o in zip(chosen["points"], chosen["ok"],
-                                                      strict=True)],
-        "complete": chosen["complete"].map({True: "yes", False: "no"}),
-        "under load": chosen["busy"].astype(int).astype(str),
-        "dated": chosen.apply(dated, axis=1),
-        "git sha": chosen["git_sha"],
-    })
+    return pd.DataFrame(
+        {
+            "suite": chosen["suite"],
+            "run": chosen["run"].str.split(" · ").str[0],
+            "threads": chosen["threads"].map(lambda t: "?" if pd.isna(t) else str(int(t))),
+            "OMP_WAIT_POLICY": chosen["policy"],
+            "points (ok)": [
+                f"{p} ({o})" for p, o in zip(chosen["points"], chosen["ok"], strict=True)
+            ],
+            "complete": chosen["complete"].map({True: "yes", False: "no"}),
+            "under load": chosen["busy"].astype(int).astype(str),
+            "dated": chosen.apply(dated, axis=1),
+            "git sha": chosen["git_sha"],
+        }
+    )

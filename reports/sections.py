@@ -21,19 +21,30 @@ from reports.tables import build_analytic
 SECTIONS: tuple[Section, ...] = (
     Section("memory", "Peak memory against length", "memory-suite results", build_memory),
     Section("time", "Time against length (Reformer Fig. 5)", "time-suite results", build_time),
-    Section("efficiency", "Efficiency: MFU beside time", "time or peers rows with an MFU",
-            build_efficiency),
+    Section(
+        "efficiency",
+        "Efficiency: MFU beside time",
+        "time or peers rows with an MFU",
+        build_efficiency,
+    ),
     Section("hashes", "Hash rounds", "hashes-suite or duplication-task results", build_hashes),
     Section("chunks", "Chunk size", "chunks-suite results", build_chunks),
-    Section("reversible", "Reversibility and depth", "reversible-suite results",
-            build_reversible),
+    Section("reversible", "Reversibility and depth", "reversible-suite results", build_reversible),
     Section("peers", "Peer implementations", "peers-suite results", build_peers),
-    Section("scale", "Scale: the longest sequence that fits", "scale-suite results",
-            build_scale),
-    Section("quality", "Quality: duplication task (Table 2) and byte-level LM",
-            "quality-suite results", build_quality),
-    Section("ci_history", "CI performance history", "rows in results/ci/history.jsonl",
-            build_history),
-    Section("analytic", "Table 3 memory model against measured peaks",
-            "ok memory, reversible or scale points with a full config", build_analytic),
+    Section("scale", "Scale: the longest sequence that fits", "scale-suite results", build_scale),
+    Section(
+        "quality",
+        "Quality: duplication task (Table 2) and byte-level LM",
+        "quality-suite results",
+        build_quality,
+    ),
+    Section(
+        "ci_history", "CI performance history", "rows in results/ci/history.jsonl", build_history
+    ),
+    Section(
+        "analytic",
+        "Table 3 memory model against measured peaks",
+        "ok memory, reversible or scale points with a full config",
+        build_analytic,
+    ),
 )

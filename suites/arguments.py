@@ -45,17 +45,20 @@ def output_folder(text: str) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(
-            f"{text!r} exists and is not a folder; give a folder (it is created if missing)")
+            f"{text!r} exists and is not a folder; give a folder (it is created if missing)"
+        )
     existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} cannot be created: {str(existing)!r} is "
-                                         "not a folder")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot be created: {str(existing)!r} is not a folder"
+        )
     if not _writable(existing):
         where = "" if existing == path else f" (its parent {str(existing)!r} is not writable)"
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a writable folder{where}; give a folder you can write to")
+            f"{text!r} is not a writable folder{where}; give a folder you can write to"
+        )
     return path
 
 

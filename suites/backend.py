@@ -21,7 +21,7 @@ ABLATION = ("torch", "triton")
 
 
 def backend_used(config: ReformerConfig, device: str, dtype: torch.dtype) -> str | None:
-    """"torch" or "triton" for our LSH attention under ``config`` on ``device``; None
+    """ "torch" or "triton" for our LSH attention under ``config`` on ``device``; None
     when the config has no LSH attention. Raises ValueError where "triton" is asked for
     and cannot run (reformer.backends)."""
     if config.attention != "lsh":
@@ -39,8 +39,7 @@ def triton_fits(config: ReformerConfig, dtype: str) -> bool:
     return triton_limits(DTYPES[dtype], config.bucket_size, config.d_head) is None
 
 
-def device_backend(config: ReformerConfig, device: str, dtype: str = "float32"
-                   ) -> ReformerConfig:
+def device_backend(config: ReformerConfig, device: str, dtype: str = "float32") -> ReformerConfig:
     """The config a grid measures on ``device``: on CUDA its LSH names Triton where the
     kernels take the shape, else torch; on CPU unchanged."""
     if device != "cuda" or config.attention != "lsh":
@@ -48,11 +47,15 @@ def device_backend(config: ReformerConfig, device: str, dtype: str = "float32"
     return config.replace(backend="triton" if triton_fits(config, dtype) else "torch")
 
 
-def backend_ablation(config: ReformerConfig, device: str, dtype: str = "float32"
-                     ) -> list[ReformerConfig]:
+def backend_ablation(
+    config: ReformerConfig, device: str, dtype: str = "float32"
+) -> list[ReformerConfig]:
     """The configs of a backend ablation: on CUDA, torch and (where it fits) Triton; on
     CPU the config unchanged, alone."""
     if device != "cuda" or config.attention != "lsh":
         return [config]
-    return [config.replace(backend=backend) for backend in ABLATION
-            if backend == "torch" or triton_fits(config, dtype)]
+    return [
+        config.replace(backend=backend)
+        for backend in ABLATION
+        if backend == "torch" or triton_fits(config, dtype)
+    ]

@@ -37,6 +37,8 @@ def row_is_busy(row: dict[str, Any]) -> bool:
 def busy_note(busy: int, total: int, n_cpus: Any) -> str:
     """One line for a summary: how many points were measured under load, and what it means."""
     cpus = "" if n_cpus is None else f" ({n_cpus})"
-    return (f"measured under load ({MARK}): {busy} of {total} points ran with the {RULE}"
-            f"{cpus}; their times are inflated and not comparable with an idle run's "
-            "(memory figures are unaffected)")
+    return (
+        f"measured under load ({MARK}): {busy} of {total} points ran with the {RULE}"
+        f"{cpus}; their times are inflated and not comparable with an idle run's "
+        "(memory figures are unaffected)"
+    )

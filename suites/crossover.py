@@ -34,7 +34,8 @@ def find_crossovers(
     if not len(lengths) == len(a) == len(b):
         raise ValueError(f"lengths, a and b differ in size: {len(lengths)}, {len(a)}, {len(b)}")
     if any(x <= 0 for x in lengths) or any(
-            longer <= shorter for shorter, longer in zip(lengths, lengths[1:], strict=False)):
+        longer <= shorter for shorter, longer in zip(lengths, lengths[1:], strict=False)
+    ):
         raise ValueError(f"lengths must be positive and strictly increasing, got {list(lengths)}")
     if any(v <= 0 for v in (*a, *b)):
         raise ValueError("costs must be positive to compare them on a log scale")
@@ -47,11 +48,13 @@ def find_crossovers(
             continue
         if previous is not None and (value > 0) != (gap[previous] > 0):
             seq_len = _zero_between(log_len, gap, previous, index)
-            crossings.append(Crossover(
-                seq_len=seq_len,
-                cost=_log_interpolate(lengths, a, seq_len),
-                lower_after="a" if value < 0 else "b",
-            ))
+            crossings.append(
+                Crossover(
+                    seq_len=seq_len,
+                    cost=_log_interpolate(lengths, a, seq_len),
+                    lower_after="a" if value < 0 else "b",
+                )
+            )
         previous = index
     return crossings
 

@@ -61,8 +61,9 @@ def gemm_source(size: int) -> str:
     return f"measured_gemm_{size}"
 
 
-def measure_gemm_tflops(size: int = GEMM_SIZE, device: str = "cpu", dtype: str = "float32",
-                        min_run_time: float = 1.0) -> float:
+def measure_gemm_tflops(
+    size: int = GEMM_SIZE, device: str = "cpu", dtype: str = "float32", min_run_time: float = 1.0
+) -> float:
     """TFLOP/s of one (size, size) @ (size, size) matmul (2·size³ FLOPs): the median of
     Timer.blocked_autorange after one untimed warm call, at torch's current thread count."""
     import torch
@@ -71,9 +72,10 @@ def measure_gemm_tflops(size: int = GEMM_SIZE, device: str = "cpu", dtype: str =
     from suites.steps import DTYPES
 
     generator = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=generator).to(device=device,
-                                                            dtype=DTYPES[dtype])
-            for _ in range(2))
+    a, b = (
+        torch.randn(size, size, generator=generator).to(device=device, dtype=DTYPES[dtype])
+        for _ in range(2)
+    )
     (a @ b).sum().item()  # warm: allocator, BLAS handles, CUDA context
     timer = Timer(stmt="a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads())
     seconds = timer.blocked_autorange(min_run_time=min_run_time).median
@@ -88,12 +90,16 @@ def gemm_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, An
     if params.get("num_threads"):
         torch.set_num_threads(int(params["num_threads"]))
     size = int(params["size"])
-    return {"peak_tflops": measure_gemm_tflops(size, params["device"], params["dtype"]),
-            "peak_source": gemm_source(size), "num_threads": torch.get_num_threads()}
+    return {
+        "peak_tflops": measure_gemm_tflops(size, params["device"], params["dtype"]),
+        "peak_source": gemm_source(size),
+        "num_threads": torch.get_num_threads(),
+    }
 
 
-def run_peaks(device: str, gpu_name: str | None, dtypes: set[str], threads: int | None,
-              quick: bool) -> dict[str, tuple[float | None, str | None]]:
+def run_peaks(
+    device: str, gpu_name: str | None, dtypes: set[str], threads: int | None, quick: bool
+) -> dict[str, tuple[float | None, str | None]]:
     """Peak TFLOP/s and its source for each dtype a run's points use (module docstring).
 
     A failed GEMM measure gives (None, None): the rows' MFU stays null, the sweep goes on.
@@ -108,18 +114,25 @@ def run_peaks(device: str, gpu_name: str | None, dtypes: set[str], threads: int 
             peaks[dtype] = (peak, "datasheet")
             continue
         gemm_dtype = dtype if device == "cuda" else "float32"  # CPU: the fp32 reference
-        measured = run_point(GEMM_RUNNER, {"size": size, "device": device, "dtype": gemm_dtype,
-                                           "num_threads": threads}, {},
-                             timeout_s=600.0, max_memory_gb=None)
-        peaks[dtype] = ((measured["peak_tflops"], measured["peak_source"])
-                        if measured["status"] == "ok" else (None, None))
+        measured = run_point(
+            GEMM_RUNNER,
+            {"size": size, "device": device, "dtype": gemm_dtype, "num_threads": threads},
+            {},
+            timeout_s=600.0,
+            max_memory_gb=None,
+        )
+        peaks[dtype] = (
+            (measured["peak_tflops"], measured["peak_source"])
+            if measured["status"] == "ok"
+            else (None, None)
+        )
     return peaks
 
 
-def efficiency_fields(tflops_per_s: float | None,
-                      peak: tuple[float | None, str | None] | None) -> dict[str, Any]:
+def efficiency_fields(
+    tflops_per_s: float | None, peak: tuple[float | None, str | None] | None
+) -> dict[str, Any]:
     """peak_tflops, peak_source and mfu = tflops_per_s / peak_tflops (null where unknown)."""
     peak_tflops, source = peak or (None, None)
-    mfu = (tflops_per_s / peak_tflops if tflops_per_s is not None and peak_tflops
-           else None)
+    mfu = tflops_per_s / peak_tflops if tflops_per_s is not None and peak_tflops else None
     return {"peak_tflops": peak_tflops, "peak_source": source, "mfu": mfu}

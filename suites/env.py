@@ -26,7 +26,8 @@ def environment(device: str) -> dict[str, object]:
     return {
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
-        "n_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "n_cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "gpu_name": gpu_name,
         "driver": driver,
@@ -63,16 +64,16 @@ def git_state() -> tuple[str | None, bool | None]:
     does not change the code that measured it.
     """
     sha = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                  ":(exclude)results")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     dirty = None if status is None else bool(status.strip()) or sha is None
     return sha, dirty
 
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10, check=False)
+        done = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

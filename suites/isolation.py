@@ -35,8 +35,13 @@ _CONTEXT: Any = None
 # Imported once in the fork server rather than in every child. torch._dynamo is what the
 # first optimizer construction imports (torch.optim wraps step in a dynamo guard): about
 # 1.5 s of CPU per child, most of a tiny point's cost.
-PRELOAD = ["torch", "torch.optim", "torch._dynamo", "torch.utils.flop_counter",
-           "torch.utils.benchmark"]
+PRELOAD = [
+    "torch",
+    "torch.optim",
+    "torch._dynamo",
+    "torch.utils.flop_counter",
+    "torch.utils.benchmark",
+]
 
 
 def _context() -> Any:
@@ -51,14 +56,21 @@ def _context() -> Any:
     return _CONTEXT
 
 
-def run_point(runner: str, params: dict[str, Any], options: dict[str, Any], *,
-              timeout_s: float, max_memory_gb: float | None) -> dict[str, Any]:
+def run_point(
+    runner: str,
+    params: dict[str, Any],
+    options: dict[str, Any],
+    *,
+    timeout_s: float,
+    max_memory_gb: float | None,
+) -> dict[str, Any]:
     """Run one point in a child; always returns status, error and wall_s (plus results)."""
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     cap = None if max_memory_gb is None else int(max_memory_gb * GIB)
-    child = ctx.Process(target=_child_main, daemon=True,
-                        args=(sender, runner, params, options, list(sys.path), cap))
+    child = ctx.Process(
+        target=_child_main, daemon=True, args=(sender, runner, params, options, list(sys.path), cap)
+    )
     start = time.monotonic()
     child.start()
     sender.close()
@@ -76,8 +88,7 @@ def run_point(runner: str, params: dict[str, Any], options: dict[str, Any], *,
     wall_s = time.monotonic() - start
     if timed_out:
         _kill(child)
-        return {"status": "timeout", "error": f"no result within {timeout_s:g} s",
-                "wall_s": wall_s}
+        return {"status": "timeout", "error": f"no result within {timeout_s:g} s", "wall_s": wall_s}
     child.join(timeout=30)
     if child.is_alive():
         _kill(child)
@@ -91,11 +102,17 @@ def run_point(runner: str, params: dict[str, Any], options: dict[str, Any], *,
 
 def _death(exitcode: int | None) -> dict[str, Any]:
     if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(
-            -exitcode)
+        name = (
+            signal.Signals(-exitcode).name
+            if -exitcode in signal.valid_signals()
+            else str(-exitcode)
+        )
         if -exitcode == signal.SIGKILL:
-            return {"status": "oom", "error": "child killed by SIGKILL (the OS out-of-memory "
-                                              "killer, or someone killed it)"}
+            return {
+                "status": "oom",
+                "error": "child killed by SIGKILL (the OS out-of-memory "
+                "killer, or someone killed it)",
+            }
         return {"status": "error", "error": f"child killed by signal {name}"}
     return {"status": "error", "error": f"child exited with code {exitcode} and no result"}
 
@@ -105,8 +122,14 @@ def _kill(child: Any) -> None:
     child.join(timeout=30)
 
 
-def _child_main(sender: Any, runner: str, params: dict[str, Any], options: dict[str, Any],
-                path: list[str], cap_bytes: int | None) -> None:
+def _child_main(
+    sender: Any,
+    runner: str,
+    params: dict[str, Any],
+    options: dict[str, Any],
+    path: list[str],
+    cap_bytes: int | None,
+) -> None:
     sys.path[:] = path
     try:
         apply_memory_cap(cap_bytes, params.get("device"))
@@ -153,8 +176,14 @@ def is_oom(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(
-        marker in text for marker in ("can't allocate memory", "cannot allocate memory",
-                                      "out of memory", "std::bad_alloc"))
+        marker in text
+        for marker in (
+            "can't allocate memory",
+            "cannot allocate memory",
+            "out of memory",
+            "std::bad_alloc",
+        )
+    )
 
 
 def describe(exc: BaseException) -> str:

@@ -33,16 +33,26 @@ from suites.steps import DTYPES
 VARIANTS = ("triton", "torch", "sdpa_flash")
 
 
-def make_call(variant: str, seq_len: int, *, batch: int, heads: int, d_head: int,
-              n_hashes: int, bucket_size: int, dtype: torch.dtype, device: str
-              ) -> Callable[[], None]:
+def make_call(
+    variant: str,
+    seq_len: int,
+    *,
+    batch: int,
+    heads: int,
+    d_head: int,
+    n_hashes: int,
+    bucket_size: int,
+    dtype: torch.dtype,
+    device: str,
+) -> Callable[[], None]:
     """One forward + backward of ``variant`` on fresh random inputs (built untimed)."""
     generator = torch.Generator().manual_seed(0)
 
     def tensor() -> torch.Tensor:
         shape = (batch, heads, seq_len, d_head)
-        return torch.randn(shape, generator=generator).to(device=device, dtype=dtype
-                                                          ).requires_grad_()
+        return (
+            torch.randn(shape, generator=generator).to(device=device, dtype=dtype).requires_grad_()
+        )
 
     grad_out = tensor().detach()
     if variant == "sdpa_flash":
@@ -52,15 +62,23 @@ def make_call(variant: str, seq_len: int, *, batch: int, heads: int, d_head: int
 
         def attend() -> torch.Tensor:
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                return torch.nn.functional.scaled_dot_product_attention(q, k, v,
-                                                                        is_causal=True)
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
         inputs = (q, k, v)
     else:
         qk, v = tensor(), tensor()
 
         def attend() -> torch.Tensor:
-            return lsh_attention(qk, v, n_hashes=n_hashes, bucket_size=bucket_size,
-                                 causal=True, seed=0, backend=variant)
+            return lsh_attention(
+                qk,
+                v,
+                n_hashes=n_hashes,
+                bucket_size=bucket_size,
+                causal=True,
+                seed=0,
+                backend=variant,
+            )
+
         inputs = (qk, v)
 
     def call() -> None:
@@ -80,8 +98,9 @@ def time_call(call: Callable[[], None], min_run_time: float) -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def run(lengths: list[int], device: str, dtype: str, min_run_time: float,
-        **shape: Any) -> dict[str, Any]:
+def run(
+    lengths: list[int], device: str, dtype: str, min_run_time: float, **shape: Any
+) -> dict[str, Any]:
     """{variant: {L: ms or error text}} and the ratios per length."""
     times: dict[str, dict[int, float | str]] = {variant: {} for variant in VARIANTS}
     for seq_len in lengths:
@@ -94,11 +113,13 @@ def run(lengths: list[int], device: str, dtype: str, min_run_time: float,
             finally:
                 if device == "cuda":
                     torch.cuda.empty_cache()
-    ratios = {seq_len: {"torch/triton": _ratio(times["torch"][seq_len],
-                                               times["triton"][seq_len]),
-                        "sdpa_flash/triton": _ratio(times["sdpa_flash"][seq_len],
-                                                    times["triton"][seq_len])}
-              for seq_len in lengths}
+    ratios = {
+        seq_len: {
+            "torch/triton": _ratio(times["torch"][seq_len], times["triton"][seq_len]),
+            "sdpa_flash/triton": _ratio(times["sdpa_flash"][seq_len], times["triton"][seq_len]),
+        }
+        for seq_len in lengths
+    }
     return {"times_ms": times, "ratios": ratios}
 
 
@@ -109,9 +130,12 @@ def _ratio(numerator: float | str, denominator: float | str) -> float | None:
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = ["| L | " + " | ".join(f"{v} (ms)" for v in VARIANTS)
-             + " | torch / triton | sdpa_flash / triton |",
-             "|---|" + "---|" * (len(VARIANTS) + 2)]
+    lines = [
+        "| L | "
+        + " | ".join(f"{v} (ms)" for v in VARIANTS)
+        + " | torch / triton | sdpa_flash / triton |",
+        "|---|" + "---|" * (len(VARIANTS) + 2),
+    ]
     notes = []
     for seq_len, ratio in result["ratios"].items():
         cells = []
@@ -128,8 +152,11 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m suites.kernel_bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m suites.kernel_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
     parser.add_argument("--lengths", default="4096,8192,16384")
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
@@ -138,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d-head", type=int, default=64)
     parser.add_argument("--n-hashes", type=int, default=4)
     parser.add_argument("--bucket-size", type=int, default=64)
-    parser.add_argument("--min-run-time", type=float, default=0.5,
-                        help="seconds of timed calls per variant and length")
+    parser.add_argument(
+        "--min-run-time",
+        type=float,
+        default=0.5,
+        help="seconds of timed calls per variant and length",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
     args = parser.parse_args(argv)
     try:
@@ -150,16 +181,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--lengths {args.lengths!r}: give positive lengths")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here; use --device cpu")
-    shape = {"batch": args.batch, "heads": args.heads, "d_head": args.d_head,
-             "n_hashes": args.n_hashes, "bucket_size": args.bucket_size}
+    shape = {
+        "batch": args.batch,
+        "heads": args.heads,
+        "d_head": args.d_head,
+        "n_hashes": args.n_hashes,
+        "bucket_size": args.bucket_size,
+    }
     result = run(lengths, args.device, args.dtype, args.min_run_time, **shape)
-    print(f"LSH-{args.n_hashes}, chunk {args.bucket_size}, d_head {args.d_head}, "
-          f"{args.heads} heads, batch {args.batch}, {args.dtype}, fwd+bwd on {args.device}")
+    print(
+        f"LSH-{args.n_hashes}, chunk {args.bucket_size}, d_head {args.d_head}, "
+        f"{args.heads} heads, batch {args.batch}, {args.dtype}, fwd+bwd on {args.device}"
+    )
     print(render(result), flush=True)
     if args.out is not None:
-        record = {"device": args.device, "dtype": args.dtype, "lengths": lengths, **shape,
-                  **result, "environment": environment(args.device),
-                  "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+        record = {
+            "device": args.device,
+            "dtype": args.dtype,
+            "lengths": lengths,
+            **shape,
+            **result,
+            "environment": environment(args.device),
+            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=1, default=str) + "\n")
     return 0

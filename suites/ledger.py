@@ -106,10 +106,14 @@ class StorageTracker(TorchDispatchMode):
         if nbytes == 0 or self._seen.get(id(tensor)) == ptr:
             return
         if ptr not in self.live:
-            self.live[ptr] = Entry(_site(nbytes >= self.unit_bytes * _SITE_FRACTION),
-                                   str(func.overloadpacket.__name__), _node(),
-                                   tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."),
-                                   nbytes)
+            self.live[ptr] = Entry(
+                _site(nbytes >= self.unit_bytes * _SITE_FRACTION),
+                str(func.overloadpacket.__name__),
+                _node(),
+                tuple(tensor.shape),
+                str(tensor.dtype).removeprefix("torch."),
+                nbytes,
+            )
             self._holders[ptr] = 0
             self.live_bytes += nbytes
             if nbytes >= self.unit_bytes:
@@ -180,8 +184,7 @@ class Ledger:
         """The ``top`` largest groups of identical (site, op, node, shape, dtype)."""
         groups: dict[tuple, dict[str, Any]] = {}
         for entry in self.entries:
-            key = (entry["site"], entry["op"], entry["node"], tuple(entry["shape"]),
-                   entry["dtype"])
+            key = (entry["site"], entry["op"], entry["node"], tuple(entry["shape"]), entry["dtype"])
             group = groups.setdefault(key, {**entry, "count": 0, "total_bytes": 0})
             group["count"] += 1
             group["total_bytes"] += entry["nbytes"]
@@ -191,25 +194,34 @@ class Ledger:
         return ranked[:top]
 
     def table(self, top: int = 15) -> str:
-        lines = [f"one training step, L={self.seq_len}, batch {self.batch}, d_model "
-                 f"{self.d_model}, {self.n_layers} layers, {self.dtype}"
-                 + (f", autocast {self.autocast}" if self.autocast else ""),
-                 f"unit: one (B, L, d_model) float32 buffer = {self.unit_bytes / MIB:.1f} MiB",
-                 f"tracked peak {self.tracked_peak_bytes / MIB:.1f} MiB = "
-                 f"{self.tracked_peak_bytes / self.unit_bytes:.2f} buffers (at most "
-                 f"{self.peak_buffers} storages of >= 1 buffer alive at once)"
-                 + ("" if self.measured_peak_bytes is None else
-                    f"; measured peak {self.measured_peak_bytes / MIB:.1f} MiB "
-                    f"({self.memory_method})"), "",
-                 "| buffers | MiB | n | shape | dtype | op | autograd node | allocated at |",
-                 "|---:|---:|---:|---|---|---|---|---|"]
+        lines = [
+            f"one training step, L={self.seq_len}, batch {self.batch}, d_model "
+            f"{self.d_model}, {self.n_layers} layers, {self.dtype}"
+            + (f", autocast {self.autocast}" if self.autocast else ""),
+            f"unit: one (B, L, d_model) float32 buffer = {self.unit_bytes / MIB:.1f} MiB",
+            f"tracked peak {self.tracked_peak_bytes / MIB:.1f} MiB = "
+            f"{self.tracked_peak_bytes / self.unit_bytes:.2f} buffers (at most "
+            f"{self.peak_buffers} storages of >= 1 buffer alive at once)"
+            + (
+                ""
+                if self.measured_peak_bytes is None
+                else f"; measured peak {self.measured_peak_bytes / MIB:.1f} MiB "
+                f"({self.memory_method})"
+            ),
+            "",
+            "| buffers | MiB | n | shape | dtype | op | autograd node | allocated at |",
+            "|---:|---:|---:|---|---|---|---|---|",
+        ]
         for row in self.rows(top):
-            lines.append(f"| {row['buffers']:.2f} | {row['total_bytes'] / MIB:.1f} | "
-                         f"{row['count']} | {tuple(row['shape'])} | {row['dtype']} | "
-                         f"{row['op']} | {row['node'] or '-'} | {row['site']} |")
+            lines.append(
+                f"| {row['buffers']:.2f} | {row['total_bytes'] / MIB:.1f} | "
+                f"{row['count']} | {tuple(row['shape'])} | {row['dtype']} | "
+                f"{row['op']} | {row['node'] or '-'} | {row['site']} |"
+            )
         rest = self.tracked_peak_bytes - sum(r["total_bytes"] for r in self.rows(top))
-        lines.append(f"| {rest / self.unit_bytes:.2f} | {rest / MIB:.1f} | | (everything "
-                     "else) | | | | |")
+        lines.append(
+            f"| {rest / self.unit_bytes:.2f} | {rest / MIB:.1f} | | (everything else) | | | | |"
+        )
         return "\n".join(lines)
 
 
@@ -221,10 +233,19 @@ def track(fn: Callable[[], Any], unit_bytes: int) -> tuple[StorageTracker, Any]:
     return tracker, result
 
 
-def scale_point(seq_len: int, *, n_layers: int = 2, batch: int = 1, d_model: int = 256,
-                 n_heads: int = 4, d_ff: int = 1024, ff_chunks: int = 64,
-                 device: str = "cpu", autocast: str | None = None,
-                 **size: Any) -> Point:
+def scale_point(
+    seq_len: int,
+    *,
+    n_layers: int = 2,
+    batch: int = 1,
+    d_model: int = 256,
+    n_heads: int = 4,
+    d_ff: int = 1024,
+    ff_chunks: int = 64,
+    device: str = "cpu",
+    autocast: str | None = None,
+    **size: Any,
+) -> Point:
     """The point of the scale suite's long-context model at one length (``size``: further
     model fields, e.g. vocab_size, bucket_size)."""
     from suites.grids._common import preset
@@ -232,10 +253,19 @@ def scale_point(seq_len: int, *, n_layers: int = 2, batch: int = 1, d_model: int
     from suites.registry import GridContext
 
     ctx = GridContext(device=device)
-    model = preset(ctx, attention="lsh", reversible=True, axial_shape=AXIAL_SHAPE,
-                   d_model=d_model, n_heads=n_heads, d_ff=d_ff, **size)
-    return long_context_point(ctx, model, seq_len, n_layers=n_layers, ff_chunks=ff_chunks,
-                              batch=batch, autocast=autocast)
+    model = preset(
+        ctx,
+        attention="lsh",
+        reversible=True,
+        axial_shape=AXIAL_SHAPE,
+        d_model=d_model,
+        n_heads=n_heads,
+        d_ff=d_ff,
+        **size,
+    )
+    return long_context_point(
+        ctx, model, seq_len, n_layers=n_layers, ff_chunks=ff_chunks, batch=batch, autocast=autocast
+    )
 
 
 def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
@@ -259,13 +289,21 @@ def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
     else:
         tracker, measured, method = run(), None, None
     entries = sorted((asdict(e) for e in tracker.peak_entries), key=lambda e: -e["nbytes"])
-    return Ledger(seq_len=int(params["seq_len"]), batch=int(params["batch"]),
-                  d_model=int(params["d_model"]), n_layers=int(params["n_layers"]),
-                  dtype=params.get("dtype", "float32"), autocast=params.get("autocast"),
-                  unit_bytes=unit, tracked_peak_bytes=tracker.peak_bytes,
-                  peak_buffers=tracker.buffers_peak,
-                  measured_peak_bytes=measured, memory_method=method, entries=entries,
-                  params=params)
+    return Ledger(
+        seq_len=int(params["seq_len"]),
+        batch=int(params["batch"]),
+        d_model=int(params["d_model"]),
+        n_layers=int(params["n_layers"]),
+        dtype=params.get("dtype", "float32"),
+        autocast=params.get("autocast"),
+        unit_bytes=unit,
+        tracked_peak_bytes=tracker.peak_bytes,
+        peak_buffers=tracker.buffers_peak,
+        measured_peak_bytes=measured,
+        memory_method=method,
+        entries=entries,
+        params=params,
+    )
 
 
 def ledger_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -276,11 +314,13 @@ def ledger_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, 
 
     if options.get("warm_up"):
         ledger_step(options["warm_up"], measure=False)
-    ledger = ledger_step(Point(params=params, config=options["config"],
-                               harness=options["harness"]))
-    return {"tracked_peak_bytes": ledger.tracked_peak_bytes, "peak_buffers": ledger.peak_buffers,
-            "measured_peak_bytes": ledger.measured_peak_bytes,
-            "memory_method": ledger.memory_method}
+    ledger = ledger_step(Point(params=params, config=options["config"], harness=options["harness"]))
+    return {
+        "tracked_peak_bytes": ledger.tracked_peak_bytes,
+        "peak_buffers": ledger.peak_buffers,
+        "measured_peak_bytes": ledger.measured_peak_bytes,
+        "memory_method": ledger.memory_method,
+    }
 
 
 def write(ledger: Ledger, out_dir: Path) -> Path:
@@ -290,8 +330,10 @@ def write(ledger: Ledger, out_dir: Path) -> Path:
     path = out_dir / f"ledger_L{ledger.seq_len}_{ledger.n_layers}layers_{stamp}.json"
     from suites.env import environment
 
-    payload = asdict(ledger) | {"environment": environment(ledger.params["device"]),
-                                "timestamp_utc": stamp}
+    payload = asdict(ledger) | {
+        "environment": environment(ledger.params["device"]),
+        "timestamp_utc": stamp,
+    }
     path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
     return path
 
@@ -306,20 +348,31 @@ def _length(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m suites.ledger", description=__doc__.split(
-        "\n")[0])
-    parser.add_argument("--seq-len", type=_length, required=True,
-                        help="sequence length: 65536, 2^16 or 64K")
+    parser = argparse.ArgumentParser(
+        prog="python -m suites.ledger", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--seq-len", type=_length, required=True, help="sequence length: 65536, 2^16 or 64K"
+    )
     parser.add_argument("--n-layers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--autocast", choices=("bfloat16",), default=None,
-                        help="run the step under torch.autocast in this dtype")
+    parser.add_argument(
+        "--autocast",
+        choices=("bfloat16",),
+        default=None,
+        help="run the step under torch.autocast in this dtype",
+    )
     parser.add_argument("--top", type=int, default=15, help="rows of the table")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write the ledger as JSON into this folder (e.g. results/ledger)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the ledger as JSON into this folder (e.g. results/ledger)",
+    )
     args = parser.parse_args(argv)
-    point = scale_point(args.seq_len, n_layers=args.n_layers, batch=args.batch,
-                         autocast=args.autocast)
+    point = scale_point(
+        args.seq_len, n_layers=args.n_layers, batch=args.batch, autocast=args.autocast
+    )
     ledger = ledger_step(point)
     print(ledger.table(args.top))
     if args.out is not None:

@@ -59,7 +59,9 @@ def select_lengths(points: list[Point], lengths: list[int] | None) -> list[Point
     available = sorted({point.seq_len for point in points})
     missing = [length for length in lengths if length not in available]
     if missing:
-        raise ValueError(f"--lengths {','.join(map(str, missing))}: no point of this grid has "
-                         f"that length; allowed: {available} (--full or --quick change the "
-                         "grid)")
+        raise ValueError(
+            f"--lengths {','.join(map(str, missing))}: no point of this grid has "
+            f"that length; allowed: {available} (--full or --quick change the "
+            "grid)"
+        )
     return [point for point in points if point.seq_len in lengths]

@@ -42,7 +42,8 @@ def sweep_lock(out_dir: Path, suite: str, device: str) -> Iterator[Path]:
             holder = handle.read().strip() or "holder unknown"
             raise SweepLocked(
                 f"another sweep of {suite} on {device} is writing to {out_dir}/ ({holder}); "
-                "wait for it to finish, or give this one another --out") from None
+                "wait for it to finish, or give this one another --out"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {utc_now()}\n")

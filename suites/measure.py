@@ -77,12 +77,16 @@ def time_step(step: Any, min_run_time: float) -> dict[str, Any]:
 
     timer = Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return {"t_median_ms": measurement.median * 1e3, "t_iqr_ms": measurement.iqr * 1e3,
-            "n_samples": len(measurement.times)}
+    return {
+        "t_median_ms": measurement.median * 1e3,
+        "t_iqr_ms": measurement.iqr * 1e3,
+        "n_samples": len(measurement.times),
+    }
 
 
-def peak_memory(fn: Callable[[], Any], device: str, method: str = "auto"
-                ) -> tuple[dict[str, Any], Any]:
+def peak_memory(
+    fn: Callable[[], Any], device: str, method: str = "auto"
+) -> tuple[dict[str, Any], Any]:
     """Peak memory of one call of ``fn`` above what was held before it, and fn's result.
 
     Returns ({peak_mb, reserved_mb, nvml_peak_mb, memory_method}, result). CPU ``method``:
@@ -107,11 +111,15 @@ def peak_memory(fn: Callable[[], Any], device: str, method: str = "auto"
     return _memory(sampler.peak - sampler.baseline, "psutil_sampling"), result
 
 
-def _memory(peak_bytes: int, method: str, reserved: int | None = None,
-            nvml: int | None = None) -> dict[str, Any]:
-    return {"peak_mb": peak_bytes / MIB, "memory_method": method,
-            "reserved_mb": None if reserved is None else reserved / MIB,
-            "nvml_peak_mb": None if nvml is None else nvml / MIB}
+def _memory(
+    peak_bytes: int, method: str, reserved: int | None = None, nvml: int | None = None
+) -> dict[str, Any]:
+    return {
+        "peak_mb": peak_bytes / MIB,
+        "memory_method": method,
+        "reserved_mb": None if reserved is None else reserved / MIB,
+        "nvml_peak_mb": None if nvml is None else nvml / MIB,
+    }
 
 
 def _reset_high_water_mark() -> bool:
@@ -149,8 +157,9 @@ def _cuda_peak(fn: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
         result = fn()
         torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() - base
-    return _memory(peak, "cuda_max_allocated", torch.cuda.max_memory_reserved(),
-                   sampler.peak if used else None), result
+    return _memory(
+        peak, "cuda_max_allocated", torch.cuda.max_memory_reserved(), sampler.peak if used else None
+    ), result
 
 
 def _nvml_used() -> Callable[[], int] | None:
@@ -161,8 +170,9 @@ def _nvml_used() -> Callable[[], int] | None:
 
         pynvml.nvmlInit()
         uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
-        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-")
-                                                  else f"GPU-{uuid}")
+        handle = pynvml.nvmlDeviceGetHandleByUUID(
+            uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+        )
         return lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
     except Exception:  # no NVML, no driver access: the field stays null
         return None

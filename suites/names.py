@@ -62,7 +62,7 @@ def layer_model(config: ReformerConfig) -> str:
 
 
 def model_kind(model: str) -> str:
-    """"transformer" | "reformer" (whole LMs), "layer" (attn-*) or "peer" (peer-*)."""
+    """ "transformer" | "reformer" (whole LMs), "layer" (attn-*) or "peer" (peer-*)."""
     for family in LM_FAMILIES:
         if model.startswith(f"{family}-"):
             return family
@@ -70,9 +70,11 @@ def model_kind(model: str) -> str:
         return "layer"
     if model.startswith(PEER_PREFIX):
         return "peer"
-    raise ValueError(f"model={model!r} is unknown; allowed: transformer-<attention>, "
-                     f"reformer-<attention>[-rev], {LAYER_PREFIX}<attention> or a "
-                     f"{PEER_PREFIX}<name> peer (suites.names)")
+    raise ValueError(
+        f"model={model!r} is unknown; allowed: transformer-<attention>, "
+        f"reformer-<attention>[-rev], {LAYER_PREFIX}<attention> or a "
+        f"{PEER_PREFIX}<name> peer (suites.names)"
+    )
 
 
 def lsh_name(n_hashes: int) -> str:
@@ -107,7 +109,9 @@ def label(name: object) -> str:
 def current_names(row: dict[str, Any]) -> dict[str, Any]:
     """A row with schema-1 spellings replaced by today's (a copy where any changed)."""
     if row.get("train_attention") is None or _SCHEMA_1_FULL not in (
-            row.get("train_attention"), row.get("eval_attention")):
+        row.get("train_attention"),
+        row.get("eval_attention"),
+    ):
         return row
     row = dict(row)
     if row["train_attention"] == _SCHEMA_1_FULL:

@@ -17,8 +17,9 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def heartbeat(bar: Any, label: str, options: dict[str, Any],
-              interval_s: float = 1.0) -> Iterator[None]:
+def heartbeat(
+    bar: Any, label: str, options: dict[str, Any], interval_s: float = 1.0
+) -> Iterator[None]:
     """Within this block, show ``label``, the elapsed time and the child's progress on
     ``bar``; ``options`` gets the "progress_file" the child may write to."""
     handle, path = tempfile.mkstemp(prefix="point-progress-", suffix=".txt")

@@ -43,14 +43,26 @@ def timed_sweep(suite_name: str, ctx: GridContext, executor: str) -> dict[str, A
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as out_dir:
         start = time.perf_counter()
-        run_file = run_sweep(suite, ctx, out_dir=Path(out_dir), threads=1, progress=False,
-                             log=io.StringIO(), executor=executor)
+        run_file = run_sweep(
+            suite,
+            ctx,
+            out_dir=Path(out_dir),
+            threads=1,
+            progress=False,
+            log=io.StringIO(),
+            executor=executor,
+        )
         wall_s = time.perf_counter() - start
     statuses = sorted({row["status"] for row in run_file.rows})
-    return {"executor": executor, "wall_s": wall_s, "points": len(run_file.rows),
-            "points_s": sum(row["wall_s"] for row in run_file.rows),
-            "statuses": statuses, "load_before": load_before,
-            "load_after": os.getloadavg()[0]}
+    return {
+        "executor": executor,
+        "wall_s": wall_s,
+        "points": len(run_file.rows),
+        "points_s": sum(row["wall_s"] for row in run_file.rows),
+        "statuses": statuses,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def ray_sweep(suite_name: str, ctx: GridContext, num_cpus: int) -> dict[str, Any]:
@@ -58,8 +70,13 @@ def ray_sweep(suite_name: str, ctx: GridContext, num_cpus: int) -> dict[str, Any
     import ray
 
     start = time.perf_counter()
-    ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=100 * 2**20,
-             configure_logging=False, log_to_driver=False)
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        object_store_memory=100 * 2**20,
+        configure_logging=False,
+        log_to_driver=False,
+    )
     started_s = time.perf_counter() - start
     try:
         result = timed_sweep(suite_name, ctx, "ray")
@@ -69,13 +86,15 @@ def ray_sweep(suite_name: str, ctx: GridContext, num_cpus: int) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m suites.ray_bench",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m suites.ray_bench", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--suite", default="memory")
     parser.add_argument("--mode", default="quick", choices=("quick", "default", "full"))
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="append the figures as one JSON line to this file")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="append the figures as one JSON line to this file"
+    )
     args = parser.parse_args(argv)
     from suites.executors.ray_executor import require_ray
 
@@ -83,29 +102,45 @@ def main(argv: list[str] | None = None) -> int:
     ctx = GridContext(device="cpu", mode=args.mode)
     runs: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
-        for run in (lambda: timed_sweep(args.suite, ctx, "local") | {"workers": 1},
-                    lambda: ray_sweep(args.suite, ctx, 1),
-                    lambda: ray_sweep(args.suite, ctx, 2)):
+        for run in (
+            lambda: timed_sweep(args.suite, ctx, "local") | {"workers": 1},
+            lambda: ray_sweep(args.suite, ctx, 1),
+            lambda: ray_sweep(args.suite, ctx, 2),
+        ):
             runs.append(run() | {"repeat": repeat})
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     figures = summarize(runs)
     env = environment("cpu")
-    report = {"suite": args.suite, "mode": args.mode, "figures": figures, "runs": runs,
-              "env": {k: env[k] for k in ("host", "cpu_model", "n_cpus", "torch", "git_sha",
-                                          "git_dirty")}}
-    print(f"## --executor ray on {env['cpu_model']} ({env['n_cpus']} CPUs), "
-          f"{args.suite} {args.mode} grid, {figures['points']} points, threads=1")
-    print("| repeat | local s (points s) | ray 1 worker s (points s) | ray 2 workers s | "
-          "overhead s/point | raw wall diff s/point | 2 vs 1 worker | in flight (2) | "
-          "load (1 min) |\n|---|---|---|---|---|---|---|---|---|")
+    report = {
+        "suite": args.suite,
+        "mode": args.mode,
+        "figures": figures,
+        "runs": runs,
+        "env": {
+            k: env[k] for k in ("host", "cpu_model", "n_cpus", "torch", "git_sha", "git_dirty")
+        },
+    }
+    print(
+        f"## --executor ray on {env['cpu_model']} ({env['n_cpus']} CPUs), "
+        f"{args.suite} {args.mode} grid, {figures['points']} points, threads=1"
+    )
+    print(
+        "| repeat | local s (points s) | ray 1 worker s (points s) | ray 2 workers s | "
+        "overhead s/point | raw wall diff s/point | 2 vs 1 worker | in flight (2) | "
+        "load (1 min) |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for row in figures["per_repeat"]:
-        print(f"| {row['repeat']} | {row['local_s']:.1f} ({row['local_points_s']:.1f}) | "
-              f"{row['ray1_s']:.1f} ({row['ray1_points_s']:.1f}) | {row['ray2_s']:.1f} | "
-              f"{row['overhead_s_per_point']:.3f} | {row['raw_diff_s_per_point']:.3f} | "
-              f"{row['fan_out_ratio']:.2f} | {row['in_flight']:.2f} | "
-              f"{row['load_min']:.1f}-{row['load_max']:.1f} |")
-    print(f"median overhead per point: {figures['overhead_s_per_point']:.3f} s (target <= 1); "
-          f"median 2-vs-1-worker wall ratio: {figures['fan_out_ratio']:.2f} (target <= 0.6)")
+        print(
+            f"| {row['repeat']} | {row['local_s']:.1f} ({row['local_points_s']:.1f}) | "
+            f"{row['ray1_s']:.1f} ({row['ray1_points_s']:.1f}) | {row['ray2_s']:.1f} | "
+            f"{row['overhead_s_per_point']:.3f} | {row['raw_diff_s_per_point']:.3f} | "
+            f"{row['fan_out_ratio']:.2f} | {row['in_flight']:.2f} | "
+            f"{row['load_min']:.1f}-{row['load_max']:.1f} |"
+        )
+    print(
+        f"median overhead per point: {figures['overhead_s_per_point']:.3f} s (target <= 1); "
+        f"median 2-vs-1-worker wall ratio: {figures['fan_out_ratio']:.2f} (target <= 0.6)"
+    )
     if args.out is not None:
         with open(args.out, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(report) + "\n")
@@ -122,21 +157,32 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         ray1 = next(r for r in mine if r["executor"] == "ray" and r["workers"] == 1)
         ray2 = next(r for r in mine if r["executor"] == "ray" and r["workers"] == 2)
         loads = [r[k] for r in mine for k in ("load_before", "load_after")]
-        harness = {name: run["wall_s"] - run["points_s"]
-                   for name, run in (("local", local), ("ray1", ray1))}
-        per_repeat.append({
-            "repeat": repeat, "local_s": local["wall_s"], "ray1_s": ray1["wall_s"],
-            "ray2_s": ray2["wall_s"], "local_points_s": local["points_s"],
-            "ray1_points_s": ray1["points_s"],
-            "overhead_s_per_point": (harness["ray1"] - harness["local"]) / local["points"],
-            "raw_diff_s_per_point": (ray1["wall_s"] - local["wall_s"]) / local["points"],
-            "fan_out_ratio": ray2["wall_s"] / ray1["wall_s"],
-            "in_flight": ray2["points_s"] / ray2["wall_s"],
-            "load_min": min(loads), "load_max": max(loads)})
-    return {"points": runs[0]["points"], "per_repeat": per_repeat,
-            "overhead_s_per_point": statistics.median(
-                r["overhead_s_per_point"] for r in per_repeat),
-            "fan_out_ratio": statistics.median(r["fan_out_ratio"] for r in per_repeat)}
+        harness = {
+            name: run["wall_s"] - run["points_s"]
+            for name, run in (("local", local), ("ray1", ray1))
+        }
+        per_repeat.append(
+            {
+                "repeat": repeat,
+                "local_s": local["wall_s"],
+                "ray1_s": ray1["wall_s"],
+                "ray2_s": ray2["wall_s"],
+                "local_points_s": local["points_s"],
+                "ray1_points_s": ray1["points_s"],
+                "overhead_s_per_point": (harness["ray1"] - harness["local"]) / local["points"],
+                "raw_diff_s_per_point": (ray1["wall_s"] - local["wall_s"]) / local["points"],
+                "fan_out_ratio": ray2["wall_s"] / ray1["wall_s"],
+                "in_flight": ray2["points_s"] / ray2["wall_s"],
+                "load_min": min(loads),
+                "load_max": max(loads),
+            }
+        )
+    return {
+        "points": runs[0]["points"],
+        "per_repeat": per_repeat,
+        "overhead_s_per_point": statistics.median(r["overhead_s_per_point"] for r in per_repeat),
+        "fan_out_ratio": statistics.median(r["fan_out_ratio"] for r in per_repeat),
+    }
 
 
 if __name__ == "__main__":

@@ -81,8 +81,11 @@ class Point:
     def key(self, suite: str, hardware: str) -> str:
         """Stable identity for resume: a hash of suite, every config field and the hardware
         (names spelled as schema 1 spelled them, so older rows still match)."""
-        identity = json.dumps({"suite": suite, "hardware": hardware,
-                               **schema_1_names(self.params)}, sort_keys=True, default=str)
+        identity = json.dumps(
+            {"suite": suite, "hardware": hardware, **schema_1_names(self.params)},
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
     def family(self) -> str:
@@ -116,8 +119,10 @@ def load_suites() -> dict[str, Suite]:
         if not isinstance(suite, Suite):
             continue
         if not re.fullmatch(r"[a-z][a-z0-9]*", suite.name):
-            raise ValueError(f"suite name {suite.name!r} in {module.__name__} must be "
-                             "lowercase letters and digits (it names result files)")
+            raise ValueError(
+                f"suite name {suite.name!r} in {module.__name__} must be "
+                "lowercase letters and digits (it names result files)"
+            )
         if suite.name in found:
             raise ValueError(f"suite {suite.name!r} is declared twice ({module.__name__})")
         found[suite.name] = suite

@@ -11,16 +11,31 @@ from suites.registry import Point
 from suites.store import EXTRA_FIELDS, ROW_FIELDS, SCHEMA_VERSION, utc_now
 
 
-def assemble_row(suite: str, run_id: str, env: dict[str, Any], point: Point, key: str,
-                 result: dict[str, Any], max_memory_gb: float | None,
-                 timeout_s: float | None) -> dict[str, Any]:
+def assemble_row(
+    suite: str,
+    run_id: str,
+    env: dict[str, Any],
+    point: Point,
+    key: str,
+    result: dict[str, Any],
+    max_memory_gb: float | None,
+    timeout_s: float | None,
+) -> dict[str, Any]:
     """Every schema field (null where not measured), then the point's and runner's own."""
     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS + EXTRA_FIELDS)
-    row |= {"schema_version": SCHEMA_VERSION, "run_id": run_id, "timestamp_utc": utc_now(),
-            "suite": suite, **env, **point.params, "point_key": key,
-            "max_memory_gb": max_memory_gb, "timeout_s": timeout_s or point.timeout_s,
-            "memory_cap": cap_mechanism(point.params.get("device"), max_memory_gb),
-            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    row |= {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "timestamp_utc": utc_now(),
+        "suite": suite,
+        **env,
+        **point.params,
+        "point_key": key,
+        "max_memory_gb": max_memory_gb,
+        "timeout_s": timeout_s or point.timeout_s,
+        "memory_cap": cap_mechanism(point.params.get("device"), max_memory_gb),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
     return row | result
 
 
@@ -41,6 +56,7 @@ def newest_per_point(keys: Sequence[Hashable], stamps: Sequence[Any]) -> list[in
 
 def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The newest row of each point key (rows without a key are each their own point)."""
-    keep = newest_per_point([row.get("point_key", id(row)) for row in rows],
-                            [row.get("timestamp_utc") for row in rows])
+    keep = newest_per_point(
+        [row.get("point_key", id(row)) for row in rows], [row.get("timestamp_utc") for row in rows]
+    )
     return [rows[index] for index in keep]

@@ -26,50 +26,98 @@ from suites.sweep import memory_cap, run_sweep
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m suites.run", description="Run a benchmark suite; see README.md, "
-        "'Running the suites', and docs/results.md for the rows.")
+        prog="python -m suites.run",
+        description="Run a benchmark suite; see README.md, "
+        "'Running the suites', and docs/results.md for the rows.",
+    )
     parser.add_argument("suite", nargs="?", help="suite name, or 'all' (see --list)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", const="quick", dest="mode",
-                      help="seconds-long smoke grid")
-    size.add_argument("--full", action="store_const", const="full", dest="mode",
-                      help="paper-scale grid")
-    parser.add_argument("--out", type=output_folder, default=DEFAULT_OUT,
-                        help=f"results folder (default: {DEFAULT_OUT}/, ignored by git; "
-                             f"'--out {COMMITTED_OUT}' appends to the committed record)")
-    parser.add_argument("--max-memory-gb", type=positive_float, default=None,
-                        help="memory cap per point, > 0 (default: the suite's, else min(16, "
-                             "70%% of available RAM) on CPU, none on CUDA)")
-    parser.add_argument("--memory-budget-gb", type=positive_float, default=16.0,
-                        help="scale suite: the budget a training step must fit in, > 0")
-    parser.add_argument("--timeout", type=positive_float, default=None,
-                        help="seconds per point, > 0 (default: the grid's)")
-    parser.add_argument("--data", default=None, metavar="PATH",
-                        help="quality suite: a file or folder to train the byte LM on "
-                             "(default: the running Python's standard library sources)")
-    parser.add_argument("--lengths", type=lengths_argument, default=None,
-                        metavar="N[,N...]",
-                        help="run only the grid's points of these sequence lengths "
-                             "(1048576, 2^20 or 1M)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch threads per point, >= 1 (default: torch's, i.e. all "
-                             "cores; --quick grids use 1)")
-    parser.add_argument("--seeds", type=positive_int, default=1,
-                        help="quality suite: train every model with seeds 0..N-1, >= 1 "
-                             "(default: 1)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="start a new results file instead of resuming the newest")
+    size.add_argument(
+        "--quick", action="store_const", const="quick", dest="mode", help="seconds-long smoke grid"
+    )
+    size.add_argument(
+        "--full", action="store_const", const="full", dest="mode", help="paper-scale grid"
+    )
+    parser.add_argument(
+        "--out",
+        type=output_folder,
+        default=DEFAULT_OUT,
+        help=f"results folder (default: {DEFAULT_OUT}/, ignored by git; "
+        f"'--out {COMMITTED_OUT}' appends to the committed record)",
+    )
+    parser.add_argument(
+        "--max-memory-gb",
+        type=positive_float,
+        default=None,
+        help="memory cap per point, > 0 (default: the suite's, else min(16, "
+        "70%% of available RAM) on CPU, none on CUDA)",
+    )
+    parser.add_argument(
+        "--memory-budget-gb",
+        type=positive_float,
+        default=16.0,
+        help="scale suite: the budget a training step must fit in, > 0",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        help="seconds per point, > 0 (default: the grid's)",
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="quality suite: a file or folder to train the byte LM on "
+        "(default: the running Python's standard library sources)",
+    )
+    parser.add_argument(
+        "--lengths",
+        type=lengths_argument,
+        default=None,
+        metavar="N[,N...]",
+        help="run only the grid's points of these sequence lengths (1048576, 2^20 or 1M)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads per point, >= 1 (default: torch's, i.e. all "
+        "cores; --quick grids use 1)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="quality suite: train every model with seeds 0..N-1, >= 1 (default: 1)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start a new results file instead of resuming the newest",
+    )
     parser.add_argument("--list", action="store_true", help="list suites, or a suite's points")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--executor", default="local", choices=EXECUTORS,
-                        help="local: one point at a time here; ray: one Ray task per point "
-                             "over a cluster's GPUs and nodes (the [ray] extra)")
-    parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
-                        help="--executor ray: the cluster to join (default: start one here)")
-    parser.add_argument("--per-hardware", action="store_true",
-                        help="--executor ray: measure each point once per hardware kind "
-                             "(GPU or CPU model) in the cluster, not once on any node")
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=EXECUTORS,
+        help="local: one point at a time here; ray: one Ray task per point "
+        "over a cluster's GPUs and nodes (the [ray] extra)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="--executor ray: the cluster to join (default: start one here)",
+    )
+    parser.add_argument(
+        "--per-hardware",
+        action="store_true",
+        help="--executor ray: measure each point once per hardware kind "
+        "(GPU or CPU model) in the cluster, not once on any node",
+    )
     return parser
 
 
@@ -79,8 +127,10 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device cuda: CUDA is not available here (torch {torch.__version__}"
-                         f", built with CUDA {torch.version.cuda}); use --device cpu or auto")
+        raise ValueError(
+            f"--device cuda: CUDA is not available here (torch {torch.__version__}"
+            f", built with CUDA {torch.version.cuda}); use --device cpu or auto"
+        )
     return requested
 
 
@@ -89,16 +139,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
-        ctx = GridContext(device=device, mode=args.mode or "default",
-                          memory_budget_gb=args.memory_budget_gb, out_dir=args.out,
-                          data=args.data, seeds=args.seeds)
+        ctx = GridContext(
+            device=device,
+            mode=args.mode or "default",
+            memory_budget_gb=args.memory_budget_gb,
+            out_dir=args.out,
+            data=args.data,
+            seeds=args.seeds,
+        )
         available = load_suites()
         if args.suite is None:
             if not args.list:
                 parser.error(f"name a suite; allowed: {sorted(available)} or 'all'")
             return _list_suites(available, ctx)
-        names = [n for n, s in available.items() if s.in_all] if args.suite == "all" else [
-            get_suite(args.suite).name]
+        names = (
+            [n for n, s in available.items() if s.in_all]
+            if args.suite == "all"
+            else [get_suite(args.suite).name]
+        )
         _check_data(args.data, names)
         if args.seeds != 1 and names != ["quality"]:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
@@ -115,15 +173,26 @@ def main(argv: list[str] | None = None) -> int:
         suite = available[name]
         cap = memory_cap(suite, ctx, args.max_memory_gb)
         try:
-            run_file = run_sweep(suite, ctx, out_dir=args.out, fresh=args.fresh,
-                                 max_memory_gb=cap, timeout_s=args.timeout,
-                                 threads=args.threads, progress=not args.no_progress,
-                                 executor=args.executor, ray_address=args.ray_address,
-                                 per_hardware=args.per_hardware,
-                                 lengths=args.lengths)
+            run_file = run_sweep(
+                suite,
+                ctx,
+                out_dir=args.out,
+                fresh=args.fresh,
+                max_memory_gb=cap,
+                timeout_s=args.timeout,
+                threads=args.threads,
+                progress=not args.no_progress,
+                executor=args.executor,
+                ray_address=args.ray_address,
+                per_hardware=args.per_hardware,
+                lengths=args.lengths,
+            )
         except KeyboardInterrupt:
-            print(f"\ninterrupted: rows so far are in {args.out}/; run the same command "
-                  "again to resume", file=sys.stderr)
+            print(
+                f"\ninterrupted: rows so far are in {args.out}/; run the same command "
+                "again to resume",
+                file=sys.stderr,
+            )
             return 130
         except SweepLocked as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -147,8 +216,10 @@ def _check_data(data: str | None, names: list[str]) -> None:
 def _check_executor(args: argparse.Namespace) -> None:
     """Ray's options need --executor ray, and that needs Ray installed."""
     if args.executor != "ray":
-        for flag, value in (("--ray-address", args.ray_address),
-                            ("--per-hardware", args.per_hardware)):
+        for flag, value in (
+            ("--ray-address", args.ray_address),
+            ("--per-hardware", args.per_hardware),
+        ):
             if value:
                 raise ValueError(f"{flag} applies only to --executor ray")
         return
@@ -159,8 +230,10 @@ def _check_executor(args: argparse.Namespace) -> None:
 
 def _list_suites(available: dict[str, Suite], ctx: GridContext) -> int:
     for name, suite in available.items():
-        print(f"{name:<11} {len(suite.grid(ctx)):>4} points ({ctx.mode}, {ctx.device})  "
-              f"{suite.description}")
+        print(
+            f"{name:<11} {len(suite.grid(ctx)):>4} points ({ctx.mode}, {ctx.device})  "
+            f"{suite.description}"
+        )
     return 0
 
 

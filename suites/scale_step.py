@@ -29,18 +29,25 @@ if TYPE_CHECKING:
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def build_scale_step(params: dict[str, Any], config: ReformerConfig, harness: Harness,
-                     progress_file: str | None = None) -> Step:
+def build_scale_step(
+    params: dict[str, Any],
+    config: ReformerConfig,
+    harness: Harness,
+    progress_file: str | None = None,
+) -> Step:
     """A whole-LM training step of ``config`` run as ``harness`` says (the point's row
     fields in ``params``), optionally under autocast (``params["autocast"]``). Calling it
     returns the loss (a float)."""
     autocast = params.get("autocast")
     if autocast is not None and autocast not in AUTOCAST_DTYPES:
-        raise ValueError(f"autocast={autocast!r} is unknown; allowed: None, "
-                         f"{tuple(AUTOCAST_DTYPES)}")
+        raise ValueError(
+            f"autocast={autocast!r} is unknown; allowed: None, {tuple(AUTOCAST_DTYPES)}"
+        )
     if params["pass"] != "train_step" or not params["model"].startswith("reformer-"):
-        raise ValueError(f"the scale runner measures reformer train_step points; got model="
-                         f"{params['model']!r}, pass={params['pass']!r}")
+        raise ValueError(
+            f"the scale runner measures reformer train_step points; got model="
+            f"{params['model']!r}, pass={params['pass']!r}"
+        )
     if params.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"dtype={params.get('dtype')!r} is unknown; allowed: {tuple(DTYPES)}")
     base = build_step(params["model"], config, harness)  # validates; FLOPs and row info
@@ -61,8 +68,11 @@ def build_scale_step(params: dict[str, Any], config: ReformerConfig, harness: Ha
 
     def forward() -> torch.Tensor:
         reporter.phase("forward")
-        context = (torch.autocast(device.type, dtype=AUTOCAST_DTYPES[autocast])
-                   if autocast else contextlib.nullcontext())
+        context = (
+            torch.autocast(device.type, dtype=AUTOCAST_DTYPES[autocast])
+            if autocast
+            else contextlib.nullcontext()
+        )
         with context:
             return net.loss(tokens)
 
@@ -87,8 +97,8 @@ class _Progress:
             return
         for index, block in enumerate(net.blocks):
             block.attention.register_forward_pre_hook(
-                lambda *_, i=index: self._write(f"{self.current}, layer {i + 1}/"
-                                                f"{self.n_layers}"))
+                lambda *_, i=index: self._write(f"{self.current}, layer {i + 1}/{self.n_layers}")
+            )
 
     def phase(self, name: str) -> None:
         self.current = name
@@ -108,8 +118,9 @@ def measure_scale_step(params: dict[str, Any], options: dict[str, Any]) -> dict[
     if params.get("num_threads"):
         torch.set_num_threads(int(params["num_threads"]))
     torch.manual_seed(int(params.get("seed", 0)))
-    step = build_scale_step(params, options["config"], options["harness"],
-                            options.get("progress_file"))
+    step = build_scale_step(
+        params, options["config"], options["harness"], options.get("progress_file")
+    )
     outcome: dict[str, Any] = {}
 
     def once() -> None:
@@ -124,8 +135,16 @@ def measure_scale_step(params: dict[str, Any], options: dict[str, Any]) -> dict[
     if not math.isfinite(outcome["loss"]):
         raise FloatingPointError(f"the step's loss is {outcome['loss']}")
     seconds = outcome["seconds"]
-    return {"num_threads": torch.get_num_threads(), **step.info, **memory,
-            "saved_mb": outcome["saved"] / 2**20, "flops": step.flops, "loss": outcome["loss"],
-            "t_median_ms": seconds * 1e3, "t_iqr_ms": 0.0, "n_samples": 1,
-            "tokens_per_s": step.tokens / seconds,
-            "tflops_per_s": step.flops / seconds / 1e12 if step.flops else None}
+    return {
+        "num_threads": torch.get_num_threads(),
+        **step.info,
+        **memory,
+        "saved_mb": outcome["saved"] / 2**20,
+        "flops": step.flops,
+        "loss": outcome["loss"],
+        "t_median_ms": seconds * 1e3,
+        "t_iqr_ms": 0.0,
+        "n_samples": 1,
+        "tokens_per_s": step.tokens / seconds,
+        "tflops_per_s": step.flops / seconds / 1e12 if step.flops else None,
+    }

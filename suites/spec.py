@@ -20,16 +20,32 @@ PASSES = ("fwd", "fwd_bwd", "train_step")
 DTYPES = ("float32", "bfloat16", "float16")
 HARNESS_FIELDS = ("model", "pass", "batch", "seq_len", "dtype", "device", "num_threads")
 SET_BY_HARNESS = ("max_seq_len",)
-CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ReformerConfig)
-                      if f.name not in SET_BY_HARNESS)
+CONFIG_FIELDS = tuple(
+    f.name for f in dataclasses.fields(ReformerConfig) if f.name not in SET_BY_HARNESS
+)
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ReformerConfig)}
 # The config fields every row of schema version 1 carries (null where they do not apply).
 # A field added to ReformerConfig since is written, and joins the point's key, only where a
 # point sets it away from its default: rows measured before it existed keep their keys, so
 # a resumed sweep does not measure them again.
-SCHEMA_1_CONFIG_FIELDS = frozenset({
-    "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "attention", "n_hashes",
-    "bucket_size", "n_buckets", "causal", "reversible", "ff_chunks", "axial_shape", "seed"})
+SCHEMA_1_CONFIG_FIELDS = frozenset(
+    {
+        "vocab_size",
+        "d_model",
+        "n_heads",
+        "n_layers",
+        "d_ff",
+        "attention",
+        "n_hashes",
+        "bucket_size",
+        "n_buckets",
+        "causal",
+        "reversible",
+        "ff_chunks",
+        "axial_shape",
+        "seed",
+    }
+)
 # Every ReformerConfig field of schema version 1. A quality run's identity (its checkpoint
 # and point key) hashes the whole config; a field added since joins it only away from its
 # default, so runs trained before the field existed keep their keys and checkpoints.
@@ -38,13 +54,19 @@ SCHEMA_1_MODEL_FIELDS = SCHEMA_1_CONFIG_FIELDS | {"dup_correction", "dropout", "
 
 def config_identity(config: ReformerConfig) -> dict[str, Any]:
     """The config as a dict for hashing: schema-1 fields always, later ones when set."""
-    return {name: value for name, value in dataclasses.asdict(config).items()
-            if name in SCHEMA_1_MODEL_FIELDS or value != DEFAULTS[name]}
+    return {
+        name: value
+        for name, value in dataclasses.asdict(config).items()
+        if name in SCHEMA_1_MODEL_FIELDS or value != DEFAULTS[name]
+    }
 
 
 # The config columns of every row: the model's name, its config, then how it was run.
-ROW_CONFIG_FIELDS = ("model", *(f for f in CONFIG_FIELDS if f in SCHEMA_1_CONFIG_FIELDS),
-                     *HARNESS_FIELDS[1:])
+ROW_CONFIG_FIELDS = (
+    "model",
+    *(f for f in CONFIG_FIELDS if f in SCHEMA_1_CONFIG_FIELDS),
+    *HARNESS_FIELDS[1:],
+)
 # What one attention layer does not have (null in its rows), and the LM-only fields its rows
 # leave out; n_layers is 1.
 _NOT_A_LAYER = ("reversible", "d_ff", "ff_chunks")
@@ -85,9 +107,14 @@ def model_fields(model: str, config: ReformerConfig, harness: Harness) -> dict[s
         value = getattr(config, name)
         if name in SCHEMA_1_CONFIG_FIELDS or value != DEFAULTS[name]:
             fields[name] = list(value) if isinstance(value, tuple) else value
-    fields |= {"pass": harness.pass_name, "batch": harness.batch, "seq_len": harness.seq_len,
-               "dtype": harness.dtype, "device": harness.device,
-               "num_threads": harness.num_threads}
+    fields |= {
+        "pass": harness.pass_name,
+        "batch": harness.batch,
+        "seq_len": harness.seq_len,
+        "dtype": harness.dtype,
+        "device": harness.device,
+        "num_threads": harness.num_threads,
+    }
     if model_kind(model) in ("layer", "peer"):
         fields |= dict.fromkeys(_NOT_A_LAYER) | {"n_layers": 1}
         for name in _LM_ONLY:

@@ -68,8 +68,9 @@ def build_step(model: str, config: ReformerConfig, harness: Harness) -> Step:
     if kind in ("transformer", "reformer"):
         return _lm_step(kind, config, harness)
     if harness.pass_name == "train_step":
-        raise ValueError(f"model={model!r} is a single attention layer; allowed passes: "
-                         "('fwd', 'fwd_bwd')")
+        raise ValueError(
+            f"model={model!r} is a single attention layer; allowed passes: ('fwd', 'fwd_bwd')"
+        )
     return _layer_step(model if kind == "peer" else None, config, harness)
 
 
@@ -109,8 +110,11 @@ def _lm_step(family: str, config: ReformerConfig, harness: Harness) -> Step:
             optimizer.step()
 
     flops = model_flops(config, seq_len, batch, backward=pass_name != "fwd")
-    info |= {"flops_method": "analytic", "n_buckets": _lsh_buckets(config, seq_len),
-             "backend": backend_used(config, harness.device, dtype)}
+    info |= {
+        "flops_method": "analytic",
+        "n_buckets": _lsh_buckets(config, seq_len),
+        "backend": backend_used(config, harness.device, dtype),
+    }
     return Step(forward, finish, parameters, batch * seq_len, flops, info)
 
 
@@ -125,9 +129,13 @@ def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> S
         from reformer.attention import build_attention
 
         layer = build_attention(config)
-        info = {"impl": f"reformer.{type(layer).__name__}", "impl_version": own_version(),
-                "n_buckets": _lsh_buckets(config, seq_len), "flops_method": "analytic",
-                "backend": backend_used(config, harness.device, dtype)}
+        info = {
+            "impl": f"reformer.{type(layer).__name__}",
+            "impl_version": own_version(),
+            "n_buckets": _lsh_buckets(config, seq_len),
+            "flops_method": "analytic",
+            "backend": backend_used(config, harness.device, dtype),
+        }
     layer = layer.to(device=device, dtype=dtype).train()
     generator = torch.Generator().manual_seed(config.seed)
     shape = (batch, seq_len, config.d_model)
@@ -146,8 +154,11 @@ def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> S
         if pass_name != "fwd":
             out.backward(grad_out)
 
-    flops = None if peer is not None else layer_flops(config, seq_len, batch,
-                                                      backward=pass_name != "fwd")
+    flops = (
+        None
+        if peer is not None
+        else layer_flops(config, seq_len, batch, backward=pass_name != "fwd")
+    )
     info.setdefault("flops_method", "flop_counter")
     return Step(forward, finish, [*layer.parameters(), x], batch * seq_len, flops, info)
 

@@ -34,19 +34,41 @@ STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 
 ROW_FIELDS: tuple[str, ...] = (
     # identity
-    "schema_version", "run_id", "timestamp_utc", "git_sha", "git_dirty", "suite",
+    "schema_version",
+    "run_id",
+    "timestamp_utc",
+    "git_sha",
+    "git_dirty",
+    "suite",
     # config: the harness fields and ReformerConfig's (suites.spec)
     *ROW_CONFIG_FIELDS,
     # environment
-    "host", "cpu_model", "n_cpus", "gpu_name", "driver", "torch", "python", "cuda",
+    "host",
+    "cpu_model",
+    "n_cpus",
+    "gpu_name",
+    "driver",
+    "torch",
+    "python",
+    "cuda",
     # timing
-    "t_median_ms", "t_iqr_ms", "n_samples",
+    "t_median_ms",
+    "t_iqr_ms",
+    "n_samples",
     # memory (MiB = 2**20 bytes)
-    "peak_mb", "reserved_mb", "nvml_peak_mb", "saved_mb", "memory_method",
+    "peak_mb",
+    "reserved_mb",
+    "nvml_peak_mb",
+    "saved_mb",
+    "memory_method",
     # derived
-    "tokens_per_s", "flops", "tflops_per_s",
+    "tokens_per_s",
+    "flops",
+    "tflops_per_s",
     # status
-    "status", "error", "wall_s",
+    "status",
+    "error",
+    "wall_s",
 )
 # Harness columns beyond the measurement itself: which implementation ran (peers), the
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
@@ -56,9 +78,21 @@ ROW_FIELDS: tuple[str, ...] = (
 # (suites.efficiency); the grid's mode and its number of points (a run with a row per point
 # is complete).
 EXTRA_FIELDS: tuple[str, ...] = (
-    "point_key", "impl", "impl_version", "max_memory_gb",
-    "memory_cap", "flops_method", "timeout_s", "load_avg_1m", "omp_wait_policy",
-    "backend", "peak_tflops", "peak_source", "mfu", "mode", "grid_points",
+    "point_key",
+    "impl",
+    "impl_version",
+    "max_memory_gb",
+    "memory_cap",
+    "flops_method",
+    "timeout_s",
+    "load_avg_1m",
+    "omp_wait_policy",
+    "backend",
+    "peak_tflops",
+    "peak_source",
+    "mfu",
+    "mode",
+    "grid_points",
 )
 
 
@@ -125,8 +159,11 @@ class RunFile:
         return cls(_new_path(out_dir, f"{suite}_{device}_{utc_stamp()}"), [], [])
 
     def ok_keys(self) -> set[str]:
-        return {row["point_key"] for row in self.rows
-                if row.get("status") == "ok" and isinstance(row.get("point_key"), str)}
+        return {
+            row["point_key"]
+            for row in self.rows
+            if row.get("status") == "ok" and isinstance(row.get("point_key"), str)
+        }
 
     def append(self, row: dict[str, Any]) -> None:
         line = json.dumps(_jsonable(row), sort_keys=False)

@@ -19,18 +19,27 @@ from suites.store import RunFile
 LISTED_BUSY = 6  # points named in the load line; the rest are counted
 
 
-def summary(suite: Suite, ctx: GridContext, run_file: RunFile,
-            max_memory_gb: float | None) -> str:
+def summary(suite: Suite, ctx: GridContext, run_file: RunFile, max_memory_gb: float | None) -> str:
     """Markdown: where the rows are, status counts, load, the suite's own lines."""
-    rows = [row for row in latest_rows(run_file.rows)
-            if run_file.planned is None or row.get("point_key") in run_file.planned]
+    rows = [
+        row
+        for row in latest_rows(run_file.rows)
+        if run_file.planned is None or row.get("point_key") in run_file.planned
+    ]
     counts = Counter(row.get("status") for row in rows)
-    cap = ("none" if max_memory_gb is None else f"{max_memory_gb:g} GiB per point "
-           f"({'CUDA memory fraction' if ctx.device == 'cuda' else 'RLIMIT_AS above start-up'})")
-    lines = [f"## {suite.name} ({ctx.device}, {ctx.mode})", "",
-             f"every measured number: {run_file.path} (one JSON line per point)",
-             f"memory budget: {cap}",
-             "points: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    cap = (
+        "none"
+        if max_memory_gb is None
+        else f"{max_memory_gb:g} GiB per point "
+        f"({'CUDA memory fraction' if ctx.device == 'cuda' else 'RLIMIT_AS above start-up'})"
+    )
+    lines = [
+        f"## {suite.name} ({ctx.device}, {ctx.mode})",
+        "",
+        f"every measured number: {run_file.path} (one JSON line per point)",
+        f"memory budget: {cap}",
+        "points: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
+    ]
     lines += _load_lines(rows)
     if suite.summarize is not None and rows:
         lines += ["", *suite.summarize(rows, ctx)]
@@ -44,11 +53,14 @@ def _load_lines(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [busy_note(len(busy), len(measured), busy[0].get("n_cpus"))]
     if len(busy) < len(measured):
-        named = [f"{MARK} {_describe(row)} (load {row['load_avg_1m']:.1f})"
-                 for row in busy[:LISTED_BUSY]]
+        named = [
+            f"{MARK} {_describe(row)} (load {row['load_avg_1m']:.1f})" for row in busy[:LISTED_BUSY]
+        ]
         more = len(busy) - len(named)
-        lines += [*named, *([f"{MARK} ... and {more} more (load_avg_1m in the file)"]
-                            if more else [])]
+        lines += [
+            *named,
+            *([f"{MARK} ... and {more} more (load_avg_1m in the file)"] if more else []),
+        ]
     return lines
 
 

@@ -29,12 +29,22 @@ from suites.rows import assemble_row
 from suites.store import DEFAULT_OUT, RunFile
 
 
-def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
-              fresh: bool = False, max_memory_gb: float | None = None,
-              timeout_s: float | None = None, threads: int | None = None,
-              progress: bool = True, log: Any = sys.stderr, executor: str = "local",
-              ray_address: str | None = None, per_hardware: bool = False,
-              lengths: list[int] | None = None) -> RunFile:
+def run_sweep(
+    suite: Suite,
+    ctx: GridContext,
+    *,
+    out_dir: Path = DEFAULT_OUT,
+    fresh: bool = False,
+    max_memory_gb: float | None = None,
+    timeout_s: float | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    log: Any = sys.stderr,
+    executor: str = "local",
+    ray_address: str | None = None,
+    per_hardware: bool = False,
+    lengths: list[int] | None = None,
+) -> RunFile:
     """Measure every point of ``suite`` not already ok in the run file; returns that file.
 
     ``threads`` sets torch's thread count in every point (it is part of the point, so
@@ -47,16 +57,41 @@ def run_sweep(suite: Suite, ctx: GridContext, *, out_dir: Path = DEFAULT_OUT,
     twice.
     """
     with sweep_lock(out_dir, suite.name, ctx.device):
-        return _sweep(suite, ctx, out_dir, fresh, max_memory_gb, timeout_s, threads,
-                      progress, log, executor, ray_address, per_hardware, lengths)
+        return _sweep(
+            suite,
+            ctx,
+            out_dir,
+            fresh,
+            max_memory_gb,
+            timeout_s,
+            threads,
+            progress,
+            log,
+            executor,
+            ray_address,
+            per_hardware,
+            lengths,
+        )
 
 
-def _sweep(suite: Suite, ctx: GridContext, out_dir: Path, fresh: bool,
-           max_memory_gb: float | None, timeout_s: float | None, threads: int | None,
-           progress: bool, log: Any, executor: str, ray_address: str | None,
-           per_hardware: bool, lengths: list[int] | None) -> RunFile:
-    points = sorted(select_lengths(suite.grid(ctx), lengths),
-                    key=lambda point: point.seq_len)  # stable
+def _sweep(
+    suite: Suite,
+    ctx: GridContext,
+    out_dir: Path,
+    fresh: bool,
+    max_memory_gb: float | None,
+    timeout_s: float | None,
+    threads: int | None,
+    progress: bool,
+    log: Any,
+    executor: str,
+    ray_address: str | None,
+    per_hardware: bool,
+    lengths: list[int] | None,
+) -> RunFile:
+    points = sorted(
+        select_lengths(suite.grid(ctx), lengths), key=lambda point: point.seq_len
+    )  # stable
     if threads is not None:
         points = [point.with_threads(threads) for point in points]
     # The grid's mode and size go into every row, so a report can tell a complete run
@@ -71,24 +106,47 @@ def _sweep(suite: Suite, ctx: GridContext, out_dir: Path, fresh: bool,
     done = run_file.ok_keys()
     # The peaks MFU divides by (suites.efficiency), had once per run for the dtypes of the
     # model points still to measure.
-    dtypes = {str(point.params.get("dtype")) for point in points
-              if point.runner == DEFAULT_RUNNER and point.key(suite.name, hardware) not in done}
-    peaks = run_peaks(ctx.device, env.get("gpu_name"), dtypes, threads,
-                      quick=ctx.mode == "quick") if dtypes else {}
+    dtypes = {
+        str(point.params.get("dtype"))
+        for point in points
+        if point.runner == DEFAULT_RUNNER and point.key(suite.name, hardware) not in done
+    }
+    peaks = (
+        run_peaks(ctx.device, env.get("gpu_name"), dtypes, threads, quick=ctx.mode == "quick")
+        if dtypes
+        else {}
+    )
 
     def record(point: Point, key: str, result: dict[str, Any]) -> None:
         if point.runner == DEFAULT_RUNNER:
-            result = efficiency_fields(result.get("tflops_per_s"),
-                                       peaks.get(str(point.params.get("dtype")))) | result
-        run_file.append(assemble_row(suite.name, run_file.run_id, env, point, key, result,
-                                     max_memory_gb, timeout_s))
+            result = (
+                efficiency_fields(
+                    result.get("tflops_per_s"), peaks.get(str(point.params.get("dtype")))
+                )
+                | result
+            )
+        run_file.append(
+            assemble_row(
+                suite.name, run_file.run_id, env, point, key, result, max_memory_gb, timeout_s
+            )
+        )
 
-    pool = open_executor(executor, device=ctx.device, hardware=hardware, address=ray_address,
-                         log=log)
+    pool = open_executor(
+        executor, device=ctx.device, hardware=hardware, address=ray_address, log=log
+    )
     try:
-        measure_points(points, pool, suite=suite.name, done=done, record=record,
-                       max_memory_gb=max_memory_gb, timeout_s=timeout_s,
-                       per_hardware=per_hardware, progress=progress, log=log)
+        measure_points(
+            points,
+            pool,
+            suite=suite.name,
+            done=done,
+            record=record,
+            max_memory_gb=max_memory_gb,
+            timeout_s=timeout_s,
+            per_hardware=per_hardware,
+            progress=progress,
+            log=log,
+        )
     finally:
         pool.close()
     return run_file
@@ -113,8 +171,11 @@ def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
         return
     load = os.getloadavg()[0]
     if is_busy(load, env.get("n_cpus")):
-        print(f"warning: load average {load:.1f} on {env['n_cpus']} CPUs ({RULE}): this "
-              "machine is busy, so times will be slow and noisy and are marked as measured "
-              "under load (memory figures are unaffected); "
-              "--threads 1 or OMP_WAIT_POLICY=PASSIVE stop OpenMP threads spinning "
-              "against the other load", file=log)
+        print(
+            f"warning: load average {load:.1f} on {env['n_cpus']} CPUs ({RULE}): this "
+            "machine is busy, so times will be slow and noisy and are marked as measured "
+            "under load (memory figures are unaffected); "
+            "--threads 1 or OMP_WAIT_POLICY=PASSIVE stop OpenMP threads spinning "
+            "against the other load",
+            file=log,
+        )

@@ -27,8 +27,14 @@ from reformer.backends import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
 from reformer.kernels.config import FP_FUSION, KernelConfig, kernel_config
 
 KERNELS = ("lsh_forward_round", "lsh_backward_query_round", "lsh_backward_key_round")
-_POINTER_TYPES = {"QK": "in", "V": "in", "DO": "in", "SORT": "*i32", "CHUNK_OF": "*i32",
-                  "VALID": "*i8"}
+_POINTER_TYPES = {
+    "QK": "in",
+    "V": "in",
+    "DO": "in",
+    "SORT": "*i32",
+    "CHUNK_OF": "*i32",
+    "VALID": "*i8",
+}
 _TRITON_DTYPE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 # Per-block limits: shared memory (opt-in maximum) and the register file.
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
@@ -44,9 +50,11 @@ class Variant:
     branches: bool  # CAUSAL, HAS_VALID, COUNTS, LOOK_BACK all on (and FIRST off), or all off
 
     def __str__(self) -> str:
-        return (f"{self.kernel}[{_TRITON_DTYPE[self.dtype]}, c{self.config.block_c}, "
-                f"d{self.config.block_d}, w{self.config.num_warps}, "
-                f"{'all branches' if self.branches else 'no branches'}]")
+        return (
+            f"{self.kernel}[{_TRITON_DTYPE[self.dtype]}, c{self.config.block_c}, "
+            f"d{self.config.block_d}, w{self.config.num_warps}, "
+            f"{'all branches' if self.branches else 'no branches'}]"
+        )
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,9 @@ def shipped_variants() -> list[Variant]:
     variants = []
     for dtype in _TRITON_DTYPE:
         smallest = kernel_config(1, 1, 1, dtype)
-        largest = kernel_config(TRITON_MAX_CHUNK, TRITON_MAX_HEAD[dtype],
-                                TRITON_MAX_HEAD[dtype], dtype)
+        largest = kernel_config(
+            TRITON_MAX_CHUNK, TRITON_MAX_HEAD[dtype], TRITON_MAX_HEAD[dtype], dtype
+        )
         for kernel in KERNELS:
             variants.append(Variant(kernel, dtype, smallest, branches=False))
             variants.append(Variant(kernel, dtype, largest, branches=True))
@@ -89,9 +98,17 @@ def _signature(kernel: str, dtype: torch.dtype) -> tuple[dict[str, str], list[st
         if name in _POINTER_TYPES:
             kind = _POINTER_TYPES[name]
             signature[name] = f"*{_TRITON_DTYPE[dtype]}" if kind == "in" else kind
-        elif name.isupper() and name not in ("BLOCK_C", "BLOCK_D", "BLOCK_DV", "CAUSAL",
-                                             "HAS_VALID", "COUNTS", "LOOK_BACK", "FIRST",
-                                             "PRECISION"):
+        elif name.isupper() and name not in (
+            "BLOCK_C",
+            "BLOCK_D",
+            "BLOCK_DV",
+            "CAUSAL",
+            "HAS_VALID",
+            "COUNTS",
+            "LOOK_BACK",
+            "FIRST",
+            "PRECISION",
+        ):
             signature[name] = "*fp32"  # statistics and float32 accumulators
         elif name.isupper():
             signature[name] = "constexpr"
@@ -104,32 +121,46 @@ def compile_variant(variant: Variant, capability: int) -> Usage:
     """Compile one variant for sm_<capability> and read its resource use."""
     signature, params = _signature(variant.kernel, variant.dtype)
     config, on = variant.config, variant.branches
-    constexprs = dict(BLOCK_C=config.block_c, BLOCK_D=config.block_d,
-                      BLOCK_DV=config.block_dv, CAUSAL=on, HAS_VALID=on, COUNTS=on,
-                      LOOK_BACK=on, PRECISION=config.precision)
+    constexprs = dict(
+        BLOCK_C=config.block_c,
+        BLOCK_D=config.block_d,
+        BLOCK_DV=config.block_dv,
+        CAUSAL=on,
+        HAS_VALID=on,
+        COUNTS=on,
+        LOOK_BACK=on,
+        PRECISION=config.precision,
+    )
     if "FIRST" in params:
         constexprs["FIRST"] = not on
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    source = ASTSource(fn=getattr(_kernels(), variant.kernel), signature=signature,
-                       constexprs=constexprs)
-    compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32),
-                              options={"num_warps": config.num_warps,
-                                       "enable_fp_fusion": FP_FUSION})
+    source = ASTSource(
+        fn=getattr(_kernels(), variant.kernel), signature=signature, constexprs=constexprs
+    )
+    compiled = triton.compile(
+        source,
+        target=GPUTarget("cuda", capability, 32),
+        options={"num_warps": config.num_warps, "enable_fp_fusion": FP_FUSION},
+    )
     registers, stack, static_shared = _cubin_usage(compiled.asm["cubin"])
-    return Usage(shared_bytes=compiled.metadata.shared + static_shared, registers=registers,
-                 spill_bytes=stack, threads=32 * config.num_warps)
+    return Usage(
+        shared_bytes=compiled.metadata.shared + static_shared,
+        registers=registers,
+        spill_bytes=stack,
+        threads=32 * config.num_warps,
+    )
 
 
 def _cubin_usage(cubin: bytes) -> tuple[int, int, int]:
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
-                        "cuobjdump")
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
         file.write(cubin)
         file.flush()
-        report = subprocess.run([tool, "-res-usage", file.name], capture_output=True,
-                                text=True, check=True).stdout
+        report = subprocess.run(
+            [tool, "-res-usage", file.name], capture_output=True, text=True, check=True
+        ).stdout
     found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", report)
     if found is None:
         raise RuntimeError(f"no resource usage in cuobjdump's report:\n{report}")
@@ -145,6 +176,7 @@ def limit_violations(usage: Usage, capability: int) -> list[str]:
     if usage.registers > MAX_REGISTERS_PER_THREAD:
         problems.append(f"{usage.registers} registers/thread > {MAX_REGISTERS_PER_THREAD}")
     if usage.registers * usage.threads > REGISTERS_PER_BLOCK:
-        problems.append(f"{usage.registers} registers x {usage.threads} threads > "
-                        f"{REGISTERS_PER_BLOCK}")
+        problems.append(
+            f"{usage.registers} registers x {usage.threads} threads > {REGISTERS_PER_BLOCK}"
+        )
     return problems

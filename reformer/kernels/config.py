@@ -37,14 +37,14 @@ def kernel_config(chunk: int, dim: int, dim_v: int, dtype: torch.dtype) -> Kerne
     reason = triton_limits(dtype, chunk, dim, dim_v)
     if reason is not None:
         raise ValueError(f"backend='triton' cannot take {reason}")
-    block_chunk, block_dim, block_dim_v = (max(16, next_power_of_2(x))
-                                           for x in (chunk, dim, dim_v))
+    block_chunk, block_dim, block_dim_v = (max(16, next_power_of_2(x)) for x in (chunk, dim, dim_v))
     # A (64, 64) tile pair and its gathered row pointers need 8 warps to stay near 255
     # registers per thread.
     num_warps = 8 if block_chunk >= 64 or max(block_dim, block_dim_v) >= 128 else 4
     precision = "tf32x3" if dtype == torch.float32 else "tf32"
-    return KernelConfig(block_chunk, block_dim, block_dim_v, num_warps=num_warps,
-                        precision=precision)
+    return KernelConfig(
+        block_chunk, block_dim, block_dim_v, num_warps=num_warps, precision=precision
+    )
 
 
 def next_power_of_2(value: int) -> int:

@@ -23,14 +23,29 @@ from reformer.lsh_core import Layout, _normalize_backward_, chunk_ids
 
 def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, key_valid):
     """Scalar arguments and constexprs shared by the three kernels (after the pointers)."""
-    scalars = dict(n_heads=layout.n_heads, length=layout.padded_len, n_rounds=layout.n_hashes,
-                   chunks_per_round=layout.chunks_per_round, total=layout.total_chunks,
-                   chunk=layout.chunk, dim=dim, dim_v=dim_v, scale=layout.scale)
-    constexprs = dict(BLOCK_C=config.block_c, BLOCK_D=config.block_d,
-                      BLOCK_DV=config.block_dv, CAUSAL=layout.causal,
-                      HAS_VALID=key_valid is not None, COUNTS=layout.needs_counts,
-                      LOOK_BACK=layout.look_back, PRECISION=config.precision,
-                      num_warps=config.num_warps, enable_fp_fusion=FP_FUSION)
+    scalars = dict(
+        n_heads=layout.n_heads,
+        length=layout.padded_len,
+        n_rounds=layout.n_hashes,
+        chunks_per_round=layout.chunks_per_round,
+        total=layout.total_chunks,
+        chunk=layout.chunk,
+        dim=dim,
+        dim_v=dim_v,
+        scale=layout.scale,
+    )
+    constexprs = dict(
+        BLOCK_C=config.block_c,
+        BLOCK_D=config.block_d,
+        BLOCK_DV=config.block_dv,
+        CAUSAL=layout.causal,
+        HAS_VALID=key_valid is not None,
+        COUNTS=layout.needs_counts,
+        LOOK_BACK=layout.look_back,
+        PRECISION=config.precision,
+        num_warps=config.num_warps,
+        enable_fp_fusion=FP_FUSION,
+    )
     return scalars, constexprs
 
 
@@ -64,8 +79,20 @@ class TritonLSHFunction(torch.autograd.Function):
         scalars, constexprs = _common(layout, config, dim, dim_v, key_valid)
         grid = (layout.chunks_per_round, layout.batch * layout.n_heads)
         for rnd in range(layout.n_hashes):
-            lsh_forward_round[grid](qk, v, sort32, chunk_of, valid, out, row_max, row_sum,
-                                    rnd, **scalars, FIRST=rnd == 0, **constexprs)
+            lsh_forward_round[grid](
+                qk,
+                v,
+                sort32,
+                chunk_of,
+                valid,
+                out,
+                row_max,
+                row_sum,
+                rnd,
+                **scalars,
+                FIRST=rnd == 0,
+                **constexprs,
+            )
         out = out.to(v.dtype)
         ctx.layout, ctx.config = layout, config
         ctx.save_for_backward(qk, v, sort32, valid, out, row_max, row_sum.log_())
@@ -82,15 +109,41 @@ class TritonLSHFunction(torch.autograd.Function):
         grad_q = torch.zeros(qk.shape, dtype=torch.float32, device=qk.device)
         grad_keys = torch.zeros_like(grad_q)
         grad_v = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
-        scalars, constexprs = _common(layout, ctx.config, qk.shape[-1], v.shape[-1],
-                                      valid if ctx.has_valid else None)
+        scalars, constexprs = _common(
+            layout, ctx.config, qk.shape[-1], v.shape[-1], valid if ctx.has_valid else None
+        )
         grid = (layout.chunks_per_round, layout.batch * layout.n_heads)
         for rnd in range(layout.n_hashes):
-            lsh_backward_query_round[grid](qk, v, grad_out, sort32, chunk_of, valid, row_max,
-                                           log_sum, delta, grad_q, rnd, **scalars,
-                                           **constexprs)
-            lsh_backward_key_round[grid](qk, v, grad_out, sort32, chunk_of, valid, row_max,
-                                         log_sum, delta, grad_keys, grad_v, rnd, **scalars,
-                                         **constexprs)
+            lsh_backward_query_round[grid](
+                qk,
+                v,
+                grad_out,
+                sort32,
+                chunk_of,
+                valid,
+                row_max,
+                log_sum,
+                delta,
+                grad_q,
+                rnd,
+                **scalars,
+                **constexprs,
+            )
+            lsh_backward_key_round[grid](
+                qk,
+                v,
+                grad_out,
+                sort32,
+                chunk_of,
+                valid,
+                row_max,
+                log_sum,
+                delta,
+                grad_keys,
+                grad_v,
+                rnd,
+                **scalars,
+                **constexprs,
+            )
         grad_qk = grad_q + _normalize_backward_(qk, grad_keys)  # grad_keys is ours to reuse
         return grad_qk.to(qk.dtype), grad_v.to(v.dtype), None, None, None

@@ -72,8 +72,22 @@ def _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def _program(QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
-             chunk, dim, dim_v, BLOCK_C: tl.constexpr):
+def _program(
+    QK,
+    V,
+    SORT,
+    CHUNK_OF,
+    VALID,
+    rnd,
+    n_heads,
+    length,
+    n_rounds,
+    chunks_per_round,
+    chunk,
+    dim,
+    dim_v,
+    BLOCK_C: tl.constexpr,
+):
     """A program's (batch·head, global chunk g = rnd·N + pid0), its valid lanes and the
     base pointers of its (batch, head) in every input."""
     bh = tl.program_id(1).to(tl.int64)
@@ -82,13 +96,30 @@ def _program(QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunk
     sort_base = SORT + bh * n_rounds * length
     chunk_base = CHUNK_OF + bh * n_rounds * length
     valid_base = VALID + (bh // n_heads) * length
-    return (bh, g, lane_ok, sort_base, chunk_base, valid_base, QK + bh * length * dim,
-            V + bh * length * dim_v)
+    return (
+        bh,
+        g,
+        lane_ok,
+        sort_base,
+        chunk_base,
+        valid_base,
+        QK + bh * length * dim,
+        V + bh * length * dim_v,
+    )
 
 
 @triton.jit
-def _queries(sort_base, qk_base, chunk_idx, chunk, lane_ok, dim, scale, BLOCK_C: tl.constexpr,
-             BLOCK_D: tl.constexpr):
+def _queries(
+    sort_base,
+    qk_base,
+    chunk_idx,
+    chunk,
+    lane_ok,
+    dim,
+    scale,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """Positions, raw rows and scaled rows (q / sqrt(D), input dtype) of a chunk."""
     q_pos = _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C)
     q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
@@ -98,15 +129,31 @@ def _queries(sort_base, qk_base, chunk_idx, chunk, lane_ok, dim, scale, BLOCK_C:
 @triton.jit
 def _statistics(ROW_MAX, LOG_SUM, DELTA, offsets, lane_ok):
     """Saved row maximum and log row sum, and delta = rowsum(dO · O), of the queries."""
-    return (tl.load(ROW_MAX + offsets, mask=lane_ok, other=0.0),
-            tl.load(LOG_SUM + offsets, mask=lane_ok, other=0.0),
-            tl.load(DELTA + offsets, mask=lane_ok, other=0.0))
+    return (
+        tl.load(ROW_MAX + offsets, mask=lane_ok, other=0.0),
+        tl.load(LOG_SUM + offsets, mask=lane_ok, other=0.0),
+        tl.load(DELTA + offsets, mask=lane_ok, other=0.0),
+    )
 
 
 @triton.jit
-def _scores(q, k_hat, q_pos, k_pos, q_ok, k_ok, chunk_base, valid_base, length, n_rounds,
-            total, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
-            PRECISION: tl.constexpr):
+def _scores(
+    q,
+    k_hat,
+    q_pos,
+    k_pos,
+    q_ok,
+    k_ok,
+    chunk_base,
+    valid_base,
+    length,
+    n_rounds,
+    total,
+    CAUSAL: tl.constexpr,
+    HAS_VALID: tl.constexpr,
+    COUNTS: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Logits of a (query tile, key tile) pair in float32, and each key's occurrence count.
 
     The self pair gets the self logit; masked pairs (causal, padding, lanes past the
@@ -146,11 +193,33 @@ def _scores(q, k_hat, q_pos, k_pos, q_ok, k_ok, chunk_base, valid_base, length, 
 
 @triton.jit
 def lsh_forward_round(
-    QK, V, SORT, CHUNK_OF, VALID, OUT, RUN_MAX, RUN_SUM,
-    rnd, n_heads, length, n_rounds, chunks_per_round, total, chunk, dim, dim_v, scale,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
-    LOOK_BACK: tl.constexpr, FIRST: tl.constexpr, PRECISION: tl.constexpr,
+    QK,
+    V,
+    SORT,
+    CHUNK_OF,
+    VALID,
+    OUT,
+    RUN_MAX,
+    RUN_SUM,
+    rnd,
+    n_heads,
+    length,
+    n_rounds,
+    chunks_per_round,
+    total,
+    chunk,
+    dim,
+    dim_v,
+    scale,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_VALID: tl.constexpr,
+    COUNTS: tl.constexpr,
+    LOOK_BACK: tl.constexpr,
+    FIRST: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """One round: grid (chunks_per_round, B·H). Merges into OUT (B, H, Lp, Dv) float32 and
     RUN_MAX, RUN_SUM (B, H, Lp) float32 at the chunk's positions.
@@ -158,14 +227,40 @@ def lsh_forward_round(
     The window's two halves (own chunk, then look-back chunk) are taken one after the
     other with an online-softmax rescale, so only one (c, c) tile of logits is live."""
     bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
-        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
-        chunk, dim, dim_v, BLOCK_C)
+        QK,
+        V,
+        SORT,
+        CHUNK_OF,
+        VALID,
+        rnd,
+        n_heads,
+        length,
+        n_rounds,
+        chunks_per_round,
+        chunk,
+        dim,
+        dim_v,
+        BLOCK_C,
+    )
 
-    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C,
-                               BLOCK_D)
-    logits, count = _scores(q, _unit(q_raw), q_pos, q_pos, lane_ok, lane_ok, chunk_base,
-                            valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
-                            PRECISION)
+    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C, BLOCK_D)
+    logits, count = _scores(
+        q,
+        _unit(q_raw),
+        q_pos,
+        q_pos,
+        lane_ok,
+        lane_ok,
+        chunk_base,
+        valid_base,
+        length,
+        n_rounds,
+        total,
+        CAUSAL,
+        HAS_VALID,
+        COUNTS,
+        PRECISION,
+    )
     row_max = tl.maximum(tl.max(logits, axis=1), _MASKED)
     weights = tl.exp(logits - row_max[:, None]) / count
     row_sum = tl.sum(weights, axis=1)
@@ -174,16 +269,29 @@ def lsh_forward_round(
     if LOOK_BACK:
         k_pos = _slots(sort_base, (g + total - 1) % total, chunk, lane_ok, BLOCK_C)
         k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
-        logits, count = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok, chunk_base,
-                                valid_base, length, n_rounds, total, CAUSAL, HAS_VALID,
-                                COUNTS, PRECISION)
+        logits, count = _scores(
+            q,
+            k_hat,
+            q_pos,
+            k_pos,
+            lane_ok,
+            lane_ok,
+            chunk_base,
+            valid_base,
+            length,
+            n_rounds,
+            total,
+            CAUSAL,
+            HAS_VALID,
+            COUNTS,
+            PRECISION,
+        )
         new_max = tl.maximum(row_max, tl.max(logits, axis=1))
         rescale = tl.exp(row_max - new_max)
         weights = tl.exp(logits - new_max[:, None]) / count
         row_sum = row_sum * rescale + tl.sum(weights, axis=1)
         v_k = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
-        acc = acc * rescale[:, None] + tl.dot(weights.to(v_k.dtype), v_k,
-                                              input_precision=PRECISION)
+        acc = acc * rescale[:, None] + tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
         row_max = new_max
     # A query that sees only masked keys (a padded one) gets output 0, not NaN.
     row_sum = tl.maximum(row_sum, _TINY)
@@ -209,57 +317,156 @@ def lsh_forward_round(
 
 
 @triton.jit
-def _grad_logits(q, k_hat, v_k, d_out, q_pos, k_pos, lane_ok, row_max, log_sum, delta,
-                 chunk_base, valid_base, length, n_rounds, total, CAUSAL: tl.constexpr,
-                 HAS_VALID: tl.constexpr, COUNTS: tl.constexpr, PRECISION: tl.constexpr):
+def _grad_logits(
+    q,
+    k_hat,
+    v_k,
+    d_out,
+    q_pos,
+    k_pos,
+    lane_ok,
+    row_max,
+    log_sum,
+    delta,
+    chunk_base,
+    valid_base,
+    length,
+    n_rounds,
+    total,
+    CAUSAL: tl.constexpr,
+    HAS_VALID: tl.constexpr,
+    COUNTS: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Final probabilities P and dL/dlogits of a (query tile, key tile) pair, float32.
 
     P = exp(l - max - log_sum) / count from the saved statistics; dS = P · (dP - delta)
     with dP = dO v^T and delta = rowsum(dO · O); the self logit is a constant, so its dS is 0.
     """
-    logits, count = _scores(q, k_hat, q_pos, k_pos, lane_ok, lane_ok, chunk_base,
-                            valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
-                            PRECISION)
+    logits, count = _scores(
+        q,
+        k_hat,
+        q_pos,
+        k_pos,
+        lane_ok,
+        lane_ok,
+        chunk_base,
+        valid_base,
+        length,
+        n_rounds,
+        total,
+        CAUSAL,
+        HAS_VALID,
+        COUNTS,
+        PRECISION,
+    )
     probs = tl.exp((logits - row_max[:, None]) - log_sum[:, None]) / count
     grad_probs = tl.dot(d_out, tl.trans(v_k), input_precision=PRECISION)
-    grad = tl.where(q_pos[:, None] == k_pos[None, :], 0.0,
-                    probs * (grad_probs - delta[:, None]))
+    grad = tl.where(q_pos[:, None] == k_pos[None, :], 0.0, probs * (grad_probs - delta[:, None]))
     return probs, grad
 
 
 @triton.jit
 def lsh_backward_query_round(
-    QK, V, DO, SORT, CHUNK_OF, VALID, ROW_MAX, LOG_SUM, DELTA, DQ,
-    rnd, n_heads, length, n_rounds, chunks_per_round, total, chunk, dim, dim_v, scale,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
-    LOOK_BACK: tl.constexpr, PRECISION: tl.constexpr,
+    QK,
+    V,
+    DO,
+    SORT,
+    CHUNK_OF,
+    VALID,
+    ROW_MAX,
+    LOG_SUM,
+    DELTA,
+    DQ,
+    rnd,
+    n_heads,
+    length,
+    n_rounds,
+    chunks_per_round,
+    total,
+    chunk,
+    dim,
+    dim_v,
+    scale,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_VALID: tl.constexpr,
+    COUNTS: tl.constexpr,
+    LOOK_BACK: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """dq of one round's query chunks: grid (chunks_per_round, B·H); DQ (B, H, Lp, D)
     float32 += dS k̂ / sqrt(D) at the chunk's positions."""
     bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
-        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
-        chunk, dim, dim_v, BLOCK_C)
+        QK,
+        V,
+        SORT,
+        CHUNK_OF,
+        VALID,
+        rnd,
+        n_heads,
+        length,
+        n_rounds,
+        chunks_per_round,
+        chunk,
+        dim,
+        dim_v,
+        BLOCK_C,
+    )
 
-    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C,
-                               BLOCK_D)
+    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C, BLOCK_D)
     d_out = _rows(DO + bh * length * dim_v, q_pos, lane_ok, dim_v, BLOCK_DV)
-    row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos,
-                                          lane_ok)
+    row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, lane_ok)
 
     k_hat = _unit(q_raw)
-    _, grad = _grad_logits(q, k_hat, _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV), d_out,
-                           q_pos, q_pos, lane_ok, row_max, log_sum, delta, chunk_base,
-                           valid_base, length, n_rounds, total, CAUSAL, HAS_VALID, COUNTS,
-                           PRECISION)
+    _, grad = _grad_logits(
+        q,
+        k_hat,
+        _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV),
+        d_out,
+        q_pos,
+        q_pos,
+        lane_ok,
+        row_max,
+        log_sum,
+        delta,
+        chunk_base,
+        valid_base,
+        length,
+        n_rounds,
+        total,
+        CAUSAL,
+        HAS_VALID,
+        COUNTS,
+        PRECISION,
+    )
     grad_q = tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
     if LOOK_BACK:
         k_pos = _slots(sort_base, (g + total - 1) % total, chunk, lane_ok, BLOCK_C)
         k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
-        _, grad = _grad_logits(q, k_hat, _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV),
-                               d_out, q_pos, k_pos, lane_ok, row_max, log_sum, delta,
-                               chunk_base, valid_base, length, n_rounds, total, CAUSAL,
-                               HAS_VALID, COUNTS, PRECISION)
+        _, grad = _grad_logits(
+            q,
+            k_hat,
+            _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV),
+            d_out,
+            q_pos,
+            k_pos,
+            lane_ok,
+            row_max,
+            log_sum,
+            delta,
+            chunk_base,
+            valid_base,
+            length,
+            n_rounds,
+            total,
+            CAUSAL,
+            HAS_VALID,
+            COUNTS,
+            PRECISION,
+        )
         grad_q += tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
     dq_base = DQ + bh * length * dim
     grad_q = _rows(dq_base, q_pos, lane_ok, dim, BLOCK_D) + grad_q * scale
@@ -268,18 +475,55 @@ def lsh_backward_query_round(
 
 @triton.jit
 def lsh_backward_key_round(
-    QK, V, DO, SORT, CHUNK_OF, VALID, ROW_MAX, LOG_SUM, DELTA, DK, DV,
-    rnd, n_heads, length, n_rounds, chunks_per_round, total, chunk, dim, dim_v, scale,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, COUNTS: tl.constexpr,
-    LOOK_BACK: tl.constexpr, PRECISION: tl.constexpr,
+    QK,
+    V,
+    DO,
+    SORT,
+    CHUNK_OF,
+    VALID,
+    ROW_MAX,
+    LOG_SUM,
+    DELTA,
+    DK,
+    DV,
+    rnd,
+    n_heads,
+    length,
+    n_rounds,
+    chunks_per_round,
+    total,
+    chunk,
+    dim,
+    dim_v,
+    scale,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_VALID: tl.constexpr,
+    COUNTS: tl.constexpr,
+    LOOK_BACK: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """dk̂ and dv of one round's key chunks: grid (chunks_per_round, B·H). Key chunk g is
     seen by the queries of chunk g and, as their look-back, of chunk g+1 (mod total).
     DK (B, H, Lp, D) float32 += dS^T q / sqrt(D); DV (B, H, Lp, Dv) float32 += P^T dO."""
     bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
-        QK, V, SORT, CHUNK_OF, VALID, rnd, n_heads, length, n_rounds, chunks_per_round,
-        chunk, dim, dim_v, BLOCK_C)
+        QK,
+        V,
+        SORT,
+        CHUNK_OF,
+        VALID,
+        rnd,
+        n_heads,
+        length,
+        n_rounds,
+        chunks_per_round,
+        chunk,
+        dim,
+        dim_v,
+        BLOCK_C,
+    )
     do_base = DO + bh * length * dim_v
 
     k_pos = _slots(sort_base, g, chunk, lane_ok, BLOCK_C)
@@ -289,18 +533,43 @@ def lsh_backward_key_round(
     grad_v = tl.zeros((BLOCK_C, BLOCK_DV), dtype=tl.float32)
     n_query_chunks: tl.constexpr = 2 if LOOK_BACK else 1
     for step in tl.static_range(n_query_chunks):
-        q_pos, _, q = _queries(sort_base, qk_base, (g + step) % total, chunk, lane_ok, dim,
-                               scale, BLOCK_C, BLOCK_D)
+        q_pos, _, q = _queries(
+            sort_base, qk_base, (g + step) % total, chunk, lane_ok, dim, scale, BLOCK_C, BLOCK_D
+        )
         d_out = _rows(do_base, q_pos, lane_ok, dim_v, BLOCK_DV)
-        row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos,
-                                              lane_ok)
-        probs, grad = _grad_logits(q, k_hat, v_k, d_out, q_pos, k_pos, lane_ok, row_max,
-                                   log_sum, delta, chunk_base, valid_base, length, n_rounds,
-                                   total, CAUSAL, HAS_VALID, COUNTS, PRECISION)
+        row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, lane_ok)
+        probs, grad = _grad_logits(
+            q,
+            k_hat,
+            v_k,
+            d_out,
+            q_pos,
+            k_pos,
+            lane_ok,
+            row_max,
+            log_sum,
+            delta,
+            chunk_base,
+            valid_base,
+            length,
+            n_rounds,
+            total,
+            CAUSAL,
+            HAS_VALID,
+            COUNTS,
+            PRECISION,
+        )
         grad_v += tl.dot(tl.trans(probs.to(d_out.dtype)), d_out, input_precision=PRECISION)
         grad_k += tl.dot(tl.trans(grad.to(q.dtype)), q, input_precision=PRECISION)
     dk_base, dv_base = DK + bh * length * dim, DV + bh * length * dim_v
-    _store_rows(dk_base, k_pos, lane_ok, dim,
-                _rows(dk_base, k_pos, lane_ok, dim, BLOCK_D) + grad_k, BLOCK_D)
-    _store_rows(dv_base, k_pos, lane_ok, dim_v,
-                _rows(dv_base, k_pos, lane_ok, dim_v, BLOCK_DV) + grad_v, BLOCK_DV)
+    _store_rows(
+        dk_base, k_pos, lane_ok, dim, _rows(dk_base, k_pos, lane_ok, dim, BLOCK_D) + grad_k, BLOCK_D
+    )
+    _store_rows(
+        dv_base,
+        k_pos,
+        lane_ok,
+        dim_v,
+        _rows(dv_base, k_pos, lane_ok, dim_v, BLOCK_DV) + grad_v,
+        BLOCK_DV,
+    )

@@ -33,30 +33,58 @@ UPDATE_RUNS = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m suites.ci", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", metavar="FIGURE", choices=tuple(SPECS),
-                        help="gate only this figure (repeatable); allowed: "
-                        + ", ".join(SPECS))
-    parser.add_argument("--bench-json", action="append", type=Path, metavar="PATH",
-                        help="read ratios from this pytest-benchmark JSON instead of running "
-                        "suites/ci/benchmarks (repeatable with --update-baseline: one file "
-                        "per run)")
-    parser.add_argument("--no-history", action="store_true",
-                        help="local reproduction: append nothing to history.jsonl and write "
-                        "the benchmark JSON to a temporary folder")
-    parser.add_argument("--update-baseline", action="store_true",
-                        help="measure the ratios and write them into baseline.json")
+    parser = argparse.ArgumentParser(
+        prog="python -m suites.ci",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="FIGURE",
+        choices=tuple(SPECS),
+        help="gate only this figure (repeatable); allowed: " + ", ".join(SPECS),
+    )
+    parser.add_argument(
+        "--bench-json",
+        action="append",
+        type=Path,
+        metavar="PATH",
+        help="read ratios from this pytest-benchmark JSON instead of running "
+        "suites/ci/benchmarks (repeatable with --update-baseline: one file "
+        "per run)",
+    )
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="local reproduction: append nothing to history.jsonl and write "
+        "the benchmark JSON to a temporary folder",
+    )
+    parser.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="measure the ratios and write them into baseline.json",
+    )
     parser.add_argument("--why", default="", help="with --update-baseline: why it moves")
-    parser.add_argument("--runs", type=int, default=UPDATE_RUNS,
-                        help=f"with --update-baseline: separate benchmark runs whose median "
-                        f"ratio is stored (default {UPDATE_RUNS})")
-    parser.add_argument("--ci-dir", type=Path, default=DEFAULT_CI_DIR,
-                        help="where baseline.json, history.jsonl and bench/ live")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=UPDATE_RUNS,
+        help=f"with --update-baseline: separate benchmark runs whose median "
+        f"ratio is stored (default {UPDATE_RUNS})",
+    )
+    parser.add_argument(
+        "--ci-dir",
+        type=Path,
+        default=DEFAULT_CI_DIR,
+        help="where baseline.json, history.jsonl and bench/ live",
+    )
     args = parser.parse_args(argv)
     if args.update_baseline and not args.why.strip():
-        parser.error("--update-baseline needs --why \"...\": the reason is logged in "
-                     "baseline.json and belongs in the commit message")
+        parser.error(
+            '--update-baseline needs --why "...": the reason is logged in '
+            "baseline.json and belongs in the commit message"
+        )
     if args.why and not args.update_baseline:
         parser.error("--why only goes with --update-baseline")
     if args.runs < 1:
@@ -76,16 +104,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_baseline:
         return update(args, ratio_names, run_id, provenance, command)
 
-    outcomes = [measure_deterministic(name) for name in names
-                if SPECS[name].kind == "deterministic"]
+    outcomes = [
+        measure_deterministic(name) for name in names if SPECS[name].kind == "deterministic"
+    ]
     bench_json = None
     if ratio_names:
         bench_json = _bench_jsons(args, ratio_names, run_id)[0]
         outcomes += gate_ratios(ratio_names, bench_json, args.ci_dir / "baseline.json")
     if not args.no_history:
-        append_history(args.ci_dir / "history.jsonl", history_rows(
-            outcomes, run_id=run_id, provenance=provenance,
-            bench_json=_relative(bench_json), command=command))
+        append_history(
+            args.ci_dir / "history.jsonl",
+            history_rows(
+                outcomes,
+                run_id=run_id,
+                provenance=provenance,
+                bench_json=_relative(bench_json),
+                command=command,
+            ),
+        )
     return report(outcomes)
 
 
@@ -95,10 +131,18 @@ def measure_deterministic(name: str) -> Outcome:
     try:
         value, detail = MEASURES[name]()
     except Exception as exc:  # a broken model must fail the gate, not crash the run
-        return Outcome(figure=name, kind="deterministic", status="fail", value=None,
-                       unit=SPECS[name].unit, limit=SPECS[name].limit_text(), message=(
-                           f"FAIL {name}: measuring it raised {type(exc).__name__}: {exc}; "
-                           f"reproduce: {SPECS[name].reproduce()}"))
+        return Outcome(
+            figure=name,
+            kind="deterministic",
+            status="fail",
+            value=None,
+            unit=SPECS[name].unit,
+            limit=SPECS[name].limit_text(),
+            message=(
+                f"FAIL {name}: measuring it raised {type(exc).__name__}: {exc}; "
+                f"reproduce: {SPECS[name].reproduce()}"
+            ),
+        )
     outcome = check_limits(name, value, detail)
     print(f"  {outcome.message} [{time.perf_counter() - start:.1f} s]", flush=True)
     return outcome
@@ -112,34 +156,60 @@ def gate_ratios(names: list[str], bench_json: Path, baseline_path: Path) -> list
         figure = SPECS[name]
         if name not in measured:
             if figure.requires_peer and not _peer_available(figure.requires_peer):
-                outcomes.append(skipped(name, f"{figure.requires_peer} is not installed "
-                                        "(pip install '.[peers]')"))
+                outcomes.append(
+                    skipped(
+                        name, f"{figure.requires_peer} is not installed (pip install '.[peers]')"
+                    )
+                )
                 continue
-            outcomes.append(Outcome(
-                figure=name, kind="ratio", status="fail", value=None, unit=figure.unit,
-                message=(f"FAIL {name}: no result in {bench_json}: its benchmark failed or "
-                         f"was skipped (see the pytest output above); reproduce: "
-                         f"{figure.reproduce()}")))
+            outcomes.append(
+                Outcome(
+                    figure=name,
+                    kind="ratio",
+                    status="fail",
+                    value=None,
+                    unit=figure.unit,
+                    message=(
+                        f"FAIL {name}: no result in {bench_json}: its benchmark failed or "
+                        f"was skipped (see the pytest output above); reproduce: "
+                        f"{figure.reproduce()}"
+                    ),
+                )
+            )
             continue
         info = measured[name]
         if name not in baseline.ratios:
-            outcomes.append(Outcome(
-                figure=name, kind="ratio", status="fail", value=float(info["ratio"]),
-                unit=figure.unit, detail=info, message=(
-                    f"FAIL {name} = {info['ratio']:.3f} has no committed baseline in "
-                    f"{baseline_path}; add one on purpose: python -m suites.ci "
-                    f"--update-baseline --only {name} --why \"...\"")))
+            outcomes.append(
+                Outcome(
+                    figure=name,
+                    kind="ratio",
+                    status="fail",
+                    value=float(info["ratio"]),
+                    unit=figure.unit,
+                    detail=info,
+                    message=(
+                        f"FAIL {name} = {info['ratio']:.3f} has no committed baseline in "
+                        f"{baseline_path}; add one on purpose: python -m suites.ci "
+                        f'--update-baseline --only {name} --why "..."'
+                    ),
+                )
+            )
             continue
-        outcomes.append(check_ratio(name, float(info["ratio"]), baseline.ratios[name],
-                                    baseline.tolerance, info))
+        outcomes.append(
+            check_ratio(name, float(info["ratio"]), baseline.ratios[name], baseline.tolerance, info)
+        )
     return outcomes
 
 
-def update(args: argparse.Namespace, names: list[str], run_id: str,
-           provenance: dict[str, Any], command: str) -> int:
+def update(
+    args: argparse.Namespace,
+    names: list[str],
+    run_id: str,
+    provenance: dict[str, Any],
+    command: str,
+) -> int:
     if not names:
-        print("--update-baseline: none of the selected figures is a ratio figure",
-              file=sys.stderr)
+        print("--update-baseline: none of the selected figures is a ratio figure", file=sys.stderr)
         return 2
     paths = _bench_jsons(args, names, run_id, runs=args.runs)
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -150,8 +220,11 @@ def update(args: argparse.Namespace, names: list[str], run_id: str,
                 runs.setdefault(name, []).append(measured[name])
     incomplete = [name for name in names if 0 < len(runs.get(name, [])) < len(paths)]
     if incomplete:
-        print(f"baseline unchanged: {incomplete} measured in only some runs; see the pytest "
-              "output above", file=sys.stderr)
+        print(
+            f"baseline unchanged: {incomplete} measured in only some runs; see the pytest "
+            "output above",
+            file=sys.stderr,
+        )
         return 1
     path = args.ci_dir / "baseline.json"
     old = baseline_file.load_baseline(path)
@@ -159,22 +232,41 @@ def update(args: argparse.Namespace, names: list[str], run_id: str,
     baseline_file.write_baseline(path, content)
     for name in sorted(runs):
         entry = content["figures"][name]
-        print(f"{name}: {old.ratios.get(name)} -> {entry['ratio']:.3f} (runs "
-              f"{', '.join(f'{r:.3f}' for r in entry['runs'])})")
+        print(
+            f"{name}: {old.ratios.get(name)} -> {entry['ratio']:.3f} (runs "
+            f"{', '.join(f'{r:.3f}' for r in entry['runs'])})"
+        )
     for name in sorted(set(names) - set(runs)):
         print(f"{name}: not measured (skipped), baseline kept")
     if not args.no_history:
-        outcomes = [Outcome(figure=name, kind="ratio", status="baseline",
-                            value=content["figures"][name]["ratio"], unit=SPECS[name].unit,
-                            baseline=content["figures"][name]["ratio"],
-                            tolerance=content["tolerance"], detail=content["figures"][name],
-                            message=f"baseline {name} set: {args.why.strip()}")
-                    for name in sorted(runs)]
-        append_history(args.ci_dir / "history.jsonl", history_rows(
-            outcomes, run_id=run_id, provenance=provenance,
-            bench_json=", ".join(filter(None, map(_relative, paths))), command=command))
-    print(f"\nwrote {path}. Commit it with the reason, e.g.:\n  git commit -m "
-          f"\"ci: update perf baseline: {args.why.strip()}\" {_relative(path)}")
+        outcomes = [
+            Outcome(
+                figure=name,
+                kind="ratio",
+                status="baseline",
+                value=content["figures"][name]["ratio"],
+                unit=SPECS[name].unit,
+                baseline=content["figures"][name]["ratio"],
+                tolerance=content["tolerance"],
+                detail=content["figures"][name],
+                message=f"baseline {name} set: {args.why.strip()}",
+            )
+            for name in sorted(runs)
+        ]
+        append_history(
+            args.ci_dir / "history.jsonl",
+            history_rows(
+                outcomes,
+                run_id=run_id,
+                provenance=provenance,
+                bench_json=", ".join(filter(None, map(_relative, paths))),
+                command=command,
+            ),
+        )
+    print(
+        f"\nwrote {path}. Commit it with the reason, e.g.:\n  git commit -m "
+        f'"ci: update perf baseline: {args.why.strip()}" {_relative(path)}'
+    )
     return 0
 
 
@@ -188,27 +280,34 @@ def report(outcomes: list[Outcome]) -> int:
         for outcome in failed:
             print(f"  {outcome.message}", file=sys.stderr)
         return 1
-    print(f"all {len(outcomes)} perf gates passed "
-          f"({sum(o.status == 'skipped' for o in outcomes)} skipped)")
+    print(
+        f"all {len(outcomes)} perf gates passed "
+        f"({sum(o.status == 'skipped' for o in outcomes)} skipped)"
+    )
     return 0
 
 
-def _bench_jsons(args: argparse.Namespace, names: list[str], run_id: str,
-                 runs: int = 1) -> list[Path]:
+def _bench_jsons(
+    args: argparse.Namespace, names: list[str], run_id: str, runs: int = 1
+) -> list[Path]:
     if args.bench_json:
         return list(args.bench_json)
     nodes = [SPECS[name].bench for name in names]
     # A local reproduction (--no-history) leaves results/ci untouched: its JSON goes to /tmp.
-    out_dir = (Path(tempfile.mkdtemp(prefix="suites-ci-")) if args.no_history
-               else args.ci_dir / "bench")
+    out_dir = (
+        Path(tempfile.mkdtemp(prefix="suites-ci-")) if args.no_history else args.ci_dir / "bench"
+    )
     paths = []
     for index in range(runs):
         suffix = f"-{index + 1}" if runs > 1 else ""
         path = out_dir / f"{run_id}{suffix}.json"
         start = time.perf_counter()
         exit_code = run_benchmarks(path, nodes)
-        print(f"benchmarks {index + 1}/{runs}: pytest exit {exit_code} "
-              f"[{time.perf_counter() - start:.0f} s] -> {path}", flush=True)
+        print(
+            f"benchmarks {index + 1}/{runs}: pytest exit {exit_code} "
+            f"[{time.perf_counter() - start:.0f} s] -> {path}",
+            flush=True,
+        )
         paths.append(path)
     return paths
 

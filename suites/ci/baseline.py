@@ -40,9 +40,16 @@ class Baseline:
 def load_baseline(path: Path) -> Baseline:
     """The committed baseline; an absent file is an empty baseline (every ratio ungated)."""
     if not Path(path).exists():
-        return Baseline(DEFAULT_TOLERANCE, {}, {"schema_version": SCHEMA_VERSION,
-                                                "tolerance": DEFAULT_TOLERANCE,
-                                                "figures": {}, "updates": []})
+        return Baseline(
+            DEFAULT_TOLERANCE,
+            {},
+            {
+                "schema_version": SCHEMA_VERSION,
+                "tolerance": DEFAULT_TOLERANCE,
+                "figures": {},
+                "updates": [],
+            },
+        )
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -59,13 +66,20 @@ def load_baseline(path: Path) -> Baseline:
     return Baseline(float(tolerance), ratios, raw)
 
 
-def updated_baseline(baseline: Baseline, runs: dict[str, list[dict[str, Any]]], *, why: str,
-                     provenance: dict[str, Any]) -> dict[str, Any]:
+def updated_baseline(
+    baseline: Baseline,
+    runs: dict[str, list[dict[str, Any]]],
+    *,
+    why: str,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
     """The new file content: each figure in ``runs`` (figure -> one benchmark extra_info per
     run) set to the median of its runs' ratios; other figures kept; the update logged."""
     if not why.strip():
-        raise ValueError("--why must say why the baseline moves (it is logged in the file "
-                         "and belongs in the commit message)")
+        raise ValueError(
+            "--why must say why the baseline moves (it is logged in the file "
+            "and belongs in the commit message)"
+        )
     if not runs:
         raise ValueError("no ratio figure was measured, so there is nothing to update")
     raw = json.loads(json.dumps(baseline.raw))  # a deep copy
@@ -80,26 +94,36 @@ def updated_baseline(baseline: Baseline, runs: dict[str, list[dict[str, Any]]], 
             "ratio": _round(ratio),
             "runs": [_round(r) for r in ratios],
             "max_run_deviation": _round(max(abs(r / ratio - 1) for r in ratios)),
-            "bands": [[_round(info.get("ratio_low")), _round(info.get("ratio_high"))]
-                      for info in infos],
+            "bands": [
+                [_round(info.get("ratio_low")), _round(info.get("ratio_high"))] for info in infos
+            ],
             "rounds": infos[0].get("rounds"),
             "num_threads": infos[0].get("num_threads"),
         }
         changed[name] = {"old": baseline.ratios.get(name), "new": _round(ratio)}
-    raw.setdefault("updates", []).append({
-        "timestamp_utc": utc_now(), "git_sha": provenance.get("git_sha"),
-        "git_dirty": provenance.get("git_dirty"), "host": provenance.get("host"),
-        "cpu_model": provenance.get("cpu_model"), "load_avg_1m": provenance.get("load_avg_1m"),
-        "why": why.strip(), "changed": changed,
-    })
+    raw.setdefault("updates", []).append(
+        {
+            "timestamp_utc": utc_now(),
+            "git_sha": provenance.get("git_sha"),
+            "git_dirty": provenance.get("git_dirty"),
+            "host": provenance.get("host"),
+            "cpu_model": provenance.get("cpu_model"),
+            "load_avg_1m": provenance.get("load_avg_1m"),
+            "why": why.strip(),
+            "changed": changed,
+        }
+    )
     return raw
 
 
 def write_baseline(path: Path, content: dict[str, Any]) -> None:
     """Indented JSON, with lists of plain values kept on one line so diffs stay readable."""
     text = json.dumps(content, indent=2)
-    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]",
-                  lambda match: "[" + re.sub(r",\s+", ", ", match.group(1)) + "]", text)
+    text = re.sub(
+        r"\[\s+([^\[\]{}]*?)\s+\]",
+        lambda match: "[" + re.sub(r",\s+", ", ", match.group(1)) + "]",
+        text,
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text + "\n", encoding="utf-8")
 

@@ -19,8 +19,16 @@ from suites.env import REPO_ROOT
 def run_benchmarks(json_path: Path, nodes: list[str]) -> int:
     """pytest's exit code for the given benchmark nodes (paths relative to the repo)."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pytest", *nodes, f"--benchmark-json={json_path}",
-               "-p", "no:cacheprovider", "-rs"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *nodes,
+        f"--benchmark-json={json_path}",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+    ]
     print("+", " ".join(command), flush=True)
     return subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
 

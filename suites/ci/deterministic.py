@@ -39,8 +39,7 @@ DEPTH_SEQ_LEN = 1024
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of log(y) against log(x)."""
     if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError(f"need at least two (x, y) pairs of equal count; got {len(xs)}, "
-                         f"{len(ys)}")
+        raise ValueError(f"need at least two (x, y) pairs of equal count; got {len(xs)}, {len(ys)}")
     if min(*xs, *ys) <= 0:
         raise ValueError("a log-log slope needs positive x and y")
     log_x, log_y = [math.log(x) for x in xs], [math.log(y) for y in ys]
@@ -56,34 +55,45 @@ def per_token_spread(per_token: Sequence[float]) -> float:
     return max(per_token) / min(per_token) - 1
 
 
-def layer_saved_bytes(attention: str, lengths: Sequence[int] = LENGTHS,
-                      config: ReformerConfig = PRESETS["default"]) -> dict[int, int]:
+def layer_saved_bytes(
+    attention: str, lengths: Sequence[int] = LENGTHS, config: ReformerConfig = PRESETS["default"]
+) -> dict[int, int]:
     """Bytes saved for backward by one attention layer's forward, per length."""
     config = config.replace(attention=attention)
     points = {}
     for seq_len in lengths:
-        step = build_step(layer_model(config), config.replace(max_seq_len=seq_len),
-                          Harness(pass_name="fwd_bwd", seq_len=seq_len))
+        step = build_step(
+            layer_model(config),
+            config.replace(max_seq_len=seq_len),
+            Harness(pass_name="fwd_bwd", seq_len=seq_len),
+        )
         points[seq_len], _ = saved_bytes(step.forward)
         del step
     return points
 
 
-def depth_saved_bytes(depths: Sequence[int] = DEPTHS, seq_len: int = DEPTH_SEQ_LEN,
-                      config: ReformerConfig = PRESETS["debug"]) -> dict[int, int]:
+def depth_saved_bytes(
+    depths: Sequence[int] = DEPTHS,
+    seq_len: int = DEPTH_SEQ_LEN,
+    config: ReformerConfig = PRESETS["debug"],
+) -> dict[int, int]:
     """Bytes saved for backward by a reversible LSH ReformerLM's loss, per depth."""
     config = config.replace(attention="lsh", reversible=True, max_seq_len=seq_len)
     points = {}
     for n_layers in depths:
-        step = build_step("reformer-lsh-rev", config.replace(n_layers=n_layers),
-                          Harness(pass_name="fwd_bwd", seq_len=seq_len))
+        step = build_step(
+            "reformer-lsh-rev",
+            config.replace(n_layers=n_layers),
+            Harness(pass_name="fwd_bwd", seq_len=seq_len),
+        )
         points[n_layers], _ = saved_bytes(step.forward)
         del step
     return points
 
 
-def attention_core_flops(attention: str, seq_len: int,
-                         config: ReformerConfig = PRESETS["default"]) -> int:
+def attention_core_flops(
+    attention: str, seq_len: int, config: ReformerConfig = PRESETS["default"]
+) -> int:
     """FLOPs of one attention core, forward and backward, batch 1, counted on meta tensors."""
     from reformer.attention import FullSelfAttention
     from reformer.hashing import resolve_n_buckets, rotation_width
@@ -96,12 +106,23 @@ def attention_core_flops(attention: str, seq_len: int,
         if attention == "lsh":
             qk, v = (torch.empty(shape, device="meta", requires_grad=True) for _ in range(2))
             factors = resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size)
-            rotations = torch.empty(config.n_heads, config.d_head, config.n_hashes,
-                                    rotation_width(factors), device="meta")
-            out = lsh_attention(qk, v, n_hashes=config.n_hashes, bucket_size=config.bucket_size,
-                                n_buckets=factors if len(factors) > 1 else factors[0],
-                                causal=config.causal, rotations=rotations,
-                                dup_correction=config.dup_correction)
+            rotations = torch.empty(
+                config.n_heads,
+                config.d_head,
+                config.n_hashes,
+                rotation_width(factors),
+                device="meta",
+            )
+            out = lsh_attention(
+                qk,
+                v,
+                n_hashes=config.n_hashes,
+                bucket_size=config.bucket_size,
+                n_buckets=factors if len(factors) > 1 else factors[0],
+                causal=config.causal,
+                rotations=rotations,
+                dup_correction=config.dup_correction,
+            )
         else:
             q, k, v = (torch.empty(shape, device="meta", requires_grad=True) for _ in range(3))
             out = FullSelfAttention(config.replace(attention="full")).attend(q, k, v, None)
@@ -121,20 +142,27 @@ def _slope_of(points: dict[int, float], unit: str, **detail: Any) -> tuple[float
 def _saved_slope(attention: str) -> Callable[[], tuple[float, dict]]:
     def measure() -> tuple[float, dict]:
         return _slope_of(layer_saved_bytes(attention), "bytes", config="default preset, B=1")
+
     return measure
 
 
 def _depth_ratio() -> tuple[float, dict]:
     points = depth_saved_bytes()
     low, high = min(points), max(points)
-    return points[high] / points[low], {"points": points, "points_unit": "bytes",
-                                         "config": f"debug preset, L={DEPTH_SEQ_LEN}, B=1"}
+    return points[high] / points[low], {
+        "points": points,
+        "points_unit": "bytes",
+        "config": f"debug preset, L={DEPTH_SEQ_LEN}, B=1",
+    }
 
 
 def _lsh_flops_spread() -> tuple[float, dict]:
     points = flops_per_token("lsh")
     return per_token_spread(list(points.values())), {
-        "points": points, "points_unit": "FLOPs/token", "config": "default preset, B=1"}
+        "points": points,
+        "points_unit": "FLOPs/token",
+        "config": "default preset, B=1",
+    }
 
 
 def _full_flops_slope() -> tuple[float, dict]:

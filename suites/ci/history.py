@@ -31,32 +31,52 @@ def run_provenance() -> dict[str, Any]:
     return {**{name: env[name] for name in ENV_FIELDS}, "load_avg_1m": load}
 
 
-def history_rows(outcomes: list[Outcome], *, run_id: str, provenance: dict[str, Any],
-                 bench_json: str | None, command: str) -> list[dict[str, Any]]:
+def history_rows(
+    outcomes: list[Outcome],
+    *,
+    run_id: str,
+    provenance: dict[str, Any],
+    bench_json: str | None,
+    command: str,
+) -> list[dict[str, Any]]:
     stamp = utc_now()
     rows = []
     for outcome in outcomes:
         detail = {k: v for k, v in outcome.detail.items() if k not in BULKY_DETAIL}
         if isinstance(detail.get("points"), dict):  # JSON object keys must be strings
             detail["points"] = {str(k): v for k, v in detail["points"].items()}
-        rows.append({
-            "schema_version": SCHEMA_VERSION, "run_id": run_id, "timestamp_utc": stamp,
-            "figure": outcome.figure, "kind": outcome.kind, "value": outcome.value,
-            "unit": outcome.unit, "status": outcome.status, "limit": outcome.limit,
-            **_numeric_limits(outcome),
-            "baseline": outcome.baseline, "tolerance": outcome.tolerance, "detail": detail,
-            "message": outcome.message,
-            "bench_json": bench_json if outcome.kind == "ratio" else None,
-            "command": command, **provenance,
-        })
+        rows.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "run_id": run_id,
+                "timestamp_utc": stamp,
+                "figure": outcome.figure,
+                "kind": outcome.kind,
+                "value": outcome.value,
+                "unit": outcome.unit,
+                "status": outcome.status,
+                "limit": outcome.limit,
+                **_numeric_limits(outcome),
+                "baseline": outcome.baseline,
+                "tolerance": outcome.tolerance,
+                "detail": detail,
+                "message": outcome.message,
+                "bench_json": bench_json if outcome.kind == "ratio" else None,
+                "command": command,
+                **provenance,
+            }
+        )
     return rows
 
 
 def _numeric_limits(outcome: Outcome) -> dict[str, float | None]:
     """The gate's bounds as numbers, for trend plots: fixed limits, or baseline x (1 + tol)."""
     if outcome.kind == "ratio":
-        upper = (None if outcome.baseline is None or outcome.tolerance is None
-                 else outcome.baseline * (1 + outcome.tolerance))
+        upper = (
+            None
+            if outcome.baseline is None or outcome.tolerance is None
+            else outcome.baseline * (1 + outcome.tolerance)
+        )
         return {"limit_lower": None, "limit_upper": upper}
     figure = SPECS[outcome.figure]
     return {"limit_lower": figure.lower, "limit_upper": figure.upper}

@@ -28,8 +28,11 @@ BOOTSTRAP_SAMPLES = 2000
 BAND = (0.05, 0.95)  # the bootstrap band reported: 90% of resampled ratios fall inside
 
 
-def interleaved_round(steps: Sequence[Callable[[], None]], times: Sequence[list[float]],
-                      clock: Callable[[], float] = time.process_time) -> Callable[[], None]:
+def interleaved_round(
+    steps: Sequence[Callable[[], None]],
+    times: Sequence[list[float]],
+    clock: Callable[[], float] = time.process_time,
+) -> Callable[[], None]:
     """A callable that runs every step once, appending each one's seconds to its list.
 
     Call ``k`` runs the steps in order when k is even and in reverse order when k is odd.
@@ -67,22 +70,28 @@ class RatioSummary:
         return asdict(self)
 
 
-def ratio_of_medians(numerator: Sequence[float], denominator: Sequence[float],
-                     seed: int = 0) -> RatioSummary:
+def ratio_of_medians(
+    numerator: Sequence[float], denominator: Sequence[float], seed: int = 0
+) -> RatioSummary:
     """Summarise paired times (seconds, one pair per round) as a ratio of medians."""
     if len(numerator) != len(denominator) or not numerator:
-        raise ValueError(f"need the same positive number of rounds for both steps; got "
-                         f"{len(numerator)} and {len(denominator)}")
-    if min(*numerator, *denominator) <= 0 or not all(map(math.isfinite,
-                                                        (*numerator, *denominator))):
+        raise ValueError(
+            f"need the same positive number of rounds for both steps; got "
+            f"{len(numerator)} and {len(denominator)}"
+        )
+    if min(*numerator, *denominator) <= 0 or not all(
+        map(math.isfinite, (*numerator, *denominator))
+    ):
         raise ValueError("times must be positive finite seconds")
     rng = random.Random(seed)
     rounds = len(numerator)
     resampled = []
     for _ in range(BOOTSTRAP_SAMPLES):
         picks = [rng.randrange(rounds) for _ in range(rounds)]
-        resampled.append(statistics.median(numerator[i] for i in picks)
-                         / statistics.median(denominator[i] for i in picks))
+        resampled.append(
+            statistics.median(numerator[i] for i in picks)
+            / statistics.median(denominator[i] for i in picks)
+        )
     resampled.sort()
     return RatioSummary(
         ratio=statistics.median(numerator) / statistics.median(denominator),

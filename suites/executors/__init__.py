@@ -64,8 +64,9 @@ class Executor(Protocol):
         """Cancel what is still running and release the executor's resources."""
 
 
-def open_executor(name: str, *, device: str, hardware: str, address: str | None = None,
-                  log: Any = None) -> Executor:
+def open_executor(
+    name: str, *, device: str, hardware: str, address: str | None = None, log: Any = None
+) -> Executor:
     """``local``: this process, one point at a time, on ``hardware`` (the driver's).
     ``ray``: one Ray task per point on the cluster at ``address`` (None: the one this
     process is connected to, else a new local one)."""

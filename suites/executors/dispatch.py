@@ -38,10 +38,19 @@ class _Entry:
     hardware: str | None  # the kind it must run on (per_hardware), else None: any
 
 
-def measure_points(points: list[Point], executor: Executor, *, suite: str, done: set[str],
-                   record: Record, max_memory_gb: float | None, timeout_s: float | None,
-                   per_hardware: bool = False, progress: bool = True,
-                   log: Any = None) -> None:
+def measure_points(
+    points: list[Point],
+    executor: Executor,
+    *,
+    suite: str,
+    done: set[str],
+    record: Record,
+    max_memory_gb: float | None,
+    timeout_s: float | None,
+    per_hardware: bool = False,
+    progress: bool = True,
+    log: Any = None,
+) -> None:
     """Measure every point not yet done; ``record(point, key, result)`` is called once per
     point measured or skipped, in this process, as results arrive.
 
@@ -53,15 +62,29 @@ def measure_points(points: list[Point], executor: Executor, *, suite: str, done:
 
     kinds = executor.hardware()
     targets: list[str | None] = list(kinds) if per_hardware else [None]
-    entries = [_Entry(ident, point, target) for ident, (point, target) in enumerate(
-        (point, target) for point in points for target in targets)]
-    todo = [entry for entry in entries if not any(
-        entry.point.key(suite, kind) in done for kind in _kinds(entry, kinds))]
+    entries = [
+        _Entry(ident, point, target)
+        for ident, (point, target) in enumerate(
+            (point, target) for point in points for target in targets
+        )
+    ]
+    todo = [
+        entry
+        for entry in entries
+        if not any(entry.point.key(suite, kind) in done for kind in _kinds(entry, kinds))
+    ]
     sweep = _Sweep(executor, suite, kinds, record, max_memory_gb, timeout_s)
     for entry in todo:
         sweep.queues.setdefault(_family(entry), deque()).append(entry)
-    sweep.bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc=suite,
-                     unit="point", disable=not progress, file=log, dynamic_ncols=True)
+    sweep.bar = tqdm(
+        total=len(entries),
+        initial=len(entries) - len(todo),
+        desc=suite,
+        unit="point",
+        disable=not progress,
+        file=log,
+        dynamic_ncols=True,
+    )
     try:
         sweep.run()
     except KeyboardInterrupt:
@@ -74,8 +97,15 @@ def measure_points(points: list[Point], executor: Executor, *, suite: str, done:
 class _Sweep:
     """The loop's state: queued points per family, running points, stopped families."""
 
-    def __init__(self, executor: Executor, suite: str, kinds: list[str], record: Record,
-                 max_memory_gb: float | None, timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        suite: str,
+        kinds: list[str],
+        record: Record,
+        max_memory_gb: float | None,
+        timeout_s: float | None,
+    ) -> None:
         self.executor, self.suite, self.kinds, self.record = executor, suite, kinds, record
         self.max_memory_gb, self.timeout_s = max_memory_gb, timeout_s
         self.queues: dict[Family, deque[_Entry]] = {}
@@ -92,8 +122,9 @@ class _Sweep:
                 entry = self.running.pop(finished.ident)
                 status = finished.result["status"]
                 if status in STOPPING_STATUSES:
-                    self.stopped.setdefault(_family(entry),
-                                            (status, entry.point.seq_len, finished.hardware))
+                    self.stopped.setdefault(
+                        _family(entry), (status, entry.point.seq_len, finished.hardware)
+                    )
                 self.finish(entry, finished.hardware, finished.result)
             self.bar.set_postfix_str(f"{self.executor.busy()} busy", refresh=False)
 
@@ -119,8 +150,10 @@ class _Sweep:
         """Write or submit one head; False when there is nothing to do now."""
         busy = {_family(entry) for entry in self.running.values()}
         lowest_running = min(self.running, default=None)
-        idle = sorted((family for family, queue in self.queues.items() if family not in busy),
-                      key=lambda f: self.queues[f][0].ident)
+        idle = sorted(
+            (family for family, queue in self.queues.items() if family not in busy),
+            key=lambda f: self.queues[f][0].ident,
+        )
         for family in idle:
             entry = self.queues[family][0]
             skip = _skip(entry.point, self.stopped.get(family))
@@ -133,15 +166,21 @@ class _Sweep:
                 del self.queues[family]
             if skip is not None:
                 stopped = self.stopped.get(family)
-                self.finish(entry, stopped[2] if stopped else entry.hardware or self.kinds[0],
-                            skip)
+                self.finish(entry, stopped[2] if stopped else entry.hardware or self.kinds[0], skip)
                 return True
-            self.executor.submit(Job(ident=entry.ident, point=entry.point,
-                                     timeout_s=self.timeout_s or entry.point.timeout_s,
-                                     max_memory_gb=self.max_memory_gb, hardware=entry.hardware))
+            self.executor.submit(
+                Job(
+                    ident=entry.ident,
+                    point=entry.point,
+                    timeout_s=self.timeout_s or entry.point.timeout_s,
+                    max_memory_gb=self.max_memory_gb,
+                    hardware=entry.hardware,
+                )
+            )
             self.running[entry.ident] = entry
-            self.bar.set_postfix_str(f"{self.executor.busy()} busy | {describe(entry.point)}",
-                                     refresh=True)
+            self.bar.set_postfix_str(
+                f"{self.executor.busy()} busy | {describe(entry.point)}", refresh=True
+            )
             return True
         return False
 
@@ -153,10 +192,12 @@ class _Sweep:
         """Ctrl-C: stop what runs and write it as an error, so a rerun measures it again."""
         for ident, entry in list(self.running.items()):
             self.executor.cancel(ident)
-            self.finish(entry, entry.hardware or self.kinds[0],
-                        {"status": "error", "error": "interrupted (KeyboardInterrupt)"})
+            self.finish(
+                entry,
+                entry.hardware or self.kinds[0],
+                {"status": "error", "error": "interrupted (KeyboardInterrupt)"},
+            )
         self.running.clear()
-
 
 
 def _family(entry: _Entry) -> Family:
@@ -173,13 +214,17 @@ def _skip(point: Point, stopped: tuple[str, int, str] | None) -> dict[str, Any] 
     if point.options.get("skip_reason"):
         return {"status": "skipped", "error": point.options["skip_reason"], "wall_s": 0.0}
     if stopped is not None and stopped[1] < point.seq_len:
-        return {"status": "skipped", "wall_s": 0.0,
-                "error": f"a shorter length of this family ended in {stopped[0]} "
-                         f"(seq_len={stopped[1]})"}
+        return {
+            "status": "skipped",
+            "wall_s": 0.0,
+            "error": f"a shorter length of this family ended in {stopped[0]} "
+            f"(seq_len={stopped[1]})",
+        }
     return None
 
 
 def describe(point: Point) -> str:
     params = point.params
-    return " ".join([str(params.get("model")), str(params.get("pass")),
-                     f"L={params.get('seq_len')}"])
+    return " ".join(
+        [str(params.get("model")), str(params.get("pass")), f"L={params.get('seq_len')}"]
+    )

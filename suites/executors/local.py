@@ -31,9 +31,13 @@ class LocalExecutor:
         if self._job is None:
             return []
         job, point = self._job, self._job.point
-        result = run_point(point.runner, point.params, point.runner_options(),
-                           timeout_s=job.timeout_s,
-                           max_memory_gb=job.max_memory_gb)
+        result = run_point(
+            point.runner,
+            point.params,
+            point.runner_options(),
+            timeout_s=job.timeout_s,
+            max_memory_gb=job.max_memory_gb,
+        )
         self._job = None
         return [Finished(ident=job.ident, result=result, hardware=self._hardware)]
 

@@ -45,8 +45,10 @@ DRIVER_FIELDS = ("git_sha", "git_dirty")
 GRACE_S = 60.0
 # Not shipped with the code to a cluster: results are written by the driver only.
 SHIPPING_EXCLUDES = ["/.git", "/results", "/.venv*"]
-INSTALL_HINT = ("--executor ray needs Ray, an optional extra: pip install "
-                "'reformer-bench[ray]' (or pip install 'ray>=2.49')")
+INSTALL_HINT = (
+    "--executor ray needs Ray, an optional extra: pip install "
+    "'reformer-bench[ray]' (or pip install 'ray>=2.49')"
+)
 
 
 def require_ray() -> Any:
@@ -64,18 +66,25 @@ def node_fields(device: str) -> dict[str, Any]:
 
     env = environment(device)
     fields = {name: value for name, value in env.items() if name not in DRIVER_FIELDS}
-    return fields | {"node_hardware": hardware_name(env, device),
-                     "ray_node_id": ray.get_runtime_context().get_node_id()}
+    return fields | {
+        "node_hardware": hardware_name(env, device),
+        "ray_node_id": ray.get_runtime_context().get_node_id(),
+    }
 
 
-def measure_on_node(runner: str, params: dict[str, Any], options: dict[str, Any],
-                    timeout_s: float, max_memory_gb: float | None, device: str) -> Any:
+def measure_on_node(
+    runner: str,
+    params: dict[str, Any],
+    options: dict[str, Any],
+    timeout_s: float,
+    max_memory_gb: float | None,
+    device: str,
+) -> Any:
     """The task: yields this node's fields as it starts, then the point's result with
     them (the node's load average taken when the point ended)."""
     node = node_fields(device)
     yield node
-    result = run_point(runner, params, options, timeout_s=timeout_s,
-                       max_memory_gb=max_memory_gb)
+    result = run_point(runner, params, options, timeout_s=timeout_s, max_memory_gb=max_memory_gb)
     yield {**node, "load_avg_1m": os.getloadavg()[0], **result}
 
 
@@ -90,8 +99,9 @@ class _Task:
 class RayExecutor:
     """Ray tasks on the cluster at ``address`` (see the module docstring)."""
 
-    def __init__(self, *, device: str, address: str | None = None, log: Any = None,
-                 grace_s: float = GRACE_S) -> None:
+    def __init__(
+        self, *, device: str, address: str | None = None, log: Any = None, grace_s: float = GRACE_S
+    ) -> None:
         self._ray = ray = require_ray()
         self.device, self.grace_s = device, grace_s
         self._log = log if log is not None else sys.stderr
@@ -99,13 +109,14 @@ class RayExecutor:
         if self._owns:
             # Nodes need not have this code (nor, on this machine, a worker started by
             # `ray start` from elsewhere): ship it as the job's working directory.
-            ray.init(address=address, runtime_env={"working_dir": str(REPO_ROOT),
-                                                   "excludes": SHIPPING_EXCLUDES})
+            ray.init(
+                address=address,
+                runtime_env={"working_dir": str(REPO_ROOT), "excludes": SHIPPING_EXCLUDES},
+            )
         # On CUDA a fresh worker per task (max_calls=1): run_point's forkserver outlives a
         # task and would hand the next task's child this task's CUDA_VISIBLE_DEVICES.
         once = {"max_calls": 1} if device == "cuda" else {}
-        self._measure = ray.remote(max_retries=0, num_returns="streaming", **once)(
-            measure_on_node)
+        self._measure = ray.remote(max_retries=0, num_returns="streaming", **once)(measure_on_node)
         self._nodes = self._probe_nodes()
         self._tasks: dict[int, _Task] = {}
 
@@ -120,8 +131,13 @@ class RayExecutor:
     def submit(self, job: Job) -> None:
         point = job.point
         stream = self._measure.options(**self._task_options(job)).remote(
-            point.runner, point.params, point.runner_options(), job.timeout_s, job.max_memory_gb,
-            self.device)
+            point.runner,
+            point.params,
+            point.runner_options(),
+            job.timeout_s,
+            job.max_memory_gb,
+            self.device,
+        )
         self._tasks[job.ident] = _Task(job, stream)
 
     def finished(self, wait_s: float) -> list[Finished]:
@@ -157,38 +173,54 @@ class RayExecutor:
         """node id -> node_fields, for every live node that can run this device's points."""
         ray = self._ray
         gpu = self.device == "cuda"
-        nodes = [node for node in ray.nodes() if node.get("Alive")
-                 and node["Resources"].get("GPU" if gpu else "CPU", 0) >= 1]
+        nodes = [
+            node
+            for node in ray.nodes()
+            if node.get("Alive") and node["Resources"].get("GPU" if gpu else "CPU", 0) >= 1
+        ]
         if not nodes:
-            raise RuntimeError(f"the Ray cluster has no live node with a "
-                               f"{'GPU' if gpu else 'CPU'} for --device {self.device}")
+            raise RuntimeError(
+                f"the Ray cluster has no live node with a "
+                f"{'GPU' if gpu else 'CPU'} for --device {self.device}"
+            )
         probe = ray.remote(max_retries=0)(node_fields)
-        refs = [probe.options(num_cpus=0, label_selector=_on_nodes([node["NodeID"]]))
-                .remote(self.device) for node in nodes]
+        refs = [
+            probe.options(num_cpus=0, label_selector=_on_nodes([node["NodeID"]])).remote(
+                self.device
+            )
+            for node in nodes
+        ]
         facts = ray.get(refs)
         self._whole_node_cpus = int(min(node["Resources"]["CPU"] for node in nodes))
         described = ", ".join(sorted({f"{f['node_hardware']} ({f['host']})" for f in facts}))
-        print(f"ray: {len(facts)} node(s) for {self.device} points: {described}",
-              file=self._log)
+        print(f"ray: {len(facts)} node(s) for {self.device} points: {described}", file=self._log)
         return {fields["ray_node_id"]: fields for fields in facts}
 
     def _task_options(self, job: Job) -> dict[str, Any]:
         threads = job.point.params.get("num_threads")
-        options: dict[str, Any] = {"num_cpus": threads or (
-            1 if self.device == "cuda" else self._whole_node_cpus)}
+        options: dict[str, Any] = {
+            "num_cpus": threads or (1 if self.device == "cuda" else self._whole_node_cpus)
+        }
         if self.device == "cuda":
             options["num_gpus"] = 1
         if job.hardware is not None:
             options["label_selector"] = _on_nodes(
-                [node_id for node_id, node in self._nodes.items()
-                 if node["node_hardware"] == job.hardware])
+                [
+                    node_id
+                    for node_id, node in self._nodes.items()
+                    if node["node_hardware"] == job.hardware
+                ]
+            )
         return options
 
     def _wait_s(self, wait_s: float) -> float:
         """Up to wait_s, but no later than the next cancel deadline."""
         now = time.monotonic()
-        deadlines = [self._deadline(task) - now for task in self._tasks.values()
-                     if task.started_at is not None]
+        deadlines = [
+            self._deadline(task) - now
+            for task in self._tasks.values()
+            if task.started_at is not None
+        ]
         return max(0.0, min([wait_s, *deadlines]))
 
     def _deadline(self, task: _Task) -> float:
@@ -217,22 +249,33 @@ class RayExecutor:
     def _expire(self) -> list[Finished]:
         """Cancel started tasks past their deadline; each becomes a timeout."""
         now = time.monotonic()
-        expired = [task for task in self._tasks.values()
-                   if task.started_at is not None and now > self._deadline(task)]
+        expired = [
+            task
+            for task in self._tasks.values()
+            if task.started_at is not None and now > self._deadline(task)
+        ]
         done = []
         for task in expired:
             self.cancel(task.job.ident)
             waited = now - (task.started_at or now)
-            done.append(Finished(ident=task.job.ident, hardware=self._kind(task), result={
-                **task.node, "status": "timeout", "wall_s": waited,
-                "error": f"no result within {task.job.timeout_s:g} s (+{self.grace_s:g} s "
-                         "grace): the Ray task was cancelled (ray.cancel, force=True)"}))
+            done.append(
+                Finished(
+                    ident=task.job.ident,
+                    hardware=self._kind(task),
+                    result={
+                        **task.node,
+                        "status": "timeout",
+                        "wall_s": waited,
+                        "error": f"no result within {task.job.timeout_s:g} s (+{self.grace_s:g} s "
+                        "grace): the Ray task was cancelled (ray.cancel, force=True)",
+                    },
+                )
+            )
         return done
 
     def _kind(self, task: _Task) -> str:
         """The hardware kind that ran (or was to run) a task."""
-        return (task.node.get("node_hardware") or task.job.hardware
-                or self.hardware()[0])
+        return task.node.get("node_hardware") or task.job.hardware or self.hardware()[0]
 
 
 def ray_failure(exc: BaseException) -> dict[str, Any]:

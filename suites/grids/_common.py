@@ -41,43 +41,92 @@ def powers_of_two(low: int, high: int) -> list[int]:
     return lengths
 
 
-def model_point(ctx: GridContext, model: str, config: ReformerConfig, *, seq_len: int,
-                pass_name: str, batch: int = 1, dtype: str = "float32",
-                min_run_time: float | None = None, timeout_s: float | None = None,
-                options: dict[str, Any] | None = None) -> Point:
+def model_point(
+    ctx: GridContext,
+    model: str,
+    config: ReformerConfig,
+    *,
+    seq_len: int,
+    pass_name: str,
+    batch: int = 1,
+    dtype: str = "float32",
+    min_run_time: float | None = None,
+    timeout_s: float | None = None,
+    options: dict[str, Any] | None = None,
+) -> Point:
     """A point measuring ``config`` as ``model`` at one length (sizing from the mode)."""
     default_run_time, default_timeout = SIZING[ctx.mode]
     # A smoke run of tiny models on one thread: two threads add only barrier waits at this
     # size, and on a busy machine those dominate.
     threads = 1 if ctx.mode == "quick" else None
-    harness = Harness(pass_name=pass_name, seq_len=seq_len, batch=batch, dtype=dtype,
-                      device=ctx.device, num_threads=threads)
+    harness = Harness(
+        pass_name=pass_name,
+        seq_len=seq_len,
+        batch=batch,
+        dtype=dtype,
+        device=ctx.device,
+        num_threads=threads,
+    )
     config = config.replace(max_seq_len=seq_len)
-    return Point(params=model_fields(model, config, harness), config=config, harness=harness,
-                 options=dict(options or {}),
-                 min_run_time=default_run_time if min_run_time is None else min_run_time,
-                 timeout_s=default_timeout if timeout_s is None else timeout_s)
+    return Point(
+        params=model_fields(model, config, harness),
+        config=config,
+        harness=harness,
+        options=dict(options or {}),
+        min_run_time=default_run_time if min_run_time is None else min_run_time,
+        timeout_s=default_timeout if timeout_s is None else timeout_s,
+    )
 
 
-def layer_point(ctx: GridContext, config: ReformerConfig, *, seq_len: int, batch: int = 1,
-                model: str | None = None, pass_name: str = "fwd_bwd",
-                **sizing: Any) -> Point:
+def layer_point(
+    ctx: GridContext,
+    config: ReformerConfig,
+    *,
+    seq_len: int,
+    batch: int = 1,
+    model: str | None = None,
+    pass_name: str = "fwd_bwd",
+    **sizing: Any,
+) -> Point:
     """One attention layer, x (B, L, d_model): ours (attn-<attention>) or a ``model`` peer."""
-    return model_point(ctx, model or layer_model(config), config.replace(n_layers=1),
-                       seq_len=seq_len, batch=batch, pass_name=pass_name, **sizing)
+    return model_point(
+        ctx,
+        model or layer_model(config),
+        config.replace(n_layers=1),
+        seq_len=seq_len,
+        batch=batch,
+        pass_name=pass_name,
+        **sizing,
+    )
 
 
-def lm_point(ctx: GridContext, family: str, config: ReformerConfig, *, seq_len: int,
-             pass_name: str, batch: int = 1, **sizing: Any) -> Point:
+def lm_point(
+    ctx: GridContext,
+    family: str,
+    config: ReformerConfig,
+    *,
+    seq_len: int,
+    pass_name: str,
+    batch: int = 1,
+    **sizing: Any,
+) -> Point:
     """A whole language model (``family`` "transformer" or "reformer") on tokens (B, L).
 
     The Transformer baseline has neither reversible residuals nor FF chunking."""
     if family == "transformer":
         config = config.replace(reversible=False, ff_chunks=1)
-    return model_point(ctx, lm_model(family, config), config, seq_len=seq_len,
-                       pass_name=pass_name, batch=batch, **sizing)
+    return model_point(
+        ctx,
+        lm_model(family, config),
+        config,
+        seq_len=seq_len,
+        pass_name=pass_name,
+        batch=batch,
+        **sizing,
+    )
 
 
 def ok_rows(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
-    return [r for r in rows if r.get("status") == "ok"
-            and all(r.get(k) == v for k, v in match.items())]
+    return [
+        r for r in rows if r.get("status") == "ok" and all(r.get(k) == v for k, v in match.items())
+    ]

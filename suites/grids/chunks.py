@@ -28,20 +28,31 @@ def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], ReformerConfig
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, sizes, layer = _shape(ctx)
-    return [layer_point(ctx, config, seq_len=length)
-            for length in lengths for bucket_size in sizes
-            for config in backend_ablation(layer.replace(bucket_size=bucket_size), ctx.device)]
+    return [
+        layer_point(ctx, config, seq_len=length)
+        for length in lengths
+        for bucket_size in sizes
+        for config in backend_ablation(layer.replace(bucket_size=bucket_size), ctx.device)
+    ]
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    lines = ["| L | bucket_size | n_buckets | t (ms) | peak (MiB) | saved (MiB) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| L | bucket_size | n_buckets | t (ms) | peak (MiB) | saved (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in sorted(ok_rows(rows), key=lambda r: (r["seq_len"], r["bucket_size"])):
-        lines.append(f"| {row['seq_len']} | {row['bucket_size']} | {row['n_buckets']} | "
-                     f"{row['t_median_ms']:.1f} | {row['peak_mb']:.1f} | "
-                     f"{row['saved_mb']:.1f} |")
+        lines.append(
+            f"| {row['seq_len']} | {row['bucket_size']} | {row['n_buckets']} | "
+            f"{row['t_median_ms']:.1f} | {row['peak_mb']:.1f} | "
+            f"{row['saved_mb']:.1f} |"
+        )
     return lines
 
 
-SUITE = Suite(name="chunks", description="cost vs chunk size (bucket_size 32..512)",
-              grid=grid, summarize=summarize)
+SUITE = Suite(
+    name="chunks",
+    description="cost vs chunk size (bucket_size 32..512)",
+    grid=grid,
+    summarize=summarize,
+)

@@ -27,14 +27,21 @@ def _lengths(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, layer = _lengths(ctx)
-    return [layer_point(ctx, config, seq_len=length)
-            for length in lengths for n_hashes in N_HASHES
-            for config in backend_ablation(layer.replace(n_hashes=n_hashes), ctx.device)]
+    return [
+        layer_point(ctx, config, seq_len=length)
+        for length in lengths
+        for n_hashes in N_HASHES
+        for config in backend_ablation(layer.replace(n_hashes=n_hashes), ctx.device)
+    ]
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    lines = ["cost relative to n_hashes=1 at the same length:", "",
-             "| L | n_hashes | time x | peak x | saved x |", "|---|---|---|---|---|"]
+    lines = [
+        "cost relative to n_hashes=1 at the same length:",
+        "",
+        "| L | n_hashes | time x | peak x | saved x |",
+        "|---|---|---|---|---|",
+    ]
     for length in sorted({r["seq_len"] for r in rows}):
         mine = {r["n_hashes"]: r for r in ok_rows(rows, seq_len=length)}
         base = mine.get(1)
@@ -42,10 +49,12 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
             continue
         for n_hashes in sorted(mine):
             row = mine[n_hashes]
-            lines.append(f"| {length} | {n_hashes} | "
-                         f"{_ratio(row['t_median_ms'], base['t_median_ms'])} | "
-                         f"{_ratio(row['peak_mb'], base['peak_mb'])} | "
-                         f"{_ratio(row['saved_mb'], base['saved_mb'])} |")
+            lines.append(
+                f"| {length} | {n_hashes} | "
+                f"{_ratio(row['t_median_ms'], base['t_median_ms'])} | "
+                f"{_ratio(row['peak_mb'], base['peak_mb'])} | "
+                f"{_ratio(row['saved_mb'], base['saved_mb'])} |"
+            )
     return lines
 
 
@@ -53,5 +62,6 @@ def _ratio(value: float | None, base: float | None) -> str:
     return "-" if not value or not base else f"{value / base:.2f}"
 
 
-SUITE = Suite(name="hashes", description="cost of 1/2/4/8 hash rounds",
-              grid=grid, summarize=summarize)
+SUITE = Suite(
+    name="hashes", description="cost of 1/2/4/8 hash rounds", grid=grid, summarize=summarize
+)

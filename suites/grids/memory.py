@@ -31,8 +31,10 @@ from suites.grids._common import lm_point, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
 MAIN_MODELS = (  # (family, attention, reversible)
-    ("transformer", "full", False), ("transformer", "sdpa", False),
-    ("reformer", "lsh", False), ("reformer", "lsh", True),
+    ("transformer", "full", False),
+    ("transformer", "sdpa", False),
+    ("reformer", "lsh", False),
+    ("reformer", "lsh", True),
 )
 # --full adds reversibility with exact attention, to separate the two ideas.
 FULL_MODELS = (*MAIN_MODELS, ("reformer", "full", False), ("reformer", "full", True))
@@ -50,28 +52,36 @@ class Shape:
 def _shape(ctx: GridContext) -> Shape:
     """Models, depths, lengths and passes for the device and mode."""
     if ctx.mode == "quick":
-        return Shape(preset(ctx), (1, 2), powers_of_two(128, 256), MAIN_MODELS,
-                     ("train_step",))
+        return Shape(preset(ctx), (1, 2), powers_of_two(128, 256), MAIN_MODELS, ("train_step",))
     if ctx.mode == "full":
         high = 2**20 if ctx.device == "cuda" else 2**16
         config = preset(ctx)
-        return Shape(config, (config.n_layers,), powers_of_two(1024, high), FULL_MODELS,
-                     ("fwd", "train_step"))
+        return Shape(
+            config,
+            (config.n_layers,),
+            powers_of_two(1024, high),
+            FULL_MODELS,
+            ("fwd", "train_step"),
+        )
     if ctx.device == "cuda":
         return Shape(preset(ctx), (6,), [2**12, 2**14, 2**16], MAIN_MODELS, ("train_step",))
-    return Shape(preset(ctx), (2, 6), powers_of_two(1024, 2**14), MAIN_MODELS,
-                 ("train_step",))
+    return Shape(preset(ctx), (2, 6), powers_of_two(1024, 2**14), MAIN_MODELS, ("train_step",))
 
 
 def grid(ctx: GridContext) -> list[Point]:
     shape = _shape(ctx)
     return [
-        lm_point(ctx, family,
-                 device_backend(shape.config.replace(attention=attention,
-                                                     reversible=reversible, n_layers=n_layers),
-                                ctx.device),
-                 seq_len=length, pass_name=pass_name,
-                 min_run_time=0.0 if ctx.mode != "full" else None)
+        lm_point(
+            ctx,
+            family,
+            device_backend(
+                shape.config.replace(attention=attention, reversible=reversible, n_layers=n_layers),
+                ctx.device,
+            ),
+            seq_len=length,
+            pass_name=pass_name,
+            min_run_time=0.0 if ctx.mode != "full" else None,
+        )
         for length in shape.lengths
         for n_layers in shape.depths
         for family, attention, reversible in shape.models
@@ -90,15 +100,22 @@ def budget_gb(ctx: GridContext) -> float | None:
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     """Per model, pass and depth: the longest length that ran, its peak, and where the model
     ran out; then, per model, how its peak grows with depth at one length."""
-    lines = ["| model | pass | layers | longest ok L | peak there (MiB) | ran out at |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | pass | layers | longest ok L | peak there (MiB) | ran out at |",
+        "|---|---|---|---|---|---|",
+    ]
     groups = sorted({(r["model"], r["pass"], r["n_layers"]) for r in rows}, key=_order)
     for model, pass_name, n_layers in groups:
-        mine = [r for r in rows if (r["model"], r["pass"], r["n_layers"]) == (
-            model, pass_name, n_layers)]
+        mine = [
+            r
+            for r in rows
+            if (r["model"], r["pass"], r["n_layers"]) == (model, pass_name, n_layers)
+        ]
         ok = [r for r in mine if r["status"] == "ok"]
-        failed = sorted((r for r in mine if r["status"] in ("oom", "timeout", "error")),
-                        key=lambda r: r["seq_len"])
+        failed = sorted(
+            (r for r in mine if r["status"] in ("oom", "timeout", "error")),
+            key=lambda r: r["seq_len"],
+        )
         best = max(ok, key=lambda r: r["seq_len"]) if ok else None
         first = f"{failed[0]['status']} at L={failed[0]['seq_len']}" if failed else "-"
         length, peak = (best["seq_len"], f"{best['peak_mb']:.0f}") if best else ("-", "-")
@@ -110,25 +127,36 @@ def _depth_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Peak against depth at the longest length where a model ran at every depth."""
     found = []
     for model, pass_name in sorted({(r["model"], r["pass"]) for r in rows}, key=_order):
-        ok = [r for r in rows if r["status"] == "ok" and (r["model"], r["pass"]) == (
-            model, pass_name)]
+        ok = [
+            r for r in rows if r["status"] == "ok" and (r["model"], r["pass"]) == (model, pass_name)
+        ]
         depths = sorted({r["n_layers"] for r in ok})
-        common = [length for length in {r["seq_len"] for r in ok}
-                  if {r["n_layers"] for r in ok if r["seq_len"] == length} == set(depths)]
+        common = [
+            length
+            for length in {r["seq_len"] for r in ok}
+            if {r["n_layers"] for r in ok if r["seq_len"] == length} == set(depths)
+        ]
         if len(depths) < 2 or not common:
             continue
         length = max(common)
         peaks = {r["n_layers"]: r["peak_mb"] for r in ok if r["seq_len"] == length}
         low, high = peaks[depths[0]], peaks[depths[-1]]
-        found.append(f"| {model} | {pass_name} | {length} | "
-                     + " | ".join(f"{peaks[d]:.0f}" for d in (depths[0], depths[-1]))
-                     + f" | {high / low:.2f} |")
+        found.append(
+            f"| {model} | {pass_name} | {length} | "
+            + " | ".join(f"{peaks[d]:.0f}" for d in (depths[0], depths[-1]))
+            + f" | {high / low:.2f} |"
+        )
     if not found:
         return []
-    return ["", f"peak against depth ({' and '.join(str(d) for d in _all_depths(rows))} "
-            "layers), at the longest length every depth ran:", "",
-            "| model | pass | L | shallow (MiB) | deep (MiB) | deep / shallow |",
-            "|---|---|---|---|---|---|", *found]
+    return [
+        "",
+        f"peak against depth ({' and '.join(str(d) for d in _all_depths(rows))} "
+        "layers), at the longest length every depth ran:",
+        "",
+        "| model | pass | L | shallow (MiB) | deep (MiB) | deep / shallow |",
+        "|---|---|---|---|---|---|",
+        *found,
+    ]
 
 
 def _all_depths(rows: list[dict[str, Any]]) -> list[int]:
@@ -137,11 +165,15 @@ def _all_depths(rows: list[dict[str, Any]]) -> list[int]:
 
 def _order(key: tuple) -> tuple:
     """Models in the grid's order, then the rest of the key."""
-    names = [f"{f}-{a}" + ("-rev" if rev and f == "reformer" else "")
-             for f, a, rev in FULL_MODELS]
+    names = [f"{f}-{a}" + ("-rev" if rev and f == "reformer" else "") for f, a, rev in FULL_MODELS]
     model = key[0]
     return (names.index(model) if model in names else len(names), model, *map(str, key[1:]))
 
 
-SUITE = Suite(name="memory", description="peak memory vs length; where each model runs out",
-              grid=grid, summarize=summarize, default_max_memory_gb=budget_gb)
+SUITE = Suite(
+    name="memory",
+    description="peak memory vs length; where each model runs out",
+    grid=grid,
+    summarize=summarize,
+    default_max_memory_gb=budget_gb,
+)

@@ -51,25 +51,36 @@ def grid(ctx: GridContext) -> list[Point]:
             missing = model in PEER_PACKAGES and not peer_available(model)
             config = layer.replace(attention="sdpa" if model == "attn-sdpa" else "lsh")
             # Our LSH through each backend on CUDA; a peer runs its own code.
-            configs = backend_ablation(config, ctx.device, dtype) if model == "attn-lsh" else [
-                config]
-            points += [layer_point(
-                ctx, variant, model=None if model.startswith("attn-") else model,
-                seq_len=length, dtype=dtype, min_run_time=min_run_time,
-                options={"skip_reason": missing_note(model)} if missing else None)
-                for variant in configs]
+            configs = (
+                backend_ablation(config, ctx.device, dtype) if model == "attn-lsh" else [config]
+            )
+            points += [
+                layer_point(
+                    ctx,
+                    variant,
+                    model=None if model.startswith("attn-") else model,
+                    seq_len=length,
+                    dtype=dtype,
+                    min_run_time=min_run_time,
+                    options={"skip_reason": missing_note(model)} if missing else None,
+                )
+                for variant in configs
+            ]
     return points
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     """Ours against the faster installed LSH peer at each length (time and peak)."""
-    lines = ["ours (attn-lsh, per backend) against the faster LSH peer at each length:", "",
-             "| L | ours | faster peer | ours t (ms) | peer t (ms) | time ratio | ours peak "
-             "(MiB) | peer peak (MiB) | peak ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "ours (attn-lsh, per backend) against the faster LSH peer at each length:",
+        "",
+        "| L | ours | faster peer | ours t (ms) | peer t (ms) | time ratio | ours peak "
+        "(MiB) | peer peak (MiB) | peak ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for length in sorted({r["seq_len"] for r in rows}):
         ours = ok_rows(rows, model="attn-lsh", seq_len=length)
-        peers = [r for model in PEER_PACKAGES for r in ok_rows(rows, model=model,
-                                                                seq_len=length)]
+        peers = [r for model in PEER_PACKAGES for r in ok_rows(rows, model=model, seq_len=length)]
         if not peers:
             continue
         peer = min(peers, key=lambda r: r["t_median_ms"])
@@ -79,11 +90,21 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
                 f"{peer['impl_version']} | {mine['t_median_ms']:.0f} | "
                 f"{peer['t_median_ms']:.0f} | {mine['t_median_ms'] / peer['t_median_ms']:.2f} | "
                 f"{mine['peak_mb']:.0f} | {peer['peak_mb']:.0f} | "
-                f"{mine['peak_mb'] / peer['peak_mb']:.2f} |")
-    skipped = sorted({r["error"] for r in rows if r.get("status") == "skipped"
-                      and r.get("model") in PEER_PACKAGES})
+                f"{mine['peak_mb'] / peer['peak_mb']:.2f} |"
+            )
+    skipped = sorted(
+        {
+            r["error"]
+            for r in rows
+            if r.get("status") == "skipped" and r.get("model") in PEER_PACKAGES
+        }
+    )
     return lines + [f"skipped: {note}" for note in skipped]
 
 
-SUITE = Suite(name="peers", description="ours vs reformer-pytorch, HF transformers, SDPA",
-              grid=grid, summarize=summarize)
+SUITE = Suite(
+    name="peers",
+    description="ours vs reformer-pytorch, HF transformers, SDPA",
+    grid=grid,
+    summarize=summarize,
+)

@@ -44,61 +44,107 @@ STDLIB = "python-stdlib"
 
 
 def checkpoint_dir(ctx: GridContext) -> Path:
-    return (Path(ctx.out_dir or "results") / "quality" / "checkpoints"
-            ).resolve()
+    return (Path(ctx.out_dir or "results") / "quality" / "checkpoints").resolve()
 
 
 def _schedule(size: RunSize) -> Schedule:
-    return Schedule(steps=size.steps, batch=size.batch, seq_len=size.seq_len, lr=size.lr,
-                    warmup_steps=size.warmup_steps, eval_every=size.eval_every)
+    return Schedule(
+        steps=size.steps,
+        batch=size.batch,
+        seq_len=size.seq_len,
+        lr=size.lr,
+        warmup_steps=size.warmup_steps,
+        eval_every=size.eval_every,
+    )
 
 
 def runs(ctx: GridContext) -> list[Run]:
     """Every model the suite trains, in the order they are trained: all of seed 0 first,
     then each further seed (``--seeds N``: seeds 0..N-1 of every model)."""
     first = _seed_zero_runs(ctx)
-    return first + [replace(run, config=run.config.replace(seed=seed))
-                    for seed in range(1, ctx.seeds) for run in first]
+    return first + [
+        replace(run, config=run.config.replace(seed=seed))
+        for seed in range(1, ctx.seeds)
+        for run in first
+    ]
 
 
 def _seed_zero_runs(ctx: GridContext) -> list[Run]:
     sizes = SIZES[ctx.mode]
     dup = sizes.duplication
     dup_config = PRESETS["default"].replace(
-        vocab_size=128, d_model=dup.d_model, n_heads=dup.n_heads, n_layers=dup.n_layers,
-        d_ff=dup.d_ff, attention="lsh", n_hashes=1, bucket_size=dup.bucket_size,
-        reversible=False, max_seq_len=dup.seq_len)
-    found = [Run(task="duplication", family="reformer", train_attention=spec,
-                 config=dup_config.replace(n_hashes=hash_rounds(spec) or 1),
-                 schedule=_schedule(dup), eval_size=dup.eval_size, device=ctx.device)
-             for spec in DUP_TRAIN]
+        vocab_size=128,
+        d_model=dup.d_model,
+        n_heads=dup.n_heads,
+        n_layers=dup.n_layers,
+        d_ff=dup.d_ff,
+        attention="lsh",
+        n_hashes=1,
+        bucket_size=dup.bucket_size,
+        reversible=False,
+        max_seq_len=dup.seq_len,
+    )
+    found = [
+        Run(
+            task="duplication",
+            family="reformer",
+            train_attention=spec,
+            config=dup_config.replace(n_hashes=hash_rounds(spec) or 1),
+            schedule=_schedule(dup),
+            eval_size=dup.eval_size,
+            device=ctx.device,
+        )
+        for spec in DUP_TRAIN
+    ]
     lm = sizes.bytes
     base = PRESETS["default"].replace(
-        vocab_size=256, d_model=lm.d_model, n_heads=lm.n_heads, n_layers=lm.n_layers,
-        d_ff=lm.d_ff, attention="sdpa", bucket_size=lm.bucket_size, max_seq_len=lm.seq_len)
+        vocab_size=256,
+        d_model=lm.d_model,
+        n_heads=lm.n_heads,
+        n_layers=lm.n_layers,
+        d_ff=lm.d_ff,
+        attention="sdpa",
+        bucket_size=lm.bucket_size,
+        max_seq_len=lm.seq_len,
+    )
     reformer = base.replace(attention="lsh", d_ff=matched_d_ff(base))
     data = ctx.data
-    lm_runs = [("transformer", "sdpa", base.replace(reversible=False)),
-               ("reformer", "lsh-2", reformer.replace(n_hashes=2, reversible=True)),
-               ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=True)),
-               ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=False)),
-               # Ablations that place the gap to the Transformer: the same shared-QK
-               # model trained with exact attention (no hashing), and the Reformer's
-               # reversible stack with the Transformer's separate-QK attention.
-               ("reformer", SHARED_FULL, reformer.replace(n_hashes=1, reversible=True)),
-               ("reformer", "sdpa", base.replace(reversible=True))]
-    found += [Run(task="bytes", family=family, train_attention=spec, config=config,
-                  schedule=_schedule(lm), eval_size=lm.eval_size, device=ctx.device,
-                  data=None if data is None else str(data))
-              for family, spec, config in lm_runs]
+    lm_runs = [
+        ("transformer", "sdpa", base.replace(reversible=False)),
+        ("reformer", "lsh-2", reformer.replace(n_hashes=2, reversible=True)),
+        ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=True)),
+        ("reformer", "lsh-4", reformer.replace(n_hashes=4, reversible=False)),
+        # Ablations that place the gap to the Transformer: the same shared-QK
+        # model trained with exact attention (no hashing), and the Reformer's
+        # reversible stack with the Transformer's separate-QK attention.
+        ("reformer", SHARED_FULL, reformer.replace(n_hashes=1, reversible=True)),
+        ("reformer", "sdpa", base.replace(reversible=True)),
+    ]
+    found += [
+        Run(
+            task="bytes",
+            family=family,
+            train_attention=spec,
+            config=config,
+            schedule=_schedule(lm),
+            eval_size=lm.eval_size,
+            device=ctx.device,
+            data=None if data is None else str(data),
+        )
+        for family, spec, config in lm_runs
+    ]
     return found
 
 
 def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
     """Row fields: the model as trained (its training cost is in the row too), the
     attention it is evaluated with, and the step."""
-    harness = Harness(pass_name="train_step", seq_len=run.schedule.seq_len,
-                      batch=run.schedule.batch, device=run.device)
+    harness = Harness(
+        pass_name="train_step",
+        seq_len=run.schedule.seq_len,
+        batch=run.schedule.batch,
+        device=run.device,
+    )
     fields = model_fields(run.model_name, run.config, harness)
     # A shared-QK model trained with exact attention hashes nothing. The byte LMs have
     # learned positions, and these rows have never carried axial_shape in their identity.
@@ -106,9 +152,13 @@ def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
         fields |= {"n_hashes": None, "bucket_size": None}
     del fields["axial_shape"]
     return fields | {
-        "task": run.task, "train_attention": run.train_attention,
-        "eval_attention": eval_spec, "step": step, "steps": run.schedule.steps,
-        "run_key": run.key(), "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
+        "task": run.task,
+        "train_attention": run.train_attention,
+        "eval_attention": eval_spec,
+        "step": step,
+        "steps": run.schedule.steps,
+        "run_key": run.key(),
+        "corpus": (run.data or STDLIB) if run.task == "bytes" else None,
     }
 
 
@@ -126,9 +176,15 @@ def grid(ctx: GridContext) -> list[Point]:
             evaluations = [(run.train_attention, step) for step in run.schedule.eval_steps()]
             if run.shared_qk:
                 evaluations += [(spec, final) for spec in LM_EVAL if spec != run.train_attention]
-        points += [Point(params=_params(run, spec, step), runner=RUNNER, timeout_s=timeout,
-                         options={**options, "run": run.to_dict()})
-                   for spec, step in evaluations]
+        points += [
+            Point(
+                params=_params(run, spec, step),
+                runner=RUNNER,
+                timeout_s=timeout,
+                options={**options, "run": run.to_dict()},
+            )
+            for spec, step in evaluations
+        ]
     return points
 
 
@@ -138,5 +194,9 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     return summary_lines(rows)
 
 
-SUITE = Suite(name="quality", description="duplication task (Table 2) and byte-level LM",
-              grid=grid, summarize=summarize)
+SUITE = Suite(
+    name="quality",
+    description="duplication task (Table 2) and byte-level LM",
+    grid=grid,
+    summarize=summarize,
+)

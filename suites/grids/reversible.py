@@ -27,33 +27,54 @@ def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], Ref
 
 def grid(ctx: GridContext) -> list[Point]:
     length, depths, chunkings, model = _shape(ctx)
-    return [lm_point(ctx, "reformer",
-                     device_backend(model.replace(attention="lsh", reversible=reversible,
-                                                  n_layers=n_layers, ff_chunks=ff_chunks),
-                                    ctx.device),
-                     seq_len=length, pass_name="train_step",
-                     min_run_time=0.0 if ctx.mode != "full" else None)
-            for reversible in (True, False) for ff_chunks in chunkings
-            for n_layers in depths]
+    return [
+        lm_point(
+            ctx,
+            "reformer",
+            device_backend(
+                model.replace(
+                    attention="lsh", reversible=reversible, n_layers=n_layers, ff_chunks=ff_chunks
+                ),
+                ctx.device,
+            ),
+            seq_len=length,
+            pass_name="train_step",
+            min_run_time=0.0 if ctx.mode != "full" else None,
+        )
+        for reversible in (True, False)
+        for ff_chunks in chunkings
+        for n_layers in depths
+    ]
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    lines = ["growth from the shallowest to the deepest model measured:", "",
-             "| reversible | ff_chunks | layers | peak (MiB) | peak x | saved x |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "growth from the shallowest to the deepest model measured:",
+        "",
+        "| reversible | ff_chunks | layers | peak (MiB) | peak x | saved x |",
+        "|---|---|---|---|---|---|",
+    ]
     for reversible in (True, False):
         for ff_chunks in sorted({r["ff_chunks"] for r in rows}):
-            mine = sorted(ok_rows(rows, reversible=reversible, ff_chunks=ff_chunks),
-                          key=lambda r: r["n_layers"])
+            mine = sorted(
+                ok_rows(rows, reversible=reversible, ff_chunks=ff_chunks),
+                key=lambda r: r["n_layers"],
+            )
             if len(mine) < 2:
                 continue
             low, high = mine[0], mine[-1]
-            lines.append(f"| {reversible} | {ff_chunks} | {low['n_layers']} -> "
-                         f"{high['n_layers']} | {low['peak_mb']:.0f} -> {high['peak_mb']:.0f}"
-                         f" | {high['peak_mb'] / low['peak_mb']:.2f} | "
-                         f"{high['saved_mb'] / low['saved_mb']:.2f} |")
+            lines.append(
+                f"| {reversible} | {ff_chunks} | {low['n_layers']} -> "
+                f"{high['n_layers']} | {low['peak_mb']:.0f} -> {high['peak_mb']:.0f}"
+                f" | {high['peak_mb'] / low['peak_mb']:.2f} | "
+                f"{high['saved_mb'] / low['saved_mb']:.2f} |"
+            )
     return lines
 
 
-SUITE = Suite(name="reversible", description="n_layers x reversible x ff_chunks: flat memory?",
-              grid=grid, summarize=summarize)
+SUITE = Suite(
+    name="reversible",
+    description="n_layers x reversible x ff_chunks: flat memory?",
+    grid=grid,
+    summarize=summarize,
+)

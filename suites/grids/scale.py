@@ -41,8 +41,10 @@ SCALE_RUNNER = "suites.scale_step:measure_scale_step"
 
 def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig, float]:
     """(lengths, model, timeout s)."""
-    model = device_backend(preset(ctx, attention="lsh", reversible=True, ff_chunks=FF_CHUNKS,
-                                  axial_shape=AXIAL_SHAPE), ctx.device)
+    model = device_backend(
+        preset(ctx, attention="lsh", reversible=True, ff_chunks=FF_CHUNKS, axial_shape=AXIAL_SHAPE),
+        ctx.device,
+    )
     if ctx.mode == "quick":
         return powers_of_two(256, 1024), model.replace(n_layers=2), 120.0
     if ctx.mode == "full":
@@ -52,15 +54,30 @@ def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig, float]:
     return powers_of_two(2**12, 2**15), model, 1800.0
 
 
-def long_context_point(ctx: GridContext, model: ReformerConfig, seq_len: int, *,
-                       n_layers: int = LONG_LAYERS, ff_chunks: int = LONG_FF_CHUNKS,
-                       batch: int = 1, autocast: str | None = None,
-                       timeout_s: float = 6 * 3600.0) -> Point:
+def long_context_point(
+    ctx: GridContext,
+    model: ReformerConfig,
+    seq_len: int,
+    *,
+    n_layers: int = LONG_LAYERS,
+    ff_chunks: int = LONG_FF_CHUNKS,
+    batch: int = 1,
+    autocast: str | None = None,
+    timeout_s: float = 6 * 3600.0,
+) -> Point:
     """One training step of the long-context model (``model`` with 2 layers and the FF in
     64 chunks unless told), measured once by the scale runner."""
     config = model.replace(n_layers=n_layers, ff_chunks=ff_chunks)
-    point = lm_point(ctx, "reformer", config, seq_len=seq_len, pass_name="train_step",
-                     batch=batch, min_run_time=0.0, timeout_s=timeout_s)
+    point = lm_point(
+        ctx,
+        "reformer",
+        config,
+        seq_len=seq_len,
+        pass_name="train_step",
+        batch=batch,
+        min_run_time=0.0,
+        timeout_s=timeout_s,
+    )
     point.runner = SCALE_RUNNER
     point.params["autocast"] = autocast
     return point
@@ -71,15 +88,25 @@ def grid(ctx: GridContext) -> list[Point]:
     if ctx.mode == "full":
         depth, depth_len = DEPTH_CHECK
         dtype, dtype_len = AUTOCAST_CHECK
-        return ([long_context_point(ctx, model, length) for length in lengths]
-                + [long_context_point(ctx, model, depth_len, n_layers=depth),
-                   long_context_point(ctx, model, dtype_len, autocast=dtype)])
+        return [long_context_point(ctx, model, length) for length in lengths] + [
+            long_context_point(ctx, model, depth_len, n_layers=depth),
+            long_context_point(ctx, model, dtype_len, autocast=dtype),
+        ]
     if ctx.device == "cuda" and ctx.mode != "quick":
-        return [long_context_point(ctx, model, length, timeout_s=timeout_s)
-                for length in lengths]
-    return [lm_point(ctx, "reformer", model, seq_len=length, pass_name="train_step",
-                     min_run_time=0.0, timeout_s=timeout_s, options={"memory_first": True})
-            for length in lengths]
+        return [long_context_point(ctx, model, length, timeout_s=timeout_s) for length in lengths]
+    return [
+        lm_point(
+            ctx,
+            "reformer",
+            model,
+            seq_len=length,
+            pass_name="train_step",
+            min_run_time=0.0,
+            timeout_s=timeout_s,
+            options={"memory_first": True},
+        )
+        for length in lengths
+    ]
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
@@ -87,12 +114,17 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     if not fits:
         return [f"no length fit a training step within {ctx.memory_budget_gb:g} GiB"]
     best = max(fits, key=lambda r: r["seq_len"])
-    return [f"longest training step within {ctx.memory_budget_gb:g} GiB: L={best['seq_len']} "
-            f"(peak {best['peak_mb'] / 1024:.2f} GiB via {best['memory_method']}, "
-            f"{best['t_median_ms'] / 1e3:.1f} s per step)"]
+    return [
+        f"longest training step within {ctx.memory_budget_gb:g} GiB: L={best['seq_len']} "
+        f"(peak {best['peak_mb'] / 1024:.2f} GiB via {best['memory_method']}, "
+        f"{best['t_median_ms'] / 1e3:.1f} s per step)"
+    ]
 
 
-SUITE = Suite(name="scale", description="longest L whose training step fits the budget",
-              grid=grid, summarize=summarize,
-              default_max_memory_gb=lambda ctx: None if ctx.mode == "quick"
-              else ctx.memory_budget_gb)
+SUITE = Suite(
+    name="scale",
+    description="longest L whose training step fits the budget",
+    grid=grid,
+    summarize=summarize,
+    default_max_memory_gb=lambda ctx: None if ctx.mode == "quick" else ctx.memory_budget_gb,
+)

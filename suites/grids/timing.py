@@ -51,18 +51,35 @@ def grid(ctx: GridContext) -> list[Point]:
     cuda = ctx.device == "cuda"
     dtype = CUDA_SPEED_DTYPE if cuda else "float32"
     min_run_time = None if ctx.mode != "default" else CUDA_MIN_RUN_TIME if cuda else 1.0
-    configs = [variant for n in rounds for variant in backend_ablation(
-        layer.replace(attention="lsh", n_hashes=n), ctx.device, dtype)]
+    configs = [
+        variant
+        for n in rounds
+        for variant in backend_ablation(
+            layer.replace(attention="lsh", n_hashes=n), ctx.device, dtype
+        )
+    ]
     configs += [layer.replace(attention=attention) for attention in EXACT]
-    return [layer_point(ctx, config, seq_len=length, batch=tokens // length, dtype=dtype,
-                        min_run_time=min_run_time)
-            for length in lengths for config in configs]
+    return [
+        layer_point(
+            ctx,
+            config,
+            seq_len=length,
+            batch=tokens // length,
+            dtype=dtype,
+            min_run_time=min_run_time,
+        )
+        for length in lengths
+        for config in configs
+    ]
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    lines = ["crossover lengths (LSH-n fwd+bwd against exact attention, same tokens/batch):",
-             "", "| LSH | vs | crossover L (log-log interp.) | cheaper above |",
-             "|---|---|---|---|"]
+    lines = [
+        "crossover lengths (LSH-n fwd+bwd against exact attention, same tokens/batch):",
+        "",
+        "| LSH | vs | crossover L (log-log interp.) | cheaper above |",
+        "|---|---|---|---|",
+    ]
     # The backend ablation (CUDA) gives each LSH-n one line per backend; rows without it
     # (CPU, or older rows that predate the field) are one line.
     found = {r.get("backend") for r in ok_rows(rows, model="attn-lsh")}
@@ -73,15 +90,17 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     return lines
 
 
-def _crossover_lines(lines: list[str], rows: list[dict[str, Any]], n_hashes: int,
-                     backend: str | None) -> None:
+def _crossover_lines(
+    lines: list[str], rows: list[dict[str, Any]], n_hashes: int, backend: str | None
+) -> None:
     match = {} if backend is None else {"backend": backend}
-    lsh = {r["seq_len"]: r["t_median_ms"]
-           for r in ok_rows(rows, model="attn-lsh", n_hashes=n_hashes, **match)}
+    lsh = {
+        r["seq_len"]: r["t_median_ms"]
+        for r in ok_rows(rows, model="attn-lsh", n_hashes=n_hashes, **match)
+    }
     name = label(lsh_name(n_hashes)) + (f" ({backend})" if backend else "")
     for attention in EXACT:
-        exact = {r["seq_len"]: r["t_median_ms"]
-                 for r in ok_rows(rows, model=f"attn-{attention}")}
+        exact = {r["seq_len"]: r["t_median_ms"] for r in ok_rows(rows, model=f"attn-{attention}")}
         if not lsh or not exact:
             continue
         crossings = crossovers_between(lsh, exact)
@@ -94,5 +113,9 @@ def _crossover_lines(lines: list[str], rows: list[dict[str, Any]], n_hashes: int
             lines.append(f"| {name} | {attention} | {crossing.seq_len:.0f} | {cheaper} |")
 
 
-SUITE = Suite(name="time", description="attention time vs length at fixed tokens (Fig. 5)",
-              grid=grid, summarize=summarize)
+SUITE = Suite(
+    name="time",
+    description="attention time vs length at fixed tokens (Fig. 5)",
+    grid=grid,
+    summarize=summarize,
+)

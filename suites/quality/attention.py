@@ -37,8 +37,10 @@ def spec_config(config: ReformerConfig, spec: str, seq_len: int) -> ReformerConf
     """The shared-QK layer config that computes ``spec`` on sequences of ``seq_len``."""
     kind, n_hashes = parse_run_attention(spec)
     if kind == SDPA:
-        raise ValueError(f"attention spec {SDPA!r} is the Transformer baseline's own; a "
-                         f"shared-QK Reformer model runs {SHARED_FULL!r} or 'lsh-N'")
+        raise ValueError(
+            f"attention spec {SDPA!r} is the Transformer baseline's own; a "
+            f"shared-QK Reformer model runs {SHARED_FULL!r} or 'lsh-N'"
+        )
     if kind == SHARED_FULL:
         return config.replace(attention="lsh", n_hashes=1, n_buckets=2, bucket_size=seq_len)
     return config.replace(attention="lsh", n_hashes=n_hashes)
@@ -49,8 +51,9 @@ def lsh_layers(model: nn.Module) -> list[LSHSelfAttention]:
 
 
 @contextmanager
-def attention_as(model: nn.Module, spec: str, seq_len: int, trained: ReformerConfig,
-                 seed: int | None = None) -> Iterator[None]:
+def attention_as(
+    model: nn.Module, spec: str, seq_len: int, trained: ReformerConfig, seed: int | None = None
+) -> Iterator[None]:
     """Inside the block, every LSH layer of ``model`` computes ``spec``.
 
     ``trained`` is the config the model was built and trained with (its bucket_size and
@@ -61,8 +64,10 @@ def attention_as(model: nn.Module, spec: str, seq_len: int, trained: ReformerCon
     """
     layers = lsh_layers(model)
     if not layers:
-        raise ValueError(f"attention spec {spec!r} needs a model with shared-QK LSH layers "
-                         "(ReformerLM with attention='lsh'); this model has none")
+        raise ValueError(
+            f"attention spec {spec!r} needs a model with shared-QK LSH layers "
+            "(ReformerLM with attention='lsh'); this model has none"
+        )
     config = spec_config(trained, spec, seq_len)
     built = [layer.config for layer in layers]
     for layer in layers:

@@ -43,12 +43,16 @@ class ByteCorpus:
 
     def describe(self) -> dict[str, object]:
         """Row fields that identify the data and its split."""
-        return {"corpus": self.source, "corpus_root": self.root,
-                "corpus_split": self.split_rule, "corpus_fingerprint": self.fingerprint,
-                "corpus_train_files": self.train_files,
-                "corpus_validation_files": self.validation_files,
-                "corpus_train_bytes": int(self.train.numel()),
-                "corpus_validation_bytes": int(self.validation.numel())}
+        return {
+            "corpus": self.source,
+            "corpus_root": self.root,
+            "corpus_split": self.split_rule,
+            "corpus_fingerprint": self.fingerprint,
+            "corpus_train_files": self.train_files,
+            "corpus_validation_files": self.validation_files,
+            "corpus_train_bytes": int(self.train.numel()),
+            "corpus_validation_bytes": int(self.validation.numel()),
+        }
 
 
 def stdlib_root() -> Path:
@@ -63,17 +67,29 @@ def corpus_files(data: str | Path | None = None) -> tuple[str, Path, list[Path]]
     """
     if data is None:
         root = stdlib_root()
-        files = [p for p in root.rglob("*.py")
-                 if p.is_file() and not set(p.relative_to(root).parts) & set(_NOT_STDLIB)]
+        files = [
+            p
+            for p in root.rglob("*.py")
+            if p.is_file() and not set(p.relative_to(root).parts) & set(_NOT_STDLIB)
+        ]
         source = f"python-stdlib-{sys.version_info.major}.{sys.version_info.minor}"
     else:
         root = Path(data).expanduser()
         if not root.exists():
-            raise FileNotFoundError(f"--data {data}: no such file or folder; give a text "
-                                    "file (e.g. enwik8) or a folder of files")
-        files = [root] if root.is_file() else [
-            p for p in root.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+            raise FileNotFoundError(
+                f"--data {data}: no such file or folder; give a text "
+                "file (e.g. enwik8) or a folder of files"
+            )
+        files = (
+            [root]
+            if root.is_file()
+            else [
+                p
+                for p in root.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            ]
+        )
         source = str(data)
     if not files:
         raise ValueError(f"--data {root}: the folder holds no (non-hidden) files to read")
@@ -81,8 +97,9 @@ def corpus_files(data: str | Path | None = None) -> tuple[str, Path, list[Path]]
     return source, root, files
 
 
-def load_corpus(data: str | Path | None = None,
-                validation_fraction: float = VALIDATION_FRACTION) -> ByteCorpus:
+def load_corpus(
+    data: str | Path | None = None, validation_fraction: float = VALIDATION_FRACTION
+) -> ByteCorpus:
     """The stdlib corpus (``data`` None) or the file or folder at ``data``, split."""
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction={validation_fraction} must be in (0, 1)")
@@ -104,11 +121,20 @@ def _split_files(source: str, root: Path, files: list[Path], fraction: float) ->
         digest.update(f"{side}\t{path.relative_to(root).as_posix()}\t{len(content)}\n".encode())
     train, validation = (_tensor(b"".join(sides[s])) for s in ("train", "validation"))
     _check_nonempty(root, train, validation)
-    rule = (f"by file: of {len(files)} files sorted by relative path, {n_val} at evenly "
-            f"spaced indices (index = floor((j + 0.5) * n / {n_val})) are validation")
-    return ByteCorpus(source=source, root=str(root), train=train, validation=validation,
-                      train_files=len(files) - n_val, validation_files=n_val,
-                      split_rule=rule, fingerprint=digest.hexdigest())
+    rule = (
+        f"by file: of {len(files)} files sorted by relative path, {n_val} at evenly "
+        f"spaced indices (index = floor((j + 0.5) * n / {n_val})) are validation"
+    )
+    return ByteCorpus(
+        source=source,
+        root=str(root),
+        train=train,
+        validation=validation,
+        train_files=len(files) - n_val,
+        validation_files=n_val,
+        split_rule=rule,
+        fingerprint=digest.hexdigest(),
+    )
 
 
 def _split_bytes(source: str, root: Path, path: Path, fraction: float) -> ByteCorpus:
@@ -118,24 +144,37 @@ def _split_bytes(source: str, root: Path, path: Path, fraction: float) -> ByteCo
     _check_nonempty(root, train, validation)
     digest = hashlib.sha1(f"bytes\t{path.name}\t{len(content)}\t{cut}\n".encode())
     rule = f"by bytes (one file): the first {cut} bytes train, the last {len(content) - cut}"
-    return ByteCorpus(source=source, root=str(root), train=train, validation=validation,
-                      train_files=1, validation_files=1, split_rule=rule,
-                      fingerprint=digest.hexdigest())
+    return ByteCorpus(
+        source=source,
+        root=str(root),
+        train=train,
+        validation=validation,
+        train_files=1,
+        validation_files=1,
+        split_rule=rule,
+        fingerprint=digest.hexdigest(),
+    )
 
 
 def _tensor(content: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(content), dtype=torch.uint8) if content else torch.zeros(
-        0, dtype=torch.uint8)
+    return (
+        torch.frombuffer(bytearray(content), dtype=torch.uint8)
+        if content
+        else torch.zeros(0, dtype=torch.uint8)
+    )
 
 
 def _check_nonempty(root: Path, train: torch.Tensor, validation: torch.Tensor) -> None:
     if train.numel() == 0 or validation.numel() == 0:
-        raise ValueError(f"--data {root}: train ({train.numel()} bytes) and validation "
-                         f"({validation.numel()} bytes) must both be non-empty")
+        raise ValueError(
+            f"--data {root}: train ({train.numel()} bytes) and validation "
+            f"({validation.numel()} bytes) must both be non-empty"
+        )
 
 
-def random_windows(data: torch.Tensor, batch: int, seq_len: int,
-                   generator: torch.Generator) -> torch.Tensor:
+def random_windows(
+    data: torch.Tensor, batch: int, seq_len: int, generator: torch.Generator
+) -> torch.Tensor:
     """``batch`` windows (B, seq_len) int64 at uniform random offsets drawn from ``generator``."""
     _check_room(data, seq_len, "train")
     starts = torch.randint(0, data.numel() - seq_len + 1, (batch,), generator=generator)
@@ -146,12 +185,17 @@ def validation_windows(data: torch.Tensor, seq_len: int, n_windows: int) -> torc
     """``n_windows`` windows (N, seq_len) int64 at evenly spaced offsets: a fixed eval set."""
     _check_room(data, seq_len, "validation")
     last = data.numel() - seq_len
-    starts = torch.linspace(0, last, n_windows).round().long() if n_windows > 1 else (
-        torch.zeros(1, dtype=torch.long))
+    starts = (
+        torch.linspace(0, last, n_windows).round().long()
+        if n_windows > 1
+        else (torch.zeros(1, dtype=torch.long))
+    )
     return data[starts[:, None] + torch.arange(seq_len)].long()  # (N, L)
 
 
 def _check_room(data: torch.Tensor, seq_len: int, side: str) -> None:
     if data.numel() < seq_len:
-        raise ValueError(f"the {side} split has {data.numel()} bytes, fewer than "
-                         f"seq_len={seq_len}; use a larger --data or a shorter seq_len")
+        raise ValueError(
+            f"the {side} split has {data.numel()} bytes, fewer than "
+            f"seq_len={seq_len}; use a larger --data or a shorter seq_len"
+        )

@@ -23,8 +23,9 @@ def check_seq_len(seq_len: int) -> None:
         raise ValueError(f"seq_len={seq_len!r} must be an even int >= 4 (sequences are 0w0w)")
 
 
-def duplication_batch(batch: int, seq_len: int, generator: torch.Generator,
-                      vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
+def duplication_batch(
+    batch: int, seq_len: int, generator: torch.Generator, vocab_size: int = VOCAB_SIZE
+) -> torch.Tensor:
     """Tokens (batch, seq_len) int64, each row 0 w 0 w with w (seq_len/2 - 1) symbols.
 
     Symbols come from ``generator`` (a CPU torch.Generator), so a seed fixes the data.

@@ -26,12 +26,15 @@ class Tally:
     correct: int = 0
     count: int = 0
 
-    def add(self, logits: torch.Tensor, targets: torch.Tensor,
-            mask: torch.Tensor | None = None) -> None:
+    def add(
+        self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> None:
         """logits (B, T, V), targets (B, T) int64, mask (T,) or (B, T) bool (None: all)."""
         if logits.shape[:-1] != targets.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} must be targets "
-                             f"{tuple(targets.shape)} plus a vocabulary dimension")
+            raise ValueError(
+                f"logits {tuple(logits.shape)} must be targets "
+                f"{tuple(targets.shape)} plus a vocabulary dimension"
+            )
         if mask is None:
             mask = torch.ones_like(targets, dtype=torch.bool)
         mask = mask.expand_as(targets)

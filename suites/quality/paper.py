@@ -20,8 +20,11 @@ TABLE2: dict[str, tuple[float, ...]] = {
 # Floors on the reduced duplication task (shorter, fewer steps than the paper's): a model
 # trained with LSH-4 recalls >= 95% with its own attention and >= 99% with LSH-8 (more
 # rounds miss fewer neighbours), and exact attention solves it: (trained, evaluated, %).
-EXPECTATIONS = ((lsh_name(4), lsh_name(4), 95.0), (lsh_name(4), lsh_name(8), 99.0),
-                (SHARED_FULL, SHARED_FULL, 99.0))
+EXPECTATIONS = (
+    (lsh_name(4), lsh_name(4), 95.0),
+    (lsh_name(4), lsh_name(8), 99.0),
+    (SHARED_FULL, SHARED_FULL, 99.0),
+)
 # The byte LM: Reformer bits per byte within 5% of the Transformer's at equal parameters,
 # steps and tokens.
 BPB_TOLERANCE = 0.05

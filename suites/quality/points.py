@@ -41,8 +41,9 @@ def run_quality_point(params: dict[str, Any], options: dict[str, Any]) -> dict[s
     step, eval_spec = int(params["step"]), params["eval_attention"]
     if not 1 <= step <= run.schedule.steps:
         raise ValueError(f"step={step} must be in [1, steps={run.schedule.steps}]")
-    state, meta = ensure_trained(run, Path(options["checkpoint_dir"]),
-                                 progress=options.get("progress", True))
+    state, meta = ensure_trained(
+        run, Path(options["checkpoint_dir"]), progress=options.get("progress", True)
+    )
     if eval_spec == run.train_attention:
         metrics = _recorded(meta, step)
     elif step == run.schedule.steps:
@@ -50,20 +51,32 @@ def run_quality_point(params: dict[str, Any], options: dict[str, Any]) -> dict[s
         _check_same_corpus(task, meta)
         metrics = task.evaluate(load_trained(run, state), eval_spec)
     else:
-        raise ValueError(f"eval_attention={eval_spec!r} differs from train_attention="
-                         f"{run.train_attention!r}: only the final step (steps="
-                         f"{run.schedule.steps}) is evaluated with another attention")
+        raise ValueError(
+            f"eval_attention={eval_spec!r} differs from train_attention="
+            f"{run.train_attention!r}: only the final step (steps="
+            f"{run.schedule.steps}) is evaluated with another attention"
+        )
     history = meta["history"]
     return {
-        **metrics, **_timing(history["step_ms"], run), **(meta.get("corpus") or {}),
-        "task": run.task, "train_attention": run.train_attention, "eval_attention": eval_spec,
-        "step": step, "steps": run.schedule.steps, "n_params": meta["n_params"],
+        **metrics,
+        **_timing(history["step_ms"], run),
+        **(meta.get("corpus") or {}),
+        "task": run.task,
+        "train_attention": run.train_attention,
+        "eval_attention": eval_spec,
+        "step": step,
+        "steps": run.schedule.steps,
+        "n_params": meta["n_params"],
         "tokens_seen": step * run.schedule.batch * run.schedule.seq_len,
-        "lr": run.schedule.lr, "warmup_steps": run.schedule.warmup_steps,
-        "eval_size": run.eval_size, "run_key": run.key(),
+        "lr": run.schedule.lr,
+        "warmup_steps": run.schedule.warmup_steps,
+        "eval_size": run.eval_size,
+        "run_key": run.key(),
         "checkpoint": Path(meta["checkpoint"]).name,
-        "trained_now": meta["trained_now"], "shared_qk": run.shared_qk,
-        "train_wall_s": history["wall_s"], "num_threads": meta["num_threads"],
+        "trained_now": meta["trained_now"],
+        "shared_qk": run.shared_qk,
+        "train_wall_s": history["wall_s"],
+        "num_threads": meta["num_threads"],
     }
 
 
@@ -80,14 +93,19 @@ def _check_same_corpus(task: Any, meta: dict[str, Any]) -> None:
         return
     trained_on, now = meta["corpus"]["corpus_fingerprint"], task.corpus.fingerprint
     if trained_on != now:
-        raise ValueError(f"checkpoint {meta['checkpoint']} was trained on corpus "
-                         f"{trained_on[:12]}, but the data now gives {now[:12]}; delete the "
-                         "checkpoint or use another --out to retrain")
+        raise ValueError(
+            f"checkpoint {meta['checkpoint']} was trained on corpus "
+            f"{trained_on[:12]}, but the data now gives {now[:12]}; delete the "
+            "checkpoint or use another --out to retrain"
+        )
 
 
 def _timing(step_ms: list[float], run: Run) -> dict[str, Any]:
     median = statistics.median(step_ms)
     quartiles = statistics.quantiles(step_ms, n=4) if len(step_ms) > 1 else [median] * 3
-    return {"t_median_ms": median, "t_iqr_ms": quartiles[2] - quartiles[0],
-            "n_samples": len(step_ms),
-            "tokens_per_s": run.schedule.batch * run.schedule.seq_len / (median / 1e3)}
+    return {
+        "t_median_ms": median,
+        "t_iqr_ms": quartiles[2] - quartiles[0],
+        "n_samples": len(step_ms),
+        "tokens_per_s": run.schedule.batch * run.schedule.seq_len / (median / 1e3),
+    }

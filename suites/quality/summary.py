@@ -13,8 +13,10 @@ from typing import Any
 from suites.names import SDPA, SHARED_FULL
 from suites.quality.paper import BPB_TOLERANCE, EXPECTATIONS, TABLE2, TABLE2_EVAL
 
-ABLATIONS = {SHARED_FULL: "exact shared-QK attention, no hashing",
-             SDPA: "reversible stack with separate-QK attention, no shared QK"}
+ABLATIONS = {
+    SHARED_FULL: "exact shared-QK attention, no hashing",
+    SDPA: "reversible stack with separate-QK attention, no shared QK",
+}
 
 
 def _final(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
@@ -33,7 +35,8 @@ def _seed_values(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[float
     for r in _final(rows, "duplication"):
         if r.get("accuracy") is not None:
             found.setdefault((r["train_attention"], r["eval_attention"]), []).append(
-                100.0 * r["accuracy"])
+                100.0 * r["accuracy"]
+            )
     return found
 
 
@@ -44,21 +47,32 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
         seq_len = next(r["seq_len"] for r in _final(rows, "duplication"))
         seeds = sorted({r.get("seed") for r in _final(rows, "duplication")}, key=str)
         spread = _spreads(rows) if len(seeds) > 1 else {}
-        lines += [f"duplication task, accuracy % on the second half (L = {seq_len}); rows "
-                  "trained with, columns evaluated with; [paper Table 2, L = 1024]; "
-                  + (f"mean ± standard deviation over {len(seeds)} seeds" if spread
-                     else "1 seed (a single run: read it with care)"), "",
-                  "| trained \\ eval | " + " | ".join(TABLE2_EVAL) + " |",
-                  "|---" * (len(TABLE2_EVAL) + 1) + "|"]
+        lines += [
+            f"duplication task, accuracy % on the second half (L = {seq_len}); rows "
+            "trained with, columns evaluated with; [paper Table 2, L = 1024]; "
+            + (
+                f"mean ± standard deviation over {len(seeds)} seeds"
+                if spread
+                else "1 seed (a single run: read it with care)"
+            ),
+            "",
+            "| trained \\ eval | " + " | ".join(TABLE2_EVAL) + " |",
+            "|---" * (len(TABLE2_EVAL) + 1) + "|",
+        ]
         for trained, paper in TABLE2.items():
-            cells = [_cell(matrix.get((trained, ev)), paper[i], spread.get((trained, ev)))
-                     for i, ev in enumerate(TABLE2_EVAL)]
+            cells = [
+                _cell(matrix.get((trained, ev)), paper[i], spread.get((trained, ev)))
+                for i, ev in enumerate(TABLE2_EVAL)
+            ]
             lines.append(f"| {trained} | " + " | ".join(cells) + " |")
         lines += ["", "expectations on the reduced task:"]
         for trained, evaluated, floor in EXPECTATIONS:
             value = matrix.get((trained, evaluated))
-            verdict = "not measured" if value is None else (
-                f"{value:.1f}% -> {'met' if value >= floor else 'MISSED'}")
+            verdict = (
+                "not measured"
+                if value is None
+                else (f"{value:.1f}% -> {'met' if value >= floor else 'MISSED'}")
+            )
             lines.append(f"- trained {trained}, evaluated {evaluated}: >= {floor:g}%: {verdict}")
     lines += _bytes_lines(rows)
     return lines
@@ -66,8 +80,11 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def _spreads(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     """{(trained, evaluated): standard deviation over seeds} where a cell has several."""
-    return {cell: statistics.stdev(values) for cell, values in _seed_values(rows).items()
-            if len(values) > 1}
+    return {
+        cell: statistics.stdev(values)
+        for cell, values in _seed_values(rows).items()
+        if len(values) > 1
+    }
 
 
 def _cell(value: float | None, paper: float, spread: float | None = None) -> str:
@@ -82,23 +99,36 @@ def _bytes_lines(rows: list[dict[str, Any]]) -> list[str]:
     if not final:
         return []
     # Each model is compared with the Transformer trained with the same seed.
-    baseline = {r.get("seed"): r["bits_per_byte"] for r in final
-                if r["model"].startswith("transformer")}
+    baseline = {
+        r.get("seed"): r["bits_per_byte"] for r in final if r["model"].startswith("transformer")
+    }
     several = len({r.get("seed") for r in final}) > 1
-    lines = ["", f"byte LM, validation bits per byte after {final[0]['steps']} steps "
-             f"({final[0]['tokens_seen']} tokens seen per model):", "",
-             "| model | trained | evaluated | params | bits/byte | vs transformer |",
-             "|---|---|---|---|---|---|"]
-    for r in sorted(final, key=lambda r: (r["model"], r["train_attention"],
-                                          r["eval_attention"], str(r.get("seed")))):
+    lines = [
+        "",
+        f"byte LM, validation bits per byte after {final[0]['steps']} steps "
+        f"({final[0]['tokens_seen']} tokens seen per model):",
+        "",
+        "| model | trained | evaluated | params | bits/byte | vs transformer |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(
+        final,
+        key=lambda r: (r["model"], r["train_attention"], r["eval_attention"], str(r.get("seed"))),
+    ):
         ratio = _vs(r, baseline)
-        lines.append(f"| {_name(r, several)} | {r['train_attention']} | "
-                     f"{r['eval_attention']} | {r['n_params']} | {r['bits_per_byte']:.3f} | "
-                     + ("-" if math.isnan(ratio) else f"{ratio:+.1%}") + " |")
+        lines.append(
+            f"| {_name(r, several)} | {r['train_attention']} | "
+            f"{r['eval_attention']} | {r['n_params']} | {r['bits_per_byte']:.3f} | "
+            + ("-" if math.isnan(ratio) else f"{ratio:+.1%}")
+            + " |"
+        )
     for r in final:
         ratio = _vs(r, baseline)
-        if not r["model"].startswith("reformer") or r["eval_attention"] != r[
-                "train_attention"] or math.isnan(ratio):
+        if (
+            not r["model"].startswith("reformer")
+            or r["eval_attention"] != r["train_attention"]
+            or math.isnan(ratio)
+        ):
             continue
         head = f"- {_name(r, several)} {r['train_attention']}: {ratio:+.1%} vs transformer"
         if r["train_attention"].startswith("lsh"):

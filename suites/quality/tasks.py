@@ -74,11 +74,13 @@ class Run:
         kind, _ = parse_run_attention(self.train_attention)
         built_sdpa = self.family == "transformer" or self.config.attention == "sdpa"
         if (kind == SDPA) != built_sdpa:
-            raise ValueError(f"train_attention={self.train_attention!r} does not fit family="
-                             f"{self.family!r} with config.attention={self.config.attention!r}"
-                             f": transformers and attention='sdpa' reformers train with "
-                             f"{SDPA!r}, shared-QK (attention='lsh') reformers with "
-                             f"{SHARED_FULL!r} or 'lsh-N'")
+            raise ValueError(
+                f"train_attention={self.train_attention!r} does not fit family="
+                f"{self.family!r} with config.attention={self.config.attention!r}"
+                f": transformers and attention='sdpa' reformers train with "
+                f"{SDPA!r}, shared-QK (attention='lsh') reformers with "
+                f"{SHARED_FULL!r} or 'lsh-N'"
+            )
 
     @property
     def shared_qk(self) -> bool:
@@ -98,10 +100,16 @@ class Run:
         return lm_model(self.family, self.config)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "family": self.family,
-                "train_attention": self.train_attention, "config": asdict(self.config),
-                "schedule": asdict(self.schedule), "eval_size": self.eval_size,
-                "device": self.device, "data": self.data}
+        return {
+            "task": self.task,
+            "family": self.family,
+            "train_attention": self.train_attention,
+            "config": asdict(self.config),
+            "schedule": asdict(self.schedule),
+            "eval_size": self.eval_size,
+            "device": self.device,
+            "data": self.data,
+        }
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> Run:
@@ -109,10 +117,16 @@ class Run:
         for name in ("n_buckets", "axial_shape"):
             if isinstance(config.get(name), list):
                 config[name] = tuple(config[name])
-        return cls(task=spec["task"], family=spec["family"],
-                   train_attention=spec["train_attention"], config=ReformerConfig(**config),
-                   schedule=Schedule(**spec["schedule"]), eval_size=spec["eval_size"],
-                   device=spec.get("device", "cpu"), data=spec.get("data"))
+        return cls(
+            task=spec["task"],
+            family=spec["family"],
+            train_attention=spec["train_attention"],
+            config=ReformerConfig(**config),
+            schedule=Schedule(**spec["schedule"]),
+            eval_size=spec["eval_size"],
+            device=spec.get("device", "cpu"),
+            data=spec.get("data"),
+        )
 
     def key(self) -> str:
         """Short hash of everything that decides the trained weights (device aside).
@@ -180,9 +194,12 @@ class Task:
         eval_stream = torch.Generator().manual_seed(run.seed * 1009 + _EVAL_DATA_STREAM)
         batch = run.schedule.batch
         if run.task == "duplication":
-            self.eval_batches = [duplication_batch(min(batch, run.eval_size - start), seq_len,
-                                                   eval_stream).to(device)
-                                 for start in range(0, run.eval_size, batch)]
+            self.eval_batches = [
+                duplication_batch(min(batch, run.eval_size - start), seq_len, eval_stream).to(
+                    device
+                )
+                for start in range(0, run.eval_size, batch)
+            ]
             self._mask = second_half_mask(seq_len).to(device)
         else:
             if corpus is None:
@@ -205,17 +222,25 @@ class Task:
             return model.loss(tokens)
         logits = model(tokens)[:, :-1]  # (B, L-1, V)
         targets = tokens[:, 1:]
-        return F.cross_entropy(logits[:, self._mask].flatten(0, 1),
-                               targets[:, self._mask].flatten())
+        return F.cross_entropy(
+            logits[:, self._mask].flatten(0, 1), targets[:, self._mask].flatten()
+        )
 
     def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
         """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set."""
         if self.run.shared_qk:
-            switched = attention_as(model, spec, self.run.schedule.seq_len, self.run.config,
-                                    seed=self.run.seed * 1009 + _EVAL_HASH_STREAM)
+            switched = attention_as(
+                model,
+                spec,
+                self.run.schedule.seq_len,
+                self.run.config,
+                seed=self.run.seed * 1009 + _EVAL_HASH_STREAM,
+            )
         elif spec != self.run.train_attention:
-            raise ValueError(f"a {self.run.model_name} model evaluates only with "
-                             f"{self.run.train_attention!r}; got {spec!r}")
+            raise ValueError(
+                f"a {self.run.model_name} model evaluates only with "
+                f"{self.run.train_attention!r}; got {spec!r}"
+            )
         else:
             switched = nullcontext()
         with switched:
@@ -237,8 +262,9 @@ def make_task(run: Run) -> Task:
     return Task(run, load_corpus(run.data) if run.task == "bytes" else None)
 
 
-def ensure_trained(run: Run, checkpoint_dir: Path, *, progress: bool = True
-                   ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def ensure_trained(
+    run: Run, checkpoint_dir: Path, *, progress: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, meta) of the run's checkpoint; trains and saves it first if missing.
 
     meta holds the run, its training history (losses, step times, validation along the
@@ -259,13 +285,25 @@ def ensure_trained(run: Run, checkpoint_dir: Path, *, progress: bool = True
 
     desc = f"{run.task} {run.model_name} {run.train_attention}"
     with train_attention(run, model):
-        history: History = train(model, run.schedule, batches=task.batch,
-                                 loss_fn=task.loss, evaluate=evaluate, desc=desc,
-                                 progress=progress)
+        history: History = train(
+            model,
+            run.schedule,
+            batches=task.batch,
+            loss_fn=task.loss,
+            evaluate=evaluate,
+            desc=desc,
+            progress=progress,
+        )
     corpus = task.corpus.describe() if task.corpus is not None else None
-    meta = {"run": run.to_dict(), "run_key": run.key(), "history": history.to_dict(),
-            "n_params": n_parameters(model), "num_threads": torch.get_num_threads(),
-            "torch": str(torch.__version__), "corpus": corpus}
+    meta = {
+        "run": run.to_dict(),
+        "run_key": run.key(),
+        "history": history.to_dict(),
+        "n_params": n_parameters(model),
+        "num_threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+        "corpus": corpus,
+    }
     save_checkpoint(path, model, meta)
     _attempt_marker(path).unlink(missing_ok=True)
     return model.state_dict(), meta | {"checkpoint": str(path), "trained_now": True}
@@ -287,8 +325,10 @@ def _claim_training(path: Path) -> None:
     marker = _attempt_marker(path)
     parent = str(os.getppid())
     if marker.exists() and marker.read_text().strip() == parent:
-        raise RuntimeError(f"training {path.name} already failed earlier in this sweep (see "
-                           "that point's row); not retrying until the next run of the suite")
+        raise RuntimeError(
+            f"training {path.name} already failed earlier in this sweep (see "
+            "that point's row); not retrying until the next run of the suite"
+        )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(parent)
 
@@ -298,4 +338,3 @@ def load_trained(run: Run, state: dict[str, torch.Tensor]) -> nn.Module:
     model = build_model(run)
     model.load_state_dict(state)
     return model.eval()
-

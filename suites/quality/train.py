@@ -43,8 +43,7 @@ class Schedule:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
         if self.lr <= 0 or self.warmup_steps < 0:
-            raise ValueError(f"lr={self.lr} must be > 0 and warmup_steps="
-                             f"{self.warmup_steps} >= 0")
+            raise ValueError(f"lr={self.lr} must be > 0 and warmup_steps={self.warmup_steps} >= 0")
 
     def learning_rate(self, step: int) -> float:
         """Rate for optimiser step ``step`` (0-based)."""
@@ -73,11 +72,16 @@ class History:
         return asdict(self)
 
 
-def train(model: nn.Module, schedule: Schedule, *,
-          batches: Callable[[int], torch.Tensor],
-          loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
-          evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-          desc: str = "train", progress: bool = True) -> History:
+def train(
+    model: nn.Module,
+    schedule: Schedule,
+    *,
+    batches: Callable[[int], torch.Tensor],
+    loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> History:
     """Train ``model`` for ``schedule.steps`` Adam steps on ``batches(step)`` (B, L) tokens.
 
     ``evaluate(model)`` runs after each of ``schedule.eval_steps()``; its metrics are kept in
@@ -85,14 +89,20 @@ def train(model: nn.Module, schedule: Schedule, *,
     """
     from tqdm import tqdm
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr, betas=(0.9, 0.98),
-                                 eps=1e-9)
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr, betas=(0.9, 0.98), eps=1e-9)
     history = History()
     eval_at = set(schedule.eval_steps()) if evaluate is not None else set()
     smoothed = None
     start = time.perf_counter()
-    bar = tqdm(range(schedule.steps), desc=desc, unit="step", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        range(schedule.steps),
+        desc=desc,
+        unit="step",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     model.train()
     for step in bar:
         tokens = batches(step)
@@ -128,8 +138,11 @@ def train(model: nn.Module, schedule: Schedule, *,
 @contextlib.contextmanager
 def preserved_generators(model: nn.Module) -> Iterator[None]:
     """Restore every module's own ``generator`` (LSH rotations) to its state on entry."""
-    saved = [(module.generator, module.generator.get_state()) for module in model.modules()
-             if isinstance(getattr(module, "generator", None), torch.Generator)]
+    saved = [
+        (module.generator, module.generator.get_state())
+        for module in model.modules()
+        if isinstance(getattr(module, "generator", None), torch.Generator)
+    ]
     try:
         yield
     finally:

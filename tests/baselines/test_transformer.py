@@ -12,8 +12,17 @@ from reformer.config import ReformerConfig
 from reformer.flops import model_flops
 from reformer.model import ReformerLM
 
-CONFIG = ReformerConfig(vocab_size=40, d_model=32, n_heads=4, n_layers=3, d_ff=80,
-                        attention="full", reversible=False, ff_chunks=1, max_seq_len=64)
+CONFIG = ReformerConfig(
+    vocab_size=40,
+    d_model=32,
+    n_heads=4,
+    n_layers=3,
+    d_ff=80,
+    attention="full",
+    reversible=False,
+    ff_chunks=1,
+    max_seq_len=64,
+)
 
 
 def _copy_into_reformer(baseline: TransformerLM, reformer: ReformerLM) -> None:

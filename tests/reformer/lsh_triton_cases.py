@@ -40,8 +40,9 @@ def _upcast_bfloat16_dot_operands() -> None:
     original = interpreter.InterpreterBuilder.create_dot
 
     def create_dot(self, a, b, *args):
-        a, b = (self.cast_impl(x, tl.float32) if x.dtype.scalar == tl.bfloat16 else x
-                for x in (a, b))
+        a, b = (
+            self.cast_impl(x, tl.float32) if x.dtype.scalar == tl.bfloat16 else x for x in (a, b)
+        )
         return original(self, a, b, *args)
 
     interpreter.InterpreterBuilder.create_dot = create_dot
@@ -64,10 +65,18 @@ def _case(length, chunk, n_hashes, causal, padding, dup, dtype, *, backend, dim=
     weight = torch.randn(v64.shape, generator=gen, dtype=torch.float64) * real
     qk = qk64.to(DEVICE, dtype).requires_grad_()
     v = v64.to(DEVICE, dtype).requires_grad_()
-    out, buckets = lsh_attention(qk, v, n_hashes=n_hashes, bucket_size=chunk, causal=causal,
-                                 seed=seed + 1, dup_correction=dup, return_buckets=True,
-                                 padding_mask=None if mask is None else mask.to(DEVICE),
-                                 backend=backend)
+    out, buckets = lsh_attention(
+        qk,
+        v,
+        n_hashes=n_hashes,
+        bucket_size=chunk,
+        causal=causal,
+        seed=seed + 1,
+        dup_correction=dup,
+        return_buckets=True,
+        padding_mask=None if mask is None else mask.to(DEVICE),
+        backend=backend,
+    )
     grads = torch.autograd.grad((out * weight.to(DEVICE, dtype)).sum(), (qk, v))
     results = [x.detach().double().cpu() for x in (out, *grads)]
     results[0] = results[0] * real
@@ -77,8 +86,9 @@ def _case(length, chunk, n_hashes, causal, padding, dup, dtype, *, backend, dim=
 def _reference(inputs, chunk, causal, dup):
     qk64, v64, mask, weight, buckets = inputs
     qk, v = qk64.clone().requires_grad_(), v64.clone().requires_grad_()
-    ref = lsh_attention_reference(qk, v, buckets, bucket_size=chunk, causal=causal,
-                                  padding_mask=mask, dup_correction=dup)
+    ref = lsh_attention_reference(
+        qk, v, buckets, bucket_size=chunk, causal=causal, padding_mask=mask, dup_correction=dup
+    )
     grads = torch.autograd.grad((ref * weight).sum(), (qk, v))
     real = weight.ne(0).any(-1, keepdim=True) if mask is not None else 1.0
     return [ref.detach() * real, *grads]
@@ -104,8 +114,9 @@ GRID = [
 
 @pytest.mark.parametrize("length,chunk,n_hashes,causal,padding,dup", GRID)
 def test_float32_matches_reference(length, chunk, n_hashes, causal, padding, dup):
-    kernel, inputs = _case(length, chunk, n_hashes, causal, padding, dup, torch.float32,
-                           backend="triton")
+    kernel, inputs = _case(
+        length, chunk, n_hashes, causal, padding, dup, torch.float32, backend="triton"
+    )
     expected = _reference(inputs, chunk, causal, dup)
     eps = torch.finfo(torch.float32).eps
     for name, got, ref in zip(("out", "grad_qk", "grad_v"), kernel, expected, strict=True):
@@ -115,15 +126,17 @@ def test_float32_matches_reference(length, chunk, n_hashes, causal, padding, dup
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("length,chunk,n_hashes,causal,padding,dup", [GRID[0], GRID[2], GRID[4]])
-def test_half_precision_error_at_most_twice_the_torch_path(length, chunk, n_hashes, causal,
-                                                           padding, dup, dtype):
+def test_half_precision_error_at_most_twice_the_torch_path(
+    length, chunk, n_hashes, causal, padding, dup, dtype
+):
     args = (length, chunk, n_hashes, causal, padding, dup, dtype)
     kernel, inputs = _case(*args, backend="triton")
     plain, _ = _case(*args, backend="torch")
     expected = _reference(inputs, chunk, causal, dup)
     eps = torch.finfo(dtype).eps
-    for name, got, low, ref in zip(("out", "grad_qk", "grad_v"), kernel, plain, expected,
-                                   strict=True):
+    for name, got, low, ref in zip(
+        ("out", "grad_qk", "grad_v"), kernel, plain, expected, strict=True
+    ):
         bound = 2 * _error(low, ref) + eps * float(ref.abs().max())
         assert _error(got, ref) <= bound, (name, _error(got, ref), bound)
 
@@ -132,8 +145,9 @@ def test_half_precision_error_at_most_twice_the_torch_path(length, chunk, n_hash
 def test_query_that_sees_only_itself_gets_exactly_its_value(dup):
     gen = torch.Generator().manual_seed(0)
     qk, v = (torch.randn(1, 2, 32, 16, generator=gen).to(DEVICE) for _ in range(2))
-    out = lsh_attention(qk, v, n_hashes=4, bucket_size=8, causal=True, seed=1,
-                        dup_correction=dup, backend="triton")
+    out = lsh_attention(
+        qk, v, n_hashes=4, bucket_size=8, causal=True, seed=1, dup_correction=dup, backend="triton"
+    )
     assert torch.equal(out[:, :, 0], v[:, :, 0])
 
 
@@ -151,12 +165,14 @@ def test_saves_no_more_for_backward_than_the_torch_path():
     from suites.saved_bytes import saved_bytes
 
     gen = torch.Generator().manual_seed(0)
-    qk, v = (torch.randn(1, 2, 64, 16, generator=gen).to(DEVICE).requires_grad_()
-             for _ in range(2))
+    qk, v = (torch.randn(1, 2, 64, 16, generator=gen).to(DEVICE).requires_grad_() for _ in range(2))
 
     def saved(backend):
-        n_bytes, _ = saved_bytes(lambda: lsh_attention(qk, v, n_hashes=4, bucket_size=16,
-                                                       causal=True, seed=0, backend=backend))
+        n_bytes, _ = saved_bytes(
+            lambda: lsh_attention(
+                qk, v, n_hashes=4, bucket_size=16, causal=True, seed=0, backend=backend
+            )
+        )
         return n_bytes
 
     assert saved("triton") <= saved("torch")

@@ -23,8 +23,9 @@ NAMES = sorted(ATTENTION_REGISTRY)
 
 
 def _layer(name: str, *, causal: bool = True, dtype: torch.dtype = torch.float64):
-    config = ReformerConfig(attention=name, d_model=D_MODEL, n_heads=2, n_hashes=2,
-                            bucket_size=4, causal=causal, seed=5)
+    config = ReformerConfig(
+        attention=name, d_model=D_MODEL, n_heads=2, n_hashes=2, bucket_size=4, causal=causal, seed=5
+    )
     torch.manual_seed(0)
     return build_attention(config).to(dtype)
 

@@ -59,7 +59,6 @@ def test_lsh_attention_and_the_module_pass_the_backend_on(monkeypatch):
     torch_out = lsh_attention(qk, v, n_hashes=2, bucket_size=4, seed=0, backend="torch")
     auto_out = lsh_attention(qk, v, n_hashes=2, bucket_size=4, seed=0)
     assert torch.equal(torch_out, auto_out)
-    layer = LSHSelfAttention(ReformerConfig(d_model=16, n_heads=2, bucket_size=4,
-                                            backend="triton"))
+    layer = LSHSelfAttention(ReformerConfig(d_model=16, n_heads=2, bucket_size=4, backend="triton"))
     with pytest.raises(ValueError, match="backend"):
         layer(torch.randn(1, 16, 16))

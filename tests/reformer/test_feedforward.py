@@ -60,8 +60,16 @@ def test_frozen_parameters_and_input_without_grad():
 
 
 def test_model_chunked_equals_unchunked_loss_grads_and_saves_less():
-    config = ReformerConfig(vocab_size=32, d_model=16, n_heads=2, n_layers=2, d_ff=128,
-                            attention="full", reversible=False, max_seq_len=64)
+    config = ReformerConfig(
+        vocab_size=32,
+        d_model=16,
+        n_heads=2,
+        n_layers=2,
+        d_ff=128,
+        attention="full",
+        reversible=False,
+        max_seq_len=64,
+    )
     torch.manual_seed(0)
     plain = ReformerLM(config).double()
     chunked = ReformerLM(config.replace(ff_chunks=4)).double()

@@ -12,8 +12,16 @@ from reformer.config import ReformerConfig
 from reformer.flops import flops_breakdown, model_flops
 from reformer.model import ReformerLM
 
-BASE = ReformerConfig(vocab_size=32, d_model=32, n_heads=2, n_layers=2, d_ff=64, n_hashes=2,
-                      bucket_size=8, max_seq_len=128)
+BASE = ReformerConfig(
+    vocab_size=32,
+    d_model=32,
+    n_heads=2,
+    n_layers=2,
+    d_ff=64,
+    n_hashes=2,
+    bucket_size=8,
+    max_seq_len=128,
+)
 
 
 def _counted(config: ReformerConfig, seq_len: int, batch: int) -> tuple[int, int]:
@@ -28,20 +36,24 @@ def _counted(config: ReformerConfig, seq_len: int, batch: int) -> tuple[int, int
     return forward, counter.get_total_flops()
 
 
-@pytest.mark.parametrize("changes,seq_len", [
-    (dict(attention="full", reversible=False), 40),
-    (dict(attention="full", reversible=True, ff_chunks=3), 40),
-    (dict(attention="lsh", reversible=True, ff_chunks=4), 64),
-    (dict(attention="lsh", reversible=False), 60),  # padded to a multiple of bucket_size
-    (dict(attention="lsh", reversible=True, n_hashes=3, n_buckets=(4, 6)), 48),  # factorised
-    (dict(attention="lsh", reversible=False, bucket_size=64, n_hashes=1), 50),  # one chunk
-])
+@pytest.mark.parametrize(
+    "changes,seq_len",
+    [
+        (dict(attention="full", reversible=False), 40),
+        (dict(attention="full", reversible=True, ff_chunks=3), 40),
+        (dict(attention="lsh", reversible=True, ff_chunks=4), 64),
+        (dict(attention="lsh", reversible=False), 60),  # padded to a multiple of bucket_size
+        (dict(attention="lsh", reversible=True, n_hashes=3, n_buckets=(4, 6)), 48),  # factorised
+        (dict(attention="lsh", reversible=False, bucket_size=64, n_hashes=1), 50),  # one chunk
+    ],
+)
 def test_analytic_equals_counted(changes, seq_len):
     config = BASE.replace(**changes)
     forward, backward = _counted(config, seq_len, batch=2)
     assert forward == model_flops(config, seq_len, batch=2)
-    assert forward + backward == model_flops(config, seq_len, batch=2, backward=True,
-                                             recompute=True)
+    assert forward + backward == model_flops(
+        config, seq_len, batch=2, backward=True, recompute=True
+    )
 
 
 def test_model_flops_do_not_depend_on_memory_tricks():
@@ -49,8 +61,9 @@ def test_model_flops_do_not_depend_on_memory_tricks():
     frugal = plain.replace(reversible=True, ff_chunks=8)
     for backward in (False, True):
         assert model_flops(plain, 256, 2, backward) == model_flops(frugal, 256, 2, backward)
-    assert model_flops(frugal, 256, 2, True, recompute=True) > model_flops(plain, 256, 2, True,
-                                                                           recompute=True)
+    assert model_flops(frugal, 256, 2, True, recompute=True) > model_flops(
+        plain, 256, 2, True, recompute=True
+    )
 
 
 def test_breakdown_sums_to_total_and_backward_is_twice_forward():

@@ -13,8 +13,7 @@ def _case(batch=2, length=37, d=8, vocab=11, seed=0):
     head = nn.Linear(d, vocab, bias=False).double()
     with torch.no_grad():
         head.weight.copy_(torch.randn(vocab, d, generator=gen, dtype=torch.float64))
-    hidden = torch.randn(batch, length, d, generator=gen, dtype=torch.float64,
-                         requires_grad=True)
+    hidden = torch.randn(batch, length, d, generator=gen, dtype=torch.float64, requires_grad=True)
     tokens = torch.randint(0, vocab, (batch, length), generator=gen)
     return head, hidden, tokens
 
@@ -31,8 +30,9 @@ def _value_and_grads(loss_fn, head, hidden, tokens):
 def test_sliced_loss_equals_the_one_shot_loss_and_its_gradients(chunk_tokens):
     head, hidden, tokens = _case()
     want = _value_and_grads(next_token_loss_reference, head, hidden, tokens)
-    got = _value_and_grads(lambda *a: next_token_loss(*a, chunk_tokens=chunk_tokens),
-                           head, hidden, tokens)
+    got = _value_and_grads(
+        lambda *a: next_token_loss(*a, chunk_tokens=chunk_tokens), head, hidden, tokens
+    )
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
 
@@ -40,8 +40,10 @@ def test_sliced_loss_equals_the_one_shot_loss_and_its_gradients(chunk_tokens):
 def test_sliced_loss_without_grad_equals_the_one_shot_loss():
     head, hidden, tokens = _case()
     with torch.no_grad():
-        torch.testing.assert_close(next_token_loss(head, hidden, tokens, chunk_tokens=5),
-                                   next_token_loss_reference(head, hidden, tokens))
+        torch.testing.assert_close(
+            next_token_loss(head, hidden, tokens, chunk_tokens=5),
+            next_token_loss_reference(head, hidden, tokens),
+        )
 
 
 def test_sliced_loss_saves_no_logits_for_backward():

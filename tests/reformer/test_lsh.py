@@ -17,8 +17,12 @@ from reformer.reference import (
 from suites.saved_bytes import saved_bytes
 
 # The torch path runs on every device; reference twins run on the CPU.
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
 
 
 def _inputs(batch=2, heads=2, length=16, dim=8, dtype=torch.float64, seed=0, device="cpu"):
@@ -52,20 +56,33 @@ GRID = [
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("length,bucket_size,n_hashes,causal,padding,dup", GRID)
-def test_fast_path_matches_reference(length, bucket_size, n_hashes, causal, padding, dup,
-                                     device):
+def test_fast_path_matches_reference(length, bucket_size, n_hashes, causal, padding, dup, device):
     qk, v = _inputs(length=length, dim=6)
     mask = None
     if padding:
         mask = torch.rand(2, length, generator=torch.Generator().manual_seed(5)) > 0.25
         mask[:, 0] = True
     fast_qk, fast_v = (x.detach().to(device).requires_grad_() for x in (qk, v))
-    out, buckets = lsh_attention(fast_qk, fast_v, n_hashes=n_hashes, bucket_size=bucket_size,
-                                 causal=causal, seed=3,
-                                 padding_mask=None if mask is None else mask.to(device),
-                                 dup_correction=dup, return_buckets=True)
-    ref = lsh_attention_reference(qk, v, buckets.cpu(), bucket_size=bucket_size,
-                                  causal=causal, padding_mask=mask, dup_correction=dup)
+    out, buckets = lsh_attention(
+        fast_qk,
+        fast_v,
+        n_hashes=n_hashes,
+        bucket_size=bucket_size,
+        causal=causal,
+        seed=3,
+        padding_mask=None if mask is None else mask.to(device),
+        dup_correction=dup,
+        return_buckets=True,
+    )
+    ref = lsh_attention_reference(
+        qk,
+        v,
+        buckets.cpu(),
+        bucket_size=bucket_size,
+        causal=causal,
+        padding_mask=mask,
+        dup_correction=dup,
+    )
     real = torch.ones(2, length, dtype=torch.bool) if mask is None else mask
     real = real[:, None, :, None]
     torch.testing.assert_close(out.cpu() * real, ref * real, rtol=1e-9, atol=1e-9)
@@ -84,8 +101,9 @@ def test_query_that_sees_only_itself_gets_exactly_its_value(n_hashes, dup, devic
     exactly its own v, in float32 too (rounds are not merged at the -1e5 self-logit scale,
     where float32 is spaced 0.0078)."""
     qk, v = _inputs(length=64, dim=16, dtype=torch.float32, device=device)
-    out = lsh_attention(qk, v, n_hashes=n_hashes, bucket_size=8, causal=True, seed=1,
-                        dup_correction=dup)
+    out = lsh_attention(
+        qk, v, n_hashes=n_hashes, bucket_size=8, causal=True, seed=1, dup_correction=dup
+    )
     assert torch.equal(out[:, :, 0], v[:, :, 0])
 
 
@@ -102,8 +120,14 @@ def test_float32_matches_float64_on_the_same_buckets(dup, device):
     """
     length, dim, chunk, n_hashes = 4096, 32, 32, 4
     qk, v = _inputs(batch=1, length=length, dim=dim, device=device)
-    kwargs = dict(n_hashes=n_hashes, bucket_size=chunk, causal=True, seed=0,
-                  dup_correction=dup, return_buckets=True)
+    kwargs = dict(
+        n_hashes=n_hashes,
+        bucket_size=chunk,
+        causal=True,
+        seed=0,
+        dup_correction=dup,
+        return_buckets=True,
+    )
     out64, buckets64 = lsh_attention(qk.detach(), v.detach(), **kwargs)
     out32, buckets32 = lsh_attention(qk.detach().float(), v.detach().float(), **kwargs)
     assert torch.equal(buckets32, buckets64)  # hashing is float32 in both: same buckets
@@ -150,8 +174,9 @@ def test_causal_values_from_the_future_do_not_leak(device):
     out = lsh_attention(qk, v, **kwargs)
     v2 = v.detach().clone()
     v2[:, :, t:] = torch.randn_like(v2[:, :, t:])
-    torch.testing.assert_close(lsh_attention(qk, v2, **kwargs)[:, :, :t], out[:, :, :t],
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        lsh_attention(qk, v2, **kwargs)[:, :, :t], out[:, :, :t], rtol=0, atol=0
+    )
     grads = torch.autograd.grad(out[:, :, :t].sum(), (qk, v))
     assert torch.count_nonzero(grads[0][:, :, t:]) == 0
     assert torch.count_nonzero(grads[1][:, :, t:]) == 0
@@ -203,8 +228,9 @@ def test_gradcheck_float64():
     mask = torch.tensor([[True] * 8 + [False] * 2])
 
     def fn(qk, v):
-        return lsh_attention(qk, v, n_hashes=2, bucket_size=4, causal=True, seed=0,
-                             padding_mask=mask)
+        return lsh_attention(
+            qk, v, n_hashes=2, bucket_size=4, causal=True, seed=0, padding_mask=mask
+        )
 
     assert torch.autograd.gradcheck(fn, (qk, v), eps=1e-6, atol=1e-5)
 
@@ -215,8 +241,7 @@ def test_padded_keys_get_zero_weight(device):
     mask = torch.ones(2, 24, dtype=torch.bool, device=device)
     mask[0, 5:9] = False
     mask[1, 20:] = False
-    out = lsh_attention(qk, v, n_hashes=3, bucket_size=4, causal=False, seed=0,
-                        padding_mask=mask)
+    out = lsh_attention(qk, v, n_hashes=3, bucket_size=4, causal=False, seed=0, padding_mask=mask)
     # d out_i / d v_j is the weight of key j for query i.
     (grad_v,) = torch.autograd.grad((out * mask[:, None, :, None]).sum(), (v,))
     assert torch.count_nonzero(grad_v.transpose(1, 2)[~mask]) == 0
@@ -248,8 +273,9 @@ def test_half_precision_length_not_a_multiple_of_the_chunk(dtype, device):
 def test_saved_for_backward_is_linear_in_length():
     def saved(length):
         qk, v = _inputs(batch=1, heads=2, length=length, dim=16, dtype=torch.float32)
-        n_bytes, _ = saved_bytes(lambda: lsh_attention(qk, v, n_hashes=4, bucket_size=16,
-                                                       causal=True, seed=0))
+        n_bytes, _ = saved_bytes(
+            lambda: lsh_attention(qk, v, n_hashes=4, bucket_size=16, causal=True, seed=0)
+        )
         return n_bytes
 
     small, large = saved(512), saved(4096)
@@ -299,13 +325,23 @@ def test_slicing_policies_agree_with_reference(monkeypatch, solo, slice_elements
     qk, v = _inputs(batch=2, heads=3, length=30, dim=4)
     mask = torch.ones(2, 30, dtype=torch.bool)
     mask[1, 3:6] = False
-    out, buckets = lsh_attention(qk, v, n_hashes=3, bucket_size=4, causal=True, seed=9,
-                                 padding_mask=mask, return_buckets=True)
-    ref = lsh_attention_reference(qk, v, buckets, bucket_size=4, causal=True,
-                                  padding_mask=mask)
+    out, buckets = lsh_attention(
+        qk,
+        v,
+        n_hashes=3,
+        bucket_size=4,
+        causal=True,
+        seed=9,
+        padding_mask=mask,
+        return_buckets=True,
+    )
+    ref = lsh_attention_reference(qk, v, buckets, bucket_size=4, causal=True, padding_mask=mask)
     real = mask[:, None, :, None]
     torch.testing.assert_close(out * real, ref * real, rtol=1e-9, atol=1e-9)
     weight = torch.randn_like(out) * real
-    for fast, slow in zip(torch.autograd.grad((out * weight).sum(), (qk, v)),
-                          torch.autograd.grad((ref * weight).sum(), (qk, v)), strict=True):
+    for fast, slow in zip(
+        torch.autograd.grad((out * weight).sum(), (qk, v)),
+        torch.autograd.grad((ref * weight).sum(), (qk, v)),
+        strict=True,
+    ):
         torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)

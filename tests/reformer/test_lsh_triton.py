@@ -26,12 +26,22 @@ def _run_cases(interpret: bool) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     if interpret:
         env["TRITON_INTERPRET"] = "1"
-    command = [sys.executable, "-m", "pytest", str(CASES), "-q", "-p", "no:cacheprovider",
-               "--durations=3"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=1200)
-    assert result.returncode == 0, (f"{' '.join(command)} failed:\n{result.stdout[-8000:]}"
-                                    f"\n{result.stderr[-4000:]}")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(CASES),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--durations=3",
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(command)} failed:\n{result.stdout[-8000:]}\n{result.stderr[-4000:]}"
+    )
 
 
 def test_kernels_match_reference_in_the_interpreter():

@@ -31,11 +31,11 @@ def _compile(job):
 @pytest.fixture(scope="module")
 def usage():
     """Compiles run in fresh processes (two at a time): they must not see TRITON_INTERPRET."""
-    jobs = [(variant, capability) for variant in shipped_variants()
-            for capability in CAPABILITIES]
+    jobs = [(variant, capability) for variant in shipped_variants() for capability in CAPABILITIES]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context,
-                             initializer=compiler_process) as pool:
+    with ProcessPoolExecutor(
+        max_workers=2, mp_context=context, initializer=compiler_process
+    ) as pool:
         return dict(zip(jobs, pool.map(_compile, jobs), strict=True))
 
 
@@ -46,8 +46,10 @@ def test_every_shipped_variant_fits_the_device(usage, capability):
     for (variant, cap), used in usage.items():
         if cap != capability:
             continue
-        report.append(f"sm_{cap} {variant}: {used.shared_bytes} B shared, {used.registers} "
-                      f"regs x {used.threads} threads, {used.spill_bytes} B stack")
+        report.append(
+            f"sm_{cap} {variant}: {used.shared_bytes} B shared, {used.registers} "
+            f"regs x {used.threads} threads, {used.spill_bytes} B stack"
+        )
         problems += [f"sm_{cap} {variant}: {p}" for p in limit_violations(used, cap)]
     print("\n".join(report))
     assert report
@@ -59,8 +61,7 @@ def test_every_launch_lies_inside_the_compiled_envelope(dtype):
     """Resource use grows with the tiles each thread holds; every configuration a call can
     get holds no more per thread than the largest compiled one, and no tile is smaller
     than the smallest compiled one."""
-    largest = kernel_config(TRITON_MAX_CHUNK, TRITON_MAX_HEAD[dtype], TRITON_MAX_HEAD[dtype],
-                            dtype)
+    largest = kernel_config(TRITON_MAX_CHUNK, TRITON_MAX_HEAD[dtype], TRITON_MAX_HEAD[dtype], dtype)
     smallest = kernel_config(1, 1, 1, dtype)
 
     def per_thread(config):
@@ -71,6 +72,5 @@ def test_every_launch_lies_inside_the_compiled_envelope(dtype):
         for dim in range(1, TRITON_MAX_HEAD[dtype] + 1, 7):
             config = kernel_config(chunk, dim, dim, dtype)
             assert per_thread(config) <= per_thread(largest)
-            assert min(config.block_c, config.block_d) >= min(smallest.block_c,
-                                                               smallest.block_d)
+            assert min(config.block_c, config.block_d) >= min(smallest.block_c, smallest.block_d)
             assert config.precision == largest.precision

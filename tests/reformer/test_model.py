@@ -11,8 +11,16 @@ from reformer.embedding import AxialPositionalEmbedding
 from reformer.model import ReformerLM
 from suites.saved_bytes import saved_bytes
 
-TINY = dict(vocab_size=32, d_model=32, n_heads=2, n_layers=2, d_ff=64, n_hashes=2,
-            bucket_size=8, max_seq_len=64)
+TINY = dict(
+    vocab_size=32,
+    d_model=32,
+    n_heads=2,
+    n_layers=2,
+    d_ff=64,
+    n_hashes=2,
+    bucket_size=8,
+    max_seq_len=64,
+)
 
 
 def _config(**changes) -> ReformerConfig:
@@ -57,8 +65,9 @@ def test_saved_bytes_flat_in_depth_when_reversible():
     assert deep <= 1.25 * shallow
 
     plain = config.replace(reversible=False, ff_chunks=1)
-    plain_ratio = _saved(plain.replace(n_layers=8), tokens) / _saved(plain.replace(n_layers=2),
-                                                                     tokens)
+    plain_ratio = _saved(plain.replace(n_layers=8), tokens) / _saved(
+        plain.replace(n_layers=2), tokens
+    )
     assert 3.0 <= plain_ratio <= 4.0  # 4x layers; the embedding and head do not grow
 
 
@@ -67,12 +76,16 @@ def _repeating_tokens(seq_len=32, period=8) -> torch.Tensor:
     return pattern.repeat(seq_len // period).unsqueeze(0)
 
 
-@pytest.mark.parametrize("model_class,changes", [
-    (ReformerLM, dict(attention="lsh", reversible=True, ff_chunks=2)),
-    (ReformerLM, dict(attention="full", reversible=False)),
-    (TransformerLM, dict(attention="full")),
-    (TransformerLM, dict(attention="sdpa")),
-], ids=["reformer-lsh-reversible", "reformer-full", "transformer-full", "transformer-sdpa"])
+@pytest.mark.parametrize(
+    "model_class,changes",
+    [
+        (ReformerLM, dict(attention="lsh", reversible=True, ff_chunks=2)),
+        (ReformerLM, dict(attention="full", reversible=False)),
+        (TransformerLM, dict(attention="full")),
+        (TransformerLM, dict(attention="sdpa")),
+    ],
+    ids=["reformer-lsh-reversible", "reformer-full", "transformer-full", "transformer-sdpa"],
+)
 def test_overfits_a_repeating_sequence(model_class, changes):
     torch.manual_seed(0)
     model = model_class(_config(**changes))
@@ -90,17 +103,20 @@ def test_overfits_a_repeating_sequence(model_class, changes):
 
 def _changed_after(tokens: torch.Tensor, t: int) -> torch.Tensor:
     other = tokens.clone()
-    other[:, t + 1:] = (other[:, t + 1:] + 1 + torch.arange(other.shape[1] - t - 1)) % 32
+    other[:, t + 1 :] = (other[:, t + 1 :] + 1 + torch.arange(other.shape[1] - t - 1)) % 32
     return other
 
 
-@pytest.mark.parametrize("model_class,changes", [
-    (ReformerLM, dict(attention="full")),
-    (ReformerLM, dict(attention="sdpa", reversible=False)),
-    (ReformerLM, dict(attention="lsh", bucket_size=64)),  # one chunk per round: exact
-    (TransformerLM, dict(attention="full")),
-    (TransformerLM, dict(attention="sdpa")),
-])
+@pytest.mark.parametrize(
+    "model_class,changes",
+    [
+        (ReformerLM, dict(attention="full")),
+        (ReformerLM, dict(attention="sdpa", reversible=False)),
+        (ReformerLM, dict(attention="lsh", bucket_size=64)),  # one chunk per round: exact
+        (TransformerLM, dict(attention="full")),
+        (TransformerLM, dict(attention="sdpa")),
+    ],
+)
 def test_logits_do_not_depend_on_later_tokens(model_class, changes):
     torch.manual_seed(0)
     model = model_class(_config(**changes)).eval()
@@ -114,15 +130,16 @@ def test_logits_do_not_depend_on_later_tokens(model_class, changes):
             for block, block_state in zip(model.blocks, state, strict=True):
                 block.set_rng_state(block_state)
         after = model(other)
-    torch.testing.assert_close(after[:, :t + 1], before[:, :t + 1], rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(after[:, t + 1:], before[:, t + 1:])
+    torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after[:, t + 1 :], before[:, t + 1 :])
 
 
 @pytest.mark.parametrize("reversible", [True, False])
 def test_lsh_gradient_from_future_embeddings_is_exactly_zero(reversible):
     torch.manual_seed(0)
-    model = ReformerLM(_config(attention="lsh", reversible=reversible, ff_chunks=2,
-                               n_layers=3)).double()
+    model = ReformerLM(
+        _config(attention="lsh", reversible=reversible, ff_chunks=2, n_layers=3)
+    ).double()
     tokens = torch.randint(0, 32, (2, 64))  # 8 chunks per round: hashing decides neighbours
     captured = {}
 
@@ -135,15 +152,18 @@ def test_lsh_gradient_from_future_embeddings_is_exactly_zero(reversible):
     t = 30
     logits[:, t].square().sum().backward()
     grad = captured["embeddings"].grad
-    assert torch.count_nonzero(grad[:, t + 1:]) == 0
-    assert torch.count_nonzero(grad[:, :t + 1]) > 0
+    assert torch.count_nonzero(grad[:, t + 1 :]) == 0
+    assert torch.count_nonzero(grad[:, : t + 1]) > 0
 
 
-@pytest.mark.parametrize("changes,field", [
-    (dict(d_model=30, n_heads=4), "n_heads"),
-    (dict(attention="linear"), "attention"),
-    (dict(ff_chunks=0), "ff_chunks"),
-])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        (dict(d_model=30, n_heads=4), "n_heads"),
+        (dict(attention="linear"), "attention"),
+        (dict(ff_chunks=0), "ff_chunks"),
+    ],
+)
 def test_bad_config_errors_name_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
         _config(**changes)

@@ -15,8 +15,19 @@ from reformer.reversible import plain_autograd, reversible_stack
 
 
 def _config(**changes) -> ReformerConfig:
-    base = dict(vocab_size=32, d_model=32, n_heads=2, n_layers=4, d_ff=64, attention="lsh",
-                n_hashes=2, bucket_size=8, reversible=True, dropout=0.1, max_seq_len=64)
+    base = dict(
+        vocab_size=32,
+        d_model=32,
+        n_heads=2,
+        n_layers=4,
+        d_ff=64,
+        attention="lsh",
+        n_hashes=2,
+        bucket_size=8,
+        reversible=True,
+        dropout=0.1,
+        max_seq_len=64,
+    )
     return ReformerConfig(**{**base, **changes})
 
 
@@ -43,8 +54,13 @@ def _loss_and_grads(model: ReformerLM, tokens: torch.Tensor, plain: bool):
 def _assert_grads_close(got: dict, expected: dict) -> None:
     assert got.keys() == expected.keys()
     for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=1e-9, atol=1e-11,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            got[name],
+            expected[name],
+            rtol=1e-9,
+            atol=1e-11,
+            msg=lambda m, name=name: f"{name}: {m}",
+        )
 
 
 @pytest.mark.parametrize("ff_chunks", [1, 3])
@@ -124,8 +140,10 @@ def test_recomputation_keeps_the_forward_autocast(ff_chunks):
     grads = []
     for plain in (True, False):
         model.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16), \
-                (plain_autograd() if plain else contextlib.nullcontext()):
+        with (
+            torch.autocast("cpu", dtype=torch.bfloat16),
+            plain_autograd() if plain else contextlib.nullcontext(),
+        ):
             loss = model.loss(tokens)
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))

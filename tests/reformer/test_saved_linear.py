@@ -11,9 +11,18 @@ from suites.saved_bytes import saved_bytes
 
 
 def _saved(seq_len: int) -> int:
-    config = ReformerConfig(vocab_size=32, d_model=32, n_heads=2, n_layers=2, d_ff=64,
-                            n_hashes=2, bucket_size=8, ff_chunks=4, axial_shape=(64, 64),
-                            max_seq_len=4096)
+    config = ReformerConfig(
+        vocab_size=32,
+        d_model=32,
+        n_heads=2,
+        n_layers=2,
+        d_ff=64,
+        n_hashes=2,
+        bucket_size=8,
+        ff_chunks=4,
+        axial_shape=(64, 64),
+        max_seq_len=4096,
+    )
     torch.manual_seed(0)
     model = ReformerLM(config)
     tokens = torch.randint(32, (1, seq_len), generator=torch.Generator().manual_seed(1))

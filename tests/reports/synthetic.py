@@ -11,14 +11,34 @@ import json
 from pathlib import Path
 
 ENV = {
-    "schema_version": 1, "git_sha": "0123456789abcdef", "git_dirty": False, "host": "testhost",
-    "cpu_model": "Test(R) CPU Model 9 @ 2.00GHz", "n_cpus": 2, "gpu_name": None, "driver": None,
-    "torch": "2.13.0", "python": "3.11.2", "cuda": None, "device": "cpu", "dtype": "float32",
-    "num_threads": 2, "seed": 0, "memory_method": "vmhwm", "causal": True,
+    "schema_version": 1,
+    "git_sha": "0123456789abcdef",
+    "git_dirty": False,
+    "host": "testhost",
+    "cpu_model": "Test(R) CPU Model 9 @ 2.00GHz",
+    "n_cpus": 2,
+    "gpu_name": None,
+    "driver": None,
+    "torch": "2.13.0",
+    "python": "3.11.2",
+    "cuda": None,
+    "device": "cpu",
+    "dtype": "float32",
+    "num_threads": 2,
+    "seed": 0,
+    "memory_method": "vmhwm",
+    "causal": True,
     "load_avg_1m": 0.5,
 }
-SHAPE = {"d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256, "bucket_size": 32,
-         "n_hashes": 2, "ff_chunks": 1}
+SHAPE = {
+    "d_model": 64,
+    "n_heads": 4,
+    "n_layers": 2,
+    "d_ff": 256,
+    "bucket_size": 32,
+    "n_hashes": 2,
+    "ff_chunks": 1,
+}
 MODELS = {
     "transformer-full": {"attention": "full", "reversible": False},
     "transformer-sdpa": {"attention": "sdpa", "reversible": False},
@@ -30,21 +50,40 @@ TOKENS_PER_BATCH = 8192
 
 
 def _row(suite: str, model: str, day: int, **fields: object) -> dict:
-    row = {**ENV, **SHAPE, **MODELS.get(model, {}), "suite": suite, "model": model,
-           "run_id": f"{suite}_synthetic", "timestamp_utc": f"2024-05-0{1 + day % 3}T12:00:00Z",
-           "batch": 1, "pass": "train_step", "status": "ok", "error": None, "wall_s": 1.0}
+    row = {
+        **ENV,
+        **SHAPE,
+        **MODELS.get(model, {}),
+        "suite": suite,
+        "model": model,
+        "run_id": f"{suite}_synthetic",
+        "timestamp_utc": f"2024-05-0{1 + day % 3}T12:00:00Z",
+        "batch": 1,
+        "pass": "train_step",
+        "status": "ok",
+        "error": None,
+        "wall_s": 1.0,
+    }
     row.update(fields)
     return row
 
 
 def _measure(row: dict, t_ms: float, peak_mb: float | None) -> dict:
     if row["status"] == "ok":
-        row.update(t_median_ms=t_ms, t_iqr_ms=0.05 * t_ms, n_samples=7, peak_mb=peak_mb,
-                   saved_mb=None if peak_mb is None or row["pass"] == "fwd" else 0.6 * peak_mb,
-                   tokens_per_s=row["batch"] * row["seq_len"] / t_ms * 1e3)
+        row.update(
+            t_median_ms=t_ms,
+            t_iqr_ms=0.05 * t_ms,
+            n_samples=7,
+            peak_mb=peak_mb,
+            saved_mb=None if peak_mb is None or row["pass"] == "fwd" else 0.6 * peak_mb,
+            tokens_per_s=row["batch"] * row["seq_len"] / t_ms * 1e3,
+        )
         # 1 MFLOP per token against a 0.1 TFLOP/s peak (the efficiency section).
-        row.update(tflops_per_s=row["tokens_per_s"] * 1e-6, peak_tflops=0.1,
-                   peak_source="measured_gemm_4096")
+        row.update(
+            tflops_per_s=row["tokens_per_s"] * 1e-6,
+            peak_tflops=0.1,
+            peak_source="measured_gemm_4096",
+        )
         row["mfu"] = row["tflops_per_s"] / row["peak_tflops"]
     return row
 
@@ -60,16 +99,25 @@ def memory_rows() -> list[dict]:
                     status = _memory_status(model, pass_name, seq_len, n_layers)
                     quadratic = MODELS[model]["attention"] == "full"
                     per_layer = 1 if MODELS[model]["reversible"] else n_layers / 2
-                    peak = 20 + 0.01 * seq_len * per_layer + (
-                        2e-5 * seq_len**2 * n_layers / 2 if quadratic else 0)
-                    row = _row("memory", model, seq_len, seq_len=seq_len, status=status,
-                               n_layers=n_layers, **{"pass": pass_name})
+                    peak = (
+                        20
+                        + 0.01 * seq_len * per_layer
+                        + (2e-5 * seq_len**2 * n_layers / 2 if quadratic else 0)
+                    )
+                    row = _row(
+                        "memory",
+                        model,
+                        seq_len,
+                        seq_len=seq_len,
+                        status=status,
+                        n_layers=n_layers,
+                        **{"pass": pass_name},
+                    )
                     if status == "error":
                         row["error"] = "RuntimeError: synthetic failure"
                     if status != "ok":
                         row["num_threads"] = None
-                    rows.append(_measure(row, 1.0, peak * (3 if pass_name == "train_step"
-                                                           else 1)))
+                    rows.append(_measure(row, 1.0, peak * (3 if pass_name == "train_step" else 1)))
     return rows
 
 
@@ -87,9 +135,19 @@ def quick_memory_rows() -> list[dict]:
     rows = []
     for model in MODELS:
         for seq_len in (128, 256):
-            row = _row("memory", model, 0, seq_len=seq_len, n_layers=1, d_model=32,
-                       d_ff=64, num_threads=1, run_id="memory_quick",
-                       timestamp_utc="2024-04-29T12:00:00Z", **{"pass": "train_step"})
+            row = _row(
+                "memory",
+                model,
+                0,
+                seq_len=seq_len,
+                n_layers=1,
+                d_model=32,
+                d_ff=64,
+                num_threads=1,
+                run_id="memory_quick",
+                timestamp_utc="2024-04-29T12:00:00Z",
+                **{"pass": "train_step"},
+            )
             rows.append(_measure(row, 1.0, 5.0 + seq_len / 100))
     return rows
 
@@ -100,46 +158,107 @@ def time_rows() -> list[dict]:
     rows = []
     for seq_len in LENGTHS:
         batch = TOKENS_PER_BATCH // seq_len
-        for model, cost in (("transformer-full", 2 + 0.01 * seq_len),
-                            ("transformer-sdpa", 1 + 0.006 * seq_len)):
-            rows.append(_measure(_row("time", model, 0, seq_len=seq_len, batch=batch,
-                                      load_avg_1m=1.5, **{"pass": "fwd_bwd"}), cost, None))
+        for model, cost in (
+            ("transformer-full", 2 + 0.01 * seq_len),
+            ("transformer-sdpa", 1 + 0.006 * seq_len),
+        ):
+            rows.append(
+                _measure(
+                    _row(
+                        "time",
+                        model,
+                        0,
+                        seq_len=seq_len,
+                        batch=batch,
+                        load_avg_1m=1.5,
+                        **{"pass": "fwd_bwd"},
+                    ),
+                    cost,
+                    None,
+                )
+            )
         for n_hashes in (1, 2, 4, 8):
             status = "timeout" if n_hashes == 8 and seq_len == 8192 else "ok"
-            rows.append(_measure(_row("time", "reformer-lsh-rev", 0, seq_len=seq_len,
-                                      batch=batch, n_hashes=n_hashes, status=status,
-                                      load_avg_1m=5.0 if n_hashes == 8 else 1.5,
-                                      **{"pass": "fwd_bwd"}), 12.0 * n_hashes, None))
+            rows.append(
+                _measure(
+                    _row(
+                        "time",
+                        "reformer-lsh-rev",
+                        0,
+                        seq_len=seq_len,
+                        batch=batch,
+                        n_hashes=n_hashes,
+                        status=status,
+                        load_avg_1m=5.0 if n_hashes == 8 else 1.5,
+                        **{"pass": "fwd_bwd"},
+                    ),
+                    12.0 * n_hashes,
+                    None,
+                )
+            )
     return rows
 
 
 def old_time_rows() -> list[dict]:
     """An older run of the time suite at one thread, on a loaded machine: times twice as
     long. Drawn only when asked (--runs all), never on the lines of the newest run."""
-    return [dict(_measure({**row, "status": "ok"}, 2 * row.get("t_median_ms", 96.0), None),
-                 run_id="time_old", num_threads=1, load_avg_1m=6.0,
-                 timestamp_utc="2024-04-30T12:00:00Z")
-            for row in time_rows()]
+    return [
+        dict(
+            _measure({**row, "status": "ok"}, 2 * row.get("t_median_ms", 96.0), None),
+            run_id="time_old",
+            num_threads=1,
+            load_avg_1m=6.0,
+            timestamp_utc="2024-04-30T12:00:00Z",
+        )
+        for row in time_rows()
+    ]
 
 
 def ablation_rows() -> list[dict]:
     rows = []
     for n_hashes in (1, 2, 4, 8):
-        rows.append(_measure(_row("hashes", "reformer-lsh-rev", 0, seq_len=2048,
-                                  n_hashes=n_hashes), 10.0 * n_hashes, 40 + 10 * n_hashes))
+        rows.append(
+            _measure(
+                _row("hashes", "reformer-lsh-rev", 0, seq_len=2048, n_hashes=n_hashes),
+                10.0 * n_hashes,
+                40 + 10 * n_hashes,
+            )
+        )
     for bucket_size in (32, 64, 128, 256):
         status = "skipped" if bucket_size == 256 else "ok"
-        rows.append(_measure(_row("chunks", "reformer-lsh-rev", 0, seq_len=2048,
-                                  bucket_size=bucket_size, status=status),
-                             8 + bucket_size / 16, 50 + bucket_size / 4))
+        rows.append(
+            _measure(
+                _row(
+                    "chunks",
+                    "reformer-lsh-rev",
+                    0,
+                    seq_len=2048,
+                    bucket_size=bucket_size,
+                    status=status,
+                ),
+                8 + bucket_size / 16,
+                50 + bucket_size / 4,
+            )
+        )
     for model in ("reformer-lsh-rev", "reformer-lsh"):
         for ff_chunks in (1, 4):
             for n_layers in (2, 4, 8):
                 reversible = MODELS[model]["reversible"]
                 peak = 30 + (5 if reversible else 5 * n_layers) * (1 if ff_chunks > 1 else 2)
-                rows.append(_measure(_row("reversible", model, 0, seq_len=1024,
-                                          n_layers=n_layers, ff_chunks=ff_chunks),
-                                     5.0 * n_layers, peak))
+                rows.append(
+                    _measure(
+                        _row(
+                            "reversible",
+                            model,
+                            0,
+                            seq_len=1024,
+                            n_layers=n_layers,
+                            ff_chunks=ff_chunks,
+                        ),
+                        5.0 * n_layers,
+                        peak,
+                    )
+                )
     return rows
 
 
@@ -148,17 +267,45 @@ def peer_scale_rows() -> list[dict]:
     rows = []
     layer = {"n_layers": 1, "reversible": None, "d_ff": None, "ff_chunks": None}
     for seq_len in (1024, 2048, 4096):
-        ours = _row("peers", "attn-lsh", 0, seq_len=seq_len, attention="lsh", **layer,
-                    impl="reformer.LSHSelfAttention", impl_version="0.1.0", **{"pass": "fwd_bwd"})
+        ours = _row(
+            "peers",
+            "attn-lsh",
+            0,
+            seq_len=seq_len,
+            attention="lsh",
+            **layer,
+            impl="reformer.LSHSelfAttention",
+            impl_version="0.1.0",
+            **{"pass": "fwd_bwd"},
+        )
         rows.append(_measure(ours, 10.0, 40.0))
-        sdpa = _row("peers", "attn-sdpa", 0, seq_len=seq_len, attention="sdpa", **layer,
-                    n_hashes=None, bucket_size=None, impl="reformer.ExactSelfAttention",
-                    impl_version="0.1.0", **{"pass": "fwd_bwd"})
+        sdpa = _row(
+            "peers",
+            "attn-sdpa",
+            0,
+            seq_len=seq_len,
+            attention="sdpa",
+            **layer,
+            n_hashes=None,
+            bucket_size=None,
+            impl="reformer.ExactSelfAttention",
+            impl_version="0.1.0",
+            **{"pass": "fwd_bwd"},
+        )
         rows.append(_measure(sdpa, 4.0 * seq_len / 1024, 10.0))
         status = "timeout" if seq_len == 4096 else "ok"
-        peer = _row("peers", "peer-reformer-pytorch", 0, seq_len=seq_len, attention="lsh",
-                    **layer, impl="reformer_pytorch.LSHSelfAttention", impl_version="1.4.4",
-                    status=status, **{"pass": "fwd_bwd"})
+        peer = _row(
+            "peers",
+            "peer-reformer-pytorch",
+            0,
+            seq_len=seq_len,
+            attention="lsh",
+            **layer,
+            impl="reformer_pytorch.LSHSelfAttention",
+            impl_version="1.4.4",
+            status=status,
+            **{"pass": "fwd_bwd"},
+        )
         rows.append(_measure(peer, 15.0, 80.0))
     for model, limit in (("reformer-lsh-rev", 65536), ("transformer-full", 8192)):
         for seq_len in (4096, 8192, 16384, 32768, 65536, 131072):
@@ -172,50 +319,107 @@ def quality_rows() -> list[dict]:
     """Table 2 as three seeds (the paper's numbers, then two others a few points off), and
     byte-LM curves of one seed."""
     rows = []
-    paper = {"full": (1.0, 0.948, 0.925, 0.769, 0.525),
-             "lsh-4": (0.008, 1.0, 0.999, 0.994, 0.919),
-             "lsh-2": (0.008, 1.0, 0.999, 0.981, 0.868),
-             "lsh-1": (0.008, 0.999, 0.996, 0.948, 0.779)}
+    paper = {
+        "full": (1.0, 0.948, 0.925, 0.769, 0.525),
+        "lsh-4": (0.008, 1.0, 0.999, 0.994, 0.919),
+        "lsh-2": (0.008, 1.0, 0.999, 0.981, 0.868),
+        "lsh-1": (0.008, 0.999, 0.996, 0.948, 0.779),
+    }
     for seed, offset in ((0, 0.0), (1, -0.04), (2, -0.02)):
         for trained, accuracies in paper.items():
-            for evaluated, accuracy in zip(("full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"),
-                                           accuracies, strict=True):
-                rows.append(_measure(_row(
-                    "quality", "reformer-dup", 0, seq_len=64, task="duplication", seed=seed,
-                    train_attention=trained, eval_attention=evaluated,
-                    accuracy=max(0.0, accuracy + offset)), 1.0, None))
+            for evaluated, accuracy in zip(
+                ("full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"), accuracies, strict=True
+            ):
+                rows.append(
+                    _measure(
+                        _row(
+                            "quality",
+                            "reformer-dup",
+                            0,
+                            seq_len=64,
+                            task="duplication",
+                            seed=seed,
+                            train_attention=trained,
+                            eval_attention=evaluated,
+                            accuracy=max(0.0, accuracy + offset),
+                        ),
+                        1.0,
+                        None,
+                    )
+                )
     for model, final in (("reformer-lsh-rev", 2.1), ("transformer-sdpa", 2.0)):
         for step in (100, 200, 300):
-            rows.append(_measure(_row("quality", model, 0, seq_len=256, task="byte_lm",
-                                      step=step, bits_per_byte=final + 300 / step - 1),
-                                 1.0, None))
+            rows.append(
+                _measure(
+                    _row(
+                        "quality",
+                        model,
+                        0,
+                        seq_len=256,
+                        task="byte_lm",
+                        step=step,
+                        bits_per_byte=final + 300 / step - 1,
+                    ),
+                    1.0,
+                    None,
+                )
+            )
     return rows
 
 
 def history_rows() -> list[dict]:
     """Rows as suites.ci writes them: two ratio gates, one deterministic gate failing last."""
     common = {"host": "ci", "command": "python -m suites.ci"}
-    ratios = [{**common, "timestamp_utc": f"2024-05-0{day}T00:00:00Z", "git_sha": f"sha{day}",
-               "figure": figure, "kind": "ratio", "value": value * (1 + 0.02 * day),
-               "unit": "time ratio", "status": "pass", "baseline": value, "tolerance": 0.25}
-              for day in (1, 2, 3) for figure, value in (("lsh4_vs_full_8k", 0.4),
-                                                          ("reversible_vs_plain_step", 1.5))]
-    slope = [{**common, "timestamp_utc": f"2024-05-0{day}T00:00:00Z", "git_sha": f"sha{day}",
-              "figure": "saved_bytes_slope_lsh", "kind": "deterministic", "value": value,
-              "unit": "log-log slope", "status": status, "limit": "<= 1.15"}
-             for day, value, status in ((1, 1.0, "pass"), (2, 1.01, "pass"), (3, 2.0, "fail"))]
+    ratios = [
+        {
+            **common,
+            "timestamp_utc": f"2024-05-0{day}T00:00:00Z",
+            "git_sha": f"sha{day}",
+            "figure": figure,
+            "kind": "ratio",
+            "value": value * (1 + 0.02 * day),
+            "unit": "time ratio",
+            "status": "pass",
+            "baseline": value,
+            "tolerance": 0.25,
+        }
+        for day in (1, 2, 3)
+        for figure, value in (("lsh4_vs_full_8k", 0.4), ("reversible_vs_plain_step", 1.5))
+    ]
+    slope = [
+        {
+            **common,
+            "timestamp_utc": f"2024-05-0{day}T00:00:00Z",
+            "git_sha": f"sha{day}",
+            "figure": "saved_bytes_slope_lsh",
+            "kind": "deterministic",
+            "value": value,
+            "unit": "log-log slope",
+            "status": status,
+            "limit": "<= 1.15",
+        }
+        for day, value, status in ((1, 1.0, "pass"), (2, 1.01, "pass"), (3, 2.0, "fail"))
+    ]
     return ratios + slope
 
 
 def all_rows() -> list[dict]:
     """Every suite's newest run, plus an older run of two suites that a default report
     leaves out (a --quick memory run and a one-thread time run under load)."""
-    return (memory_rows() + quick_memory_rows() + time_rows() + old_time_rows()
-            + ablation_rows() + peer_scale_rows() + quality_rows())
+    return (
+        memory_rows()
+        + quick_memory_rows()
+        + time_rows()
+        + old_time_rows()
+        + ablation_rows()
+        + peer_scale_rows()
+        + quality_rows()
+    )
 
 
-def write_results(folder: Path, rows: list[dict], history: list[dict] | None = None,
-                  malformed: bool = False) -> Path:
+def write_results(
+    folder: Path, rows: list[dict], history: list[dict] | None = None, malformed: bool = False
+) -> Path:
     """results/<suite>.jsonl per suite, plus ci/history.jsonl; optionally a torn line."""
     folder.mkdir(parents=True, exist_ok=True)
     by_suite: dict[str, list[dict]] = {}
@@ -229,6 +433,6 @@ def write_results(folder: Path, rows: list[dict], history: list[dict] | None = N
     if history:
         (folder / "ci").mkdir(exist_ok=True)
         (folder / "ci" / "history.jsonl").write_text(
-            "\n".join(json.dumps(row) for row in history) + "\n")
+            "\n".join(json.dumps(row) for row in history) + "\n"
+        )
     return folder
-

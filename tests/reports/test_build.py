@@ -18,16 +18,35 @@ from tests.reports.synthetic import (
 )
 
 DPI = 30
-ALL_FIGURES = {"memory_peak", "memory_saved", "time_vs_length", "hashes_ablation",
-               "chunks_ablation", "reversible_depth", "peers_normalised", "scale",
-               "quality_table2", "quality_bits_per_byte", "ci_history", "efficiency_vs_length"}
+ALL_FIGURES = {
+    "memory_peak",
+    "memory_saved",
+    "time_vs_length",
+    "hashes_ablation",
+    "chunks_ablation",
+    "reversible_depth",
+    "peers_normalised",
+    "scale",
+    "quality_table2",
+    "quality_bits_per_byte",
+    "ci_history",
+    "efficiency_vs_length",
+}
 
 
 def test_synthetic_rows_cover_every_status_and_suite():
     rows = all_rows()
     assert {row["status"] for row in rows} == {"ok", "oom", "timeout", "error", "skipped"}
-    assert {row["suite"] for row in rows} == {"memory", "time", "hashes", "chunks",
-                                              "reversible", "peers", "scale", "quality"}
+    assert {row["suite"] for row in rows} == {
+        "memory",
+        "time",
+        "hashes",
+        "chunks",
+        "reversible",
+        "peers",
+        "scale",
+        "quality",
+    }
 
 
 def _figures(report: Path) -> set[str]:
@@ -62,33 +81,50 @@ def test_full_report_has_every_figure(full_report):
 
 def test_full_report_text(full_report):
     markdown = (full_report / "report.md").read_text()
-    for fact in ("| device", "| accelerator", "| driver", "| torch", "| CPU", "results git sha",
-                 "results dated", "0123456789"):
+    for fact in (
+        "| device",
+        "| accelerator",
+        "| driver",
+        "| torch",
+        "| CPU",
+        "results git sha",
+        "results dated",
+        "0123456789",
+    ):
         assert fact in markdown
-    assert ("| all        | 217      | 203  | 7     | 2         | 1       | 4         | 5"
-            in markdown)
+    assert (
+        "| all        | 217      | 203  | 7     | 2         | 1       | 4         | 5" in markdown
+    )
     assert "RuntimeError: synthetic failure" in markdown
     assert "python -m suites.run memory --device cpu --out" in markdown
     assert "No results for suites" not in markdown and "omitted" not in markdown
     # failures are spelt out where a number would be, and the crossovers are tabulated
-    assert ("| transformer-full | 2          | train_step | 91.1  | 154    | 373    | OOM     "
-            "| skipped |") in markdown
+    assert (
+        "| transformer-full | 2          | train_step | 91.1  | 154    | 373    | OOM     "
+        "| skipped |"
+    ) in markdown
     assert "| pass=fwd_bwd | LSH-1        | transformer-full | 998" in markdown
     # published numbers are labelled with source and hardware, as published
     assert "Source: FlashAttention paper (Dao et al., NeurIPS 2022). Hardware: NVIDIA A100" in (
-        markdown)
+        markdown
+    )
     assert "| 8K       | 215                     | 118.5" in markdown
     # CI history: the failed deterministic gate and its limit, and the recorded command
     assert "| saved_bytes_slope_lsh    | 2        | log-log slope | fail     | <= 1.15" in (
-        markdown)
+        markdown
+    )
     assert "python -m suites.ci\npython -m reports.build" in markdown
 
 
 def test_report_without_some_suites(tmp_path):
     results = write_results(tmp_path / "results", memory_rows() + time_rows())
     (report,) = build_reports(str(results), str(tmp_path / "out"), dpi=DPI)
-    assert _figures(report) == {"memory_peak", "memory_saved", "time_vs_length",
-                                "efficiency_vs_length"}
+    assert _figures(report) == {
+        "memory_peak",
+        "memory_saved",
+        "time_vs_length",
+        "efficiency_vs_length",
+    }
     _assert_figures_written(report)
     markdown = (report / "report.md").read_text()
     assert "No results for suites: hashes, chunks, reversible, peers, scale, quality" in markdown
@@ -107,8 +143,10 @@ def test_few_points_and_failure_only_suites(tmp_path):
 
 
 def test_one_report_per_hardware_and_cli_filter(tmp_path, capsys):
-    gpu = [dict(r, device="cuda", gpu_name="NVIDIA H200", driver="550.1", cuda="12.4")
-           for r in time_rows()]
+    gpu = [
+        dict(r, device="cuda", gpu_name="NVIDIA H200", driver="550.1", cuda="12.4")
+        for r in time_rows()
+    ]
     results = write_results(tmp_path / "results", time_rows() + gpu)
     out = tmp_path / "out"
     main(["--results", str(results), "--out", str(out), "--dpi", str(DPI), "--hardware", "h200"])
@@ -145,8 +183,17 @@ def test_clear_errors(tmp_path):
 
 def test_minimal_rows_unknown_status_and_unusable_history(tmp_path, caplog):
     suites = ("memory", "time", "hashes", "chunks", "reversible", "peers", "scale", "quality")
-    rows = [{"suite": s, "model": "m", "status": "ok", "seq_len": 1024, "peak_mb": 10.0,
-             "t_median_ms": 3.0} for s in suites]
+    rows = [
+        {
+            "suite": s,
+            "model": "m",
+            "status": "ok",
+            "seq_len": 1024,
+            "peak_mb": 10.0,
+            "t_median_ms": 3.0,
+        }
+        for s in suites
+    ]
     rows += [{"suite": "memory", "model": "m", "status": "exploded", "seq_len": 2048}]
     results = write_results(tmp_path / "results", rows, history=[{"foo": 1}])
     (report,) = build_reports(str(results), str(tmp_path / "out"), dpi=DPI)
@@ -159,10 +206,18 @@ def test_minimal_rows_unknown_status_and_unusable_history(tmp_path, caplog):
 
 # -- every section, drawn from the runs chosen on purpose ----------------------------------
 
-SECTION_TITLES = ("## Peak memory against length", "## Time against length",
-                  "## Hash rounds", "## Chunk size", "## Reversibility and depth",
-                  "## Peer implementations", "## Scale:", "## Quality:",
-                  "## CI performance history", "## Table 3 memory model")
+SECTION_TITLES = (
+    "## Peak memory against length",
+    "## Time against length",
+    "## Hash rounds",
+    "## Chunk size",
+    "## Reversibility and depth",
+    "## Peer implementations",
+    "## Scale:",
+    "## Quality:",
+    "## CI performance history",
+    "## Table 3 memory model",
+)
 
 
 def _svg_texts(path: Path) -> list[str]:
@@ -181,7 +236,8 @@ def test_every_section_is_present_and_no_panel_says_nan(full_report):
         assert not [t for t in texts if "(MB)" in t], svg.name  # the data are MiB
     # every figure carries a title of its own (not only the report's caption)
     assert "Peak memory of one step against sequence length" in _svg_texts(
-        full_report / "figures" / "memory_peak.svg")
+        full_report / "figures" / "memory_peak.svg"
+    )
     assert all(len(_svg_texts(svg)) > 3 for svg in (full_report / "figures").glob("*.svg"))
 
 
@@ -197,14 +253,17 @@ def test_default_report_draws_the_newest_complete_run_of_each_suite(full_report)
     markdown = (full_report / "report.md").read_text()
     runs = markdown.split("*Environment, from the result rows.*")[1].split("*Runs drawn")[0]
     drawn = re.findall(r"^\| (\w+) +\| (\w+) +\|", runs, flags=re.M)[1:]
-    assert sorted(drawn) == sorted((s, f"{s}_synthetic") for s in (
-        "chunks", "hashes", "memory", "peers", "quality", "reversible", "scale", "time"))
+    assert sorted(drawn) == sorted(
+        (s, f"{s}_synthetic")
+        for s in ("chunks", "hashes", "memory", "peers", "quality", "reversible", "scale", "time")
+    )
     assert "time_old" not in markdown and "memory_quick" not in markdown
     assert "rows of other runs are not drawn" in markdown
     # the LSH-8 points of the drawn time run were measured under load: marked, with a note
     assert "| reformer-lsh-rev | 8          | 96 *" in markdown
     assert "| time       | 30       | 29   | 0     | 1         | 0       | 0         | 5" in (
-        markdown)
+        markdown
+    )
 
 
 def test_all_runs_on_request_without_mixing_them_on_one_line(tmp_path):
@@ -215,10 +274,8 @@ def test_all_runs_on_request_without_mixing_them_on_one_line(tmp_path):
     titles = _svg_texts(report / "figures" / "memory_peak.svg")
     # the --quick rows (1 layer, d_model 32) are a panel of their own, not a jump in a line
     assert any("d_model=32" in t for t in titles) and any("d_model=64" in t for t in titles)
-    assert any("num_threads=1" in t for t in _svg_texts(report / "figures" /
-                                                         "time_vs_length.svg"))
-    (one,) = build_reports(str(results), str(tmp_path / "one"), dpi=DPI,
-                           run_ids=["time_old"])
+    assert any("num_threads=1" in t for t in _svg_texts(report / "figures" / "time_vs_length.svg"))
+    (one,) = build_reports(str(results), str(tmp_path / "one"), dpi=DPI, run_ids=["time_old"])
     only = (one / "report.md").read_text()
     assert "time_old" in only and "memory_synthetic" not in only
     with pytest.raises(SystemExit, match="no such run"):

@@ -11,31 +11,59 @@ from reports.load import latest_points, normalise
 from reports.palette import Palette
 from reports.plotting import apply_theme
 
-BASE = {"schema_version": 1, "run_id": "time_cuda_x", "device": "cuda",
-        "gpu_name": "NVIDIA H200", "dtype": "bfloat16", "pass": "fwd_bwd", "status": "ok",
-        "timestamp_utc": "2026-11-29T12:00:00Z", "d_model": 256, "n_heads": 4,
-        "bucket_size": 64, "peak_tflops": 989.5, "peak_source": "datasheet"}
+BASE = {
+    "schema_version": 1,
+    "run_id": "time_cuda_x",
+    "device": "cuda",
+    "gpu_name": "NVIDIA H200",
+    "dtype": "bfloat16",
+    "pass": "fwd_bwd",
+    "status": "ok",
+    "timestamp_utc": "2026-11-29T12:00:00Z",
+    "d_model": 256,
+    "n_heads": 4,
+    "bucket_size": 64,
+    "peak_tflops": 989.5,
+    "peak_source": "datasheet",
+}
 
 
 def _rows(with_mfu: bool = True) -> pd.DataFrame:
     rows = []
     for seq_len in (4096, 16384):
-        for model, attention, backend, mfu in (("attn-lsh", "lsh", "torch", 0.01),
-                                               ("attn-lsh", "lsh", "triton", 0.2),
-                                               ("attn-sdpa", "sdpa", None, 0.4)):
-            rows.append(BASE | {
-                "suite": "time", "model": model, "attention": attention, "backend": backend,
-                "n_hashes": 4 if attention == "lsh" else None, "seq_len": seq_len,
-                "batch": 2**15 // seq_len, "point_key": f"{model}{backend}{seq_len}",
-                "tflops_per_s": mfu * 989.5, "mfu": mfu if with_mfu else None})
+        for model, attention, backend, mfu in (
+            ("attn-lsh", "lsh", "torch", 0.01),
+            ("attn-lsh", "lsh", "triton", 0.2),
+            ("attn-sdpa", "sdpa", None, 0.4),
+        ):
+            rows.append(
+                BASE
+                | {
+                    "suite": "time",
+                    "model": model,
+                    "attention": attention,
+                    "backend": backend,
+                    "n_hashes": 4 if attention == "lsh" else None,
+                    "seq_len": seq_len,
+                    "batch": 2**15 // seq_len,
+                    "point_key": f"{model}{backend}{seq_len}",
+                    "tflops_per_s": mfu * 989.5,
+                    "mfu": mfu if with_mfu else None,
+                }
+            )
     return latest_points(normalise(pd.DataFrame(rows)))
 
 
 def _context(rows: pd.DataFrame, tmp_path) -> ReportContext:
     apply_theme()
-    return ReportContext(rows=rows, history=pd.DataFrame(), out_dir=tmp_path,
-                         palette=Palette(rows["model"].astype(str)), results_arg="results",
-                         build_command="python -m reports.build")
+    return ReportContext(
+        rows=rows,
+        history=pd.DataFrame(),
+        out_dir=tmp_path,
+        palette=Palette(rows["model"].astype(str)),
+        results_arg="results",
+        build_command="python -m reports.build",
+    )
 
 
 def test_mfu_is_drawn_and_tabulated_per_series_with_the_backend(tmp_path):

@@ -9,8 +9,9 @@ from suites.ledger import ledger_step, scale_point, write
 
 def test_ledger_table_from_the_newest_ledger_file(tmp_path):
     assert ledger_blocks(tmp_path) == []
-    ledger = ledger_step(scale_point(256, d_model=32, n_heads=2, d_ff=64, ff_chunks=2,
-                                      bucket_size=16), measure=False)
+    ledger = ledger_step(
+        scale_point(256, d_model=32, n_heads=2, d_ff=64, ff_chunks=2, bucket_size=16), measure=False
+    )
     write(ledger, tmp_path / "ledger")
     paragraph, table = ledger_blocks(tmp_path)
     assert isinstance(paragraph, Paragraph) and "L=256" in paragraph.text

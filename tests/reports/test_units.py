@@ -49,8 +49,7 @@ def test_newest_row_of_a_point_wins():
     later = {**first, "status": "ok", "timestamp_utc": "2024-05-02T00:00:00Z"}
     other = {**first, "seq_len": 999}
     rows = latest_points(normalise(pd.DataFrame([later, first, other])))
-    assert sorted(zip(rows["seq_len"], rows["status"], strict=True)) == [(512, "ok"),
-                                                                         (999, "oom")]
+    assert sorted(zip(rows["seq_len"], rows["status"], strict=True)) == [(512, "ok"), (999, "oom")]
     # the harness's point_key decides identity where rows carry one
     keyed = [dict(first, point_key="k"), dict(later, point_key="k", seq_len=1)]
     assert len(latest_points(normalise(pd.DataFrame(keyed)))) == 1
@@ -58,9 +57,11 @@ def test_newest_row_of_a_point_wins():
 
 def test_hardware_names():
     assert hardware_label({"device": "cuda", "gpu_name": "NVIDIA H200", "cpu_model": "x"}) == (
-        "NVIDIA H200")
+        "NVIDIA H200"
+    )
     assert hardware_label({"device": "cpu", "gpu_name": "NVIDIA H200", "cpu_model": "Xeon"}) == (
-        "Xeon")
+        "Xeon"
+    )
     assert slugify("Intel(R) Xeon(R) CPU @ 2.20GHz") == "intel-xeon-cpu-2-20ghz"
 
 
@@ -73,15 +74,24 @@ def test_palette_is_fixed_for_known_models_and_distinct_for_others():
     unknown = [c for label, c in one.colours.items() if label not in FIXED]
     assert len(set(unknown[:16])) == 16
     assert one.hue_order(["zeta", "transformer-full", "reformer-lsh"]) == [
-        "transformer-full", "reformer-lsh", "zeta"]
+        "transformer-full",
+        "reformer-lsh",
+        "zeta",
+    ]
 
 
 def test_counts_and_paper_form_spell_out_failures():
     rows = latest_points(normalise(pd.DataFrame(memory_rows())))
     counts = counts_table(rows, raw_rows=len(rows) + 3).frame
-    assert counts.loc["memory"].to_dict() == {"points": "80", "ok": "74", "oom": "2",
-                                              "timeout": "0", "error": "1", "skipped": "3",
-                                              "under load": "0"}
+    assert counts.loc["memory"].to_dict() == {
+        "points": "80",
+        "ok": "74",
+        "oom": "2",
+        "timeout": "0",
+        "error": "1",
+        "skipped": "3",
+        "under load": "0",
+    }
     table = paper_form(rows, "peak_mb").set_index(["model", "n_layers", "pass"])
     assert list(table.columns) == ["512", "1024", "2048", "4096", "8192"]
     # failed rows lack num_threads, yet sit on their model's line
@@ -96,7 +106,10 @@ def test_split_variants_names_only_colliding_fields():
     assert set(split_variants(rows, ["model", "pass", "seq_len"])) == {""}
     wide = rows.assign(d_model=[64, 128, 64], seq_len=[512, 512, 1024])
     assert list(split_variants(wide, ["model", "pass", "seq_len"])) == [
-        "d_model=64", "d_model=128", "d_model=64"]
+        "d_model=64",
+        "d_model=128",
+        "d_model=64",
+    ]
 
 
 def test_time_series_and_crossovers():
@@ -149,18 +162,26 @@ def test_history_needs_a_name_and_a_value():
     history = tidy_history(pd.DataFrame(history_rows()))
     assert len(history) == 9
     assert list(history.loc[history["figure"] == "saved_bytes_slope_lsh", "status"]) == [
-        "pass", "pass", "fail"]
+        "pass",
+        "pass",
+        "fail",
+    ]
     assert tidy_history(pd.DataFrame([{"value": 1.0}])).empty
 
 
 def test_html_escapes_and_formats():
-    page = render_html("a <b>", [Note("use `x < y`"),
-                                 Table(pd.DataFrame({"v": ["<i>"]}), "cap")])
+    page = render_html("a <b>", [Note("use `x < y`"), Table(pd.DataFrame({"v": ["<i>"]}), "cap")])
     assert "<title>a &lt;b&gt;</title>" in page
     assert "<code>x &lt; y</code>" in page
     assert "&lt;i&gt;" in page
     assert [fmt(v) for v in (None, float("nan"), 2.0, 1234.5678, 0.012345, "OOM")] == [
-        "", "", "2", "1235", "0.0123", "OOM"]
+        "",
+        "",
+        "2",
+        "1235",
+        "0.0123",
+        "OOM",
+    ]
 
 
 def test_peer_ratios_from_the_committed_peers_rows():

@@ -60,9 +60,11 @@ def test_crossovers_between_uses_only_shared_lengths():
 
 @pytest.mark.parametrize(
     ("lengths", "a", "b", "message"),
-    [([1, 2], [1.0], [1.0, 2.0], "differ in size"),
-     ([2, 1], [1.0, 2.0], [1.0, 2.0], "strictly increasing"),
-     ([1, 2], [0.0, 2.0], [1.0, 2.0], "positive")],
+    [
+        ([1, 2], [1.0], [1.0, 2.0], "differ in size"),
+        ([2, 1], [1.0, 2.0], [1.0, 2.0], "strictly increasing"),
+        ([1, 2], [0.0, 2.0], [1.0, 2.0], "positive"),
+    ],
 )
 def test_bad_input_is_named(lengths, a, b, message):
     with pytest.raises(ValueError, match=message):

@@ -36,11 +36,13 @@ def cuda_alloc_runner(params, options):
 
 def test_the_cuda_memory_cap_turns_an_oversized_allocation_into_oom():
     params = {"model": "x", "seq_len": 1, "device": "cuda"}
-    over = run_point(f"{MODULE}:cuda_alloc_runner", params | {"mib": 2048}, {}, timeout_s=120,
-                     max_memory_gb=1.0)
+    over = run_point(
+        f"{MODULE}:cuda_alloc_runner", params | {"mib": 2048}, {}, timeout_s=120, max_memory_gb=1.0
+    )
     assert over["status"] == "oom", over
-    under = run_point(f"{MODULE}:cuda_alloc_runner", params | {"mib": 256}, {}, timeout_s=120,
-                      max_memory_gb=1.0)
+    under = run_point(
+        f"{MODULE}:cuda_alloc_runner", params | {"mib": 256}, {}, timeout_s=120, max_memory_gb=1.0
+    )
     assert under["status"] == "ok" and under["peak_mb"] == 256, under
 
 
@@ -89,16 +91,20 @@ def _lsh_point(dtype: str, backend: str | None = None):
     config = PRESETS["default"].replace(d_model=64, n_heads=2, bucket_size=32)
     if backend is not None:
         config = config.replace(backend=backend)
-    return layer_point(GridContext(device="cuda", mode="quick"), config, seq_len=1024,
-                       dtype=dtype)
+    return layer_point(GridContext(device="cuda", mode="quick"), config, seq_len=1024, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_a_whole_point_measured_on_the_gpu_records_backend_and_mfu(tmp_path, dtype):
     point = _lsh_point(dtype)
     suite = Suite(name="gpu", description="test", grid=lambda ctx: [point])
-    run_file = run_sweep(suite, GridContext(device="cuda", mode="quick"), out_dir=tmp_path,
-                         progress=False, log=io.StringIO())
+    run_file = run_sweep(
+        suite,
+        GridContext(device="cuda", mode="quick"),
+        out_dir=tmp_path,
+        progress=False,
+        log=io.StringIO(),
+    )
     (row,), problems = read_rows(run_file.path)
     assert not problems and row["status"] == "ok", row["error"]
     assert row["memory_method"] == "cuda_max_allocated" and row["reserved_mb"] is not None
@@ -117,8 +123,9 @@ def test_a_named_backend_runs_and_is_recorded(backend):
     if backend == "triton" and importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed")
     point = _lsh_point("bfloat16", backend)
-    result = run_point(point.runner, point.params, point.runner_options(), timeout_s=300,
-                       max_memory_gb=None)
+    result = run_point(
+        point.runner, point.params, point.runner_options(), timeout_s=300, max_memory_gb=None
+    )
     assert result["status"] == "ok", result["error"]
     assert result["backend"] == backend
 

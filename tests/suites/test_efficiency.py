@@ -15,37 +15,54 @@ from suites.spec import Harness
 from suites.steps import build_step
 
 
-@pytest.mark.parametrize(("name", "dtype", "peak"), [
-    ("NVIDIA H200", "bfloat16", 989.5), ("NVIDIA H200", "float32", 67.0),
-    ("NVIDIA H200 NVL", "bfloat16", 835.5), ("NVIDIA H100 80GB HBM3", "float16", 989.5),
-    ("NVIDIA H100 PCIe", "bfloat16", 756.5), ("NVIDIA H100 PCIe", "float32", 51.0),
-    ("NVIDIA A100-SXM4-80GB", "bfloat16", 312.0), ("NVIDIA A100 80GB PCIe", "float32", 19.5),
-    ("NVIDIA H100 NVL", "tf32", 417.5),
-])
+@pytest.mark.parametrize(
+    ("name", "dtype", "peak"),
+    [
+        ("NVIDIA H200", "bfloat16", 989.5),
+        ("NVIDIA H200", "float32", 67.0),
+        ("NVIDIA H200 NVL", "bfloat16", 835.5),
+        ("NVIDIA H100 80GB HBM3", "float16", 989.5),
+        ("NVIDIA H100 PCIe", "bfloat16", 756.5),
+        ("NVIDIA H100 PCIe", "float32", 51.0),
+        ("NVIDIA A100-SXM4-80GB", "bfloat16", 312.0),
+        ("NVIDIA A100 80GB PCIe", "float32", 19.5),
+        ("NVIDIA H100 NVL", "tf32", 417.5),
+    ],
+)
 def test_datasheet_peaks_by_gpu_name_and_dtype(name, dtype, peak):
     assert datasheet_tflops(name, dtype) == peak
 
 
-@pytest.mark.parametrize(("name", "dtype"), [
-    ("Tesla T4", "float16"), (None, "bfloat16"), ("", "float32"), ("NVIDIA H200", "float64"),
-])
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [
+        ("Tesla T4", "float16"),
+        (None, "bfloat16"),
+        ("", "float32"),
+        ("NVIDIA H200", "float64"),
+    ],
+)
 def test_unknown_gpus_and_dtypes_have_no_datasheet_peak(name, dtype):
     assert datasheet_tflops(name, dtype) is None
 
 
 def test_mfu_is_achieved_over_peak_and_null_where_either_is_missing():
     assert efficiency_fields(247.375, (989.5, "datasheet")) == {
-        "peak_tflops": 989.5, "peak_source": "datasheet", "mfu": 0.25}
+        "peak_tflops": 989.5,
+        "peak_source": "datasheet",
+        "mfu": 0.25,
+    }
     assert efficiency_fields(None, (0.1, "measured_gemm_4096")) == {
-        "peak_tflops": 0.1, "peak_source": "measured_gemm_4096", "mfu": None}
+        "peak_tflops": 0.1,
+        "peak_source": "measured_gemm_4096",
+        "mfu": None,
+    }
     assert efficiency_fields(1.0, (None, None))["mfu"] is None
-    assert efficiency_fields(1.0, None) == {"peak_tflops": None, "peak_source": None,
-                                            "mfu": None}
+    assert efficiency_fields(1.0, None) == {"peak_tflops": None, "peak_source": None, "mfu": None}
 
 
 def test_the_gemm_measure_reports_tflops_its_source_and_threads():
-    measured = gemm_runner({"size": 128, "device": "cpu", "dtype": "float32",
-                            "num_threads": 1}, {})
+    measured = gemm_runner({"size": 128, "device": "cpu", "dtype": "float32", "num_threads": 1}, {})
     assert measured["peak_source"] == "measured_gemm_128" and measured["num_threads"] == 1
     assert 0 < measured["peak_tflops"] < 1e3
 
@@ -59,11 +76,15 @@ def test_cpu_peaks_are_one_fp32_gemm_per_dtype_in_a_child(monkeypatch):
 
     monkeypatch.setattr("suites.isolation.run_point", fake_run_point)
     peaks = run_peaks("cpu", None, {"float32", "bfloat16"}, threads=2, quick=False)
-    assert peaks == {"float32": (0.05, "measured_gemm_4096"),
-                     "bfloat16": (0.05, "measured_gemm_4096")}
+    assert peaks == {
+        "float32": (0.05, "measured_gemm_4096"),
+        "bfloat16": (0.05, "measured_gemm_4096"),
+    }
     assert {runner for runner, _ in calls} == {efficiency.GEMM_RUNNER}
-    assert all(params == {"size": 4096, "device": "cpu", "dtype": "float32",
-                          "num_threads": 2} for _, params in calls)
+    assert all(
+        params == {"size": 4096, "device": "cpu", "dtype": "float32", "num_threads": 2}
+        for _, params in calls
+    )
 
 
 def test_cuda_peaks_come_from_the_datasheet_else_a_gemm_in_the_dtype(monkeypatch):
@@ -75,22 +96,28 @@ def test_cuda_peaks_come_from_the_datasheet_else_a_gemm_in_the_dtype(monkeypatch
 
     monkeypatch.setattr("suites.isolation.run_point", fake_run_point)
     assert run_peaks("cuda", "NVIDIA H200", {"bfloat16", "float32"}, None, quick=False) == {
-        "bfloat16": (989.5, "datasheet"), "float32": (67.0, "datasheet")}
+        "bfloat16": (989.5, "datasheet"),
+        "float32": (67.0, "datasheet"),
+    }
     assert not calls
     # Not in the table: measured in the point's dtype; a failed measure leaves it null.
-    assert run_peaks("cuda", "Tesla T4", {"float16"}, None, quick=True) == {
-        "float16": (None, None)}
+    assert run_peaks("cuda", "Tesla T4", {"float16"}, None, quick=True) == {"float16": (None, None)}
     assert calls == [{"size": 1024, "device": "cuda", "dtype": "float16", "num_threads": None}]
 
 
-LAYER = ReformerConfig(d_model=32, n_heads=2, n_layers=1, bucket_size=8, n_hashes=2,
-                       max_seq_len=64)
+LAYER = ReformerConfig(d_model=32, n_heads=2, n_layers=1, bucket_size=8, n_hashes=2, max_seq_len=64)
 
 
-@pytest.mark.parametrize(("model", "attention", "backend"), [
-    ("attn-lsh", "lsh", "torch"), ("attn-sdpa", "sdpa", None), ("attn-full", "full", None),
-    ("reformer-lsh-rev", "lsh", "torch"), ("transformer-sdpa", "sdpa", None),
-])
+@pytest.mark.parametrize(
+    ("model", "attention", "backend"),
+    [
+        ("attn-lsh", "lsh", "torch"),
+        ("attn-sdpa", "sdpa", None),
+        ("attn-full", "full", None),
+        ("reformer-lsh-rev", "lsh", "torch"),
+        ("transformer-sdpa", "sdpa", None),
+    ],
+)
 def test_rows_record_the_lsh_backend_used(model, attention, backend):
     config = LAYER.replace(attention=attention, reversible=model.endswith("-rev"))
     if model.startswith("transformer"):
@@ -105,8 +132,9 @@ def test_layers_are_credited_with_model_flops_the_counter_agrees_with(attention,
     """Materialised attention: analytic == counted. The torch LSH path's backward also
     recomputes each round's QK^T, which the counter sees and model FLOPs leave out."""
     config = LAYER.replace(attention=attention)
-    step = build_step(f"attn-{attention}", config,
-                      Harness(pass_name=pass_name, seq_len=64, batch=2))
+    step = build_step(
+        f"attn-{attention}", config, Harness(pass_name=pass_name, seq_len=64, batch=2)
+    )
     _, counted = counted_step(step, count_flops=True)
     assert step.info["flops_method"] == "analytic"
     recomputed = 0
@@ -133,8 +161,11 @@ def test_cuda_speed_grids_run_bfloat16_and_sweep_the_backend(name):
 def test_lsh_points_name_their_backend_on_cuda_only(name, mode):
     for device in ("cpu", "cuda"):
         points = load_suites()[name].grid(GridContext(device=device, mode=mode))
-        ours = [p for p in points if p.params.get("attention") == "lsh"
-                and not p.params["model"].startswith("peer-")]
+        ours = [
+            p
+            for p in points
+            if p.params.get("attention") == "lsh" and not p.params["model"].startswith("peer-")
+        ]
         named = {p.params.get("backend") for p in ours}
         if device == "cuda":
             assert named and None not in named
@@ -154,24 +185,37 @@ def test_a_grid_names_triton_only_where_its_kernels_fit():
             assert point.params["bucket_size"] <= 128
 
 
-
 def _timed(model, seq_len, t_ms, **fields):
-    return {"model": model, "seq_len": seq_len, "t_median_ms": t_ms, "peak_mb": 10.0,
-            "status": "ok", "impl": model, "impl_version": "1", **fields}
+    return {
+        "model": model,
+        "seq_len": seq_len,
+        "t_median_ms": t_ms,
+        "peak_mb": 10.0,
+        "status": "ok",
+        "impl": model,
+        "impl_version": "1",
+        **fields,
+    }
 
 
 def test_summaries_give_each_backend_its_own_line():
     from suites.grids import peers, timing
 
-    rows = [_timed("attn-lsh", 4096, 2.0, backend="torch", n_hashes=4),
-            _timed("attn-lsh", 4096, 0.5, backend="triton", n_hashes=4),
-            _timed("attn-lsh", 8192, 2.0, backend="torch", n_hashes=4),
-            _timed("attn-lsh", 8192, 0.5, backend="triton", n_hashes=4),
-            _timed("attn-sdpa", 4096, 1.0), _timed("attn-sdpa", 8192, 4.0),
-            _timed("peer-hf", 4096, 8.0), _timed("peer-hf", 8192, 9.0)]
+    rows = [
+        _timed("attn-lsh", 4096, 2.0, backend="torch", n_hashes=4),
+        _timed("attn-lsh", 4096, 0.5, backend="triton", n_hashes=4),
+        _timed("attn-lsh", 8192, 2.0, backend="torch", n_hashes=4),
+        _timed("attn-lsh", 8192, 0.5, backend="triton", n_hashes=4),
+        _timed("attn-sdpa", 4096, 1.0),
+        _timed("attn-sdpa", 8192, 4.0),
+        _timed("peer-hf", 4096, 8.0),
+        _timed("peer-hf", 8192, 9.0),
+    ]
     ctx = GridContext(device="cuda")
     crossings = [line for line in timing.summarize(rows, ctx) if line.startswith("| LSH-4")]
-    assert crossings == ["| LSH-4 (torch) | sdpa | 5793 | LSH-4 (torch) |",
-                         "| LSH-4 (triton) | sdpa | none in grid | LSH-4 (triton) throughout |"]
+    assert crossings == [
+        "| LSH-4 (torch) | sdpa | 5793 | LSH-4 (torch) |",
+        "| LSH-4 (triton) | sdpa | none in grid | LSH-4 (triton) throughout |",
+    ]
     ours = [line for line in peers.summarize(rows, ctx) if line.startswith("| 4096")]
     assert [line.split(" | ")[1] for line in ours] == ["torch", "triton"]

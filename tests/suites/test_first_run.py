@@ -37,18 +37,21 @@ def tiny(monkeypatch, tmp_path):
     return marks
 
 
-@pytest.mark.parametrize(("args", "flag", "allowed"), [
-    (["--timeout", "0"], "--timeout", "> 0"),
-    (["--timeout", "-5"], "--timeout", "> 0"),
-    (["--timeout", "nan"], "--timeout", "> 0"),
-    (["--threads", "0"], "--threads", ">= 1"),
-    (["--threads", "-1"], "--threads", ">= 1"),
-    (["--threads", "1.5"], "--threads", ">= 1"),
-    (["--max-memory-gb", "-1"], "--max-memory-gb", "> 0"),
-    (["--max-memory-gb", "0"], "--max-memory-gb", "> 0"),
-    (["--memory-budget-gb", "0"], "--memory-budget-gb", "> 0"),
-    (["--seeds", "0"], "--seeds", ">= 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "flag", "allowed"),
+    [
+        (["--timeout", "0"], "--timeout", "> 0"),
+        (["--timeout", "-5"], "--timeout", "> 0"),
+        (["--timeout", "nan"], "--timeout", "> 0"),
+        (["--threads", "0"], "--threads", ">= 1"),
+        (["--threads", "-1"], "--threads", ">= 1"),
+        (["--threads", "1.5"], "--threads", ">= 1"),
+        (["--max-memory-gb", "-1"], "--max-memory-gb", "> 0"),
+        (["--max-memory-gb", "0"], "--max-memory-gb", "> 0"),
+        (["--memory-budget-gb", "0"], "--memory-budget-gb", "> 0"),
+        (["--seeds", "0"], "--seeds", ">= 1"),
+    ],
+)
 def test_nonsense_numbers_are_refused_before_any_point(tiny, capsys, args, flag, allowed):
     with pytest.raises(SystemExit) as exc:
         main(["tiny", "--no-progress", *args])
@@ -88,16 +91,24 @@ def test_seeds_belong_to_the_quality_suite(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["memory", "--seeds", "3", "--list"])
     assert exc.value.code == 2 and "--seeds applies only to the quality suite" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
 
 
-def test_a_plain_run_never_touches_or_summarises_committed_results(tiny, tmp_path, capsys,
-                                                                    monkeypatch):
+def test_a_plain_run_never_touches_or_summarises_committed_results(
+    tiny, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     committed = tmp_path / "results" / "tiny_cpu_20240101T000000Z.jsonl"
     committed.parent.mkdir()
-    other_machine = {"suite": "tiny", "model": "a", "status": "ok", "point_key": "elsewhere",
-                     "seq_len": 8, "peak_mb": 786.0}
+    other_machine = {
+        "suite": "tiny",
+        "model": "a",
+        "status": "ok",
+        "point_key": "elsewhere",
+        "seq_len": 8,
+        "peak_mb": 786.0,
+    }
     committed.write_text(json.dumps(other_machine) + "\n")
     before = committed.read_bytes()
     assert main(["tiny", "--no-progress"]) == 0
@@ -114,13 +125,25 @@ def test_a_plain_run_never_touches_or_summarises_committed_results(tiny, tmp_pat
 
 def test_summary_covers_only_this_sweeps_points(tmp_path):
     points = [_point("ok_runner", "a", 8)]
-    first = run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO(),
-                      max_memory_gb=None)
+    first = run_sweep(
+        _suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO(), max_memory_gb=None
+    )
     with open(first.path, "a") as handle:  # a row of another grid or machine, same file
-        handle.write(json.dumps({"suite": "tiny", "model": "z", "status": "oom",
-                                 "point_key": "another-machine", "seq_len": 8}) + "\n")
-    resumed = run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False,
-                        log=io.StringIO(), max_memory_gb=None)
+        handle.write(
+            json.dumps(
+                {
+                    "suite": "tiny",
+                    "model": "z",
+                    "status": "oom",
+                    "point_key": "another-machine",
+                    "seq_len": 8,
+                }
+            )
+            + "\n"
+        )
+    resumed = run_sweep(
+        _suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO(), max_memory_gb=None
+    )
     assert len(resumed.rows) == 2
     text = summary(_suite(points), CTX, resumed, None)
     assert "points: 1 ok" in text and "oom" not in text
@@ -143,13 +166,21 @@ def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, tiny, capsys):
 
 def test_the_lock_of_a_killed_sweep_is_released(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from suites.lock import sweep_lock
             with sweep_lock({str(tmp_path)!r}, "tiny", "cpu"):
                 print("held", flush=True)
                 time.sleep(60)
-        """)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SweepLocked), sweep_lock(tmp_path, "tiny", "cpu"):
@@ -174,8 +205,9 @@ def test_points_measured_under_load_are_marked_in_the_summary(tmp_path, monkeypa
     monkeypatch.setattr(os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
     points = [_point("ok_runner", "a", 8), _point("ok_runner", "b", 16)]
     log = io.StringIO()
-    run_file = run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False, log=log,
-                         max_memory_gb=None)
+    run_file = run_sweep(
+        _suite(points), CTX, out_dir=tmp_path, progress=False, log=log, max_memory_gb=None
+    )
     rows, _ = read_rows(run_file.path)
     assert [row["load_avg_1m"] for row in rows] == [9.0, 9.0]
     text = summary(_suite(points), CTX, run_file, None)

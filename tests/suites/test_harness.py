@@ -27,6 +27,7 @@ MODULE = "tests.suites.test_harness"
 
 # -- runners (executed in the child) -------------------------------------------------------
 
+
 def ok_runner(params, options):
     _mark(params)
     return {"t_median_ms": 1.0, "peak_mb": 0.0}
@@ -63,9 +64,16 @@ def _mark(params):
 
 # -- helpers -------------------------------------------------------------------------------
 
+
 def _point(runner, model, seq_len, marks=None, timeout_s=60.0):
-    params = {"model": model, "pass": "fwd", "seq_len": seq_len, "batch": 1,
-              "device": "cpu", "marks": str(marks) if marks else None}
+    params = {
+        "model": model,
+        "pass": "fwd",
+        "seq_len": seq_len,
+        "batch": 1,
+        "device": "cpu",
+        "marks": str(marks) if marks else None,
+    }
     return Point(params=params, runner=f"{MODULE}:{runner}", timeout_s=timeout_s)
 
 
@@ -75,8 +83,9 @@ def _suite(points, name="tiny"):
 
 def _sweep(points, tmp_path, **kwargs):
     kwargs.setdefault("max_memory_gb", None)
-    return run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False,
-                     log=io.StringIO(), **kwargs)
+    return run_sweep(
+        _suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO(), **kwargs
+    )
 
 
 def _marks(path: Path) -> list[str]:
@@ -84,6 +93,7 @@ def _marks(path: Path) -> list[str]:
 
 
 # -- tests ---------------------------------------------------------------------------------
+
 
 def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
     from reformer.config import PRESETS
@@ -99,8 +109,20 @@ def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
         assert row["status"] in STATUSES and row["suite"] == "tiny"
     ok = next(r for r in rows if r["model"] == "attn-sdpa")
     assert ok["status"] == "ok", ok["error"]
-    measured = ("t_median_ms", "t_iqr_ms", "n_samples", "peak_mb", "saved_mb", "memory_method",
-                "tokens_per_s", "flops", "tflops_per_s", "num_threads", "torch", "cpu_model")
+    measured = (
+        "t_median_ms",
+        "t_iqr_ms",
+        "n_samples",
+        "peak_mb",
+        "saved_mb",
+        "memory_method",
+        "tokens_per_s",
+        "flops",
+        "tflops_per_s",
+        "num_threads",
+        "torch",
+        "cpu_model",
+    )
     assert all(ok[field] is not None for field in measured), ok
     assert ok["saved_mb"] > 0 and ok["flops"] > 0 and ok["tokens_per_s"] > 0
     assert ok["num_threads"] == 1  # --threads reaches the child and is recorded
@@ -114,8 +136,11 @@ def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
 
 
 def test_a_point_that_raises_is_an_error_row_and_the_sweep_continues(tmp_path):
-    points = [_point("raising_runner", "a", 8), _point("ok_runner", "b", 8),
-              _point("raising_runner", "a", 16)]
+    points = [
+        _point("raising_runner", "a", 8),
+        _point("ok_runner", "b", 8),
+        _point("raising_runner", "a", 16),
+    ]
     rows = _sweep(points, tmp_path).rows
     assert [r["status"] for r in rows] == ["error", "ok", "error"]
     assert "ValueError: bad point seq_len=8" in rows[0]["error"]
@@ -126,8 +151,7 @@ def test_over_the_memory_cap_is_oom_and_longer_lengths_of_the_family_skip(tmp_pa
     marks = tmp_path / "marks"
     points = [_point("alloc_runner", "big", length, marks) for length in (32, 64, 1024, 2048)]
     points.append(_point("alloc_runner", "other", 16, marks))
-    rows = {(r["model"], r["seq_len"]): r
-            for r in _sweep(points, tmp_path, max_memory_gb=0.5).rows}
+    rows = {(r["model"], r["seq_len"]): r for r in _sweep(points, tmp_path, max_memory_gb=0.5).rows}
     assert rows[("big", 32)]["status"] == "ok" and rows[("big", 64)]["status"] == "ok"
     assert rows[("big", 1024)]["status"] == "oom"
     assert "allocate" in rows[("big", 1024)]["error"]
@@ -140,9 +164,11 @@ def test_over_the_memory_cap_is_oom_and_longer_lengths_of_the_family_skip(tmp_pa
 
 
 def test_killed_by_the_os_is_oom_and_timeout_is_timeout(tmp_path):
-    points = [_point("sigkill_runner", "killed", 8),
-              _point("sleeping_runner", "slow", 8, timeout_s=1.0),
-              _point("sleeping_runner", "slow", 16, timeout_s=1.0)]
+    points = [
+        _point("sigkill_runner", "killed", 8),
+        _point("sleeping_runner", "slow", 8, timeout_s=1.0),
+        _point("sleeping_runner", "slow", 16, timeout_s=1.0),
+    ]
     rows = _sweep(points, tmp_path).rows
     assert [r["status"] for r in rows] == ["oom", "timeout", "skipped"]
     assert "SIGKILL" in rows[0]["error"]
@@ -172,8 +198,9 @@ def test_a_malformed_line_is_reported_skipped_and_kept(tmp_path):
         handle.write("this is not json\n")
         handle.write('{"status": "ok", "torn')  # a run killed mid-write: no newline
     log = io.StringIO()
-    resumed = run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False, log=log,
-                        max_memory_gb=None)
+    resumed = run_sweep(
+        _suite(points), CTX, out_dir=tmp_path, progress=False, log=log, max_memory_gb=None
+    )
     assert "malformed line" in log.getvalue() and f"{run_file.path}:2" in log.getvalue()
     assert _marks(marks) == ["a:8", "a:16"]  # the ok row before the bad lines still counts
     lines = resumed.path.read_text().splitlines()
@@ -221,8 +248,7 @@ def test_every_registered_grid_is_well_formed(name, mode, device):
     for point in points:
         if point.runner == "suites.measure:measure_step":
             assert point.config is not None and point.harness is not None
-            assert point.params == model_fields(point.params["model"], point.config,
-                                                point.harness)
+            assert point.params == model_fields(point.params["model"], point.config, point.harness)
             assert point.config.max_seq_len == point.harness.seq_len == point.seq_len
         missing = {"model", "pass", "seq_len", "device", "attention", "seed"} - set(point.params)
         assert not missing, f"{name} point lacks {missing}"

@@ -20,11 +20,15 @@ SUITES = sorted({path.name.split("_")[0] for path in RESULTS.glob("*_cpu_*.jsonl
 # Grids changed on purpose since their newest committed file: {suite: (why, rule for the
 # committed rows no grid has any more)}. Every other committed row must keep its key.
 RETIRED = {
-    "memory": ("the main job became depth x length (2 and 6 layers, training step, four "
-               "models); the old 2-layer grid's inference passes and reformer-full models "
-               "are in no grid now, its 2-layer training steps of the four models still are",
-               lambda row: row["n_layers"] == 2 and (
-                   row["pass"] == "fwd" or row["model"].startswith("reformer-full"))),
+    "memory": (
+        "the main job became depth x length (2 and 6 layers, training step, four "
+        "models); the old 2-layer grid's inference passes and reformer-full models "
+        "are in no grid now, its 2-layer training steps of the four models still are",
+        lambda row: (
+            row["n_layers"] == 2
+            and (row["pass"] == "fwd" or row["model"].startswith("reformer-full"))
+        ),
+    ),
 }
 
 
@@ -48,8 +52,11 @@ def test_committed_rows_keep_their_point_keys(suite):
                     keyed = point if threads is None else point.with_threads(threads)
                     keys.add(keyed.key(suite, hardware))
     retired = RETIRED.get(suite, ("", lambda row: False))[1]
-    lost = [(row["model"], row["pass"], row["seq_len"]) for row in rows
-            if row["point_key"] not in keys and not retired(row)]
+    lost = [
+        (row["model"], row["pass"], row["seq_len"])
+        for row in rows
+        if row["point_key"] not in keys and not retired(row)
+    ]
     assert not lost, f"{len(lost)} of {len(rows)} committed {suite} rows would be re-measured"
     kept = [row for row in rows if row["point_key"] in keys]
     assert len(kept) >= len(rows) / 3, f"most committed {suite} rows lost their keys"

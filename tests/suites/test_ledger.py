@@ -21,21 +21,23 @@ def test_tracked_peak_matches_the_measured_peak():
     # touches the code pages and thread stacks a first step brings in (the tracker cannot
     # see those); the measured step then holds tensors and little else.
     point = scale_point(4096, d_model=128, d_ff=256, ff_chunks=8)
-    result = run_point("suites.ledger:ledger_runner", point.params,
-                       {**point.runner_options(), "warm_up": scale_point(512, **SMALL)},
-                       timeout_s=600, max_memory_gb=None)
+    result = run_point(
+        "suites.ledger:ledger_runner",
+        point.params,
+        {**point.runner_options(), "warm_up": scale_point(512, **SMALL)},
+        timeout_s=600,
+        max_memory_gb=None,
+    )
     assert result["status"] == "ok", result["error"]
     if result["memory_method"] != "vmhwm_clear_refs":
         pytest.skip("this kernel does not let a process reset its VmHWM")
-    assert result["measured_peak_bytes"] == pytest.approx(result["tracked_peak_bytes"],
-                                                          rel=0.10)
+    assert result["measured_peak_bytes"] == pytest.approx(result["tracked_peak_bytes"], rel=0.10)
 
 
 def test_ledger_table_ranks_the_largest_groups():
     ledger = ledger_step(scale_point(512, **SMALL), measure=False)
     top = ledger.rows(3)
-    assert len(top) == 3 and top[0]["total_bytes"] >= top[1]["total_bytes"] >= top[2][
-        "total_bytes"]
+    assert len(top) == 3 and top[0]["total_bytes"] >= top[1]["total_bytes"] >= top[2]["total_bytes"]
     assert sum(e["nbytes"] for e in ledger.entries) == ledger.tracked_peak_bytes
     assert "buffers" in ledger.table(5)
 

@@ -76,8 +76,9 @@ LAYER = ReformerConfig(attention="sdpa", d_model=16, n_heads=2, max_seq_len=32)
 
 
 def _layer_step(model="attn-sdpa", config=LAYER, **harness):
-    return build_step(model, config,
-                      Harness(**{"pass_name": "fwd_bwd", "batch": 2, "seq_len": 32} | harness))
+    return build_step(
+        model, config, Harness(**{"pass_name": "fwd_bwd", "batch": 2, "seq_len": 32} | harness)
+    )
 
 
 def test_steps_reset_gradients_every_call_and_fwd_saves_nothing():
@@ -95,11 +96,16 @@ def test_time_step_reports_median_iqr_and_samples():
     assert timing["t_median_ms"] > 0 and timing["t_iqr_ms"] >= 0 and timing["n_samples"] >= 1
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"model": "nope-lsh"}, "model="), ({"pass_name": "backward"}, "pass="),
-    ({"pass_name": "train_step"}, "allowed passes"), ({"dtype": "float8"}, "dtype="),
-    ({"batch": 0}, "batch="),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"model": "nope-lsh"}, "model="),
+        ({"pass_name": "backward"}, "pass="),
+        ({"pass_name": "train_step"}, "allowed passes"),
+        ({"dtype": "float8"}, "dtype="),
+        ({"batch": 0}, "batch="),
+    ],
+)
 def test_bad_points_raise_errors_naming_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
         _layer_step(**changes)
@@ -116,11 +122,17 @@ def test_oom_mapping():
 
 def test_rlimit_cap_turns_an_oversized_allocation_into_oom():
     params = {"seq_len": 1024, "model": "x", "device": "cpu"}
-    result = run_point("tests.suites.test_harness:alloc_runner", params, {}, timeout_s=60,
-                       max_memory_gb=0.25)
+    result = run_point(
+        "tests.suites.test_harness:alloc_runner", params, {}, timeout_s=60, max_memory_gb=0.25
+    )
     assert result["status"] == "oom" and "allocate" in result["error"]
-    result = run_point("tests.suites.test_harness:alloc_runner", params | {"seq_len": 64}, {},
-                       timeout_s=60, max_memory_gb=0.25)
+    result = run_point(
+        "tests.suites.test_harness:alloc_runner",
+        params | {"seq_len": 64},
+        {},
+        timeout_s=60,
+        max_memory_gb=0.25,
+    )
     assert result["status"] == "ok" and result["peak_mb"] == 64
 
 

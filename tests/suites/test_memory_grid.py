@@ -13,8 +13,12 @@ def test_default_grid_crosses_depth_with_length():
     params = [p.params for p in points]
     assert {p["n_layers"] for p in params} == {2, 6}
     assert {p["pass"] for p in params} == {"train_step"}
-    assert {p["model"] for p in params} == {"transformer-full", "transformer-sdpa",
-                                            "reformer-lsh", "reformer-lsh-rev"}
+    assert {p["model"] for p in params} == {
+        "transformer-full",
+        "transformer-sdpa",
+        "reformer-lsh",
+        "reformer-lsh-rev",
+    }
     assert sorted({p["seq_len"] for p in params}) == [1024, 2048, 4096, 8192, 16384]
     assert len(points) == 4 * 2 * 5 and budget_gb(DEFAULT) == 4.0
 
@@ -27,8 +31,15 @@ def test_quick_grid_is_tiny_and_single_threaded():
 
 
 def _row(model, n_layers, seq_len, status="ok", peak=None):
-    return {"model": model, "pass": "train_step", "n_layers": n_layers, "seq_len": seq_len,
-            "status": status, "peak_mb": peak, "impl": None if status != "ok" else "x"}
+    return {
+        "model": model,
+        "pass": "train_step",
+        "n_layers": n_layers,
+        "seq_len": seq_len,
+        "status": status,
+        "peak_mb": peak,
+        "impl": None if status != "ok" else "x",
+    }
 
 
 def test_summary_answers_where_each_runs_out_and_how_peaks_grow_with_depth():

@@ -12,8 +12,14 @@ from suites import names
 from suites.registry import Point
 from suites.store import read_rows
 
-SCHEMA_1_ROW = {"suite": "quality", "model": "reformer-lsh", "attention": "full",
-                "train_attention": "full", "eval_attention": "lsh-4", "n_hashes": None}
+SCHEMA_1_ROW = {
+    "suite": "quality",
+    "model": "reformer-lsh",
+    "attention": "full",
+    "train_attention": "full",
+    "eval_attention": "lsh-4",
+    "n_hashes": None,
+}
 
 
 def test_model_names_come_from_the_config():
@@ -22,9 +28,10 @@ def test_model_names_come_from_the_config():
     assert names.lm_model("reformer", config.replace(reversible=False)) == "reformer-lsh"
     assert names.lm_model("transformer", config.replace(attention="sdpa")) == "transformer-sdpa"
     assert names.layer_model(config.replace(attention="full")) == "attn-full"
-    assert [names.model_kind(m) for m in ("transformer-full", "reformer-sdpa-rev", "attn-lsh",
-                                          "peer-hf")] == ["transformer", "reformer", "layer",
-                                                          "peer"]
+    assert [
+        names.model_kind(m)
+        for m in ("transformer-full", "reformer-sdpa-rev", "attn-lsh", "peer-hf")
+    ] == ["transformer", "reformer", "layer", "peer"]
     with pytest.raises(ValueError, match="model='lsh'"):
         names.model_kind("lsh")
 
@@ -33,7 +40,11 @@ def test_run_attentions_parse_and_label():
     assert names.parse_run_attention(names.lsh_name(4)) == ("lsh", 4)
     assert names.parse_run_attention("shared-full") == ("shared-full", None)
     assert [names.label(n) for n in ("lsh-8", "shared-full", "sdpa", "attn-lsh")] == [
-        "LSH-8", "Full", "SDPA", "attn-lsh"]
+        "LSH-8",
+        "Full",
+        "SDPA",
+        "attn-lsh",
+    ]
     assert names.hash_rounds("lsh-2") == 2 and names.hash_rounds("shared-full") is None
 
 

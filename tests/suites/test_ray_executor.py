@@ -26,11 +26,23 @@ CTX = GridContext(device="cpu", mode="quick")
 RUNNERS = "tests.suites.point_runners"
 
 
-def _point(runner: str, model: str, seq_len: int, timeout_s: float = 60.0,
-           **params: object) -> Point:
-    return Point(params={"model": model, "pass": "fwd", "seq_len": seq_len, "batch": 1,
-                         "device": "cpu", "num_threads": 1, **params},
-                 runner=f"{RUNNERS}:{runner}", timeout_s=timeout_s, min_run_time=0.0)
+def _point(
+    runner: str, model: str, seq_len: int, timeout_s: float = 60.0, **params: object
+) -> Point:
+    return Point(
+        params={
+            "model": model,
+            "pass": "fwd",
+            "seq_len": seq_len,
+            "batch": 1,
+            "device": "cpu",
+            "num_threads": 1,
+            **params,
+        },
+        runner=f"{RUNNERS}:{runner}",
+        timeout_s=timeout_s,
+        min_run_time=0.0,
+    )
 
 
 def _suite(points: list[Point], name: str = "tiny") -> Suite:
@@ -38,18 +50,32 @@ def _suite(points: list[Point], name: str = "tiny") -> Suite:
 
 
 def _sweep(points: list[Point], out_dir: Path, **kwargs: object):
-    return run_sweep(_suite(points), CTX, out_dir=out_dir, progress=False, log=io.StringIO(),
-                     max_memory_gb=None, executor="ray", **kwargs)
+    return run_sweep(
+        _suite(points),
+        CTX,
+        out_dir=out_dir,
+        progress=False,
+        log=io.StringIO(),
+        max_memory_gb=None,
+        executor="ray",
+        **kwargs,
+    )
 
 
 @pytest.mark.slow
-def test_the_quick_memory_grid_gives_the_same_keys_and_statuses_as_local(ray_cluster,
-                                                                         tmp_path):
+def test_the_quick_memory_grid_gives_the_same_keys_and_statuses_as_local(ray_cluster, tmp_path):
     suite = get_suite("memory")
 
     def sweep(executor: str):
-        return run_sweep(suite, CTX, out_dir=tmp_path / executor, threads=1, progress=False,
-                         log=io.StringIO(), executor=executor)
+        return run_sweep(
+            suite,
+            CTX,
+            out_dir=tmp_path / executor,
+            threads=1,
+            progress=False,
+            log=io.StringIO(),
+            executor=executor,
+        )
 
     # Side by side: the local executor keeps one core busy, Ray's two workers share both.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -71,9 +97,13 @@ def test_the_quick_memory_grid_gives_the_same_keys_and_statuses_as_local(ray_clu
 
 
 def test_failures_become_statuses_and_the_sweep_goes_on(ray_cluster, tmp_path):
-    points = [_point("kill_self", "killed", 8), _point("kill_worker", "worker-dies", 8),
-              _point("sleep_long", "slow", 8, timeout_s=1.0),
-              _point("sleep_long", "slow", 16, timeout_s=1.0), _point("ok", "fine", 16)]
+    points = [
+        _point("kill_self", "killed", 8),
+        _point("kill_worker", "worker-dies", 8),
+        _point("sleep_long", "slow", 8, timeout_s=1.0),
+        _point("sleep_long", "slow", 16, timeout_s=1.0),
+        _point("ok", "fine", 16),
+    ]
     rows = {(row["model"], row["seq_len"]): row for row in _sweep(points, tmp_path).rows}
     assert len(rows) == len(points)
     assert rows[("killed", 8)]["status"] == "oom"  # the child's SIGKILL, as locally
@@ -96,11 +126,16 @@ def test_a_hung_worker_is_cancelled_by_the_driver_as_a_timeout(ray_cluster, tmp_
     try:
         # The timeout leaves the point's child time to start and stop its worker even on
         # a loaded machine; with less, run_point's own timeout can fire first.
-        measure_points([_point("hang_worker", "hung", 8, timeout_s=6.0),
-                        _point("ok", "fine", 8)], executor, suite="tiny", done=set(),
-                       record=lambda point, key, result: results.update(
-                           {point.params["model"]: result}),
-                       max_memory_gb=None, timeout_s=None, progress=False)
+        measure_points(
+            [_point("hang_worker", "hung", 8, timeout_s=6.0), _point("ok", "fine", 8)],
+            executor,
+            suite="tiny",
+            done=set(),
+            record=lambda point, key, result: results.update({point.params["model"]: result}),
+            max_memory_gb=None,
+            timeout_s=None,
+            progress=False,
+        )
     finally:
         executor.close()
     assert results["hung"]["status"] == "timeout"
@@ -115,8 +150,10 @@ def test_ray_failures_map_onto_statuses(ray_cluster):
     from suites.executors.ray_executor import ray_failure
 
     oom = ray_failure(OutOfMemoryError("Task was killed due to the node running low on memory"))
-    assert oom == {"status": "oom", "error": "OutOfMemoryError: Task was killed due to the "
-                                             "node running low on memory"}
+    assert oom == {
+        "status": "oom",
+        "error": "OutOfMemoryError: Task was killed due to the node running low on memory",
+    }
     assert ray_failure(WorkerCrashedError())["status"] == "error"
     assert ray_failure(NodeDiedError("node 42 died"))["error"].endswith("node 42 died")
 
@@ -127,16 +164,26 @@ def slow_points(marks: Path) -> list[Point]:
 
 
 def test_a_driver_killed_mid_sweep_loses_no_row_and_a_rerun_measures_each_point_once(
-        ray_cluster, tmp_path):
+    ray_cluster, tmp_path
+):
     marks = tmp_path / "marks"
-    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         from pathlib import Path
         from suites.sweep import run_sweep
         from tests.suites.test_ray_executor import CTX, _suite, slow_points
         run_sweep(_suite(slow_points(Path({str(marks)!r}))), CTX, out_dir={str(tmp_path)!r},
                   progress=False, max_memory_gb=None, executor="ray",
                   ray_address={ray_cluster.address_info["gcs_address"]!r})
-        """)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     path, deadline = None, time.monotonic() + 120
     while path is None and time.monotonic() < deadline and driver.poll() is None:
         found = sorted(tmp_path.glob("tiny_cpu_*.jsonl"))
@@ -154,7 +201,7 @@ def test_a_driver_killed_mid_sweep_loses_no_row_and_a_rerun_measures_each_point_
     assert rerun.path == path
     assert path.read_bytes().startswith(before)  # appended to, never rewritten
     rows, _ = read_rows(path)
-    assert rows[:len(rows_before)] == rows_before  # no row lost
+    assert rows[: len(rows_before)] == rows_before  # no row lost
     ok_keys = [row["point_key"] for row in rows if row["status"] == "ok"]
     assert len(ok_keys) == len(set(ok_keys)) == len(points)  # each point ok exactly once
     started = marks.read_text().split()
@@ -163,7 +210,8 @@ def test_a_driver_killed_mid_sweep_loses_no_row_and_a_rerun_measures_each_point_
 
 
 def test_results_finishing_at_the_same_moment_never_interleave_in_the_run_file(
-        ray_cluster, tmp_path):
+    ray_cluster, tmp_path
+):
     at = time.time() + 5  # both workers busy by then, then all finish together
     chars = 2**20
     points = [_point("blob_at", f"b{i}", i, at=at, blob_chars=chars) for i in range(1, 5)]

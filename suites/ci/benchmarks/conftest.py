@@ -51,8 +51,9 @@ def retain_freed_memory() -> str:
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
-        done = libc is not None and all(libc.mallopt(param, _INT_MAX) == 1
-                                        for param in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
+        done = libc is not None and all(
+            libc.mallopt(param, _INT_MAX) == 1 for param in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD)
+        )
     except (OSError, AttributeError):  # not glibc: keep the platform's default allocator
         done = False
     return "glibc: freed memory retained" if done else "default allocator"
@@ -70,9 +71,11 @@ def _bench_requested(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _bench_requested(config):
         return
-    skip = pytest.mark.skip(reason="CI ratio benchmarks run only when suites/ci/benchmarks is "
-                            "named (python -m suites.ci, or python -m pytest "
-                            "suites/ci/benchmarks)")
+    skip = pytest.mark.skip(
+        reason="CI ratio benchmarks run only when suites/ci/benchmarks is "
+        "named (python -m suites.ci, or python -m pytest "
+        "suites/ci/benchmarks)"
+    )
     for item in items:
         if BENCH_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(skip)
@@ -90,21 +93,35 @@ def ratio_benchmark(benchmark) -> Iterator[Callable[..., dict[str, Any]]]:
     ``extra_info``.
     """
 
-    def measure(figure: str, numerator: tuple[str, Callable[[], None]],
-                denominator: tuple[str, Callable[[], None]], *, rounds: int, warmup: int,
-                params: dict[str, Any]) -> dict[str, Any]:
+    def measure(
+        figure: str,
+        numerator: tuple[str, Callable[[], None]],
+        denominator: tuple[str, Callable[[], None]],
+        *,
+        rounds: int,
+        warmup: int,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
         times: tuple[list[float], list[float]] = ([], [])
         run_round = interleaved_round((numerator[1], denominator[1]), times)
         benchmark.pedantic(run_round, rounds=rounds, warmup_rounds=warmup, iterations=1)
         num_threads = torch.get_num_threads()
         # pedantic runs the warm-up rounds first, through the same callable: drop them.
-        kept = tuple(series[len(series) - rounds:] for series in times)
+        kept = tuple(series[len(series) - rounds :] for series in times)
         summary = ratio_of_medians(*kept)
-        info = {"figure": figure, "numerator": numerator[0], "denominator": denominator[0],
-                "allocator": allocator, "clock": "time.process_time",
-                **summary.as_dict(), "numerator_times_s": kept[0],
-                "denominator_times_s": kept[1], "warmup_rounds": warmup,
-                "num_threads": num_threads, "params": params}
+        info = {
+            "figure": figure,
+            "numerator": numerator[0],
+            "denominator": denominator[0],
+            "allocator": allocator,
+            "clock": "time.process_time",
+            **summary.as_dict(),
+            "numerator_times_s": kept[0],
+            "denominator_times_s": kept[1],
+            "warmup_rounds": warmup,
+            "num_threads": num_threads,
+            "params": params,
+        }
         benchmark.extra_info.update(info)
         return info
 

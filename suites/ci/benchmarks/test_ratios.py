@@ -44,22 +44,34 @@ def test_lsh4_vs_full_8k(ratio_benchmark):
     """LSH-4 attention layer fwd+bwd at L=8192 / full (materialised) attention, same L."""
     lsh_step, lsh = _step("attn-lsh", LAYER, "fwd_bwd", 8192)
     full_step, full = _step("attn-full", LAYER.replace(attention="full"), "fwd_bwd", 8192)
-    info = ratio_benchmark("lsh4_vs_full_8k", ("attn-lsh", lsh_step),
-                           ("attn-full", full_step), rounds=15, warmup=2,
-                           params={"lsh": lsh, "full": full})
+    info = ratio_benchmark(
+        "lsh4_vs_full_8k",
+        ("attn-lsh", lsh_step),
+        ("attn-full", full_step),
+        rounds=15,
+        warmup=2,
+        params={"lsh": lsh, "full": full},
+    )
     assert math.isfinite(info["ratio"]) and info["ratio"] > 0
 
 
-@pytest.mark.skipif(not peer_available("peer-reformer-pytorch"),
-                    reason="reformer-pytorch is not installed (pip install '.[peers]')")
+@pytest.mark.skipif(
+    not peer_available("peer-reformer-pytorch"),
+    reason="reformer-pytorch is not installed (pip install '.[peers]')",
+)
 def test_ours_vs_reformer_pytorch(ratio_benchmark):
     """Our LSHSelfAttention fwd+bwd / reformer-pytorch's, same shape, L=8192."""
     torch.manual_seed(0)  # reformer-pytorch draws its rotations from the global RNG
     ours_step, ours = _step("attn-lsh", LAYER, "fwd_bwd", 8192)
     theirs_step, theirs = _step("peer-reformer-pytorch", LAYER, "fwd_bwd", 8192)
-    info = ratio_benchmark("ours_vs_reformer_pytorch", ("attn-lsh", ours_step),
-                           ("reformer-pytorch", theirs_step), rounds=20, warmup=2,
-                           params={"ours": ours, "theirs": theirs})
+    info = ratio_benchmark(
+        "ours_vs_reformer_pytorch",
+        ("attn-lsh", ours_step),
+        ("reformer-pytorch", theirs_step),
+        rounds=20,
+        warmup=2,
+        params={"ours": ours, "theirs": theirs},
+    )
     assert math.isfinite(info["ratio"]) and info["ratio"] > 0
 
 
@@ -71,7 +83,12 @@ def test_reversible_vs_plain_step(ratio_benchmark):
     """
     rev_step, rev = _step("reformer-lsh-rev", LM, "train_step", 2048)
     plain_step, plain = _step("reformer-lsh", LM.replace(reversible=False), "train_step", 2048)
-    info = ratio_benchmark("reversible_vs_plain_step", ("reversible", rev_step),
-                           ("plain", plain_step), rounds=20, warmup=2,
-                           params={"reversible": rev, "plain": plain})
+    info = ratio_benchmark(
+        "reversible_vs_plain_step",
+        ("reversible", rev_step),
+        ("plain", plain_step),
+        rounds=20,
+        warmup=2,
+        params={"reversible": rev, "plain": plain},
+    )
     assert math.isfinite(info["ratio"]) and info["ratio"] > 0

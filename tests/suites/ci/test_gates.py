@@ -21,7 +21,7 @@ LENGTHS = (1024, 2048, 4096, 8192)
 
 
 def _slope_of_power(power: float) -> float:
-    return loglog_slope(LENGTHS, [3.0 * length ** power for length in LENGTHS])
+    return loglog_slope(LENGTHS, [3.0 * length**power for length in LENGTHS])
 
 
 def test_loglog_slope_recovers_the_power():
@@ -40,9 +40,11 @@ def test_per_token_spread():
 
 def test_lsh_saved_bytes_slope_of_two_fails_readably():
     points = {length: 4 * length**2 for length in LENGTHS}  # doctored: quadratic memory
-    outcome = check_limits("saved_bytes_slope_lsh", loglog_slope(list(points),
-                                                                 list(points.values())),
-                           {"points": points, "points_unit": "bytes"})
+    outcome = check_limits(
+        "saved_bytes_slope_lsh",
+        loglog_slope(list(points), list(points.values())),
+        {"points": points, "points_unit": "bytes"},
+    )
     assert outcome.status == "fail"
     message = outcome.message
     assert message.startswith("FAIL saved_bytes_slope_lsh = 2.000")
@@ -51,15 +53,18 @@ def test_lsh_saved_bytes_slope_of_two_fails_readably():
     assert "python -m suites.ci --only saved_bytes_slope_lsh --no-history" in message
 
 
-@pytest.mark.parametrize(("name", "good", "bad"), [
-    ("saved_bytes_slope_lsh", 0.94, 2.0),
-    ("saved_bytes_slope_sdpa", 0.93, 1.9),
-    ("saved_bytes_slope_full", 1.95, 1.0),  # full attention that stopped being quadratic
-    ("saved_bytes_depth_ratio", 1.0, 6.0),  # reversible memory growing with depth
-    ("flops_per_token_spread_lsh", 0.05, 0.5),
-    ("flops_per_token_slope_full", 1.0, 2.0),
-    ("flops_per_token_slope_full", 1.0, 0.0),
-])
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("saved_bytes_slope_lsh", 0.94, 2.0),
+        ("saved_bytes_slope_sdpa", 0.93, 1.9),
+        ("saved_bytes_slope_full", 1.95, 1.0),  # full attention that stopped being quadratic
+        ("saved_bytes_depth_ratio", 1.0, 6.0),  # reversible memory growing with depth
+        ("flops_per_token_spread_lsh", 0.05, 0.5),
+        ("flops_per_token_slope_full", 1.0, 2.0),
+        ("flops_per_token_slope_full", 1.0, 0.0),
+    ],
+)
 def test_deterministic_gates_pass_good_and_fail_doctored(name, good, bad):
     assert check_limits(name, good).status == "pass"
     failed = check_limits(name, bad)
@@ -70,9 +75,15 @@ def test_deterministic_gates_pass_good_and_fail_doctored(name, good, bad):
 
 def test_ratio_gate_fails_40_percent_worse_and_passes_noise():
     baseline, tolerance = 0.5, 0.25
-    detail = {"ratio_low": 0.66, "ratio_high": 0.74, "numerator": "attn-lsh",
-              "denominator": "attn-full", "numerator_median_s": 0.7,
-              "denominator_median_s": 1.0, "rounds": 15}
+    detail = {
+        "ratio_low": 0.66,
+        "ratio_high": 0.74,
+        "numerator": "attn-lsh",
+        "denominator": "attn-full",
+        "numerator_median_s": 0.7,
+        "denominator_median_s": 1.0,
+        "rounds": 15,
+    }
     failed = check_ratio("lsh4_vs_full_8k", 0.7, baseline, tolerance, detail)
     assert failed.status == "fail"
     assert failed.message.startswith("FAIL lsh4_vs_full_8k = 0.700 vs baseline 0.500: +40.0%")
@@ -109,11 +120,23 @@ def test_every_figure_has_a_measurement_or_a_benchmark():
 
 
 def _bench_json(path: Path, ratios: dict[str, float]) -> Path:
-    benchmarks = [{"name": name, "extra_info": {
-        "figure": name, "ratio": ratio, "ratio_low": ratio * 0.95, "ratio_high": ratio * 1.05,
-        "numerator_median_s": ratio, "denominator_median_s": 1.0, "rounds": 15,
-        "num_threads": 1, "numerator_times_s": [ratio] * 15}}
-        for name, ratio in ratios.items()]
+    benchmarks = [
+        {
+            "name": name,
+            "extra_info": {
+                "figure": name,
+                "ratio": ratio,
+                "ratio_low": ratio * 0.95,
+                "ratio_high": ratio * 1.05,
+                "numerator_median_s": ratio,
+                "denominator_median_s": 1.0,
+                "rounds": 15,
+                "num_threads": 1,
+                "numerator_times_s": [ratio] * 15,
+            },
+        }
+        for name, ratio in ratios.items()
+    ]
     path.write_text(json.dumps({"benchmarks": benchmarks}))
     return path
 
@@ -121,18 +144,38 @@ def _bench_json(path: Path, ratios: dict[str, float]) -> Path:
 def _ci_dir(tmp_path: Path, ratios: dict[str, float]) -> Path:
     ci_dir = tmp_path / "ci"
     ci_dir.mkdir()
-    write_baseline(ci_dir / "baseline.json", {"schema_version": 1, "tolerance": 0.25,
-                                              "figures": {n: {"ratio": r}
-                                                          for n, r in ratios.items()}})
+    write_baseline(
+        ci_dir / "baseline.json",
+        {
+            "schema_version": 1,
+            "tolerance": 0.25,
+            "figures": {n: {"ratio": r} for n, r in ratios.items()},
+        },
+    )
     return ci_dir
 
 
 def test_cli_fails_on_a_doctored_bench_json_and_writes_history(tmp_path, capsys):
     ci_dir = _ci_dir(tmp_path, {"lsh4_vs_full_8k": 0.15, "reversible_vs_plain_step": 1.45})
-    doctored = _bench_json(tmp_path / "bench.json", {"lsh4_vs_full_8k": 0.21,  # +40%
-                                                     "reversible_vs_plain_step": 1.5})
-    exit_code = ci.main(["--only", "lsh4_vs_full_8k", "--only", "reversible_vs_plain_step",
-                         "--bench-json", str(doctored), "--ci-dir", str(ci_dir)])
+    doctored = _bench_json(
+        tmp_path / "bench.json",
+        {
+            "lsh4_vs_full_8k": 0.21,  # +40%
+            "reversible_vs_plain_step": 1.5,
+        },
+    )
+    exit_code = ci.main(
+        [
+            "--only",
+            "lsh4_vs_full_8k",
+            "--only",
+            "reversible_vs_plain_step",
+            "--bench-json",
+            str(doctored),
+            "--ci-dir",
+            str(ci_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert exit_code == 1
     assert "1 of 2 perf gates FAILED" in err
@@ -140,10 +183,22 @@ def test_cli_fails_on_a_doctored_bench_json_and_writes_history(tmp_path, capsys)
     assert "reproduce: python -m suites.ci --only lsh4_vs_full_8k --no-history" in err
     rows = [json.loads(line) for line in (ci_dir / "history.jsonl").read_text().splitlines()]
     assert [(r["figure"], r["status"]) for r in rows] == [
-        ("lsh4_vs_full_8k", "fail"), ("reversible_vs_plain_step", "pass")]
+        ("lsh4_vs_full_8k", "fail"),
+        ("reversible_vs_plain_step", "pass"),
+    ]
     for row in rows:
-        assert {"git_sha", "git_dirty", "host", "cpu_model", "n_cpus", "torch",
-                "timestamp_utc", "run_id", "baseline", "tolerance"} <= row.keys()
+        assert {
+            "git_sha",
+            "git_dirty",
+            "host",
+            "cpu_model",
+            "n_cpus",
+            "torch",
+            "timestamp_utc",
+            "run_id",
+            "baseline",
+            "tolerance",
+        } <= row.keys()
         assert row["value"] > 0 and row["bench_json"] == str(doctored)
         assert "numerator_times_s" not in row["detail"]  # raw times stay in the bench JSON
     assert rows[0]["detail"]["num_threads"] == 1
@@ -153,8 +208,20 @@ def test_cli_fails_on_a_doctored_bench_json_and_writes_history(tmp_path, capsys)
 def test_cli_passes_a_good_bench_json(tmp_path, capsys):
     ci_dir = _ci_dir(tmp_path, {"lsh4_vs_full_8k": 0.15})
     good = _bench_json(tmp_path / "bench.json", {"lsh4_vs_full_8k": 0.16})
-    assert ci.main(["--only", "lsh4_vs_full_8k", "--bench-json", str(good), "--ci-dir",
-                    str(ci_dir), "--no-history"]) == 0
+    assert (
+        ci.main(
+            [
+                "--only",
+                "lsh4_vs_full_8k",
+                "--bench-json",
+                str(good),
+                "--ci-dir",
+                str(ci_dir),
+                "--no-history",
+            ]
+        )
+        == 0
+    )
     assert "all 1 perf gates passed" in capsys.readouterr().out
     assert not (ci_dir / "history.jsonl").exists()
 
@@ -163,8 +230,9 @@ def test_missing_results_fail_unless_the_peer_is_absent(tmp_path, monkeypatch, c
     ci_dir = _ci_dir(tmp_path, {"lsh4_vs_full_8k": 0.15, "ours_vs_reformer_pytorch": 0.46})
     empty = _bench_json(tmp_path / "bench.json", {})
     monkeypatch.setattr(ci, "_peer_available", lambda model: False)
-    outcomes = ci.gate_ratios(["lsh4_vs_full_8k", "ours_vs_reformer_pytorch"], empty,
-                              ci_dir / "baseline.json")
+    outcomes = ci.gate_ratios(
+        ["lsh4_vs_full_8k", "ours_vs_reformer_pytorch"], empty, ci_dir / "baseline.json"
+    )
     assert [o.status for o in outcomes] == ["fail", "skipped"]
     assert "no result" in outcomes[0].message
     assert "reformer-pytorch is not installed" in outcomes[1].message
@@ -182,10 +250,19 @@ def test_a_ratio_without_baseline_fails_and_says_how_to_add_one(tmp_path):
 
 def test_update_baseline_takes_the_median_of_runs_and_logs_why(tmp_path, capsys):
     ci_dir = _ci_dir(tmp_path, {"lsh4_vs_full_8k": 0.15})
-    runs = [_bench_json(tmp_path / f"run{i}.json", {"lsh4_vs_full_8k": ratio})
-            for i, ratio in enumerate((0.20, 0.22, 0.21))]
-    argv = ["--update-baseline", "--only", "lsh4_vs_full_8k", "--ci-dir", str(ci_dir),
-            "--why", "LSH kernel recomputes logits in backward"]
+    runs = [
+        _bench_json(tmp_path / f"run{i}.json", {"lsh4_vs_full_8k": ratio})
+        for i, ratio in enumerate((0.20, 0.22, 0.21))
+    ]
+    argv = [
+        "--update-baseline",
+        "--only",
+        "lsh4_vs_full_8k",
+        "--ci-dir",
+        str(ci_dir),
+        "--why",
+        "LSH kernel recomputes logits in backward",
+    ]
     for run in runs:
         argv += ["--bench-json", str(run)]
     assert ci.main(argv) == 0
@@ -199,8 +276,20 @@ def test_update_baseline_takes_the_median_of_runs_and_logs_why(tmp_path, capsys)
     assert update["why"] == "LSH kernel recomputes logits in backward"
     assert update["changed"]["lsh4_vs_full_8k"] == {"old": 0.15, "new": 0.21}
     good = _bench_json(tmp_path / "good.json", {"lsh4_vs_full_8k": 0.22})
-    assert ci.main(["--only", "lsh4_vs_full_8k", "--bench-json", str(good), "--ci-dir",
-                    str(ci_dir), "--no-history"]) == 0
+    assert (
+        ci.main(
+            [
+                "--only",
+                "lsh4_vs_full_8k",
+                "--bench-json",
+                str(good),
+                "--ci-dir",
+                str(ci_dir),
+                "--no-history",
+            ]
+        )
+        == 0
+    )
 
 
 def test_update_baseline_needs_a_reason(tmp_path):
@@ -208,8 +297,7 @@ def test_update_baseline_needs_a_reason(tmp_path):
         ci.parse_args(["--update-baseline"])
     baseline = load_baseline(tmp_path / "absent.json")
     with pytest.raises(ValueError, match="--why"):
-        updated_baseline(baseline, {"lsh4_vs_full_8k": [{"ratio": 1.0}]}, why=" ",
-                         provenance={})
+        updated_baseline(baseline, {"lsh4_vs_full_8k": [{"ratio": 1.0}]}, why=" ", provenance={})
 
 
 def test_a_broken_baseline_file_names_the_field(tmp_path):
@@ -226,8 +314,13 @@ def test_history_is_append_only_and_survives_a_torn_line(tmp_path):
     path = tmp_path / "history.jsonl"
     path.write_text('{"figure": "old", "value": 1}\n{"torn')
     outcome = check_limits("saved_bytes_depth_ratio", 1.0, {"points": {2: 10, 12: 10}})
-    rows = history_rows([outcome], run_id="r1", provenance={"git_sha": "abc", "host": "h"},
-                        bench_json=None, command="python -m suites.ci")
+    rows = history_rows(
+        [outcome],
+        run_id="r1",
+        provenance={"git_sha": "abc", "host": "h"},
+        bench_json=None,
+        command="python -m suites.ci",
+    )
     append_history(path, rows)
     lines = path.read_text().splitlines()
     assert lines[:2] == ['{"figure": "old", "value": 1}', '{"torn']
@@ -241,9 +334,13 @@ def test_history_rows_load_into_the_report_trend():
     history_module = pytest.importorskip("reports.history")
     import pandas as pd
 
-    rows = history_rows([check_ratio("lsh4_vs_full_8k", 0.16, 0.15, 0.25)], run_id="r",
-                        provenance={"host": "h", "git_sha": "abc"}, bench_json="b.json",
-                        command="c")
+    rows = history_rows(
+        [check_ratio("lsh4_vs_full_8k", 0.16, 0.15, 0.25)],
+        run_id="r",
+        provenance={"host": "h", "git_sha": "abc"},
+        bench_json="b.json",
+        command="c",
+    )
     tidy = history_module.tidy_history(pd.DataFrame(rows))
     assert list(tidy["figure"]) == ["lsh4_vs_full_8k"]
     assert tidy["value"].iloc[0] == pytest.approx(0.16)
@@ -263,8 +360,7 @@ def test_benchmarks_run_only_when_named():
     from suites.ci.benchmarks.conftest import _bench_requested
 
     def config(*args: str):
-        return SimpleNamespace(args=list(args),
-                               invocation_params=SimpleNamespace(dir=REPO_ROOT))
+        return SimpleNamespace(args=list(args), invocation_params=SimpleNamespace(dir=REPO_ROOT))
 
     assert not _bench_requested(config("tests"))
     assert not _bench_requested(config("tests/suites/ci/test_gates.py"))

@@ -11,8 +11,17 @@ from suites.names import parse_run_attention
 from suites.quality.attention import attention_as, lsh_layers
 
 L = 32
-CONFIG = ReformerConfig(vocab_size=16, d_model=32, n_heads=2, n_layers=2, d_ff=32,
-                        n_hashes=1, bucket_size=4, reversible=False, max_seq_len=L)
+CONFIG = ReformerConfig(
+    vocab_size=16,
+    d_model=32,
+    n_heads=2,
+    n_layers=2,
+    d_ff=32,
+    n_hashes=1,
+    bucket_size=4,
+    reversible=False,
+    max_seq_len=L,
+)
 
 
 def _model(config=CONFIG):

@@ -24,7 +24,8 @@ def text_folder(tmp_path):
 def test_quick_duplication_matrix_end_to_end(tmp_path):
     ctx = GridContext(device="cpu", mode="quick", out_dir=tmp_path)
     duplication = dataclasses.replace(
-        SUITE, grid=lambda c: [p for p in grid(c) if p.params["task"] == "duplication"])
+        SUITE, grid=lambda c: [p for p in grid(c) if p.params["task"] == "duplication"]
+    )
     run_file = run_sweep(duplication, ctx, out_dir=tmp_path, progress=False)
     rows = run_file.rows
     assert len(rows) == len(DUP_TRAIN) * len(DUP_EVAL)
@@ -43,10 +44,18 @@ def test_quick_duplication_matrix_end_to_end(tmp_path):
 def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
     ctx = GridContext(device="cpu", mode="quick", data=str(text_folder), out_dir=tmp_path)
     points = [p for p in grid(ctx) if p.params["task"] == "bytes"]
-    reformer = [p for p in points if p.params["model"] == "reformer-lsh-rev"
-                and p.params["train_attention"] == "lsh-2"]
+    reformer = [
+        p
+        for p in points
+        if p.params["model"] == "reformer-lsh-rev" and p.params["train_attention"] == "lsh-2"
+    ]
     assert {p.params["eval_attention"] for p in reformer} == {
-        "shared-full", "lsh-1", "lsh-2", "lsh-4", "lsh-8"}
+        "shared-full",
+        "lsh-1",
+        "lsh-2",
+        "lsh-4",
+        "lsh-8",
+    }
     rows = [run_quality_point(p.params, {**p.options, "progress": False}) for p in reformer]
     assert [row["trained_now"] for row in rows] == [True] + [False] * (len(rows) - 1)
     assert all(0.0 < row["bits_per_byte"] < 9.0 for row in rows)
@@ -56,14 +65,18 @@ def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
 
 
 def test_equal_parameters_steps_and_tokens_across_byte_models():
-    lm = [run for run in runs(GridContext(device="cpu", mode="default"))
-          if run.task == "bytes"]
-    assert {run.model_name for run in lm} == {"transformer-sdpa", "reformer-lsh-rev",
-                                              "reformer-lsh", "reformer-sdpa-rev"}
+    lm = [run for run in runs(GridContext(device="cpu", mode="default")) if run.task == "bytes"]
+    assert {run.model_name for run in lm} == {
+        "transformer-sdpa",
+        "reformer-lsh-rev",
+        "reformer-lsh",
+        "reformer-sdpa-rev",
+    }
     assert {(run.model_name, run.train_attention) for run in lm if not run.shared_qk} == {
-        ("transformer-sdpa", "sdpa"), ("reformer-sdpa-rev", "sdpa")}
-    assert len({(run.schedule.steps, run.schedule.batch, run.schedule.seq_len)
-                for run in lm}) == 1
+        ("transformer-sdpa", "sdpa"),
+        ("reformer-sdpa-rev", "sdpa"),
+    }
+    assert len({(run.schedule.steps, run.schedule.batch, run.schedule.seq_len) for run in lm}) == 1
 
 
 def test_default_duplication_keeps_several_buckets_per_sequence():
@@ -98,16 +111,27 @@ def test_seeds_train_every_model_again_and_keep_seed_zero_points():
     one = grid(GridContext(device="cpu", mode="quick"))
     three = grid(GridContext(device="cpu", mode="quick", seeds=3))
     assert len(three) == 3 * len(one)
-    assert [p.params for p in three[:len(one)]] == [p.params for p in one]
+    assert [p.params for p in three[: len(one)]] == [p.params for p in one]
     assert {p.params["seed"] for p in three} == {0, 1, 2}
     assert len({p.key("quality", "cpu-x") for p in three}) == len(three)
     assert len({p.options["run"]["config"]["seed"] for p in three}) == 3
 
 
 def test_summary_gives_mean_and_spread_over_seeds():
-    rows = [{"status": "ok", "task": "duplication", "step": 2, "steps": 2, "seq_len": 16,
-             "seed": seed, "train_attention": "lsh-4", "eval_attention": "lsh-4",
-             "accuracy": accuracy} for seed, accuracy in ((0, 0.76), (1, 0.999), (2, 0.99))]
+    rows = [
+        {
+            "status": "ok",
+            "task": "duplication",
+            "step": 2,
+            "steps": 2,
+            "seq_len": 16,
+            "seed": seed,
+            "train_attention": "lsh-4",
+            "eval_attention": "lsh-4",
+            "accuracy": accuracy,
+        }
+        for seed, accuracy in ((0, 0.76), (1, 0.999), (2, 0.99))
+    ]
     assert duplication_matrix(rows)[("lsh-4", "lsh-4")] == pytest.approx(91.6333, abs=1e-3)
     text = "\n".join(summary_lines(rows))
     assert "mean ± standard deviation over 3 seeds" in text

@@ -25,21 +25,43 @@ SEQ_LEN = 16
 
 
 def _run(seed=0, eval_every=3, train_attention="lsh-2", task="duplication", data=None):
-    config = ReformerConfig(vocab_size=128 if task == "duplication" else 256, d_model=32,
-                            n_heads=2, n_layers=1, d_ff=32, n_hashes=2, bucket_size=4,
-                            reversible=task == "bytes", max_seq_len=SEQ_LEN, seed=seed)
-    schedule = Schedule(steps=6, batch=4, seq_len=SEQ_LEN, lr=3e-3, warmup_steps=2,
-                        eval_every=eval_every)
-    return Run(task=task, family="reformer", train_attention=train_attention, config=config,
-               schedule=schedule, eval_size=8, data=data)
+    config = ReformerConfig(
+        vocab_size=128 if task == "duplication" else 256,
+        d_model=32,
+        n_heads=2,
+        n_layers=1,
+        d_ff=32,
+        n_hashes=2,
+        bucket_size=4,
+        reversible=task == "bytes",
+        max_seq_len=SEQ_LEN,
+        seed=seed,
+    )
+    schedule = Schedule(
+        steps=6, batch=4, seq_len=SEQ_LEN, lr=3e-3, warmup_steps=2, eval_every=eval_every
+    )
+    return Run(
+        task=task,
+        family="reformer",
+        train_attention=train_attention,
+        config=config,
+        schedule=schedule,
+        eval_size=8,
+        data=data,
+    )
 
 
 def _train(run):
     model, task = build_model(run), make_task(run)
     with train_attention(run, model):
-        history = train(model, run.schedule, batches=task.batch, loss_fn=task.loss,
-                        evaluate=lambda m: task.evaluate(m, run.train_attention),
-                        progress=False)
+        history = train(
+            model,
+            run.schedule,
+            batches=task.batch,
+            loss_fn=task.loss,
+            evaluate=lambda m: task.evaluate(m, run.train_attention),
+            progress=False,
+        )
     return model, history
 
 
@@ -89,7 +111,8 @@ def test_bytes_run_on_a_small_folder(tmp_path):
 def test_a_failed_training_is_not_retried_in_the_same_sweep(tmp_path):
     run = _run()
     marker = checkpoint_path(run, tmp_path).with_name(
-        f".{checkpoint_path(run, tmp_path).name}.attempt")
+        f".{checkpoint_path(run, tmp_path).name}.attempt"
+    )
     marker.write_text(str(os.getppid()))
     with pytest.raises(RuntimeError, match="already failed"):
         ensure_trained(run, tmp_path, progress=False)
@@ -103,8 +126,9 @@ def test_full_and_lsh_runs_start_from_the_same_weights():
 
 
 def test_matched_d_ff_equalises_parameter_counts():
-    config = ReformerConfig(vocab_size=256, d_model=64, n_heads=4, n_layers=3, d_ff=256,
-                            max_seq_len=64)
+    config = ReformerConfig(
+        vocab_size=256, d_model=64, n_heads=4, n_layers=3, d_ff=256, max_seq_len=64
+    )
     transformer = n_parameters(TransformerLM(config.replace(attention="sdpa")))
     plain = n_parameters(ReformerLM(config))
     matched = n_parameters(ReformerLM(config.replace(d_ff=matched_d_ff(config))))
@@ -119,25 +143,39 @@ def test_run_rejects_a_mismatched_family():
 
 def test_separate_qk_reformer_trains_and_evaluates_only_with_sdpa():
     shared = _run(train_attention="lsh-2")
-    run = Run(task="duplication", family="reformer", train_attention="sdpa",
-              config=shared.config.replace(attention="sdpa"), schedule=shared.schedule,
-              eval_size=8)
+    run = Run(
+        task="duplication",
+        family="reformer",
+        train_attention="sdpa",
+        config=shared.config.replace(attention="sdpa"),
+        schedule=shared.schedule,
+        eval_size=8,
+    )
     assert run.model_name == "reformer-sdpa" and not run.shared_qk and shared.shared_qk
     model, history = _train(run)
     assert len(history.evals) == 2
     with pytest.raises(ValueError, match="evaluates only with 'sdpa'"):
         make_task(run).evaluate(model, "lsh-2")
     with pytest.raises(ValueError, match="train_attention"):
-        Run(task="duplication", family="reformer", train_attention="lsh-2",
-            config=run.config, schedule=run.schedule, eval_size=8)
+        Run(
+            task="duplication",
+            family="reformer",
+            train_attention="lsh-2",
+            config=run.config,
+            schedule=run.schedule,
+            eval_size=8,
+        )
 
 
 def test_byte_lm_models_have_equal_parameter_counts():
     from suites.grids.quality import runs
     from suites.registry import GridContext
 
-    counts = {(run.model_name, run.train_attention): n_parameters(build_model(run))
-              for run in runs(GridContext(device="cpu")) if run.task == "bytes"}
+    counts = {
+        (run.model_name, run.train_attention): n_parameters(build_model(run))
+        for run in runs(GridContext(device="cpu"))
+        if run.task == "bytes"
+    }
     transformer = counts[("transformer-sdpa", "sdpa")]
     assert len(counts) == 6
     assert all(abs(n - transformer) / transformer < 1e-3 for n in counts.values()), counts
