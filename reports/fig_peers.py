@@ -13,10 +13,10 @@ import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
-from reports.load import PASSES
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered
 from suites.names import PEER_PREFIX
+from suites.spec import PASSES
 
 SHAPE = (
     "pass",

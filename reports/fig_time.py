@@ -12,10 +12,10 @@ import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
-from reports.load import PASSES
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered, split_variants
 from suites.crossover import crossovers_between
+from suites.spec import PASSES
 
 _KEYS = ("series", "pass")  # a line; other fields that differ along it split the panels
 

@@ -18,12 +18,16 @@ import pandas as pd
 
 from suites.rows import newest_per_point
 from suites.spec import DEFAULTS, ROW_CONFIG_FIELDS
-from suites.store import read_rows
+from suites.store import (
+    ENVIRONMENT_FIELDS,
+    IDENTITY_FIELDS,
+    MEASURED_FIELDS,
+    STATUSES,
+    read_rows,
+)
 
 log = logging.getLogger("reports")
 
-STATUSES = ("ok", "oom", "timeout", "error", "skipped")
-PASSES = ("fwd", "fwd_bwd", "train_step")
 HISTORY_FILE = "history.jsonl"
 
 # Configuration columns (harness and ReformerConfig fields, suites.spec); together with
@@ -33,33 +37,9 @@ CONFIG_COLUMNS = ROW_CONFIG_FIELDS
 EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step")
 # Columns that describe a measurement or its provenance, not which point was measured.
 MEASURED_COLUMNS = (
-    "schema_version",
-    "run_id",
-    "timestamp_utc",
-    "git_sha",
-    "git_dirty",
-    "host",
-    "cpu_model",
-    "n_cpus",
-    "gpu_name",
-    "driver",
-    "torch",
-    "python",
-    "cuda",
-    "t_median_ms",
-    "t_iqr_ms",
-    "n_samples",
-    "peak_mb",
-    "reserved_mb",
-    "nvml_peak_mb",
-    "saved_mb",
-    "memory_method",
-    "tokens_per_s",
-    "flops",
-    "tflops_per_s",
-    "status",
-    "error",
-    "wall_s",
+    *IDENTITY_FIELDS,
+    *ENVIRONMENT_FIELDS,
+    *MEASURED_FIELDS,
     "impl_version",
     "accuracy",
     "bits_per_byte",

@@ -32,17 +32,9 @@ DEFAULT_OUT = Path("runs")
 COMMITTED_OUT = Path("results")
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 
-ROW_FIELDS: tuple[str, ...] = (
-    # identity
-    "schema_version",
-    "run_id",
-    "timestamp_utc",
-    "git_sha",
-    "git_dirty",
-    "suite",
-    # config: the harness fields and ReformerConfig's (suites.spec)
-    *ROW_CONFIG_FIELDS,
-    # environment
+# The row's fields, in groups: which run, the environment, then what was measured.
+IDENTITY_FIELDS = ("schema_version", "run_id", "timestamp_utc", "git_sha", "git_dirty")
+ENVIRONMENT_FIELDS = (
     "host",
     "cpu_model",
     "n_cpus",
@@ -51,6 +43,8 @@ ROW_FIELDS: tuple[str, ...] = (
     "torch",
     "python",
     "cuda",
+)
+MEASURED_FIELDS = (
     # timing
     "t_median_ms",
     "t_iqr_ms",
@@ -69,6 +63,14 @@ ROW_FIELDS: tuple[str, ...] = (
     "status",
     "error",
     "wall_s",
+)
+ROW_FIELDS: tuple[str, ...] = (
+    *IDENTITY_FIELDS,
+    "suite",
+    # config: the harness fields and ReformerConfig's (suites.spec)
+    *ROW_CONFIG_FIELDS,
+    *ENVIRONMENT_FIELDS,
+    *MEASURED_FIELDS,
 )
 # Harness columns beyond the measurement itself: which implementation ran (peers), the
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
