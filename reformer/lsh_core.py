@@ -321,8 +321,11 @@ class LSHAttentionFunction(torch.autograd.Function):
 
     ``sort_idx`` (B, H, R, Lp) int64 orders each round by (bucket, position);
     ``key_valid`` (B, Lp) bool or None marks keys that may be attended to.
-    Saves qk, v, sort_idx, key_valid, the output and lse (B, H, Lp): the log-sum-exp of
-    each query over all its rounds, which is all the backward pass needs.
+    Saves qk, v, sort_idx, key_valid, the output, and each query's log-sum-exp over all its
+    rounds as two (B, H, Lp) halves, the row maximum and the log of the row sum: all the
+    backward pass needs. One folded lse would sit at the -1e5 self-logit scale for a query
+    that sees only itself, where float32 is spaced 0.0078, and its recomputed weight
+    exp(-1e5 - lse) would be off by that much; kept apart, it is exactly 1.
     """
 
     @staticmethod
@@ -332,7 +335,8 @@ class LSHAttentionFunction(torch.autograd.Function):
         acc = torch.float64 if qk.dtype == torch.float64 else torch.float32
         length, d_value = qk.shape[2], v.shape[-1]
         out = _sequence_major(v.shape, v.dtype, v.device)
-        lse = torch.empty(qk.shape[:3], dtype=acc, device=v.device)
+        lse_max = torch.empty(qk.shape[:3], dtype=acc, device=v.device)
+        lse_log_sum = torch.empty_like(lse_max)
         for group in layout.groups():
             b0, b1, h0, h1 = group
             rows = Rows(layout, group, qk.device)
@@ -357,17 +361,18 @@ class LSHAttentionFunction(torch.autograd.Function):
             assert merged is not None  # layout.n_hashes >= 1
             group_out, group_max, group_sum = merged
             out[b0:b1, h0:h1] = group_out
-            lse[b0:b1, h0:h1] = (group_max + group_sum.log()).squeeze(-1)
+            lse_max[b0:b1, h0:h1] = group_max.squeeze(-1)
+            lse_log_sum[b0:b1, h0:h1] = group_sum.log().squeeze(-1)
         ctx.layout = layout
-        ctx.save_for_backward(qk, v, sort_idx, key_valid, lse, out)
+        ctx.save_for_backward(qk, v, sort_idx, key_valid, lse_max, lse_log_sum, out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        qk, v, sort_idx, key_valid, lse, out = ctx.saved_tensors
+        qk, v, sort_idx, key_valid, lse_max, lse_log_sum, out = ctx.saved_tensors
         layout: Layout = ctx.layout
         chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
-        acc = lse.dtype
+        acc = lse_max.dtype
         grad_out = _addressable(grad_out)
         # Gradients are written straight into their (B, Lp, H, D) memory, which is what the
         # projections' backward reads, and accumulated there when acc is their dtype; a
@@ -392,8 +397,10 @@ class LSHAttentionFunction(torch.autograd.Function):
                         qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1)
                     )
                     grid = piece.logits.shape[2:4]
-                    q_lse = rows.take(lse, piece.query_pos).unflatten(-1, grid).unsqueeze(-1)
-                    probs = _weights(piece, q_lse)  # (b, h, n, c, w): final attention weights
+                    q_max = rows.take(lse_max, piece.query_pos).unflatten(-1, grid).unsqueeze(-1)
+                    q_log_sum = rows.take(lse_log_sum, piece.query_pos).unflatten(-1, grid)
+                    # (b, h, n, c, w): the final attention weights, exp(logit - max - log sum)
+                    probs = _weights(piece, q_max).mul_(q_log_sum.neg().exp_().unsqueeze(-1))
                     d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)
                     q_delta = _take_local(rows, delta, piece.query_pos, grid)
                     _add_windows(rows, grad_values, piece.key_pos, probs.to(v.dtype), d_out, layout)

@@ -109,6 +109,26 @@ def test_query_that_sees_only_itself_gets_exactly_its_value(n_hashes, dup, devic
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dup", [True, False])
+@pytest.mark.parametrize("n_hashes", [1, 2, 4])
+def test_query_that_sees_only_itself_passes_its_gradient_exactly(n_hashes, dup, device):
+    """Backward recomputes position 0's weight on itself from the saved statistics: it must
+    be 1 to float32 rounding (a few ulp from summing the rounds' occurrences), so
+    dL/dv[0] is dL/dout[0]. With one folded lse at the -1e5 self-logit scale it was off by
+    up to 1e-2 without dup correction."""
+    qk, v = _inputs(length=64, dim=16, dtype=torch.float32, device=device)
+    qk, v = qk.requires_grad_(), v.requires_grad_()
+    out = lsh_attention(
+        qk, v, n_hashes=n_hashes, bucket_size=8, causal=True, seed=1, dup_correction=dup
+    )
+    grad_out = torch.zeros_like(out)
+    grad_out[:, :, 0] = torch.randn_like(out[:, :, 0])
+    out.backward(grad_out)
+    bound = 8 * torch.finfo(torch.float32).eps * grad_out.abs().max().item()
+    torch.testing.assert_close(v.grad[:, :, 0], grad_out[:, :, 0], rtol=0, atol=bound)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dup", [True, False])
 def test_float32_matches_float64_on_the_same_buckets(dup, device):
     """A whole sequence in float32 against float64, bound by float32 rounding alone.
 
