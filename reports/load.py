@@ -33,8 +33,8 @@ HISTORY_FILE = "history.jsonl"
 # Configuration columns (harness and ReformerConfig fields, suites.spec); together with
 # unknown extras they identify a point.
 CONFIG_COLUMNS = ROW_CONFIG_FIELDS
-# Extra point columns of some suites: peers (impl) and quality.
-EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step")
+# Extra point columns of some suites: peers (impl), quality, and scale (autocast).
+EXTRA_COLUMNS = ("impl", "task", "train_attention", "eval_attention", "step", "autocast")
 # Columns that describe a measurement or its provenance, not which point was measured.
 MEASURED_COLUMNS = (
     *IDENTITY_FIELDS,

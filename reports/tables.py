@@ -125,6 +125,10 @@ def paper_form(rows: pd.DataFrame, metric: str, model_order: tuple[str, ...] = (
         # A field a failed point's row lacks (num_threads) does not split a line.
         and (rows.groupby("model", dropna=False)[c].nunique(dropna=True) > 1).any()
     ]
+    if "autocast" in rows and rows["autocast"].notna().any():
+        # The scale suite's mixed-precision points are lines of their own (null: none).
+        rows = rows.assign(autocast=rows["autocast"].fillna("none"))
+        index.append("autocast")
     marked = metric in LOAD_SENSITIVE
 
     def cell(r: pd.Series) -> str:
