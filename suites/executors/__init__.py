@@ -42,6 +42,10 @@ class Finished:
 
 
 class Executor(Protocol):
+    # True where finished() measures the job in this process before returning (local),
+    # so the sweep shows the running point's progress meanwhile.
+    blocking: bool
+
     def hardware(self) -> list[str]:
         """The hardware kinds this executor can measure on (one for ``local``)."""
 

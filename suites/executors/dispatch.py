@@ -131,7 +131,7 @@ class _Sweep:
     def _wait(self) -> list:
         """Finished points. An executor that measures in this call (``blocking``: local)
         shows the running point's elapsed time and progress meanwhile (suites.progress)."""
-        if getattr(self.executor, "blocking", False) and len(self.running) == 1:
+        if self.executor.blocking and len(self.running) == 1:
             (entry,) = self.running.values()
             with heartbeat(self.bar, describe(entry.point), entry.point.options):
                 return self.executor.finished(REFRESH_S)

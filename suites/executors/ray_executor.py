@@ -99,6 +99,8 @@ class _Task:
 class RayExecutor:
     """Ray tasks on the cluster at ``address`` (see the module docstring)."""
 
+    blocking = False  # finished() only waits on the cluster
+
     def __init__(
         self, *, device: str, address: str | None = None, log: Any = None, grace_s: float = GRACE_S
     ) -> None:

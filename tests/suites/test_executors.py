@@ -18,6 +18,8 @@ class FakeExecutor:
     """Room for ``room`` jobs; finishes the newest first (out of submission order), with
     the status ``outcomes[(model, seq_len)]`` (default ok), on ``kinds``."""
 
+    blocking = False
+
     def __init__(
         self, outcomes: dict[tuple[str, int], str], room: int, kinds: tuple[str, ...] = ("cpu-a",)
     ) -> None:
