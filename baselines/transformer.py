@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
+from reformer.decode import KVCache, exact_attention
 from reformer.embedding import build_positional_embedding
+from reformer.generate import generate
 from reformer.loss import check_loss_tokens, next_token_loss
 
 BASELINE_ATTENTIONS = ("full", "sdpa")
@@ -48,6 +50,17 @@ class TransformerLayer(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = h + self.drop(self.proj(self._attention(self.ln_attn(h))))
         return h + self.drop(self.fc_out(F.gelu(self.fc(self.ln_mlp(h)))))
+
+    def cached(self, h: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The layer on new positions h (B, n, d) after the cached ones (no dropout): their
+        keys and values join ``cache``; (B, n, d)."""
+        batch, n_new, d_model = h.shape
+        qkv = self.qkv(self.ln_attn(h)).view(batch, n_new, 3, self.n_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, nh, n, hs) each
+        keys, values = cache.append(k, v)
+        y = exact_attention(q, keys, values, sdpa=self.use_sdpa)
+        h = h + self.proj(y.transpose(1, 2).reshape(batch, n_new, d_model))
+        return h + self.fc_out(F.gelu(self.fc(self.ln_mlp(h))))
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq_len, d_model = x.shape
@@ -95,6 +108,43 @@ class TransformerLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self._features(tokens))
+
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """prompt (B, P) -> (B, P + max_new_tokens) with a key/value cache per layer (or,
+        with ``use_cache=False``, the whole context recomputed per token); see
+        reformer.generate.generate."""
+        return generate(
+            self,
+            prompt,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            generator=generator,
+            use_cache=use_cache,
+        )
+
+    def new_caches(self, batch: int, capacity: int, like: torch.Tensor) -> list[KVCache]:
+        cfg = self.config
+        return [KVCache(batch, cfg.n_heads, cfg.d_head, capacity, like) for _ in self.layers]
+
+    def decode(self, tokens: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+        """Logits (B, vocab) of the last of the new positions ``tokens`` (B, n), appended
+        to ``caches``."""
+        _check(tokens, self.config)
+        start = caches[0].length
+        h = self.tok_emb(tokens) + self.pos_emb.positions(start, start + tokens.shape[1])
+        for layer, cache in zip(self.layers, caches, strict=True):
+            h = layer.cached(h, cache)
+        return self.head(self.ln_f(h[:, -1]))
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy (logits at t predict tokens[:, t + 1])."""

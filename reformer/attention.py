@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ATTENTIONS, ReformerConfig
+from reformer.decode import KVCache, exact_attention
 from reformer.lsh import LSHSelfAttention
 
 
@@ -51,6 +52,19 @@ class FullSelfAttention(nn.Module):
         if allowed is not None:
             scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+    def new_cache(self, batch: int, capacity: int, like: torch.Tensor) -> KVCache:
+        """An empty key/value cache for ``capacity`` positions (reformer.decode)."""
+        return KVCache(batch, self.config.n_heads, self.config.d_head, capacity, like)
+
+    def cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Attention of new positions x (B, n, d_model) over the cached past and themselves
+        (causal), appending their keys and values: (B, n, d_model)."""
+        batch, n_new, d_model = x.shape
+        q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
+        keys, values = cache.append(k, v)
+        out = exact_attention(q, keys, values, sdpa=isinstance(self, SDPASelfAttention))
+        return self.to_out(out.transpose(1, 2).reshape(batch, n_new, d_model))
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, d_model) -> (B, H, L, d_head)."""

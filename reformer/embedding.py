@@ -30,6 +30,10 @@ class LearnedPositionalEmbedding(nn.Module):
         """(L, d_model) embeddings of positions 0 .. L-1 (a view, no copy)."""
         return self.weight[:seq_len]
 
+    def positions(self, start: int, end: int) -> torch.Tensor:
+        """(end - start, d_model) embeddings of positions start .. end-1 (decoding)."""
+        return self.weight[start:end]
+
 
 class AxialPositionalEmbedding(nn.Module):
     """Position p = i·a2 + j embeds as [E1[i], E2[j]]: (a1·d1 + a2·d2) parameters."""
@@ -54,6 +58,13 @@ class AxialPositionalEmbedding(nn.Module):
             dim=-1,
         )  # (used_rows, a2, d_model)
         return grid.reshape(used_rows * cols, -1)[:seq_len]
+
+    def positions(self, start: int, end: int) -> torch.Tensor:
+        """(end - start, d_model) embeddings of positions start .. end-1, built from those
+        rows only (decoding one token must not build the table up to it)."""
+        index = torch.arange(start, end, device=self.row.device)
+        cols = self.axial_shape[1]
+        return torch.cat([self.row[index // cols], self.col[index % cols]], dim=-1)
 
 
 def build_positional_embedding(config: ReformerConfig) -> nn.Module:

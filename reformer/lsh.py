@@ -34,6 +34,7 @@ from torch import nn
 
 from reformer.backends import resolve_backend
 from reformer.config import ReformerConfig
+from reformer.decode import LSHCache
 from reformer.hashing import (
     draw_rotations,
     hash_vectors,
@@ -232,3 +233,61 @@ class LSHSelfAttention(nn.Module):
         )
         assert isinstance(out, torch.Tensor)  # no return_buckets: one tensor
         return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))
+
+    def new_cache(self, batch: int, capacity: int, like: torch.Tensor) -> LSHCache:
+        """An empty decoding cache for ``capacity`` positions, with this generation's
+        rotations drawn now from the layer's generator (reformer.decode: the rule)."""
+        cfg = self.config
+        cache = LSHCache(
+            batch=batch,
+            n_heads=cfg.n_heads,
+            d_head=cfg.d_head,
+            n_hashes=cfg.n_hashes,
+            bucket_size=cfg.bucket_size,
+            n_buckets=cfg.n_buckets,
+            capacity=capacity,
+            generator=self.generator,
+            like=like,
+        )
+        return cache
+
+    def cached(self, x: torch.Tensor, cache: LSHCache) -> torch.Tensor:
+        """Attention of new positions x (B, n, d_model) over the cache and themselves,
+        appending them: (B, n, d_model). The prompt (an empty cache) runs the forward's LSH
+        attention under the cache's rotations; one new position runs the decoding rule."""
+        batch, n_new, _ = x.shape
+        cfg = self.config
+        qk, v = self.project(x)  # (B, H, n, d_head)
+        if cache.length == 0:
+            out, buckets = lsh_attention(
+                qk,
+                v,
+                n_hashes=cfg.n_hashes,
+                bucket_size=cfg.bucket_size,
+                n_buckets=cache.n_buckets,
+                causal=True,
+                rotations=cache.rotations,
+                dup_correction=cfg.dup_correction,
+                return_buckets=True,
+                backend=cfg.backend,
+            )
+        elif n_new == 1:
+            buckets = cache.buckets(qk)
+            out = cache.attend(qk[:, :, 0], v[:, :, 0], buckets[..., 0], self._head_weights())
+            out = out[:, :, None]
+        else:
+            raise ValueError(
+                f"cached LSH attention takes a prompt (empty cache) or one new position; got "
+                f"{n_new} positions after {cache.length}"
+            )
+        cache.store(x, buckets)
+        return self.to_out(out.transpose(1, 2).reshape(batch, n_new, cfg.d_model))
+
+    def _head_weights(self) -> torch.Tensor:
+        """The qk and v projections per head, (H, d_model, 2·d_head): x @ W[h] = [qk_h, v_h]."""
+        cfg = self.config
+        per_head = [
+            w.view(cfg.n_heads, cfg.d_head, cfg.d_model).transpose(1, 2)
+            for w in (self.to_qk.weight, self.to_v.weight)
+        ]
+        return torch.cat(per_head, dim=-1)

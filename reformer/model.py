@@ -29,6 +29,7 @@ from reformer.config import ReformerConfig
 from reformer.dropout import ReplayableDropout
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
+from reformer.generate import generate
 from reformer.loss import check_loss_tokens, next_token_loss
 from reformer.reversible import reversible_stack
 from reformer.seeds import derived_seed
@@ -125,6 +126,56 @@ class ReformerLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(tokens))
+
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """prompt (B, P) -> (B, P + max_new_tokens); see reformer.generate.generate.
+
+        The caches (reformer.decode) hold, per layer, the attention's normalised input and
+        the LSH bucket table ("lsh"), or keys and values ("full", "sdpa"). Reversible
+        layers need nothing else: at inference no activation is recomputed."""
+        return generate(
+            self,
+            prompt,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            generator=generator,
+            use_cache=use_cache,
+        )
+
+    def new_caches(self, batch: int, capacity: int, like: torch.Tensor) -> list:
+        """One empty decoding cache per layer, for ``capacity`` positions."""
+        return [block.attention.new_cache(batch, capacity, like) for block in self.blocks]
+
+    def decode(self, tokens: torch.Tensor, caches: list) -> torch.Tensor:
+        """Logits (B, vocab) of the last of the new positions ``tokens`` (B, n), which
+        follow the cached ones and are appended to ``caches`` (no dropout, no autograd
+        graph needed)."""
+        check_tokens(tokens, self.config)
+        start = caches[0].length
+        h = self.token_embedding(tokens) + self.position_embedding.positions(
+            start, start + tokens.shape[1]
+        )
+        if self.config.reversible:
+            x1 = x2 = h
+            for block, cache in zip(self.blocks, caches, strict=True):
+                x1 = x1 + block.attention.cached(block.attn_norm(x2), cache)
+                x2 = x2 + block.ff(x1)
+            h = x1 + x2
+        else:
+            for block, cache in zip(self.blocks, caches, strict=True):
+                h = h + block.attention.cached(block.attn_norm(h), cache)
+                h = h + block.ff(h)
+        return self.head(self.norm(h[:, -1]))
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy: logits at t predict tokens[:, t + 1]; scalar.

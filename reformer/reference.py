@@ -107,3 +107,28 @@ def lsh_attention_reference(
             logits = logits.masked_fill(counts == 0, float("-inf"))
             outputs[b, h] = torch.softmax(logits, dim=-1) @ v[b, h]
     return outputs[:, :, :length]
+
+
+def lsh_decode_keys_reference(buckets, bucket_size: int) -> set[int]:
+    """The LSH decoding key set of the last position t, from scratch (reformer.decode).
+
+    buckets (R, t + 1) for one (batch, head): every round's bucket of positions 0..t. The
+    key set is the window of the bucket_size positions before t and, per round, the
+    bucket_size most recent earlier positions that share t's bucket; each once.
+    """
+    n_rounds, length = buckets.shape
+    t = length - 1
+    keys = set(range(max(0, t - bucket_size), t))
+    for rnd in range(n_rounds):
+        mates = [s for s in range(t) if int(buckets[rnd, s]) == int(buckets[rnd, t])]
+        keys |= set(mates[-bucket_size:])
+    return keys
+
+
+def lsh_decode_reference(qk, v, keys: set[int]) -> torch.Tensor:
+    """Output (Dv,) of the last position of qk (t + 1, D), v (t + 1, Dv) attending to
+    ``keys`` (earlier positions) and, with the self logit, itself: one softmax."""
+    t = qk.shape[0] - 1
+    seen = sorted(keys) + [t]
+    logits = shared_qk_logits(qk.double())[t, seen]
+    return torch.softmax(logits, dim=-1) @ v.double()[seen]

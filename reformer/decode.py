@@ -1,0 +1,242 @@
+"""Incremental decoding caches: one new token per call, per layer (Reformer sec. 2, applied
+to generation).
+
+Prefill runs the prompt through the normal forward and fills a cache per layer; each new
+token is then one step per layer that reads the cache and appends to it. Two caches:
+
+- :class:`KVCache`, for exact attention ("full", "sdpa" and the Transformer baseline):
+  keys and values of every past position, (B, H, T, d_head) each. A token costs O(T).
+- :class:`LSHCache`, for shared-QK LSH attention. It holds *one* vector per position, the
+  attention's normalised input x (B, T, d_model), from which the selected keys' qk and v are
+  recomputed (shared QK: one vector serves as key and value source), plus a bucket table:
+  for every (batch, head, round, bucket) the most recent ``bucket_size`` positions hashed
+  there. A token costs O(n_hashes · bucket_size), whatever the context.
+
+The LSH decoding rule. Rotations R (H, d_head, n_hashes, n_buckets/2) are drawn once per
+generation from the layer's own generator; n_buckets is resolved for the generation's
+whole length as the forward would (2·T/bucket_size, factorised when large). The query at
+position t, with bucket b_r(t) in round r, attends to
+
+    K(t) = W(t) ∪ ⋃_r M_r(t)      each key counted once (a union, whatever dup_correction)
+    W(t)   = {s : t - bucket_size <= s < t}                        the recent window
+    M_r(t) = the bucket_size most recent s < t with b_r(s) = b_r(t)  its bucket-mates
+
+plus itself with the self logit -1e5, so it sees itself only when K(t) is empty (t = 0),
+as in the forward. At most (n_hashes + 1) · bucket_size keys: the same budget per round
+as trax's predict mode, which also prefers same-bucket and then recent positions. Why this
+cap: with the default 2·T/bucket_size buckets a bucket holds bucket_size / 2 positions on
+average, so keeping bucket_size per bucket rarely drops a mate, and the most recent are
+kept (as trax does) when one overflows. The window makes short contexts exact: when the
+whole context fits one chunk (T <= bucket_size) every past position is seen, so the logits
+equal the full forward's, which then is one chunk of exact attention. The key set is a
+function of the past only (causal by construction). Finding mates reads one table row per
+round: no sort or scan of the history.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from reformer.hashing import draw_rotations, hash_vectors, resolve_n_buckets, total_buckets
+from reformer.lsh_core import SELF_LOGIT
+
+
+class KVCache:
+    """Keys and values of past positions, each (B, H, capacity, d_head), filled in order."""
+
+    def __init__(
+        self, batch: int, n_heads: int, d_head: int, capacity: int, like: torch.Tensor
+    ) -> None:
+        shape = (batch, n_heads, capacity, d_head)
+        self.keys = torch.empty(shape, dtype=like.dtype, device=like.device)
+        self.values = torch.empty(shape, dtype=like.dtype, device=like.device)
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, n, d_head) after the past; return all keys and values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.keys.shape[2]:
+            raise ValueError(f"cache holds {self.keys.shape[2]} positions; {end} were asked")
+        self.keys[:, :, start:end] = k
+        self.values[:, :, start:end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.values.nbytes
+
+
+def exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, sdpa: bool):
+    """softmax(q k^T / sqrt(d)) v with q (B, H, n, d) the *last* n of the k, v positions
+    (B, H, T, d): causal within the new positions, all of the past visible."""
+    n_new, total = q.shape[2], k.shape[2]
+    if sdpa:
+        if n_new == 1:
+            return F.scaled_dot_product_attention(q, k, v)
+        if n_new == total:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, n, T)
+    query_pos = torch.arange(total - n_new, total, device=q.device)[:, None]
+    future = torch.arange(total, device=q.device)[None, :] > query_pos
+    scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+class LSHCache:
+    """The LSH decoding cache of one layer (module docstring: what it holds, the rule).
+
+    ``weights`` are the layer's qk and v projections, (d_model, d_model) each, as
+    ``nn.Linear`` stores them (out, in).
+    """
+
+    def __init__(
+        self,
+        *,
+        batch: int,
+        n_heads: int,
+        d_head: int,
+        n_hashes: int,
+        bucket_size: int,
+        n_buckets: int | tuple[int, ...] | None,
+        capacity: int,
+        generator: torch.Generator,
+        like: torch.Tensor,
+    ) -> None:
+        self.n_heads, self.d_head, self.n_hashes = n_heads, d_head, n_hashes
+        self.bucket_size = bucket_size
+        self.factors = resolve_n_buckets(n_buckets, capacity, bucket_size)
+        self.rotations = draw_rotations(
+            generator,
+            n_heads=n_heads,
+            d_head=d_head,
+            n_hashes=n_hashes,
+            factors=self.factors,
+            device=like.device,
+        )
+        d_model = n_heads * d_head
+        self.inputs = torch.empty(batch, capacity, d_model, dtype=like.dtype, device=like.device)
+        n_buckets_total = total_buckets(self.factors)
+        # Positions as int32 (contexts below 2^31): the table is most of the cache's bytes
+        # beyond the inputs.
+        self.table = torch.full(
+            (batch, n_heads, n_hashes, n_buckets_total, bucket_size),
+            -1,
+            dtype=torch.int32,
+            device=like.device,
+        )
+        self.counts = torch.zeros(
+            batch, n_heads, n_hashes, n_buckets_total, dtype=torch.int64, device=like.device
+        )
+        self.length = 0
+
+    @property
+    def n_buckets(self) -> int | tuple[int, ...]:
+        return self.factors if len(self.factors) > 1 else self.factors[0]
+
+    def nbytes(self) -> int:
+        return self.inputs.nbytes + self.table.nbytes + self.counts.nbytes
+
+    def buckets(self, qk: torch.Tensor) -> torch.Tensor:
+        """Buckets (B, H, R, n) of qk (B, H, n, d_head) under this generation's rotations."""
+        return hash_vectors(qk, self.rotations, self.factors)
+
+    def store(self, x: torch.Tensor, buckets: torch.Tensor) -> None:
+        """Append n positions: inputs x (B, n, d_model) and their buckets (B, H, R, n).
+
+        Each position joins its bucket's list in every round, in position order; a full
+        list drops its oldest member (a ring of ``bucket_size`` slots)."""
+        n_new, start, c = x.shape[1], self.length, self.bucket_size
+        if start + n_new > self.inputs.shape[1]:
+            raise ValueError(f"cache holds {self.inputs.shape[1]} positions; {start + n_new} asked")
+        self.inputs[:, start : start + n_new] = x
+        positions = torch.arange(start, start + n_new, device=x.device)
+        added = torch.zeros_like(self.counts).scatter_add_(-1, buckets, torch.ones_like(buckets))
+        if n_new == 1:
+            membership = self.counts.gather(-1, buckets)  # this position's index in its bucket
+            keep = None
+            values = positions.expand_as(buckets)
+        else:
+            # Bucket-major, then position order: a position's rank among the new members of
+            # its bucket is its sorted index minus where its bucket starts.
+            order = torch.argsort(buckets * n_new + positions - start, dim=-1)
+            buckets = buckets.gather(-1, order)
+            first = torch.cumsum(added, -1) - added
+            rank = torch.arange(n_new, device=x.device) - first.gather(-1, buckets)
+            membership = self.counts.gather(-1, buckets) + rank
+            total = self.counts.gather(-1, buckets) + added.gather(-1, buckets)
+            keep = membership >= total - c  # only the bucket_size most recent survive
+            values = positions[order]
+        n_lists = math.prod(self.table.shape[:3])
+        base = torch.arange(n_lists, device=x.device).view(*self.table.shape[:3], 1)
+        index = (base * self.table.shape[3] + buckets) * c + membership % c
+        flat = self.table.view(-1)
+        if keep is None:
+            flat[index] = values.to(torch.int32)
+        else:  # kept entries never share a slot: they are the last c of their bucket
+            flat[index[keep]] = values[keep].to(torch.int32)
+        self.counts += added
+        self.length = start + n_new
+
+    def key_positions(self, buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The key set K(t) of the next position t = self.length, given its buckets (B, H, R).
+
+        Returns (positions, valid), each (B, H, K) with K = (R + 1) · bucket_size: distinct
+        past positions where ``valid``; the rest are padding (position clamped to 0)."""
+        t, c = self.length, self.bucket_size
+        batch, n_heads = buckets.shape[:2]
+        mates = self.table.gather(-2, _expand_to_slots(buckets[..., None], c))  # (B,H,R,1,c)
+        mates = mates.reshape(batch, n_heads, -1).to(torch.int64)
+        recent = torch.arange(t - c, t, device=buckets.device).expand(batch, n_heads, c)
+        candidates = torch.cat([mates, recent], dim=-1)
+        candidates, _ = torch.sort(candidates, dim=-1, descending=True)
+        repeat = torch.zeros_like(candidates, dtype=torch.bool)
+        repeat[..., 1:] = candidates[..., 1:] == candidates[..., :-1]
+        valid = (candidates >= 0) & ~repeat
+        return candidates.clamp_min(0), valid
+
+    def attend(
+        self, qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """One new position: qk, v (B, H, d_head) and buckets (B, H, R) of the query ->
+        output (B, H, d_head).
+
+        ``weights`` (H, d_model, 2·d_head): the per-head qk and v projections, to recompute
+        the selected keys from the cached inputs. Logits in float32 as in the forward."""
+        positions, valid = self.key_positions(buckets)
+        batch = qk.shape[0]
+        rows = torch.arange(batch, device=qk.device)[:, None, None]
+        selected = self.inputs[rows, positions]  # (B, H, K, d_model)
+        projected = torch.matmul(selected, weights[None])  # (B, H, K, 2·d_head)
+        keys, values = projected.split(self.d_head, dim=-1)
+        wide = torch.float64 if qk.dtype == torch.float64 else torch.float32
+        unit = F.normalize(keys.to(wide), dim=-1)
+        query = qk.to(wide)
+        logits = (unit @ query[..., None])[..., 0] * self.d_head**-0.5  # (B, H, K)
+        logits = logits.masked_fill(~valid, float("-inf"))
+        self_logit = torch.full_like(logits[..., :1], SELF_LOGIT)
+        weights_all = torch.cat([logits, self_logit], dim=-1).softmax(dim=-1)
+        values_all = torch.cat([values.to(wide), v.to(wide)[:, :, None]], dim=-2)
+        out = (weights_all[..., None, :] @ values_all)[..., 0, :]
+        return out.to(qk.dtype)
+
+
+def _expand_to_slots(index: torch.Tensor, slots: int) -> torch.Tensor:
+    """Bucket ids (B, H, R, n) -> gather index (B, H, R, n, slots) over the table's buckets."""
+    return index[..., None].expand(*index.shape, slots)
+
+
+def capacity_needed(prompt_len: int, max_new_tokens: int) -> int:
+    """Positions a generation's caches hold: the prompt and every token fed back."""
+    return prompt_len + max(0, max_new_tokens - 1)
+
+
+def check_lengths(prompt_len: int, max_new_tokens: int, max_seq_len: int) -> None:
+    total = prompt_len + max_new_tokens
+    if total > max_seq_len:
+        raise ValueError(
+            f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} = {total} exceeds "
+            f"max_seq_len={max_seq_len}; allowed: at most max_seq_len tokens in all"
+        )
