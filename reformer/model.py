@@ -98,6 +98,7 @@ class ReformerLM(nn.Module):
     """Causal LM: tokens (B, L) int64 -> logits (B, L, vocab_size). See the module docstring."""
 
     blocks: Sequence[Block]  # an nn.ModuleList, typed by what it holds
+    position_embedding: Any  # Learned or Axial (reformer.embedding): both offer positions()
 
     def __init__(self, config: ReformerConfig) -> None:
         super().__init__()
