@@ -131,6 +131,8 @@ class LSHCache:
             batch, n_heads, n_hashes, n_buckets_total, dtype=torch.int64, device=like.device
         )
         self.length = 0
+        # The layer's per-head projections (H, d_model, 2·d_head), set on the first step.
+        self.head_weights: torch.Tensor | None = None
 
     @property
     def n_buckets(self) -> int | tuple[int, ...]:

@@ -273,7 +273,9 @@ class LSHSelfAttention(nn.Module):
             )
         elif n_new == 1:
             buckets = cache.buckets(qk)
-            out = cache.attend(qk[:, :, 0], v[:, :, 0], buckets[..., 0], self._head_weights())
+            if cache.head_weights is None:  # the weights are fixed for the whole generation
+                cache.head_weights = self._head_weights()
+            out = cache.attend(qk[:, :, 0], v[:, :, 0], buckets[..., 0], cache.head_weights)
             out = out[:, :, None]
         else:
             raise ValueError(

@@ -16,7 +16,7 @@ from typing import Any
 from reformer.config import ReformerConfig
 from suites.names import model_kind
 
-PASSES = ("fwd", "fwd_bwd", "train_step")
+PASSES = ("fwd", "fwd_bwd", "train_step", "decode")
 DTYPES = ("float32", "bfloat16", "float16")
 HARNESS_FIELDS = ("model", "pass", "batch", "seq_len", "dtype", "device", "num_threads")
 SET_BY_HARNESS = ("max_seq_len",)
@@ -78,7 +78,9 @@ _LSH_ONLY = ("n_hashes", "bucket_size", "n_buckets")
 class Harness:
     """How a model point is run; none of it changes the model."""
 
-    pass_name: str  # "fwd" (no_grad) | "fwd_bwd" | "train_step" (adds an AdamW update)
+    # "fwd" (no_grad) | "fwd_bwd" | "train_step" (adds an AdamW update) | "decode"
+    # (generation: prefill, then one token at a time; the decode suite)
+    pass_name: str
     seq_len: int
     batch: int = 1
     dtype: str = "float32"

@@ -1,0 +1,1 @@
+"""The decode suite's child side: what one token of generation costs against context."""

@@ -1,0 +1,108 @@
+"""Measure generation at one context length, in the point's child process.
+
+Prefill (time to first token: the prompt's forward, filling the caches, and the first
+sample) is timed once; then ``new_tokens`` greedy tokens are timed one by one after a few
+untimed warm-up tokens, giving the per-token median and p90. Peak memory is taken over
+prefill and decoding together, above what the built model holds. How each model decodes
+(the ``cache`` field):
+
+- ``lsh``: ReformerLM with the LSH decoding cache (reformer.decode);
+- ``kv``: the Transformer baseline with a key/value cache;
+- ``none``: the Transformer baseline recomputing the whole context for every token;
+- ``hf``: HF transformers' ReformerModelWithLMHead with its bucket cache
+  (``past_buckets_states``), same shape, when installed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from suites.measure import peak_memory
+
+WARMUP_TOKENS = 4
+CACHES = ("lsh", "kv", "none", "hf")
+
+
+def measure_decode(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    config, harness = options["config"], options["harness"]
+    if harness.num_threads:
+        torch.set_num_threads(harness.num_threads)
+    torch.manual_seed(config.seed)
+    cache, new_tokens = params["cache"], int(params["new_tokens"])
+    decoder, info = _decoder(params["model"], cache, config, harness)
+    prompt = torch.randint(0, config.vocab_size, (harness.batch, harness.seq_len))
+    prompt = prompt.to(harness.device)
+    memory, (prefill_s, per_token_s, cache_bytes) = peak_memory(
+        lambda: decoder(prompt, new_tokens), harness.device
+    )
+    ordered = sorted(per_token_s)
+    median = statistics.median(ordered)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return {
+        "num_threads": torch.get_num_threads(),
+        "t_median_ms": median * 1e3,
+        "t_p90_ms": p90 * 1e3,
+        "t_iqr_ms": (ordered[(3 * len(ordered)) // 4] - ordered[len(ordered) // 4]) * 1e3,
+        "n_samples": len(ordered),
+        "prefill_ms": prefill_s * 1e3,
+        "tokens_per_s": harness.batch / median,
+        "cache_bytes_per_token": cache_bytes,
+        **info,
+        **memory,
+    }
+
+
+def _decoder(model_name: str, cache: str, config, harness):
+    """(decode(prompt, new_tokens) -> (prefill s, per-token s, cache bytes per position),
+    row fields naming the implementation)."""
+    import torch
+
+    if cache not in CACHES:
+        raise ValueError(f"cache={cache!r} is unknown; allowed: {CACHES}")
+    dtype = getattr(torch, harness.dtype)
+    if cache == "hf":
+        from baselines.peers import peer_version
+        from suites.decode.hf import hf_decoder
+
+        info = {"impl": "transformers", "impl_version": peer_version("peer-hf")}
+        return hf_decoder(config, harness.device, dtype), info
+
+    from baselines import TransformerLM
+    from reformer import ReformerLM
+    from reformer.generate import sample
+
+    model = (ReformerLM if model_name.startswith("reformer") else TransformerLM)(config)
+    model = model.to(device=harness.device, dtype=dtype).train(False)
+
+    def decode(prompt, new_tokens: int):
+        with torch.no_grad():
+            total = prompt.shape[1] + WARMUP_TOKENS + new_tokens
+            start = time.perf_counter()
+            if cache == "none":
+                tokens = prompt
+                logits = model(tokens)[:, -1]
+            else:
+                caches = model.new_caches(prompt.shape[0], total, next(model.parameters()))
+                logits = model.decode(prompt, caches)
+            token = sample(logits, 0.0, None, None)
+            prefill = time.perf_counter() - start
+            times = []
+            for index in range(WARMUP_TOKENS + new_tokens):
+                start = time.perf_counter()
+                if cache == "none":
+                    tokens = torch.cat([tokens, token[:, None]], dim=1)
+                    logits = model(tokens)[:, -1]
+                else:
+                    logits = model.decode(token[:, None], caches)
+                token = sample(logits, 0.0, None, None)
+                if index >= WARMUP_TOKENS:
+                    times.append(time.perf_counter() - start)
+            # Bytes per position the caches were sized for (all layers, whole batch).
+            held = None if cache == "none" else sum(c.nbytes() for c in caches) / total
+        return prefill, times, held
+
+    return decode, {"impl": "reformer-bench"}

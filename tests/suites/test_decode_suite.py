@@ -1,0 +1,75 @@
+"""The decode suite: its runner's rows for every decoder, and its summary's targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from baselines.peers import peer_available
+from suites.grids.decode import grid, summarize
+from suites.registry import GridContext
+
+CTX = GridContext(device="cpu", mode="quick")
+
+
+def _point(model: str, cache: str):
+    return next(
+        p
+        for p in grid(CTX)
+        if p.params["cache"] == cache and p.seq_len == 64 and p.params["model"] == model
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "cache"),
+    [
+        ("reformer-lsh-rev", "lsh"),
+        ("transformer-sdpa", "kv"),
+        ("transformer-sdpa", "none"),
+        ("peer-hf", "hf"),
+    ],
+)
+def test_runner_times_every_token_and_reports_the_cache(model, cache):
+    from suites.decode.runner import measure_decode
+
+    point = _point(model, cache)
+    if cache == "hf" and not peer_available("peer-hf"):
+        assert "not installed" in point.options["skip_reason"]
+        pytest.skip("transformers is not installed (the [peers] extra)")
+    row = measure_decode(point.params, point.runner_options())
+    assert row["n_samples"] == point.params["new_tokens"] == 16
+    assert 0 < row["t_median_ms"] <= row["t_p90_ms"]
+    assert row["prefill_ms"] > 0 and row["tokens_per_s"] > 0
+    if cache in ("lsh", "kv"):
+        assert row["cache_bytes_per_token"] > 0
+    else:
+        assert row["cache_bytes_per_token"] is None
+
+
+def test_the_caches_capacity_covers_every_token_fed_back():
+    for point in grid(CTX):
+        assert point.config.max_seq_len >= point.seq_len + point.params["new_tokens"]
+
+
+def test_summary_gives_flatness_ratio_crossover_and_hf_ratio():
+    def row(cache, length, ms):
+        return {
+            "status": "ok",
+            "cache": cache,
+            "model": "m",
+            "seq_len": length,
+            "t_median_ms": ms,
+            "t_p90_ms": ms,
+            "prefill_ms": 1.0,
+            "tokens_per_s": 1e3 / ms,
+            "cache_bytes_per_token": 10.0,
+            "peak_mb": 1.0,
+        }
+
+    rows = [row("lsh", n, 10.0) for n in (4096, 16384, 65536)]
+    rows += [row("kv", 4096, 4.0), row("kv", 16384, 16.0), row("kv", 65536, 64.0)]
+    rows += [row("hf", 16384, 200.0)]
+    text = "\n".join(summarize(rows, CTX))
+    assert "LSH per token, 65536 / 4096 context: 1.00x" in text
+    assert "LSH / KV cache per token at 65536: 0.16x" in text
+    assert "LSH and KV cache cross at context 10240; LSH is faster above" in text
+    assert "HF Reformer / ours per token at 16384: 20.0x" in text
