@@ -10,6 +10,7 @@ from __future__ import annotations
 from reports.context import Section
 from reports.efficiency import build_efficiency
 from reports.fig_ablations import build_chunks, build_hashes, build_reversible
+from reports.fig_decode import build_decode
 from reports.fig_memory import build_memory
 from reports.fig_peers import build_peers
 from reports.fig_scale import build_scale
@@ -32,6 +33,12 @@ SECTIONS: tuple[Section, ...] = (
     Section("reversible", "Reversibility and depth", "reversible-suite results", build_reversible),
     Section("peers", "Peer implementations", "peers-suite results", build_peers),
     Section("scale", "Scale: the longest sequence that fits", "scale-suite results", build_scale),
+    Section(
+        "decode",
+        "Generation: latency and memory against context",
+        "decode-suite results",
+        build_decode,
+    ),
     Section(
         "quality",
         "Quality: duplication task (Table 2) and byte-level LM",

@@ -315,6 +315,25 @@ def peer_scale_rows() -> list[dict]:
     return rows
 
 
+def decode_rows() -> list[dict]:
+    """LSH flat in context, the KV cache linear, crossing at 8K; HF at 1K and 4K."""
+    rows = []
+    for seq_len in (1024, 4096, 16384, 65536):
+        for model, cache, ms in (
+            ("reformer-lsh-rev", "lsh", 8.0),
+            ("transformer-sdpa", "kv", 8.0 * seq_len / 8192),
+            ("peer-hf", "hf", 80.0),
+        ):
+            if cache == "hf" and seq_len > 4096:
+                continue
+            row = _row("decode", model, 0, seq_len=seq_len, cache=cache, **{"pass": "decode"})
+            row = _measure(row, ms, 0.001 * seq_len)
+            row.update(t_p90_ms=1.2 * ms, prefill_ms=seq_len / 100, new_tokens=64)
+            row["cache_bytes_per_token"] = {"lsh": 1152.0, "kv": 2048.0}.get(cache)
+            rows.append(row)
+    return rows
+
+
 def quality_rows() -> list[dict]:
     """Table 2 as three seeds (the paper's numbers, then two others a few points off), and
     byte-LM curves of one seed."""
@@ -413,6 +432,7 @@ def all_rows() -> list[dict]:
         + old_time_rows()
         + ablation_rows()
         + peer_scale_rows()
+        + decode_rows()
         + quality_rows()
     )
 

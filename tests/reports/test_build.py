@@ -27,6 +27,7 @@ ALL_FIGURES = {
     "reversible_depth",
     "peers_normalised",
     "scale",
+    "decode",
     "quality_table2",
     "quality_bits_per_byte",
     "ci_history",
@@ -45,6 +46,7 @@ def test_synthetic_rows_cover_every_status_and_suite():
         "reversible",
         "peers",
         "scale",
+        "decode",
         "quality",
     }
 
@@ -93,7 +95,7 @@ def test_full_report_text(full_report):
     ):
         assert fact in markdown
     assert (
-        "| all        | 217      | 203  | 7     | 2         | 1       | 4         | 5" in markdown
+        "| all        | 227      | 213  | 7     | 2         | 1       | 4         | 5" in markdown
     )
     assert "RuntimeError: synthetic failure" in markdown
     assert "python -m suites.run memory --device cpu --out" in markdown
@@ -127,7 +129,10 @@ def test_report_without_some_suites(tmp_path):
     }
     _assert_figures_written(report)
     markdown = (report / "report.md").read_text()
-    assert "No results for suites: hashes, chunks, reversible, peers, scale, quality" in markdown
+    assert (
+        "No results for suites: hashes, chunks, reversible, peers, scale, decode, quality"
+        in markdown
+    )
     for title in ("Hash rounds", "Chunk size", "Peer implementations", "CI performance history"):
         assert f"> {title}: omitted, no " in markdown
 
@@ -255,7 +260,17 @@ def test_default_report_draws_the_newest_complete_run_of_each_suite(full_report)
     drawn = re.findall(r"^\| (\w+) +\| (\w+) +\|", runs, flags=re.M)[1:]
     assert sorted(drawn) == sorted(
         (s, f"{s}_synthetic")
-        for s in ("chunks", "hashes", "memory", "peers", "quality", "reversible", "scale", "time")
+        for s in (
+            "chunks",
+            "decode",
+            "hashes",
+            "memory",
+            "peers",
+            "quality",
+            "reversible",
+            "scale",
+            "time",
+        )
     )
     assert "time_old" not in markdown and "memory_quick" not in markdown
     assert "rows of other runs are not drawn" in markdown
