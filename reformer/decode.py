@@ -185,8 +185,9 @@ class LSHCache:
     def key_positions(self, buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The key set K(t) of the next position t = self.length, given its buckets (B, H, R).
 
-        Returns (positions, valid), each (B, H, K) with K = (R + 1) · bucket_size: distinct
-        past positions where ``valid``; the rest are padding (position clamped to 0)."""
+        Returns (positions, valid), each (B, H, K) with K <= (R + 1) · bucket_size: distinct
+        past positions, most recent first, where ``valid``; the rest are padding (position
+        clamped to 0)."""
         t, c = self.length, self.bucket_size
         batch, n_heads = buckets.shape[:2]
         mates = self.table.gather(-2, _expand_to_slots(buckets[..., None], c))  # (B,H,R,1,c)
@@ -196,8 +197,12 @@ class LSHCache:
         candidates, _ = torch.sort(candidates, dim=-1, descending=True)
         repeat = torch.zeros_like(candidates, dtype=torch.bool)
         repeat[..., 1:] = candidates[..., 1:] == candidates[..., :-1]
-        valid = (candidates >= 0) & ~repeat
-        return candidates.clamp_min(0), valid
+        # Repeats and empty slots (-1) to the end, so the keys to recompute are a prefix
+        # as long as the fullest (batch, head) needs: empty ring slots cost nothing.
+        candidates, _ = torch.sort(candidates.masked_fill(repeat, -1), dim=-1, descending=True)
+        valid = candidates >= 0
+        used = max(1, int(valid.sum(dim=-1).max()))
+        return candidates[..., :used].clamp_min(0), valid[..., :used]
 
     def attend(
         self, qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, weights: torch.Tensor
@@ -208,9 +213,11 @@ class LSHCache:
         ``weights`` (H, d_model, 2·d_head): the per-head qk and v projections, to recompute
         the selected keys from the cached inputs. Logits in float32 as in the forward."""
         positions, valid = self.key_positions(buckets)
-        batch = qk.shape[0]
-        rows = torch.arange(batch, device=qk.device)[:, None, None]
-        selected = self.inputs[rows, positions]  # (B, H, K, d_model)
+        batch, capacity, d_model = self.inputs.shape
+        # One index_select over (batch · capacity) rows: far cheaper than advanced indexing.
+        flat = positions + torch.arange(batch, device=qk.device)[:, None, None] * capacity
+        selected = self.inputs.view(-1, d_model).index_select(0, flat.flatten())
+        selected = selected.view(*positions.shape, d_model)  # (B, H, K, d_model)
         projected = torch.matmul(selected, weights[None])  # (B, H, K, 2·d_head)
         keys, values = projected.split(self.d_head, dim=-1)
         wide = torch.float64 if qk.dtype == torch.float64 else torch.float32

@@ -39,6 +39,7 @@ def test_key_sets_and_outputs_match_the_twin_over_300_steps():
     weights = layer._head_weights()
     for t in range(prompt, length):
         positions, valid = cache.key_positions(all_buckets[..., t])
+        assert positions.shape[-1] <= (3 + 1) * 4  # (n_hashes + 1) · bucket_size at most
         out = cache.attend(qk[:, :, t], v[:, :, t], all_buckets[..., t], weights)
         for b in range(batch):
             for h in range(2):
@@ -150,14 +151,28 @@ def _decode_step_flops(model, context: int) -> int:
     return counter.get_total_flops()
 
 
-def test_lsh_step_flops_do_not_grow_with_context_and_kv_ones_do():
+def _widest_key_set(self, buckets):
+    """Every candidate slot kept (no compaction): the most keys one step can recompute."""
+    batch, n_heads = buckets.shape[:2]
+    width = (self.n_hashes + 1) * self.bucket_size
+    positions = torch.zeros(batch, n_heads, width, dtype=torch.int64)
+    return positions, torch.ones_like(positions, dtype=torch.bool)
+
+
+def test_lsh_step_flops_are_bounded_independently_of_context_and_kv_ones_grow(monkeypatch):
     """At a fixed bucket count. (The default count, 2·T/bucket_size, is factorised, so the
-    hash of one token grows as sqrt(T): 48 rotation columns at 64K, chunk 64.)"""
+    hash of one token grows as sqrt(T): 48 rotation columns at 64K, chunk 64.) A step
+    recomputes at most (n_hashes + 1) · bucket_size keys per head, whatever the context."""
     config = ReformerConfig(
         **SMALL | {"max_seq_len": 4096}, n_hashes=2, bucket_size=16, n_buckets=32
     )
     lsh = ReformerLM(config)
-    assert _decode_step_flops(lsh, 256) == _decode_step_flops(lsh, 2048)
+    short, long = _decode_step_flops(lsh, 256), _decode_step_flops(lsh, 2048)
+    with monkeypatch.context() as patch:
+        patch.setattr(LSHCache, "key_positions", _widest_key_set)
+        bound = _decode_step_flops(lsh, 256)
+        assert _decode_step_flops(lsh, 2048) == bound
+    assert short <= bound and long <= bound
     kv = ReformerLM(config.replace(attention="full"))
     short, long = _decode_step_flops(kv, 256), _decode_step_flops(kv, 2048)
     attention_flops = 2 * 2 * SMALL["n_layers"] * SMALL["d_model"]  # q·k and p·v per key
