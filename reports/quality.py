@@ -16,7 +16,7 @@ from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.fig_ablations import accuracy_percent
 from reports.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
 from reports.published import TABLE2, TABLE2_EVAL, table2
-from suites.names import label
+from suites.names import decoded_attention, label
 from suites.quality import paper
 
 # The floors on the reduced duplication task (suites.quality.paper), under report labels.
@@ -172,7 +172,44 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
     else:
         blocks.append(Note("No duplication-task accuracy rows: Table 2 matrix omitted."))
     blocks.extend(_bits_per_byte(ctx, rows))
+    blocks.extend(_decoding_table(rows))
     return blocks
+
+
+def _decoding_table(rows: pd.DataFrame) -> list[Block]:
+    """Byte-LM bits per byte, full forward against teacher-forced incremental decoding,
+    per number of rounds (mean over seeds), for each shared-QK model."""
+    if "eval_attention" not in rows or "bits_per_byte" not in rows:
+        return []
+    lm = rows[rows["bits_per_byte"].notna() & rows["eval_attention"].notna()]
+    decoded = lm["eval_attention"].map(decoded_attention)
+    if decoded.isna().all():
+        return []
+    lm = _final_step(lm, ["model", "train_attention", "eval_attention"])
+    lm = lm.assign(
+        rounds=lm["eval_attention"].map(lambda a: label(decoded_attention(a) or a)),
+        how=lm["eval_attention"].map(
+            lambda a: "decoding" if decoded_attention(a) else "full forward"
+        ),
+        trained=lm["model"].astype(str) + " · trained " + lm["train_attention"].map(label),
+    )
+    lm = lm[lm["rounds"].str.startswith("LSH-")]
+    lm = lm.assign(column=lm["rounds"] + " " + lm["how"])
+    table = lm.pivot_table(
+        index="trained", columns="column", values="bits_per_byte", aggfunc="mean"
+    )
+    order = sorted(table.columns, key=lambda c: (int(c.split()[0][4:]), "decoding" in c))
+    table = table[order]
+    table.columns.name = None
+    seeds = int(lm["seed"].nunique()) if "seed" in lm else 1
+    return [
+        Table(
+            table.map(fmt),
+            "Byte LM, bits per byte evaluated by the full forward and by teacher-forced "
+            "incremental decoding (each byte one step, with the decoding cache's key rule), "
+            f"per number of hash rounds; mean of {seeds} seed(s).",
+        )
+    ]
 
 
 def _heatmaps(

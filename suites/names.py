@@ -43,6 +43,9 @@ RUN_ATTENTIONS = f"{SHARED_FULL!r}, {SDPA!r} or 'lsh-N' with N >= 1 hash rounds"
 _LSH_N = re.compile(r"lsh-([1-9][0-9]*)")
 _SCHEMA_1_FULL = "full"
 LAYER_PREFIX = "attn-"
+# An evaluation by teacher-forced incremental decoding (reformer.decode) with the
+# attention that follows: "decode-lsh-4" (the quality suite's byte LM).
+DECODE_PREFIX = "decode-"
 PEER_PREFIX = "peer-"
 
 
@@ -98,8 +101,20 @@ def hash_rounds(name: object) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def decoded_attention(name: object) -> str | None:
+    """'lsh-4' for 'decode-lsh-4' (an incremental-decoding evaluation); None otherwise."""
+    text = str(name)
+    if not text.startswith(DECODE_PREFIX) or hash_rounds(text[len(DECODE_PREFIX) :]) is None:
+        return None
+    return text[len(DECODE_PREFIX) :]
+
+
 def label(name: object) -> str:
-    """The report's spelling, as in the paper: 'LSH-N', 'Full', 'SDPA'; others unchanged."""
+    """The report's spelling, as in the paper: 'LSH-N', 'Full', 'SDPA'; others unchanged.
+    An incremental-decoding evaluation reads 'LSH-N decoding'."""
+    decoded = decoded_attention(name)
+    if decoded is not None:
+        return f"{label(decoded)} decoding"
     rounds = hash_rounds(name)
     if rounds is not None:
         return f"LSH-{rounds}"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from reformer.config import PRESETS
-from suites.names import SHARED_FULL, hash_rounds, lsh_name
+from suites.names import DECODE_PREFIX, SHARED_FULL, hash_rounds, lsh_name
 from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
@@ -39,6 +39,9 @@ from suites.spec import Harness, model_fields
 DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)))
 DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)))
 LM_EVAL = DUP_EVAL
+# The byte LM scored by teacher-forced incremental decoding (reformer.decode) with each
+# number of rounds, beside the full forward's LM_EVAL: what the decoding rule costs.
+LM_DECODE = tuple(f"{DECODE_PREFIX}{lsh_name(n)}" for n in (1, 2, 4, 8))
 RUNNER = "suites.quality.points:run_quality_point"
 STDLIB = "python-stdlib"
 
@@ -176,6 +179,7 @@ def grid(ctx: GridContext) -> list[Point]:
             evaluations = [(run.train_attention, step) for step in run.schedule.eval_steps()]
             if run.shared_qk:
                 evaluations += [(spec, final) for spec in LM_EVAL if spec != run.train_attention]
+                evaluations += [(spec, final) for spec in LM_DECODE]
         points += [
             Point(
                 params=_params(run, spec, step),

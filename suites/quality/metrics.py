@@ -76,3 +76,16 @@ def evaluate_bytes(model: nn.Module, batches: Iterable[torch.Tensor]) -> Tally:
     for tokens in batches:
         tally.add(model(tokens)[:, :-1], tokens[:, 1:])
     return tally
+
+
+@torch.no_grad()
+def evaluate_bytes_incremental(model: nn.Module, batches: Iterable[torch.Tensor]) -> Tally:
+    """As :func:`evaluate_bytes`, with every logit from teacher-forced incremental decoding
+    (reformer.generate.incremental_logits: the first byte prefilled, then one step per
+    byte), so the same targets are scored as in the full forward."""
+    from reformer.generate import incremental_logits
+
+    tally = Tally()
+    for tokens in batches:
+        tally.add(incremental_logits(model, tokens, prompt_len=1)[:, :-1], tokens[:, 1:])
+    return tally

@@ -31,6 +31,7 @@ from reformer.config import ReformerConfig
 from suites.names import (
     SDPA,
     SHARED_FULL,
+    decoded_attention,
     lm_model,
     parse_run_attention,
     schema_1_run_attention,
@@ -38,7 +39,12 @@ from suites.names import (
 from suites.quality.attention import attention_as
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
-from suites.quality.metrics import Tally, evaluate_bytes, evaluate_duplication
+from suites.quality.metrics import (
+    Tally,
+    evaluate_bytes,
+    evaluate_bytes_incremental,
+    evaluate_duplication,
+)
 from suites.quality.train import (
     History,
     Schedule,
@@ -227,7 +233,18 @@ class Task:
         )
 
     def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
-        """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set."""
+        """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set.
+
+        ``"decode-lsh-N"`` scores the byte LM by teacher-forced incremental decoding
+        with N rounds (reformer.decode's rule) instead of the full forward."""
+        decoded = decoded_attention(spec)
+        if decoded is not None:
+            if self.run.task != "bytes" or not self.run.shared_qk:
+                raise ValueError(
+                    f"eval_attention={spec!r}: incremental decoding is evaluated on the byte "
+                    "LM's shared-QK Reformers only"
+                )
+            spec = decoded
         if self.run.shared_qk:
             switched = attention_as(
                 model,
@@ -247,7 +264,8 @@ class Task:
             if self.run.task == "duplication":
                 tally: Tally = evaluate_duplication(model, self.eval_batches)
                 return {"accuracy": tally.accuracy, "loss": tally.loss}
-            tally = evaluate_bytes(model, self.eval_batches)
+            evaluate = evaluate_bytes if decoded is None else evaluate_bytes_incremental
+            tally = evaluate(model, self.eval_batches)
             return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
 
 

@@ -55,6 +55,10 @@ def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
         "lsh-2",
         "lsh-4",
         "lsh-8",
+        "decode-lsh-1",
+        "decode-lsh-2",
+        "decode-lsh-4",
+        "decode-lsh-8",
     }
     rows = [run_quality_point(p.params, {**p.options, "progress": False}) for p in reformer]
     assert [row["trained_now"] for row in rows] == [True] + [False] * (len(rows) - 1)
