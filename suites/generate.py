@@ -1,0 +1,109 @@
+"""Print a continuation from a trained byte LM: ``python -m suites.generate``.
+
+Loads a byte-LM checkpoint of the quality suite (``python -m suites.run quality`` trains
+them; they live under ``<out>/quality/checkpoints/``), encodes the prompt as UTF-8 bytes,
+generates with the model's decoding cache (reformer.generate) and prints the prompt, the
+continuation and the decoding speed. By default the newest Reformer byte-LM checkpoint
+under runs/ or results/ is used. A byte LM is trained at a fixed length (256 bytes in the
+default grid), so prompt plus continuation fit in that many bytes.
+
+    python -m suites.generate [--checkpoint FILE] [--prompt TEXT] [--max-new-tokens N]
+                              [--temperature T] [--top-k K] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from suites.arguments import positive_int
+
+FOLDERS = (Path("runs"), Path("results"))
+PATTERN = "bytes_reformer-lsh*.pt"
+
+
+def newest_checkpoint(folders: tuple[Path, ...] = FOLDERS) -> Path | None:
+    found = [p for folder in folders for p in (folder / "quality" / "checkpoints").glob(PATTERN)]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m suites.generate",
+        description="Continue a prompt with a trained byte-level LM (quality-suite checkpoint).",
+    )
+    parser.add_argument("--checkpoint", type=Path, help="a bytes_*.pt checkpoint (default: newest)")
+    parser.add_argument("--prompt", default="def main(", help="text to continue (UTF-8)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=160, help="bytes to add")
+    parser.add_argument(
+        "--temperature", type=non_negative_float, default=0.8, help="0 is greedy (default 0.8)"
+    )
+    parser.add_argument("--top-k", type=positive_int, default=None, help="sample from the top K")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    path = args.checkpoint or newest_checkpoint()
+    if path is None:
+        print(
+            "no byte-LM checkpoint found under runs/ or results/ quality/checkpoints; train "
+            "one with `python -m suites.run quality` or pass --checkpoint FILE",
+            file=sys.stderr,
+        )
+        return 2
+    if not path.is_file():
+        print(f"--checkpoint {path}: no such file", file=sys.stderr)
+        return 2
+    import torch
+
+    from suites.quality.tasks import Run, load_trained
+    from suites.quality.train import load_checkpoint
+
+    state, meta = load_checkpoint(path)
+    run = Run.from_dict(meta["run"])
+    if run.task != "bytes":
+        print(f"--checkpoint {path}: a {run.task} model, not a byte LM", file=sys.stderr)
+        return 2
+    model = load_trained(run, state)
+    prompt_bytes = args.prompt.encode("utf-8")
+    room = model.config.max_seq_len - len(prompt_bytes)
+    if room < 1:
+        print(
+            f"--prompt is {len(prompt_bytes)} bytes; this model takes at most "
+            f"{model.config.max_seq_len} bytes in all",
+            file=sys.stderr,
+        )
+        return 2
+    new = min(args.max_new_tokens, room)
+    prompt = torch.tensor([list(prompt_bytes)], dtype=torch.long)
+    generator = torch.Generator().manual_seed(args.seed)
+    start = time.perf_counter()
+    out = model.generate(
+        prompt, new, temperature=args.temperature, top_k=args.top_k, generator=generator
+    )
+    seconds = time.perf_counter() - start
+    text = bytes(out[0, len(prompt_bytes) :].tolist()).decode("utf-8", errors="replace")
+    print(f"model: {path.name} ({run.model_name}, trained {run.train_attention})")
+    print(f"prompt: {args.prompt!r}")
+    print("continuation:")
+    print(args.prompt + text)
+    print(f"{new} bytes in {seconds:.2f} s: {new / seconds:.0f} tokens/s (prefill included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
