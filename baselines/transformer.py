@@ -24,7 +24,7 @@ from torch import nn
 from reformer.config import ReformerConfig
 from reformer.decode import KVCache, exact_attention
 from reformer.embedding import build_positional_embedding
-from reformer.generate import generate
+from reformer.generate import GenerationMixin
 from reformer.loss import check_loss_tokens, next_token_loss
 
 BASELINE_ATTENTIONS = ("full", "sdpa")
@@ -76,8 +76,11 @@ class TransformerLayer(nn.Module):
         return y.transpose(1, 2).reshape(batch, seq_len, d_model)
 
 
-class TransformerLM(nn.Module):
-    """Causal LM: tokens (B, L) int64 -> logits (B, L, vocab_size)."""
+class TransformerLM(GenerationMixin, nn.Module):
+    """Causal LM: tokens (B, L) int64 -> logits (B, L, vocab_size).
+
+    ``generate`` (reformer.generate) keeps a key/value cache per layer, or with
+    ``use_cache=False`` recomputes the whole context for every token."""
 
     def __init__(self, config: ReformerConfig) -> None:
         super().__init__()
@@ -108,29 +111,6 @@ class TransformerLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self._features(tokens))
-
-    def generate(
-        self,
-        prompt: torch.Tensor,
-        max_new_tokens: int,
-        *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """prompt (B, P) -> (B, P + max_new_tokens) with a key/value cache per layer (or,
-        with ``use_cache=False``, the whole context recomputed per token); see
-        reformer.generate.generate."""
-        return generate(
-            self,
-            prompt,
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            generator=generator,
-            use_cache=use_cache,
-        )
 
     def new_caches(self, batch: int, capacity: int, like: torch.Tensor) -> list[KVCache]:
         cfg = self.config

@@ -35,41 +35,45 @@ class CachedLM(Protocol):
     def parameters(self) -> Iterator[torch.nn.Parameter]: ...
 
 
-def generate(
-    model: CachedLM,
-    prompt: torch.Tensor,
-    max_new_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    generator: torch.Generator | None = None,
-    use_cache: bool = True,
-) -> torch.Tensor:
-    """prompt (B, P) int64 -> (B, P + max_new_tokens): the prompt and its continuation.
+class GenerationMixin:
+    """``generate`` for a model that offers ``new_caches`` and ``decode`` (see above)."""
 
-    ``temperature`` 0 is greedy (argmax); otherwise logits / temperature are sampled, from
-    the ``top_k`` largest only when given, with ``generator`` (the global RNG if None).
-    ``use_cache=False`` recomputes the whole context for every token (what no cache costs).
-    """
-    check_generate_args(model, prompt, max_new_tokens, temperature, top_k, generator, use_cache)
-    tokens = prompt
-    if max_new_tokens == 0:
-        return prompt.clone()
-    with _inference(model):
-        if use_cache:
-            caches = model.new_caches(
-                prompt.shape[0], capacity_needed(prompt.shape[1], max_new_tokens), _like(model)
-            )
-            logits = model.decode(prompt, caches)
-        else:
-            logits = model(prompt)[:, -1]
-        for index in range(max_new_tokens):
-            token = sample(logits, temperature, top_k, generator)  # (B,)
-            tokens = torch.cat([tokens, token[:, None]], dim=1)
-            if index + 1 == max_new_tokens:
-                break
-            logits = model.decode(token[:, None], caches) if use_cache else model(tokens)[:, -1]
-    return tokens
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """prompt (B, P) int64 -> (B, P + max_new_tokens): the prompt and its continuation.
+
+        ``temperature`` 0 is greedy (argmax); otherwise logits / temperature are sampled,
+        from the ``top_k`` largest only when given, with ``generator`` (the global RNG if
+        None). ``use_cache=False`` recomputes the whole context for every token (what no
+        cache costs).
+        """
+        model: CachedLM = self  # type: ignore[assignment]  # the model class supplies it
+        check_generate_args(model, prompt, max_new_tokens, temperature, top_k, generator, use_cache)
+        tokens = prompt
+        if max_new_tokens == 0:
+            return prompt.clone()
+        with _inference(model):
+            if use_cache:
+                capacity = capacity_needed(prompt.shape[1], max_new_tokens)
+                caches = model.new_caches(prompt.shape[0], capacity, _like(model))
+                logits = model.decode(prompt, caches)
+            else:
+                logits = model(prompt)[:, -1]
+            for index in range(max_new_tokens):
+                token = sample(logits, temperature, top_k, generator)  # (B,)
+                tokens = torch.cat([tokens, token[:, None]], dim=1)
+                if index + 1 == max_new_tokens:
+                    break
+                logits = model.decode(token[:, None], caches) if use_cache else model(tokens)[:, -1]
+        return tokens
 
 
 def incremental_logits(model: CachedLM, tokens: torch.Tensor, prompt_len: int) -> torch.Tensor:

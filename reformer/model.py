@@ -29,7 +29,7 @@ from reformer.config import ReformerConfig
 from reformer.dropout import ReplayableDropout
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
-from reformer.generate import generate
+from reformer.generate import GenerationMixin
 from reformer.loss import check_loss_tokens, next_token_loss
 from reformer.reversible import reversible_stack
 from reformer.seeds import derived_seed
@@ -94,8 +94,13 @@ class Block(nn.Module):
         self.dropout.set_state(dropout_state)
 
 
-class ReformerLM(nn.Module):
-    """Causal LM: tokens (B, L) int64 -> logits (B, L, vocab_size). See the module docstring."""
+class ReformerLM(GenerationMixin, nn.Module):
+    """Causal LM: tokens (B, L) int64 -> logits (B, L, vocab_size). See the module docstring.
+
+    ``generate`` (reformer.generate) decodes with one cache per layer (reformer.decode):
+    the attention's normalised input and the LSH bucket table ("lsh"), or keys and values
+    ("full", "sdpa"). Reversible layers need nothing else: at inference no activation is
+    recomputed."""
 
     blocks: Sequence[Block]  # an nn.ModuleList, typed by what it holds
     position_embedding: Any  # Learned or Axial (reformer.embedding): both offer positions()
@@ -127,31 +132,6 @@ class ReformerLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(tokens))
-
-    def generate(
-        self,
-        prompt: torch.Tensor,
-        max_new_tokens: int,
-        *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """prompt (B, P) -> (B, P + max_new_tokens); see reformer.generate.generate.
-
-        The caches (reformer.decode) hold, per layer, the attention's normalised input and
-        the LSH bucket table ("lsh"), or keys and values ("full", "sdpa"). Reversible
-        layers need nothing else: at inference no activation is recomputed."""
-        return generate(
-            self,
-            prompt,
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            generator=generator,
-            use_cache=use_cache,
-        )
 
     def new_caches(self, batch: int, capacity: int, like: torch.Tensor) -> list:
         """One empty decoding cache per layer, for ``capacity`` positions."""

@@ -15,7 +15,7 @@ from matplotlib.ticker import FuncFormatter
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph, Table, fmt
-from suites.crossover import crossovers_between
+from suites.decode.targets import decode_findings
 
 DECODERS = {
     "lsh": "Reformer, LSH cache",
@@ -105,29 +105,4 @@ def _targets(rows: pd.DataFrame) -> str:
             zip(part["seq_len"].astype(int), part["t_median_ms"].astype(float), strict=True)
         )
 
-    lsh, kv, hf = curve("lsh"), curve("kv"), curve("hf")
-    parts = []
-    if lsh:
-        longest = max(lsh)
-        if 4096 in lsh and longest > 4096:
-            parts.append(
-                f"LSH per-token latency at {longest} tokens is {lsh[longest] / lsh[4096]:.2f}x "
-                "its latency at 4096."
-            )
-        if longest in kv:
-            parts.append(
-                f"At {longest} tokens the LSH cache takes {lsh[longest] / kv[longest]:.2f}x the "
-                "KV cache's time per token."
-            )
-    if lsh and kv:
-        crossings = crossovers_between(lsh, kv)
-        parts += [
-            f"The two cross at about {c.seq_len:.0f} tokens; "
-            f"{'LSH' if c.lower_after == 'a' else 'the KV cache'} is faster above."
-            for c in crossings
-        ] or ["The LSH and KV-cache curves do not cross in this grid."]
-    parts += [
-        f"HF's Reformer takes {hf[n] / lsh[n]:.1f}x our time per token at {n} tokens."
-        for n in sorted(set(hf) & set(lsh))
-    ]
-    return " ".join(parts)
+    return "; ".join(decode_findings(curve("lsh"), curve("kv"), curve("hf"))) + "."

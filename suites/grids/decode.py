@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from baselines.peers import missing_note, peer_available
-from suites.crossover import crossovers_between
 from suites.decode.runner import WARMUP_TOKENS
+from suites.decode.targets import decode_findings
 from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
 from suites.registry import GridContext, Point, Suite
 
@@ -102,26 +102,10 @@ def decoder_label(row: dict[str, Any]) -> str:
 
 
 def target_lines(by_cache: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
-    """LSH flatness (64K / 4K), LSH against the KV cache, the crossover, HF at 16K."""
     lsh, kv, hf = (
         {n: r["t_median_ms"] for n, r in by_cache.get(c, {}).items()} for c in ("lsh", "kv", "hf")
     )
-    lines = []
-    longest = max(lsh) if lsh else None
-    if longest and 4096 in lsh and longest > 4096:
-        lines.append(f"LSH per token, {longest} / 4096 context: {lsh[longest] / lsh[4096]:.2f}x")
-    if longest and longest in kv:
-        lines.append(f"LSH / KV cache per token at {longest}: {lsh[longest] / kv[longest]:.2f}x")
-    if lsh and kv:
-        crossings = crossovers_between(lsh, kv)
-        lines += [
-            f"LSH and KV cache cross at context {c.seq_len:.0f}; "
-            f"{'LSH' if c.lower_after == 'a' else 'KV cache'} is faster above"
-            for c in crossings
-        ] or ["LSH and KV cache do not cross in this grid"]
-    for length in sorted(set(lsh) & set(hf)):
-        lines.append(f"HF Reformer / ours per token at {length}: {hf[length] / lsh[length]:.1f}x")
-    return lines
+    return decode_findings(lsh, kv, hf)
 
 
 SUITE = Suite(
