@@ -26,10 +26,12 @@ def _lsh_layer(n_hashes=3, bucket_size=4, n_buckets=8, seed=0):
     return LSHSelfAttention(config).double()
 
 
-def test_key_sets_and_outputs_match_the_twin_over_300_steps():
+@pytest.mark.parametrize("n_buckets", [8, (4, 6)])
+def test_key_sets_and_outputs_match_the_twin_over_300_steps(n_buckets):
     """Few buckets and small chunks, so lists overflow and rounds share keys; the prompt
-    goes through the bulk insertion, the rest one position at a time."""
-    layer = _lsh_layer()
+    goes through the bulk insertion, the rest one position at a time. Flat and
+    factorised hashes."""
+    layer = _lsh_layer(n_buckets=n_buckets)
     batch, length, prompt = 2, 300, 17
     x = torch.randn(batch, length, 32, dtype=torch.float64)
     cache = layer.new_cache(batch, length, x)
