@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from baselines.peers import missing_note, peer_available
+from suites.backend import device_backend
 from suites.decode.runner import WARMUP_TOKENS
 from suites.decode.targets import decode_findings
 from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
@@ -46,7 +47,9 @@ def grid(ctx: GridContext) -> list[Point]:
     points = []
     for length in lengths:
         capacity = length + WARMUP_TOKENS + new_tokens
-        decoders = [("reformer", model.replace(attention="lsh"), "lsh")]
+        # On CUDA the prefill's LSH names its backend (the steps run reformer.decode).
+        lsh = device_backend(model.replace(attention="lsh"), ctx.device)
+        decoders = [("reformer", lsh, "lsh")]
         decoders.append(("transformer", model.replace(attention="sdpa"), "kv"))
         if length <= no_cache_max:
             decoders.append(("transformer", model.replace(attention="sdpa"), "none"))
