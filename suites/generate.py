@@ -8,7 +8,7 @@ under runs/ or results/ is used. A byte LM is trained at a fixed length (256 byt
 default grid), so prompt plus continuation fit in that many bytes.
 
     python -m suites.generate [--checkpoint FILE] [--prompt TEXT] [--max-new-tokens N]
-                              [--temperature T] [--top-k K] [--seed S]
+                              [--temperature T] [--top-k K] [--seed S] [--threads N]
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--top-k", type=positive_int, default=None, help="sample from the top K")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch threads (default 1: one token at a time is many small ops, which a "
+        "second thread slows down on a busy machine)",
+    )
     return parser.parse_args(argv)
 
 
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from suites.quality.tasks import Run, load_trained
+
+    torch.set_num_threads(args.threads)
     from suites.quality.train import load_checkpoint
 
     state, meta = load_checkpoint(path)
