@@ -240,15 +240,15 @@ def _build_one(
     errors = errors_table(rows)
     if errors is not None:
         blocks.append(errors)
-    drawn: list[Block] = []
+    section_blocks: list[Block] = []
     from_others = []
     for section in SECTIONS:
         made = section.build(ctx)
         if made is None:
-            drawn.append(Note(f"{section.title}: omitted, no {section.needs}."))
+            section_blocks.append(Note(f"{section.title}: omitted, no {section.needs}."))
         else:
-            drawn += [Heading(section.title), *made]
-            if section.key not in suites:
+            section_blocks += [Heading(section.title), *made]
+            if section.key in known and section.key not in suites:
                 from_others.append(section.title)
     missing = [s for s in known if s not in suites]
     if missing:
@@ -260,7 +260,7 @@ def _build_one(
             else ""
         )
         blocks.append(Note(f"No results for suites: {', '.join(missing)}{others}."))
-    blocks += drawn
+    blocks += section_blocks
     blocks += [Heading("Measured numbers"), *measured_blocks(ctx, suites)]
     blocks += [Heading("Published reference numbers"), *build_published(ctx)]
     title = f"{theme}: {hardware}, {date}"
