@@ -205,3 +205,13 @@ def test_the_committed_scale_rows_draw_three_lines_and_no_offset_label(tmp_path)
     for line in ("2 layers", "12 layers", "2 layers, bfloat16 autocast"):
         assert f"reformer-lsh-rev, {line}<" in svg
     assert "1M" in svg and "1e6" not in svg and "1048576" not in svg
+
+
+def test_a_garbage_ledger_file_is_skipped_with_a_warning(tmp_path, caplog):
+    from reports.ledger_table import newest_ledger
+
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / "ledger_torn.json").write_text('{"entries": [')
+    (tmp_path / "ledger" / "ledger_list.json").write_text("[1, 2]")
+    assert newest_ledger(tmp_path) is None
+    assert caplog.text.count("not a ledger file, skipped") == 2
