@@ -79,3 +79,14 @@ def test_an_attention_layer_of_the_wrong_width_names_the_expected_shape(attentio
 def test_an_lsh_layer_on_no_positions_gives_no_positions():
     layer = LSHSelfAttention(DEBUG)
     assert layer(torch.randn(2, 0, DEBUG.d_model)).shape == (2, 0, DEBUG.d_model)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_an_all_false_padding_mask_gives_zeros_not_nan(causal):
+    qk = torch.randn(2, 2, 16, 8, requires_grad=True)
+    v = torch.randn(2, 2, 16, 8, requires_grad=True)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    out = lsh_attention(qk, v, n_hashes=2, bucket_size=4, seed=0, causal=causal, padding_mask=mask)
+    out.sum().backward()
+    assert torch.equal(out, torch.zeros_like(out))
+    assert torch.isfinite(qk.grad).all() and torch.isfinite(v.grad).all()

@@ -215,3 +215,11 @@ def test_a_garbage_ledger_file_is_skipped_with_a_warning(tmp_path, caplog):
     (tmp_path / "ledger" / "ledger_list.json").write_text("[1, 2]")
     assert newest_ledger(tmp_path) is None
     assert caplog.text.count("not a ledger file, skipped") == 2
+
+
+def test_a_folder_of_garbage_only_is_no_rows_status_1(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "junk.jsonl").write_bytes(b"not json\n[1, 2]\n\x00\xff\n")
+    assert main(["--results", str(results), "--out", str(tmp_path / "o")]) == 1
+    assert "no result rows" in capsys.readouterr().err

@@ -5,6 +5,7 @@ threads. Runners come from tests.suites.test_harness (run in the children)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -21,7 +22,7 @@ import pytest
 import suites.run as run_module
 import suites.store as store_module
 from suites import exits
-from suites.registry import GridContext
+from suites.registry import GridContext, Point
 from suites.run import main
 from suites.store import RowNotWritten, RunFile, read_rows
 from suites.summary import summary
@@ -30,6 +31,7 @@ from tests.suites.test_harness import _marks, _point, _suite
 
 CTX = GridContext(device="cpu", mode="quick")
 ROOT = Path(__file__).resolve().parents[2]
+RUNNERS = "tests.suites.point_runners"
 
 
 def _use_suite(monkeypatch, points):
@@ -322,3 +324,78 @@ def test_more_threads_than_cpus_warn_and_are_recorded(tmp_path):
     assert run_file.rows[0]["threads_oversubscribed"] is True
     fitting = _sweep([_point("ok_runner", "a", 8)], tmp_path / "fits", log=log, threads=1)
     assert fitting.rows[0]["threads_oversubscribed"] is False
+
+
+# -- kept as it is: each held-up behaviour has a test ---------------------------------------
+
+
+def test_arrays_binary_junk_and_numbers_in_a_results_file_are_skipped(tmp_path):
+    points = [_point("ok_runner", "a", 8), _point("ok_runner", "a", 16)]
+    first = _sweep(points, tmp_path, lengths=[8])
+    with open(first.path, "ab") as handle:
+        handle.write(b"[1, 2, 3]\n42\n\x00\xff\xfe binary\n")
+        handle.write(b'{"seq_len": 8, "torn')
+    log = io.StringIO()
+    resumed = _sweep(points, tmp_path, log=log)
+    assert resumed.path == first.path
+    assert log.getvalue().count("malformed line skipped") == 4
+    lines = first.path.read_bytes().splitlines()
+    assert lines[-2] == b'{"seq_len": 8, "torn' and json.loads(lines[-1])["seq_len"] == 16
+    rows, problems = read_rows(first.path)
+    assert [row["seq_len"] for row in rows] == [8, 16] and len(problems) == 4
+
+
+def test_out_under_proc_is_refused(monkeypatch, capsys):
+    _use_suite(monkeypatch, [_point("ok_runner", "a", 8)])
+    with pytest.raises(SystemExit) as exc:
+        main(["tiny", "--no-progress", "--out", "/proc/reformer-bench-results"])
+    assert exc.value.code == 2 and "argument --out:" in capsys.readouterr().err
+
+
+def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_path):
+    """SIGKILL of the sweep's own process (its point's child left running): the lock goes
+    with it, the resumed sweep measures the interrupted point once, no row is doubled."""
+    marks, flag = tmp_path / "marks", tmp_path / "hold"
+    flag.write_text("")
+    params = {"model": "a", "pass": "fwd", "batch": 1, "device": "cpu", "marks": str(marks)}
+    script = textwrap.dedent(
+        f"""
+        import io
+        from suites.registry import GridContext, Point
+        from suites.sweep import run_sweep
+        from tests.suites.test_harness import _suite
+        params = {params!r}
+        points = [
+            Point(params={{**params, "seq_len": 8}}, runner="tests.suites.point_runners:ok",
+                  timeout_s=120),
+            Point(params={{**params, "seq_len": 16, "flag": {str(flag)!r}}},
+                  runner="tests.suites.point_runners:sleep_while_flagged", timeout_s=120),
+        ]
+        run_sweep(_suite(points), GridContext(device="cpu", mode="quick"),
+                  out_dir={str(tmp_path)!r}, progress=False, log=io.StringIO())
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _marks(marks) != ["a:8", "a:16"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _marks(marks) == ["a:8", "a:16"], "the second point never started"
+        os.kill(proc.pid, signal.SIGKILL)  # the parent alone
+        proc.wait(timeout=30)
+        flag.unlink()
+        points = [
+            Point(params={**params, "seq_len": 8}, runner=f"{RUNNERS}:ok", timeout_s=120),
+            Point(
+                params={**params, "seq_len": 16, "flag": str(flag)},
+                runner=f"{RUNNERS}:sleep_while_flagged",
+                timeout_s=120,
+            ),
+        ]
+        resumed = _sweep(points, tmp_path)  # not refused: the lock died with its holder
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned child, if still there
+    rows, _ = read_rows(resumed.path)
+    assert [(row["seq_len"], row["status"]) for row in rows] == [(8, "ok"), (16, "ok")]
+    assert _marks(marks) == ["a:8", "a:16", "a:16"]
