@@ -64,7 +64,9 @@ class TransformerLayer(nn.Module):
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq_len, d_model = x.shape
-        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        # The head width spelled out: -1 cannot be inferred from a batch of no sequences.
+        d_head = d_model // self.n_heads
+        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.n_heads, d_head).permute(2, 0, 3, 1, 4)
         if self.use_sdpa:  # q, k, v: (B, nh, L, hs)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         else:

@@ -23,7 +23,7 @@ from torch import nn
 
 from reformer.config import ATTENTIONS, ReformerConfig
 from reformer.decode import KVCache, exact_attention
-from reformer.lsh import LSHSelfAttention
+from reformer.lsh import LSHSelfAttention, check_layer_input
 
 
 class FullSelfAttention(nn.Module):
@@ -40,6 +40,7 @@ class FullSelfAttention(nn.Module):
         self.to_out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        check_layer_input(x, self.config.d_model)
         batch, seq_len, d_model = x.shape
         q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
         out = self.attend(q, k, v, padding_mask)  # (B, H, L, d_head)

@@ -40,6 +40,8 @@ class ReformerConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
+        for name in ("dup_correction", "causal", "reversible"):
+            require_bool(name, getattr(self, name))
         _positive(
             self,
             "vocab_size",
@@ -92,6 +94,13 @@ def validate_n_buckets(n_buckets: int | tuple[int, ...]) -> None:
             f"n_buckets={n_buckets!r} must be an even int >= 2, or a tuple of such ints "
             "(a factorised hash), or None for 2*L/bucket_size"
         )
+
+
+def require_bool(name: str, value: object) -> None:
+    """A switch must be a real bool: a string such as "false" or "no" is truthy, so it
+    would silently switch the feature on."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be True or False (a bool)")
 
 
 def _positive(cfg: ReformerConfig, *names: str) -> None:

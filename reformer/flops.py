@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 
-from reformer.config import ReformerConfig
+from reformer.config import ReformerConfig, require_bool
 from reformer.hashing import resolve_n_buckets, rotation_width
 
 
@@ -45,6 +45,8 @@ def flops_breakdown(
 ) -> dict[str, int]:
     """FLOPs per component (summed over layers): keys projections, attention, hashing,
     feedforward, head, and with ``recompute`` also recompute. See the module docstring."""
+    require_bool("backward", backward)
+    require_bool("recompute", recompute)
     if seq_len < 1 or batch < 1:
         raise ValueError(f"seq_len={seq_len} and batch={batch} must be positive ints")
     if recompute and not backward:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from reformer.backends import resolve_backend
-from reformer.config import ReformerConfig
+from reformer.config import ReformerConfig, require_bool
 from reformer.decode import LSHCache
 from reformer.hashing import (
     draw_rotations,
@@ -73,8 +73,20 @@ def lsh_attention(
     With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64.
     ``backend`` picks the implementation: "torch", "triton" or "auto" (see
     ``reformer.backends.resolve_backend``); both compute the same function.
+
+    Empty input (B, H or L = 0) gives an empty output of the same shape, as torch's own
+    attention does. NaN or inf in qk or v propagate to the outputs of the queries that see
+    them, unchecked, as in torch's attention (checking would cost a pass over the inputs).
     """
+    for name, switch in (
+        ("causal", causal),
+        ("dup_correction", dup_correction),
+        ("return_buckets", return_buckets),
+    ):
+        require_bool(name, switch)
     _check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
+    if qk.shape[:3].numel() == 0:
+        return _empty(qk, v, n_hashes, return_buckets)
     backend = resolve_backend(backend, qk.device, qk.dtype, bucket_size, qk.shape[-1], v.shape[-1])
     batch, n_heads, seq_len, d_head = qk.shape
     if rotations is not None and n_buckets is None:
@@ -124,6 +136,19 @@ def lsh_attention(
     return (out, buckets) if return_buckets else out
 
 
+def _empty(
+    qk: torch.Tensor, v: torch.Tensor, n_hashes: int, return_buckets: bool
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The (B, H, L, Dv) output of an input with no positions; tied to both inputs so a
+    backward gives each its (empty) gradient."""
+    out = v.clone() + qk.sum() * 0
+    if not return_buckets:
+        return out
+    batch, n_heads, seq_len, _ = qk.shape
+    buckets = torch.zeros(batch, n_heads, n_hashes, seq_len, dtype=torch.long, device=qk.device)
+    return out, buckets
+
+
 def _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors):
     given = sum(x is not None for x in (rotations, seed, generator))
     if given != 1:
@@ -157,6 +182,11 @@ def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
         )
     if qk.shape[:3] != v.shape[:3]:
         raise ValueError(f"qk {tuple(qk.shape)} and v {tuple(v.shape)} must agree in (B, H, L)")
+    if qk.shape[-1] < 1 or v.shape[-1] < 1:
+        raise ValueError(
+            f"qk {tuple(qk.shape)} and v {tuple(v.shape)} need a head width D >= 1 (hashing "
+            "normalises qk along D)"
+        )
     if qk.dtype not in _DTYPES or v.dtype != qk.dtype:
         raise ValueError(
             f"qk dtype {qk.dtype} and v dtype {v.dtype} must be equal and one of {_DTYPES}"
@@ -198,6 +228,7 @@ class LSHSelfAttention(nn.Module):
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, d_model) -> shared qk and v, each (B, H, L, d_head) (views of (B, L, H,
         d_head) memory, which the attention reads in place)."""
+        check_layer_input(x, self.config.d_model)
         batch, seq_len, _ = x.shape
         cfg = self.config
         qk = self.to_qk(x).view(batch, seq_len, cfg.n_heads, cfg.d_head).transpose(1, 2)
@@ -293,3 +324,10 @@ class LSHSelfAttention(nn.Module):
             for w in (self.to_qk.weight, self.to_v.weight)
         ]
         return torch.cat(per_head, dim=-1)
+
+
+def check_layer_input(x: object, d_model: int) -> None:
+    """An attention layer's input must be (B, L, d_model); say so, not a matmul error."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be (B, L, d_model={d_model}); got {got}")

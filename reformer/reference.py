@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from reformer.config import require_bool
 from reformer.lsh_core import MASK_LOGIT, SELF_LOGIT
 
 
@@ -37,6 +38,7 @@ def shared_qk_logits(qk: torch.Tensor) -> torch.Tensor:
 
 def exact_shared_qk_attention(qk, v, *, causal: bool, padding_mask=None) -> torch.Tensor:
     """Full softmax attention with shared QK: what LSH attention approximates."""
+    require_bool("causal", causal)
     logits = shared_qk_logits(qk)
     length = qk.shape[-2]
     if causal:
@@ -83,6 +85,8 @@ def lsh_attention_reference(
     it saw in any round's chunk window, each counted once (or ``count`` times without the
     duplicate correction). qk (B, H, L, D), v (B, H, L, Dv) -> (B, H, L, Dv).
     """
+    require_bool("causal", causal)
+    require_bool("dup_correction", dup_correction)
     batch, n_heads, length, _ = qk.shape
     padded = math.ceil(length / bucket_size) * bucket_size
     pad = padded - length

@@ -12,13 +12,21 @@ By default each suite is drawn from its newest complete run (reports.runs): one 
 file, one thread count, one OMP_WAIT_POLICY, so rows taken under different conditions never
 share a line. ``--runs all`` draws every run (the newest row of each point); ``--run-id``
 draws exactly the runs named. The report lists the runs it drew.
+
+Exit status: 0 when the reports were written, 1 when there are no result rows to draw, 2
+for bad arguments or paths (a --results that is not a folder, an --out that cannot be a
+folder, a --run-id or --hardware that matches nothing), with one line saying which.
+
+A rebuild from the same rows and code writes the same bytes: the report names the newest
+commit of the code that draws it, not the time of the build, and the SVGs carry no date
+and fixed element ids (reports.context).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
+import os
 import re
 import shlex
 import subprocess
@@ -46,6 +54,19 @@ from reports.tables import (
 from suites.busy import RULE
 
 log = logging.getLogger("reports")
+# Code whose changes can change a report: its newest commit is the report's code version.
+REPORT_CODE = ("reports", "suites", "reformer", "baselines")
+NO_ROWS, BAD_ARGUMENT = 1, 2
+
+
+class ReportError(Exception):
+    """A report that cannot be built, with the exit status that says why."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 # Generated reports live under docs/, apart from the code that builds them.
 DEFAULT_OUT = "docs/reports"
 
@@ -109,18 +130,24 @@ def build_reports(
     runs: str = "latest",
     run_ids: Sequence[str] = (),
 ) -> list[Path]:
-    """Build one report per hardware in the rows; return the report folders written."""
+    """Build one report per hardware in the rows; return the report folders written.
+
+    Raises ReportError (with its exit status) when there is nothing to draw or an argument
+    or path is wrong."""
+    _check_paths(results, out)
     raw = load_rows(results)
     if raw.empty:
-        raise SystemExit(
+        raise ReportError(
             f"no result rows under {results}: run `python -m suites.run SUITE` "
-            "first, or pass --results DIR"
+            "first, or pass --results DIR",
+            NO_ROWS,
         )
     unknown = sorted(set(run_ids) - set(raw["run_id"].dropna().astype(str)))
     if unknown:
         known = ", ".join(sorted(raw["run_id"].dropna().astype(str).unique()))
-        raise SystemExit(
-            f"--run-id {', '.join(unknown)}: no such run under {results}; runs there: {known}"
+        raise ReportError(
+            f"--run-id {', '.join(unknown)}: no such run under {results}; runs there: {known}",
+            BAD_ARGUMENT,
         )
     history = load_history(results)
     apply_theme()
@@ -139,10 +166,30 @@ def build_reports(
         )
     if not written:
         found = ", ".join(sorted(raw["hardware_slug"].unique()))
-        raise SystemExit(
-            f"--hardware {hardware!r} matches none of the hardware in the rows: {found}"
+        raise ReportError(
+            f"--hardware {hardware!r} matches none of the hardware in the rows: {found}",
+            BAD_ARGUMENT,
         )
     return written
+
+
+def _check_paths(results: str, out: str) -> None:
+    """--results must be a folder and --out one that can be written, said in one line."""
+    if not Path(results).is_dir():
+        what = "is not a folder" if Path(results).exists() else "does not exist"
+        raise ReportError(
+            f"--results {results} {what}: give the folder of *.jsonl result files "
+            "(python -m suites.run writes them under runs/)",
+            BAD_ARGUMENT,
+        )
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(
+            f"--out {out} cannot be a folder of reports ({exc.strerror or exc})", BAD_ARGUMENT
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ReportError(f"--out {out} is not a writable folder", BAD_ARGUMENT)
 
 
 def _build_one(
@@ -172,11 +219,8 @@ def _build_one(
         build_command=command,
         dpi=dpi,
     )
-    built = {
-        "report built": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        "report code git sha": _git_sha(),
-        "report command": command,
-    }
+    # No build time: a rebuild of the same rows by the same code must not change a byte.
+    built = {"report code git sha": _code_sha(), "report command": command}
     known = known_suites()
     suites = sorted(
         rows["suite"].unique(),
@@ -196,15 +240,27 @@ def _build_one(
     errors = errors_table(rows)
     if errors is not None:
         blocks.append(errors)
-    missing = [s for s in known if s not in suites]
-    if missing:
-        blocks.append(Note(f"No results for suites: {', '.join(missing)} (omitted below)."))
+    section_blocks: list[Block] = []
+    from_others = []
     for section in SECTIONS:
         made = section.build(ctx)
         if made is None:
-            blocks.append(Note(f"{section.title}: omitted, no {section.needs}."))
+            section_blocks.append(Note(f"{section.title}: omitted, no {section.needs}."))
         else:
-            blocks += [Heading(section.title), *made]
+            section_blocks += [Heading(section.title), *made]
+            if section.key in known and section.key not in suites:
+                from_others.append(section.title)
+    missing = [s for s in known if s not in suites]
+    if missing:
+        # A section named after a suite may still draw another suite's rows (the hash-rounds
+        # section draws the quality suite's duplication task), so the note says which.
+        others = (
+            f"; drawn from other suites' rows below: {', '.join(from_others)}"
+            if from_others
+            else ""
+        )
+        blocks.append(Note(f"No results for suites: {', '.join(missing)}{others}."))
+    blocks += section_blocks
     blocks += [Heading("Measured numbers"), *measured_blocks(ctx, suites)]
     blocks += [Heading("Published reference numbers"), *build_published(ctx)]
     title = f"{theme}: {hardware}, {date}"
@@ -249,30 +305,50 @@ def _clear_figures(out_dir: Path) -> None:
             path.unlink()
 
 
-def _git_sha() -> str:
+def _code_sha() -> str:
+    """The newest commit of the code that draws reports (REPORT_CODE), not HEAD: a commit
+    elsewhere (new results, docs) leaves a rebuilt report as it was."""
+    here = Path(__file__).resolve().parent.parent
+    sha = _git(here, "log", "-1", "--format=%h", "--", *REPORT_CODE)
+    if not sha:
+        return "unknown (not a git checkout)"
+    dirty = _git(here, "status", "--porcelain", "--", *REPORT_CODE)
+    return f"{sha} (with uncommitted changes)" if dirty else sha
+
+
+def _git(cwd: Path, *args: str) -> str:
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() or "unknown (no commit)"
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     command = shlex.join(["python", "-m", "reports.build", *argv])
-    for folder in build_reports(
-        args.results, args.out, args.theme, args.dpi, args.hardware, command, args.runs, args.run_id
-    ):
+    try:
+        folders = build_reports(
+            args.results,
+            args.out,
+            args.theme,
+            args.dpi,
+            args.hardware,
+            command,
+            args.runs,
+            args.run_id,
+        )
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
+    for folder in folders:
         print(f"wrote {folder / 'report.md'} and {folder / 'report.html'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

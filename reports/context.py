@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -68,17 +69,55 @@ class ReportContext:
                 lines.append(line)
         return (*dict.fromkeys(lines), self.build_command)
 
+    def grid_modes(self, *suites: str) -> set[str]:
+        """The grids (``quick``, ``default``, ``full``) the suites' rows come from."""
+        modes: set[str] = set()
+        for name in suites:
+            rows = self.suite(name)
+            if "mode" in rows:
+                modes |= set(rows["mode"].dropna().astype(str))
+        return modes
+
+    def grid_note(self, *suites: str) -> str:
+        """Which grid the suites' rows come from, for a caption: a reader must not take a
+        smoke grid's numbers for measurements."""
+        modes = self.grid_modes(*suites)
+        if not modes:
+            return ""
+        text = "Grid: " + ", ".join(sorted(modes)) + "."
+        if "quick" in modes:
+            text += (
+                " The quick grid is a smoke run of tiny models on one thread: its numbers "
+                "check that the code runs and say nothing about speed or memory."
+            )
+        return text
+
     def save(
-        self, figure: plt.Figure, stem: str, title: str, caption: str, commands: tuple[str, ...]
+        self,
+        figure: plt.Figure,
+        stem: str,
+        title: str,
+        caption: str,
+        commands: tuple[str, ...],
+        suites: tuple[str, ...] = (),
     ) -> Figure:
         """Title the figure, write figures/<stem>.png (at ``dpi``) and .svg, close it, and
-        return its block. Every figure carries its title, so a PNG read alone says what
-        it shows."""
+        return its block, its caption ending with the grid of ``suites``' rows. Every
+        figure carries its title, so a PNG read alone says what it shows."""
+        caption = " ".join(part for part in (caption, self.grid_note(*suites)) if part)
+        modes = self.grid_modes(*suites)
+        if "quick" in modes:  # said on the image too, which is often read without the report
+            which = (
+                "--quick smoke grid" if modes == {"quick"} else "includes --quick smoke-grid rows"
+            )
+            title += f"\n({which}: tiny models, those numbers mean nothing)"
         figure.suptitle(title, y=1.0, va="bottom", fontsize="large")
         folder = self.out_dir / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         figure.savefig(folder / f"{stem}.png", dpi=self.dpi, bbox_inches="tight")
-        figure.savefig(folder / f"{stem}.svg", bbox_inches="tight")
+        # No date, and element ids from a fixed salt: the same figure, the same bytes.
+        with matplotlib.rc_context({"svg.hashsalt": stem}):
+            figure.savefig(folder / f"{stem}.svg", bbox_inches="tight", metadata={"Date": None})
         plt.close(figure)
         return Figure(stem=stem, caption=caption, commands=commands)
 

@@ -66,6 +66,7 @@ def build_efficiency(ctx: ReportContext) -> list[Block] | None:
             "Efficiency: achieved FLOP/s as a fraction of the hardware's peak",
             "MFU against length (log-log), beside the time figure.",
             ctx.commands(*ordered(rows["suite"], SUITES)),
+            tuple(ordered(rows["suite"], SUITES)),
         ),
     ]
     return blocks + tables

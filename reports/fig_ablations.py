@@ -12,7 +12,7 @@ import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
-from reports.plotting import Panel, draw_panels, ordered, split_variants
+from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
 from suites.names import hash_rounds, label
 
 _METRICS = (
@@ -41,7 +41,7 @@ def sweep_grid(
         for pass_name in ordered(rows["pass"]):
             cell = ok[(ok["variant"] == variant) & (ok["pass"] == pass_name)]
             fail = failures[(failures["variant"] == variant) & (failures["pass"] == pass_name)]
-            title = ", ".join(t for t in (f"pass={pass_name}", variant) if t)
+            title = pass_title(pass_name, variant)
             panels = [
                 Panel(
                     data=cell[cell[metric] > 0],
@@ -104,21 +104,33 @@ def build_hashes(ctx: ReportContext) -> list[Block] | None:
         grid = [[*grid[0], panel], *grid[1:]] if grid else [[panel]]
     if not grid:
         return None
-    return [
-        Paragraph(
-            "Cost of more hash rounds: time and memory against n_hashes"
-            + (
-                ", and duplication-task accuracy against the rounds used at evaluation."
-                if not accuracy.empty
-                else "."
-            )
+    cost = not ctx.suite("hashes").empty
+    drawn = [
+        *(["time and memory against n_hashes (hashes suite)"] if cost else []),
+        *(
+            ["duplication-task accuracy against the hash rounds used at evaluation (quality suite)"]
+            if not accuracy.empty
+            else []
         ),
+    ]
+    title = {
+        (True, False): "Hash rounds: what more rounds cost",
+        (False, True): "Hash rounds: duplication accuracy against the rounds at evaluation",
+        (True, True): "Hash rounds: what more rounds cost, and duplication accuracy",
+    }[(cost, not accuracy.empty)]
+    text = "This section draws " + " and ".join(drawn) + "."
+    if not cost:
+        text += " There are no hashes-suite rows, so the cost of more rounds is not drawn."
+    suites = (*(["hashes"] if cost else []), *(["quality"] if not accuracy.empty else []))
+    return [
+        Paragraph(text),
         ctx.save(
             draw_panels(grid, ctx.palette),
             "hashes_ablation",
-            "Hash rounds: cost (and duplication accuracy) against n_hashes",
+            title,
             "Hash-rounds ablation.",
-            ctx.commands("hashes", "quality") if not accuracy.empty else ctx.commands("hashes"),
+            ctx.commands(*suites),
+            suites,
         ),
     ]
 
@@ -138,6 +150,7 @@ def build_chunks(ctx: ReportContext) -> list[Block] | None:
             "Chunk size: cost against bucket_size",
             "Chunk-size ablation.",
             ctx.commands("chunks"),
+            ("chunks",),
         ),
     ]
 
@@ -173,5 +186,6 @@ def build_reversible(ctx: ReportContext) -> list[Block] | None:
             "Reversibility and depth: memory against n_layers",
             "Reversibility and depth: colour = model, marker = residual layout.",
             ctx.commands("reversible"),
+            ("reversible",),
         ),
     ]

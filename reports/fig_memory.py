@@ -11,7 +11,7 @@ import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
-from reports.plotting import Panel, draw_panels, ordered, split_variants
+from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
 from suites.spec import PASSES
 
 # One line is one model and pass across lengths: any other field that differs along it (a
@@ -43,7 +43,7 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
                     y=metric,
                     hue="model",
                     failures=cell(failures),
-                    title=", ".join(t for t in (f"pass={pass_name}", variant) if t),
+                    title=pass_title(pass_name, variant),
                     xlabel="sequence length L",
                     ylabel=label,
                     logx=2,
@@ -75,6 +75,7 @@ def build_memory(ctx: ReportContext) -> list[Block] | None:
             "cheapest point at the shortest length. Crosses on the top edge: out of "
             "memory at that length; triangles: timed out.",
             commands,
+            ("memory",),
         ),
     ]
     saved = memory_vs_length(rows, "saved_mb", "saved for backward (MiB)")
@@ -87,6 +88,7 @@ def build_memory(ctx: ReportContext) -> list[Block] | None:
                 "Bytes saved for backward vs L (log-log): deterministic and machine-independent "
                 "(a pass that saves nothing is not drawn on the log axis).",
                 commands,
+                ("memory",),
             )
         )
     return blocks

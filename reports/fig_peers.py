@@ -14,7 +14,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
-from reports.plotting import Panel, draw_panels, ordered
+from reports.plotting import Panel, draw_panels, ordered, pass_title
 from suites.names import PEER_PREFIX
 from suites.spec import PASSES
 
@@ -85,7 +85,7 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
                     x="seq_len",
                     y=ratio,
                     hue="model",
-                    title=f"vs {reference}, pass={pass_name}",
+                    title=pass_title(pass_name, f"against {reference}"),
                     xlabel="sequence length L",
                     ylabel=label,
                     logx=2,
@@ -125,6 +125,7 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
             "Peer implementations relative to our LSH attention",
             "Peers normalised to our LSH attention per length (dotted line: ours).",
             ctx.commands("peers"),
+            ("peers",),
         ),
         Table(table, "Peer / ours ratios.", index=False),
     ]

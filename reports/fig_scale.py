@@ -9,6 +9,7 @@ max_memory_gb; without either, a model's rows form one group.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Paragraph, Table, fmt
 from reports.ledger_table import ledger_blocks
-from reports.plotting import Panel, draw_panels
+from reports.plotting import Panel, draw_panels, length_label
 
 
 def budget_column(rows: pd.DataFrame) -> str | None:
@@ -60,13 +61,37 @@ def longest_fits(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(found)
 
 
+def series_labels(rows: pd.DataFrame) -> pd.Series:
+    """One line per model *and* the depth and autocast it ran with, where those vary: the
+    12-layer or bfloat16 points of a model are another line, not a zigzag on its own."""
+    depths = rows["n_layers"].dropna().unique() if "n_layers" in rows else []
+    casts = rows["autocast"].dropna().unique() if "autocast" in rows else []
+
+    def label(row: pd.Series) -> str:
+        parts = [str(row["model"])]
+        if len(depths) > 1 and pd.notna(row["n_layers"]):
+            parts.append(f"{int(row['n_layers'])} layers")
+        if len(casts) and pd.notna(row.get("autocast")):
+            parts.append(f"{row['autocast']} autocast")
+        return ", ".join(parts)
+
+    return rows.apply(label, axis=1) if not rows.empty else pd.Series(dtype=object)
+
+
 def build_scale(ctx: ReportContext) -> list[Block] | None:
     rows = ctx.suite("scale")
     if rows.empty or not (rows["status"] == "ok").any():
         return None
-    fits = longest_fits(rows)
+    rows = rows.assign(series=series_labels(rows))
+    fits = longest_fits(rows.assign(model=rows["series"]))
     budget = budget_column(rows)
-    ok = rows[rows["status"] == "ok"]
+    # One point per line and length (the newest, where two runs measured it), so a line
+    # never doubles back on itself.
+    ok = (
+        rows[rows["status"] == "ok"]
+        .sort_values("timestamp", kind="stable")
+        .drop_duplicates(["series", "seq_len"], keep="last")
+    )
     failures = rows[rows["status"].isin(["oom", "timeout"])]
     hline = None
     per_mb = {"mb": 1.0, "gb": 1024.0}.get(budget.lower().rsplit("_", 1)[-1]) if budget else None
@@ -81,16 +106,16 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
                 x="model",
                 y="longest L",
                 hue="model",
-                title="longest fitting L",
+                title="longest length that fits",
                 custom=_bars(fits, ctx),
             ),
             Panel(
                 data=ok[ok["peak_mb"] > 0],
                 x="seq_len",
                 y="peak_mb",
-                hue="model",
+                hue="series",
                 failures=failures,
-                title="peak memory",
+                title="peak memory of a training step",
                 xlabel="sequence length L",
                 ylabel="peak memory (MiB)",
                 logx=2,
@@ -100,8 +125,8 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
                 data=ok[ok["t_median_ms"] > 0],
                 x="seq_len",
                 y="t_median_ms",
-                hue="model",
-                title="training step time",
+                hue="series",
+                title="time of a training step",
                 xlabel="sequence length L",
                 ylabel="time per step (ms)",
                 logx=2,
@@ -124,6 +149,7 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
             "Scale: longest fitting L per model (left), peak memory and step time "
             "against L of the lengths tried.",
             ctx.commands("scale"),
+            ("scale",),
         ),
         Table(table, "Longest length that fits, per model and budget.", index=False),
         *ledger_blocks(Path(ctx.results_arg)),
@@ -131,17 +157,36 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
 
 
 def _bars(fits: pd.DataFrame, ctx: ReportContext):
-    """A bar per model (and budget): the longest fitting length, written on the bar."""
+    """A horizontal bar per line (and budget) on a log2 length axis, each labelled with
+    its longest fitting length ("1M"), so lengths that differ by powers of two compare."""
 
     def draw(ax) -> None:
         labels = [
-            f"{m}\n{b}" if b else str(m) for m, b in zip(fits["model"], fits["budget"], strict=True)
+            f"{m} ({b})" if b else str(m)
+            for m, b in zip(fits["model"], fits["budget"], strict=True)
         ]
         colours = [ctx.palette.colours[str(m)] for m in fits["model"]]
-        heights = fits["longest L"].fillna(0)
-        bars = ax.bar(range(len(fits)), heights, color=colours)
-        ax.bar_label(bars, labels=[fmt(h) if h else "none" for h in heights], fontsize=6)
-        ax.set_xticks(range(len(fits)), labels, rotation=30, ha="right")
-        ax.set_ylabel("longest L that fits")
+        lengths = fits["longest L"].fillna(0).astype(float)
+        shortest = max(1.0, 2.0 ** np.floor(np.log2(lengths[lengths > 0].min() / 4)))
+        positions = np.arange(len(fits))[::-1]  # the first line on top
+        ax.barh(
+            positions,
+            lengths.where(lengths > 0, shortest) - shortest,
+            left=shortest,
+            color=colours,
+            height=0.6,
+        )
+        ax.set_xscale("log", base=2)
+        for y, length in zip(positions, lengths, strict=True):
+            text = length_label(length) if length else "none fits"
+            ax.text(max(length, shortest), y, f" {text}", va="center", fontsize="small")
+        top = 2.0 ** np.ceil(np.log2(lengths.max() * 4))
+        ticks = [2.0**k for k in range(int(np.log2(shortest)), int(np.log2(top)) + 1, 2)]
+        ax.set_xlim(shortest, top)
+        ax.set_xticks(ticks, [length_label(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_yticks(positions, [textwrap.fill(label, 22) for label in labels], fontsize="small")
+        ax.set_xlabel("sequence length L")
+        ax.grid(axis="y", visible=False)
 
     return draw

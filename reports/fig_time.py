@@ -13,7 +13,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
-from reports.plotting import Panel, draw_panels, ordered, split_variants
+from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
 from suites.crossover import crossovers_between
 from suites.spec import PASSES
 
@@ -85,7 +85,7 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
             fail = failures[(failures["variant"] == variant) & (failures["pass"] == pass_name)]
             if cell.empty and fail.empty:
                 continue
-            facet = ", ".join(t for t in (f"pass={pass_name}", variant) if t)
+            facet = pass_title(pass_name, variant)
             found = crossover_rows(cell, facet)
             crossings.extend(found)
             panels.append(
@@ -122,6 +122,7 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
             "Time vs L (log-log) in the style of Reformer Fig. 5. Rings: crossover "
             "lengths, interpolated on log L.",
             ctx.commands("time"),
+            ("time",),
         ),
     ]
     if crossings:

@@ -8,6 +8,7 @@ of one (B, L, d_model) float32 buffer, so a reader sees where each GiB of the pe
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,26 @@ import pandas as pd
 from reports.document import Block, Paragraph, Table, fmt
 
 TOP_ROWS = 15
+log = logging.getLogger("reports")
 
 
 def newest_ledger(results_dir: Path) -> dict[str, Any] | None:
-    """The newest ledger_*.json under ``results_dir``/ledger (by the time it was written)."""
-    files = sorted(
-        (results_dir / "ledger").glob("ledger_*.json"),
-        key=lambda path: json.loads(path.read_text()).get("timestamp_utc", ""),
-    )
-    return json.loads(files[-1].read_text()) if files else None
+    """The newest ledger_*.json under ``results_dir``/ledger (by the time it was written).
+    A file that is not a ledger (torn, hand-edited) is logged and passed over: one bad
+    file must not cost the whole report."""
+    ledgers = []
+    for path in sorted((results_dir / "ledger").glob("ledger_*.json")):
+        try:
+            ledger = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("%s: not a ledger file, skipped (%s)", path, exc)
+            continue
+        if not isinstance(ledger, dict) or not isinstance(ledger.get("entries"), list):
+            log.warning("%s: not a ledger file, skipped (no list of entries)", path)
+            continue
+        ledgers.append(ledger)
+    ledgers.sort(key=lambda ledger: str(ledger.get("timestamp_utc", "")))
+    return ledgers[-1] if ledgers else None
 
 
 def ledger_frame(ledger: dict[str, Any], top: int = TOP_ROWS) -> pd.DataFrame:

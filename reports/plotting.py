@@ -17,11 +17,19 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLocator
 
 from reports.load import CONFIG_COLUMNS
 from reports.palette import Palette
 
 PANEL_SIZE = (3.4, 2.6)  # inches; one column of a two-column paper is ~3.3 in
+TITLE_WIDTH = 38  # characters a panel title holds at PANEL_SIZE before it wraps
+PASS_NAMES = {
+    "fwd": "forward",
+    "fwd_bwd": "forward + backward",
+    "train_step": "training step",
+    "n/a": "",
+}
 FAILURE_MARKERS = {"oom": ("X", "out of memory"), "timeout": ("v", "timed out")}
 STYLE_MARKERS = ("o", "s", "^", "D", "P", "*")
 
@@ -91,6 +99,71 @@ def _short(value: object) -> str:
     return str(value)
 
 
+def pass_title(pass_name: object, *more: str) -> str:
+    """A panel title in words: the pass ("forward + backward", not "pass=fwd_bwd"), then
+    what else sets the panel apart ("d_model=32" as "d_model 32")."""
+    parts = [PASS_NAMES.get(str(pass_name), str(pass_name)), *more]
+    return ", ".join(p.replace("=", " ") for p in parts if p)
+
+
+def wrap_title(title: str, width: int = TITLE_WIDTH) -> str:
+    """Break a long panel title between its comma-separated parts (never inside one, so
+    "d_model 32" stays whole), so titles of neighbouring panels cannot run into each other."""
+    lines: list[str] = []
+    for part in title.split(", "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            lines.append(part)
+    return ",\n".join(lines)
+
+
+def length_label(value: float) -> str:
+    """A length as a reader says it: 131072 -> "128K", 1048576 -> "1M", 100 -> "100"."""
+    number = float(value)
+    for size, unit in ((2**20, "M"), (2**10, "K")):
+        if number >= size and (number / size).is_integer():
+            return f"{number / size:g}{unit}"
+    return _short(value)
+
+
+def value_label(value: float) -> str:
+    """A log-axis tick: 0.5, 20, 3k, 1.5M (three significant digits at most)."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def readable_log_ticks(ax: plt.Axes, axis: str = "y") -> None:
+    """Label a log axis at 1, 2 and 5 times each power of ten within its limits (1, 2, 3,
+    5 and 7, or evenly spaced round values, when that still gives fewer than three), so
+    even a span of less than a decade shows several labelled ticks; matplotlib's default
+    labels only the powers of ten, which a narrow span may not contain."""
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 or high <= low:
+        return
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    ticks: list[float] = []
+    for steps in ((1, 2, 5), (1, 2, 3, 5, 7)):
+        ticks = [m * 10.0**k for k in decades for m in steps if low <= m * 10.0**k <= high]
+        if len(ticks) >= 3:
+            break
+    else:  # a narrow span: evenly spaced round values, as on a linear axis
+        spaced = MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
+        ticks = [float(t) for t in spaced if low <= t <= high and t > 0]
+    if len(ticks) > 8:  # many decades: the powers of ten alone
+        ticks = [t for t in ticks if np.isclose(np.log10(t), round(np.log10(t)))]
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FixedFormatter([value_label(t) for t in ticks]))
+    target.set_minor_locator(NullLocator())
+    if axis == "y":
+        ax.set_ylim(low, high)
+    else:
+        ax.set_xlim(low, high)
+
+
 def ordered(values: pd.Series, preferred: Sequence[str] = ()) -> list:
     """Unique values: those in ``preferred`` first in that order, then the rest sorted."""
     present = list(dict.fromkeys(values.dropna().tolist()))
@@ -138,7 +211,7 @@ def _draw(
 ) -> None:
     if panel.custom is not None:
         panel.custom(ax)
-        ax.set_title(panel.title)
+        ax.set_title(wrap_title(panel.title))
         return
     data = panel.data.dropna(subset=[panel.x, panel.y])
     if panel.logx:
@@ -179,9 +252,13 @@ def _draw(
     if panel.logx == 2:
         ticks = sorted(set(data[panel.x].dropna()) | _failure_x(panel))
         if ticks:
-            ax.set_xticks(ticks, [_short(t) for t in ticks])
+            ax.set_xticks(ticks, [length_label(t) for t in ticks])
             ax.minorticks_off()
-    ax.set_title(panel.title)
+    elif panel.logx:
+        readable_log_ticks(ax, "x")
+    if panel.logy:
+        readable_log_ticks(ax, "y")
+    ax.set_title(wrap_title(panel.title))
     ax.set_xlabel(panel.xlabel or panel.x)
     ax.set_ylabel(panel.ylabel or panel.y)
 

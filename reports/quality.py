@@ -154,6 +154,7 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
                 "Duplication accuracy (%): ours (measured here) and Reformer "
                 "Table 2 (published, other hardware and scale).",
                 ctx.commands("quality"),
+                ("quality",),
             )
         )
         for variant, matrix in matrices.items():
@@ -331,6 +332,7 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
             "Bits per byte (lower is better); colour = model, marker = attention used "
             "at evaluation.",
             ctx.commands("quality"),
+            ("quality",),
         ),
         Table(
             table,

@@ -2,7 +2,9 @@
 
 A *run* is the rows of one results file (``run_id``) taken with one thread count and one
 OMP_WAIT_POLICY: a resumed file can hold rows of several (``--threads`` is part of a point,
-so it never resumes another count's points), and their times must not share a line.
+so it never resumes another count's points), and their times must not share a line. A
+file written before each run file held one grid may also mix grid modes; each mode is then
+a run of its own.
 
 - ``latest`` (the default): per suite, the newest complete run. A run is complete when it
   has a row for every point of its grid (rows record ``grid_points``); a run from before
@@ -48,9 +50,18 @@ def label_runs(rows: pd.DataFrame) -> pd.DataFrame:
         else pd.Series(None, index=rows.index, dtype=object)
     ).fillna(DEFAULT_POLICY)
     policy = policy.astype(str)
+    # A file written before a run file held one grid may mix grids (a --quick run resumed
+    # by a default one): each grid of such a file is a run of its own.
+    mode = (
+        rows["mode"].astype(object) if "mode" in rows else pd.Series(None, index=rows.index)
+    ).where(lambda m: m.notna(), None)
+    mixed = mode.groupby(run_id).transform(lambda m: m.nunique(dropna=True) > 1)
+    grid = [
+        f" · {m} grid" if mix and m is not None else "" for m, mix in zip(mode, mixed, strict=True)
+    ]
     label = [
-        f"{r} · {_threads(t)} · OMP_WAIT_POLICY={p}"
-        for r, t, p in zip(run_id, threads, policy, strict=True)
+        f"{r}{g} · {_threads(t)} · OMP_WAIT_POLICY={p}"
+        for r, g, t, p in zip(run_id, grid, threads, policy, strict=True)
     ]
     busy = [row_is_busy(row) for row in rows[_load_columns(rows)].to_dict("records")]
     return rows.assign(run=label, run_threads=threads, run_policy=policy, busy=busy)

@@ -13,7 +13,10 @@ Memory cap (``--max-memory-gb``), applied in the child before the runner starts:
   beyond it fails inside the child with ``RuntimeError: ... can't allocate memory`` (or
   ``MemoryError``), which is mapped to ``oom``, so the machine never swaps or kills. The
   limit bounds virtual memory, a little above resident memory (thread stacks, malloc
-  arenas), so it is conservative.
+  arenas), so it is conservative. A process may not raise its hard limit, and clusters
+  often set one (``ulimit -v``): the limit is then clamped to the inherited hard limit,
+  and the row records the cap actually applied (``max_memory_gb``) beside the one asked
+  for (``max_memory_gb_requested``).
 - CUDA: ``torch.cuda.set_per_process_memory_fraction(cap / device total)``; exceeding it
   raises ``torch.OutOfMemoryError`` -> ``oom``. (RLIMIT_AS cannot be used with CUDA, which
   reserves a vast address space.)
@@ -21,6 +24,7 @@ Memory cap (``--max-memory-gb``), applied in the child before the runner starts:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import multiprocessing
 import signal
@@ -94,10 +98,10 @@ def run_point(
         _kill(child)
     if message is None:
         return {**_death(child.exitcode), "wall_s": wall_s}
-    status, payload = message
+    status, payload, applied = message
     if status == "ok":
-        return {**payload, "status": "ok", "error": None, "wall_s": wall_s}
-    return {"status": status, "error": payload, "wall_s": wall_s}
+        return {**payload, **applied, "status": "ok", "error": None, "wall_s": wall_s}
+    return {**applied, "status": status, "error": payload, "wall_s": wall_s}
 
 
 def _death(exitcode: int | None) -> dict[str, Any]:
@@ -131,16 +135,20 @@ def _child_main(
     cap_bytes: int | None,
 ) -> None:
     sys.path[:] = path
+    applied: dict[str, Any] = {}
     try:
-        apply_memory_cap(cap_bytes, params.get("device"))
+        applied = applied_cap_fields(cap_bytes, apply_memory_cap(cap_bytes, params.get("device")))
         from suites.registry import resolve_runner
 
-        message = ("ok", resolve_runner(runner)(params, options))
+        message = ("ok", resolve_runner(runner)(params, options), applied)
     except BaseException as exc:  # every outcome must reach the parent as a row
-        message = ("oom" if is_oom(exc) else "error", describe(exc))
+        message = ("oom" if is_oom(exc) else "error", describe(exc), applied)
         del exc  # drop the traceback's frames (and their tensors) before sending
-    sender.send(message)
-    sender.close()
+    # A parent that is gone (killed, or interrupted and no longer listening) cannot take
+    # the row; a traceback here would only clutter its terminal.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sender.send(message)
+        sender.close()
 
 
 def cap_mechanism(device: str | None, max_memory_gb: float | None) -> str | None:
@@ -150,20 +158,43 @@ def cap_mechanism(device: str | None, max_memory_gb: float | None) -> str | None
     return "cuda_memory_fraction" if device == "cuda" else "rlimit_as"
 
 
-def apply_memory_cap(cap_bytes: int | None, device: str | None) -> None:
-    """Cap this process's memory (see the module docstring)."""
+def apply_memory_cap(cap_bytes: int | None, device: str | None) -> int | None:
+    """Cap this process's memory (see the module docstring); returns the cap applied in
+    bytes, less than ``cap_bytes`` where an inherited hard limit allows no more."""
     if cap_bytes is None:
-        return
+        return None
     if cap_mechanism(device, cap_bytes) == "cuda_memory_fraction":
         import torch
 
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap_bytes / total))
-    else:
-        import resource
+        return cap_bytes
+    import resource
 
-        limit = proc_status_bytes("VmSize") + cap_bytes
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    start = proc_status_bytes("VmSize")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = address_space_limit(start, cap_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return max(0, limit - start)
+
+
+def address_space_limit(start_bytes: int, cap_bytes: int, hard: int) -> int:
+    """RLIMIT_AS for a child of ``start_bytes`` capped at ``cap_bytes`` above that, within
+    the hard limit it inherited (``hard``; RLIM_INFINITY for none)."""
+    import resource
+
+    wanted = start_bytes + cap_bytes
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+def applied_cap_fields(requested: int | None, applied: int | None) -> dict[str, Any]:
+    """Row fields for a cap that was clamped: the cap applied and the one asked for."""
+    if requested is None or applied is None or applied >= requested:
+        return {}
+    return {
+        "max_memory_gb": round(applied / GIB, 3),
+        "max_memory_gb_requested": round(requested / GIB, 3),
+    }
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ that just opened it).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -44,10 +45,14 @@ def sweep_lock(out_dir: Path, suite: str, device: str) -> Iterator[Path]:
                 f"another sweep of {suite} on {device} is writing to {out_dir}/ ({holder}); "
                 "wait for it to finish, or give this one another --out"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {utc_now()}\n")
-        handle.flush()
+        # The holder's line only helps a refused sweep name it; the flock is the lock, so
+        # a full disk that cannot take the line must not stop the sweep here.
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {utc_now()}\n")
+            handle.flush()
         yield path
     finally:
-        handle.close()  # closing the descriptor releases the flock
+        with contextlib.suppress(OSError):  # a line that never reached a full disk
+            handle.close()  # closing the descriptor releases the flock

@@ -2,7 +2,8 @@
 
 Runs a suite's grid point by point, each in its own child process (suites.sweep,
 suites.isolation), appending one row per point to the run's results file (suites.store),
-and ends with a short summary (suites.summary). ``--executor ray`` spreads the points
+and ends with a short summary (suites.summary); the exit status says whether any point
+ended in error (suites.exits). ``--executor ray`` spreads the points
 over a Ray cluster (suites.executors). A plain run writes under ``runs/`` (ignored by git)
 and resumes only its own files there; ``--out results`` appends to the committed record.
 The one argument parser is :func:`build_parser`; a new flag is added there, with a value
@@ -12,15 +13,17 @@ check from suites.arguments as its ``type``, and read in :func:`main`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from suites import exits
 from suites.arguments import output_folder, positive_float, positive_int
 from suites.executors import EXECUTORS
 from suites.lengths import lengths_argument, select_lengths
 from suites.lock import SweepLocked
 from suites.registry import GridContext, Suite, get_suite, load_suites
-from suites.store import COMMITTED_OUT, DEFAULT_OUT
-from suites.summary import summary
+from suites.store import COMMITTED_OUT, DEFAULT_OUT, RowNotWritten
+from suites.summary import summary, sweep_rows
 from suites.sweep import memory_cap, run_sweep
 
 
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.suite == "all"
             else [get_suite(args.suite).name]
         )
-        _check_data(args.data, names)
+        _check_data(args.data, names, ctx.mode)
         if args.seeds != 1 and names != ["quality"]:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
@@ -168,49 +171,59 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in names:
             _list_points(available[name], ctx)
-        return 0
+        return exits.OK
+    statuses: list[str | None] = []
     for name in names:
         suite = available[name]
         cap = memory_cap(suite, ctx, args.max_memory_gb)
         try:
-            run_file = run_sweep(
-                suite,
-                ctx,
-                out_dir=args.out,
-                fresh=args.fresh,
-                max_memory_gb=cap,
-                timeout_s=args.timeout,
-                threads=args.threads,
-                progress=not args.no_progress,
-                executor=args.executor,
-                ray_address=args.ray_address,
-                per_hardware=args.per_hardware,
-                lengths=args.lengths,
-            )
-        except KeyboardInterrupt:
+            with exits.sigterm_as_interrupt():
+                run_file = run_sweep(
+                    suite,
+                    ctx,
+                    out_dir=args.out,
+                    fresh=args.fresh,
+                    max_memory_gb=cap,
+                    timeout_s=args.timeout,
+                    threads=args.threads,
+                    progress=not args.no_progress,
+                    executor=args.executor,
+                    ray_address=args.ray_address,
+                    per_hardware=args.per_hardware,
+                    lengths=args.lengths,
+                )
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, exits.Terminated)
             print(
-                f"\ninterrupted: rows so far are in {args.out}/; run the same command "
-                "again to resume",
+                f"\n{'terminated (SIGTERM)' if terminated else 'interrupted'}: rows so far are "
+                f"in {args.out}/ (the point that was running is measured again); run the same "
+                "command again to resume",
                 file=sys.stderr,
             )
-            return 130
+            return exits.TERMINATED if terminated else exits.INTERRUPTED
         except SweepLocked as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return exits.NOT_RECORDED
+        except RowNotWritten as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exits.NOT_RECORDED
         print(summary(suite, ctx, run_file, cap), flush=True)
-    return 0
+        statuses += [row.get("status") for row in sweep_rows(run_file)]
+    return exits.sweep_status(statuses)
 
 
-def _check_data(data: str | None, names: list[str]) -> None:
-    """--data is the quality suite's; a bad path fails here, before any point runs (the
-    files are listed, not read: each point's child reads them)."""
+def _check_data(data: str | None, names: list[str], mode: str) -> None:
+    """--data is the quality suite's; a bad path, or data too small to give the byte LM one
+    window of its length on each side of the split, fails here, before any point runs (the
+    files are listed and their sizes read, not their bytes: each point's child reads them)."""
     if data is None:
         return
     if names != ["quality"]:
         raise ValueError(f"--data applies only to the quality suite; got suite(s) {names}")
-    from suites.quality.corpus import corpus_files
+    from suites.quality.corpus import check_split_room
+    from suites.quality.sizes import SIZES
 
-    corpus_files(data)
+    check_split_room(data, SIZES[mode].bytes.seq_len)
 
 
 def _check_executor(args: argparse.Namespace) -> None:
@@ -245,5 +258,16 @@ def _list_points(suite: Suite, ctx: GridContext) -> None:
     print(pd.DataFrame([p.params for p in points]).to_markdown(index=False))
 
 
+def _entry() -> int:
+    try:
+        return main()
+    except BrokenPipeError:
+        # A reader that stops early (`--list | head`) is not a failure: send what is left
+        # of stdout nowhere, so the interpreter's last flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return exits.OK
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_entry())

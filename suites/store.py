@@ -7,23 +7,31 @@ A plain run writes under ``runs/`` (DEFAULT_OUT, ignored by git), never into the
 record under ``results/`` (COMMITTED_OUT), which only ``--out results`` appends to.
 
 Resume (the default): a run continues the newest file of its suite and device in its
-folder, and points whose key already has an ``ok`` row there are not measured again.
+folder that holds the same grid (mode and ``grid_id``, a hash of the grid's point keys),
+and points whose key already has an ``ok`` row there are not measured again. Another grid
+(``--quick`` after a default run, other ``--threads``) starts its own file, so a file never
+mixes grids.
 ``--fresh`` opens a new file instead (the old ones stay). A line that does not parse (a
 run killed mid-write, a hand edit) is reported with its file and line number and skipped;
 it is never fatal and never removed. Before appending to a file whose last line lacks its
 newline, a newline is written first, so the torn line stays one malformed line and the new
-row stays intact.
+row stays intact. A row that cannot be written whole (a full disk) is cut back to where the
+file ended before it, so no torn line is left, and :class:`RowNotWritten` says why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from suites.names import current_names
+from suites.row_types import type_problem
 from suites.spec import ROW_CONFIG_FIELDS
 
 SCHEMA_VERSION = 1
@@ -95,6 +103,8 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "mfu",
     "mode",
     "grid_points",
+    "grid_id",
+    "threads_oversubscribed",
 )
 
 
@@ -107,7 +117,8 @@ def utc_now() -> str:
 
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of one results file and a note for every line that is not a JSON object.
+    """Rows of one results file and a note for every line that is not a JSON object or
+    whose fields do not have the schema's types (suites.row_types).
 
     Names written under an older spelling are read as today's (suites.names)."""
     rows, problems = [], []
@@ -122,6 +133,10 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 continue
             if not isinstance(row, dict):
                 problems.append(f"{path}:{number}: malformed line skipped (not a JSON object)")
+                continue
+            wrong = type_problem(row)
+            if wrong is not None:
+                problems.append(f"{path}:{number}: row skipped ({wrong})")
                 continue
             rows.append(current_names(row))
     return rows, problems
@@ -150,14 +165,24 @@ class RunFile:
         self.planned: set[str] | None = None
 
     @classmethod
-    def open(cls, out_dir: Path, suite: str, device: str, *, fresh: bool = False) -> RunFile:
-        """Continue the newest file of (suite, device), or start a new one if fresh/none."""
+    def open(
+        cls,
+        out_dir: Path,
+        suite: str,
+        device: str,
+        *,
+        fresh: bool = False,
+        grid: dict[str, Any] | None = None,
+    ) -> RunFile:
+        """Continue the newest file of (suite, device) holding ``grid`` (``mode`` and
+        ``grid_id``; None: any), or start a new one if fresh or there is none."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        existing = run_files(out_dir, suite, device)
-        if existing and not fresh:
-            rows, problems = read_rows(existing[-1])
-            return cls(existing[-1], rows, problems)
+        if not fresh:
+            for path in reversed(run_files(out_dir, suite, device)):
+                rows, problems = read_rows(path)
+                if grid is None or holds_grid(rows, grid):
+                    return cls(path, rows, problems)
         return cls(_new_path(out_dir, f"{suite}_{device}_{utc_stamp()}"), [], [])
 
     def ok_keys(self) -> set[str]:
@@ -168,16 +193,55 @@ class RunFile:
         }
 
     def append(self, row: dict[str, Any]) -> None:
-        line = json.dumps(_jsonable(row), sort_keys=False)
-        with open(self.path, "a+b") as handle:
-            handle.seek(0, 2)
-            if handle.tell() > 0:
-                handle.seek(-1, 2)
-                if handle.read(1) != b"\n":
-                    handle.write(b"\n")
-            handle.write(line.encode("utf-8") + b"\n")
-            handle.flush()
+        """Write ``row`` as one line, whole or not at all (RowNotWritten)."""
+        line = json.dumps(_jsonable(row), sort_keys=False).encode("utf-8") + b"\n"
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            if end > 0 and os.pread(fd, 1, end - 1) != b"\n":
+                line = b"\n" + line
+            try:
+                _write_all(fd, line)
+            except OSError as exc:
+                # Only the bytes this call wrote are cut: the rows before stay as they were.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                raise RowNotWritten(self.path, exc) from exc
+        finally:
+            os.close(fd)
         self.rows.append(row)
+
+
+class RowNotWritten(RuntimeError):
+    """A row could not be appended whole (a full disk, a quota); the file is as it was."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        full = cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full else f"the write failed ({cause.strerror or cause})"
+        super().__init__(
+            f"{reason}: could not append a row to {path}; the rows before it are intact and "
+            "no partial line was left, so once there is room the same command resumes"
+        )
+        self.path = path
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def holds_grid(rows: list[dict[str, Any]], grid: dict[str, Any]) -> bool:
+    """Whether every row of a run file belongs to ``grid``. Rows written before grid ids
+    match on their mode alone, rows without a mode (older still, or written by hand) on
+    anything; a file with no rows yet belongs to any grid."""
+    for row in rows:
+        if row.get("mode") is not None and row["mode"] != grid["mode"]:
+            return False
+        if row.get("grid_id") is not None and row["grid_id"] != grid["grid_id"]:
+            return False
+    return True
 
 
 def _new_path(out_dir: Path, stem: str) -> Path:

@@ -11,6 +11,7 @@ point, as soon as it is known.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -89,17 +90,29 @@ def _sweep(
     per_hardware: bool,
     lengths: list[int] | None,
 ) -> RunFile:
-    points = sorted(
-        select_lengths(suite.grid(ctx), lengths), key=lambda point: point.seq_len
-    )  # stable
+    grid = suite.grid(ctx)
     if threads is not None:
-        points = [point.with_threads(threads) for point in points]
-    # The grid's mode and size go into every row, so a report can tell a complete run
-    # (a row for every point) from an interrupted one.
-    env = {**environment(ctx.device), "mode": ctx.mode, "grid_points": len(points)}
-    _warn_if_busy(env, log)
+        grid = [point.with_threads(threads) for point in grid]
+    points = sorted(select_lengths(grid, lengths), key=lambda point: point.seq_len)  # stable
+    env = environment(ctx.device)
     hardware = hardware_name(env, ctx.device)
-    run_file = RunFile.open(out_dir, suite.name, ctx.device, fresh=fresh)
+    # The grid's mode and size go into every row, so a report can tell a complete run
+    # (a row for every point) from an interrupted one; its identity keeps one grid per
+    # run file (suites.store); oversubscribed threads make its times meaningless.
+    env |= {
+        "mode": ctx.mode,
+        "grid_points": len(points),
+        "grid_id": grid_id(suite.name, ctx.mode, grid),
+        "threads_oversubscribed": _oversubscribed(threads, env.get("n_cpus"), log),
+    }
+    _warn_if_busy(env, log)
+    run_file = RunFile.open(
+        out_dir,
+        suite.name,
+        ctx.device,
+        fresh=fresh,
+        grid={"mode": ctx.mode, "grid_id": env["grid_id"]},
+    )
     run_file.planned = {point.key(suite.name, hardware) for point in points}
     for problem in run_file.problems:
         print(f"warning: {problem}", file=log)
@@ -162,6 +175,30 @@ def memory_cap(suite: Suite, ctx: GridContext, requested: float | None) -> float
         if cap is not None:
             return cap
     return default_max_memory_gb(ctx.device)
+
+
+def grid_id(suite: str, mode: str, grid: list[Point]) -> str:
+    """A short hash of the whole grid (every point's key, before --lengths picks some):
+    two sweeps resume one run file only when they measure the same grid. The keys are
+    taken without the hardware, which names the machine, not the grid."""
+    keys = sorted(point.key(suite, "") for point in grid)
+    return hashlib.sha1("\n".join([suite, mode, *keys]).encode()).hexdigest()[:12]
+
+
+def _oversubscribed(threads: int | None, n_cpus: Any, log: Any) -> bool | None:
+    """True when --threads asks for more threads than this process may run on; said up
+    front, since each thread barrier then waits for a time slice. None without --threads."""
+    if threads is None or not isinstance(n_cpus, int):
+        return None
+    if threads <= n_cpus:
+        return False
+    print(
+        f"warning: --threads {threads} on {n_cpus} CPUs: threads will wait for each other's "
+        "time slices, so times measure the oversubscription, not the model (memory figures "
+        f"are unaffected); rows record threads_oversubscribed; use --threads {n_cpus} or fewer",
+        file=log,
+    )
+    return True
 
 
 def _warn_if_busy(env: dict[str, Any], log: Any) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from suites.executors import Executor, Job
+from suites.exits import Terminated
 from suites.progress import heartbeat
 from suites.registry import Point
 
@@ -73,25 +74,50 @@ def measure_points(
         for entry in entries
         if not any(entry.point.key(suite, kind) in done for kind in _kinds(entry, kinds))
     ]
+    if not todo:
+        _say(
+            log,
+            f"{suite}: nothing left to measure: all {len(entries)} points already have an ok "
+            "row in this run's file (--fresh measures them again in a new file)",
+        )
+        return
     sweep = _Sweep(executor, suite, kinds, record, max_memory_gb, timeout_s)
     for entry in todo:
         sweep.queues.setdefault(_family(entry), deque()).append(entry)
+    # A bar redraws itself in place, which only a terminal shows as one line; into a log
+    # file it would write a frame per refresh, so there each finished point is one line.
+    interactive = progress and _is_terminal(log)
+    sweep.lines = log if progress and not interactive else None
+    sweep.done, sweep.total = len(entries) - len(todo), len(entries)
     sweep.bar = tqdm(
         total=len(entries),
         initial=len(entries) - len(todo),
         desc=suite,
         unit="point",
-        disable=not progress,
+        disable=not interactive,
         file=log,
         dynamic_ncols=True,
     )
     try:
         sweep.run()
-    except KeyboardInterrupt:
-        sweep.interrupt()
+    except KeyboardInterrupt as exc:
+        sweep.interrupt("SIGTERM" if isinstance(exc, Terminated) else "KeyboardInterrupt")
         raise
     finally:
         sweep.bar.close()
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def _say(log: Any, text: str) -> None:
+    if log is not None:
+        print(text, file=log, flush=True)
 
 
 class _Sweep:
@@ -112,6 +138,8 @@ class _Sweep:
         self.running: dict[int, _Entry] = {}
         self.stopped: dict[Family, tuple[str, int, str]] = {}  # -> status, seq_len, hardware
         self.bar: Any = None
+        self.lines: Any = None  # off a terminal: where each finished point gets a line
+        self.done = self.total = 0  # points with a row, of all the sweep's points
 
     def run(self) -> None:
         while self.queues or self.running:
@@ -131,7 +159,7 @@ class _Sweep:
     def _wait(self) -> list:
         """Finished points. An executor that measures in this call (``blocking``: local)
         shows the running point's elapsed time and progress meanwhile (suites.progress)."""
-        if self.executor.blocking and len(self.running) == 1:
+        if self.executor.blocking and len(self.running) == 1 and not self.bar.disable:
             (entry,) = self.running.values()
             with heartbeat(self.bar, describe(entry.point), entry.point.options):
                 return self.executor.finished(REFRESH_S)
@@ -187,15 +215,25 @@ class _Sweep:
     def finish(self, entry: _Entry, hardware: str, result: dict[str, Any]) -> None:
         self.record(entry.point, entry.point.key(self.suite, hardware), result)
         self.bar.update(1)
+        self.done += 1
+        if self.lines is not None:
+            wall = result.get("wall_s")
+            took = f" in {wall:.1f} s" if isinstance(wall, int | float) and wall else ""
+            _say(
+                self.lines,
+                f"{self.suite} [{self.done}/{self.total}] {describe(entry.point)}: "
+                f"{result.get('status')}{took}",
+            )
 
-    def interrupt(self) -> None:
-        """Ctrl-C: stop what runs and write it as an error, so a rerun measures it again."""
+    def interrupt(self, reason: str = "KeyboardInterrupt") -> None:
+        """Ctrl-C or SIGTERM: stop what runs and write it as an error, so a rerun measures
+        it again."""
         for ident, entry in list(self.running.items()):
             self.executor.cancel(ident)
             self.finish(
                 entry,
                 entry.hardware or self.kinds[0],
-                {"status": "error", "error": "interrupted (KeyboardInterrupt)"},
+                {"status": "error", "error": f"interrupted ({reason})"},
             )
         self.running.clear()
 

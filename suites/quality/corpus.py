@@ -97,6 +97,40 @@ def corpus_files(data: str | Path | None = None) -> tuple[str, Path, list[Path]]
     return source, root, files
 
 
+def split_sizes(
+    data: str | Path | None = None, validation_fraction: float = VALIDATION_FRACTION
+) -> tuple[int, int]:
+    """(train bytes, validation bytes) the split of :func:`load_corpus` will give, from
+    the files' sizes alone (nothing is read)."""
+    _, _, files = corpus_files(data)
+    sizes = [path.stat().st_size for path in files]
+    if len(files) == 1:
+        cut = sizes[0] - round(sizes[0] * validation_fraction)
+        return cut, sizes[0] - cut
+    validation = _validation_indices(len(files), validation_fraction)
+    held_out = sum(size for index, size in enumerate(sizes) if index in validation)
+    return sum(sizes) - held_out, held_out
+
+
+def check_split_room(data: str | Path, seq_len: int) -> None:
+    """Refuse ``--data`` whose train or validation side is shorter than one window of
+    ``seq_len`` bytes (every byte-LM point would fail on it)."""
+    train, validation = split_sizes(data)
+    if min(train, validation) < seq_len:
+        raise ValueError(
+            f"--data {data}: too small to split: train {train} bytes and validation "
+            f"{validation} bytes, each must hold at least one window of seq_len={seq_len} "
+            f"bytes (the validation side is the last {VALIDATION_FRACTION:.0%} of one file, "
+            "or one file in ten of a folder)"
+        )
+
+
+def _validation_indices(n_files: int, fraction: float) -> set[int]:
+    """Of n files sorted by path, the indices of the validation files (evenly spaced)."""
+    n_val = max(1, round(n_files * fraction))
+    return {int((j + 0.5) * n_files / n_val) for j in range(n_val)}
+
+
 def load_corpus(
     data: str | Path | None = None, validation_fraction: float = VALIDATION_FRACTION
 ) -> ByteCorpus:
@@ -110,8 +144,8 @@ def load_corpus(
 
 
 def _split_files(source: str, root: Path, files: list[Path], fraction: float) -> ByteCorpus:
-    n_val = max(1, round(len(files) * fraction))
-    val_indices = {int((j + 0.5) * len(files) / n_val) for j in range(n_val)}
+    val_indices = _validation_indices(len(files), fraction)
+    n_val = len(val_indices)
     sides: dict[str, list[bytes]] = {"train": [], "validation": []}
     digest = hashlib.sha1()
     for index, path in enumerate(files):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.build import build_reports, main
+from reports.build import ReportError, build_reports, main
 from tests.reports.synthetic import (
     all_rows,
     history_rows,
@@ -105,7 +105,7 @@ def test_full_report_text(full_report):
         "| transformer-full | 2          | train_step | 91.1  | 154    | 373    | OOM     "
         "| skipped |"
     ) in markdown
-    assert "| pass=fwd_bwd | LSH-1        | transformer-full | 998" in markdown
+    assert "| forward + backward | LSH-1        | transformer-full | 998" in markdown
     # published numbers are labelled with source and hardware, as published
     assert "Source: FlashAttention paper (Dao et al., NeurIPS 2022). Hardware: NVIDIA A100" in (
         markdown
@@ -175,12 +175,12 @@ def test_rebuild_removes_figures_of_vanished_sections(tmp_path):
 
 def test_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no result rows"):
+    with pytest.raises(ReportError, match="no result rows"):
         build_reports(str(tmp_path / "empty"), str(tmp_path / "out"))
-    with pytest.raises(FileNotFoundError, match="--results"):
+    with pytest.raises(ReportError, match="--results"):
         build_reports(str(tmp_path / "missing"), str(tmp_path / "out"))
     results = write_results(tmp_path / "results", time_rows()[:2])
-    with pytest.raises(SystemExit, match="matches none of the hardware"):
+    with pytest.raises(ReportError, match="matches none of the hardware"):
         build_reports(str(results), str(tmp_path / "out"), hardware="tpu")
     with pytest.raises(SystemExit):
         main(["--dpi", "0"])
@@ -288,12 +288,12 @@ def test_all_runs_on_request_without_mixing_them_on_one_line(tmp_path):
     assert "time_old" in markdown and "memory_quick" in markdown
     titles = _svg_texts(report / "figures" / "memory_peak.svg")
     # the --quick rows (1 layer, d_model 32) are a panel of their own, not a jump in a line
-    assert any("d_model=32" in t for t in titles) and any("d_model=64" in t for t in titles)
-    assert any("num_threads=1" in t for t in _svg_texts(report / "figures" / "time_vs_length.svg"))
+    assert any("d_model 32" in t for t in titles) and any("d_model 64" in t for t in titles)
+    assert any("num_threads 1" in t for t in _svg_texts(report / "figures" / "time_vs_length.svg"))
     (one,) = build_reports(str(results), str(tmp_path / "one"), dpi=DPI, run_ids=["time_old"])
     only = (one / "report.md").read_text()
     assert "time_old" in only and "memory_synthetic" not in only
-    with pytest.raises(SystemExit, match="no such run"):
+    with pytest.raises(ReportError, match="no such run"):
         build_reports(str(results), str(tmp_path / "x"), run_ids=["nope"])
 
 

@@ -64,3 +64,13 @@ def _mark(params: dict[str, Any]) -> None:
     if params.get("marks"):
         with open(params["marks"], "a") as handle:
             handle.write(f"{params['model']}:{params['seq_len']}\n")
+
+
+def sleep_while_flagged(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Leaves a mark, then sleeps while the file ``params["flag"]`` exists (at most 60 s):
+    a point that hangs until the test lets it go."""
+    _mark(params)
+    deadline = time.monotonic() + 60
+    while os.path.exists(params["flag"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return {"t_median_ms": 1.0, "peak_mb": 0.0}

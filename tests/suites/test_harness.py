@@ -193,7 +193,7 @@ def test_resume_skips_ok_points_and_fresh_starts_a_new_file(tmp_path):
 def test_a_malformed_line_is_reported_skipped_and_kept(tmp_path):
     marks = tmp_path / "marks"
     points = [_point("ok_runner", "a", 8, marks), _point("ok_runner", "a", 16, marks)]
-    run_file = _sweep(points[:1], tmp_path)
+    run_file = _sweep(points, tmp_path, lengths=[8])  # the same grid, its first point
     with open(run_file.path, "a") as handle:
         handle.write("this is not json\n")
         handle.write('{"status": "ok", "torn')  # a run killed mid-write: no newline
