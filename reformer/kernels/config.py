@@ -11,10 +11,21 @@ from dataclasses import dataclass
 import torch
 
 from reformer.backends import triton_limits
+from reformer.lsh_core import Layout
 
 # Fused multiply-add in elementwise code: Triton 3.9's default, stated so that 3.10's
 # change of default does not silently change results.
 FP_FUSION = True
+
+
+# Relative error of one float32 product in tl.dot under "tf32x3", the bound the float32
+# tests give the Triton path. Each operand is split into a TF32 head (11 significant bits,
+# rounded to nearest) and a TF32 tail of the remainder; the tensor cores sum head·head,
+# head·tail and tail·head. The dropped tail·tail term and the tails' own rounding each
+# cost up to 2^-22 of |a·b|, about 3·2^-22 in all, and 1.25·2^-20 were the tails
+# truncated; 2^-19 covers either and the float32 additions. The interpreter's dot is a
+# plain float32 matmul (error 2^-24): tests that must hold on a GPU emulate the split.
+TF32X3_PRODUCT_ERROR = 2.0**-19
 
 
 @dataclass(frozen=True)
@@ -49,3 +60,21 @@ def kernel_config(chunk: int, dim: int, dim_v: int, dtype: torch.dtype) -> Kerne
 
 def next_power_of_2(value: int) -> int:
     return 1 << max(0, (value - 1).bit_length())
+
+
+# CUDA's limit on grid axis 0 (axes 1 and 2 stop at 65,535).
+MAX_GRID_X = 2**31 - 1
+
+
+def launch_grid(layout: Layout) -> tuple[int]:
+    """Grid of every kernel launch: one axis of chunks_per_round · B · H programs.
+
+    B·H alone passes the 65,535 of grid axes 1 and 2 at long batches (a batch of 4,096
+    sequences of 16 heads), so everything goes on axis 0 and the kernels unfold it."""
+    programs = layout.chunks_per_round * layout.batch * layout.n_heads
+    if programs > MAX_GRID_X:
+        raise ValueError(
+            f"{programs} programs per launch (chunks per round x batch x heads) exceed "
+            f"CUDA's grid limit {MAX_GRID_X}; split the batch"
+        )
+    return (programs,)

@@ -39,6 +39,12 @@ _SELF = tl.constexpr(SELF_LOGIT)
 _MASKED = tl.constexpr(MASK_LOGIT)
 _TINY = tl.constexpr(1.1754943508222875e-38)  # float32 tiny: a fully masked row's sum
 _NORM_EPS = tl.constexpr(1e-12)  # F.normalize's eps
+# Launch integers that vary between the launches of one call (the round) or that Triton
+# would turn into constants when they equal 1 (heads, rounds, chunks): specialising on
+# them buys nothing here and would compile a binary per round index and per shape (the
+# ahead-of-time check would then cover neighbours of the kernels that run). Lengths and
+# widths stay specialised: their divisibility by 16 lets row gathers vectorise.
+_DO_NOT_SPECIALIZE = ("rnd", "n_heads", "n_rounds", "chunks_per_round", "total")
 
 
 @triton.jit
@@ -58,10 +64,15 @@ def _store_rows(base, pos, lane_ok, width, value, BLOCK: tl.constexpr):
 
 @triton.jit
 def _unit(x):
-    """Rows of x scaled to unit length as F.normalize does (norm clamped below by 1e-12)."""
+    """Rows of x (BLOCK_C, BLOCK_D) scaled to unit length as F.normalize does (norm
+    clamped below by 1e-12). Float32 ``/`` and ``tl.sqrt`` compile to approximations
+    (div.full, sqrt.approx) on NVIDIA GPUs, while the interpreter rounds correctly: the
+    correctly rounded forms keep the device within the interpreter's rounding. One
+    reciprocal per row, so the tile pays a multiply, not a division."""
     xf = x.to(tl.float32)
-    norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-    return (xf / tl.maximum(norm, _NORM_EPS)[:, None]).to(x.dtype)
+    norm = tl.sqrt_rn(tl.sum(xf * xf, axis=1))
+    inverse = tl.div_rn(tl.full(norm.shape, 1.0, tl.float32), tl.maximum(norm, _NORM_EPS))
+    return (xf * inverse[:, None]).to(x.dtype)
 
 
 @triton.jit
@@ -88,10 +99,15 @@ def _program(
     dim_v,
     BLOCK_C: tl.constexpr,
 ):
-    """A program's (batch·head, global chunk g = rnd·N + pid0), its valid lanes and the
-    base pointers of its (batch, head) in every input."""
-    bh = tl.program_id(1).to(tl.int64)
-    g = rnd * chunks_per_round + tl.program_id(0)
+    """A program's (batch·head, global chunk g = rnd·N + chunk of the round), its valid
+    lanes and the base pointers of its (batch, head) in every input.
+
+    The grid is one axis of N·B·H programs (``launch_grid``): CUDA caps grid axes 1 and 2
+    at 65,535, which B·H passes at long batches, axis 0 at 2^31 - 1. Neighbouring
+    programs share a (batch, head), so their gathers hit the same rows in L2."""
+    pid = tl.program_id(0)
+    bh = (pid // chunks_per_round).to(tl.int64)
+    g = rnd * chunks_per_round + pid % chunks_per_round
     lane_ok = tl.arange(0, BLOCK_C) < chunk
     sort_base = SORT + bh * n_rounds * length
     chunk_base = CHUNK_OF + bh * n_rounds * length
@@ -192,6 +208,14 @@ def _scores(
 
 
 @triton.jit
+def _other_keys(logits, q_pos, k_pos):
+    """(BLOCK_C,) int32: how many live keys of the tile (weight above 0) are not the
+    query itself."""
+    live = (logits > _MASKED) & (q_pos[:, None] != k_pos[None, :])
+    return tl.sum(live.to(tl.int32), axis=1)
+
+
+@triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
 def lsh_forward_round(
     QK,
     V,
@@ -221,7 +245,7 @@ def lsh_forward_round(
     FIRST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """One round: grid (chunks_per_round, B·H). Merges into OUT (B, H, Lp, Dv) float32 and
+    """One round: grid (chunks_per_round·B·H,). Merges into OUT (B, H, Lp, Dv) float32 and
     RUN_MAX, RUN_SUM (B, H, Lp) float32 at the chunk's positions.
 
     The window's two halves (own chunk, then look-back chunk) are taken one after the
@@ -264,6 +288,7 @@ def lsh_forward_round(
     row_max = tl.maximum(tl.max(logits, axis=1), _MASKED)
     weights = tl.exp(logits - row_max[:, None]) / count
     row_sum = tl.sum(weights, axis=1)
+    others = _other_keys(logits, q_pos, q_pos)
     v_k = _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV)
     acc = tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
     if LOOK_BACK:
@@ -286,6 +311,7 @@ def lsh_forward_round(
             COUNTS,
             PRECISION,
         )
+        others += _other_keys(logits, q_pos, k_pos)
         new_max = tl.maximum(row_max, tl.max(logits, axis=1))
         rescale = tl.exp(row_max - new_max)
         weights = tl.exp(logits - new_max[:, None]) / count
@@ -295,7 +321,13 @@ def lsh_forward_round(
         row_max = new_max
     # A query that sees only masked keys (a padded one) gets output 0, not NaN.
     row_sum = tl.maximum(row_sum, _TINY)
-    round_out = acc / row_sum[:, None]
+    round_out = acc * tl.div_rn(tl.full(row_sum.shape, 1.0, tl.float32), row_sum)[:, None]
+    # A query whose only live key is itself takes its own v, selected rather than
+    # multiplied: tl.dot of float32 under tf32x3 keeps about 22 of 24 mantissa bits, so
+    # 1 · v through the tensor cores is not v. The load is masked to those rows only.
+    only_self = lane_ok & (others == 0) & (row_max > _MASKED)
+    own_v = _rows(v_base, q_pos, only_self, dim_v, BLOCK_DV).to(tl.float32)
+    round_out = tl.where(only_self[:, None], own_v, round_out)
 
     out_base = OUT + bh * length * dim_v
     stat_ptrs = bh * length + q_pos
@@ -366,7 +398,7 @@ def _grad_logits(
     return probs, grad
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
 def lsh_backward_query_round(
     QK,
     V,
@@ -397,7 +429,7 @@ def lsh_backward_query_round(
     LOOK_BACK: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """dq of one round's query chunks: grid (chunks_per_round, B·H); DQ (B, H, Lp, D)
+    """dq of one round's query chunks: grid (chunks_per_round·B·H,); DQ (B, H, Lp, D)
     float32 += dS k̂ / sqrt(D) at the chunk's positions."""
     bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
         QK,
@@ -473,7 +505,7 @@ def lsh_backward_query_round(
     _store_rows(dq_base, q_pos, lane_ok, dim, grad_q, BLOCK_D)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
 def lsh_backward_key_round(
     QK,
     V,
@@ -505,7 +537,7 @@ def lsh_backward_key_round(
     LOOK_BACK: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """dk̂ and dv of one round's key chunks: grid (chunks_per_round, B·H). Key chunk g is
+    """dk̂ and dv of one round's key chunks: grid (chunks_per_round·B·H,). Key chunk g is
     seen by the queries of chunk g and, as their look-back, of chunk g+1 (mod total).
     DK (B, H, Lp, D) float32 += dS^T q / sqrt(D); DV (B, H, Lp, Dv) float32 += P^T dO."""
     bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
