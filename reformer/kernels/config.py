@@ -41,10 +41,19 @@ class KernelConfig:
     block_dv: int
     num_warps: int
     precision: str
+    block_q: int = 0  # rows of a query or key tile (block_c when 0): a program owns one
+
+    @property
+    def query_tiles(self) -> int:
+        """Tiles per chunk: programs per chunk of every kernel."""
+        return self.block_c // (self.block_q or self.block_c)
 
 
-def kernel_config(chunk: int, dim: int, dim_v: int, dtype: torch.dtype) -> KernelConfig:
-    """The launch configuration for a chunk size, head widths and input dtype."""
+def kernel_config(
+    chunk: int, dim: int, dim_v: int, dtype: torch.dtype, capability: int = 90
+) -> KernelConfig:
+    """The launch configuration for a chunk size, head widths and input dtype on a GPU of
+    compute capability ``capability`` (90 for sm_90; the interpreter takes sm_90's)."""
     reason = triton_limits(dtype, chunk, dim, dim_v)
     if reason is not None:
         raise ValueError(f"backend='triton' cannot take {reason}")
@@ -53,8 +62,25 @@ def kernel_config(chunk: int, dim: int, dim_v: int, dtype: torch.dtype) -> Kerne
     # registers per thread.
     num_warps = 8 if block_chunk >= 64 or max(block_dim, block_dim_v) >= 128 else 4
     precision = "tf32x3" if dtype == torch.float32 else "tf32"
+    # Rows per query (and key) tile. A whole chunk per program spills registers to local
+    # memory where the tiles are largest (reformer.kernels.aot measures it on the real
+    # specialisations): float32 (twice the bytes of 16-bit, and tf32x3 holds every dot
+    # operand again as a head and a tail) at chunk 32 and 64, and the 16-bit backward at
+    # chunk 64 on sm_80, whose mma.sync tiles take more registers than sm_90's wgmma.
+    # Smaller tiles cost more programs, each gathering the chunk's keys; 16 warps instead
+    # would cap a thread at 128 registers and spill more.
+    block_q = block_chunk
+    if dtype == torch.float32 and block_chunk >= 32:
+        block_q = 16
+    elif block_chunk == 64 and capability < 90:
+        block_q = 32
     return KernelConfig(
-        block_chunk, block_dim, block_dim_v, num_warps=num_warps, precision=precision
+        block_chunk,
+        block_dim,
+        block_dim_v,
+        num_warps=num_warps,
+        precision=precision,
+        block_q=block_q,
     )
 
 
@@ -66,12 +92,13 @@ def next_power_of_2(value: int) -> int:
 MAX_GRID_X = 2**31 - 1
 
 
-def launch_grid(layout: Layout) -> tuple[int]:
-    """Grid of every kernel launch: one axis of chunks_per_round · B · H programs.
+def launch_grid(layout: Layout, tiles: int = 1) -> tuple[int]:
+    """Grid of a kernel launch: one axis of chunks_per_round · B · H · ``tiles`` programs
+    (``tiles`` programs per chunk, ``KernelConfig.query_tiles``).
 
     B·H alone passes the 65,535 of grid axes 1 and 2 at long batches (a batch of 4,096
     sequences of 16 heads), so everything goes on axis 0 and the kernels unfold it."""
-    programs = layout.chunks_per_round * layout.batch * layout.n_heads
+    programs = layout.chunks_per_round * layout.batch * layout.n_heads * tiles
     if programs > MAX_GRID_X:
         raise ValueError(
             f"{programs} programs per launch (chunks per round x batch x heads) exceed "

@@ -38,6 +38,7 @@ def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, has_vali
     )
     constexprs = dict(
         BLOCK_C=config.block_c,
+        BLOCK_Q=config.block_q or config.block_c,
         BLOCK_D=config.block_d,
         BLOCK_DV=config.block_dv,
         CAUSAL=layout.causal,
@@ -83,7 +84,7 @@ def forward_launches(
     ``TritonLSHFunction`` runs them; ``reformer.kernels.aot`` compiles them, so the
     ahead-of-time check sees the arguments that Triton specialises on at run time."""
     scalars, constexprs = _common(layout, config, qk.shape[-1], v.shape[-1], has_valid)
-    grid = launch_grid(layout)
+    grid = launch_grid(layout, config.query_tiles)
     pointers = (qk, v, sort32, chunk_of, valid, out, row_max, row_sum)
     return [
         (lsh_forward_round, grid, (*pointers, rnd), {**scalars, "FIRST": rnd == 0, **constexprs})
@@ -110,12 +111,17 @@ def backward_launches(
 ):
     """The backward's launches in order, per round the dq kernel then the dk̂/dv kernel."""
     scalars, constexprs = _common(layout, config, qk.shape[-1], v.shape[-1], has_valid)
-    grid = launch_grid(layout)
+    grid = launch_grid(layout, config.query_tiles)
     inputs = (qk, v, grad_out, sort32, chunk_of, valid, row_max, log_sum, delta)
     launches: list[Launch] = []
     for rnd in range(layout.n_hashes):
         launches.append(
-            (lsh_backward_query_round, grid, (*inputs, grad_q, rnd), {**scalars, **constexprs})
+            (
+                lsh_backward_query_round,
+                grid,
+                (*inputs, grad_q, rnd),
+                {**scalars, **constexprs},
+            )
         )
         launches.append(
             (
@@ -147,7 +153,11 @@ class TritonLSHFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qk, v, sort_idx, key_valid, layout: Layout):
-        config = kernel_config(layout.chunk, qk.shape[-1], v.shape[-1], qk.dtype)
+        capability = 90
+        if qk.is_cuda:
+            major, minor = torch.cuda.get_device_capability(qk.device)
+            capability = 10 * major + minor
+        config = kernel_config(layout.chunk, qk.shape[-1], v.shape[-1], qk.dtype, capability)
         buffers = forward_buffers(qk, v, sort_idx, key_valid, layout)
         qk, v, sort32, chunk_of, valid, out, row_max, row_sum = buffers
         has_valid = key_valid is not None
