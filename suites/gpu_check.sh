@@ -167,17 +167,15 @@ install() {
   pin=$(triton_pin)
   if [ "$DRY_RUN" = 1 ]; then
     echo "dry run: nothing installed; would create $OUT_DIR/venv (--system-site-packages),"
-    echo "pin every installed package (so neither a dependency nor a peer can replace one),"
-    echo "and install triton==$pin (the one $torch_pin was built with) only if it differs"
+    echo "pin $torch_pin and triton==$pin (the one torch was built with; installed only if"
+    echo "it differs), then install the peers with every installed package pinned"
     return 0
   fi
   local py=$OUT_DIR/venv/bin/python constraints=$OUT_DIR/logs/constraints.txt pip
-  # Every distribution installed now, pinned (torch included), except triton, pinned to
-  # the one torch needs: pip fails rather than upgrade what the machine already has.
-  "$PYTHON" -m pip list --format=freeze 2>/dev/null \
-    | grep -E '^[A-Za-z0-9_.-]+==' | grep -viE '^(pytorch-)?triton==' >"$constraints"
-  echo "triton==$pin" >>"$constraints"
-  grep -iE '^(torch|triton)==' "$constraints"
+  local frozen=$OUT_DIR/logs/constraints-peers.txt
+  # torch as it is and triton as torch needs it: pip fails rather than replace either.
+  printf '%s\ntriton==%s\n' "$torch_pin" "$pin" >"$constraints"
+  cat "$constraints"
   # A venv sees its base interpreter's packages, not those of a venv it was made from: use
   # it only if it sees this very torch. Without ensurepip (no python3-venv), make it
   # without pip and install into it with this python's pip (pip --python).
@@ -188,25 +186,37 @@ install() {
     echo "no ensurepip: a venv without pip, filled by $PYTHON's pip"
     pip=("$PYTHON" -m pip --python "$py")
   else
-    echo "no venv could be made (install python3-venv, or a pip >= 22.3): nothing installed"
-    rm -rf "$OUT_DIR/venv"
-    return 1
+    echo "no venv could be made here (python3-venv, or a pip >= 22.3 for --python)"
+    pip=()
   fi
-  if [ "$("$py" -c "import torch; print('torch==' + torch.__version__)" 2>/dev/null)" != "$torch_pin" ]; then
-    echo "the venv does not see $torch_pin: nothing installed"
+  if [ ${#pip[@]} = 0 ] \
+      || [ "$("$py" -c "import torch; print('torch==' + torch.__version__)" 2>/dev/null)" != "$torch_pin" ]; then
     rm -rf "$OUT_DIR/venv"
-    return 1
+    py=$PYTHON
+    pip=("$PYTHON" -m pip)
+    if "$PYTHON" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)"; then
+      # torch lives in a virtual environment (a venv made from it would not see it):
+      # install beside it there, torch pinned; no PEP 668 marker applies to a venv.
+      echo "no venv that sees $torch_pin: $PYTHON is itself a virtual environment, installing into it"
+    else
+      # The system's python: PEP 668 may refuse (pip says so in this log); allowing it is
+      # the machine owner's call (PIP_BREAK_SYSTEM_PACKAGES=1).
+      echo "no venv that sees $torch_pin: installing into $PYTHON itself, torch pinned"
+    fi
   fi
-  pip+=(install -q --disable-pip-version-check --retries 2 --timeout 15 -c "$constraints")
-  "${pip[@]}" pandas seaborn psutil nvidia-ml-py tabulate tqdm pytest || return 1
+  local listing=("${pip[@]}" list --format=freeze)
+  pip+=(install -q --disable-pip-version-check --retries 2 --timeout 15)
+  "${pip[@]}" -c "$constraints" pandas seaborn psutil nvidia-ml-py tabulate tqdm pytest || return 1
   if [ "$("$py" -c "import triton; print(triton.__version__)" 2>/dev/null)" != "$pin" ]; then
     "${pip[@]}" --no-deps "triton==$pin" || return 1
   fi
   # Peers are optional (GPU_CHECK_PEERS=0 leaves them out): a missing one is a skipped
-  # row, not a failed check.
+  # row, not a failed check. Everything the run uses is pinned as it now is, so a peer
+  # cannot upgrade a package the harness shares with it (numpy, say): pip refuses instead.
   if [ "${GPU_CHECK_PEERS:-1}" = 1 ]; then
-    "${pip[@]}" reformer-pytorch transformers \
-      || echo "peers not installed (or they would have replaced a package): their points will be skipped"
+    "${listing[@]}" 2>/dev/null | grep -E '^[A-Za-z0-9_.-]+==' >"$frozen"
+    "${pip[@]}" -c "$frozen" reformer-pytorch transformers \
+      || echo "peers not installed (they would have replaced a package, or none was found): their points will be skipped"
   fi
   "$py" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
 }
