@@ -65,12 +65,13 @@ def kernel_config(
     # Rows per query (and key) tile. A whole chunk per program spills registers to local
     # memory where the tiles are largest (reformer.kernels.aot measures it on the real
     # specialisations): float32 (twice the bytes of 16-bit, and tf32x3 holds every dot
-    # operand again as a head and a tail) at chunk 32 and 64, and the 16-bit backward at
-    # chunk 64 on sm_80, whose mma.sync tiles take more registers than sm_90's wgmma.
-    # Smaller tiles cost more programs, each gathering the chunk's keys; 16 warps instead
-    # would cap a thread at 128 registers and spill more.
+    # operand again as a head and a tail) at chunk 32 and 64, 16-bit heads of 128 at
+    # chunk 32 and 64, and the 16-bit backward at chunk 64 on sm_80, whose mma.sync tiles
+    # take more registers than sm_90's wgmma. Smaller tiles cost more programs, each
+    # gathering the chunk's keys; 16 warps instead would cap a thread at 128 registers
+    # and spill more.
     block_q = block_chunk
-    if dtype == torch.float32 and block_chunk >= 32:
+    if block_chunk >= 32 and (dtype == torch.float32 or max(block_dim, block_dim_v) >= 128):
         block_q = 16
     elif block_chunk == 64 and capability < 90:
         block_q = 32

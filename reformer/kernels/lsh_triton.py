@@ -12,11 +12,11 @@ writer of those positions' rows in that launch: outputs are read, updated and wr
 without atomics, and results are bit-reproducible run to run. Launches of successive
 rounds are ordered on the stream.
 
-Forward: a program takes BLOCK_Q queries of its chunk (the whole chunk, or half of it
-where float32 tiles would not fit in registers) against the (c, 2c) window as two key
-tiles (own chunk, then look-back chunk, with an online-softmax rescale between them),
-giving the round's row maximum m_r, sum S_r = sum exp(l - m_r) / count and normalised
-output o_r, and merges them into the running (out, max, sum) of its positions:
+Forward: a program takes BLOCK_Q queries of its chunk (the whole chunk, or 16 or 32 rows
+of it where larger tiles would spill registers; ``kernel_config``) against the (c, 2c)
+window as two key tiles (own chunk, then look-back chunk, with an online-softmax rescale
+between them), giving the round's row maximum m_r, sum S_r = sum exp(l - m_r) / count and
+normalised output o_r, and merges them into the running (out, max, sum) of its positions:
 out += (o_r - out) · S_r e^(m_r - m) / S. A row whose only live key is itself takes its own
 v by selection, and the merge leaves it unchanged: its output is exactly its own v.
 

@@ -77,12 +77,14 @@ def test_the_suites_calls_compile_without_spilling(capability):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("capability", CAPABILITIES)
-def test_the_largest_tiles_fit_the_device(capability):
+def test_the_largest_tiles_fit_the_device_without_spilling(capability):
     problems = []
     for (binary, cap), used in _usage(lambda cap: binaries(envelope_calls(), cap), capability):
         assert not isinstance(used, str), f"{binary}: {used}"
         print(f"sm_{cap} {binary}: {used}")
         problems += [f"sm_{cap} {binary}: {p}" for p in limit_violations(used, cap)]
+        if used.spill_bytes:
+            problems.append(f"sm_{cap} {binary}: spills {used.spill_bytes} B per thread")
     assert not problems, "\n".join(problems)
 
 
