@@ -238,7 +238,7 @@ warm() {
   "$PYTHON" -c "import matplotlib.font_manager" &
   local fonts=$! rc
   if [ "$DRY_RUN" = 1 ]; then
-    "$PYTHON" -m reformer.kernels.aot --plan "${GPU_CHECK_PLAN_SAMPLE:-4}" --capability 90 \
+    "$PYTHON" -m reformer.kernels.aot --plan "${GPU_CHECK_PLAN_SAMPLE:-3}" --capability 90 \
       --jobs 2 --target-jobs 16
   else
     "$PYTHON" -m reformer.kernels.aot --stages --capability "$(cat "$LOGS/capability" 2>/dev/null || echo 90)" \
@@ -280,7 +280,7 @@ summary() {  # on every exit, so an interrupted run still says what it did
     echo "total $(( $(date +%s) - START )) s of ${TOTAL_BUDGET} s"
     if [ -f "$LOGS/warm.log" ]; then
       echo "kernel binaries (python -m reformer.kernels.aot; registers, spills, shared memory):"
-      grep -E '^(compile time|sm_[0-9]+:|\| )|compiles in|^Estimates' "$LOGS/warm.log"
+      grep -E '^(compile time|\(|sm_[0-9]+:|\| )|compiles in|^Estimates' "$LOGS/warm.log"
     fi
     echo "kernel microbenchmark (ms; ratios > 1 mean the Triton kernels are faster):"
     sed -n '/^| L /,$p' "$LOGS/kernel-bench.log" 2>/dev/null

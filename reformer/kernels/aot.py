@@ -412,39 +412,60 @@ def _row(binary: Binary, capability: int, used: Usage | str, spill_limit: int) -
 
 
 def _plan(capability: int, sample: int, jobs: int, target_jobs: int) -> int:
-    """Per stage of the GPU check: distinct binaries, how many are new after the warm
-    stage (none: it compiles them all), and the compile time they would take, estimated
-    from ``sample`` compiles timed on this machine."""
+    """Per stage of the GPU check: its distinct binaries, and the compile time they take
+    cold, estimated from compiles of ``sample`` of each stage's own binaries timed on this
+    machine (compile time grows with the tiles, so the tests' small shapes and the
+    suites' large ones are timed apart). After the warm stage, which compiles them all,
+    the later stages should compile none."""
     stages = stage_calls()
     per_stage = {name: binaries(calls, capability) for name, calls in stages.items()}
     union = binaries([c for calls in stages.values() for c in calls], capability)
-    timed = union[: max(1, sample)]
-    began = time.perf_counter()
-    results = compile_all([(b, capability) for b in timed], jobs)
-    wall = time.perf_counter() - began
-    seconds = [u.seconds for u in results if not isinstance(u, str)]
-    if not seconds:
-        print(f"no sample compile succeeded: {results}")
-        return 1
-    mean = sum(seconds) / len(seconds)
-    print(
-        f"compile time measured here: {len(seconds)} of the {len(union)} sm_{capability} "
-        f"binaries, mean {mean:.1f} s each ({min(seconds):.1f}-{max(seconds):.1f} s; "
-        f"{wall:.1f} s wall with {jobs} jobs on {os.cpu_count()} CPUs)"
-    )
-    print(f"| stage | binaries | compiled there | estimate, 1 job | estimate, {target_jobs} jobs |")
-    print("|---|---|---|---|---|")
-
-    def row(name: str, count: int, new: int) -> None:
-        waves = -(-new // target_jobs)
-        print(f"| {name} | {count} | {new} | {new * mean:.0f} s | {waves * mean:.0f} s |")
-
-    row("warm", len(union), len(union))
+    timed: dict[str, list[Binary]] = {}
+    seen: set[str] = set()
     for name, found in per_stage.items():
-        row(name, len(found), 0)
+        fresh = [b for b in found if b.key not in seen]
+        pick = fresh[:: max(1, len(fresh) // max(1, sample))][: max(1, sample)]
+        timed[name] = pick
+        seen.update(b.key for b in pick)
+    jobs_list = [(b, capability) for picks in timed.values() for b in picks]
+    began = time.perf_counter()
+    results = iter(compile_all(jobs_list, jobs))
+    wall = time.perf_counter() - began
+    means: dict[str, float] = {}
+    for name, picks in timed.items():
+        seconds = [u.seconds for u in (next(results) for _ in picks) if not isinstance(u, str)]
+        if not seconds:
+            print(f"no sample compile of {name} succeeded")
+            return 1
+        means[name] = sum(seconds) / len(seconds)
+        print(
+            f"compile time measured here, {name}: {len(seconds)} of its {len(per_stage[name])} "
+            f"sm_{capability} binaries, mean {means[name]:.1f} s "
+            f"({min(seconds):.1f}-{max(seconds):.1f} s)"
+        )
     print(
-        "Estimates are this machine's compile times: a GPU machine's CPUs compile at "
-        "their own speed; the stages after warm load from TRITON_CACHE_DIR."
+        f"({len(jobs_list)} compiles, {wall:.1f} s wall with {jobs} jobs on {os.cpu_count()} CPUs)"
+    )
+    print(f"| stage | binaries | cold, 1 job | cold, {target_jobs} jobs | compiled after warm |")
+    print("|---|---|---|---|---|")
+    owner: dict[str, str] = {}
+    for name, found in per_stage.items():
+        for b in found:
+            owner.setdefault(b.key, name)
+    warm_serial = sum((means[owner[b.key]] for b in union), 0.0)
+    widest = max(means.values())
+    print(
+        f"| warm | {len(union)} | {warm_serial:.0f} s | "
+        f"{max(warm_serial / target_jobs, widest):.0f} s | - |"
+    )
+    for name, found in per_stage.items():
+        serial = len(found) * means[name]
+        parallel = max(serial / target_jobs, means[name])
+        print(f"| {name} | {len(found)} | {serial:.0f} s | {parallel:.0f} s | 0 |")
+    print(
+        "Estimates: compile counts times the mean compile time measured here; a GPU "
+        "machine's CPUs compile at their own speed. The stages after warm load every "
+        "binary from TRITON_CACHE_DIR (same specialisation, same cache key)."
     )
     return 0
 
