@@ -398,11 +398,11 @@ def compile_all(
         return results
 
 
-def _row(binary: Binary, capability: int, used: Usage | str, spill_limit: int) -> str:
+def _row(binary: Binary, capability: int, used: Usage | str, spill_limit: int | None) -> str:
     if isinstance(used, str):
         return f"| sm_{capability} | {binary} | - | - | - | - | FAILED: {used} |"
     problems = limit_violations(used, capability)
-    if used.spill_bytes > spill_limit:
+    if spill_limit is not None and used.spill_bytes > spill_limit:
         problems.append(f"spills {used.spill_bytes} B/thread (allowed {spill_limit})")
     verdict = "; ".join(problems) or "ok"
     return (
@@ -500,9 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dtypes:
         keep = {_DTYPE_NAME[x.strip()] for x in args.dtypes.split(",")}
         calls = [c for c in calls if c.dtype in keep]
-    extra = list(envelope_calls()) if args.envelope else []
-    if args.stages:
-        extra += [c for stage in stage_calls().values() for c in stage]
+    if args.envelope:
+        calls += envelope_calls()
+    # The test stage's shapes are compiled to warm the cache; a spill there is reported,
+    # not failed (only shipped configurations must not spill).
+    extra = [c for stage in stage_calls().values() for c in stage] if args.stages else []
     # Options (and so binaries) differ between targets: each capability has its own list.
     suite = {cap: binaries(calls, cap) for cap in capabilities}
     others = {
@@ -511,8 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     for cap in capabilities:
         print(
-            f"sm_{cap}: {len(suite[cap])} distinct binaries for the suites' calls, "
-            f"{len(others[cap])} more for the other calls asked for",
+            f"sm_{cap}: {len(suite[cap])} distinct binaries for the suites' calls"
+            + (" and the largest tiles" if args.envelope else "")
+            + f", {len(others[cap])} more for the GPU check's other calls",
             flush=True,
         )
     if args.count:
@@ -524,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     failed = False
     for (binary, cap), used in zip(jobs, results, strict=True):
-        row = _row(binary, cap, used, spill_limit=0)
+        row = _row(binary, cap, used, spill_limit=0 if binary in suite[cap] else None)
         failed |= not row.endswith("| ok |")
         print(row, flush=True)
     print(f"{len(jobs)} compiles in {time.perf_counter() - began:.1f} s with {args.jobs} jobs")
