@@ -22,9 +22,9 @@ FP_FUSION = True
 # tests give the Triton path. Each operand is split into a TF32 head (11 significant bits,
 # rounded to nearest) and a TF32 tail of the remainder; the tensor cores sum head·head,
 # head·tail and tail·head. The dropped tail·tail term and the tails' own rounding each
-# cost up to 2^-22 of |a·b|, about 3·2^-22 in all, and 1.25·2^-20 were the tails
-# truncated; 2^-19 covers either and the float32 additions. The interpreter's dot is a
-# plain float32 matmul (error 2^-24): tests that must hold on a GPU emulate the split.
+# cost up to 2^-22 of |a·b|, about 3·2^-22 in all (1.25·2^-20 if the tails were
+# truncated instead); 2^-19 covers either and the float32 additions. The interpreter's
+# dot is a plain float32 matmul (2^-24): tests that must hold on a GPU emulate the split.
 TF32X3_PRODUCT_ERROR = 2.0**-19
 
 
