@@ -35,7 +35,7 @@ DIM = 6  # d_head: not a power of two, so the kernels' padded lanes are exercise
 
 def _upcast_bfloat16_dot_operands() -> None:
     """Triton's interpreter stores bfloat16 as uint16 and its tl.dot multiplies those bit
-    patterns (triton-lang/triton#11584: bfloat16 is not supported by the interpreter).
+    patterns (Triton 3.9's interpreter does not support bfloat16).
     Upcast bfloat16 operands to float32 first: exact, and what the GPU's bfloat16 MMA
     computes (exact products, float32 accumulation). Test-only; compiled kernels are
     untouched."""
