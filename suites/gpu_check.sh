@@ -246,6 +246,7 @@ warm() {
   fi
   rc=$?
   wait "$fonts"
+  touch "$LOGS/warm.done"  # kernels compiled after this were missed by the warm stage
   return $rc
 }
 
@@ -281,6 +282,12 @@ summary() {  # on every exit, so an interrupted run still says what it did
     if [ -f "$LOGS/warm.log" ]; then
       echo "kernel binaries (python -m reformer.kernels.aot; registers, spills, shared memory):"
       grep -E '^(compile time|\(|sm_[0-9]+:|\| )|compiles in|^Estimates' "$LOGS/warm.log"
+    fi
+    if [ -f "$LOGS/warm.done" ]; then
+      # Each compiled kernel leaves <name>.json in its cache entry: any LSH kernel newer
+      # than the warm stage was a launch whose specialisation the warm stage did not build.
+      echo "LSH kernels compiled after the warm stage (0 expected): $(find "$TRITON_CACHE_DIR" \
+        -name 'lsh_*.json' -newer "$LOGS/warm.done" 2>/dev/null | wc -l)"
     fi
     echo "kernel microbenchmark (ms; ratios > 1 mean the Triton kernels are faster):"
     sed -n '/^| L /,$p' "$LOGS/kernel-bench.log" 2>/dev/null
