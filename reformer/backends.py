@@ -6,11 +6,11 @@
   the ``triton`` package and a CUDA tensor, or ``TRITON_INTERPRET=1`` (Triton's CPU
   interpreter, used by the tests). float16, bfloat16 and float32; bucket_size up to 64,
   d_head up to 128 (64 in float32).
-- ``"auto"``: Triton for CUDA tensors when triton imports and the call is within its
-  limits, else torch. On a CPU, auto is always torch.
+- ``"auto"``: Triton for CUDA tensors when Triton can run here (``triton_runnable``) and
+  the call is within its limits, else torch. On a CPU, auto is always torch.
 
-``resolve_backend`` says which one a call would use, so a benchmark row can record it.
-This module imports triton only to test whether it is installed.
+``resolve_backend`` says which one a call uses, so a benchmark row records the backend
+that actually ran. This module imports triton only inside the one-off probe.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import shutil
+import sysconfig
+import warnings
 
 import torch
 
@@ -39,6 +42,57 @@ def validate_backend(backend: str) -> None:
 @functools.cache
 def triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
+
+
+def _launcher_prerequisites() -> str | None:
+    """What Triton lacks to build a kernel launcher on this machine, or None. Triton
+    compiles each launcher as a C extension the first time a kernel runs, with the
+    compiler and the Python headers it finds the way checked here (triton.runtime.build):
+    where either is missing every launch fails, however well the kernel compiled."""
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")
+    if not compiler:
+        return "no C compiler (Triton builds its launchers with gcc or clang, or $CC)"
+    scheme = sysconfig.get_default_scheme()
+    if scheme == "posix_local":  # Debian's scheme, mapped as triton maps it
+        scheme = "posix_prefix"
+    include = sysconfig.get_paths(scheme=scheme)["include"]
+    if not os.path.exists(os.path.join(include, "Python.h")):
+        return f"no Python.h in {include} (install the python3-dev headers)"
+    return None
+
+
+@functools.cache
+def triton_runnable() -> str | None:
+    """None when the Triton kernels can run on this machine, else the reason they cannot.
+
+    Probed once per process and cached: triton installed, a C compiler and Python.h for
+    its launchers, and with CUDA present a tiny kernel compiled, launched and checked on
+    the current device (reformer.kernels.probe). Calls under TRITON_INTERPRET=1 run in
+    numpy and need none of this, so ``resolve_backend`` does not ask then."""
+    if not triton_installed():
+        return "triton is not installed"
+    missing = _launcher_prerequisites()
+    if missing is not None:
+        return missing
+    if torch.cuda.is_available():
+        try:
+            from reformer.kernels.probe import probe_launch
+
+            probe_launch()
+        except Exception as exc:  # any failure means the kernels would fail too
+            return f"a probe kernel failed on the GPU: {type(exc).__name__}: {str(exc)[:300]}"
+    return None
+
+
+@functools.cache
+def _warn_auto_fallback(reason: str) -> None:
+    """One warning per process and reason when auto falls back from Triton to torch."""
+    warnings.warn(
+        f"backend='auto' uses the torch path on CUDA: the Triton kernels cannot run here "
+        f"({reason})",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def triton_interpreting() -> bool:
@@ -74,7 +128,8 @@ def resolve_backend(
 
     Raises ValueError naming ``backend`` when it is unknown, or when "triton" is asked for
     where it cannot run: triton not installed, a non-CUDA device without TRITON_INTERPRET=1,
-    or a dtype or shape outside the kernels' limits.
+    a dtype or shape outside the kernels' limits, or a machine where Triton cannot launch
+    (``triton_runnable``). "auto" falls back to torch there, with one warning.
     """
     validate_backend(backend)
     device = torch.device(device)
@@ -82,12 +137,15 @@ def resolve_backend(
         return "torch"
     runnable = device.type == "cuda" or triton_interpreting()
     if backend == "auto":
-        usable = (
-            device.type == "cuda"
-            and triton_installed()
-            and triton_limits(dtype, bucket_size, d_head, d_value) is None
-        )
-        return "triton" if usable else "torch"
+        if device.type != "cuda" or triton_limits(dtype, bucket_size, d_head, d_value):
+            return "torch"
+        if not triton_installed():
+            return "torch"  # the documented default without the [gpu] extra: no warning
+        reason = triton_runnable()
+        if reason is not None:
+            _warn_auto_fallback(reason)
+            return "torch"
+        return "triton"
     reason = triton_limits(dtype, bucket_size, d_head, d_value)
     if reason is not None:
         raise ValueError(f"backend='triton' cannot take {reason}; use backend='torch' or 'auto'")
@@ -100,5 +158,10 @@ def resolve_backend(
         raise ValueError(
             f"backend='triton' needs a CUDA tensor (got device {device}) or "
             "TRITON_INTERPRET=1; use backend='torch' or 'auto'"
+        )
+    reason = None if device.type != "cuda" else triton_runnable()
+    if reason is not None:
+        raise ValueError(
+            f"backend='triton' cannot run on this machine: {reason}; use backend='torch' or 'auto'"
         )
     return "triton"

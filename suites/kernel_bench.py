@@ -10,8 +10,9 @@ gradient. Times are medians of ``Timer.blocked_autorange`` (it synchronises CUDA
 ratios printed are what the Triton kernels are for: torch path / Triton (target: at least
 10 at 16K) and SDPA flash / Triton (above 1 where LSH is faster; target: from 16K or
 sooner). A variant that cannot run here (no CUDA for Triton, no flash kernel on a CPU, out
-of memory) is reported with its reason; the others still run. ``--out`` writes the numbers
-with the environment as JSON.
+of memory) is reported with its reason; the others still run. Each measurement is printed
+as it is taken, and ``--out`` (the numbers with the environment, as JSON) is rewritten after
+every one, so a run stopped by a time limit keeps what it measured.
 """
 
 from __future__ import annotations
@@ -99,9 +100,15 @@ def time_call(call: Callable[[], None], min_run_time: float) -> float:
 
 
 def run(
-    lengths: list[int], device: str, dtype: str, min_run_time: float, **shape: Any
+    lengths: list[int],
+    device: str,
+    dtype: str,
+    min_run_time: float,
+    on_measured: Callable[[dict[str, Any]], None] | None = None,
+    **shape: Any,
 ) -> dict[str, Any]:
-    """{variant: {L: ms or error text}} and the ratios per length."""
+    """{variant: {L: ms or error text}} and the ratios per length; ``on_measured`` gets
+    the partial result after every measurement."""
     times: dict[str, dict[int, float | str]] = {variant: {} for variant in VARIANTS}
     for seq_len in lengths:
         for variant in VARIANTS:
@@ -113,14 +120,24 @@ def run(
             finally:
                 if device == "cuda":
                     torch.cuda.empty_cache()
+            value = times[variant][seq_len]
+            shown = f"{value:.3f} ms" if isinstance(value, float) else value
+            print(f"measured: {variant} at L={seq_len}: {shown}", flush=True)
+            if on_measured is not None:
+                on_measured(_result(times, lengths))
+    return _result(times, lengths)
+
+
+def _result(times: dict[str, dict[int, float | str]], lengths: list[int]) -> dict[str, Any]:
+    measured = [n for n in lengths if all(n in times[v] for v in VARIANTS)]
     ratios = {
         seq_len: {
             "torch/triton": _ratio(times["torch"][seq_len], times["triton"][seq_len]),
             "sdpa_flash/triton": _ratio(times["sdpa_flash"][seq_len], times["triton"][seq_len]),
         }
-        for seq_len in lengths
+        for seq_len in measured
     }
-    return {"times_ms": times, "ratios": ratios}
+    return {"times_ms": {v: dict(t) for v, t in times.items()}, "ratios": ratios}
 
 
 def _ratio(numerator: float | str, denominator: float | str) -> float | None:
@@ -188,24 +205,32 @@ def main(argv: list[str] | None = None) -> int:
         "n_hashes": args.n_hashes,
         "bucket_size": args.bucket_size,
     }
-    result = run(lengths, args.device, args.dtype, args.min_run_time, **shape)
-    print(
-        f"LSH-{args.n_hashes}, chunk {args.bucket_size}, d_head {args.d_head}, "
-        f"{args.heads} heads, batch {args.batch}, {args.dtype}, fwd+bwd on {args.device}"
-    )
-    print(render(result), flush=True)
-    if args.out is not None:
+    env = environment(args.device) if args.out is not None else None
+
+    def write(result: dict[str, Any]) -> None:
+        if args.out is None:
+            return
         record = {
             "device": args.device,
             "dtype": args.dtype,
             "lengths": lengths,
             **shape,
             **result,
-            "environment": environment(args.device),
+            "environment": env,
             "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        partial = args.out.with_name(args.out.name + ".partial")
+        partial.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        partial.replace(args.out)  # never a half-written file
+
+    print(
+        f"LSH-{args.n_hashes}, chunk {args.bucket_size}, d_head {args.d_head}, "
+        f"{args.heads} heads, batch {args.batch}, {args.dtype}, fwd+bwd on {args.device}",
+        flush=True,
+    )
+    result = run(lengths, args.device, args.dtype, args.min_run_time, on_measured=write, **shape)
+    print(render(result), flush=True)
     return 0
 
 

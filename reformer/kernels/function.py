@@ -10,9 +10,11 @@ counts are rebuilt from the permutation in backward.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from reformer.kernels.config import FP_FUSION, KernelConfig, kernel_config
+from reformer.kernels.config import FP_FUSION, KernelConfig, kernel_config, launch_grid
 from reformer.kernels.lsh_triton import (
     lsh_backward_key_round,
     lsh_backward_query_round,
@@ -21,7 +23,7 @@ from reformer.kernels.lsh_triton import (
 from reformer.lsh_core import Layout, _normalize_backward_, chunk_ids
 
 
-def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, key_valid):
+def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, has_valid: bool):
     """Scalar arguments and constexprs shared by the three kernels (after the pointers)."""
     scalars = dict(
         n_heads=layout.n_heads,
@@ -36,10 +38,11 @@ def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, key_vali
     )
     constexprs = dict(
         BLOCK_C=config.block_c,
+        BLOCK_Q=config.block_q or config.block_c,
         BLOCK_D=config.block_d,
         BLOCK_DV=config.block_dv,
         CAUSAL=layout.causal,
-        HAS_VALID=key_valid is not None,
+        HAS_VALID=has_valid,
         COUNTS=layout.needs_counts,
         LOOK_BACK=layout.look_back,
         PRECISION=config.precision,
@@ -47,6 +50,16 @@ def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, key_vali
         enable_fp_fusion=FP_FUSION,
     )
     return scalars, constexprs
+
+
+def _aligned(x: torch.Tensor) -> torch.Tensor:
+    """x, contiguous and 16-byte aligned. Triton compiles a separate binary for a pointer
+    that is not 16-byte aligned (no vectorised loads, other registers): a view into the
+    middle of a buffer would run a kernel that the ahead-of-time check never built."""
+    x = x.contiguous()
+    if x.data_ptr() % 16:
+        x = x.clone()
+    return x
 
 
 def _chunk_of(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
@@ -58,7 +71,79 @@ def _chunk_of(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
 def _valid(key_valid, device) -> torch.Tensor:
     if key_valid is None:
         return torch.zeros(1, dtype=torch.int8, device=device)  # never read
-    return key_valid.to(torch.int8).contiguous()
+    return _aligned(key_valid.to(torch.int8))
+
+
+Launch = tuple[Any, tuple[int], tuple, dict]  # (kernel, grid, positional args, keywords)
+
+
+def forward_launches(
+    qk, v, sort32, chunk_of, valid, out, row_max, row_sum, layout, config, has_valid
+):
+    """The forward's launches, one per round, in order: (kernel, grid, args, keywords).
+    ``TritonLSHFunction`` runs them; ``reformer.kernels.aot`` compiles them, so the
+    ahead-of-time check sees the arguments that Triton specialises on at run time."""
+    scalars, constexprs = _common(layout, config, qk.shape[-1], v.shape[-1], has_valid)
+    grid = launch_grid(layout, config.query_tiles)
+    pointers = (qk, v, sort32, chunk_of, valid, out, row_max, row_sum)
+    return [
+        (lsh_forward_round, grid, (*pointers, rnd), {**scalars, "FIRST": rnd == 0, **constexprs})
+        for rnd in range(layout.n_hashes)
+    ]
+
+
+def backward_launches(
+    qk,
+    v,
+    grad_out,
+    sort32,
+    chunk_of,
+    valid,
+    row_max,
+    log_sum,
+    delta,
+    grad_q,
+    grad_keys,
+    grad_v,
+    layout,
+    config,
+    has_valid,
+):
+    """The backward's launches in order, per round the dq kernel then the dk̂/dv kernel."""
+    scalars, constexprs = _common(layout, config, qk.shape[-1], v.shape[-1], has_valid)
+    grid = launch_grid(layout, config.query_tiles)
+    inputs = (qk, v, grad_out, sort32, chunk_of, valid, row_max, log_sum, delta)
+    launches: list[Launch] = []
+    for rnd in range(layout.n_hashes):
+        launches.append(
+            (
+                lsh_backward_query_round,
+                grid,
+                (*inputs, grad_q, rnd),
+                {**scalars, **constexprs},
+            )
+        )
+        launches.append(
+            (
+                lsh_backward_key_round,
+                grid,
+                (*inputs, grad_keys, grad_v, rnd),
+                {**scalars, **constexprs},
+            )
+        )
+    return launches
+
+
+def forward_buffers(qk, v, sort_idx, key_valid, layout: Layout):
+    """Kernel-ready inputs and fresh outputs of the forward: qk, v (aligned), sort32
+    (B, H, R, Lp) int32, chunk_of, valid, out (B, H, Lp, Dv) float32, row_max and row_sum
+    (B, H, Lp) float32."""
+    qk, v = _aligned(qk), _aligned(v)
+    sort32 = _aligned(sort_idx.to(torch.int32))
+    chunk_of, valid = _chunk_of(sort_idx, layout), _valid(key_valid, qk.device)
+    out = torch.empty(v.shape, dtype=torch.float32, device=v.device)
+    row_max = torch.empty(qk.shape[:3], dtype=torch.float32, device=qk.device)
+    return qk, v, sort32, chunk_of, valid, out, row_max, torch.empty_like(row_max)
 
 
 class TritonLSHFunction(torch.autograd.Function):
@@ -68,35 +153,22 @@ class TritonLSHFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qk, v, sort_idx, key_valid, layout: Layout):
-        qk, v = qk.contiguous(), v.contiguous()
-        dim, dim_v = qk.shape[-1], v.shape[-1]
-        config = kernel_config(layout.chunk, dim, dim_v, qk.dtype)
-        sort32 = sort_idx.to(torch.int32).contiguous()
-        chunk_of, valid = _chunk_of(sort_idx, layout), _valid(key_valid, qk.device)
-        out = torch.empty(v.shape, dtype=torch.float32, device=v.device)
-        row_max = torch.empty(qk.shape[:3], dtype=torch.float32, device=qk.device)
-        row_sum = torch.empty_like(row_max)
-        scalars, constexprs = _common(layout, config, dim, dim_v, key_valid)
-        grid = (layout.chunks_per_round, layout.batch * layout.n_heads)
-        for rnd in range(layout.n_hashes):
-            lsh_forward_round[grid](
-                qk,
-                v,
-                sort32,
-                chunk_of,
-                valid,
-                out,
-                row_max,
-                row_sum,
-                rnd,
-                **scalars,
-                FIRST=rnd == 0,
-                **constexprs,
-            )
+        capability = 90
+        if qk.is_cuda:
+            major, minor = torch.cuda.get_device_capability(qk.device)
+            capability = 10 * major + minor
+        config = kernel_config(layout.chunk, qk.shape[-1], v.shape[-1], qk.dtype, capability)
+        buffers = forward_buffers(qk, v, sort_idx, key_valid, layout)
+        qk, v, sort32, chunk_of, valid, out, row_max, row_sum = buffers
+        has_valid = key_valid is not None
+        launches = forward_launches(
+            qk, v, sort32, chunk_of, valid, out, row_max, row_sum, layout, config, has_valid
+        )
+        for kernel, grid, args, keywords in launches:
+            kernel[grid](*args, **keywords)
         out = out.to(v.dtype)
-        ctx.layout, ctx.config = layout, config
+        ctx.layout, ctx.config, ctx.has_valid = layout, config, has_valid
         ctx.save_for_backward(qk, v, sort32, valid, out, row_max, row_sum.log_())
-        ctx.has_valid = key_valid is not None
         return out
 
     @staticmethod
@@ -104,46 +176,29 @@ class TritonLSHFunction(torch.autograd.Function):
         qk, v, sort32, valid, out, row_max, log_sum = ctx.saved_tensors
         layout: Layout = ctx.layout
         chunk_of = _chunk_of(sort32.long() if layout.needs_counts else sort32, layout)
-        grad_out = grad_out.contiguous()
+        grad_out = _aligned(grad_out)
         delta = (grad_out.float() * out.float()).sum(-1)  # (B, H, Lp): rowsum(dO · O)
         grad_q = torch.zeros(qk.shape, dtype=torch.float32, device=qk.device)
         grad_keys = torch.zeros_like(grad_q)
         grad_v = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
-        scalars, constexprs = _common(
-            layout, ctx.config, qk.shape[-1], v.shape[-1], valid if ctx.has_valid else None
+        launches = backward_launches(
+            qk,
+            v,
+            grad_out,
+            sort32,
+            chunk_of,
+            valid,
+            row_max,
+            log_sum,
+            delta,
+            grad_q,
+            grad_keys,
+            grad_v,
+            layout,
+            ctx.config,
+            ctx.has_valid,
         )
-        grid = (layout.chunks_per_round, layout.batch * layout.n_heads)
-        for rnd in range(layout.n_hashes):
-            lsh_backward_query_round[grid](
-                qk,
-                v,
-                grad_out,
-                sort32,
-                chunk_of,
-                valid,
-                row_max,
-                log_sum,
-                delta,
-                grad_q,
-                rnd,
-                **scalars,
-                **constexprs,
-            )
-            lsh_backward_key_round[grid](
-                qk,
-                v,
-                grad_out,
-                sort32,
-                chunk_of,
-                valid,
-                row_max,
-                log_sum,
-                delta,
-                grad_keys,
-                grad_v,
-                rnd,
-                **scalars,
-                **constexprs,
-            )
+        for kernel, grid, args, keywords in launches:
+            kernel[grid](*args, **keywords)
         grad_qk = grad_q + _normalize_backward_(qk, grad_keys)  # grad_keys is ours to reuse
         return grad_qk.to(qk.dtype), grad_v.to(v.dtype), None, None, None

@@ -12,16 +12,18 @@ writer of those positions' rows in that launch: outputs are read, updated and wr
 without atomics, and results are bit-reproducible run to run. Launches of successive
 rounds are ordered on the stream.
 
-Forward: a program takes its chunk's (c, 2c) window as two (c, c) tiles (own chunk, then
-look-back chunk, with an online-softmax rescale between them), giving the round's row
-maximum m_r, sum S_r = sum exp(l - m_r) / count and normalised output o_r, and merges them
-into the running (out, max, sum) of its positions: out += (o_r - out) · S_r e^(m_r - m) / S.
-Maximum and sum stay apart, so a row that sees only itself (m = -1e5 in every round) is
-merged exactly: its output is exactly its own v.
+Forward: a program takes BLOCK_Q queries of its chunk (the whole chunk, or 16 or 32 rows
+of it where larger tiles would spill registers; ``kernel_config``) against the (c, 2c)
+window as two key tiles (own chunk, then look-back chunk, with an online-softmax rescale
+between them), giving the round's row maximum m_r, sum S_r = sum exp(l - m_r) / count and
+normalised output o_r, and merges them into the running (out, max, sum) of its positions:
+out += (o_r - out) · S_r e^(m_r - m) / S. A row whose only live key is itself takes its own
+v by selection, and the merge leaves it unchanged: its output is exactly its own v.
 
 Backward recomputes the probabilities from the saved (max, log-sum) per position
-(FlashAttention, Dao et al. 2022, sec. 3.1): one kernel owns query chunks (dq), one owns
-key chunks (dk̂, dv; a key chunk g is seen by query chunks g and g+1).
+(FlashAttention, Dao et al. 2022, sec. 3.1): one kernel owns query tiles (dq), one owns
+key chunks (dk̂, dv; a key chunk g is seen by query chunks g and g+1, a query tile at a
+time).
 
 Shapes: qk (B, H, Lp, D), v (B, H, Lp, Dv), sort (B, H, R, Lp) int32, chunk_of
 (B, H, R, Lp) int32 (global chunk of each (round, position), for the duplicate counts),
@@ -39,36 +41,49 @@ _SELF = tl.constexpr(SELF_LOGIT)
 _MASKED = tl.constexpr(MASK_LOGIT)
 _TINY = tl.constexpr(1.1754943508222875e-38)  # float32 tiny: a fully masked row's sum
 _NORM_EPS = tl.constexpr(1e-12)  # F.normalize's eps
+# Launch integers that vary between the launches of one call (the round) or that Triton
+# would turn into constants when they equal 1 (heads, rounds, chunks): specialising on
+# them buys nothing here and would compile a binary per round index and per shape (the
+# ahead-of-time check would then cover neighbours of the kernels that run). Lengths and
+# widths stay specialised: their divisibility by 16 lets row gathers vectorise.
+_DO_NOT_SPECIALIZE = ("rnd", "n_heads", "n_rounds", "chunks_per_round", "total")
 
 
 @triton.jit
-def _rows(base, pos, lane_ok, width, BLOCK: tl.constexpr):
-    """(BLOCK_C, BLOCK) rows ``pos`` of a (Lp, width) matrix, zero outside."""
+def _rows(base, pos, ok, width, BLOCK: tl.constexpr):
+    """(len(pos), BLOCK) rows ``pos`` of a (Lp, width) matrix, zero where not ``ok``."""
     cols = tl.arange(0, BLOCK)
     ptrs = base + (pos[:, None] * width + cols[None, :])
-    return tl.load(ptrs, mask=lane_ok[:, None] & (cols[None, :] < width), other=0.0)
+    return tl.load(ptrs, mask=ok[:, None] & (cols[None, :] < width), other=0.0)
 
 
 @triton.jit
-def _store_rows(base, pos, lane_ok, width, value, BLOCK: tl.constexpr):
+def _store_rows(base, pos, ok, width, value, BLOCK: tl.constexpr):
     cols = tl.arange(0, BLOCK)
     ptrs = base + (pos[:, None] * width + cols[None, :])
-    tl.store(ptrs, value, mask=lane_ok[:, None] & (cols[None, :] < width))
+    tl.store(ptrs, value, mask=ok[:, None] & (cols[None, :] < width))
 
 
 @triton.jit
 def _unit(x):
-    """Rows of x scaled to unit length as F.normalize does (norm clamped below by 1e-12)."""
+    """Rows of x (rows, BLOCK_D) scaled to unit length as F.normalize does (norm clamped
+    below by 1e-12). Float32 ``/`` and ``tl.sqrt`` compile to approximations (div.full,
+    sqrt.approx) on NVIDIA GPUs, while the interpreter rounds correctly: the correctly
+    rounded forms keep the device within the interpreter's rounding. One reciprocal per
+    row, so the tile pays a multiply, not a division."""
     xf = x.to(tl.float32)
-    norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-    return (xf / tl.maximum(norm, _NORM_EPS)[:, None]).to(x.dtype)
+    norm = tl.sqrt_rn(tl.sum(xf * xf, axis=1))
+    inverse = tl.div_rn(tl.full(norm.shape, 1.0, tl.float32), tl.maximum(norm, _NORM_EPS))
+    return (xf * inverse[:, None]).to(x.dtype)
 
 
 @triton.jit
-def _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C: tl.constexpr):
-    """Positions held by the slots of global chunk ``chunk_idx``: (BLOCK_C,) int32."""
-    lanes = tl.arange(0, BLOCK_C)
-    return tl.load(sort_base + chunk_idx * chunk + lanes, mask=lane_ok, other=0)
+def _slots(sort_base, chunk_idx, chunk, first, BLOCK: tl.constexpr):
+    """Positions held by slots first .. first + BLOCK - 1 of global chunk ``chunk_idx``,
+    and which of those lanes lie inside the chunk: (BLOCK,) int32, (BLOCK,) bool."""
+    lanes = first + tl.arange(0, BLOCK)
+    ok = lanes < chunk
+    return tl.load(sort_base + chunk_idx * chunk + lanes, mask=ok, other=0), ok
 
 
 @triton.jit
@@ -83,26 +98,31 @@ def _program(
     length,
     n_rounds,
     chunks_per_round,
-    chunk,
     dim,
     dim_v,
-    BLOCK_C: tl.constexpr,
+    TILES: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
 ):
-    """A program's (batch·head, global chunk g = rnd·N + pid0), its valid lanes and the
-    base pointers of its (batch, head) in every input."""
-    bh = tl.program_id(1).to(tl.int64)
-    g = rnd * chunks_per_round + tl.program_id(0)
-    lane_ok = tl.arange(0, BLOCK_C) < chunk
-    sort_base = SORT + bh * n_rounds * length
-    chunk_base = CHUNK_OF + bh * n_rounds * length
-    valid_base = VALID + (bh // n_heads) * length
+    """A program's (batch·head, global chunk g = rnd·N + chunk of the round), the first
+    query lane of its tile (TILES query tiles of BLOCK_Q per chunk) and the base pointers
+    of its (batch, head) in every input.
+
+    The grid is one axis of N·B·H·TILES programs (``launch_grid``): CUDA caps grid axes 1
+    and 2 at 65,535, which B·H passes at long batches, axis 0 at 2^31 - 1. Neighbouring
+    programs share a (batch, head), so their gathers hit the same rows in L2."""
+    pid = tl.program_id(0)
+    per_head = chunks_per_round * TILES
+    bh = (pid // per_head).to(tl.int64)
+    rest = pid % per_head
+    g = rnd * chunks_per_round + rest // TILES
+    first = (rest % TILES) * BLOCK_Q
     return (
         bh,
         g,
-        lane_ok,
-        sort_base,
-        chunk_base,
-        valid_base,
+        first,
+        SORT + bh * n_rounds * length,
+        CHUNK_OF + bh * n_rounds * length,
+        VALID + (bh // n_heads) * length,
         QK + bh * length * dim,
         V + bh * length * dim_v,
     )
@@ -114,25 +134,33 @@ def _queries(
     qk_base,
     chunk_idx,
     chunk,
-    lane_ok,
+    first,
     dim,
     scale,
-    BLOCK_C: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    """Positions, raw rows and scaled rows (q / sqrt(D), input dtype) of a chunk."""
-    q_pos = _slots(sort_base, chunk_idx, chunk, lane_ok, BLOCK_C)
-    q_raw = _rows(qk_base, q_pos, lane_ok, dim, BLOCK_D)
-    return q_pos, q_raw, (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
+    """Positions, lanes inside the chunk, raw rows and scaled rows (q / sqrt(D), input
+    dtype) of a query tile."""
+    q_pos, q_ok = _slots(sort_base, chunk_idx, chunk, first, BLOCK_Q)
+    q_raw = _rows(qk_base, q_pos, q_ok, dim, BLOCK_D)
+    return q_pos, q_ok, q_raw, (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
 
 
 @triton.jit
-def _statistics(ROW_MAX, LOG_SUM, DELTA, offsets, lane_ok):
+def _keys(sort_base, qk_base, chunk_idx, chunk, dim, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Positions, lanes inside the chunk and unit rows k̂ of a whole chunk of keys."""
+    k_pos, k_ok = _slots(sort_base, chunk_idx, chunk, 0, BLOCK_C)
+    return k_pos, k_ok, _unit(_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
+
+
+@triton.jit
+def _statistics(ROW_MAX, LOG_SUM, DELTA, offsets, ok):
     """Saved row maximum and log row sum, and delta = rowsum(dO · O), of the queries."""
     return (
-        tl.load(ROW_MAX + offsets, mask=lane_ok, other=0.0),
-        tl.load(LOG_SUM + offsets, mask=lane_ok, other=0.0),
-        tl.load(DELTA + offsets, mask=lane_ok, other=0.0),
+        tl.load(ROW_MAX + offsets, mask=ok, other=0.0),
+        tl.load(LOG_SUM + offsets, mask=ok, other=0.0),
+        tl.load(DELTA + offsets, mask=ok, other=0.0),
     )
 
 
@@ -192,6 +220,14 @@ def _scores(
 
 
 @triton.jit
+def _other_keys(logits, q_pos, k_pos):
+    """(rows,) int32: how many live keys of the tile (weight above 0) are not the query
+    itself."""
+    live = (logits > _MASKED) & (q_pos[:, None] != k_pos[None, :])
+    return tl.sum(live.to(tl.int32), axis=1)
+
+
+@triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
 def lsh_forward_round(
     QK,
     V,
@@ -212,6 +248,7 @@ def lsh_forward_round(
     dim_v,
     scale,
     BLOCK_C: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr,
@@ -221,12 +258,12 @@ def lsh_forward_round(
     FIRST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """One round: grid (chunks_per_round, B·H). Merges into OUT (B, H, Lp, Dv) float32 and
-    RUN_MAX, RUN_SUM (B, H, Lp) float32 at the chunk's positions.
+    """One round: grid (chunks_per_round·B·H·BLOCK_C/BLOCK_Q,). Merges into OUT (B, H, Lp,
+    Dv) float32 and RUN_MAX, RUN_SUM (B, H, Lp) float32 at the query tile's positions.
 
     The window's two halves (own chunk, then look-back chunk) are taken one after the
-    other with an online-softmax rescale, so only one (c, c) tile of logits is live."""
-    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+    other with an online-softmax rescale, so only one (BLOCK_Q, c) tile of logits is live."""
+    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
         QK,
         V,
         SORT,
@@ -237,20 +274,26 @@ def lsh_forward_round(
         length,
         n_rounds,
         chunks_per_round,
-        chunk,
         dim,
         dim_v,
-        BLOCK_C,
+        BLOCK_C // BLOCK_Q,
+        BLOCK_Q,
     )
 
-    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C, BLOCK_D)
+    q_pos, q_ok, q_raw, q = _queries(
+        sort_base, qk_base, g, chunk, first, dim, scale, BLOCK_Q, BLOCK_D
+    )
+    if BLOCK_Q == BLOCK_C:  # the tile is the whole chunk: its own rows are the keys
+        k_pos, k_ok, k_hat = q_pos, q_ok, _unit(q_raw)
+    else:
+        k_pos, k_ok, k_hat = _keys(sort_base, qk_base, g, chunk, dim, BLOCK_C, BLOCK_D)
     logits, count = _scores(
         q,
-        _unit(q_raw),
+        k_hat,
         q_pos,
-        q_pos,
-        lane_ok,
-        lane_ok,
+        k_pos,
+        q_ok,
+        k_ok,
         chunk_base,
         valid_base,
         length,
@@ -264,18 +307,20 @@ def lsh_forward_round(
     row_max = tl.maximum(tl.max(logits, axis=1), _MASKED)
     weights = tl.exp(logits - row_max[:, None]) / count
     row_sum = tl.sum(weights, axis=1)
-    v_k = _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV)
+    others = _other_keys(logits, q_pos, k_pos)
+    v_k = _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
     acc = tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
     if LOOK_BACK:
-        k_pos = _slots(sort_base, (g + total - 1) % total, chunk, lane_ok, BLOCK_C)
-        k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
+        k_pos, k_ok, k_hat = _keys(
+            sort_base, qk_base, (g + total - 1) % total, chunk, dim, BLOCK_C, BLOCK_D
+        )
         logits, count = _scores(
             q,
             k_hat,
             q_pos,
             k_pos,
-            lane_ok,
-            lane_ok,
+            q_ok,
+            k_ok,
             chunk_base,
             valid_base,
             length,
@@ -286,34 +331,41 @@ def lsh_forward_round(
             COUNTS,
             PRECISION,
         )
+        others += _other_keys(logits, q_pos, k_pos)
         new_max = tl.maximum(row_max, tl.max(logits, axis=1))
         rescale = tl.exp(row_max - new_max)
         weights = tl.exp(logits - new_max[:, None]) / count
         row_sum = row_sum * rescale + tl.sum(weights, axis=1)
-        v_k = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
+        v_k = _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
         acc = acc * rescale[:, None] + tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
         row_max = new_max
     # A query that sees only masked keys (a padded one) gets output 0, not NaN.
     row_sum = tl.maximum(row_sum, _TINY)
-    round_out = acc / row_sum[:, None]
+    round_out = acc * tl.div_rn(tl.full(row_sum.shape, 1.0, tl.float32), row_sum)[:, None]
+    # A query whose only live key is itself takes its own v, selected rather than
+    # multiplied: tl.dot of float32 under tf32x3 keeps about 22 of 24 mantissa bits, so
+    # 1 · v through the tensor cores is not v. The load is masked to those rows only.
+    only_self = q_ok & (others == 0) & (row_max > _MASKED)
+    own_v = _rows(v_base, q_pos, only_self, dim_v, BLOCK_DV).to(tl.float32)
+    round_out = tl.where(only_self[:, None], own_v, round_out)
 
     out_base = OUT + bh * length * dim_v
     stat_ptrs = bh * length + q_pos
     if FIRST:
-        _store_rows(out_base, q_pos, lane_ok, dim_v, round_out, BLOCK_DV)
-        tl.store(RUN_MAX + stat_ptrs, row_max, mask=lane_ok)
-        tl.store(RUN_SUM + stat_ptrs, row_sum, mask=lane_ok)
+        _store_rows(out_base, q_pos, q_ok, dim_v, round_out, BLOCK_DV)
+        tl.store(RUN_MAX + stat_ptrs, row_max, mask=q_ok)
+        tl.store(RUN_SUM + stat_ptrs, row_sum, mask=q_ok)
     else:
-        run_max = tl.load(RUN_MAX + stat_ptrs, mask=lane_ok, other=0.0)
-        run_sum = tl.load(RUN_SUM + stat_ptrs, mask=lane_ok, other=1.0)
-        out = _rows(out_base, q_pos, lane_ok, dim_v, BLOCK_DV)
+        run_max = tl.load(RUN_MAX + stat_ptrs, mask=q_ok, other=0.0)
+        run_sum = tl.load(RUN_SUM + stat_ptrs, mask=q_ok, other=1.0)
+        out = _rows(out_base, q_pos, q_ok, dim_v, BLOCK_DV)
         new_max = tl.maximum(run_max, row_max)
         new_part = row_sum * tl.exp(row_max - new_max)
         new_sum = run_sum * tl.exp(run_max - new_max) + new_part
         out += (round_out - out) * (new_part / new_sum)[:, None]
-        _store_rows(out_base, q_pos, lane_ok, dim_v, out, BLOCK_DV)
-        tl.store(RUN_MAX + stat_ptrs, new_max, mask=lane_ok)
-        tl.store(RUN_SUM + stat_ptrs, new_sum, mask=lane_ok)
+        _store_rows(out_base, q_pos, q_ok, dim_v, out, BLOCK_DV)
+        tl.store(RUN_MAX + stat_ptrs, new_max, mask=q_ok)
+        tl.store(RUN_SUM + stat_ptrs, new_sum, mask=q_ok)
 
 
 @triton.jit
@@ -324,7 +376,8 @@ def _grad_logits(
     d_out,
     q_pos,
     k_pos,
-    lane_ok,
+    q_ok,
+    k_ok,
     row_max,
     log_sum,
     delta,
@@ -348,8 +401,8 @@ def _grad_logits(
         k_hat,
         q_pos,
         k_pos,
-        lane_ok,
-        lane_ok,
+        q_ok,
+        k_ok,
         chunk_base,
         valid_base,
         length,
@@ -366,7 +419,7 @@ def _grad_logits(
     return probs, grad
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
 def lsh_backward_query_round(
     QK,
     V,
@@ -389,6 +442,7 @@ def lsh_backward_query_round(
     dim_v,
     scale,
     BLOCK_C: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr,
@@ -397,9 +451,9 @@ def lsh_backward_query_round(
     LOOK_BACK: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """dq of one round's query chunks: grid (chunks_per_round, B·H); DQ (B, H, Lp, D)
-    float32 += dS k̂ / sqrt(D) at the chunk's positions."""
-    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+    """dq of one round's query tiles: grid (chunks_per_round·B·H·BLOCK_C/BLOCK_Q,); DQ
+    (B, H, Lp, D) float32 += dS k̂ / sqrt(D) at the tile's positions."""
+    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
         QK,
         V,
         SORT,
@@ -410,25 +464,31 @@ def lsh_backward_query_round(
         length,
         n_rounds,
         chunks_per_round,
-        chunk,
         dim,
         dim_v,
-        BLOCK_C,
+        BLOCK_C // BLOCK_Q,
+        BLOCK_Q,
     )
 
-    q_pos, q_raw, q = _queries(sort_base, qk_base, g, chunk, lane_ok, dim, scale, BLOCK_C, BLOCK_D)
-    d_out = _rows(DO + bh * length * dim_v, q_pos, lane_ok, dim_v, BLOCK_DV)
-    row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, lane_ok)
+    q_pos, q_ok, q_raw, q = _queries(
+        sort_base, qk_base, g, chunk, first, dim, scale, BLOCK_Q, BLOCK_D
+    )
+    d_out = _rows(DO + bh * length * dim_v, q_pos, q_ok, dim_v, BLOCK_DV)
+    row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, q_ok)
 
-    k_hat = _unit(q_raw)
+    if BLOCK_Q == BLOCK_C:  # the tile is the whole chunk: its own rows are the keys
+        k_pos, k_ok, k_hat = q_pos, q_ok, _unit(q_raw)
+    else:
+        k_pos, k_ok, k_hat = _keys(sort_base, qk_base, g, chunk, dim, BLOCK_C, BLOCK_D)
     _, grad = _grad_logits(
         q,
         k_hat,
-        _rows(v_base, q_pos, lane_ok, dim_v, BLOCK_DV),
+        _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV),
         d_out,
         q_pos,
-        q_pos,
-        lane_ok,
+        k_pos,
+        q_ok,
+        k_ok,
         row_max,
         log_sum,
         delta,
@@ -444,16 +504,18 @@ def lsh_backward_query_round(
     )
     grad_q = tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
     if LOOK_BACK:
-        k_pos = _slots(sort_base, (g + total - 1) % total, chunk, lane_ok, BLOCK_C)
-        k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
+        k_pos, k_ok, k_hat = _keys(
+            sort_base, qk_base, (g + total - 1) % total, chunk, dim, BLOCK_C, BLOCK_D
+        )
         _, grad = _grad_logits(
             q,
             k_hat,
-            _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV),
+            _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV),
             d_out,
             q_pos,
             k_pos,
-            lane_ok,
+            q_ok,
+            k_ok,
             row_max,
             log_sum,
             delta,
@@ -469,11 +531,11 @@ def lsh_backward_query_round(
         )
         grad_q += tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
     dq_base = DQ + bh * length * dim
-    grad_q = _rows(dq_base, q_pos, lane_ok, dim, BLOCK_D) + grad_q * scale
-    _store_rows(dq_base, q_pos, lane_ok, dim, grad_q, BLOCK_D)
+    grad_q = _rows(dq_base, q_pos, q_ok, dim, BLOCK_D) + grad_q * scale
+    _store_rows(dq_base, q_pos, q_ok, dim, grad_q, BLOCK_D)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
 def lsh_backward_key_round(
     QK,
     V,
@@ -497,6 +559,7 @@ def lsh_backward_key_round(
     dim_v,
     scale,
     BLOCK_C: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr,
@@ -505,10 +568,11 @@ def lsh_backward_key_round(
     LOOK_BACK: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """dk̂ and dv of one round's key chunks: grid (chunks_per_round, B·H). Key chunk g is
-    seen by the queries of chunk g and, as their look-back, of chunk g+1 (mod total).
+    """dk̂ and dv of one round's key tiles (BLOCK_Q keys of a chunk): grid
+    (chunks_per_round·B·H·BLOCK_C/BLOCK_Q,). Key chunk g is seen by the queries of chunk g
+    and, as their look-back, of chunk g+1 (mod total), taken BLOCK_Q queries at a time.
     DK (B, H, Lp, D) float32 += dS^T q / sqrt(D); DV (B, H, Lp, Dv) float32 += P^T dO."""
-    bh, g, lane_ok, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
         QK,
         V,
         SORT,
@@ -519,57 +583,71 @@ def lsh_backward_key_round(
         length,
         n_rounds,
         chunks_per_round,
-        chunk,
         dim,
         dim_v,
-        BLOCK_C,
+        BLOCK_C // BLOCK_Q,
+        BLOCK_Q,
     )
     do_base = DO + bh * length * dim_v
 
-    k_pos = _slots(sort_base, g, chunk, lane_ok, BLOCK_C)
-    k_hat = _unit(_rows(qk_base, k_pos, lane_ok, dim, BLOCK_D))
-    v_k = _rows(v_base, k_pos, lane_ok, dim_v, BLOCK_DV)
-    grad_k = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
-    grad_v = tl.zeros((BLOCK_C, BLOCK_DV), dtype=tl.float32)
+    k_pos, k_ok = _slots(sort_base, g, chunk, first, BLOCK_Q)
+    k_hat = _unit(_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
+    v_k = _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
+    grad_k = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
+    grad_v = tl.zeros((BLOCK_Q, BLOCK_DV), dtype=tl.float32)
     n_query_chunks: tl.constexpr = 2 if LOOK_BACK else 1
     for step in tl.static_range(n_query_chunks):
-        q_pos, _, q = _queries(
-            sort_base, qk_base, (g + step) % total, chunk, lane_ok, dim, scale, BLOCK_C, BLOCK_D
-        )
-        d_out = _rows(do_base, q_pos, lane_ok, dim_v, BLOCK_DV)
-        row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, lane_ok)
-        probs, grad = _grad_logits(
-            q,
-            k_hat,
-            v_k,
-            d_out,
-            q_pos,
-            k_pos,
-            lane_ok,
-            row_max,
-            log_sum,
-            delta,
-            chunk_base,
-            valid_base,
-            length,
-            n_rounds,
-            total,
-            CAUSAL,
-            HAS_VALID,
-            COUNTS,
-            PRECISION,
-        )
-        grad_v += tl.dot(tl.trans(probs.to(d_out.dtype)), d_out, input_precision=PRECISION)
-        grad_k += tl.dot(tl.trans(grad.to(q.dtype)), q, input_precision=PRECISION)
+        # A rolled loop: unrolled, the compiler hoists the next tiles' gathers and the
+        # float32 kernel spills; not pipelined either (one stage), for the same reason.
+        for tile in tl.range(0, BLOCK_C // BLOCK_Q, num_stages=1):
+            q_pos, q_ok, _, q = _queries(
+                sort_base,
+                qk_base,
+                (g + step) % total,
+                chunk,
+                tile * BLOCK_Q,
+                dim,
+                scale,
+                BLOCK_Q,
+                BLOCK_D,
+            )
+            d_out = _rows(do_base, q_pos, q_ok, dim_v, BLOCK_DV)
+            row_max, log_sum, delta = _statistics(
+                ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, q_ok
+            )
+            probs, grad = _grad_logits(
+                q,
+                k_hat,
+                v_k,
+                d_out,
+                q_pos,
+                k_pos,
+                q_ok,
+                k_ok,
+                row_max,
+                log_sum,
+                delta,
+                chunk_base,
+                valid_base,
+                length,
+                n_rounds,
+                total,
+                CAUSAL,
+                HAS_VALID,
+                COUNTS,
+                PRECISION,
+            )
+            grad_v += tl.dot(tl.trans(probs.to(d_out.dtype)), d_out, input_precision=PRECISION)
+            grad_k += tl.dot(tl.trans(grad.to(q.dtype)), q, input_precision=PRECISION)
     dk_base, dv_base = DK + bh * length * dim, DV + bh * length * dim_v
     _store_rows(
-        dk_base, k_pos, lane_ok, dim, _rows(dk_base, k_pos, lane_ok, dim, BLOCK_D) + grad_k, BLOCK_D
+        dk_base, k_pos, k_ok, dim, _rows(dk_base, k_pos, k_ok, dim, BLOCK_D) + grad_k, BLOCK_D
     )
     _store_rows(
         dv_base,
         k_pos,
-        lane_ok,
+        k_ok,
         dim_v,
-        _rows(dv_base, k_pos, lane_ok, dim_v, BLOCK_DV) + grad_v,
+        _rows(dv_base, k_pos, k_ok, dim_v, BLOCK_DV) + grad_v,
         BLOCK_DV,
     )

@@ -3,7 +3,7 @@
 Each chunk attends to itself and the previous one, so attention work per query grows with
 the chunk length (2·bucket_size keys) while the number of buckets (2·L/bucket_size) falls.
 On CUDA each point is measured through the torch path and, for chunks the Triton kernels
-take (up to 128), through them too.
+take (up to 64), through them too.
 """
 
 from __future__ import annotations

@@ -42,12 +42,65 @@ def test_bad_calls_print_the_usage_and_exit_2(args):
     assert done.returncode == 2 and "usage:" in done.stderr
 
 
+def test_the_prerequisites_are_checked_first_and_said_plainly(tmp_path):
+    """What Triton's launchers need (a C compiler, Python.h), a venv with pip, torch, and
+    the triton that torch was built with; a missing compiler fails the stage by name."""
+    out = tmp_path / "out"
+    env = {"PYTHON": sys.executable, "GPU_CHECK_STAGES": "prereqs install"}
+    done = _run("--dry-run", str(out), env=env)
+    log = (out / "logs" / "prereqs.log").read_text()
+    for needed in ("C compiler", "Python.h", "venv", "torch", "triton installed"):
+        assert needed in log, log
+    assert (out / "summary.txt").exists()
+    summary = (out / "summary.txt").read_text()
+    assert "prereqs" in summary and "install" in summary and "warm" not in summary
+    assert done.returncode in (0, 1)  # 1 only where this machine misses a prerequisite
+
+    no_compiler = {**env, "GPU_CHECK_STAGES": "prereqs", "CC": "", "PATH": _path_without_cc()}
+    done = _run("--dry-run", str(tmp_path / "bare"), env=no_compiler)
+    log = (tmp_path / "bare" / "logs" / "prereqs.log").read_text()
+    assert "MISSING  C compiler" in log and done.returncode == 1, log
+
+
+def _path_without_cc() -> str:
+    """PATH with bash and coreutils but no gcc or clang: a folder of links to the tools
+    the script itself uses."""
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    for tool in (
+        "bash",
+        "timeout",
+        "date",
+        "mkdir",
+        "tr",
+        "tail",
+        "tee",
+        "cat",
+        "grep",
+        "sed",
+        "wc",
+        "printf",
+        "nproc",
+        "uname",
+        "git",
+        "uptime",
+        "head",
+        "dirname",
+        "env",
+    ):
+        found = shutil.which(tool)
+        if found:
+            os.symlink(found, os.path.join(folder, tool))
+    return folder
+
+
 @pytest.mark.slow
 def test_a_dry_run_goes_through_every_stage(tmp_path):
     out = tmp_path / "out"
     budgets = {
         f"GPU_CHECK_{stage}_S": "400"
-        for stage in ("INSTALL", "GPU_TESTS", "KERNEL_BENCH", "SCALE", "REPORT")
+        for stage in ("PREREQS", "INSTALL", "WARM", "GPU_TESTS", "KERNEL_BENCH", "SCALE", "REPORT")
     }
     done = _run(
         "--dry-run",
@@ -62,7 +115,7 @@ def test_a_dry_run_goes_through_every_stage(tmp_path):
     )
     summary = (out / "summary.txt").read_text()
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    for stage in ("install", "gpu-tests", "kernel-bench", "scale", "report"):
+    for stage in ("prereqs", "install", "warm", "gpu-tests", "kernel-bench", "scale", "report"):
         assert any(line.startswith(stage) and " ok " in line for line in summary.splitlines()), (
             summary
         )
@@ -77,3 +130,8 @@ def test_a_dry_run_goes_through_every_stage(tmp_path):
     bench = json.loads((out / "kernel_bench.json").read_text())
     assert isinstance(bench["times_ms"]["torch"]["256"], float)
     assert (out / "logs" / "gpu_tests.xml").exists()
+    # The warm stage's plan: each stage's compile count and an estimate from compile
+    # times measured on this machine.
+    assert "compile time measured here" in summary, summary
+    for stage in ("warm", "gpu-tests", "kernel-bench", "suites"):
+        assert any(line.startswith(f"| {stage} | ") for line in summary.splitlines()), summary
