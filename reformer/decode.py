@@ -88,8 +88,9 @@ def exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, sdpa: 
 class LSHCache:
     """The LSH decoding cache of one layer (module docstring: what it holds, the rule).
 
-    ``weights`` are the layer's qk and v projections, (d_model, d_model) each, as
-    ``nn.Linear`` stores them (out, in).
+    ``head_weights`` (H, d_model, 2·d_head), the layer's per-head qk and v projections
+    that a step recomputes keys with, is set by the layer that makes the cache
+    (reformer.lsh.LSHSelfAttention.new_cache): they are fixed for the whole generation.
     """
 
     def __init__(
@@ -131,8 +132,7 @@ class LSHCache:
             batch, n_heads, n_hashes, n_buckets_total, dtype=torch.int64, device=like.device
         )
         self.length = 0
-        # The layer's per-head projections (H, d_model, 2·d_head), set on the first step.
-        self.head_weights: torch.Tensor | None = None
+        self.head_weights: torch.Tensor | None = None  # see the class docstring
 
     @property
     def n_buckets(self) -> int | tuple[int, ...]:
@@ -167,9 +167,9 @@ class LSHCache:
             buckets = buckets.gather(-1, order)
             first = torch.cumsum(added, -1) - added
             rank = torch.arange(n_new, device=x.device) - first.gather(-1, buckets)
-            membership = self.counts.gather(-1, buckets) + rank
-            total = self.counts.gather(-1, buckets) + added.gather(-1, buckets)
-            keep = membership >= total - c  # only the bucket_size most recent survive
+            before = self.counts.gather(-1, buckets)  # members each bucket already had
+            membership = before + rank
+            keep = membership >= before + added.gather(-1, buckets) - c  # the c most recent
             values = positions[order]
         n_lists = math.prod(self.table.shape[:3])
         base = torch.arange(n_lists, device=x.device).view(*self.table.shape[:3], 1)

@@ -280,6 +280,7 @@ class LSHSelfAttention(nn.Module):
             generator=self.generator,
             like=like,
         )
+        cache.head_weights = self._head_weights().detach()
         return cache
 
     def cached(self, x: torch.Tensor, cache: LSHCache) -> torch.Tensor:
@@ -304,8 +305,7 @@ class LSHSelfAttention(nn.Module):
             )
         elif n_new == 1:
             buckets = cache.buckets(qk)
-            if cache.head_weights is None:  # the weights are fixed for the whole generation
-                cache.head_weights = self._head_weights()
+            assert cache.head_weights is not None  # set by new_cache
             out = cache.attend(qk[:, :, 0], v[:, :, 0], buckets[..., 0], cache.head_weights)
             out = out[:, :, None]
         else:
