@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from suites.arguments import positive_int
+from suites.arguments import non_negative_float, positive_int
 
 FOLDERS = (Path("runs"), Path("results"))
 PATTERN = "bytes_reformer-lsh*.pt"
@@ -27,16 +27,6 @@ PATTERN = "bytes_reformer-lsh*.pt"
 def newest_checkpoint(folders: tuple[Path, ...] = FOLDERS) -> Path | None:
     found = [p for folder in folders for p in (folder / "quality" / "checkpoints").glob(PATTERN)]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
