@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from suites.row_types import INT_FIELDS, NUMBER_FIELDS
 from suites.rows import newest_per_point
-from suites.spec import DEFAULTS, ROW_CONFIG_FIELDS
+from suites.spec import ROW_CONFIG_FIELDS
 from suites.store import (
     ENVIRONMENT_FIELDS,
     IDENTITY_FIELDS,
@@ -50,30 +51,9 @@ MEASURED_COLUMNS = (
     "peak_source",
     "mfu",
 )
-# The integer config fields, then the measured numbers.
-NUMERIC_COLUMNS = (
-    "batch",
-    "seq_len",
-    "num_threads",
-    *(name for name in ROW_CONFIG_FIELDS if type(DEFAULTS.get(name)) is int),
-    "n_cpus",
-    "t_median_ms",
-    "t_iqr_ms",
-    "n_samples",
-    "peak_mb",
-    "reserved_mb",
-    "nvml_peak_mb",
-    "saved_mb",
-    "tokens_per_s",
-    "flops",
-    "tflops_per_s",
-    "wall_s",
-    "accuracy",
-    "bits_per_byte",
-    "step",
-    "peak_tflops",
-    "mfu",
-)
+# Every field the row reader checks as a number (suites.row_types): coerced, so a column
+# of ints and nulls is numeric in the frame.
+NUMERIC_COLUMNS = (*INT_FIELDS, *NUMBER_FIELDS)
 _MEASURED_SUFFIXES = ("_ms", "_mb", "_per_s", "_s")
 REQUIRED = ("suite", "model", "status")
 

@@ -30,6 +30,7 @@ INT_FIELDS = (
     "grid_points",
     "step",
     "steps",
+    "new_tokens",
 )
 NUMBER_FIELDS = (
     "t_median_ms",
@@ -50,6 +51,9 @@ NUMBER_FIELDS = (
     "accuracy",
     "bits_per_byte",
     "loss",
+    "t_p90_ms",
+    "prefill_ms",
+    "cache_bytes_per_token",
 )
 TEXT_FIELDS = (
     "run_id",
