@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reformer.backends import validate_backend
+from reformer.lsh_core import SLICE_ELEMENTS
 
 ATTENTIONS = ("lsh", "full", "sdpa")
 
@@ -38,6 +39,10 @@ class ReformerConfig:
     # LSH attention implementation: "auto" (Triton on CUDA when installed, else torch) |
     # "torch" | "triton" (reformer.backends)
     backend: str = "auto"
+    # Logits per batched op of the torch LSH path (batch rows × heads × chunks × c × 2c,
+    # about 10 bytes each live in backward): more means fewer, larger ops and more
+    # transient memory. It never changes the result (like trax's n_parallel_heads).
+    slice_elements: int = SLICE_ELEMENTS
 
     def __post_init__(self) -> None:
         for name in ("dup_correction", "causal", "reversible"):
@@ -53,6 +58,7 @@ class ReformerConfig:
             "bucket_size",
             "ff_chunks",
             "max_seq_len",
+            "slice_elements",
         )
         if self.d_model % self.n_heads:
             allowed = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0]

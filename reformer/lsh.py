@@ -42,7 +42,7 @@ from reformer.hashing import (
     rotation_width,
     total_buckets,
 )
-from reformer.lsh_core import Layout, LSHAttentionFunction
+from reformer.lsh_core import SLICE_ELEMENTS, Layout, LSHAttentionFunction
 from reformer.seeds import layer_seed
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -63,6 +63,7 @@ def lsh_attention(
     dup_correction: bool = True,
     return_buckets: bool = False,
     backend: str = "auto",
+    slice_elements: int = SLICE_ELEMENTS,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """LSH attention of qk (B, H, L, D) and v (B, H, L, Dv) -> (B, H, L, Dv).
 
@@ -73,6 +74,10 @@ def lsh_attention(
     With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64.
     ``backend`` picks the implementation: "torch", "triton" or "auto" (see
     ``reformer.backends.resolve_backend``); both compute the same function.
+    ``slice_elements`` bounds the torch path's work per batched op, in logits (batch rows ×
+    heads × chunks × c × 2c; about 10 bytes each are live in backward): larger slices mean
+    fewer, larger ops and more transient memory (like trax's ``n_parallel_heads``). It
+    never changes the result.
 
     Empty input (B, H or L = 0) gives an empty output of the same shape, as torch's own
     attention does. NaN or inf in qk or v propagate to the outputs of the queries that see
@@ -85,6 +90,14 @@ def lsh_attention(
     ):
         require_bool(name, switch)
     _check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
+    if (
+        isinstance(slice_elements, bool)
+        or not isinstance(slice_elements, int)
+        or slice_elements < 1
+    ):
+        raise ValueError(
+            f"slice_elements={slice_elements!r} must be an int >= 1 (logits per slice)"
+        )
     if qk.shape[:3].numel() == 0:
         return _empty(qk, v, n_hashes, return_buckets)
     backend = resolve_backend(backend, qk.device, qk.dtype, bucket_size, qk.shape[-1], v.shape[-1])
@@ -123,6 +136,7 @@ def lsh_attention(
         causal=causal,
         dup_correction=dup_correction,
         scale=d_head**-0.5,
+        slice_elements=slice_elements,
     )
     function: type[torch.autograd.Function] = LSHAttentionFunction
     if backend == "triton":
@@ -261,6 +275,7 @@ class LSHSelfAttention(nn.Module):
             padding_mask=padding_mask,
             dup_correction=cfg.dup_correction,
             backend=cfg.backend,
+            slice_elements=cfg.slice_elements,
         )
         assert isinstance(out, torch.Tensor)  # no return_buckets: one tensor
         return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))
@@ -302,6 +317,7 @@ class LSHSelfAttention(nn.Module):
                 dup_correction=cfg.dup_correction,
                 return_buckets=True,
                 backend=cfg.backend,
+                slice_elements=cfg.slice_elements,
             )
         elif n_new == 1:
             buckets = cache.buckets(qk)

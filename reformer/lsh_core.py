@@ -10,8 +10,15 @@ occurrence's weight by its count, so a key seen in several windows weighs once.
 Unlike the peers, which keep every round's (L, 2c) chunk scores for backward, this
 Function saves only qk, v, the sort permutation, the output and one log-sum-exp per
 position, and recomputes chunk scores block by block in backward, as FlashAttention does.
-Work is done in slices of (head group, round, block of chunks) whose size is bounded, so
-transient memory does not grow with L.
+Work is done in slices of (head group, round, block of chunks) whose number of logits is
+bounded by ``Layout.slice_elements`` (an argument of ``lsh_attention``), so transient memory
+does not grow with L, while short sequences still run as a few large batched ops.
+
+The CPU cost of this path is the number of passes over a slice's (c, 2c) logits, so every
+mask is one float bias added by the logits' own matmul (``baddbmm``): causal and padding
+masks, and the duplicate correction, done by keeping exactly one occurrence of each key
+a query sees (the one in the earliest round; see :func:`_mask_seen_before`) instead of dividing
+every occurrence's weight by its count. Both give the same softmax over the union of keys.
 """
 
 from __future__ import annotations
@@ -23,18 +30,26 @@ import torch.nn.functional as F
 
 # The self logit: a position attends to itself only when it has nothing else to see.
 SELF_LOGIT = -1e5
-# Masked pairs (causal, padding), so they never set a row's maximum; their weights are then
-# zeroed exactly.
+# The logit of a masked pair in the reference; inside the kernel a masked pair (causal,
+# padding, a duplicate occurrence) gets a bias of at most -0.75 × MASK_SCALE, so it never
+# sets a row's maximum and after the shift lies far below the floor: its weight is exactly 0.
 MASK_LOGIT = -1e9
+MASK_SCALE = 1e9
 # exp() of anything below about -87 gives a float32 denormal or underflows, and x86 takes
-# a microcode slow path for those (25-100x slower here). Shifted logits are clamped to
-# this floor first; masked pairs are then zeroed exactly, and a self pair that is not
-# alone keeps a weight of exp(-87) ~ 1.6e-38 instead of exp(-1e5): no measurable change.
+# a microcode slow path for those (25-100x slower here). Shifted logits at or below this
+# floor are set to -inf first, so their weights are exactly 0 and exp() stays fast; a
+# weight below exp(-87) ~ 1.6e-38 of the row's largest is no measurable change.
 EXP_FLOOR = -87.0
-# Logit elements per slice (batch × heads × chunks × c × 2c): bounds transient memory.
-SLICE_ELEMENTS = 1 << 22
-# A (batch, head) whose round has this many logits is processed on its own (see groups()).
-SOLO_ELEMENTS = 1 << 18
+# Inside the kernel logits are kept in base 2 (natural logits × log2(e), folded into the
+# logits' matmul), because exp2 is about four times faster than exp on the CPU and
+# 2^(l·log2 e) = e^l. The floor and the self logit in those units:
+LOG2E = 1.4426950408889634
+SELF_LOGIT2 = SELF_LOGIT * LOG2E
+EXP2_FLOOR = EXP_FLOOR * LOG2E
+# Default logit elements per slice (batch × heads × chunks × c × 2c). About ten bytes per
+# logit are live at once in backward, so 2^20 bounds a slice's transient memory near 10 MiB
+# while a 2K-token layer still runs as one slice per round.
+SLICE_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class Layout:
     causal: bool
     dup_correction: bool
     scale: float
+    slice_elements: int = SLICE_ELEMENTS
 
     @property
     def chunks_per_round(self) -> int:
@@ -75,23 +91,29 @@ class Layout:
     def groups(self):
         """Yield (b0, b1, h0, h1): the (batch, head) ranges processed together.
 
-        A long sequence goes one (batch, head) at a time: its chunk windows are then
-        strided views that batched matmul reads without copying. Short sequences group
-        the whole batch and as many heads as fit one slice, to keep Python overhead low.
+        As many (batch, head) rows as fit ``slice_elements`` logits per round go together:
+        the whole batch when it fits, else blocks of batch rows with every head, else one
+        batch row and a block of heads (at least one; :meth:`chunk_blocks` then cuts the
+        round). Fewer, larger slices mean fewer ops; the budget bounds their memory.
         """
         per_head = self.padded_len * self.window
-        if per_head >= SOLO_ELEMENTS or self.batch * per_head > SLICE_ELEMENTS:
-            for b in range(self.batch):
-                for h in range(self.n_heads):
-                    yield b, b + 1, h, h + 1
+        budget = self.slice_elements
+        if self.batch * self.n_heads * per_head <= budget:
+            yield 0, self.batch, 0, self.n_heads
             return
-        heads = max(1, min(self.n_heads, SLICE_ELEMENTS // (self.batch * per_head)))
-        for h in range(0, self.n_heads, heads):
-            yield 0, self.batch, h, min(h + heads, self.n_heads)
+        if self.n_heads * per_head <= budget:
+            rows = budget // (self.n_heads * per_head)
+            for b in range(0, self.batch, rows):
+                yield b, min(b + rows, self.batch), 0, self.n_heads
+            return
+        heads = max(1, budget // per_head)
+        for b in range(self.batch):
+            for h in range(0, self.n_heads, heads):
+                yield b, b + 1, h, min(h + heads, self.n_heads)
 
     def chunk_blocks(self, group_size: int):
         """Yield (n0, n1): blocks of chunks of one round, bounding a slice's logits."""
-        step = max(1, SLICE_ELEMENTS // (group_size * self.chunk * self.window))
+        step = max(1, self.slice_elements // (group_size * self.chunk * self.window))
         step = min(step, self.chunks_per_round)
         for start in range(0, self.chunks_per_round, step):
             yield start, min(start + step, self.chunks_per_round)
@@ -174,6 +196,19 @@ def _row_index(x: torch.Tensor, batches, heads, positions):
     return table, flat
 
 
+def round_chunks(sort_idx: torch.Tensor, layout: Layout, dtype: torch.dtype) -> torch.Tensor:
+    """Chunk of each position within each round: (B, H, Lp, R) in ``dtype``.
+
+    Position-major so one row gather reads a key's chunk in every round; float so the
+    duplicate test in :func:`_mask_seen_before` is a few fast vector ops (chunk numbers are
+    exact in float32 up to 2^24).
+    """
+    rank = torch.empty_like(sort_idx)
+    ranks = torch.arange(layout.padded_len, device=sort_idx.device).expand_as(sort_idx)
+    rank.scatter_(-1, sort_idx, ranks)
+    return (rank // layout.chunk).to(dtype).transpose(2, 3).contiguous()
+
+
 @dataclass
 class Slice:
     """Recomputable tensors of one slice: a (batch, head) group, one round, chunks [n0, n1)."""
@@ -183,10 +218,21 @@ class Slice:
     queries: torch.Tensor  # (b, h, n, c, D) pre-scaled by 1/sqrt(D)
     keys: torch.Tensor  # (b, h, n, w, D) unit-length keys, w = 2c (c without look-back)
     values: torch.Tensor  # (b, h, n, w, Dv)
-    logits: torch.Tensor  # (b, h, n, c, w) float32 (float64 for float64 inputs)
-    is_self: torch.Tensor  # (b, h, n, c, w) bool: the query's own slot (constant logit)
-    masked: torch.Tensor | None  # (b, h, n, c, w) bool: causal or padding, zero weight
-    counts: torch.Tensor | None  # (b, h, n, c, w) occurrences of each key, or None
+    # (b, h, n, c, w) float32 (float64 for float64 inputs): base-2 logits,
+    # log2(e)·q·k̂/sqrt(D) plus the mask bias; the query's own slot holds SELF_LOGIT2 plus
+    # its bias.
+    logits: torch.Tensor
+    # (b, h, c, c) bool: the query's own position among the look-back keys of the round's
+    # first chunk (there it is the previous round's slot), or None when the slice holds no
+    # such chunk. Every other own slot is the diagonal of the own half of the window.
+    first_self: torch.Tensor | None
+
+    def zero_self(self, grad_logits: torch.Tensor) -> None:
+        """No gradient flows through the constant self logit."""
+        _own_diagonal(grad_logits).zero_()
+        if self.first_self is not None:
+            c = self.first_self.shape[-1]
+            grad_logits[:, :, 0, :, :c].masked_fill_(self.first_self, 0.0)
 
 
 def build_slice(
@@ -201,7 +247,10 @@ def build_slice(
     rnd: int,
     chunks: tuple[int, int],
 ) -> Slice:
-    """Gather one slice and compute its masked logits."""
+    """Gather one slice and compute its biased logits (one matmul adds the mask bias).
+
+    ``chunk_of`` is :func:`round_chunks`' table when the duplicate correction applies.
+    """
     b0, b1, h0, h1 = group
     n0, n1 = chunks
     c, n_chunks = layout.chunk, n1 - n0
@@ -220,26 +269,133 @@ def build_slice(
     # (a padded position) would give NaN keys whose zero weights still poison matmuls.
     wide = torch.promote_types(qk.dtype, torch.float32)
     keys = F.normalize(rows.take(qk, key_pos).to(wide), dim=-1).to(qk.dtype)
-    keys = _windows(keys, layout, n_chunks)
-    values = _windows(rows.take(v, key_pos), layout, n_chunks)
+    keys = _dense_windows(keys, layout, n_chunks)
+    values = _dense_windows(rows.take(v, key_pos), layout, n_chunks)
 
     compute = torch.float64 if qk.dtype == torch.float64 else torch.float32
-    logits = torch.matmul(queries, keys.transpose(-1, -2)).to(compute)
-    q_pos = query_pos.unflatten(-1, (n_chunks, c)).unsqueeze(-1)  # (b, h, n, c, 1)
-    k_pos = _windows(key_pos.unsqueeze(-1), layout, n_chunks).squeeze(-1).unsqueeze(-2)
-    is_self = q_pos == k_pos
-    logits.masked_fill_(is_self, SELF_LOGIT)
-    masked = k_pos > q_pos if layout.causal else None
+    first_self = None
+    if layout.look_back and n0 == 0 and layout.n_hashes > 1:
+        first_self = query_pos[..., :c, None] == key_pos[..., None, :c]
+    bias = _bias(query_pos, key_pos, key_valid, chunk_of, layout, rows, group, rnd, n0, compute)
+    if bias is None:
+        own_self = torch.full((), SELF_LOGIT2, dtype=compute, device=qk.device)
+        first_bias = own_self
+        bias = torch.empty(queries.shape[:-1] + (layout.window,), dtype=compute, device=qk.device)
+        keep = 0.0
+    else:
+        # The bias at the self slots survives the fill below, so a padded or duplicate
+        # self occurrence stays masked.
+        own_self = SELF_LOGIT2 + MASK_SCALE * _own_diagonal(bias)
+        first_bias = None
+        if first_self is not None:
+            first_bias = SELF_LOGIT2 + MASK_SCALE * bias[:, :, 0, :, :c]
+        keep = MASK_SCALE
+    if qk.dtype == compute:
+        # One matmul forms bias + log2(e)·q·k̂ in place.
+        flat_queries = queries.reshape(-1, c, queries.shape[-1])
+        flat_keys = keys.reshape(-1, layout.window, keys.shape[-1]).transpose(1, 2)
+        flat = bias.view(-1, c, layout.window)
+        # The out= form rather than baddbmm_: torch's FLOP counter sees it.
+        torch.baddbmm(flat, flat_queries, flat_keys, beta=keep, alpha=LOG2E, out=flat)
+        logits = bias
+    else:  # half precision: the matmul in its dtype, the bias in float32
+        scores = torch.matmul(queries, keys.transpose(-1, -2))
+        logits = bias.mul_(keep).add_(scores, alpha=LOG2E)
+    _own_diagonal(logits).copy_(own_self)
+    if first_self is not None:
+        head = logits[:, :, 0, :, :c]
+        head.copy_(torch.where(first_self, first_bias, head))
+    return Slice(query_pos, key_pos, queries, keys, values, logits, first_self)
+
+
+def _own_diagonal(x: torch.Tensor) -> torch.Tensor:
+    """The own slot of each query in x (b, h, n, c, w): a (b, h, n, c) view."""
+    c = x.shape[-2]
+    return x[..., -c:].diagonal(dim1=-2, dim2=-1)
+
+
+def _bias(
+    query_pos, key_pos, key_valid, chunk_of, layout: Layout, rows: Rows, group, rnd, n0, dtype
+):
+    """(b, h, n, c, w) mask: 0 where a query may see a window key, at most -0.75 where the
+    key is in its future, padding, or an occurrence of a key already seen (the matmul
+    scales it by MASK_SCALE). None when nothing is masked.
+
+    Built as the minimum of one term per reason, each exactly 1 when the key is visible
+    and at most 0.25 when not, so each reason costs one or two passes and the result one
+    subtraction.
+    """
+    b0, b1, h0, h1 = group
+    c = layout.chunk
+    n_chunks = query_pos.shape[-1] // c
+    shape = (b1 - b0, h1 - h0, n_chunks, c, layout.window)
+    visible = None
+    if layout.causal:
+        q_pos = query_pos.to(dtype).unflatten(-1, (n_chunks, c)).unsqueeze(-1)
+        k_pos = _windows(key_pos.to(dtype).unsqueeze(-1), layout, n_chunks).transpose(-1, -2)
+        # q - k + 1 is at least 1 exactly for keys at or before the query.
+        visible = torch.sub(q_pos + 1, k_pos).clamp_max_(1.0)
     if key_valid is not None:
         valid = key_valid[b0:b1].unsqueeze(1).expand(-1, h1 - h0, -1).gather(-1, key_pos)
-        invalid = ~_windows(valid.unsqueeze(-1), layout, n_chunks).squeeze(-1).unsqueeze(-2)
-        masked = invalid if masked is None else masked | invalid
-    if masked is not None:
-        logits.masked_fill_(masked, MASK_LOGIT)
-    counts = None
+        valid = _windows(valid.to(dtype).unsqueeze(-1), layout, n_chunks).transpose(-1, -2)
+        if visible is None:
+            visible = valid.expand(shape).clone()
+        else:
+            torch.minimum(visible, valid, out=visible)
     if layout.needs_counts:
-        counts = _occurrence_counts(chunk_of[b0:b1, h0:h1], query_pos, key_pos, layout, rnd, chunks)
-    return Slice(query_pos, key_pos, queries, keys, values, logits, is_self, masked, counts)
+        if visible is None:
+            visible = torch.ones(shape, dtype=dtype, device=query_pos.device)
+        _mask_seen_before(visible, query_pos, key_pos, chunk_of, layout, rows, rnd, n0)
+    return None if visible is None else visible.sub_(1.0)
+
+
+def _mask_seen_before(visible, query_pos, key_pos, chunk_of, layout: Layout, rows, rnd, n0):
+    """Mask, in ``visible``, every occurrence of a key but one for each query (the
+    duplicate correction).
+
+    A query in round r', chunk C sees chunks C and C-1 of the rounds laid end to end: its
+    own round's chunks C and C-1, or, for a round's first chunk, the previous round's last
+    chunk. The kept occurrence of key j for query i is the one in the earliest round whose
+    window holds j (and, in a round's first chunk, the own chunk's rather than the
+    look-back's). So this slice's occurrence is masked when j is in i's window in an earlier
+    round r' < r: chunk_r'(i) - chunk_r'(j) is 0 or 1, or i is in round r''s first chunk
+    and j in round r'-1's last. Half the rounds are tested on average, three vector passes
+    each, with no per-pair count to divide by.
+    """
+    c, n_rounds = layout.chunk, layout.n_hashes
+    n_chunks = query_pos.shape[-1] // c
+    last = layout.chunks_per_round - 1
+    q_chunk = rows.take(chunk_of, query_pos).unflatten(2, (n_chunks, c))  # (b, h, n, c, R)
+    k_chunk = _windows(rows.take(chunk_of, key_pos), layout, n_chunks)  # (b, h, n, w, R)
+    scratch = torch.empty_like(visible)
+    flat = visible.view(-1, layout.window)
+    for earlier in range(rnd):
+        q = q_chunk[..., earlier].unsqueeze(-1)  # (b, h, n, c, 1)
+        k = k_chunk[..., earlier].unsqueeze(-2) + 0.5  # (b, h, n, 1, w)
+        # (d - 0.5)^2 is 0.25 for a chunk difference d of 0 or 1, at least 2.25 otherwise.
+        torch.minimum(visible, torch.sub(q, k, out=scratch).square_(), out=visible)
+        if not layout.look_back:
+            continue
+        # Queries in round r''s first chunk also saw round r'-1's last chunk: few rows.
+        first = (q_chunk[..., earlier] == 0).flatten().nonzero().squeeze(1)
+        if first.numel():
+            before = k_chunk[..., (earlier - 1) % n_rounds] == last  # (b, h, n, w)
+            hidden = before.flatten(0, 2).index_select(0, first // c)
+            flat.index_copy_(0, first, flat.index_select(0, first).masked_fill_(hidden, 0.0))
+    if layout.look_back and n0 == 0 and n_rounds > 1:
+        # The round's first chunk: a look-back key that is also in the own chunk.
+        again = k_chunk[:, :, 0, :c, rnd] == 0  # (b, h, c)
+        visible[:, :, 0, :, :c].masked_fill_(again.unsqueeze(-2), 0.0)
+
+
+def _dense_windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
+    """:func:`_windows` as a new contiguous tensor, built by one concatenation of the two
+    halves (a matmul would otherwise copy the overlapping view element by element)."""
+    c = layout.chunk
+    if not layout.look_back:
+        return x.unflatten(2, (n_chunks, c))
+    blocks = x.unflatten(2, (n_chunks + 1, c))
+    return torch.cat([blocks[:, :, :-1], blocks[:, :, 1:]], dim=3)
 
 
 def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
@@ -250,55 +406,11 @@ def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
     return x.unfold(2, 2 * c, c).transpose(-1, -2)
 
 
-def _occurrence_counts(
-    chunk_of, query_pos, key_pos, layout: Layout, rnd: int, chunks: tuple[int, int]
-):
-    """How many (round, slot) occurrences of each window key the query saw in all rounds.
-
-    A query in round r, chunk C sees chunks C and C-1 (mod total). A key's slot in chunk
-    C-1 belongs to round r or, when C is a round's first chunk, to round r-1; chunk ranges
-    of rounds are disjoint, so three comparisons per round find every occurrence. In the
-    slice's own round every window slot is one occurrence, and only the round's first
-    chunk (whose look-back lies in the previous round) can hold a key twice.
-    Returns (b, h, n, c, w) uint8, at least 1 for every window pair.
-    """
-    n_rounds, total = layout.n_hashes, layout.total_chunks
-    n_chunks = chunks[1] - chunks[0]
-    q_chunks = chunk_of.gather(-1, query_pos.unsqueeze(2).expand(-1, -1, n_rounds, -1))
-    k_chunks = chunk_of.gather(-1, key_pos.unsqueeze(2).expand(-1, -1, n_rounds, -1))
-    q_chunks = q_chunks.unflatten(-1, (n_chunks, layout.chunk)).unsqueeze(-1)  # (b,h,R,n,c,1)
-    k_chunks = _windows(k_chunks.flatten(0, 1).unsqueeze(-1), layout, n_chunks)
-    k_chunks = k_chunks.squeeze(-1).unflatten(0, q_chunks.shape[:2]).unsqueeze(-2)
-
-    def add_round(counts, q_chunks, k_chunks, other: int) -> None:
-        own, prev = q_chunks[:, :, other], (q_chunks[:, :, other] - 1) % total
-        counts += k_chunks[:, :, other] == own
-        counts += k_chunks[:, :, other] == prev
-        counts += k_chunks[:, :, (other - 1) % n_rounds] == prev
-
-    counts = torch.ones(
-        q_chunks.shape[:2] + (n_chunks, layout.chunk, layout.window),
-        dtype=torch.uint8,
-        device=query_pos.device,
-    )
-    for other in range(n_rounds):
-        if other != rnd:
-            add_round(counts, q_chunks, k_chunks, other)
-    if chunks[0] == 0:
-        first = counts[:, :, :1]
-        first -= 1
-        add_round(first, q_chunks[:, :, :, :1], k_chunks[:, :, :, :1], rnd)
-    return counts
-
-
-def _weights(piece: Slice, shift: torch.Tensor) -> torch.Tensor:
-    """exp(logits - shift) / counts: each occurrence's unnormalised weight (in place)."""
-    weights = piece.logits.sub_(shift).clamp_min_(EXP_FLOOR).exp_()
-    if piece.masked is not None:
-        weights.masked_fill_(piece.masked, 0.0)
-    if piece.counts is not None:
-        weights.div_(piece.counts)
-    return weights
+def _weights(logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """2^(logits - shift) in place (base-2 logits), exactly 0 at or below the floor (masked
+    pairs)."""
+    shifted = F.threshold_(logits.sub_(shift), EXP2_FLOOR, float("-inf"))
+    return shifted.exp2_()
 
 
 def _add_windows(rows: Rows, target, key_pos, weights, inputs, layout: Layout) -> None:
@@ -331,8 +443,8 @@ class LSHAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qk, v, sort_idx, key_valid, layout: Layout):
         qk, v = _addressable(qk), _addressable(v)
-        chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
         acc = torch.float64 if qk.dtype == torch.float64 else torch.float32
+        chunk_of = round_chunks(sort_idx, layout, acc) if layout.needs_counts else None
         length, d_value = qk.shape[2], v.shape[-1]
         out = _sequence_major(v.shape, v.dtype, v.device)
         lse_max = torch.empty(qk.shape[:3], dtype=acc, device=v.device)
@@ -349,11 +461,14 @@ class LSHAttentionFunction(torch.autograd.Function):
                     piece = build_slice(
                         qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1)
                     )
-                    row_max = piece.logits.amax(dim=-1, keepdim=True)
-                    weights = _weights(piece, row_max)
-                    # A query that sees only masked keys (a padded one) gets output 0, not NaN.
+                    # A row with every key masked (a padded query, or one whose keys were
+                    # all seen in an earlier round) gets weight 0 everywhere: its maximum
+                    # is at least the self logit, far above any masked logit.
+                    row_max = piece.logits.amax(dim=-1, keepdim=True).clamp_min_(SELF_LOGIT2)
+                    weights = _weights(piece.logits, row_max)
                     total = weights.sum(dim=-1, keepdim=True).clamp_min_(torch.finfo(acc).tiny)
-                    part = torch.matmul(weights.div_(total).to(v.dtype), piece.values)
+                    # Normalised after the matmul: c·Dv divisions instead of c·2c.
+                    part = torch.matmul(weights.to(v.dtype), piece.values).to(acc).div_(total)
                     rows.put(round_out, piece.query_pos, part.flatten(2, 3))
                     rows.put(round_max, piece.query_pos, row_max.flatten(2, 3))
                     rows.put(round_sum, piece.query_pos, total.flatten(2, 3))
@@ -371,8 +486,8 @@ class LSHAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         qk, v, sort_idx, key_valid, lse_max, lse_log_sum, out = ctx.saved_tensors
         layout: Layout = ctx.layout
-        chunk_of = chunk_ids(sort_idx, layout) if layout.needs_counts else None
         acc = lse_max.dtype
+        chunk_of = round_chunks(sort_idx, layout, acc) if layout.needs_counts else None
         grad_out = _addressable(grad_out)
         # Gradients are written straight into their (B, Lp, H, D) memory, which is what the
         # projections' backward reads, and accumulated there when acc is their dtype; a
@@ -397,20 +512,27 @@ class LSHAttentionFunction(torch.autograd.Function):
                         qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1)
                     )
                     grid = piece.logits.shape[2:4]
-                    q_max = rows.take(lse_max, piece.query_pos).unflatten(-1, grid).unsqueeze(-1)
-                    q_log_sum = rows.take(lse_log_sum, piece.query_pos).unflatten(-1, grid)
-                    # (b, h, n, c, w): the final attention weights, exp(logit - max - log sum)
-                    probs = _weights(piece, q_max).mul_(q_log_sum.neg().exp_().unsqueeze(-1))
+                    q_max = rows.take(lse_max, piece.query_pos).unflatten(-1, grid)
+                    # Each query's 1 / sum scales its row of dO and its delta rather than
+                    # its (c, w) weights: the same products, c·Dv multiplications instead of
+                    # c·w, and no folded max + log sum, which at the -1e5 self-logit scale
+                    # (float32 spacing 0.0078) would lose a self-only query's exact weight.
+                    inv_sum = rows.take(lse_log_sum, piece.query_pos).neg_().exp_()
+                    inv_sum = inv_sum.unflatten(-1, grid).unsqueeze(-1)  # (b, h, n, c, 1)
+                    weights = _weights(piece.logits, q_max.unsqueeze(-1))
                     d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)
-                    q_delta = _take_local(rows, delta, piece.query_pos, grid)
-                    _add_windows(rows, grad_values, piece.key_pos, probs.to(v.dtype), d_out, layout)
+                    d_out = (d_out.to(acc) * inv_sum).to(v.dtype)
+                    q_delta = _take_local(rows, delta, piece.query_pos, grid).unsqueeze(-1)
+                    q_delta = q_delta.mul_(inv_sum)
+                    _add_windows(
+                        rows, grad_values, piece.key_pos, weights.to(v.dtype), d_out, layout
+                    )
                     grad_probs = torch.matmul(d_out, piece.values.transpose(-1, -2)).to(acc)
                     del d_out
-                    grad_logits = grad_probs.sub_(q_delta.unsqueeze(-1)).mul_(probs)
-                    del probs
-                    # The self logit is a constant: no gradient flows through it. Masked
-                    # pairs need no fill: their probs are exactly 0.
-                    grad_logits.masked_fill_(piece.is_self, 0.0)
+                    grad_logits = grad_probs.sub_(q_delta).mul_(weights)
+                    del weights
+                    # Masked pairs need no fill: their probs are exactly 0.
+                    piece.zero_self(grad_logits)
                     grad_logits = grad_logits.to(qk.dtype)
                     grad_query = torch.matmul(grad_logits, piece.keys).flatten(2, 3)
                     rows.add(grad_q, piece.query_pos, grad_query.mul_(layout.scale))
@@ -456,11 +578,12 @@ def _merge_round(merged, round_out, round_max, round_sum):
     out = sum_r o_r · exp(lse_r - logsumexp_r lse_r), with lse_r = max_r + log sum_r).
 
     round_out (b, h, Lp, Dv) is the round's softmax output; round_max and round_sum
-    (b, h, Lp, 1) are its row maximum and sum of exp(logit - max) / count. The maximum and
-    the sum are kept apart rather than folded into one lse: a row that sees only itself
-    has max = SELF_LOGIT = -1e5 in every round, where float32 is spaced 0.0078, so an lse
-    formed there would carry that rounding into the round weights. Kept apart,
-    exp(max_r - max) is exactly 1 for such rows, and the running-mean update
+    (b, h, Lp, 1) are its row maximum (a base-2 logit) and sum of 2^(logit - max) over the
+    kept occurrences. The maximum and the sum are kept apart rather than folded into one
+    lse: a row that sees only itself has max = SELF_LOGIT2 in every round (without the
+    duplicate correction), where float32 is spaced 0.0156, so an lse formed there would
+    carry that rounding into the round weights. Kept apart, 2^(max_r - max) is exactly 1
+    for such rows, and the running-mean update
     out += (o_r - out) · w_r leaves out exactly v when every round gives v.
     Returns the new (out, max, sum); out is updated in place.
     """
@@ -468,8 +591,8 @@ def _merge_round(merged, round_out, round_max, round_sum):
         return round_out, round_max, round_sum
     out, run_max, run_sum = merged
     new_max = torch.maximum(run_max, round_max)
-    old_part = run_sum * torch.exp(run_max - new_max)
-    new_part = round_sum * torch.exp(round_max - new_max)
+    old_part = run_sum * torch.exp2(run_max - new_max)
+    new_part = round_sum * torch.exp2(round_max - new_max)
     new_sum = old_part + new_part
     out.add_(round_out.sub_(out).mul_(new_part / new_sum))
     return out, new_max, new_sum

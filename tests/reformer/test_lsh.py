@@ -346,14 +346,12 @@ def test_mismatched_shapes_and_dtypes_are_rejected():
         lsh_attention(qk[0], v[0], n_hashes=1, bucket_size=4, seed=0)
 
 
-@pytest.mark.parametrize("solo,slice_elements", [(1, 1 << 22), (1 << 30, 64), (1, 64)])
-def test_slicing_policies_agree_with_reference(monkeypatch, solo, slice_elements):
-    """Long sequences go one (batch, head) at a time and in blocks of chunks; force both
-    on a small case and check against the reference."""
-    import reformer.lsh_core as core
-
-    monkeypatch.setattr(core, "SOLO_ELEMENTS", solo)
-    monkeypatch.setattr(core, "SLICE_ELEMENTS", slice_elements)
+# Per (batch, head) and round: 32 padded positions × a window of 8 = 256 logits.
+@pytest.mark.parametrize("slice_elements", [1 << 22, 768, 512, 64])
+def test_slicing_policies_agree_with_reference(slice_elements):
+    """Every grouping the slice budget can choose (the whole batch, batch rows, heads of one
+    row, blocks of chunks) computes the same function: force each on a small case and
+    check against the reference."""
     qk, v = _inputs(batch=2, heads=3, length=30, dim=4)
     mask = torch.ones(2, 30, dtype=torch.bool)
     mask[1, 3:6] = False
@@ -366,6 +364,7 @@ def test_slicing_policies_agree_with_reference(monkeypatch, solo, slice_elements
         seed=9,
         padding_mask=mask,
         return_buckets=True,
+        slice_elements=slice_elements,
     )
     ref = lsh_attention_reference(qk, v, buckets, bucket_size=4, causal=True, padding_mask=mask)
     real = mask[:, None, :, None]

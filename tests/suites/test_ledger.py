@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-import reformer.lsh_core as lsh_core
 from suites.isolation import run_point
 from suites.ledger import ledger_step, scale_point
 
@@ -52,10 +51,10 @@ REVERSIBLE_BACKWARD_BUFFERS = 11
 
 
 @pytest.mark.parametrize("n_layers", [2, 3])
-def test_reversible_backward_holds_a_fixed_number_of_buffers(monkeypatch, n_layers):
+def test_reversible_backward_holds_a_fixed_number_of_buffers(n_layers):
     # One head and a few chunks at a time, as at long L, so the attention's own slices
     # are far smaller than an (L, d_model) buffer.
-    monkeypatch.setattr(lsh_core, "SOLO_ELEMENTS", 1)
-    monkeypatch.setattr(lsh_core, "SLICE_ELEMENTS", 1 << 12)
-    ledger = ledger_step(scale_point(512, n_layers=n_layers, **SMALL), measure=False)
+    ledger = ledger_step(
+        scale_point(512, n_layers=n_layers, slice_elements=1 << 12, **SMALL), measure=False
+    )
     assert ledger.peak_buffers == REVERSIBLE_BACKWARD_BUFFERS
