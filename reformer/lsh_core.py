@@ -23,6 +23,7 @@ every occurrence's weight by its count. Both give the same softmax over the unio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -196,6 +197,29 @@ def _row_index(x: torch.Tensor, batches, heads, positions):
     return table, flat
 
 
+class Workspace:
+    """Buffers that every slice of one call reuses, by name, for its large temporaries.
+
+    On the CPU a fresh multi-MiB tensor is fresh pages from the kernel (glibc maps large
+    blocks and unmaps them when freed), and faulting them in cost more than the ops that
+    fill them. Each buffer grows to the largest slice and lives for the call, which is no
+    more than the peak one slice already had.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def get(self, name: str, shape, dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised (shape) tensor of dtype, the same memory on every call."""
+        size = math.prod(shape)
+        buffer = self.buffers.get((name, dtype))
+        if buffer is None or buffer.numel() < size:
+            buffer = torch.empty(size, dtype=dtype, device=self.device)
+            self.buffers[(name, dtype)] = buffer
+        return buffer[:size].view(shape)
+
+
 def round_chunks(sort_idx: torch.Tensor, layout: Layout, dtype: torch.dtype) -> torch.Tensor:
     """Chunk of each position within each round: (B, H, Lp, R) in ``dtype``.
 
@@ -246,10 +270,12 @@ def build_slice(
     group: tuple[int, int, int, int],
     rnd: int,
     chunks: tuple[int, int],
+    ws: Workspace,
 ) -> Slice:
     """Gather one slice and compute its biased logits (one matmul adds the mask bias).
 
-    ``chunk_of`` is :func:`round_chunks`' table when the duplicate correction applies.
+    ``chunk_of`` is :func:`round_chunks`' table when the duplicate correction applies;
+    the slice's large tensors live in ``ws``.
     """
     b0, b1, h0, h1 = group
     n0, n1 = chunks
@@ -269,18 +295,18 @@ def build_slice(
     # (a padded position) would give NaN keys whose zero weights still poison matmuls.
     wide = torch.promote_types(qk.dtype, torch.float32)
     keys = F.normalize(rows.take(qk, key_pos).to(wide), dim=-1).to(qk.dtype)
-    keys = _dense_windows(keys, layout, n_chunks)
-    values = _dense_windows(rows.take(v, key_pos), layout, n_chunks)
+    keys = _dense_windows(keys, layout, n_chunks, ws, "keys")
+    values = _dense_windows(rows.take(v, key_pos), layout, n_chunks, ws, "values")
 
     compute = torch.float64 if qk.dtype == torch.float64 else torch.float32
     first_self = None
     if layout.look_back and n0 == 0 and layout.n_hashes > 1:
         first_self = query_pos[..., :c, None] == key_pos[..., None, :c]
-    bias = _bias(query_pos, key_pos, key_valid, chunk_of, layout, rows, group, rnd, n0, compute)
+    bias = _bias(query_pos, key_pos, key_valid, chunk_of, layout, rows, group, rnd, n0, compute, ws)
     if bias is None:
         own_self = torch.full((), SELF_LOGIT2, dtype=compute, device=qk.device)
         first_bias = own_self
-        bias = torch.empty(queries.shape[:-1] + (layout.window,), dtype=compute, device=qk.device)
+        bias = ws.get("logits", queries.shape[:-1] + (layout.window,), compute)
         keep = 0.0
     else:
         # The bias at the self slots survives the fill below, so a padded or duplicate
@@ -315,7 +341,7 @@ def _own_diagonal(x: torch.Tensor) -> torch.Tensor:
 
 
 def _bias(
-    query_pos, key_pos, key_valid, chunk_of, layout: Layout, rows: Rows, group, rnd, n0, dtype
+    query_pos, key_pos, key_valid, chunk_of, layout: Layout, rows: Rows, group, rnd, n0, dtype, ws
 ):
     """(b, h, n, c, w) mask: 0 where a query may see a window key, at most -0.75 where the
     key is in its future, padding, or an occurrence of a key already seen (the matmul
@@ -334,22 +360,26 @@ def _bias(
         q_pos = query_pos.to(dtype).unflatten(-1, (n_chunks, c)).unsqueeze(-1)
         k_pos = _windows(key_pos.to(dtype).unsqueeze(-1), layout, n_chunks).transpose(-1, -2)
         # q - k + 1 is at least 1 exactly for keys at or before the query.
-        visible = torch.sub(q_pos + 1, k_pos).clamp_max_(1.0)
+        visible = ws.get("logits", shape, dtype)
+        torch.sub(q_pos + 1, k_pos, out=visible).clamp_max_(1.0)
     if key_valid is not None:
         valid = key_valid[b0:b1].unsqueeze(1).expand(-1, h1 - h0, -1).gather(-1, key_pos)
         valid = _windows(valid.to(dtype).unsqueeze(-1), layout, n_chunks).transpose(-1, -2)
         if visible is None:
-            visible = valid.expand(shape).clone()
+            visible = ws.get("logits", shape, dtype).copy_(valid.expand(shape))
         else:
             torch.minimum(visible, valid, out=visible)
     if layout.needs_counts:
         if visible is None:
-            visible = torch.ones(shape, dtype=dtype, device=query_pos.device)
-        _mask_seen_before(visible, query_pos, key_pos, chunk_of, layout, rows, rnd, n0)
+            visible = ws.get("logits", shape, dtype).fill_(1.0)
+        scratch = ws.get("scratch", shape, dtype)
+        _mask_seen_before(visible, scratch, query_pos, key_pos, chunk_of, layout, rows, rnd, n0)
     return None if visible is None else visible.sub_(1.0)
 
 
-def _mask_seen_before(visible, query_pos, key_pos, chunk_of, layout: Layout, rows, rnd, n0):
+def _mask_seen_before(
+    visible, scratch, query_pos, key_pos, chunk_of, layout: Layout, rows, rnd, n0
+):
     """Mask, in ``visible``, every occurrence of a key but one for each query (the
     duplicate correction).
 
@@ -367,7 +397,6 @@ def _mask_seen_before(visible, query_pos, key_pos, chunk_of, layout: Layout, row
     last = layout.chunks_per_round - 1
     q_chunk = rows.take(chunk_of, query_pos).unflatten(2, (n_chunks, c))  # (b, h, n, c, R)
     k_chunk = _windows(rows.take(chunk_of, key_pos), layout, n_chunks)  # (b, h, n, w, R)
-    scratch = torch.empty_like(visible)
     flat = visible.view(-1, layout.window)
     for earlier in range(rnd):
         q = q_chunk[..., earlier].unsqueeze(-1)  # (b, h, n, c, 1)
@@ -388,14 +417,17 @@ def _mask_seen_before(visible, query_pos, key_pos, chunk_of, layout: Layout, row
         visible[:, :, 0, :, :c].masked_fill_(again.unsqueeze(-2), 0.0)
 
 
-def _dense_windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
-    """:func:`_windows` as a new contiguous tensor, built by one concatenation of the two
-    halves (a matmul would otherwise copy the overlapping view element by element)."""
+def _dense_windows(
+    x: torch.Tensor, layout: Layout, n_chunks: int, ws: Workspace, name: str
+) -> torch.Tensor:
+    """:func:`_windows` as a contiguous tensor in ``ws``, built by one concatenation of the
+    two halves (a matmul would otherwise copy the overlapping view element by element)."""
     c = layout.chunk
     if not layout.look_back:
         return x.unflatten(2, (n_chunks, c))
     blocks = x.unflatten(2, (n_chunks + 1, c))
-    return torch.cat([blocks[:, :, :-1], blocks[:, :, 1:]], dim=3)
+    out = ws.get(name, (*x.shape[:2], n_chunks, 2 * c, x.shape[-1]), x.dtype)
+    return torch.cat([blocks[:, :, :-1], blocks[:, :, 1:]], dim=3, out=out)
 
 
 def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
@@ -449,6 +481,7 @@ class LSHAttentionFunction(torch.autograd.Function):
         out = _sequence_major(v.shape, v.dtype, v.device)
         lse_max = torch.empty(qk.shape[:3], dtype=acc, device=v.device)
         lse_log_sum = torch.empty_like(lse_max)
+        ws = Workspace(qk.device)
         for group in layout.groups():
             b0, b1, h0, h1 = group
             rows = Rows(layout, group, qk.device)
@@ -459,7 +492,7 @@ class LSHAttentionFunction(torch.autograd.Function):
                 round_sum = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(
-                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1)
+                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1), ws
                     )
                     # A row with every key masked (a padded query, or one whose keys were
                     # all seen in an earlier round) gets weight 0 everywhere: its maximum
@@ -495,6 +528,7 @@ class LSHAttentionFunction(torch.autograd.Function):
         grad_qk = _sequence_major(qk.shape, qk.dtype, qk.device, zero=True)
         grad_v = _sequence_major(v.shape, v.dtype, v.device, zero=True)
         direct = qk.dtype == acc
+        ws = Workspace(qk.device)
         for group in layout.groups():
             b0, b1, h0, h1 = group
             rows = Rows(layout, group, qk.device)
@@ -509,7 +543,7 @@ class LSHAttentionFunction(torch.autograd.Function):
             for rnd in range(layout.n_hashes):
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(
-                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1)
+                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1), ws
                     )
                     grid = piece.logits.shape[2:4]
                     q_max = rows.take(lse_max, piece.query_pos).unflatten(-1, grid)
@@ -527,7 +561,9 @@ class LSHAttentionFunction(torch.autograd.Function):
                     _add_windows(
                         rows, grad_values, piece.key_pos, weights.to(v.dtype), d_out, layout
                     )
-                    grad_probs = torch.matmul(d_out, piece.values.transpose(-1, -2)).to(acc)
+                    grad_probs = ws.get("grad", piece.logits.shape, v.dtype)
+                    torch.matmul(d_out, piece.values.transpose(-1, -2), out=grad_probs)
+                    grad_probs = grad_probs.to(acc)
                     del d_out
                     grad_logits = grad_probs.sub_(q_delta).mul_(weights)
                     del weights
