@@ -7,8 +7,11 @@ embedding lookups are not counted. Per layer, for batch B, length L, width d, he
 (d_head = d / H), feed-forward width d_ff:
 
 - projections: full/sdpa 4 · 2BLd² (q, k, v, out); lsh 3 · 2BLd² (shared qk, v, out).
-- attention core: full/sdpa 2 · 2·B·H·L²·d_head (QK^T and AV over the whole L × L
-  square, masked half included, as the materialised version computes it); lsh: hashing
+- attention core: full/sdpa 2 · 2·B·H·L²·d_head (QK^T and AV over the L × L square),
+  halved when causal: the FlashAttention benchmarks' convention, and what fused kernels
+  (PyTorch's CPU flash kernel too) do, skipping fully masked blocks. The materialised
+  "full" attention computes the whole square anyway; its extra half is not model work, so
+  its MFU counts only what a causal model needs. lsh: hashing
   2·B·H·L·d_head·R·W (W = n_buckets/2 summed over hash factors, R = n_hashes) plus
   2 · 2·B·H·R·Lp·w·d_head, Lp = L padded to a multiple of bucket_size, w = 2·bucket_size
   (a chunk and the one before it; bucket_size when there is a single chunk in all).
@@ -94,7 +97,8 @@ def _attention_core(config: ReformerConfig, seq_len: int, batch: int) -> int:
     """QK^T plus AV of one layer."""
     heads, d_head = config.n_heads, config.d_head
     if config.attention != "lsh":
-        return 2 * 2 * batch * heads * seq_len * seq_len * d_head
+        square = 2 * 2 * batch * heads * seq_len * seq_len * d_head
+        return square // 2 if config.causal else square
     chunk = config.bucket_size
     padded_len = math.ceil(seq_len / chunk) * chunk
     total_chunks = config.n_hashes * padded_len // chunk

@@ -50,10 +50,26 @@ def _counted(config: ReformerConfig, seq_len: int, batch: int) -> tuple[int, int
 def test_analytic_equals_counted(changes, seq_len):
     config = BASE.replace(**changes)
     forward, backward = _counted(config, seq_len, batch=2)
-    assert forward == model_flops(config, seq_len, batch=2)
-    assert forward + backward == model_flops(
-        config, seq_len, batch=2, backward=True, recompute=True
+    # The materialised causal attention also multiplies the masked half of the square,
+    # which model FLOPs leave out: once per attention forward, twice more in backward, and
+    # once more when a reversible backward recomputes the forward.
+    masked = 0
+    if config.attention == "full" and config.causal:
+        masked = flops_breakdown(config, seq_len, batch=2)["attention"]
+    assert forward == model_flops(config, seq_len, batch=2) + masked
+    assert (
+        forward + backward
+        == model_flops(config, seq_len, batch=2, backward=True, recompute=True)
+        + (4 if config.reversible else 3) * masked
     )
+
+
+def test_causal_exact_attention_counts_half_the_square():
+    causal = BASE.replace(attention="sdpa", causal=True)
+    both_ways = BASE.replace(attention="sdpa", causal=False)
+    full, half = (flops_breakdown(c, 256)["attention"] for c in (both_ways, causal))
+    assert full == BASE.n_layers * 2 * 2 * BASE.n_heads * 256 * 256 * BASE.d_head
+    assert half * 2 == full
 
 
 def test_model_flops_do_not_depend_on_memory_tricks():

@@ -129,18 +129,22 @@ def test_rows_record_the_lsh_backend_used(model, attention, backend):
 @pytest.mark.parametrize("attention", ["full", "lsh"])
 @pytest.mark.parametrize("pass_name", ["fwd", "fwd_bwd"])
 def test_layers_are_credited_with_model_flops_the_counter_agrees_with(attention, pass_name):
-    """Materialised attention: analytic == counted. The torch LSH path's backward also
-    recomputes each round's QK^T, which the counter sees and model FLOPs leave out."""
+    """Materialised causal attention multiplies the whole square, model FLOPs only its
+    causal half; the torch LSH path's backward also recomputes each round's QK^T. The
+    counter sees both, model FLOPs leave them out."""
     config = LAYER.replace(attention=attention)
     step = build_step(
         f"attn-{attention}", config, Harness(pass_name=pass_name, seq_len=64, batch=2)
     )
     _, counted = counted_step(step, count_flops=True)
     assert step.info["flops_method"] == "analytic"
-    recomputed = 0
+    core = flops_breakdown(config, 64, 2)["attention"]
+    not_model_work = 0
     if attention == "lsh" and pass_name == "fwd_bwd":
-        recomputed = flops_breakdown(config, 64, 2)["attention"] // 2
-    assert counted == step.flops + recomputed
+        not_model_work = core // 2
+    if attention == "full":  # causal: the masked half, 1x forward, 3x forward + backward
+        not_model_work = core * (3 if pass_name == "fwd_bwd" else 1)
+    assert counted == step.flops + not_model_work
 
 
 def _cuda_grid(name: str, mode: str = "default"):
