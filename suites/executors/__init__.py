@@ -76,8 +76,8 @@ def open_executor(
     name: str, *, device: str, hardware: str, address: str | None = None, log: Any = None
 ) -> Executor:
     """``local``: this process, one point at a time, on ``hardware`` (the driver's).
-    ``ray``: one Ray task per point on the cluster at ``address`` (None: the one this
-    process is connected to, else a new local one)."""
+    ``ray``: warm Ray workers (one actor per slot) on the cluster at ``address`` (None:
+    the one this process is connected to, else a new local one)."""
     if name == "local":
         from suites.executors.local import LocalExecutor
 
