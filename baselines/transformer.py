@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from reformer.decode import KVCache, exact_attention
+from reformer.decode import KVCache
 from reformer.embedding import build_positional_embedding
+from reformer.exact import exact_attention
 from reformer.generate import GenerationMixin
 from reformer.loss import check_loss_tokens, next_token_loss
 

@@ -1,7 +1,10 @@
 """Name-keyed registry of self-attention layers, so a sweep says ``attention="lsh"|"full"|"sdpa"``.
 
-Every layer maps x (B, L, d_model) -> (B, L, d_model) and takes an optional
-``padding_mask`` (B, L) bool, True at real tokens.
+Every layer maps x (B, L, d_model) -> (B, L, d_model) and takes, per call, an optional
+``padding_mask`` (B, L) bool, True at real tokens, and the keywords ``n_hashes`` (LSH
+layers only: hash rounds for this call instead of config.n_hashes) and ``exact`` (True:
+exact softmax attention of the layer's own kind; for "full" and "sdpa", which are exact
+already, it changes nothing).
 
 - ``"lsh"``: :class:`reformer.lsh.LSHSelfAttention` (Reformer sec. 2): shared QK, hashed
   chunks, O(L) memory.
@@ -18,16 +21,18 @@ full attention, no reversibility and no FF chunking costs what the baseline cost
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ATTENTIONS, ReformerConfig
-from reformer.decode import KVCache, exact_attention
-from reformer.lsh import LSHSelfAttention, check_layer_input
+from reformer.decode import KVCache
+from reformer.exact import exact_attention
+from reformer.lsh import LSHSelfAttention, check_call, check_layer_input
 
 
 class FullSelfAttention(nn.Module):
     """Multi-head softmax attention with the (B, H, L, L) scores materialised."""
+
+    _sdpa = False  # SDPASelfAttention: the same through torch's fused kernels
 
     def __init__(self, config: ReformerConfig, layer_idx: int = 0) -> None:
         super().__init__()
@@ -39,8 +44,18 @@ class FullSelfAttention(nn.Module):
         self.to_v = nn.Linear(d_model, d_model, bias=False)
         self.to_out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        exact: bool = False,
+    ) -> torch.Tensor:
+        """x (B, L, d_model) -> (B, L, d_model). ``n_hashes`` is refused (no hashing here);
+        ``exact`` is accepted and changes nothing (this attention is exact)."""
         check_layer_input(x, self.config.d_model)
+        check_call(x, padding_mask, n_hashes, exact, attention=self.config.attention)
         batch, seq_len, d_model = x.shape
         q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
         out = self.attend(q, k, v, padding_mask)  # (B, H, L, d_head)
@@ -48,11 +63,9 @@ class FullSelfAttention(nn.Module):
 
     def attend(self, q, k, v, padding_mask):
         """softmax(q k^T / sqrt(d_head)) v for q, k, v (B, H, L, d_head)."""
-        scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, L, L)
-        allowed = _allowed(q.shape[2], self.config.causal, padding_mask, q.device)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        return torch.matmul(torch.softmax(scores, dim=-1), v)
+        return exact_attention(
+            q, k, v, causal=self.config.causal, padding_mask=padding_mask, sdpa=self._sdpa
+        )
 
     def new_cache(self, batch: int, capacity: int, like: torch.Tensor) -> KVCache:
         """An empty key/value cache for ``capacity`` positions (reformer.decode)."""
@@ -64,7 +77,7 @@ class FullSelfAttention(nn.Module):
         batch, n_new, d_model = x.shape
         q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
         keys, values = cache.append(k, v)
-        out = exact_attention(q, keys, values, sdpa=isinstance(self, SDPASelfAttention))
+        out = exact_attention(q, keys, values, sdpa=self._sdpa)
         return self.to_out(out.transpose(1, 2).reshape(batch, n_new, d_model))
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,28 +88,7 @@ class FullSelfAttention(nn.Module):
 class SDPASelfAttention(FullSelfAttention):
     """The same attention through torch's fused scaled_dot_product_attention."""
 
-    def attend(self, q, k, v, padding_mask):
-        if padding_mask is None:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=self.config.causal)
-        allowed = _allowed(q.shape[2], self.config.causal, padding_mask, q.device)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-
-
-def _allowed(seq_len, causal, padding_mask, device) -> torch.Tensor | None:
-    """Bool mask broadcastable to (B, H, L, L): True where query i may attend to key j.
-
-    A query always may attend to itself, so no row is empty (no NaN from an all-masked
-    softmax row at a padded query).
-    """
-    if not causal and padding_mask is None:
-        return None
-    positions = torch.arange(seq_len, device=device)
-    allowed = positions[None, :] <= positions[:, None] if causal else None  # (L, L)
-    if padding_mask is not None:
-        keys = padding_mask[:, None, None, :]  # (B, 1, 1, L)
-        allowed = keys if allowed is None else allowed & keys
-        allowed = allowed | torch.eye(seq_len, dtype=torch.bool, device=device)
-    return allowed
+    _sdpa = True
 
 
 ATTENTION_REGISTRY: dict[str, type[nn.Module]] = {

@@ -69,22 +69,6 @@ class KVCache:
         return self.keys.nbytes + self.values.nbytes
 
 
-def exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, sdpa: bool):
-    """softmax(q k^T / sqrt(d)) v with q (B, H, n, d) the *last* n of the k, v positions
-    (B, H, T, d): causal within the new positions, all of the past visible."""
-    n_new, total = q.shape[2], k.shape[2]
-    if sdpa:
-        if n_new == 1:
-            return F.scaled_dot_product_attention(q, k, v)
-        if n_new == total:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, n, T)
-    query_pos = torch.arange(total - n_new, total, device=q.device)[:, None]
-    future = torch.arange(total, device=q.device)[None, :] > query_pos
-    scores = scores.masked_fill(future, float("-inf"))
-    return scores.softmax(dim=-1) @ v
-
-
 class LSHCache:
     """The LSH decoding cache of one layer (module docstring: what it holds, the rule).
 

@@ -24,7 +24,7 @@ class CachedLM(Protocol):
     config: Any
     training: bool
 
-    def new_caches(self, batch: int, capacity: int, like: torch.Tensor) -> list: ...
+    def new_caches(self, batch: int, capacity: int, like: torch.Tensor, **options: Any) -> list: ...
 
     def decode(self, tokens: torch.Tensor, caches: list) -> torch.Tensor: ...
 
@@ -76,16 +76,20 @@ class GenerationMixin:
         return tokens
 
 
-def incremental_logits(model: CachedLM, tokens: torch.Tensor, prompt_len: int) -> torch.Tensor:
+def incremental_logits(
+    model: CachedLM, tokens: torch.Tensor, prompt_len: int, *, n_hashes: int | None = None
+) -> torch.Tensor:
     """Teacher-forced decoding: logits (B, L - prompt_len + 1, vocab) at positions
     prompt_len - 1 .. L - 1 of tokens (B, L), the first from the prefill of
-    tokens[:, :prompt_len], each later one from a one-token step."""
+    tokens[:, :prompt_len], each later one from a one-token step. ``n_hashes``: the hash
+    rounds of LSH caches for this call (the model's config.n_hashes if None)."""
     length = tokens.shape[1]
     if not 1 <= prompt_len <= length:
         raise ValueError(f"prompt_len={prompt_len} must be in [1, seq_len={length}]")
     check_lengths(prompt_len, length - prompt_len, model.config.max_seq_len)
     with _inference(model):
-        caches = model.new_caches(tokens.shape[0], length, _like(model))
+        options = {} if n_hashes is None else {"n_hashes": n_hashes}
+        caches = model.new_caches(tokens.shape[0], length, _like(model), **options)
         out = [model.decode(tokens[:, :prompt_len], caches)]
         for position in range(prompt_len, length):
             out.append(model.decode(tokens[:, position : position + 1], caches))

@@ -14,7 +14,9 @@ What correct means here:
   counts once, so the output is exactly softmax attention over the union of keys seen.
 - ``L`` need not be a multiple of ``bucket_size``: the sequence is padded internally; pad
   positions get a bucket past the last one (so they sort to the end of every round) and
-  are masked as keys.
+  are masked as keys. Positions a ``padding_mask`` marks as padding are treated the same
+  way (as HF transformers' Reformer puts them in one bucket): they never move a real
+  position's chunk, so real outputs do not depend on what padded positions hold.
 
 Causality: with ``causal=True`` no query ever gets weight from a later key, so changing v
 at positions >= t never changes outputs before t, and the gradient of outputs before t
@@ -30,11 +32,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reformer.backends import resolve_backend
 from reformer.config import ReformerConfig, require_bool
 from reformer.decode import LSHCache
+from reformer.exact import exact_attention
 from reformer.hashing import (
     draw_rotations,
     hash_vectors,
@@ -42,7 +46,7 @@ from reformer.hashing import (
     rotation_width,
     total_buckets,
 )
-from reformer.lsh_core import SLICE_ELEMENTS, Layout, LSHAttentionFunction
+from reformer.lsh_core import SELF_LOGIT, SLICE_ELEMENTS, Layout, LSHAttentionFunction
 from reformer.seeds import layer_seed
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -69,9 +73,11 @@ def lsh_attention(
 
     Give exactly one source of randomness: ``seed`` (a fresh generator), ``generator`` (the
     caller's, advanced), or explicit ``rotations`` (H, D, n_hashes, n_buckets // 2).
-    ``padding_mask`` (B, L) bool is True at real tokens; other keys get zero weight.
+    ``padding_mask`` (B, L) bool is True at real tokens; other keys get zero weight, and
+    they sort after every real position in each round (see the module docstring).
     ``n_buckets`` defaults to 2·L/bucket_size (factorised above 128, see hashing.py).
-    With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64.
+    With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64 (padded
+    positions: the bucket past the last, n_buckets).
     ``backend`` picks the implementation: "torch", "triton" or "auto" (see
     ``reformer.backends.resolve_backend``); both compute the same function.
     ``slice_elements`` bounds the torch path's work per batched op, in logits (batch rows ×
@@ -109,6 +115,9 @@ def lsh_attention(
     if rotations.shape[2] != n_hashes:
         raise ValueError(f"rotations has {rotations.shape[2]} rounds but n_hashes={n_hashes}")
     buckets = hash_vectors(qk.detach(), rotations, factors)
+    if padding_mask is not None:
+        # Padding sorts last, as the internal length padding does (module docstring).
+        buckets = buckets.masked_fill(~padding_mask[:, None, None, :], total_buckets(factors))
 
     padded_len = math.ceil(seq_len / bucket_size) * bucket_size
     pad = padded_len - seq_len
@@ -205,16 +214,7 @@ def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
         raise ValueError(
             f"qk dtype {qk.dtype} and v dtype {v.dtype} must be equal and one of {_DTYPES}"
         )
-    if padding_mask is not None:
-        if padding_mask.dtype != torch.bool:
-            raise ValueError(
-                f"padding_mask dtype {padding_mask.dtype} must be torch.bool (True at real tokens)"
-            )
-        if tuple(padding_mask.shape) != (qk.shape[0], qk.shape[2]):
-            raise ValueError(
-                f"padding_mask shape {tuple(padding_mask.shape)} must be "
-                f"(B, L) = {(qk.shape[0], qk.shape[2])}"
-            )
+    check_padding_mask(padding_mask, (qk.shape[0], qk.shape[2]))
 
 
 class LSHSelfAttention(nn.Module):
@@ -224,6 +224,12 @@ class LSHSelfAttention(nn.Module):
     layer's own ``generator`` (seeded from config.seed and layer_idx, never the global
     RNG). To replay a call exactly (reversible recomputation), save
     ``generator.get_state()`` before it and ``generator.set_state(...)`` before replaying.
+
+    Per call (as HF transformers' ``num_hashes``), ``n_hashes`` overrides config.n_hashes,
+    and ``exact=True`` computes the attention LSH approximates instead: shared-QK softmax
+    over every allowed key (q · k̂ / sqrt(d_head), self logit -1e5, causal as configured),
+    drawing no rotations. The config is never changed, so one set of weights can be run
+    with any number of rounds, or exactly, call by call.
     """
 
     def __init__(self, config: ReformerConfig, layer_idx: int = 0) -> None:
@@ -236,8 +242,19 @@ class LSHSelfAttention(nn.Module):
         self.to_out = nn.Linear(d_model, d_model)
         self.generator = torch.Generator().manual_seed(layer_seed(config.seed, layer_idx))
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.attend(*self.project(x), padding_mask)
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        exact: bool = False,
+    ) -> torch.Tensor:
+        """x (B, L, d_model) -> (B, L, d_model); the per-call arguments as in the class
+        docstring, ``padding_mask`` (B, L) bool True at real tokens."""
+        check_layer_input(x, self.config.d_model)
+        check_call(x, padding_mask, n_hashes, exact, attention=self.config.attention)
+        return self.attend(*self.project(x), padding_mask, n_hashes=n_hashes, exact=exact)
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, d_model) -> shared qk and v, each (B, H, L, d_head) (views of (B, L, H,
@@ -250,24 +267,39 @@ class LSHSelfAttention(nn.Module):
         return qk, v
 
     def attend(
-        self, qk: torch.Tensor, v: torch.Tensor, padding_mask: torch.Tensor | None = None
+        self,
+        qk: torch.Tensor,
+        v: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        exact: bool = False,
     ) -> torch.Tensor:
         """LSH attention of projected qk, v (B, H, L, d_head) and the output projection:
-        (B, L, d_model). Draws this call's rotations from the layer's generator."""
+        (B, L, d_model). Draws this call's rotations (``n_hashes`` rounds, config.n_hashes
+        if None) from the layer's generator; with ``exact`` draws none and attends to every
+        allowed key (:func:`reformer.exact.exact_attention`, shared-QK convention)."""
         batch, _, seq_len, _ = qk.shape
         cfg = self.config
+        if exact:
+            keys = F.normalize(qk.to(torch.promote_types(qk.dtype, torch.float32)), dim=-1)
+            dense = exact_attention(
+                qk, keys, v, causal=cfg.causal, padding_mask=padding_mask, self_logit=SELF_LOGIT
+            )
+            return self.to_out(dense.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))
+        rounds = cfg.n_hashes if n_hashes is None else n_hashes
         factors = resolve_n_buckets(cfg.n_buckets, seq_len, cfg.bucket_size)
         rotations = draw_rotations(
             self.generator,
             n_heads=cfg.n_heads,
             d_head=cfg.d_head,
-            n_hashes=cfg.n_hashes,
+            n_hashes=rounds,
             factors=factors,
         )
         out = lsh_attention(
             qk,
             v,
-            n_hashes=cfg.n_hashes,
+            n_hashes=rounds,
             bucket_size=cfg.bucket_size,
             n_buckets=factors if len(factors) > 1 else factors[0],
             causal=cfg.causal,
@@ -280,15 +312,19 @@ class LSHSelfAttention(nn.Module):
         assert isinstance(out, torch.Tensor)  # no return_buckets: one tensor
         return self.to_out(out.transpose(1, 2).reshape(batch, seq_len, cfg.d_model))
 
-    def new_cache(self, batch: int, capacity: int, like: torch.Tensor) -> LSHCache:
+    def new_cache(
+        self, batch: int, capacity: int, like: torch.Tensor, *, n_hashes: int | None = None
+    ) -> LSHCache:
         """An empty decoding cache for ``capacity`` positions, with this generation's
-        rotations drawn now from the layer's generator (reformer.decode: the rule)."""
+        rotations (``n_hashes`` rounds, config.n_hashes if None) drawn now from the layer's
+        generator (reformer.decode: the rule)."""
         cfg = self.config
+        check_n_hashes(n_hashes, cfg.attention)
         cache = LSHCache(
             batch=batch,
             n_heads=cfg.n_heads,
             d_head=cfg.d_head,
-            n_hashes=cfg.n_hashes,
+            n_hashes=cfg.n_hashes if n_hashes is None else n_hashes,
             bucket_size=cfg.bucket_size,
             n_buckets=cfg.n_buckets,
             capacity=capacity,
@@ -309,7 +345,7 @@ class LSHSelfAttention(nn.Module):
             out, buckets = lsh_attention(
                 qk,
                 v,
-                n_hashes=cfg.n_hashes,
+                n_hashes=cache.n_hashes,
                 bucket_size=cfg.bucket_size,
                 n_buckets=cache.n_buckets,
                 causal=True,
@@ -347,3 +383,55 @@ def check_layer_input(x: object, d_model: int) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be (B, L, d_model={d_model}); got {got}")
+
+
+def check_n_hashes(n_hashes: object, attention: str) -> None:
+    """A per-call ``n_hashes`` must be None or an int >= 1, and only LSH attention hashes."""
+    if n_hashes is None:
+        return
+    if isinstance(n_hashes, bool) or not isinstance(n_hashes, int) or n_hashes < 1:
+        raise ValueError(f"n_hashes={n_hashes!r} must be None or an int >= 1 (hash rounds)")
+    if attention != "lsh":
+        raise ValueError(
+            f"n_hashes={n_hashes} is for attention='lsh' (hash rounds); this model's "
+            f"attention={attention!r} does not hash: leave n_hashes=None"
+        )
+
+
+def check_call(
+    x: torch.Tensor,
+    padding_mask: object,
+    n_hashes: object,
+    exact: object,
+    *,
+    attention: str,
+) -> None:
+    """Raise ValueError naming the argument unless a layer's (or model's) per-call
+    arguments fit x (B, L, ...): ``padding_mask`` None or (B, L) bool, ``n_hashes`` None or
+    an int >= 1 (LSH attention only), ``exact`` a bool, not both n_hashes and exact."""
+    check_padding_mask(padding_mask, tuple(x.shape[:2]))
+    check_n_hashes(n_hashes, attention)
+    require_bool("exact", exact)
+    if exact and n_hashes is not None:
+        raise ValueError(
+            f"exact=True uses no hash rounds; give n_hashes={n_hashes} or exact=True, not both"
+        )
+
+
+def check_padding_mask(padding_mask: object, batch_and_length: tuple[int, ...]) -> None:
+    """``padding_mask`` must be None or a (B, L) torch.bool tensor, True at real tokens."""
+    if padding_mask is None:
+        return
+    if not isinstance(padding_mask, torch.Tensor):
+        raise ValueError(
+            f"padding_mask must be a (B, L) torch.bool tensor (True at real tokens) or None; "
+            f"got {type(padding_mask).__name__}"
+        )
+    if padding_mask.dtype != torch.bool:
+        raise ValueError(
+            f"padding_mask dtype {padding_mask.dtype} must be torch.bool (True at real tokens)"
+        )
+    if tuple(padding_mask.shape) != batch_and_length:
+        raise ValueError(
+            f"padding_mask shape {tuple(padding_mask.shape)} must be (B, L) = {batch_and_length}"
+        )

@@ -31,6 +31,7 @@ from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
 from reformer.generate import GenerationMixin
 from reformer.loss import check_loss_tokens, next_token_loss
+from reformer.lsh import check_call, check_n_hashes
 from reformer.reversible import reversible_stack
 from reformer.seeds import derived_seed
 
@@ -58,15 +59,27 @@ class Block(nn.Module):
             config.dropout, seed=derived_seed("dropout", config.seed, layer_idx)
         )
 
-    def f(self, x: torch.Tensor) -> torch.Tensor:
+    def f(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        exact: bool = False,
+    ) -> torch.Tensor:
+        """The attention branch, x (B, L, d) -> (B, L, d), with the per-call attention
+        arguments of :meth:`ReformerLM.forward` (checked there)."""
         project = getattr(self.attention, "project", None)
         if project is None or not torch.is_grad_enabled():
-            return self.dropout(self.attention(self.attn_norm(x)))
+            out = self.attention(self.attn_norm(x), padding_mask, n_hashes=n_hashes, exact=exact)
+            return self.dropout(out)
         # The normalised input is needed only to make qk and v (and their weight
         # gradients), so backward recomputes it with them instead of holding one more
         # (B, L, d) buffer through the attention's backward.
         qk, v = checkpoint(self._project, x, use_reentrant=False, preserve_rng_state=False)
-        return self.dropout(self.attention.attend(qk, v))
+        return self.dropout(
+            self.attention.attend(qk, v, padding_mask, n_hashes=n_hashes, exact=exact)
+        )
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.attention.project(self.attn_norm(x))
@@ -117,25 +130,63 @@ class ReformerLM(GenerationMixin, nn.Module):
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self)
 
-    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Final normalised hidden states (B, L, d_model), before the LM head."""
+    def hidden(
+        self,
+        tokens: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        exact: bool = False,
+    ) -> torch.Tensor:
+        """Final normalised hidden states (B, L, d_model), before the LM head; arguments as
+        in :meth:`forward`."""
         check_tokens(tokens, self.config)
+        check_call(tokens, padding_mask, n_hashes, exact, attention=self.config.attention)
+        attend: dict[str, Any] = {"n_hashes": n_hashes, "exact": exact}
         h = self.token_embedding(tokens) + self.position_embedding(tokens.shape[1])
         if self.config.reversible:
-            y1, y2 = reversible_stack(self.blocks, h, h)
+            # The stack keeps padding_mask and the keywords for backward's replay of f.
+            y1, y2 = reversible_stack(self.blocks, h, h, padding_mask, **attend)
             h = y1 + y2
         else:
             for block in self.blocks:
-                h = h + block.f(h)
+                h = h + block.f(h, padding_mask, **attend)
                 h = h + block.g(h)
         return self.norm(h)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(tokens))
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        exact: bool = False,
+    ) -> torch.Tensor:
+        """tokens (B, L) int64 -> logits (B, L, vocab_size).
 
-    def new_caches(self, batch: int, capacity: int, like: torch.Tensor) -> list:
-        """One empty decoding cache per layer, for ``capacity`` positions."""
-        return [block.attention.new_cache(batch, capacity, like) for block in self.blocks]
+        Per call, without touching the config (as HF transformers' ``num_hashes``):
+
+        - ``padding_mask`` (B, L) bool, True at real tokens: padded positions are never
+          attended to by a real one (every layer), so with causal right padding the
+          logits at real positions do not depend on the padded tokens;
+        - ``n_hashes``: hash rounds of every LSH layer for this call (attention="lsh"
+          only; config.n_hashes if None);
+        - ``exact=True``: every layer attends exactly (for "lsh", shared-QK softmax over
+          all allowed keys, the attention LSH approximates; "full" and "sdpa" are exact
+          already). Not together with ``n_hashes``.
+
+        Reversible backward replays each layer with the same arguments.
+        """
+        return self.head(self.hidden(tokens, padding_mask, n_hashes=n_hashes, exact=exact))
+
+    def new_caches(
+        self, batch: int, capacity: int, like: torch.Tensor, *, n_hashes: int | None = None
+    ) -> list:
+        """One empty decoding cache per layer, for ``capacity`` positions; LSH caches hash
+        with ``n_hashes`` rounds (config.n_hashes if None; attention="lsh" only)."""
+        check_n_hashes(n_hashes, self.config.attention)
+        extra = {} if n_hashes is None else {"n_hashes": n_hashes}
+        return [block.attention.new_cache(batch, capacity, like, **extra) for block in self.blocks]
 
     def decode(self, tokens: torch.Tensor, caches: list) -> torch.Tensor:
         """Logits (B, vocab) of the last of the new positions ``tokens`` (B, n), which
@@ -158,14 +209,23 @@ class ReformerLM(GenerationMixin, nn.Module):
                 h = h + block.ff(h)
         return self.head(self.norm(h[:, -1]))
 
-    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self,
+        tokens: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        exact: bool = False,
+    ) -> torch.Tensor:
         """Mean next-token cross-entropy: logits at t predict tokens[:, t + 1]; scalar.
 
-        The head and loss run in slices at long L (reformer.loss), so the (B, L, vocab)
-        logits are never held whole.
+        Arguments as in :meth:`forward`; with ``padding_mask`` only real targets count
+        (a target at a padded position is ignored). The head and loss run in slices at
+        long L (reformer.loss), so the (B, L, vocab) logits are never held whole.
         """
         check_loss_tokens(tokens)
-        return next_token_loss(self.head, self.hidden(tokens), tokens)
+        hidden = self.hidden(tokens, padding_mask, n_hashes=n_hashes, exact=exact)
+        return next_token_loss(self.head, hidden, tokens, target_mask=padding_mask)
 
 
 def check_tokens(tokens: torch.Tensor, config: ReformerConfig) -> None:

@@ -14,7 +14,9 @@ activation memory is that of one layer whatever the depth.
 The recomputed branches must be the same functions as in the forward: every random draw
 (LSH hash rotations, dropout masks) comes from generators the layer owns, whose state is
 recorded before each branch and restored before its recomputation. The global RNG is never
-touched; after backward each generator is back where it was before backward.
+touched; after backward each generator is back where it was before backward. Per-call
+arguments of the attention branch (a padding mask, other hash rounds, exact attention) are
+kept with the stack and given to F again in its recomputation.
 
 To check gradients, the same weights can run the same equations with ordinary autograd
 (every layer's activations kept): wrap the call in ``with plain_autograd():``.
@@ -57,8 +59,8 @@ def plain_autograd() -> Iterator[None]:
 class ReversibleBlock(Protocol):
     """What a layer must offer to run in a reversible stack."""
 
-    def f(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention branch, (B, L, d) -> (B, L, d)."""
+    def f(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Attention branch, (B, L, d) -> (B, L, d), with the stack's per-call arguments."""
 
     def g(self, x: torch.Tensor) -> torch.Tensor:
         """Feed-forward branch, (B, L, d) -> (B, L, d)."""
@@ -74,20 +76,37 @@ class ReversibleBlock(Protocol):
 
 
 def reversible_stack(
-    blocks: Sequence[ReversibleBlock], x1: torch.Tensor, x2: torch.Tensor
+    blocks: Sequence[ReversibleBlock],
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    *f_args: Any,
+    **f_kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``blocks`` reversibly on (X1, X2), each (B, L, d): returns (Y1, Y2) of the top layer.
 
-    Memory-frugal custom backward, unless inside :func:`plain_autograd` or grad is off.
-    x1 and x2 may be the same tensor and need not require grad.
+    Every attention branch is called ``block.f(x, *f_args, **f_kwargs)``, in the forward and
+    again in backward's recomputation (arguments that need no gradient: a padding mask,
+    switches). Memory-frugal custom backward, unless inside :func:`plain_autograd` or grad
+    is off. x1 and x2 may be the same tensor and need not require grad.
     """
     if _PLAIN_AUTOGRAD.get() or not torch.is_grad_enabled():
         for block in blocks:
-            x1 = x1 + block.f(x2)
+            x1 = x1 + block.f(x2, *f_args, **f_kwargs)
             x2 = x2 + block.g(x1)
         return x1, x2
     params = [p for block in blocks for p in (*block.f_parameters(), *block.g_parameters())]
-    return ReversibleFunction.apply(x1, x2, tuple(blocks), *params)
+    call = _BranchCall(f_args, f_kwargs)
+    return ReversibleFunction.apply(x1, x2, tuple(blocks), call, *params)
+
+
+class _BranchCall:
+    """The attention branch's per-call arguments, kept by the forward for the replay."""
+
+    def __init__(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def f(self, block: ReversibleBlock, x: torch.Tensor) -> torch.Tensor:
+        return block.f(x, *self.args, **self.kwargs)
 
 
 class ReversibleFunction(torch.autograd.Function):
@@ -98,17 +117,18 @@ class ReversibleFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x1, x2, blocks, *params):
+    def forward(ctx, x1, x2, blocks, call, *params):
         x1, x2 = x1.detach(), x2.detach()  # no graph is built here (see ChunkedApply)
         states = []
         for block in blocks:
             before_f = block.rng_state()
-            y1 = _residual(x1, block.f(x2))
+            y1 = _residual(x1, call.f(block, x2))
             before_g = block.rng_state()
             x2 = _residual(x2, block.g(y1))
             x1 = y1
             states.append((before_f, before_g))
         ctx.blocks = blocks
+        ctx.call = call
         ctx.states = states
         ctx.autocast = AutocastState.current(x1.device.type)
         ctx.params = params
@@ -134,7 +154,9 @@ class ReversibleFunction(torch.autograd.Function):
         foreign = {_storage(g) for g in (grad_y1, grad_y2) if g is not None}
         grads: dict[int, torch.Tensor] = {}
         for block, states in zip(reversed(ctx.blocks), reversed(ctx.states), strict=True):
-            carry = _layer_backward(block, states, carry, ctx.autocast, grads, owned, foreign)
+            carry = _layer_backward(
+                block, ctx.call, states, carry, ctx.autocast, grads, owned, foreign
+            )
             owned = True  # every lower layer's buffers are this backward's own
         _, _, grad_x1, grad_x2 = carry
         param_grads = [grads.get(id(p)) for p in ctx.params]
@@ -142,14 +164,23 @@ class ReversibleFunction(torch.autograd.Function):
             grad_x1 if ctx.needs_input_grad[0] else None,
             grad_x2 if ctx.needs_input_grad[1] else None,
             None,
+            None,
             *param_grads,
         )
 
 
 def _layer_backward(
-    block, states, carry: list, autocast: AutocastState, grads: dict, owned: bool, foreign: set
+    block,
+    call: _BranchCall,
+    states,
+    carry: list,
+    autocast: AutocastState,
+    grads: dict,
+    owned: bool,
+    foreign: set,
 ) -> list:
-    """[Y1, Y2, dY1, dY2] of one layer -> [X1, X2, dX1, dX2], recomputing its branches.
+    """[Y1, Y2, dY1, dY2] of one layer -> [X1, X2, dX1, dX2], recomputing its branches
+    (F with the forward's per-call arguments ``call``).
 
     Takes ``carry`` by emptying it, so each (B, L, d) buffer dies as soon as it is used.
     With ``owned`` the layer's outputs Y1, Y2 are this backward's to overwrite: X2 and X1
@@ -180,7 +211,7 @@ def _layer_backward(
     block.set_rng_state(before_f)
     x2.requires_grad_()
     with torch.enable_grad(), autocast.restore():
-        f_out = block.f(non_leaf_view(x2))
+        f_out = call.f(block, non_leaf_view(x2))
     if owned:
         x1 = _subtract_(y1, f_out.detach(), x2)
         del y1

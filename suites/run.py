@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor",
         default="local",
         choices=EXECUTORS,
-        help="local: one point at a time here; ray: one Ray task per point "
+        help="local: one point at a time here; ray: warm Ray workers, one per slot, "
         "over a cluster's GPUs and nodes (the [ray] extra)",
     )
     parser.add_argument(

@@ -4,7 +4,7 @@ The order and the skip-after-oom rule are suites.executors.dispatch's: each fami
 lengths run shortest first, so that after a point runs out of memory (or time) the longer
 points of its family are written as ``skipped`` instead of being tried. Points whose key
 already has an ``ok`` row in the run file are not measured again (resume). The executor is
-``local`` (one point at a time, here) or ``ray`` (one Ray task per point over a cluster);
+``local`` (one point at a time, here) or ``ray`` (warm Ray workers over a cluster);
 either way only this process appends to the run's results file (suites.store), one row per
 point, as soon as it is known.
 """

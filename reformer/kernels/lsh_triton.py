@@ -155,6 +155,34 @@ def _keys(sort_base, qk_base, chunk_idx, chunk, dim, BLOCK_C: tl.constexpr, BLOC
 
 
 @triton.jit
+def _window_keys(
+    sort_base,
+    qk_base,
+    q_pos,
+    q_ok,
+    q_raw,
+    g,
+    step: tl.constexpr,
+    total,
+    chunk,
+    dim,
+    BLOCK_C: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """Positions, lanes and unit rows k̂ of key chunk ``step`` of query chunk g's window:
+    step 0 is g itself, step 1 its look-back chunk g-1 (mod total). When the query tile is
+    the whole chunk, its own rows are step 0's keys (no second gather)."""
+    if step == 0 and BLOCK_Q == BLOCK_C:
+        k_pos, k_ok, k_hat = q_pos, q_ok, _unit(q_raw)
+    else:
+        k_pos, k_ok, k_hat = _keys(
+            sort_base, qk_base, (g + total - step) % total, chunk, dim, BLOCK_C, BLOCK_D
+        )
+    return k_pos, k_ok, k_hat
+
+
+@triton.jit
 def _statistics(ROW_MAX, LOG_SUM, DELTA, offsets, ok):
     """Saved row maximum and log row sum, and delta = rowsum(dO · O), of the queries."""
     return (
@@ -283,36 +311,29 @@ def lsh_forward_round(
     q_pos, q_ok, q_raw, q = _queries(
         sort_base, qk_base, g, chunk, first, dim, scale, BLOCK_Q, BLOCK_D
     )
-    if BLOCK_Q == BLOCK_C:  # the tile is the whole chunk: its own rows are the keys
-        k_pos, k_ok, k_hat = q_pos, q_ok, _unit(q_raw)
-    else:
-        k_pos, k_ok, k_hat = _keys(sort_base, qk_base, g, chunk, dim, BLOCK_C, BLOCK_D)
-    logits, count = _scores(
-        q,
-        k_hat,
-        q_pos,
-        k_pos,
-        q_ok,
-        k_ok,
-        chunk_base,
-        valid_base,
-        length,
-        n_rounds,
-        total,
-        CAUSAL,
-        HAS_VALID,
-        COUNTS,
-        PRECISION,
-    )
-    row_max = tl.maximum(tl.max(logits, axis=1), _MASKED)
-    weights = tl.exp(logits - row_max[:, None]) / count
-    row_sum = tl.sum(weights, axis=1)
-    others = _other_keys(logits, q_pos, k_pos)
-    v_k = _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
-    acc = tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
-    if LOOK_BACK:
-        k_pos, k_ok, k_hat = _keys(
-            sort_base, qk_base, (g + total - 1) % total, chunk, dim, BLOCK_C, BLOCK_D
+    # Online softmax over the window's key chunks (own, then look-back): from a running
+    # maximum of MASK_LOGIT and empty sums, the first chunk's update is exactly its own
+    # statistics (0 · rescale + x = x).
+    row_max = tl.full((BLOCK_Q,), _MASKED, tl.float32)
+    row_sum = tl.zeros((BLOCK_Q,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_Q, BLOCK_DV), dtype=tl.float32)
+    others = tl.zeros((BLOCK_Q,), dtype=tl.int32)
+    n_key_chunks: tl.constexpr = 2 if LOOK_BACK else 1
+    for step in tl.static_range(n_key_chunks):
+        k_pos, k_ok, k_hat = _window_keys(
+            sort_base,
+            qk_base,
+            q_pos,
+            q_ok,
+            q_raw,
+            g,
+            step,
+            total,
+            chunk,
+            dim,
+            BLOCK_C,
+            BLOCK_Q,
+            BLOCK_D,
         )
         logits, count = _scores(
             q,
@@ -476,36 +497,23 @@ def lsh_backward_query_round(
     d_out = _rows(DO + bh * length * dim_v, q_pos, q_ok, dim_v, BLOCK_DV)
     row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, q_ok)
 
-    if BLOCK_Q == BLOCK_C:  # the tile is the whole chunk: its own rows are the keys
-        k_pos, k_ok, k_hat = q_pos, q_ok, _unit(q_raw)
-    else:
-        k_pos, k_ok, k_hat = _keys(sort_base, qk_base, g, chunk, dim, BLOCK_C, BLOCK_D)
-    _, grad = _grad_logits(
-        q,
-        k_hat,
-        _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV),
-        d_out,
-        q_pos,
-        k_pos,
-        q_ok,
-        k_ok,
-        row_max,
-        log_sum,
-        delta,
-        chunk_base,
-        valid_base,
-        length,
-        n_rounds,
-        total,
-        CAUSAL,
-        HAS_VALID,
-        COUNTS,
-        PRECISION,
-    )
-    grad_q = tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
-    if LOOK_BACK:
-        k_pos, k_ok, k_hat = _keys(
-            sort_base, qk_base, (g + total - 1) % total, chunk, dim, BLOCK_C, BLOCK_D
+    grad_q = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
+    n_key_chunks: tl.constexpr = 2 if LOOK_BACK else 1
+    for step in tl.static_range(n_key_chunks):  # own chunk, then the look-back chunk
+        k_pos, k_ok, k_hat = _window_keys(
+            sort_base,
+            qk_base,
+            q_pos,
+            q_ok,
+            q_raw,
+            g,
+            step,
+            total,
+            chunk,
+            dim,
+            BLOCK_C,
+            BLOCK_Q,
+            BLOCK_D,
         )
         _, grad = _grad_logits(
             q,

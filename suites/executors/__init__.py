@@ -29,6 +29,10 @@ class Job:
     timeout_s: float
     max_memory_gb: float | None
     hardware: str | None = None  # measure on this hardware kind only (--per-hardware)
+    # What is left of the point's family, this point included (the sum of its lengths, a
+    # cost proxy): an executor that picks among waiting jobs starts the biggest first, so
+    # the family that takes longest is not the one left running alone at the end.
+    family_work: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,8 +76,8 @@ def open_executor(
     name: str, *, device: str, hardware: str, address: str | None = None, log: Any = None
 ) -> Executor:
     """``local``: this process, one point at a time, on ``hardware`` (the driver's).
-    ``ray``: one Ray task per point on the cluster at ``address`` (None: the one this
-    process is connected to, else a new local one)."""
+    ``ray``: warm Ray workers (one actor per slot) on the cluster at ``address`` (None:
+    the one this process is connected to, else a new local one)."""
     if name == "local":
         from suites.executors.local import LocalExecutor
 

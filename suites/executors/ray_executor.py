@@ -1,27 +1,39 @@
-"""The ``ray`` executor: every point is one Ray task that calls ``run_point`` on its node.
+"""The ``ray`` executor: points are measured by warm Ray workers, one actor per slot.
 
-So a point still runs in its own child process there, with the same memory cap, timeout
-and statuses as locally. Resources per task: one GPU for a CUDA point; on CPU, as many
-CPUs as the point has threads (a point left at torch's default uses every core, so it
-reserves as many CPUs as the smallest node has: a node of that size to itself).
+A warm worker is a Ray actor, a long-lived process that calls ``run_point`` for one point
+after another, so a point still runs in its own child process there, with the same
+memory cap, timeout and statuses as locally, but pays neither Ray's task start (~0.3 s)
+nor a new worker's imports and forkserver: those are paid once per actor per sweep.
+Resources per actor: one GPU for CUDA points (an actor keeps its GPU for life, so its
+forkserver's CUDA_VISIBLE_DEVICES stays right); on CPU, as many CPUs as the point has
+threads (a point left at torch's default uses every core, so it reserves as many CPUs as
+the smallest node has: a node of that size to itself). Actors of one shape (resources,
+hardware kind) are made as jobs need them, up to as many as the cluster's nodes hold; an
+idle actor whose shape no waiting job needs is let go when another shape waits, so its
+resources never block another's.
 
-Only the driver writes the run file; a task returns its result, and the fields of the
+Jobs wait here, not in Ray's queue; when an actor is free it takes the waiting job whose
+family has the most work left (``Job.family_work``), so the longest family starts first
+and does not run alone at the end of the sweep.
+
+Only the driver writes the run file; a worker returns its result, and the fields of the
 node that measured it: its environment (host, CPU, GPU, torch, load, ...), its hardware
 kind (``node_hardware``, what the point's key is hashed with) and its Ray node id. The
 git fields stay the driver's: its code is what every node runs (shipped as the job's
 working directory).
 
-A task first reports that it has started, then its result (a streaming generator), so a
-point's time in Ray's queue never counts against its timeout. Failures:
+A call first reports that it has started, then its result (a streaming generator), so a
+point's time waiting for an actor never counts against its timeout. Failures:
 
 - past its timeout: ``run_point`` on the node kills the child and returns ``timeout``; if
-  the worker itself hangs, the driver cancels the task (``ray.cancel(force=True)``)
-  ``GRACE_S`` after the timeout and writes ``timeout``;
-- the worker or its node dies: ``error`` with Ray's reason; the sweep goes on;
-- Ray's memory monitor kills the task: ``oom`` with Ray's reason.
+  the worker itself hangs, the driver kills the actor (``ray.kill``) ``GRACE_S`` after the
+  timeout and writes ``timeout``;
+- the worker or its node dies: ``error`` with Ray's reason; the sweep goes on with a new
+  actor;
+- Ray's memory monitor kills the worker: ``oom`` with Ray's reason.
 
-Tasks are never retried (``max_retries=0``): a retry would measure a point twice and hide
-the failure.
+Nothing is retried (no actor restarts, no task retries): a retry would measure a point
+twice and hide the failure.
 """
 
 from __future__ import annotations
@@ -45,6 +57,8 @@ DRIVER_FIELDS = ("git_sha", "git_dirty")
 GRACE_S = 60.0
 # Not shipped with the code to a cluster: results are written by the driver only.
 SHIPPING_EXCLUDES = ["/.git", "/results", "/.venv*"]
+# What Ray's memory monitor says of a worker it killed (in the error of an actor that died).
+_MEMORY_MONITOR = "running low on memory"
 INSTALL_HINT = (
     "--executor ray needs Ray, an optional extra: pip install "
     "'reformer-bench[ray]' (or pip install 'ray>=2.49')"
@@ -88,16 +102,43 @@ def measure_on_node(
     yield {**node, "load_avg_1m": os.getloadavg()[0], **result}
 
 
+class PointWorker:
+    """A warm worker: the Ray actor that measures points one after another."""
+
+    def measure(
+        self,
+        runner: str,
+        params: dict[str, Any],
+        options: dict[str, Any],
+        timeout_s: float,
+        max_memory_gb: float | None,
+        device: str,
+    ) -> Any:
+        """:func:`measure_on_node`, in this actor's process."""
+        yield from measure_on_node(runner, params, options, timeout_s, max_memory_gb, device)
+
+
+Shape = tuple[float, float, str | None]  # (CPUs, GPUs, hardware kind or None: any)
+
+
+@dataclass(eq=False)
+class _Actor:
+    handle: Any  # ray.actor.ActorHandle of a PointWorker
+    shape: Shape
+    job: int | None = None  # the ident of the job it runs, None when idle
+
+
 @dataclass
 class _Task:
     job: Job
+    actor: _Actor
     stream: Any  # ray.ObjectRefGenerator
     node: dict[str, Any] = field(default_factory=dict)  # node_fields once started
     started_at: float | None = None  # time.monotonic() when the task reported its start
 
 
 class RayExecutor:
-    """Ray tasks on the cluster at ``address`` (see the module docstring)."""
+    """Warm Ray workers on the cluster at ``address`` (see the module docstring)."""
 
     blocking = False  # finished() only waits on the cluster
 
@@ -115,11 +156,11 @@ class RayExecutor:
                 address=address,
                 runtime_env={"working_dir": str(REPO_ROOT), "excludes": SHIPPING_EXCLUDES},
             )
-        # On CUDA a fresh worker per task (max_calls=1): run_point's forkserver outlives a
-        # task and would hand the next task's child this task's CUDA_VISIBLE_DEVICES.
-        once = {"max_calls": 1} if device == "cuda" else {}
-        self._measure = ray.remote(max_retries=0, num_returns="streaming", **once)(measure_on_node)
+        self._worker = ray.remote(max_restarts=0, max_task_retries=0)(PointWorker)
+        self._resources: dict[str, dict[str, float]] = {}  # node id -> its total resources
         self._nodes = self._probe_nodes()
+        self._waiting: list[Job] = []
+        self._actors: list[_Actor] = []
         self._tasks: dict[int, _Task] = {}
 
     # -- Executor ----------------------------------------------------------------------
@@ -128,19 +169,11 @@ class RayExecutor:
         return sorted({node["node_hardware"] for node in self._nodes.values()})
 
     def has_room(self) -> bool:
-        return True  # Ray queues what does not fit; queued time is not timed
+        return True  # jobs wait here for a free actor; waiting time is not timed
 
     def submit(self, job: Job) -> None:
-        point = job.point
-        stream = self._measure.options(**self._task_options(job)).remote(
-            point.runner,
-            point.params,
-            point.runner_options(),
-            job.timeout_s,
-            job.max_memory_gb,
-            self.device,
-        )
-        self._tasks[job.ident] = _Task(job, stream)
+        self._waiting.append(job)
+        self._dispatch()
 
     def finished(self, wait_s: float) -> list[Finished]:
         ray = self._ray
@@ -153,19 +186,25 @@ class RayExecutor:
             ready, _ = ray.wait(list(streams), num_returns=len(streams), timeout=0)
         for stream in ready:
             done += self._advance(streams[stream])
-        return done + self._expire()
+        done += self._expire()
+        self._dispatch()
+        return done
 
     def cancel(self, ident: int) -> None:
+        self._waiting = [job for job in self._waiting if job.ident != ident]
         task = self._tasks.pop(ident, None)
         if task is not None:
-            self._ray.cancel(task.stream, force=True)
+            self._let_go(task.actor)  # an actor call cannot be force-cancelled: end its actor
 
     def busy(self) -> int:
         return sum(task.started_at is not None for task in self._tasks.values())
 
     def close(self) -> None:
+        self._waiting.clear()
         for ident in list(self._tasks):
             self.cancel(ident)
+        for actor in list(self._actors):
+            self._let_go(actor)
         if self._owns:
             self._ray.shutdown()
 
@@ -194,26 +233,97 @@ class RayExecutor:
         ]
         facts = ray.get(refs)
         self._whole_node_cpus = int(min(node["Resources"]["CPU"] for node in nodes))
+        self._resources = {node["NodeID"]: dict(node["Resources"]) for node in nodes}
         described = ", ".join(sorted({f"{f['node_hardware']} ({f['host']})" for f in facts}))
         print(f"ray: {len(facts)} node(s) for {self.device} points: {described}", file=self._log)
         return {fields["ray_node_id"]: fields for fields in facts}
 
-    def _task_options(self, job: Job) -> dict[str, Any]:
+    def _shape(self, job: Job) -> Shape:
+        """The resources and hardware kind of the actor that may run ``job``."""
         threads = job.point.params.get("num_threads")
-        options: dict[str, Any] = {
-            "num_cpus": threads or (1 if self.device == "cuda" else self._whole_node_cpus)
-        }
-        if self.device == "cuda":
-            options["num_gpus"] = 1
-        if job.hardware is not None:
+        cpus = threads or (1 if self.device == "cuda" else self._whole_node_cpus)
+        return float(cpus), 1.0 if self.device == "cuda" else 0.0, job.hardware
+
+    def _capacity(self, shape: Shape) -> int:
+        """How many actors of ``shape`` the cluster's nodes hold at once."""
+        cpus, gpus, hardware = shape
+        total = 0
+        for node_id, resources in self._resources.items():
+            if (
+                hardware is not None
+                and self._nodes.get(node_id, {}).get("node_hardware") != hardware
+            ):
+                continue
+            fits = int(resources.get("CPU", 0) // cpus) if cpus else 1 << 30
+            if gpus:
+                fits = min(fits, int(resources.get("GPU", 0) // gpus))
+            total += fits
+        return max(1, total)
+
+    def _nodes_of(self, hardware: str | None) -> list[str]:
+        """The ids of the nodes of a hardware kind (None: every node)."""
+        return [
+            node_id
+            for node_id, node in self._nodes.items()
+            if hardware is None or node["node_hardware"] == hardware
+        ]
+
+    def _dispatch(self) -> None:
+        """Start waiting jobs on idle (or new) actors, the most family work left first;
+        then let go of idle actors no waiting job can use, if any job still waits."""
+        self._waiting.sort(key=lambda job: (-job.family_work, job.ident))
+        for job in list(self._waiting):
+            actor = self._actor_for(self._shape(job))
+            if actor is None:
+                continue
+            self._waiting.remove(job)
+            self._start(job, actor)
+        needed = {self._shape(job) for job in self._waiting}
+        needed |= {task.actor.shape for task in self._tasks.values() if task.started_at is None}
+        if needed:
+            for actor in [a for a in self._actors if a.job is None and a.shape not in needed]:
+                self._let_go(actor)
+
+    def _actor_for(self, shape: Shape) -> _Actor | None:
+        """An idle actor of ``shape``, a new one if the cluster holds another, else None."""
+        same = [actor for actor in self._actors if actor.shape == shape]
+        idle = next((actor for actor in same if actor.job is None), None)
+        if idle is not None or len(same) >= self._capacity(shape):
+            return idle
+        cpus, gpus, hardware = shape
+        options: dict[str, Any] = {"num_cpus": cpus}
+        if gpus:
+            options["num_gpus"] = gpus
+        if hardware is not None:
             options["label_selector"] = _on_nodes(
                 [
                     node_id
                     for node_id, node in self._nodes.items()
-                    if node["node_hardware"] == job.hardware
+                    if node["node_hardware"] == hardware
                 ]
             )
-        return options
+        actor = _Actor(self._worker.options(**options).remote(), shape)
+        self._actors.append(actor)
+        return actor
+
+    def _start(self, job: Job, actor: _Actor) -> None:
+        point = job.point
+        stream = actor.handle.measure.options(num_returns="streaming").remote(
+            point.runner,
+            point.params,
+            point.runner_options(),
+            job.timeout_s,
+            job.max_memory_gb,
+            self.device,
+        )
+        actor.job = job.ident
+        self._tasks[job.ident] = _Task(job, actor, stream)
+
+    def _let_go(self, actor: _Actor) -> None:
+        """End an actor (and whatever it runs); its resources go back to the cluster."""
+        if actor in self._actors:
+            self._actors.remove(actor)
+        self._ray.kill(actor.handle, no_restart=True)
 
     def _wait_s(self, wait_s: float) -> float:
         """Up to wait_s, but no later than the next cancel deadline."""
@@ -244,12 +354,15 @@ class RayExecutor:
             return []
         del self._tasks[task.job.ident]
         if item is None:
+            self._let_go(task.actor)  # it failed: a fresh actor takes the next job
             wall_s = 0.0 if task.started_at is None else time.monotonic() - task.started_at
             item = {**task.node, **failure, "wall_s": wall_s}
+        else:
+            task.actor.job = None
         return [Finished(ident=task.job.ident, result=item, hardware=self._kind(task))]
 
     def _expire(self) -> list[Finished]:
-        """Cancel started tasks past their deadline; each becomes a timeout."""
+        """End the actors of started tasks past their deadline; each becomes a timeout."""
         now = time.monotonic()
         expired = [
             task
@@ -269,7 +382,7 @@ class RayExecutor:
                         "status": "timeout",
                         "wall_s": waited,
                         "error": f"no result within {task.job.timeout_s:g} s (+{self.grace_s:g} s "
-                        "grace): the Ray task was cancelled (ray.cancel, force=True)",
+                        "grace): the Ray worker was ended (ray.kill)",
                     },
                 )
             )
@@ -281,13 +394,14 @@ class RayExecutor:
 
 
 def ray_failure(exc: BaseException) -> dict[str, Any]:
-    """A task that Ray reports failed: killed by Ray's memory monitor is oom, anything
-    else (a dead worker or node, a failed runtime environment) is error; Ray's reason is
-    the row's error either way."""
+    """A task that Ray reports failed: killed by Ray's memory monitor is oom (a task's
+    OutOfMemoryError, or an actor that died of it), anything else (a dead worker or node,
+    a failed runtime environment) is error; Ray's reason is the row's error either way."""
     from ray.exceptions import OutOfMemoryError
 
-    status = "oom" if isinstance(exc, OutOfMemoryError) else "error"
-    return {"status": status, "error": describe(exc)}
+    text = describe(exc)
+    oom = isinstance(exc, OutOfMemoryError) or _MEMORY_MONITOR in text
+    return {"status": "oom" if oom else "error", "error": text}
 
 
 def _on_nodes(node_ids: list[str]) -> dict[str, str]:

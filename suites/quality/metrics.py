@@ -3,13 +3,17 @@
 Both are computed from next-token predictions: logits (B, L, V) at position t predict
 ``tokens[:, t + 1]``. Sums (not means) are accumulated over batches, so the result over a
 whole evaluation set weighs every scored token once, whatever the batching.
+
+``arguments`` are the model's per-call attention arguments for every forward (e.g.
+``{"n_hashes": 4}`` or ``{"exact": True}``: suites.quality.attention); none by default.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,32 +64,48 @@ class Tally:
 
 
 @torch.no_grad()
-def evaluate_duplication(model: nn.Module, batches: Iterable[torch.Tensor]) -> Tally:
+def evaluate_duplication(
+    model: nn.Module, batches: Iterable[torch.Tensor], arguments: Mapping[str, Any] | None = None
+) -> Tally:
     """Second-half accuracy and loss of ``model`` (tokens (B, L) -> logits (B, L, V))."""
     tally = Tally()
     for tokens in batches:
-        logits = model(tokens)[:, :-1]  # (B, L-1, V): position t predicts t + 1
+        logits = model(tokens, **(arguments or {}))[
+            :, :-1
+        ]  # (B, L-1, V): position t predicts t + 1
         tally.add(logits, tokens[:, 1:], second_half_mask(tokens.shape[1]).to(tokens.device))
     return tally
 
 
 @torch.no_grad()
-def evaluate_bytes(model: nn.Module, batches: Iterable[torch.Tensor]) -> Tally:
+def evaluate_bytes(
+    model: nn.Module, batches: Iterable[torch.Tensor], arguments: Mapping[str, Any] | None = None
+) -> Tally:
     """Next-byte loss over every target of every window; ``tally.bits_per_token`` is bpb."""
     tally = Tally()
     for tokens in batches:
-        tally.add(model(tokens)[:, :-1], tokens[:, 1:])
+        tally.add(model(tokens, **(arguments or {}))[:, :-1], tokens[:, 1:])
     return tally
 
 
 @torch.no_grad()
-def evaluate_bytes_incremental(model: nn.Module, batches: Iterable[torch.Tensor]) -> Tally:
+def evaluate_bytes_incremental(
+    model: nn.Module, batches: Iterable[torch.Tensor], arguments: Mapping[str, Any] | None = None
+) -> Tally:
     """As :func:`evaluate_bytes`, with every logit from teacher-forced incremental decoding
     (reformer.generate.incremental_logits: the first byte prefilled, then one step per
-    byte), so the same targets are scored as in the full forward."""
+    byte), so the same targets are scored as in the full forward. Decoding takes only
+    ``n_hashes`` of the arguments (the rounds its caches hash with)."""
     from reformer.generate import incremental_logits
 
+    options = dict(arguments or {})
+    n_hashes = options.pop("n_hashes", None)
+    if options:
+        raise ValueError(
+            f"incremental decoding takes only n_hashes as an attention argument; got {options}"
+        )
     tally = Tally()
     for tokens in batches:
-        tally.add(incremental_logits(model, tokens, prompt_len=1)[:, :-1], tokens[:, 1:])
+        logits = incremental_logits(model, tokens, prompt_len=1, n_hashes=n_hashes)
+        tally.add(logits[:, :-1], tokens[:, 1:])
     return tally

@@ -7,10 +7,11 @@ exists, so evaluating with other hash rounds needs no retraining. :func:`evaluat
 scores a trained model with any attention spec (suites.quality.attention).
 
 Every Reformer here is built with shared-QK LSH layers; the spec it is trained with is
-switched on for training (so "shared-full" and "lsh-N" models start from identical weights
-for a given seed). The byte-LM Transformer uses SDPA attention and its own separate Q, K
-and V; the Reformer's feed-forward is widened to make up the d_model² parameters per
-layer that shared QK saves, so both have (nearly) equal parameter counts.
+passed to every training forward as per-call arguments (suites.quality.attention), so
+"shared-full" and "lsh-N" models start from identical weights for a given seed. The
+byte-LM Transformer uses SDPA attention and its own separate Q, K and V; the Reformer's
+feed-forward is widened to make up the d_model² parameters per layer that shared QK
+saves, so both have (nearly) equal parameter counts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from suites.names import (
     parse_run_attention,
     schema_1_run_attention,
 )
-from suites.quality.attention import attention_as
+from suites.quality.attention import attention_arguments, spec_arguments
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
 from suites.quality.metrics import (
@@ -149,7 +149,7 @@ class Run:
 def build_model(run: Run) -> nn.Module:
     """A freshly initialised model (init seeded by run.seed), as its config describes it.
 
-    A shared-QK model runs its train spec only inside :func:`train_attention`."""
+    A shared-QK model runs its train spec through :func:`train_arguments`."""
     from baselines import TransformerLM
     from reformer.model import ReformerLM
 
@@ -159,11 +159,10 @@ def build_model(run: Run) -> nn.Module:
     return ReformerLM(run.config).to(run.device)
 
 
-def train_attention(run: Run, model: nn.Module) -> AbstractContextManager[None]:
-    """The block in which ``model`` runs the attention it is trained with."""
-    if not run.shared_qk:
-        return nullcontext()
-    return attention_as(model, run.train_attention, run.schedule.seq_len, run.config)
+def train_arguments(run: Run) -> dict[str, Any]:
+    """The per-call arguments with which the model runs the attention it is trained with
+    (none for a model whose attention cannot be switched)."""
+    return spec_arguments(run.train_attention) if run.shared_qk else {}
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -195,6 +194,7 @@ class Task:
     def __init__(self, run: Run, corpus: ByteCorpus | None = None) -> None:
         self.run = run
         self.corpus = corpus
+        self._train_arguments = train_arguments(run)
         seq_len, device = run.schedule.seq_len, run.device
         self._train_stream = torch.Generator().manual_seed(run.seed * 1009 + _TRAIN_DATA_STREAM)
         eval_stream = torch.Generator().manual_seed(run.seed * 1009 + _EVAL_DATA_STREAM)
@@ -223,10 +223,11 @@ class Task:
         return tokens.to(self.run.device)
 
     def loss(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-        """Duplication: cross-entropy on the second copy of w only; bytes: on every byte."""
+        """Duplication: cross-entropy on the second copy of w only; bytes: on every byte.
+        The model runs the run's training attention."""
         if self.run.task == "bytes":
-            return model.loss(tokens)
-        logits = model(tokens)[:, :-1]  # (B, L-1, V)
+            return model.loss(tokens, **self._train_arguments)
+        logits = model(tokens, **self._train_arguments)[:, :-1]  # (B, L-1, V)
         targets = tokens[:, 1:]
         return F.cross_entropy(
             logits[:, self._mask].flatten(0, 1), targets[:, self._mask].flatten()
@@ -246,27 +247,21 @@ class Task:
                 )
             spec = decoded
         if self.run.shared_qk:
-            switched = attention_as(
-                model,
-                spec,
-                self.run.schedule.seq_len,
-                self.run.config,
-                seed=self.run.seed * 1009 + _EVAL_HASH_STREAM,
-            )
+            seed = self.run.seed * 1009 + _EVAL_HASH_STREAM
+            arguments = attention_arguments(model, spec, seed=seed)
         elif spec != self.run.train_attention:
             raise ValueError(
                 f"a {self.run.model_name} model evaluates only with "
                 f"{self.run.train_attention!r}; got {spec!r}"
             )
         else:
-            switched = nullcontext()
-        with switched:
-            if self.run.task == "duplication":
-                tally: Tally = evaluate_duplication(model, self.eval_batches)
-                return {"accuracy": tally.accuracy, "loss": tally.loss}
-            evaluate = evaluate_bytes if decoded is None else evaluate_bytes_incremental
-            tally = evaluate(model, self.eval_batches)
-            return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
+            arguments = {}
+        if self.run.task == "duplication":
+            tally: Tally = evaluate_duplication(model, self.eval_batches, arguments)
+            return {"accuracy": tally.accuracy, "loss": tally.loss}
+        evaluate = evaluate_bytes if decoded is None else evaluate_bytes_incremental
+        tally = evaluate(model, self.eval_batches, arguments)
+        return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
 
 
 def checkpoint_path(run: Run, checkpoint_dir: Path) -> Path:
@@ -302,16 +297,15 @@ def ensure_trained(
             return task.evaluate(trained, run.train_attention)
 
     desc = f"{run.task} {run.model_name} {run.train_attention}"
-    with train_attention(run, model):
-        history: History = train(
-            model,
-            run.schedule,
-            batches=task.batch,
-            loss_fn=task.loss,
-            evaluate=evaluate,
-            desc=desc,
-            progress=progress,
-        )
+    history: History = train(
+        model,
+        run.schedule,
+        batches=task.batch,
+        loss_fn=task.loss,
+        evaluate=evaluate,
+        desc=desc,
+        progress=progress,
+    )
     corpus = task.corpus.describe() if task.corpus is not None else None
     meta = {
         "run": run.to_dict(),

@@ -74,3 +74,8 @@ def sleep_while_flagged(params: dict[str, Any], options: dict[str, Any]) -> dict
     while os.path.exists(params["flag"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return {"t_median_ms": 1.0, "peak_mb": 0.0}
+
+
+def runner_pid(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Reports the pid of the process that ran the point (the Ray worker, under Ray)."""
+    return {"t_median_ms": 1.0, "peak_mb": 0.0, "runner_pid": _runner_pid()}

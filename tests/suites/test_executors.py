@@ -132,6 +132,21 @@ def test_with_room_for_one_the_order_is_the_sorted_order_of_the_points():
     assert [status for _, _, status, _ in rows] == ["ok", "ok", "oom", "ok", "skipped", "ok"]
 
 
+def test_a_job_carries_the_work_left_in_its_family():
+    points = _points(("a", "b"), (1, 2, 4))
+    executor = FakeExecutor({}, room=2)
+    work = []
+    submit = executor.submit
+
+    def recording_submit(job: Job) -> None:
+        work.append((job.point.params["model"], job.point.seq_len, job.family_work))
+        submit(job)
+
+    executor.submit = recording_submit  # type: ignore[method-assign]
+    _measure(points, executor)
+    assert sorted(work) == [(m, n, left) for m in "ab" for n, left in ((1, 7), (2, 6), (4, 4))]
+
+
 def test_per_hardware_measures_each_point_once_per_kind_and_resumes_per_kind():
     points = _points(("a",), (1, 2))
     executor = FakeExecutor({}, room=4, kinds=("gpu-x", "gpu-y"))

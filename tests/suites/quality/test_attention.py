@@ -1,4 +1,4 @@
-"""Running a trained shared-QK model with full attention or LSH-N, inside a block."""
+"""Running a trained shared-QK model with full attention or LSH-N, by per-call arguments."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from reformer.lsh import layer_seed
 from reformer.model import ReformerLM
 from reformer.reference import exact_shared_qk_attention
 from suites.names import parse_run_attention
-from suites.quality.attention import attention_as, lsh_layers
+from suites.quality.attention import attention_arguments, lsh_layers, spec_arguments
 
 L = 32
 CONFIG = ReformerConfig(
@@ -37,59 +37,48 @@ def test_shared_full_is_exact_shared_qk_attention():
     qk = layer.to_qk(x).view(heads).transpose(1, 2)
     v = layer.to_v(x).view(heads).transpose(1, 2)
     exact = exact_shared_qk_attention(qk, v, causal=True).transpose(1, 2).reshape(2, L, -1)
-    with attention_as(model, "shared-full", L, CONFIG):
-        torch.testing.assert_close(layer(x), layer.to_out(exact), atol=1e-5, rtol=1e-5)
+    arguments = attention_arguments(model, "shared-full")
+    assert arguments == {"exact": True}
+    torch.testing.assert_close(layer(x, **arguments), layer.to_out(exact), atol=1e-5, rtol=1e-5)
 
 
 def test_shared_full_differs_from_lsh_with_several_chunks():
     model, tokens = _model(), torch.randint(0, 16, (2, L))
-    with attention_as(model, "shared-full", L, CONFIG):
-        full = model(tokens)
-    with attention_as(model, "lsh-1", L, CONFIG, seed=0):
-        assert not torch.allclose(full, model(tokens), atol=1e-4)
+    full = model(tokens, **attention_arguments(model, "shared-full"))
+    lsh = model(tokens, **attention_arguments(model, "lsh-1", seed=0))
+    assert not torch.allclose(full, lsh, atol=1e-4)
 
 
 @pytest.mark.parametrize("n_hashes", [2, 8])
 def test_eval_with_other_hash_rounds_really_uses_them(n_hashes):
     """A model run as LSH-n computes what a model built with n_hashes=n computes."""
     trained, tokens = _model(), torch.randint(0, 16, (2, L))
-    before = trained(tokens)
+    before = trained(tokens, **attention_arguments(trained, "lsh-1", seed=5))
     built = _model(CONFIG.replace(n_hashes=n_hashes))
     built.load_state_dict(trained.state_dict())
     for layer in lsh_layers(built):
         layer.generator.manual_seed(layer_seed(5, layer.layer_idx))
-    with attention_as(trained, f"lsh-{n_hashes}", L, CONFIG, seed=5):
-        assert all(layer.config.n_hashes == n_hashes for layer in lsh_layers(trained))
-        switched = trained(tokens)
+    arguments = attention_arguments(trained, f"lsh-{n_hashes}", seed=5)
+    assert arguments == {"n_hashes": n_hashes}
+    switched = trained(tokens, **arguments)
     torch.testing.assert_close(switched, built(tokens))
     assert not torch.allclose(switched, before, atol=1e-4)
 
 
 def test_reseeding_makes_evaluation_repeatable():
     model, tokens = _model(), torch.randint(0, 16, (2, L))
-    with attention_as(model, "lsh-2", L, CONFIG, seed=1):
-        first = model(tokens)
-    with attention_as(model, "lsh-2", L, CONFIG, seed=1):
-        torch.testing.assert_close(model(tokens), first)
+    first = model(tokens, **attention_arguments(model, "lsh-2", seed=1))
+    torch.testing.assert_close(model(tokens, **attention_arguments(model, "lsh-2", seed=1)), first)
 
 
 def test_the_model_keeps_its_weights_and_its_config():
-    model = _model()
+    model, tokens = _model(), torch.randint(0, 16, (2, L))
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     for spec in ("shared-full", "lsh-8", "lsh-1"):
-        with attention_as(model, spec, L, CONFIG):
-            assert model.config is not None
+        model(tokens, **attention_arguments(model, spec))
         assert model.config == CONFIG
         assert all(layer.config == CONFIG for layer in lsh_layers(model))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
-
-
-def test_the_config_comes_back_when_the_block_raises():
-    model = _model()
-    with pytest.raises(RuntimeError, match="inside"), attention_as(model, "shared-full", L, CONFIG):
-        assert all(layer.config.bucket_size == L for layer in lsh_layers(model))
-        raise RuntimeError("inside")
-    assert all(layer.config == CONFIG for layer in lsh_layers(model))
 
 
 @pytest.mark.parametrize("spec", ["lsh", "lsh-0", "LSH4", "flash", "full"])
@@ -98,7 +87,12 @@ def test_unknown_specs_are_refused_with_the_allowed_values(spec):
         parse_run_attention(spec)
 
 
+def test_sdpa_is_not_a_shared_qk_spec():
+    with pytest.raises(ValueError, match="shared-QK"):
+        spec_arguments("sdpa")
+
+
 def test_a_model_without_lsh_layers_cannot_switch():
     model = ReformerLM(CONFIG.replace(attention="sdpa"))
-    with pytest.raises(ValueError, match="shared-QK"), attention_as(model, "lsh-2", L, CONFIG):
-        pass
+    with pytest.raises(ValueError, match="shared-QK"):
+        attention_arguments(model, "lsh-2")

@@ -17,7 +17,6 @@ from suites.quality.tasks import (
     make_task,
     matched_d_ff,
     n_parameters,
-    train_attention,
 )
 from suites.quality.train import Schedule, train
 
@@ -53,15 +52,14 @@ def _run(seed=0, eval_every=3, train_attention="lsh-2", task="duplication", data
 
 def _train(run):
     model, task = build_model(run), make_task(run)
-    with train_attention(run, model):
-        history = train(
-            model,
-            run.schedule,
-            batches=task.batch,
-            loss_fn=task.loss,
-            evaluate=lambda m: task.evaluate(m, run.train_attention),
-            progress=False,
-        )
+    history = train(
+        model,
+        run.schedule,
+        batches=task.batch,
+        loss_fn=task.loss,
+        evaluate=lambda m: task.evaluate(m, run.train_attention),
+        progress=False,
+    )
     return model, history
 
 
