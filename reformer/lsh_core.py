@@ -47,10 +47,10 @@ EXP_FLOOR = -87.0
 LOG2E = 1.4426950408889634
 SELF_LOGIT2 = SELF_LOGIT * LOG2E
 EXP2_FLOOR = EXP_FLOOR * LOG2E
-# Default logit elements per slice (batch × heads × chunks × c × 2c). About ten bytes per
-# logit are live at once in backward, so 2^20 bounds a slice's transient memory near 10 MiB
-# while a 2K-token layer still runs as one slice per round.
-SLICE_ELEMENTS = 1 << 20
+# Default logit elements per slice (batch × heads × chunks × c × 2c). A call's workspace
+# holds about 16 bytes per logit (bias, scratch, dP, key and value windows), so 2^19 keeps
+# it near 8 MiB, while a 2K-token, 4-head layer still runs in two slices per round.
+SLICE_ELEMENTS = 1 << 19
 
 
 @dataclass(frozen=True)
