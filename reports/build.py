@@ -51,7 +51,7 @@ from reports.tables import (
     errors_table,
     measured_blocks,
 )
-from suites.busy import RULE
+from suites.harness.busy import RULE
 
 log = logging.getLogger("reports")
 # Code whose changes can change a report: its newest commit is the report's code version.

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from suites.row_types import INT_FIELDS, NUMBER_FIELDS
-from suites.rows import newest_per_point
-from suites.spec import ROW_CONFIG_FIELDS
-from suites.store import (
+from suites.harness.spec import ROW_CONFIG_FIELDS
+from suites.rows.assembly import newest_per_point
+from suites.rows.row_types import INT_FIELDS, NUMBER_FIELDS
+from suites.rows.store import (
     ENVIRONMENT_FIELDS,
     IDENTITY_FIELDS,
     MEASURED_FIELDS,
@@ -31,7 +31,7 @@ log = logging.getLogger("reports")
 
 HISTORY_FILE = "history.jsonl"
 
-# Configuration columns (harness and ReformerConfig fields, suites.spec); together with
+# Configuration columns (harness and ReformerConfig fields, suites.harness.spec); together with
 # unknown extras they identify a point.
 CONFIG_COLUMNS = ROW_CONFIG_FIELDS
 # Extra point columns of some suites: peers (impl), quality, and scale (autocast).
@@ -51,7 +51,7 @@ MEASURED_COLUMNS = (
     "peak_source",
     "mfu",
 )
-# Every field the row reader checks as a number (suites.row_types): coerced, so a column
+# Every field the row reader checks as a number (suites.rows.row_types): coerced, so a column
 # of ints and nulls is numeric in the frame.
 NUMERIC_COLUMNS = (*INT_FIELDS, *NUMBER_FIELDS)
 _MEASURED_SUFFIXES = ("_ms", "_mb", "_per_s", "_s")
@@ -59,7 +59,7 @@ REQUIRED = ("suite", "model", "status")
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Parse one JSON-lines file (suites.store.read_rows); log each line it skipped."""
+    """Parse one JSON-lines file (suites.rows.store.read_rows); log each line it skipped."""
     rows, problems = read_rows(path)
     for problem in problems:
         log.warning("%s", problem)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from suites.busy import row_is_busy
+from suites.harness.busy import row_is_busy
 
 RUN_CHOICES = ("latest", "all")
 DEFAULT_POLICY = "default"  # OMP_WAIT_POLICY unset: OpenMP's own (threads spin, then sleep)

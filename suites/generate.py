@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from suites.arguments import non_negative_float, positive_int
+from suites.harness.arguments import non_negative_float, positive_int
 
 FOLDERS = (Path("runs"), Path("results"))
 PATTERN = "bytes_reformer-lsh*.pt"

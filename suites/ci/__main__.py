@@ -25,8 +25,8 @@ from suites.ci.bench import read_ratios, run_benchmarks
 from suites.ci.deterministic import MEASURES
 from suites.ci.gates import SPECS, Outcome, check_limits, check_ratio, skipped
 from suites.ci.history import append_history, history_rows, run_provenance
-from suites.env import REPO_ROOT
-from suites.store import utc_stamp
+from suites.harness.env import REPO_ROOT
+from suites.rows.store import utc_stamp
 
 DEFAULT_CI_DIR = REPO_ROOT / "results" / "ci"
 UPDATE_RUNS = 3

@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from suites.measure import peak_memory
+from suites.harness.measure import peak_memory
 
 WARMUP_TOKENS = 4
 CACHES = ("lsh", "kv", "none", "hf")

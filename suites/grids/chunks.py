@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import backend_ablation
 from suites.grids._common import layer_point, ok_rows, preset
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import backend_ablation
+from suites.harness.points import GridContext, Point, Suite
 
 BUCKET_SIZES = (32, 64, 128, 256, 512)
 

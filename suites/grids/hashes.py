@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import backend_ablation
 from suites.grids._common import layer_point, ok_rows, preset
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import backend_ablation
+from suites.harness.points import GridContext, Point, Suite
 
 N_HASHES = (1, 2, 4, 8)
 

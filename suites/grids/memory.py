@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import device_backend
 from suites.grids._common import lm_point, powers_of_two, preset
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import device_backend
+from suites.harness.points import GridContext, Point, Suite
 
 MAIN_MODELS = (  # (family, attention, reversible)
     ("transformer", "full", False),

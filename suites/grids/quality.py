@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from reformer.config import PRESETS
-from suites.names import DECODE_PREFIX, SHARED_FULL, hash_rounds, lsh_name
+from suites.harness.points import GridContext, Point, Suite
+from suites.harness.spec import Harness, model_fields
 from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
-from suites.registry import GridContext, Point, Suite
-from suites.spec import Harness, model_fields
+from suites.rows.names import DECODE_PREFIX, SHARED_FULL, hash_rounds, lsh_name
 
 DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)))
 DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)))

@@ -28,14 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from suites.names import (
-    SDPA,
-    SHARED_FULL,
-    decoded_attention,
-    lm_model,
-    parse_run_attention,
-    schema_1_run_attention,
-)
+from suites.harness.spec import config_identity
 from suites.quality.attention import attention_as
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
@@ -53,7 +46,14 @@ from suites.quality.train import (
     save_checkpoint,
     train,
 )
-from suites.spec import config_identity
+from suites.rows.names import (
+    SDPA,
+    SHARED_FULL,
+    decoded_attention,
+    lm_model,
+    parse_run_attention,
+    schema_1_run_attention,
+)
 
 TASKS = ("duplication", "bytes")
 FAMILIES = ("reformer", "transformer")
@@ -65,7 +65,7 @@ _TRAIN_DATA_STREAM, _EVAL_DATA_STREAM, _EVAL_HASH_STREAM = 1, 2, 3
 class Run:
     task: str
     family: str
-    train_attention: str  # "shared-full" | "lsh-N" | "sdpa" (suites.names)
+    train_attention: str  # "shared-full" | "lsh-N" | "sdpa" (suites.rows.names)
     config: ReformerConfig  # what the model is built from (Reformer: attention="lsh")
     schedule: Schedule
     eval_size: int  # duplication: held-out sequences; bytes: validation windows
@@ -137,7 +137,7 @@ class Run:
     def key(self) -> str:
         """Short hash of everything that decides the trained weights (device aside).
 
-        The training attention is hashed as schema 1 spelled it (suites.names), so runs
+        The training attention is hashed as schema 1 spelled it (suites.rows.names), so runs
         trained before a rename keep their keys and checkpoints."""
         identity = {k: v for k, v in self.to_dict().items() if k != "device"}
         identity["config"] = config_identity(self.config)

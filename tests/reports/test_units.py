@@ -187,7 +187,7 @@ def test_html_escapes_and_formats():
 def test_peer_ratios_from_the_committed_peers_rows():
     """The committed rows of a real peers run (ours record impl_version 0.1.0) join."""
     from reports.load import load_rows
-    from suites.env import REPO_ROOT
+    from suites.harness.env import REPO_ROOT
 
     rows = load_rows(REPO_ROOT / "results")
     peers = rows[rows["source"] == "peers_cpu_20261129T045430Z.jsonl"]

@@ -15,13 +15,13 @@ import textwrap
 import pytest
 
 import suites.run as run_module
-from suites.busy import is_busy, row_is_busy
-from suites.lock import SweepLocked, lock_path, sweep_lock
-from suites.registry import GridContext
+from suites.harness.busy import is_busy, row_is_busy
+from suites.harness.lock import SweepLocked, lock_path, sweep_lock
+from suites.harness.points import GridContext
+from suites.harness.summary import summary
+from suites.harness.sweep import run_sweep
+from suites.rows.store import DEFAULT_OUT, read_rows
 from suites.run import main
-from suites.store import DEFAULT_OUT, read_rows
-from suites.summary import summary
-from suites.sweep import run_sweep
 from tests.suites.test_harness import _marks, _point, _suite
 
 CTX = GridContext(device="cpu", mode="quick")
@@ -173,7 +173,7 @@ def test_the_lock_of_a_killed_sweep_is_released(tmp_path):
             "-c",
             textwrap.dedent(f"""
             import sys, time
-            from suites.lock import sweep_lock
+            from suites.harness.lock import sweep_lock
             with sweep_lock({str(tmp_path)!r}, "tiny", "cpu"):
                 print("held", flush=True)
                 time.sleep(60)

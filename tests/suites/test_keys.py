@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from suites.env import REPO_ROOT, hardware_name
-from suites.registry import GridContext, load_suites
-from suites.store import read_rows, run_files
+from suites.harness.env import REPO_ROOT, hardware_name
+from suites.harness.points import GridContext
+from suites.registry import load_suites
+from suites.rows.store import read_rows, run_files
 
 RESULTS = REPO_ROOT / "results"
 SUITES = sorted({path.name.split("_")[0] for path in RESULTS.glob("*_cpu_*.jsonl")})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from suites.registry import Point
+from suites.harness.points import Point
 
 _SUFFIXES = {"": 1, "K": 2**10, "M": 2**20}
 _FORM = "an integer (1048576), a power of two (2^20) or a K/M multiple (1M, 64K)"

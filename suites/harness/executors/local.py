@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from suites.executors import Finished, Job
-from suites.isolation import run_point
+from suites.harness.executors import Finished, Job
+from suites.harness.isolation import run_point
 
 
 class LocalExecutor:

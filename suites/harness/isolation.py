@@ -4,7 +4,7 @@ Parent side, :func:`run_point`: start the child, wait up to the point's timeout,
 whatever happens into a status. A child killed by SIGKILL (the kernel's OOM killer) is
 ``oom``; one still running at the deadline is killed and ``timeout``; an exception is
 ``error`` with its message, except allocation failures, which are ``oom``. The runner
-inside the child (by default :func:`suites.measure.measure_step`) only returns row fields;
+inside the child (by default :func:`suites.harness.measure.measure_step`) only returns row fields;
 statuses are decided here.
 
 Memory cap (``--max-memory-gb``), applied in the child before the runner starts:
@@ -31,6 +31,8 @@ import signal
 import sys
 import time
 from typing import Any
+
+from suites.harness.process_memory import cap_mechanism, proc_status_bytes
 
 GIB = 2**30
 _CONTEXT: Any = None
@@ -138,7 +140,7 @@ def _child_main(
     applied: dict[str, Any] = {}
     try:
         applied = applied_cap_fields(cap_bytes, apply_memory_cap(cap_bytes, params.get("device")))
-        from suites.registry import resolve_runner
+        from suites.harness.points import resolve_runner
 
         message = ("ok", resolve_runner(runner)(params, options), applied)
     except BaseException as exc:  # every outcome must reach the parent as a row
@@ -149,13 +151,6 @@ def _child_main(
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         sender.send(message)
         sender.close()
-
-
-def cap_mechanism(device: str | None, max_memory_gb: float | None) -> str | None:
-    """How a cap is enforced on a device (see the module docstring); None without a cap."""
-    if max_memory_gb is None:
-        return None
-    return "cuda_memory_fraction" if device == "cuda" else "rlimit_as"
 
 
 def apply_memory_cap(cap_bytes: int | None, device: str | None) -> int | None:
@@ -233,12 +228,3 @@ def default_max_memory_gb(device: str) -> float | None:
     import psutil
 
     return round(min(16.0, 0.7 * psutil.virtual_memory().available / 2**30), 1)
-
-
-def proc_status_bytes(field: str) -> int:
-    """A ``Vm*`` line of /proc/self/status, in bytes."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(f"{field} not in /proc/self/status")

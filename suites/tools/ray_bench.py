@@ -1,4 +1,4 @@
-"""Benchmark of ``--executor ray`` on this machine: ``python -m suites.ray_bench``.
+"""Benchmark of ``--executor ray`` on this machine: ``python -m suites.tools.ray_bench``.
 
 Two figures, from whole sweeps of one suite's grid (default: the quick memory grid, every
 point on one thread), each into a fresh results file:
@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from suites.env import environment
-from suites.registry import GridContext, get_suite
-from suites.sweep import run_sweep
+from suites.harness.env import environment
+from suites.harness.points import GridContext
+from suites.harness.sweep import run_sweep
+from suites.registry import get_suite
 
 
 def timed_sweep(suite_name: str, ctx: GridContext, executor: str) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def ray_sweep(suite_name: str, ctx: GridContext, num_cpus: int) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m suites.ray_bench", description=__doc__.split("\n\n")[0]
+        prog="python -m suites.tools.ray_bench", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--suite", default="memory")
     parser.add_argument("--mode", default="quick", choices=("quick", "default", "full"))
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="append the figures as one JSON line to this file"
     )
     args = parser.parse_args(argv)
-    from suites.executors.ray_executor import require_ray
+    from suites.harness.executors.ray_executor import require_ray
 
     require_ray()
     ctx = GridContext(device="cpu", mode=args.mode)

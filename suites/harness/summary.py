@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from suites.busy import MARK, busy_note, row_is_busy
-from suites.exits import closing_line, sweep_status
-from suites.registry import GridContext, Suite
-from suites.rows import latest_rows
-from suites.store import RunFile
+from suites.harness.busy import MARK, busy_note, row_is_busy
+from suites.harness.exits import closing_line, sweep_status
+from suites.harness.points import GridContext, Suite
+from suites.rows.assembly import latest_rows
+from suites.rows.store import RunFile
 
 LISTED_BUSY = 6  # points named in the load line; the rest are counted
 
@@ -32,7 +32,7 @@ def sweep_rows(run_file: RunFile) -> list[dict[str, Any]]:
 
 def summary(suite: Suite, ctx: GridContext, run_file: RunFile, max_memory_gb: float | None) -> str:
     """Markdown: where the rows are, status counts, load, the suite's own lines, and why
-    the sweep exits non-zero when points ended in error (suites.exits)."""
+    the sweep exits non-zero when points ended in error (suites.harness.exits)."""
     rows = sweep_rows(run_file)
     counts = Counter(row.get("status") for row in rows)
     cap = (
@@ -61,7 +61,7 @@ def summary(suite: Suite, ctx: GridContext, run_file: RunFile, max_memory_gb: fl
 
 
 def _clamped_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """A cap lowered to the inherited hard address-space limit (suites.isolation) changes
+    """A cap lowered to the inherited hard address-space limit (suites.harness.isolation) changes
     what oom means, so the summary says so."""
     clamped = [row for row in rows if row.get("max_memory_gb_requested") is not None]
     if not clamped:

@@ -76,7 +76,7 @@ def model_kind(model: str) -> str:
     raise ValueError(
         f"model={model!r} is unknown; allowed: transformer-<attention>, "
         f"reformer-<attention>[-rev], {LAYER_PREFIX}<attention> or a "
-        f"{PEER_PREFIX}<name> peer (suites.names)"
+        f"{PEER_PREFIX}<name> peer (suites.rows.names)"
     )
 
 

@@ -3,7 +3,7 @@
 Runs inside the point's child process; models are imported there, through the public API
 (``reformer``, ``baselines``), so the harness works before or without them.
 
-Models (the row's ``model`` field, named in suites.names), each built from the point's
+Models (the row's ``model`` field, named in suites.rows.names), each built from the point's
 ``ReformerConfig`` as it stands (the name only picks the class):
 
 - whole language models, tokens (B, L) -> loss: ``baselines.TransformerLM`` and
@@ -28,14 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from suites.backend import backend_used
-from suites.names import model_kind
+from suites.harness.backend import backend_used
+from suites.harness.dtypes import TORCH_DTYPES
+from suites.rows.names import model_kind
 
 if TYPE_CHECKING:
     from reformer import ReformerConfig
-    from suites.spec import Harness
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    from suites.harness.spec import Harness
 
 
 @dataclass
@@ -77,7 +76,7 @@ def build_step(model: str, config: ReformerConfig, harness: Harness) -> Step:
 def _lm_step(family: str, config: ReformerConfig, harness: Harness) -> Step:
     from reformer.flops import model_flops
 
-    device, dtype = torch.device(harness.device), DTYPES[harness.dtype]
+    device, dtype = torch.device(harness.device), TORCH_DTYPES[harness.dtype]
     if family == "transformer":
         from baselines import TransformerLM
 
@@ -119,7 +118,7 @@ def _lm_step(family: str, config: ReformerConfig, harness: Harness) -> Step:
 
 
 def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> Step:
-    device, dtype = torch.device(harness.device), DTYPES[harness.dtype]
+    device, dtype = torch.device(harness.device), TORCH_DTYPES[harness.dtype]
     batch, seq_len = harness.batch, harness.seq_len
     if peer is not None:
         from baselines.peers import build_peer

@@ -6,9 +6,9 @@ import os
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from suites.isolation import cap_mechanism
-from suites.registry import Point
-from suites.store import EXTRA_FIELDS, ROW_FIELDS, SCHEMA_VERSION, utc_now
+from suites.harness.points import Point
+from suites.harness.process_memory import cap_mechanism
+from suites.rows.store import EXTRA_FIELDS, ROW_FIELDS, SCHEMA_VERSION, utc_now
 
 
 def assemble_row(

@@ -4,8 +4,8 @@
 # peers, time, memory and scale suites on their CUDA grids, and the report; everything
 # under OUT_DIR. Sized to finish in 10 minutes on one H100/H200-class GPU.
 #
-#   bash suites/gpu_check.sh OUT_DIR            # on the GPU machine
-#   bash suites/gpu_check.sh --dry-run OUT_DIR  # any machine: CPU, --quick grids, no installs
+#   bash suites/tools/gpu_check.sh OUT_DIR            # on the GPU machine
+#   bash suites/tools/gpu_check.sh --dry-run OUT_DIR  # any machine: CPU, --quick grids, no installs
 #                                               # (or GPU_CHECK_DRY_RUN=1)
 #
 # OUT_DIR/results/   result rows (*.jsonl), as `python -m suites.run ... --out` writes them
@@ -31,7 +31,7 @@
 # and prints each stage's compile count and an estimate from those times.
 set -u
 
-usage() { echo "usage: bash suites/gpu_check.sh [--dry-run] OUT_DIR" >&2; exit 2; }
+usage() { echo "usage: bash suites/tools/gpu_check.sh [--dry-run] OUT_DIR" >&2; exit 2; }
 DRY_RUN=${GPU_CHECK_DRY_RUN:-0}
 OUT_DIR=""
 for arg in "$@"; do
@@ -261,10 +261,10 @@ gpu_tests() {
 
 kernel_bench() {
   if [ "$DRY_RUN" = 1 ]; then
-    "$PYTHON" -m suites.kernel_bench --device cpu --dtype float32 --lengths 256 \
+    "$PYTHON" -m suites.tools.kernel_bench --device cpu --dtype float32 --lengths 256 \
       --min-run-time 0.05 --out "$OUT_DIR/kernel_bench.json"
   else
-    "$PYTHON" -m suites.kernel_bench --device cuda --lengths 4096,8192,16384 \
+    "$PYTHON" -m suites.tools.kernel_bench --device cuda --lengths 4096,8192,16384 \
       --min-run-time 0.5 --out "$OUT_DIR/kernel_bench.json"
   fi
 }

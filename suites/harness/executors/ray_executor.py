@@ -32,9 +32,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from suites.env import REPO_ROOT, environment, hardware_name
-from suites.executors import Finished, Job
-from suites.isolation import describe, run_point
+from suites.harness.env import REPO_ROOT, environment, hardware_name
+from suites.harness.executors import Finished, Job
+from suites.harness.isolation import describe, run_point
 
 # Row fields only rows measured through Ray have.
 NODE_FIELDS = ("node_hardware", "ray_node_id")

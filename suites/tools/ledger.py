@@ -1,6 +1,6 @@
 """Memory ledger of one training step: which tensors are alive at the peak, and who made them.
 
-``python -m suites.ledger --seq-len N [--n-layers K] [--out results/ledger]`` builds the
+``python -m suites.tools.ledger --seq-len N [--n-layers K] [--out results/ledger]`` builds the
 scale suite's model (ReformerLM, LSH, reversible, chunked FF, axial positions, AdamW),
 runs one training step and prints the largest tensors alive at the moment the step's
 tensor memory peaked: where each was allocated (the innermost line of this project's code
@@ -11,7 +11,7 @@ CPU: a ``TorchDispatchMode`` sees every operator's outputs; each new storage is
 recorded with a weak reference per tensor that uses it, and counted as freed when the last
 one dies (PyTorch keeps a tensor's Python object alive while autograd still holds the
 tensor, so saved tensors stay counted). The tracked peak is compared with the process's
-own high-water mark (``suites.measure.peak_memory``), which the same step sets.
+own high-water mark (``suites.harness.measure.peak_memory``), which the same step sets.
 CUDA: ``torch.cuda.memory._record_memory_history`` and its snapshot at the allocator's
 peak would be the faithful source; this tool uses the dispatch tracker on every device,
 which sees tensors, not allocator blocks.
@@ -34,7 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 if TYPE_CHECKING:
-    from suites.registry import Point
+    from suites.harness.points import Point
 
 MIB = 2**20
 GIB = 2**30
@@ -250,7 +250,7 @@ def scale_point(
     model fields, e.g. vocab_size, bucket_size)."""
     from suites.grids._common import preset
     from suites.grids.scale import AXIAL_SHAPE, long_context_point
-    from suites.registry import GridContext
+    from suites.harness.points import GridContext
 
     ctx = GridContext(device=device)
     model = preset(
@@ -270,8 +270,8 @@ def scale_point(
 
 def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
     """Build the point's step, run one step under the tracker (and the peak meter)."""
-    from suites.measure import peak_memory
-    from suites.scale_step import build_scale_step
+    from suites.grids.scale_step import build_scale_step
+    from suites.harness.measure import peak_memory
 
     fix_mmap_threshold()
     params = point.params
@@ -307,10 +307,10 @@ def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
 
 
 def ledger_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """A harness runner (suites.isolation.run_point): the ledger of one step in a fresh child
-    process, after an untracked step on ``options["warm_up"]`` params if given (which
+    """A harness runner (suites.harness.isolation.run_point): the ledger of one step in a
+    fresh child process, after an untracked step on ``options["warm_up"]`` params if given (which
     brings in the code pages and thread stacks a process's first step adds)."""
-    from suites.registry import Point
+    from suites.harness.points import Point
 
     if options.get("warm_up"):
         ledger_step(options["warm_up"], measure=False)
@@ -328,7 +328,7 @@ def write(ledger: Ledger, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = out_dir / f"ledger_L{ledger.seq_len}_{ledger.n_layers}layers_{stamp}.json"
-    from suites.env import environment
+    from suites.harness.env import environment
 
     payload = asdict(ledger) | {
         "environment": environment(ledger.params["device"]),
@@ -339,7 +339,7 @@ def write(ledger: Ledger, out_dir: Path) -> Path:
 
 
 def _length(text: str) -> int:
-    from suites.lengths import parse_length
+    from suites.harness.lengths import parse_length
 
     try:
         return parse_length(text)
@@ -349,7 +349,7 @@ def _length(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m suites.ledger", description=__doc__.split("\n")[0]
+        prog="python -m suites.tools.ledger", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--seq-len", type=_length, required=True, help="sequence length: 65536, 2^16 or 64K"

@@ -1,6 +1,6 @@
 """What a model point measures, and the result-row fields that say so.
 
-A model point is a model name (suites.names), a ``ReformerConfig`` built from a preset with
+A model point is a model name (suites.rows.names), a ``ReformerConfig`` built from a preset with
 ``.replace(...)``, and a :class:`Harness`: how the model is run (pass, batch, length,
 dtype, device, threads). The config columns of a result row derive from both: the harness
 fields, then every ``ReformerConfig`` field except ``max_seq_len`` (a point's model is built
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.names import model_kind
+from suites.rows.names import model_kind
 
 PASSES = ("fwd", "fwd_bwd", "train_step", "decode")
 DTYPES = ("float32", "bfloat16", "float16")

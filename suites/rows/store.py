@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from suites.names import current_names
-from suites.row_types import type_problem
-from suites.spec import ROW_CONFIG_FIELDS
+from suites.harness.spec import ROW_CONFIG_FIELDS
+from suites.rows.names import current_names
+from suites.rows.row_types import type_problem
 
 SCHEMA_VERSION = 1
 # Where a plain run writes (ignored by git), and the committed record of measurements.
@@ -75,7 +75,7 @@ MEASURED_FIELDS = (
 ROW_FIELDS: tuple[str, ...] = (
     *IDENTITY_FIELDS,
     "suite",
-    # config: the harness fields and ReformerConfig's (suites.spec)
+    # config: the harness fields and ReformerConfig's (suites.harness.spec)
     *ROW_CONFIG_FIELDS,
     *ENVIRONMENT_FIELDS,
     *MEASURED_FIELDS,
@@ -84,8 +84,8 @@ ROW_FIELDS: tuple[str, ...] = (
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
 # and the machine's 1-minute load average when the point ended and OMP_WAIT_POLICY (times
 # taken on a busy shared machine are not comparable with those taken on an idle one);
-# which backend ran our LSH attention (suites.backend), the peak FLOP/s and MFU
-# (suites.efficiency); the grid's mode and its number of points (a run with a row per point
+# which backend ran our LSH attention (suites.harness.backend), the peak FLOP/s and MFU
+# (suites.harness.efficiency); the grid's mode and its number of points (a run with a row per point
 # is complete).
 EXTRA_FIELDS: tuple[str, ...] = (
     "point_key",
@@ -118,9 +118,9 @@ def utc_now() -> str:
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows of one results file and a note for every line that is not a JSON object or
-    whose fields do not have the schema's types (suites.row_types).
+    whose fields do not have the schema's types (suites.rows.row_types).
 
-    Names written under an older spelling are read as today's (suites.names)."""
+    Names written under an older spelling are read as today's (suites.rows.names)."""
     rows, problems = [], []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):

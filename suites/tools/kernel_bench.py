@@ -1,7 +1,7 @@
 """Kernel microbenchmark: one LSH attention call, forward + backward, through the Triton
 kernels, the torch path and SDPA's flash kernel (exact causal attention), at a few lengths.
 
-    python -m suites.kernel_bench [--device cuda] [--lengths 4096,8192,16384] [--out FILE]
+    python -m suites.tools.kernel_bench [--device cuda] [--lengths 4096,8192,16384] [--out FILE]
 
 Shapes follow the suites' attention layer (d_model 256 = 4 heads of 64, batch 1): LSH-4,
 bucket_size (chunk) 64, causal, bfloat16 by default. Inputs are (B, H, L, d_head); each
@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 from reformer import lsh_attention
-from suites.env import environment
-from suites.steps import DTYPES
+from suites.harness.dtypes import TORCH_DTYPES
+from suites.harness.env import environment
 
 VARIANTS = ("triton", "torch", "sdpa_flash")
 
@@ -113,7 +113,9 @@ def run(
     for seq_len in lengths:
         for variant in VARIANTS:
             try:
-                call = make_call(variant, seq_len, dtype=DTYPES[dtype], device=device, **shape)
+                call = make_call(
+                    variant, seq_len, dtype=TORCH_DTYPES[dtype], device=device, **shape
+                )
                 times[variant][seq_len] = time_call(call, min_run_time)
             except Exception as exc:  # reported, and the other variants still run
                 times[variant][seq_len] = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -170,13 +172,13 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m suites.kernel_bench",
+        prog="python -m suites.tools.kernel_bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
     parser.add_argument("--lengths", default="4096,8192,16384")
-    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
+    parser.add_argument("--dtype", default="bfloat16", choices=sorted(TORCH_DTYPES))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--d-head", type=int, default=64)

@@ -1,7 +1,7 @@
 """Efficiency: achieved FLOP/s as a fraction of what the hardware can do (MFU).
 
 MFU ("model FLOPs utilisation", as nanoGPT's ``estimate_mfu``) is a row's ``tflops_per_s``
-(model FLOPs of one step / its median time; suites.measure) divided by a peak:
+(model FLOPs of one step / its median time; suites.harness.measure) divided by a peak:
 
 - on CUDA, the device's dense peak for the row's dtype, from :data:`DATASHEET_TFLOPS`
   (``peak_source`` = "datasheet"); a GPU not in the table gets the GEMM measure below;
@@ -41,7 +41,7 @@ DATASHEET_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
 )
 GEMM_SIZE = 4096
 QUICK_GEMM_SIZE = 1024  # --quick grids: a smoke run, not worth seconds of matmul
-GEMM_RUNNER = "suites.efficiency:gemm_runner"
+GEMM_RUNNER = "suites.harness.efficiency:gemm_runner"
 EFFICIENCY_FIELDS = ("peak_tflops", "peak_source", "mfu")
 
 
@@ -69,11 +69,11 @@ def measure_gemm_tflops(
     import torch
     from torch.utils.benchmark import Timer
 
-    from suites.steps import DTYPES
+    from suites.harness.dtypes import TORCH_DTYPES
 
     generator = torch.Generator().manual_seed(0)
     a, b = (
-        torch.randn(size, size, generator=generator).to(device=device, dtype=DTYPES[dtype])
+        torch.randn(size, size, generator=generator).to(device=device, dtype=TORCH_DTYPES[dtype])
         for _ in range(2)
     )
     (a @ b).sum().item()  # warm: allocator, BLAS handles, CUDA context
@@ -83,7 +83,7 @@ def measure_gemm_tflops(
 
 
 def gemm_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The GEMM measure as a harness runner (suites.isolation runs it in a child):
+    """The GEMM measure as a harness runner (suites.harness.isolation runs it in a child):
     params ``size``, ``device``, ``dtype``, ``num_threads`` (None: torch's default)."""
     import torch
 
@@ -104,7 +104,7 @@ def run_peaks(
 
     A failed GEMM measure gives (None, None): the rows' MFU stays null, the sweep goes on.
     """
-    from suites.isolation import run_point
+    from suites.harness.isolation import run_point
 
     size = QUICK_GEMM_SIZE if quick else GEMM_SIZE
     peaks: dict[str, tuple[float | None, str | None]] = {}

@@ -1,11 +1,11 @@
 """The sweep: a suite's points, each measured in its own child, through an executor.
 
-The order and the skip-after-oom rule are suites.executors.dispatch's: each family's
+The order and the skip-after-oom rule are suites.harness.executors.dispatch's: each family's
 lengths run shortest first, so that after a point runs out of memory (or time) the longer
 points of its family are written as ``skipped`` instead of being tried. Points whose key
 already has an ``ok`` row in the run file are not measured again (resume). The executor is
 ``local`` (one point at a time, here) or ``ray`` (one Ray task per point over a cluster);
-either way only this process appends to the run's results file (suites.store), one row per
+either way only this process appends to the run's results file (suites.rows.store), one row per
 point, as soon as it is known.
 """
 
@@ -17,17 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from suites.busy import RULE, is_busy
-from suites.efficiency import efficiency_fields, run_peaks
-from suites.env import environment, hardware_name
-from suites.executors import open_executor
-from suites.executors.dispatch import measure_points
-from suites.isolation import default_max_memory_gb
-from suites.lengths import select_lengths
-from suites.lock import sweep_lock
-from suites.registry import DEFAULT_RUNNER, GridContext, Point, Suite
-from suites.rows import assemble_row
-from suites.store import DEFAULT_OUT, RunFile
+from suites.harness.busy import RULE, is_busy
+from suites.harness.efficiency import efficiency_fields, run_peaks
+from suites.harness.env import environment, hardware_name
+from suites.harness.executors import open_executor
+from suites.harness.executors.dispatch import measure_points
+from suites.harness.isolation import default_max_memory_gb
+from suites.harness.lengths import select_lengths
+from suites.harness.lock import sweep_lock
+from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
+from suites.rows.assembly import assemble_row
+from suites.rows.store import DEFAULT_OUT, RunFile
 
 
 def run_sweep(
@@ -51,9 +51,9 @@ def run_sweep(
     ``threads`` sets torch's thread count in every point (it is part of the point, so
     results with different counts never resume each other); None keeps torch's default.
     ``executor`` "ray" measures each point as a Ray task on the cluster at ``ray_address``
-    (suites.executors); ``per_hardware`` measures each point once per hardware kind there.
-    ``lengths`` keeps only the grid's points of those lengths (suites.lengths). Holds the
-    folder's lock for the suite and device throughout (suites.lock): a second sweep of the
+    (suites.harness.executors); ``per_hardware`` measures each point once per hardware kind there.
+    ``lengths`` keeps only the grid's points of those lengths (suites.harness.lengths). Holds the
+    folder's lock for the suite and device throughout (suites.harness.lock): a second sweep of the
     same suite into the same folder raises SweepLocked instead of measuring every point
     twice.
     """
@@ -98,7 +98,7 @@ def _sweep(
     hardware = hardware_name(env, ctx.device)
     # The grid's mode and size go into every row, so a report can tell a complete run
     # (a row for every point) from an interrupted one; its identity keeps one grid per
-    # run file (suites.store); oversubscribed threads make its times meaningless.
+    # run file (suites.rows.store); oversubscribed threads make its times meaningless.
     env |= {
         "mode": ctx.mode,
         "grid_points": len(points),
@@ -117,7 +117,7 @@ def _sweep(
     for problem in run_file.problems:
         print(f"warning: {problem}", file=log)
     done = run_file.ok_keys()
-    # The peaks MFU divides by (suites.efficiency), had once per run for the dtypes of the
+    # The peaks MFU divides by (suites.harness.efficiency), had once per run for the dtypes of the
     # model points still to measure.
     dtypes = {
         str(point.params.get("dtype"))
@@ -167,7 +167,7 @@ def _sweep(
 
 def memory_cap(suite: Suite, ctx: GridContext, requested: float | None) -> float | None:
     """The per-point cap (GiB): --max-memory-gb, else the suite's own, else the harness
-    default for the device (suites.isolation)."""
+    default for the device (suites.harness.isolation)."""
     if requested is not None:
         return requested
     if suite.default_max_memory_gb is not None:

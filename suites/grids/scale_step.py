@@ -8,7 +8,7 @@ stay float32 inside the attention). The optimizer is AdamW with ``foreach=False`
 multi-tensor path allocates temporaries for every parameter at once.
 
 While it runs, the step writes what it is doing ("backward, layer 2/12") to the file named
-by the option ``progress_file``, which the progress bar shows (suites.progress).
+by the option ``progress_file``, which the progress bar shows (suites.harness.progress).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from suites.spec import Harness
-from suites.steps import DTYPES, Step, build_step
+from suites.harness.dtypes import TORCH_DTYPES
+from suites.harness.spec import Harness
+from suites.harness.steps import Step, build_step
 
 if TYPE_CHECKING:
     from reformer.config import ReformerConfig
@@ -48,15 +49,17 @@ def build_scale_step(
             f"the scale runner measures reformer train_step points; got model="
             f"{params['model']!r}, pass={params['pass']!r}"
         )
-    if params.get("dtype", "float32") not in DTYPES:
-        raise ValueError(f"dtype={params.get('dtype')!r} is unknown; allowed: {tuple(DTYPES)}")
+    if params.get("dtype", "float32") not in TORCH_DTYPES:
+        raise ValueError(
+            f"dtype={params.get('dtype')!r} is unknown; allowed: {tuple(TORCH_DTYPES)}"
+        )
     base = build_step(params["model"], config, harness)  # validates; FLOPs and row info
     info, flops = dict(base.info) | {"autocast": autocast}, base.flops
     del base
     from reformer import ReformerLM
 
     device = torch.device(params["device"])
-    net = ReformerLM(config).to(device=device, dtype=DTYPES[params.get("dtype", "float32")])
+    net = ReformerLM(config).to(device=device, dtype=TORCH_DTYPES[params.get("dtype", "float32")])
     net.train()
     generator = torch.Generator().manual_seed(int(params.get("seed", 0)))
     batch, seq_len = int(params["batch"]), int(params["seq_len"])
@@ -112,8 +115,8 @@ class _Progress:
 
 def measure_scale_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """Runner: peak memory, bytes saved for backward, time and loss of one first step."""
-    from suites.measure import peak_memory
-    from suites.saved_bytes import saved_bytes
+    from suites.harness.measure import peak_memory
+    from suites.harness.saved_bytes import saved_bytes
 
     if params.get("num_threads"):
         torch.set_num_threads(int(params["num_threads"]))

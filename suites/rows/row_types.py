@@ -2,7 +2,7 @@
 
 A row whose field has the wrong type (``"seq_len": "1024"``, a hand edit or another
 tool's output) would break every later comparison of that field: sorting lengths in a
-summary, grouping points in a report. suites.store.read_rows, the one reader of result
+summary, grouping points in a report. suites.rows.store.read_rows, the one reader of result
 files, reports such a row with its file and line and skips it. Null is always allowed (a
 column that does not apply); fields not listed here are not checked.
 """

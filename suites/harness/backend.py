@@ -34,9 +34,9 @@ def backend_used(config: ReformerConfig, device: str, dtype: torch.dtype) -> str
 def triton_fits(config: ReformerConfig, dtype: str) -> bool:
     """Whether the Triton kernels take this config's chunk and head width in ``dtype``."""
     from reformer.backends import triton_limits
-    from suites.steps import DTYPES
+    from suites.harness.dtypes import TORCH_DTYPES
 
-    return triton_limits(DTYPES[dtype], config.bucket_size, config.d_head) is None
+    return triton_limits(TORCH_DTYPES[dtype], config.bucket_size, config.d_head) is None
 
 
 def device_backend(config: ReformerConfig, device: str, dtype: str = "float32") -> ReformerConfig:

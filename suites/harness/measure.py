@@ -1,8 +1,8 @@
 """Measurement inside a point's child process: timing, memory peaks, saved bytes, FLOPs.
 
-:func:`measure_step` is the default runner (the child side of :mod:`suites.isolation`):
+:func:`measure_step` is the default runner (the child side of :mod:`suites.harness.isolation`):
 seed; build model and inputs untimed; one warm step, during which the bytes saved for
-backward are counted (``suites.saved_bytes``, forward only) and, for single layers, FLOPs
+backward are counted (``suites.harness.saved_bytes``, forward only) and, for single layers, FLOPs
 are counted with ``torch.utils.flop_counter``; then the memory pass, then timing with
 ``Timer.blocked_autorange`` (median, IQR, samples; it synchronises CUDA). ``memory_first``
 (the scale suite) measures memory on the very first step instead, so the peak includes
@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from suites.isolation import proc_status_bytes
+from suites.harness.process_memory import proc_status_bytes
 
 MIB = 2**20
 
@@ -29,7 +29,7 @@ def measure_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, A
     ``options`` carries the point's ``config`` and ``harness`` (suites.registry.Point)."""
     import torch
 
-    from suites.steps import build_step
+    from suites.harness.steps import build_step
 
     config, harness = options["config"], options["harness"]
     if harness.num_threads:
@@ -60,7 +60,7 @@ def counted_step(step: Any, count_flops: bool) -> tuple[int, int | None]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from suites.saved_bytes import saved_bytes
+    from suites.harness.saved_bytes import saved_bytes
 
     step.zero_grad()
     counter = FlopCounterMode(display=False) if count_flops else None

@@ -3,10 +3,10 @@
 An executor takes jobs (a point, its timeout and memory cap, optionally the hardware kind
 it must run on) and hands back results as they finish, each with the job's ident and the
 hardware kind that measured it (what the point's key is hashed with). Every executor runs
-a point through :func:`suites.isolation.run_point`, so a point always has its own child
+a point through :func:`suites.harness.isolation.run_point`, so a point always has its own child
 process, memory cap, timeout and status; only where that child runs differs.
 
-:mod:`suites.executors.dispatch` drives an executor over a sweep: the order of a family's
+:mod:`suites.harness.executors.dispatch` drives an executor over a sweep: the order of a family's
 lengths, skipping after an ``oom`` or ``timeout``, and the progress bar.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from suites.registry import Point
+from suites.harness.points import Point
 
 EXECUTORS = ("local", "ray")
 
@@ -38,7 +38,7 @@ class Finished:
 
     ident: int
     result: dict[str, Any]
-    hardware: str  # the hardware kind that measured it (suites.env.hardware_name)
+    hardware: str  # the hardware kind that measured it (suites.harness.env.hardware_name)
 
 
 class Executor(Protocol):
@@ -75,11 +75,11 @@ def open_executor(
     ``ray``: one Ray task per point on the cluster at ``address`` (None: the one this
     process is connected to, else a new local one)."""
     if name == "local":
-        from suites.executors.local import LocalExecutor
+        from suites.harness.executors.local import LocalExecutor
 
         return LocalExecutor(hardware)
     if name == "ray":
-        from suites.executors.ray_executor import RayExecutor
+        from suites.harness.executors.ray_executor import RayExecutor
 
         return RayExecutor(device=device, address=address, log=log)
     raise ValueError(f"executor={name!r} is unknown; allowed: {EXECUTORS}")

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from suites.executors import Executor, Job
-from suites.exits import Terminated
-from suites.progress import heartbeat
-from suites.registry import Point
+from suites.harness.executors import Executor, Job
+from suites.harness.exits import Terminated
+from suites.harness.points import Point
+from suites.harness.progress import heartbeat
 
 # Points that mean "longer will not fit either": later lengths of the family are skipped.
 STOPPING_STATUSES = ("oom", "timeout")
@@ -158,7 +158,7 @@ class _Sweep:
 
     def _wait(self) -> list:
         """Finished points. An executor that measures in this call (``blocking``: local)
-        shows the running point's elapsed time and progress meanwhile (suites.progress)."""
+        shows the running point's elapsed time and progress meanwhile (suites.harness.progress)."""
         if self.executor.blocking and len(self.running) == 1 and not self.bar.disable:
             (entry,) = self.running.values()
             with heartbeat(self.bar, describe(entry.point), entry.point.options):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from suites.store import utc_now
+from suites.rows.store import utc_now
 
 
 class SweepLocked(RuntimeError):
