@@ -15,8 +15,8 @@ from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered, pass_title
-from suites.harness.spec import PASSES
 from suites.rows.names import PEER_PREFIX
+from suites.rows.schema import PASSES
 
 SHAPE = (
     "pass",

@@ -15,7 +15,7 @@ from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
 from suites.grids.crossover import crossovers_between
-from suites.harness.spec import PASSES
+from suites.rows.schema import PASSES
 
 _KEYS = ("series", "pass")  # a line; other fields that differ along it split the panels
 

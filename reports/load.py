@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from suites.harness.spec import ROW_CONFIG_FIELDS
 from suites.rows.assembly import newest_per_point
 from suites.rows.row_types import INT_FIELDS, NUMBER_FIELDS
-from suites.rows.store import (
+from suites.rows.schema import (
     ENVIRONMENT_FIELDS,
     IDENTITY_FIELDS,
     MEASURED_FIELDS,
+    ROW_CONFIG_FIELDS,
     STATUSES,
-    read_rows,
 )
+from suites.rows.store import read_rows
 
 log = logging.getLogger("reports")
 

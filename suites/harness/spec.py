@@ -15,37 +15,13 @@ from typing import Any
 
 from reformer.config import ReformerConfig
 from suites.rows.names import model_kind
+from suites.rows.schema import DTYPES, PASSES, SCHEMA_1_CONFIG_FIELDS
 
-PASSES = ("fwd", "fwd_bwd", "train_step", "decode")
-DTYPES = ("float32", "bfloat16", "float16")
-HARNESS_FIELDS = ("model", "pass", "batch", "seq_len", "dtype", "device", "num_threads")
 SET_BY_HARNESS = ("max_seq_len",)
 CONFIG_FIELDS = tuple(
     f.name for f in dataclasses.fields(ReformerConfig) if f.name not in SET_BY_HARNESS
 )
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ReformerConfig)}
-# The config fields every row of schema version 1 carries (null where they do not apply).
-# A field added to ReformerConfig since is written, and joins the point's key, only where a
-# point sets it away from its default: rows measured before it existed keep their keys, so
-# a resumed sweep does not measure them again.
-SCHEMA_1_CONFIG_FIELDS = frozenset(
-    {
-        "vocab_size",
-        "d_model",
-        "n_heads",
-        "n_layers",
-        "d_ff",
-        "attention",
-        "n_hashes",
-        "bucket_size",
-        "n_buckets",
-        "causal",
-        "reversible",
-        "ff_chunks",
-        "axial_shape",
-        "seed",
-    }
-)
 # Every ReformerConfig field of schema version 1. A quality run's identity (its checkpoint
 # and point key) hashes the whole config; a field added since joins it only away from its
 # default, so runs trained before the field existed keep their keys and checkpoints.
@@ -61,12 +37,6 @@ def config_identity(config: ReformerConfig) -> dict[str, Any]:
     }
 
 
-# The config columns of every row: the model's name, its config, then how it was run.
-ROW_CONFIG_FIELDS = (
-    "model",
-    *(f for f in CONFIG_FIELDS if f in SCHEMA_1_CONFIG_FIELDS),
-    *HARNESS_FIELDS[1:],
-)
 # What one attention layer does not have (null in its rows), and the LM-only fields its rows
 # leave out; n_layers is 1.
 _NOT_A_LAYER = ("reversible", "d_ff", "ff_chunks")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from suites.harness.points import Point
 from suites.harness.process_memory import cap_mechanism
-from suites.rows.store import EXTRA_FIELDS, ROW_FIELDS, SCHEMA_VERSION, utc_now
+from suites.rows.schema import EXTRA_FIELDS, ROW_FIELDS, SCHEMA_VERSION
+from suites.rows.store import utc_now
+
+if TYPE_CHECKING:
+    from suites.harness.points import Point
 
 
 def assemble_row(

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 import re
 from typing import Any
 
+# ReformerConfig.attention's values (reformer.config.ATTENTIONS), repeated here so a reader
+# of rows needs no model; a test checks the two agree.
+ATTENTIONS = ("lsh", "full", "sdpa")
 LM_FAMILIES = ("transformer", "reformer")
 SHARED_FULL = "shared-full"
 SDPA = "sdpa"

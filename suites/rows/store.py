@@ -30,82 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from suites.harness.spec import ROW_CONFIG_FIELDS
 from suites.rows.names import current_names
 from suites.rows.row_types import type_problem
 
-SCHEMA_VERSION = 1
 # Where a plain run writes (ignored by git), and the committed record of measurements.
 DEFAULT_OUT = Path("runs")
 COMMITTED_OUT = Path("results")
-STATUSES = ("ok", "oom", "timeout", "error", "skipped")
-
-# The row's fields, in groups: which run, the environment, then what was measured.
-IDENTITY_FIELDS = ("schema_version", "run_id", "timestamp_utc", "git_sha", "git_dirty")
-ENVIRONMENT_FIELDS = (
-    "host",
-    "cpu_model",
-    "n_cpus",
-    "gpu_name",
-    "driver",
-    "torch",
-    "python",
-    "cuda",
-)
-MEASURED_FIELDS = (
-    # timing
-    "t_median_ms",
-    "t_iqr_ms",
-    "n_samples",
-    # memory (MiB = 2**20 bytes)
-    "peak_mb",
-    "reserved_mb",
-    "nvml_peak_mb",
-    "saved_mb",
-    "memory_method",
-    # derived
-    "tokens_per_s",
-    "flops",
-    "tflops_per_s",
-    # status
-    "status",
-    "error",
-    "wall_s",
-)
-ROW_FIELDS: tuple[str, ...] = (
-    *IDENTITY_FIELDS,
-    "suite",
-    # config: the harness fields and ReformerConfig's (suites.harness.spec)
-    *ROW_CONFIG_FIELDS,
-    *ENVIRONMENT_FIELDS,
-    *MEASURED_FIELDS,
-)
-# Harness columns beyond the measurement itself: which implementation ran (peers), the
-# stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
-# and the machine's 1-minute load average when the point ended and OMP_WAIT_POLICY (times
-# taken on a busy shared machine are not comparable with those taken on an idle one);
-# which backend ran our LSH attention (suites.harness.backend), the peak FLOP/s and MFU
-# (suites.harness.efficiency); the grid's mode and its number of points (a run with a row per point
-# is complete).
-EXTRA_FIELDS: tuple[str, ...] = (
-    "point_key",
-    "impl",
-    "impl_version",
-    "max_memory_gb",
-    "memory_cap",
-    "flops_method",
-    "timeout_s",
-    "load_avg_1m",
-    "omp_wait_policy",
-    "backend",
-    "peak_tflops",
-    "peak_source",
-    "mfu",
-    "mode",
-    "grid_points",
-    "grid_id",
-    "threads_oversubscribed",
-)
 
 
 def utc_stamp() -> str:

@@ -44,7 +44,7 @@ for arg in "$@"; do
 done
 [ -n "$OUT_DIR" ] || usage
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 mkdir -p "$OUT_DIR/logs" "$OUT_DIR/results" || exit 2
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 LOGS=$OUT_DIR/logs

@@ -13,7 +13,7 @@ import pytest
 
 from suites.harness.env import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "suites" / "gpu_check.sh"
+SCRIPT = REPO_ROOT / "suites" / "tools" / "gpu_check.sh"
 pytestmark = pytest.mark.skipif(
     shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout"
 )

@@ -19,7 +19,8 @@ from suites.harness.points import GridContext, Point, Suite
 from suites.harness.spec import model_fields
 from suites.harness.sweep import run_sweep
 from suites.registry import load_suites
-from suites.rows.store import EXTRA_FIELDS, ROW_FIELDS, STATUSES, RunFile, read_rows
+from suites.rows.schema import EXTRA_FIELDS, ROW_FIELDS, STATUSES
+from suites.rows.store import RunFile, read_rows
 from suites.run import main
 
 CTX = GridContext(device="cpu", mode="quick")

@@ -9,7 +9,7 @@ from suites.harness.points import GridContext
 from suites.harness.sweep import run_sweep
 from suites.quality.points import run_quality_point
 from suites.quality.summary import duplication_matrix, summary_lines
-from suites.rows.store import ROW_FIELDS
+from suites.rows.schema import ROW_FIELDS
 
 
 @pytest.fixture
