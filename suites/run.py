@@ -142,6 +142,7 @@ def resolve_device(requested: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = ["python", "-m", "suites.run", *(sys.argv[1:] if argv is None else argv)]
     try:
         device = resolve_device(args.device)
         ctx = GridContext(
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                     ray_address=args.ray_address,
                     per_hardware=args.per_hardware,
                     lengths=args.lengths,
+                    argv=command,
                 )
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, exits.Terminated)

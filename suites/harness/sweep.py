@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def run_sweep(
     ray_address: str | None = None,
     per_hardware: bool = False,
     lengths: list[int] | None = None,
+    argv: Sequence[str] | None = None,
 ) -> RunFile:
     """Measure every point of ``suite`` not already ok in the run file; returns that file.
 
@@ -52,6 +54,7 @@ def run_sweep(
     results with different counts never resume each other); None keeps torch's default.
     ``executor`` "ray" measures each point as a Ray task on the cluster at ``ray_address``
     (suites.harness.executors); ``per_hardware`` measures each point once per hardware kind there.
+    ``argv`` is the command line recorded in every row (None: this process's ``sys.argv``).
     ``lengths`` keeps only the grid's points of those lengths (suites.harness.lengths). Holds the
     folder's lock for the suite and device throughout (suites.harness.lock): a second sweep of the
     same suite into the same folder raises SweepLocked instead of measuring every point
@@ -72,6 +75,7 @@ def run_sweep(
             ray_address,
             per_hardware,
             lengths,
+            list(sys.argv if argv is None else argv),
         )
 
 
@@ -89,6 +93,7 @@ def _sweep(
     ray_address: str | None,
     per_hardware: bool,
     lengths: list[int] | None,
+    argv: list[str],
 ) -> RunFile:
     grid = suite.grid(ctx)
     if threads is not None:
@@ -104,6 +109,8 @@ def _sweep(
         "grid_points": len(points),
         "grid_id": grid_id(suite.name, ctx.mode, grid),
         "threads_oversubscribed": _oversubscribed(threads, env.get("n_cpus"), log),
+        # The command that made the rows: a report quotes it rather than rebuilding one.
+        "argv": argv,
     }
     _warn_if_busy(env, log)
     run_file = RunFile.open(

@@ -91,6 +91,10 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     **{name: (lambda v: isinstance(v, str), "a string") for name in TEXT_FIELDS},
     **{name: (lambda v: isinstance(v, bool), "true or false") for name in BOOL_FIELDS},
     "n_buckets": (_is_buckets, "an int or a list of ints"),
+    "argv": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "a list of strings",
+    ),
     "axial_shape": (
         lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v),
         "a list of two ints",

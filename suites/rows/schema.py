@@ -121,4 +121,5 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "grid_points",
     "grid_id",
     "threads_oversubscribed",
+    "argv",
 )

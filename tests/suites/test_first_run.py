@@ -118,6 +118,9 @@ def test_a_plain_run_never_touches_or_summarises_committed_results(
     assert f"every measured number: {DEFAULT_OUT / written.name}" in out
     assert "points: 1 ok" in out
     assert _marks(tiny) == ["a:8"]
+    # Every row records the command line that made it.
+    (row,) = (json.loads(line) for line in written.read_text().splitlines())
+    assert row["argv"] == ["python", "-m", "suites.run", "tiny", "--no-progress"]
     # Resume stays: an interrupted (or finished) user run is continued, not re-measured.
     assert main(["tiny", "--no-progress"]) == 0
     assert _marks(tiny) == ["a:8"] and len(list((tmp_path / DEFAULT_OUT).glob("*.jsonl"))) == 1
