@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -172,7 +173,7 @@ def latest_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 def load_history(results_dir: str | Path) -> pd.DataFrame:
     """CI perf history rows from ``<results>/**/history.jsonl``; empty if none."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(Path(results_dir).rglob(HISTORY_FILE)):
         rows.extend({k: _hashable(v) for k, v in row.items()} for row in read_jsonl(path))
     frame = pd.DataFrame(rows)

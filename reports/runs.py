@@ -21,6 +21,7 @@ environment, so a reader knows exactly which measurements each figure holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -71,7 +72,7 @@ def _load_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in ("load_avg_1m", "n_cpus") if c in rows]
 
 
-def _threads(value: object) -> str:
+def _threads(value: Any) -> str:
     return "threads ?" if pd.isna(value) else f"{int(value)} threads"
 
 

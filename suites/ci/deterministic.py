@@ -19,7 +19,7 @@ Every figure is deterministic: the same code gives the same number on every mach
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -123,6 +123,7 @@ def attention_core_flops(
                 rotations=rotations,
                 dup_correction=config.dup_correction,
             )
+            assert isinstance(out, torch.Tensor)  # no log-sum-exp asked for
         else:
             q, k, v = (torch.empty(shape, device="meta", requires_grad=True) for _ in range(3))
             out = FullSelfAttention(config.replace(attention="full")).attend(q, k, v, None)
@@ -134,7 +135,7 @@ def flops_per_token(attention: str, lengths: Sequence[int] = LENGTHS) -> dict[in
     return {seq_len: attention_core_flops(attention, seq_len) / seq_len for seq_len in lengths}
 
 
-def _slope_of(points: dict[int, float], unit: str, **detail: Any) -> tuple[float, dict]:
+def _slope_of(points: Mapping[int, float], unit: str, **detail: Any) -> tuple[float, dict]:
     value = loglog_slope(list(points), list(points.values()))
     return value, {"points": points, "points_unit": unit, **detail}
 

@@ -43,7 +43,9 @@ def hf_decoder(config: Any, device: str, dtype: Any):
         pad_token_id=0,
         eos_token_id=None,
     )
-    model = ReformerModelWithLMHead(hf_config).to(device=device, dtype=dtype).train(False)
+    # Any: transformers types .to() through a wrapper mypy cannot call.
+    model: Any = ReformerModelWithLMHead(hf_config)
+    model = model.to(device=device, dtype=dtype).train(False)
 
     def decode(prompt, new_tokens: int):
         with torch.no_grad():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def _log_interpolate(lengths: Sequence[float], costs: Sequence[float], at: float
     raise ValueError(f"length {at} is outside the measured range")
 
 
-def crossovers_between(a: Mapping[float, float], b: Mapping[float, float]) -> list[Crossover]:
-    """Crossings of two curves given as {length: cost}, on the lengths both have."""
+def crossovers_between(a: Mapping[Any, float], b: Mapping[Any, float]) -> list[Crossover]:
+    """Crossings of two curves given as {length: cost} (int or float lengths), on the
+    lengths both have."""
     shared = sorted(set(a) & set(b))
     return find_crossovers(shared, [a[x] for x in shared], [b[x] for x in shared])

@@ -82,9 +82,9 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     ]
     for length in sorted({int(r["seq_len"]) for r in ok}):
         for found in by_cache.values():
-            row = found.get(length)
-            if row is None:
+            if length not in found:
                 continue
+            row = found[length]
             per_pos = row.get("cache_bytes_per_token")
             lines.append(
                 f"| {length} | {decoder_label(row)} | {row['t_median_ms']:.2f} | "

@@ -5,7 +5,8 @@ the step whose memory is measured is also the step that is timed (``n_samples`` 
 no second step is run. The point may run the whole step under ``torch.autocast`` (the
 ``autocast`` field, e.g. "bfloat16", as the paper trained on TPUs in bfloat16; LSH logits
 stay float32 inside the attention). The optimizer is AdamW with ``foreach=False``: the
-multi-tensor path allocates temporaries for every parameter at once.
+multi-tensor path allocates temporaries for every parameter at once. The step is the one
+every suite measures (suites.harness.steps), given these as hooks.
 
 While it runs, the step writes what it is doing ("backward, layer 2/12") to the file named
 by the option ``progress_file``, which the progress bar shows (suites.harness.progress).
@@ -20,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from suites.harness.dtypes import TORCH_DTYPES
 from suites.harness.spec import Harness
-from suites.harness.steps import Step, build_step
+from suites.harness.steps import Step, StepHooks, build_step
 
 if TYPE_CHECKING:
     from reformer.config import ReformerConfig
@@ -37,8 +37,9 @@ def build_scale_step(
     progress_file: str | None = None,
 ) -> Step:
     """A whole-LM training step of ``config`` run as ``harness`` says (the point's row
-    fields in ``params``), optionally under autocast (``params["autocast"]``). Calling it
-    returns the loss (a float)."""
+    fields in ``params``), optionally under autocast (``params["autocast"]``): the common
+    step (suites.harness.steps) with the forward under autocast, progress written per stage
+    and layer, and AdamW's per-parameter path."""
     autocast = params.get("autocast")
     if autocast is not None and autocast not in AUTOCAST_DTYPES:
         raise ValueError(
@@ -49,61 +50,34 @@ def build_scale_step(
             f"the scale runner measures reformer train_step points; got model="
             f"{params['model']!r}, pass={params['pass']!r}"
         )
-    if params.get("dtype", "float32") not in TORCH_DTYPES:
-        raise ValueError(
-            f"dtype={params.get('dtype')!r} is unknown; allowed: {tuple(TORCH_DTYPES)}"
-        )
-    base = build_step(params["model"], config, harness)  # validates; FLOPs and row info
-    info, flops = dict(base.info) | {"autocast": autocast}, base.flops
-    del base
-    from reformer import ReformerLM
+    reporter = _Progress(progress_file)
 
-    device = torch.device(params["device"])
-    net = ReformerLM(config).to(device=device, dtype=TORCH_DTYPES[params.get("dtype", "float32")])
-    net.train()
-    generator = torch.Generator().manual_seed(int(params.get("seed", 0)))
-    batch, seq_len = int(params["batch"]), int(params["seq_len"])
-    tokens = torch.randint(config.vocab_size, (batch, seq_len), generator=generator).to(device)
-    parameters = list(net.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4, foreach=False)
-    reporter = _Progress(progress_file, len(net.blocks))
-    reporter.attach(net)
+    def forward_context() -> contextlib.AbstractContextManager[Any]:
+        if autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(harness.device).type, dtype=AUTOCAST_DTYPES[autocast])
 
-    def forward() -> torch.Tensor:
-        reporter.phase("forward")
-        context = (
-            torch.autocast(device.type, dtype=AUTOCAST_DTYPES[autocast])
-            if autocast
-            else contextlib.nullcontext()
-        )
-        with context:
-            return net.loss(tokens)
-
-    def finish(loss: torch.Tensor) -> None:
-        reporter.phase("backward")
-        loss.backward()
-        reporter.phase("optimizer")
-        optimizer.step()
-        reporter.phase("done")
-
-    return Step(forward, finish, parameters, batch * seq_len, flops, info)
+    hooks = StepHooks(
+        forward_context=forward_context,
+        on_stage=reporter.stage,
+        on_layer=reporter.layer if progress_file is not None else None,
+        foreach=False,
+    )
+    step = build_step(params["model"], config, harness, hooks)
+    step.info["autocast"] = autocast
+    return step
 
 
 class _Progress:
-    """Writes "<phase>, layer i/N" to a file as the step's layers run (nothing if no file)."""
+    """Writes "<stage>, layer i/N" to a file as the step's layers run (nothing if no file)."""
 
-    def __init__(self, path: str | None, n_layers: int) -> None:
-        self.path, self.n_layers, self.current = path, n_layers, "start"
+    def __init__(self, path: str | None) -> None:
+        self.path, self.current = path, "start"
 
-    def attach(self, net: torch.nn.Module) -> None:
-        if self.path is None:
-            return
-        for index, block in enumerate(net.blocks):
-            block.attention.register_forward_pre_hook(
-                lambda *_, i=index: self._write(f"{self.current}, layer {i + 1}/{self.n_layers}")
-            )
+    def layer(self, index: int, n_layers: int) -> None:
+        self._write(f"{self.current}, layer {index + 1}/{n_layers}")
 
-    def phase(self, name: str) -> None:
+    def stage(self, name: str) -> None:
         self.current = name
         self._write(name)
 

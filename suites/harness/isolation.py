@@ -138,6 +138,8 @@ def _child_main(
 ) -> None:
     sys.path[:] = path
     applied: dict[str, Any] = {}
+    # (status, the runner's row fields or the error's text, the cap applied)
+    message: tuple[str, Any, dict[str, Any]]
     try:
         applied = applied_cap_fields(cap_bytes, apply_memory_cap(cap_bytes, params.get("device")))
         from suites.harness.points import resolve_runner

@@ -17,12 +17,18 @@ Passes: ``fwd`` is inference (``torch.no_grad``: nothing saved for backward); ``
 adds the backward of the LM loss, or of ``out · g`` for a fixed random g (B, L, d_model) for
 a single layer, input gradients included; ``train_step`` adds an AdamW update (LMs only).
 Every call first sets all gradients to None, so no call accumulates into the last.
+
+A runner that needs more than the plain step (the scale suite: the forward under autocast,
+progress per stage and layer) passes :class:`StepHooks` instead of building its own step,
+as TorchBench's ``BenchmarkModel`` attaches contexts to the stages of one step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,11 +67,37 @@ class Step:
         self.finish(self.forward())
 
 
-def build_step(model: str, config: ReformerConfig, harness: Harness) -> Step:
-    """Model, inputs and the step function for one point (untimed)."""
+def _no_stage(stage: str) -> None:
+    """The default stage hook: nothing to report."""
+
+
+@dataclass(frozen=True)
+class StepHooks:
+    """Seams in a whole-LM step, for runners that watch or wrap its stages.
+
+    ``forward_context`` wraps the forward (e.g. ``torch.autocast``); ``on_stage`` is told
+    each stage as it starts ("forward", "backward", "optimizer") and "done" at the end;
+    ``on_layer(index, n_layers)`` runs before each layer's attention module is called;
+    ``foreach`` is AdamW's (None: torch's default; False keeps the optimizer from
+    allocating temporaries for every parameter at once).
+    """
+
+    forward_context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    on_stage: Callable[[str], None] = _no_stage
+    on_layer: Callable[[int, int], None] | None = None
+    foreach: bool | None = None
+
+
+def build_step(
+    model: str, config: ReformerConfig, harness: Harness, hooks: StepHooks | None = None
+) -> Step:
+    """Model, inputs and the step function for one point (untimed). ``hooks`` apply to
+    whole LMs only."""
     kind = model_kind(model)
     if kind in ("transformer", "reformer"):
-        return _lm_step(kind, config, harness)
+        return _lm_step(kind, config, harness, hooks or StepHooks())
+    if hooks is not None:
+        raise ValueError(f"model={model!r} is a single attention layer; step hooks need an LM")
     if harness.pass_name == "train_step":
         raise ValueError(
             f"model={model!r} is a single attention layer; allowed passes: ('fwd', 'fwd_bwd')"
@@ -73,40 +105,53 @@ def build_step(model: str, config: ReformerConfig, harness: Harness) -> Step:
     return _layer_step(model if kind == "peer" else None, config, harness)
 
 
-def _lm_step(family: str, config: ReformerConfig, harness: Harness) -> Step:
+def _lm_step(family: str, config: ReformerConfig, harness: Harness, hooks: StepHooks) -> Step:
+    from baselines import TransformerLM
+    from reformer import ReformerLM
     from reformer.flops import model_flops
 
     device, dtype = torch.device(harness.device), TORCH_DTYPES[harness.dtype]
+    net: ReformerLM | TransformerLM
     if family == "transformer":
-        from baselines import TransformerLM
-
-        net = TransformerLM(config)
-        info = {"impl": "baselines.TransformerLM", "impl_version": own_version()}
+        net, impl = TransformerLM(config), "baselines.TransformerLM"
+        layers = list(net.layers)
     else:
-        from reformer import ReformerLM
-
-        net = ReformerLM(config)
-        info = {"impl": "reformer.ReformerLM", "impl_version": own_version()}
+        net, impl = ReformerLM(config), "reformer.ReformerLM"
+        layers = [block.attention for block in net.blocks]
+    info: dict[str, Any] = {"impl": impl, "impl_version": own_version()}
     net = net.to(device=device, dtype=dtype).train()
+    if hooks.on_layer is not None:
+        for index, layer in enumerate(layers):
+            layer.register_forward_pre_hook(
+                lambda *_, i=index, watch=hooks.on_layer: watch(i, len(layers))
+            )
     batch, seq_len = harness.batch, harness.seq_len
     generator = torch.Generator().manual_seed(config.seed)
     tokens = torch.randint(config.vocab_size, (batch, seq_len), generator=generator).to(device)
     pass_name = harness.pass_name
-    parameters = list(net.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4) if pass_name == "train_step" else None
+    parameters: list[torch.Tensor] = list(net.parameters())
+    optimizer = (
+        torch.optim.AdamW(parameters, lr=1e-4, foreach=hooks.foreach)
+        if pass_name == "train_step"
+        else None
+    )
 
     def forward() -> Any:
-        if pass_name == "fwd":
-            with torch.no_grad():
-                return net(tokens)
-        return net.loss(tokens)
+        hooks.on_stage("forward")
+        with hooks.forward_context():
+            if pass_name == "fwd":
+                with torch.no_grad():
+                    return net(tokens)
+            return net.loss(tokens)
 
     def finish(loss: Any) -> None:
-        if pass_name == "fwd":
-            return
-        loss.backward()
+        if pass_name != "fwd":
+            hooks.on_stage("backward")
+            loss.backward()
         if optimizer is not None:
+            hooks.on_stage("optimizer")
             optimizer.step()
+        hooks.on_stage("done")
 
     flops = model_flops(config, seq_len, batch, backward=pass_name != "fwd")
     info |= {

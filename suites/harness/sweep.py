@@ -132,7 +132,9 @@ def _sweep(
         if point.runner == DEFAULT_RUNNER and point.key(suite.name, hardware) not in done
     }
     peaks = (
-        run_peaks(ctx.device, env.get("gpu_name"), dtypes, threads, quick=ctx.mode == "quick")
+        run_peaks(
+            ctx.device, _text(env.get("gpu_name")), dtypes, threads, quick=ctx.mode == "quick"
+        )
         if dtypes
         else {}
     )
@@ -223,3 +225,8 @@ def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
             "against the other load",
             file=log,
         )
+
+
+def _text(value: object) -> str | None:
+    """An environment field as text (None stays None)."""
+    return None if value is None else str(value)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from suites.quality.data import second_half_mask
+
+if TYPE_CHECKING:
+    from reformer.generate import CachedLM
 
 
 @dataclass
@@ -79,7 +83,7 @@ def evaluate_bytes(model: nn.Module, batches: Iterable[torch.Tensor]) -> Tally:
 
 
 @torch.no_grad()
-def evaluate_bytes_incremental(model: nn.Module, batches: Iterable[torch.Tensor]) -> Tally:
+def evaluate_bytes_incremental(model: CachedLM, batches: Iterable[torch.Tensor]) -> Tally:
     """As :func:`evaluate_bytes`, with every logit from teacher-forced incremental decoding
     (reformer.generate.incremental_logits: the first byte prefilled, then one step per
     byte), so the same targets are scored as in the full forward."""

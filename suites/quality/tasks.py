@@ -21,7 +21,7 @@ import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,12 @@ from suites.quality.train import (
     save_checkpoint,
     train,
 )
+
+if TYPE_CHECKING:
+    from baselines import TransformerLM
+    from reformer.model import ReformerLM
+
+    LanguageModel = ReformerLM | TransformerLM
 from suites.rows.names import (
     SDPA,
     SHARED_FULL,
@@ -146,7 +152,7 @@ class Run:
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def build_model(run: Run) -> nn.Module:
+def build_model(run: Run) -> LanguageModel:
     """A freshly initialised model (init seeded by run.seed), as its config describes it.
 
     A shared-QK model runs its train spec only inside :func:`train_attention`."""
@@ -219,10 +225,11 @@ class Task:
         if self.run.task == "duplication":
             tokens = duplication_batch(size, seq_len, self._train_stream)
         else:
+            assert self.corpus is not None  # a bytes task always loads one
             tokens = random_windows(self.corpus.train, size, seq_len, self._train_stream)
         return tokens.to(self.run.device)
 
-    def loss(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: LanguageModel, tokens: torch.Tensor) -> torch.Tensor:
         """Duplication: cross-entropy on the second copy of w only; bytes: on every byte."""
         if self.run.task == "bytes":
             return model.loss(tokens)
@@ -232,7 +239,7 @@ class Task:
             logits[:, self._mask].flatten(0, 1), targets[:, self._mask].flatten()
         )
 
-    def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
+    def evaluate(self, model: LanguageModel, spec: str) -> dict[str, float]:
         """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set.
 
         ``"decode-lsh-N"`` scores the byte LM by teacher-forced incremental decoding
@@ -245,6 +252,7 @@ class Task:
                     "LM's shared-QK Reformers only"
                 )
             spec = decoded
+        switched: AbstractContextManager[None]
         if self.run.shared_qk:
             switched = attention_as(
                 model,
@@ -297,7 +305,7 @@ def ensure_trained(
     task = make_task(run)
     model = build_model(run)
 
-    def evaluate(trained: nn.Module) -> dict[str, float]:
+    def evaluate(trained: LanguageModel) -> dict[str, float]:
         with preserved_generators(trained):
             return task.evaluate(trained, run.train_attention)
 
@@ -351,7 +359,7 @@ def _claim_training(path: Path) -> None:
     marker.write_text(parent)
 
 
-def load_trained(run: Run, state: dict[str, torch.Tensor]) -> nn.Module:
+def load_trained(run: Run, state: dict[str, torch.Tensor]) -> LanguageModel:
     """The run's model with trained weights, in eval mode."""
     model = build_model(run)
     model.load_state_dict(state)

@@ -28,10 +28,13 @@ import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from suites.harness.env import REPO_ROOT
 
 if TYPE_CHECKING:
     from suites.harness.points import Point
@@ -148,11 +151,14 @@ def _tensors(out: Any) -> list[torch.Tensor]:
 def _site(walk: bool) -> str:
     if not walk:
         return "(small)"
-    frame = sys._getframe(3)
+    frame: FrameType | None = sys._getframe(3)
     while frame is not None:
-        parts = Path(frame.f_code.co_filename).parts
-        if len(parts) >= 2 and parts[-2] in _OWN_DIRS and parts[-1] != "ledger.py":
-            return f"{parts[-2]}/{parts[-1]}:{frame.f_lineno} {frame.f_code.co_name}"
+        path = Path(frame.f_code.co_filename)
+        # The project's own frames, at any depth of its packages (suites/harness/steps.py).
+        if path.is_relative_to(REPO_ROOT) and path.name != "ledger.py":
+            where = path.relative_to(REPO_ROOT)
+            if where.parts[0] in _OWN_DIRS:
+                return f"{where.as_posix()}:{frame.f_lineno} {frame.f_code.co_name}"
         frame = frame.f_back
     return "(torch)"
 
@@ -276,6 +282,7 @@ def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
     fix_mmap_threshold()
     params = point.params
     torch.manual_seed(int(params.get("seed", 0)))
+    assert point.config is not None and point.harness is not None  # a model point
     step = build_scale_step(params, point.config, point.harness)
     unit = int(params["batch"]) * int(params["seq_len"]) * int(params["d_model"]) * 4
 
