@@ -53,6 +53,7 @@ from reports.tables import (
 )
 from suites.harness.busy import RULE
 from suites.registry import SUITE_ORDER
+from suites.rows.store import COMMITTED_OUT
 
 log = logging.getLogger("reports")
 # Code whose changes can change a report: its newest commit is the report's code version.
@@ -80,8 +81,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--results",
-        default="results",
-        help="folder of *.jsonl result files, read recursively (default: results)",
+        default=str(COMMITTED_OUT),
+        help=f"folder of *.jsonl result files, read recursively (default: {COMMITTED_OUT})",
     )
     parser.add_argument(
         "--out",

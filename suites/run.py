@@ -23,6 +23,7 @@ from suites.harness.executors import EXECUTORS
 from suites.harness.lengths import lengths_argument, select_lengths
 from suites.harness.lock import SweepLocked
 from suites.harness.points import GridContext, Suite
+from suites.harness.process_memory import MEMORY_BUDGET_GIB
 from suites.harness.summary import summary, sweep_rows
 from suites.harness.sweep import memory_cap, run_sweep
 from suites.registry import get_suite, load_suites
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--memory-budget-gb",
         type=positive_float,
-        default=16.0,
+        default=MEMORY_BUDGET_GIB,
         help="scale suite: the budget a training step must fit in, > 0",
     )
     parser.add_argument(

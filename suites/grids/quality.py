@@ -35,6 +35,7 @@ from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
 from suites.rows.names import DECODE_PREFIX, SHARED_FULL, hash_rounds, lsh_name
+from suites.rows.store import DEFAULT_OUT
 
 DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)))
 DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)))
@@ -47,7 +48,8 @@ STDLIB = "python-stdlib"
 
 
 def checkpoint_dir(ctx: GridContext) -> Path:
-    return (Path(ctx.out_dir or "results") / "quality" / "checkpoints").resolve()
+    # The CLI's own default folder when none is given (a plain run writes runs/).
+    return (Path(ctx.out_dir or DEFAULT_OUT) / "quality" / "checkpoints").resolve()
 
 
 def _schedule(size: RunSize) -> Schedule:

@@ -32,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-from suites.harness.process_memory import cap_mechanism, proc_status_bytes
+from suites.harness.process_memory import MEMORY_BUDGET_GIB, cap_mechanism, proc_status_bytes
 
 GIB = 2**30
 _CONTEXT: Any = None
@@ -222,11 +222,12 @@ def describe(exc: BaseException) -> str:
 def default_max_memory_gb(device: str) -> float | None:
     """Per-child cap when neither the suite nor --max-memory-gb sets one.
 
-    CPU: 16 GiB or 70% of the memory available now, whichever is smaller, so one point
-    cannot take the machine (or its other users) down. CUDA: no cap beyond the device.
+    CPU: MEMORY_BUDGET_GIB (16 GiB) or 70% of the memory available now, whichever is
+    smaller, so one point cannot take the machine (or its other users) down. CUDA: no cap
+    beyond the device.
     """
     if device == "cuda":
         return None
     import psutil
 
-    return round(min(16.0, 0.7 * psutil.virtual_memory().available / 2**30), 1)
+    return round(min(MEMORY_BUDGET_GIB, 0.7 * psutil.virtual_memory().available / 2**30), 1)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from suites.harness.process_memory import MEMORY_BUDGET_GIB
 from suites.rows.names import schema_1_names
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class GridContext:
 
     device: str  # "cpu" | "cuda"
     mode: str = "default"  # "quick" | "default" | "full"
-    memory_budget_gb: float = 16.0  # the scale suite's budget
+    memory_budget_gb: float = MEMORY_BUDGET_GIB  # the scale suite's budget
     out_dir: Path | None = None  # the results directory (for suites that keep artefacts)
     data: str | None = None  # quality suite: byte-LM corpus file or folder (None: stdlib)
     seeds: int = 1  # quality suite: models trained per cell, with seeds 0..seeds-1

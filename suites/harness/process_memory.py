@@ -6,6 +6,10 @@ use it without importing each other.
 
 from __future__ import annotations
 
+# The paper's accelerator memory (16 GB, taken as GiB): the scale suite's default budget,
+# the largest per-point cap on a CPU, and the memory suite's cap where it is not smaller.
+MEMORY_BUDGET_GIB = 16.0
+
 
 def cap_mechanism(device: str | None, max_memory_gb: float | None) -> str | None:
     """How a cap is enforced on a device (see the module docstring); None without a cap."""
