@@ -117,4 +117,15 @@ PRESETS: dict[str, ReformerConfig] = {
     ),
     # The model the suites measure by default.
     "default": ReformerConfig(),
+    # The default at smoke-test width: the suites' --quick grids.
+    "quick": ReformerConfig(d_model=32, n_heads=2, d_ff=64, bucket_size=16),
+    # The scale suite's long-context Reformer: LSH, reversible, the feed-forward in 16 chunks
+    # and an axial position table covering every length up to 2^20.
+    "long-context": ReformerConfig(
+        attention="lsh", reversible=True, ff_chunks=16, axial_shape=(1024, 1024)
+    ),
+    # The CI ratio benchmarks' models: one head of width 64 (chunk 64, LSH-4), and an LM of
+    # 4 such layers with d_ff 256.
+    "ci-layer": ReformerConfig(d_model=64, n_heads=1, n_layers=1),
+    "ci-lm": ReformerConfig(d_model=64, n_heads=1, n_layers=4, d_ff=256),
 }

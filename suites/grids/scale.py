@@ -29,9 +29,7 @@ from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
 from suites.harness.backend import device_backend
 from suites.harness.points import GridContext, Point, Suite
 
-MAX_LENGTH = 2**20
-AXIAL_SHAPE = (1024, 1024)  # covers every length up to 2^20, so all points share a family
-FF_CHUNKS = 16
+MAX_LENGTH = 2**20  # the "long-context" preset's axial table covers it: one family
 # The long-context model of the full grid: 2 layers, the feed-forward in 64 chunks.
 LONG_LAYERS, LONG_FF_CHUNKS = 2, 64
 DEPTH_CHECK = (12, 2**18)  # (n_layers, seq_len) of the flat-in-depth point
@@ -42,7 +40,7 @@ SCALE_RUNNER = "suites.grids.scale_step:measure_scale_step"
 def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig, float]:
     """(lengths, model, timeout s)."""
     model = device_backend(
-        preset(ctx, attention="lsh", reversible=True, ff_chunks=FF_CHUNKS, axial_shape=AXIAL_SHAPE),
+        preset(ctx, "long-context"),
         ctx.device,
     )
     if ctx.mode == "quick":

@@ -28,8 +28,10 @@ from typing import Any
 import torch
 
 from reformer import lsh_attention
+from reformer.config import PRESETS
 from suites.harness.dtypes import TORCH_DTYPES
 from suites.harness.env import environment
+from suites.harness.lengths import lengths_argument
 
 VARIANTS = ("triton", "torch", "sdpa_flash")
 
@@ -179,13 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
-    parser.add_argument("--lengths", default="4096,8192,16384")
+    parser.add_argument("--lengths", type=lengths_argument, default="4096,8192,16384")
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(TORCH_DTYPES))
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--d-head", type=int, default=64)
-    parser.add_argument("--n-hashes", type=int, default=4)
-    parser.add_argument("--bucket-size", type=int, default=64)
+    # The attention shape of the model the suites measure (the "default" preset).
+    model = PRESETS["default"]
+    parser.add_argument("--heads", type=int, default=model.n_heads)
+    parser.add_argument("--d-head", type=int, default=model.d_head)
+    parser.add_argument("--n-hashes", type=int, default=model.n_hashes)
+    parser.add_argument("--bucket-size", type=int, default=model.bucket_size)
     parser.add_argument(
         "--min-run-time",
         type=float,
@@ -194,12 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
     args = parser.parse_args(argv)
-    try:
-        lengths = [int(text) for text in args.lengths.split(",") if text.strip()]
-    except ValueError:
-        parser.error(f"--lengths {args.lengths!r}: give comma-separated integers")
-    if not lengths or min(lengths) < 1:
-        parser.error(f"--lengths {args.lengths!r}: give positive lengths")
+    lengths: list[int] = args.lengths
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here; use --device cpu")
     shape = {

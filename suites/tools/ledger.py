@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from suites.grids.scale import LONG_FF_CHUNKS, LONG_LAYERS
 from suites.harness.env import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -242,33 +243,22 @@ def track(fn: Callable[[], Any], unit_bytes: int) -> tuple[StorageTracker, Any]:
 def scale_point(
     seq_len: int,
     *,
-    n_layers: int = 2,
+    n_layers: int = LONG_LAYERS,
     batch: int = 1,
-    d_model: int = 256,
-    n_heads: int = 4,
-    d_ff: int = 1024,
-    ff_chunks: int = 64,
+    ff_chunks: int = LONG_FF_CHUNKS,
     device: str = "cpu",
     autocast: str | None = None,
     **size: Any,
 ) -> Point:
-    """The point of the scale suite's long-context model at one length (``size``: further
-    model fields, e.g. vocab_size, bucket_size)."""
+    """The point of the scale suite's long-context model (the "long-context" preset, 2
+    layers, the feed-forward in 64 chunks) at one length; ``size``: other model fields,
+    e.g. d_model, vocab_size, bucket_size."""
     from suites.grids._common import preset
-    from suites.grids.scale import AXIAL_SHAPE, long_context_point
+    from suites.grids.scale import long_context_point
     from suites.harness.points import GridContext
 
     ctx = GridContext(device=device)
-    model = preset(
-        ctx,
-        attention="lsh",
-        reversible=True,
-        axial_shape=AXIAL_SHAPE,
-        d_model=d_model,
-        n_heads=n_heads,
-        d_ff=d_ff,
-        **size,
-    )
+    model = preset(ctx, "long-context", **size)
     return long_context_point(
         ctx, model, seq_len, n_layers=n_layers, ff_chunks=ff_chunks, batch=batch, autocast=autocast
     )

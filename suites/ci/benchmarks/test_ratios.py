@@ -23,9 +23,7 @@ from reformer.config import PRESETS
 from suites.harness.spec import Harness, model_fields
 from suites.harness.steps import build_step
 
-# One head of width 64, chunk 64, LSH-4; the LM: 4 layers, d_ff 256.
-LAYER = PRESETS["default"].replace(d_model=64, n_heads=1, n_layers=1)
-LM = LAYER.replace(n_layers=4, d_ff=256)
+LAYER, LM = PRESETS["ci-layer"], PRESETS["ci-lm"]
 
 
 def _step(model: str, config, pass_name: str, seq_len: int) -> tuple[object, dict]:
