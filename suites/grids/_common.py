@@ -7,9 +7,11 @@ derive from it (suites.harness.spec.model_fields).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from reformer.config import PRESETS, ReformerConfig
+from suites.harness.backend import backend_ablation
 from suites.harness.points import GridContext, Point
 from suites.harness.spec import Harness, model_fields
 from suites.rows.names import layer_model, lm_model
@@ -131,4 +133,17 @@ def lm_point(
 def ok_rows(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
     return [
         r for r in rows if r.get("status") == "ok" and all(r.get(k) == v for k, v in match.items())
+    ]
+
+
+def knob_grid(
+    ctx: GridContext, layer: ReformerConfig, knob: str, values: Sequence[Any], lengths: list[int]
+) -> list[Point]:
+    """One attention layer at each length x each value of one config field (``knob``) x
+    each backend the device ablates (suites.harness.backend): the hashes and chunks suites."""
+    return [
+        layer_point(ctx, config, seq_len=length)
+        for length in lengths
+        for value in values
+        for config in backend_ablation(layer.replace(**{knob: value}), ctx.device)
     ]
