@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from suites.rows.assembly import newest_per_point
+from suites.rows.names import hardware_name
 from suites.rows.row_types import INT_FIELDS, NUMBER_FIELDS
 from suites.rows.schema import (
     ENVIRONMENT_FIELDS,
@@ -108,22 +109,9 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     if unknown.any():
         log.warning("%d rows have a status outside %s; counted as error", unknown.sum(), STATUSES)
         frame.loc[unknown, "status"] = "error"
-    frame["hardware"] = [hardware_label(row) for row in frame.to_dict("records")]
+    frame["hardware"] = [hardware_name(row) for row in frame.to_dict("records")]
     frame["hardware_slug"] = frame["hardware"].map(slugify)
     return frame
-
-
-def hardware_label(row: dict) -> str:
-    """The accelerator for CUDA rows, else the CPU model, else the host name."""
-    device = str(row.get("device") or "")
-    for candidate in (
-        row.get("gpu_name") if device.startswith("cuda") else None,
-        row.get("cpu_model"),
-        row.get("host"),
-    ):
-        if isinstance(candidate, str) and candidate.strip():
-            return candidate.strip()
-    return "unknown"
 
 
 def slugify(text: str, max_len: int = 40) -> str:

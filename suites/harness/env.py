@@ -42,11 +42,6 @@ def environment(device: str) -> dict[str, object]:
     }
 
 
-def hardware_name(env: dict[str, object], device: str) -> str:
-    """What a measurement depends on: the GPU for cuda points, the CPU model otherwise."""
-    return str(env["gpu_name"] if device == "cuda" and env["gpu_name"] else env["cpu_model"])
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

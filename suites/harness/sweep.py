@@ -20,7 +20,7 @@ from typing import Any
 
 from suites.harness.busy import RULE, is_busy
 from suites.harness.efficiency import efficiency_fields, run_peaks
-from suites.harness.env import environment, hardware_name
+from suites.harness.env import environment
 from suites.harness.executors import open_executor
 from suites.harness.executors.dispatch import measure_points
 from suites.harness.isolation import default_max_memory_gb
@@ -28,6 +28,7 @@ from suites.harness.lengths import select_lengths
 from suites.harness.lock import sweep_lock
 from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.rows.assembly import assemble_row
+from suites.rows.names import hardware_name
 from suites.rows.store import DEFAULT_OUT, RunFile
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from reformer.config import ReformerConfig
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 # ReformerConfig.attention's values (reformer.config.ATTENTIONS), repeated here so a reader
@@ -156,3 +157,18 @@ def schema_1_names(fields: dict[str, Any]) -> dict[str, Any]:
 def schema_1_run_attention(name: str) -> str:
     """A training attention as schema 1 spelled it (run keys and checkpoint names)."""
     return _SCHEMA_1_FULL if name == SHARED_FULL else name
+
+
+def hardware_name(fields: Mapping[str, Any], device: str | None = None) -> str:
+    """The hardware a measurement depends on, from a row or an environment: the GPU for
+    CUDA (``device``, else the row's), else the CPU model, else the host. Point keys hash
+    it, reports group by it and Ray nodes are matched on it."""
+    device = str(fields.get("device") if device is None else device) or ""
+    for candidate in (
+        fields.get("gpu_name") if device.startswith("cuda") else None,
+        fields.get("cpu_model"),
+        fields.get("host"),
+    ):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return "unknown"

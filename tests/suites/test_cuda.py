@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from suites.harness.efficiency import datasheet_tflops, measure_gemm_tflops
-from suites.harness.env import environment, hardware_name
+from suites.harness.env import environment
 from suites.harness.isolation import run_point
 from suites.harness.measure import _nvml_used, peak_memory
 from suites.harness.points import GridContext, Suite
 from suites.harness.sweep import run_sweep
+from suites.rows.names import hardware_name
 from suites.rows.store import read_rows
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

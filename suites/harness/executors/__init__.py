@@ -38,7 +38,7 @@ class Finished:
 
     ident: int
     result: dict[str, Any]
-    hardware: str  # the hardware kind that measured it (suites.harness.env.hardware_name)
+    hardware: str  # the hardware kind that measured it (suites.rows.names.hardware_name)
 
 
 class Executor(Protocol):

@@ -32,9 +32,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from suites.harness.env import REPO_ROOT, environment, hardware_name
+from suites.harness.env import REPO_ROOT, environment
 from suites.harness.executors import Finished, Job
 from suites.harness.isolation import describe, run_point
+from suites.rows.names import hardware_name
 
 # Row fields only rows measured through Ray have.
 NODE_FIELDS = ("node_hardware", "ray_node_id")
