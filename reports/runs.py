@@ -76,7 +76,7 @@ def _threads(value: Any) -> str:
     return "threads ?" if pd.isna(value) else f"{int(value)} threads"
 
 
-def summarise_runs(rows: pd.DataFrame) -> pd.DataFrame:
+def summarize_runs(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per (suite, run): points, newest timestamp, whether it is complete."""
     if rows.empty:
         return pd.DataFrame(columns=["suite", "run", "points", "newest", "complete"])
@@ -122,7 +122,7 @@ def select_runs(
     if runs not in RUN_CHOICES:
         raise ValueError(f"runs={runs!r} is unknown; allowed: {RUN_CHOICES} (or run ids)")
     rows = label_runs(rows)
-    table = summarise_runs(rows)
+    table = summarize_runs(rows)
     if run_ids:
         chosen = table[table["run"].str.split(" · ").str[0].isin(run_ids)]
     elif runs == "all":

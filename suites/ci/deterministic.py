@@ -2,7 +2,7 @@
 
 - Bytes saved for backward (suites.harness.saved_bytes) by one attention layer of the default
   model (d_model 256, 4 heads, LSH-4, bucket_size 64; Reformer sec. 2) at L = 1K..8K, batch
-  1, through the harness's own step (suites.harness.steps), summarised as the least-squares slope
+  1, through the harness's own step (suites.harness.steps), summarized as the least-squares slope
   of log(bytes) against log(L): about 1 for memory linear in L, about 2 for quadratic.
 - The same count for a reversible ReformerLM at 2 and 12 layers (Reformer sec. 3: only the
   last layer's output is kept, so depth should not add activations). The debug preset is

@@ -2,7 +2,7 @@
 
 Short on purpose: the few lines that answer the suite's question (suites.registry.Suite
 ``summarize``). Every measured number is in the run's results file, one JSON line per
-point; the summary names it. Only the rows of the points this sweep covers are summarised,
+point; the summary names it. Only the rows of the points this sweep covers are summarized,
 never other rows the file may hold (another grid, another machine).
 """
 

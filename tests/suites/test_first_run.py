@@ -95,7 +95,7 @@ def test_seeds_belong_to_the_quality_suite(capsys):
     )
 
 
-def test_a_plain_run_never_touches_or_summarises_committed_results(
+def test_a_plain_run_never_touches_or_summarizes_committed_results(
     tiny, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
