@@ -16,27 +16,7 @@ HARNESS_FIELDS = ("model", "pass", "batch", "seq_len", "dtype", "device", "num_t
 # A field added to ReformerConfig since is written, and joins the point's key, only where a
 # point sets it away from its default: rows measured before it existed keep their keys, so
 # a resumed sweep does not measure them again.
-SCHEMA_1_CONFIG_FIELDS = frozenset(
-    {
-        "vocab_size",
-        "d_model",
-        "n_heads",
-        "n_layers",
-        "d_ff",
-        "attention",
-        "n_hashes",
-        "bucket_size",
-        "n_buckets",
-        "causal",
-        "reversible",
-        "ff_chunks",
-        "axial_shape",
-        "seed",
-    }
-)
-# The config columns of every row: the model's name, its config, then how it was run.
-ROW_CONFIG_FIELDS = (
-    "model",
+SCHEMA_1_CONFIG_COLUMNS = (
     "vocab_size",
     "d_model",
     "n_heads",
@@ -51,8 +31,10 @@ ROW_CONFIG_FIELDS = (
     "ff_chunks",
     "axial_shape",
     "seed",
-    *HARNESS_FIELDS[1:],
 )
+SCHEMA_1_CONFIG_FIELDS = frozenset(SCHEMA_1_CONFIG_COLUMNS)
+# The config columns of every row: the model's name, its config, then how it was run.
+ROW_CONFIG_FIELDS = ("model", *SCHEMA_1_CONFIG_COLUMNS, *HARNESS_FIELDS[1:])
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 
