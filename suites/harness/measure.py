@@ -26,7 +26,7 @@ MIB = 2**20
 def measure_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """The default runner: build the point's step and measure it (module docstring).
 
-    ``options`` carries the point's ``config`` and ``harness`` (suites.registry.Point)."""
+    ``options`` carries the point's ``config`` and ``harness`` (suites.harness.points.Point)."""
     import torch
 
     from suites.harness.steps import build_step

@@ -1,6 +1,6 @@
 """The end-of-run summary: where the rows are, status counts, load, the suite's own lines.
 
-Short on purpose: the few lines that answer the suite's question (suites.registry.Suite
+Short on purpose: the few lines that answer the suite's question (suites.harness.points.Suite
 ``summarize``). Every measured number is in the run's results file, one JSON line per
 point; the summary names it. Only the rows of the points this sweep covers are summarized,
 never other rows the file may hold (another grid, another machine).
