@@ -69,7 +69,7 @@ def _decoder(model_name: str, cache: str, config, harness):
         from suites.decode.hf import hf_decoder
 
         info = {"impl": "transformers", "impl_version": peer_version("peer-hf")}
-        return hf_decoder(config, harness.device, dtype), info
+        return hf_decoder(config, harness.device, dtype, WARMUP_TOKENS), info
 
     from baselines import TransformerLM
     from reformer import ReformerLM

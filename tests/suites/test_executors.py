@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from suites.harness.executors import Finished, Job
 from suites.harness.executors.dispatch import measure_points
+from suites.harness.executors.jobs import Finished, Job
 from suites.harness.points import Point
 from suites.run import main
 

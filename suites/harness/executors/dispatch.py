@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from suites.harness.executors import Executor, Job
+from suites.harness.executors.jobs import Executor, Job
 from suites.harness.exits import Terminated
 from suites.harness.points import Point
 from suites.harness.progress import heartbeat

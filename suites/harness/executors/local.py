@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from suites.harness.executors import Finished, Job
+from suites.harness.executors.jobs import Finished, Job
 from suites.harness.isolation import run_point
 
 

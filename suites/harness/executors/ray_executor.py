@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suites.harness.env import REPO_ROOT, environment
-from suites.harness.executors import Finished, Job
+from suites.harness.executors.jobs import Finished, Job
 from suites.harness.isolation import describe, run_point
 from suites.rows.names import hardware_name
 
