@@ -17,6 +17,9 @@ matmuls equal those of ``ReformerLM(attention="full", reversible=False, ff_chunk
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,6 +88,9 @@ class TransformerLM(GenerationMixin, nn.Module):
     ``generate`` (reformer.generate) keeps a key/value cache per layer, or with
     ``use_cache=False`` recomputes the whole context for every token."""
 
+    layers: Sequence[TransformerLayer]  # an nn.ModuleList, typed by what it holds
+    pos_emb: Any  # Learned or Axial (reformer.embedding): both offer positions()
+
     def __init__(self, config: ReformerConfig) -> None:
         super().__init__()
         if config.attention not in BASELINE_ATTENTIONS:
@@ -95,15 +101,18 @@ class TransformerLM(GenerationMixin, nn.Module):
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
         self.pos_emb = build_positional_embedding(config)
-        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(  # type: ignore[assignment]  # see the annotation above
+            TransformerLayer(config) for _ in range(config.n_layers)
+        )
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.drop = nn.Dropout(config.dropout)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+                bias = getattr(module, "bias", None)
+                if isinstance(bias, torch.Tensor):
+                    nn.init.zeros_(bias)
 
     def _features(self, tokens: torch.Tensor) -> torch.Tensor:
         _check(tokens, self.config)

@@ -329,6 +329,7 @@ def build_slice(
         logits = bias.mul_(keep).add_(scores, alpha=LOG2E)
     _own_diagonal(logits).copy_(own_self)
     if first_self is not None:
+        assert first_bias is not None  # set with first_self
         head = logits[:, :, 0, :, :c]
         head.copy_(torch.where(first_self, first_bias, head))
     return Slice(query_pos, key_pos, queries, keys, values, logits, first_self)
@@ -441,7 +442,7 @@ def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
 def _weights(logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """2^(logits - shift) in place (base-2 logits), exactly 0 at or below the floor (masked
     pairs)."""
-    shifted = F.threshold_(logits.sub_(shift), EXP2_FLOOR, float("-inf"))
+    shifted = torch.threshold_(logits.sub_(shift), EXP2_FLOOR, float("-inf"))
     return shifted.exp2_()
 
 

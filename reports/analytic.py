@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reformer.config import ATTENTIONS
+from suites.rows.names import ATTENTIONS
 
 DTYPE_BYTES = {
     "float32": 4,

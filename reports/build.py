@@ -51,7 +51,9 @@ from reports.tables import (
     errors_table,
     measured_blocks,
 )
-from suites.busy import RULE
+from suites.harness.busy import RULE
+from suites.registry import SUITE_ORDER
+from suites.rows.store import COMMITTED_OUT
 
 log = logging.getLogger("reports")
 # Code whose changes can change a report: its newest commit is the report's code version.
@@ -79,8 +81,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--results",
-        default="results",
-        help="folder of *.jsonl result files, read recursively (default: results)",
+        default=str(COMMITTED_OUT),
+        help=f"folder of *.jsonl result files, read recursively (default: {COMMITTED_OUT})",
     )
     parser.add_argument(
         "--out",
@@ -271,12 +273,10 @@ def _build_one(
 
 
 def known_suites() -> list[str]:
-    """Every registered suite (suites.registry), in the order of the report's sections."""
-    from suites.registry import load_suites
-
-    registered = set(load_suites())
-    ordered = [section.key for section in SECTIONS if section.key in registered]
-    return ordered + sorted(registered - set(ordered))
+    """Every suite (suites.registry.SUITE_ORDER, read without importing any grid), in the
+    order of the report's sections."""
+    ordered = [section.key for section in SECTIONS if section.key in SUITE_ORDER]
+    return ordered + [name for name in SUITE_ORDER if name not in ordered]
 
 
 def _runs_caption(runs: str, run_ids: Sequence[str], not_drawn: int) -> str:

@@ -40,16 +40,19 @@ class ReportContext:
     def commands(self, *suites: str) -> tuple[str, ...]:
         """Commands that re-measure ``suites`` on this hardware and rebuild the report.
 
-        A row may carry the exact ``command`` that produced it; otherwise the suite's CLI
-        is spelt out from the rows' device, grid ``mode`` (quick/full, where recorded),
-        scale budget and the results folder.
+        Rows carry the command line that made them (``argv``), quoted as it was; rows from
+        before ``argv`` existed get the suite's CLI spelt out from their device, grid
+        ``mode`` (quick/full, where recorded), scale budget and the results folder.
         """
         lines: list[str] = []
         for name in suites:
             rows = self.suite(name)
-            recorded = rows["command"].dropna().astype(str).unique().tolist()
-            if recorded:
-                lines.extend(sorted(recorded))
+            argvs = rows["argv"] if "argv" in rows else pd.Series(None, index=rows.index)
+            given = argvs.map(lambda argv: isinstance(argv, list | tuple))
+            recorded = sorted({shlex.join(argv) for argv in argvs[given]})
+            rows = rows[~given]
+            lines.extend(recorded)
+            if recorded and rows.empty:
                 continue
             devices = sorted({str(d).split(":")[0] for d in rows["device"].dropna()}) or [""]
             modes = sorted(set(rows["mode"].dropna().astype(str))) if "mode" in rows else []

@@ -2,7 +2,7 @@
 
 Rows carry ``tflops_per_s`` (model FLOPs of a step over its median time), ``peak_tflops``
 and ``peak_source`` (a GPU's dense datasheet peak for the dtype, or this machine's own
-4096² float32 GEMM measured once per run) and ``mfu`` = their ratio (suites.efficiency).
+4096² float32 GEMM measured once per run) and ``mfu`` = their ratio (suites.harness.efficiency).
 This section draws MFU against length for the time and peers suites and tabulates it,
 so a reader sees how far from the hardware each implementation runs.
 """

@@ -13,7 +13,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
 from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
-from suites.names import hash_rounds, label
+from suites.rows.names import hash_rounds, label
 
 _METRICS = (
     ("t_median_ms", "time per step (ms)"),

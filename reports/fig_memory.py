@@ -12,7 +12,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
 from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
-from suites.spec import PASSES
+from suites.rows.schema import PASSES
 
 # One line is one model and pass across lengths: any other field that differs along it (a
 # --quick run's width, a second depth) makes another row of panels, never a jump in a line.

@@ -1,6 +1,6 @@
 """Figure 6: peer implementations, and the exact baselines, normalised to our LSH per length.
 
-A peer row is one whose model starts with ``peer-`` (suites.names); every row records an
+A peer row is one whose model starts with ``peer-`` (suites.rows.names); every row records an
 ``impl_version``, ours the project's own, so that field cannot tell them apart. Our reference is
 our own LSH attention in the same suite; every other point (peers, and our exact SDPA or
 full baselines) is divided by our LSH point of the same shape (same pass, length, batch,
@@ -15,8 +15,8 @@ from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered, pass_title
-from suites.names import PEER_PREFIX
-from suites.spec import PASSES
+from suites.rows.names import PEER_PREFIX
+from suites.rows.schema import PASSES
 
 SHAPE = (
     "pass",

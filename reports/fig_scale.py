@@ -95,7 +95,7 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
     failures = rows[rows["status"].isin(["oom", "timeout"])]
     hline = None
     per_mb = {"mb": 1.0, "gb": 1024.0}.get(budget.lower().rsplit("_", 1)[-1]) if budget else None
-    if per_mb and rows[budget].nunique() == 1:  # peak_mb is MiB; a GB budget is GiB here
+    if per_mb and budget and rows[budget].nunique() == 1:  # peak_mb is MiB; a GB budget is GiB here
         value = float(rows[budget].dropna().iloc[0])
         hline = (value * per_mb, f"budget {value:g} {_unit(budget)}")
     ctx.palette.ensure(fits["model"].astype(str))

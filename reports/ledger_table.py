@@ -1,6 +1,6 @@
 """The scale section's memory ledger: the largest tensors alive at a training step's peak.
 
-Reads the newest ledger file that ``python -m suites.ledger --out <results>/ledger`` wrote
+Reads the newest ledger file that ``python -m suites.tools.ledger --out <results>/ledger`` wrote
 (JSON, one step at one length) and turns its top groups of tensors into a table, in units
 of one (B, L, d_model) float32 buffer, so a reader sees where each GiB of the peak goes.
 """
@@ -85,7 +85,7 @@ def ledger_blocks(results_dir: Path) -> list[Block]:
             if measured is None
             else f"; the process's measured peak was {fmt(measured / 2**20)} MiB"
         )
-        + f"). Reproduce: python -m suites.ledger --seq-len {ledger['seq_len']} "
+        + f"). Reproduce: python -m suites.tools.ledger --seq-len {ledger['seq_len']} "
         f"--n-layers {ledger['n_layers']} --out <results>/ledger"
     )
     return [

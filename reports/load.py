@@ -13,25 +13,27 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from suites.row_types import INT_FIELDS, NUMBER_FIELDS
-from suites.rows import newest_per_point
-from suites.spec import ROW_CONFIG_FIELDS
-from suites.store import (
+from suites.rows.assembly import newest_per_point
+from suites.rows.names import hardware_name
+from suites.rows.row_types import INT_FIELDS, NUMBER_FIELDS
+from suites.rows.schema import (
     ENVIRONMENT_FIELDS,
     IDENTITY_FIELDS,
     MEASURED_FIELDS,
+    ROW_CONFIG_FIELDS,
     STATUSES,
-    read_rows,
 )
+from suites.rows.store import read_rows
 
 log = logging.getLogger("reports")
 
 HISTORY_FILE = "history.jsonl"
 
-# Configuration columns (harness and ReformerConfig fields, suites.spec); together with
+# Configuration columns (harness and ReformerConfig fields, suites.harness.spec); together with
 # unknown extras they identify a point.
 CONFIG_COLUMNS = ROW_CONFIG_FIELDS
 # Extra point columns of some suites: peers (impl), quality, and scale (autocast).
@@ -51,7 +53,7 @@ MEASURED_COLUMNS = (
     "peak_source",
     "mfu",
 )
-# Every field the row reader checks as a number (suites.row_types): coerced, so a column
+# Every field the row reader checks as a number (suites.rows.row_types): coerced, so a column
 # of ints and nulls is numeric in the frame.
 NUMERIC_COLUMNS = (*INT_FIELDS, *NUMBER_FIELDS)
 _MEASURED_SUFFIXES = ("_ms", "_mb", "_per_s", "_s")
@@ -59,7 +61,7 @@ REQUIRED = ("suite", "model", "status")
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Parse one JSON-lines file (suites.store.read_rows); log each line it skipped."""
+    """Parse one JSON-lines file (suites.rows.store.read_rows); log each line it skipped."""
     rows, problems = read_rows(path)
     for problem in problems:
         log.warning("%s", problem)
@@ -107,22 +109,9 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     if unknown.any():
         log.warning("%d rows have a status outside %s; counted as error", unknown.sum(), STATUSES)
         frame.loc[unknown, "status"] = "error"
-    frame["hardware"] = [hardware_label(row) for row in frame.to_dict("records")]
+    frame["hardware"] = [hardware_name(row) for row in frame.to_dict("records")]
     frame["hardware_slug"] = frame["hardware"].map(slugify)
     return frame
-
-
-def hardware_label(row: dict) -> str:
-    """The accelerator for CUDA rows, else the CPU model, else the host name."""
-    device = str(row.get("device") or "")
-    for candidate in (
-        row.get("gpu_name") if device.startswith("cuda") else None,
-        row.get("cpu_model"),
-        row.get("host"),
-    ):
-        if isinstance(candidate, str) and candidate.strip():
-            return candidate.strip()
-    return "unknown"
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -172,7 +161,7 @@ def latest_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 def load_history(results_dir: str | Path) -> pd.DataFrame:
     """CI perf history rows from ``<results>/**/history.jsonl``; empty if none."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(Path(results_dir).rglob(HISTORY_FILE)):
         rows.extend({k: _hashable(v) for k, v in row.items()} for row in read_jsonl(path))
     frame = pd.DataFrame(rows)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import seaborn as sns
 
-from suites import names
+from suites.rows import names
 
 Colour = tuple[float, float, float]
 

@@ -271,6 +271,8 @@ def _failure_x(panel: Panel) -> set:
 
 def _mark_failures(ax: plt.Axes, panel: Panel, palette: Palette, extras: dict[str, Line2D]) -> None:
     """Failed points have no y: mark them on the top edge at their x, in the series colour."""
+    if panel.failures is None:
+        return
     edge = ax.get_xaxis_transform()  # x in data, y in axes fraction
     for status, (marker, name) in FAILURE_MARKERS.items():
         rows = panel.failures[panel.failures["status"] == status].dropna(subset=[panel.x])

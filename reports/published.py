@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from suites.names import label
 from suites.quality import paper
+from suites.rows.names import label
 
 REFORMER = "Reformer paper (Kitaev, Kaiser, Levskaya, ICLR 2020)"
 REFORMER_HARDWARE = "8 GPUs or 8 TPU v3 cores for training (paper sec. 5)"

@@ -16,8 +16,8 @@ from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.fig_ablations import accuracy_percent
 from reports.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
 from reports.published import TABLE2, TABLE2_EVAL, table2
-from suites.names import decoded_attention, label
 from suites.quality import paper
+from suites.rows.names import decoded_attention, label
 
 # The floors on the reduced duplication task (suites.quality.paper), under report labels.
 EXPECTATIONS = tuple(

@@ -21,10 +21,11 @@ environment, so a reader knows exactly which measurements each figure holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
-from suites.busy import row_is_busy
+from suites.harness.busy import row_is_busy
 
 RUN_CHOICES = ("latest", "all")
 DEFAULT_POLICY = "default"  # OMP_WAIT_POLICY unset: OpenMP's own (threads spin, then sleep)
@@ -71,11 +72,11 @@ def _load_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in ("load_avg_1m", "n_cpus") if c in rows]
 
 
-def _threads(value: object) -> str:
+def _threads(value: Any) -> str:
     return "threads ?" if pd.isna(value) else f"{int(value)} threads"
 
 
-def summarise_runs(rows: pd.DataFrame) -> pd.DataFrame:
+def summarize_runs(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per (suite, run): points, newest timestamp, whether it is complete."""
     if rows.empty:
         return pd.DataFrame(columns=["suite", "run", "points", "newest", "complete"])
@@ -121,7 +122,7 @@ def select_runs(
     if runs not in RUN_CHOICES:
         raise ValueError(f"runs={runs!r} is unknown; allowed: {RUN_CHOICES} (or run ids)")
     rows = label_runs(rows)
-    table = summarise_runs(rows)
+    table = summarize_runs(rows)
     if run_ids:
         chosen = table[table["run"].str.split(" · ").str[0].isin(run_ids)]
     elif runs == "all":

@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from suites.arguments import non_negative_float, positive_int
+from suites.harness.arguments import non_negative_float, positive_int
+from suites.rows.store import COMMITTED_OUT, DEFAULT_OUT
 
-FOLDERS = (Path("runs"), Path("results"))
+FOLDERS = (DEFAULT_OUT, COMMITTED_OUT)
 PATTERN = "bytes_reformer-lsh*.pt"
 
 

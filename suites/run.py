@@ -1,13 +1,14 @@
 """CLI: ``python -m suites.run SUITE [--device auto|cpu|cuda] [--quick|--full] [--out DIR] ...``.
 
-Runs a suite's grid point by point, each in its own child process (suites.sweep,
-suites.isolation), appending one row per point to the run's results file (suites.store),
-and ends with a short summary (suites.summary); the exit status says whether any point
-ended in error (suites.exits). ``--executor ray`` spreads the points
-over a Ray cluster (suites.executors). A plain run writes under ``runs/`` (ignored by git)
-and resumes only its own files there; ``--out results`` appends to the committed record.
+Runs a suite's grid point by point, each in its own child process (suites.harness.sweep,
+suites.harness.isolation), appending one row per point to the run's results file
+(suites.rows.store), and ends with a short summary (suites.harness.summary); the exit status
+says whether any point ended in error (suites.harness.exits). ``--executor ray`` spreads the
+points over a Ray cluster (suites.harness.executors). A plain run writes under ``runs/``
+(ignored by git) and resumes only its own files there; ``--out results`` appends to the
+committed record.
 The one argument parser is :func:`build_parser`; a new flag is added there, with a value
-check from suites.arguments as its ``type``, and read in :func:`main`.
+check from suites.harness.arguments as its ``type``, and read in :func:`main`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ import argparse
 import os
 import sys
 
-from suites import exits
-from suites.arguments import output_folder, positive_float, positive_int
-from suites.executors import EXECUTORS
-from suites.lengths import lengths_argument, select_lengths
-from suites.lock import SweepLocked
-from suites.registry import GridContext, Suite, get_suite, load_suites
-from suites.store import COMMITTED_OUT, DEFAULT_OUT, RowNotWritten
-from suites.summary import summary, sweep_rows
-from suites.sweep import memory_cap, run_sweep
+from suites.harness import exits
+from suites.harness.arguments import output_folder, positive_float, positive_int
+from suites.harness.executors import EXECUTORS
+from suites.harness.lengths import lengths_argument, select_lengths
+from suites.harness.lock import SweepLocked
+from suites.harness.points import GridContext, Suite
+from suites.harness.process_memory import MEMORY_BUDGET_GIB
+from suites.harness.summary import summary, sweep_rows
+from suites.harness.sweep import memory_cap, run_sweep
+from suites.registry import get_suite, load_suites
+from suites.rows.store import COMMITTED_OUT, DEFAULT_OUT, RowNotWritten
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--memory-budget-gb",
         type=positive_float,
-        default=16.0,
+        default=MEMORY_BUDGET_GIB,
         help="scale suite: the budget a training step must fit in, > 0",
     )
     parser.add_argument(
@@ -140,6 +143,7 @@ def resolve_device(requested: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = ["python", "-m", "suites.run", *(sys.argv[1:] if argv is None else argv)]
     try:
         device = resolve_device(args.device)
         ctx = GridContext(
@@ -191,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     ray_address=args.ray_address,
                     per_hardware=args.per_hardware,
                     lengths=args.lengths,
+                    argv=command,
                 )
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, exits.Terminated)
@@ -236,7 +241,7 @@ def _check_executor(args: argparse.Namespace) -> None:
             if value:
                 raise ValueError(f"{flag} applies only to --executor ray")
         return
-    from suites.executors.ray_executor import require_ray
+    from suites.harness.executors.ray_executor import require_ray
 
     require_ray()
 

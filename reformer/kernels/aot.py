@@ -161,7 +161,7 @@ def device_test_calls() -> list[Call]:
 
 
 def stage_calls() -> dict[str, list[Call]]:
-    """The Triton calls of each stage of suites/gpu_check.sh that runs kernels."""
+    """The Triton calls of each stage of suites/tools/gpu_check.sh that runs kernels."""
     return {
         "gpu-tests": device_test_calls(),
         "kernel-bench": [Call(torch.bfloat16, 4, seq_len=n) for n in (4096, 8192, 16384)],

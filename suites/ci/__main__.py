@@ -25,10 +25,10 @@ from suites.ci.bench import read_ratios, run_benchmarks
 from suites.ci.deterministic import MEASURES
 from suites.ci.gates import SPECS, Outcome, check_limits, check_ratio, skipped
 from suites.ci.history import append_history, history_rows, run_provenance
-from suites.env import REPO_ROOT
-from suites.store import utc_stamp
+from suites.harness.env import REPO_ROOT
+from suites.rows.store import COMMITTED_OUT, utc_stamp
 
-DEFAULT_CI_DIR = REPO_ROOT / "results" / "ci"
+DEFAULT_CI_DIR = REPO_ROOT / COMMITTED_OUT / "ci"
 UPDATE_RUNS = 3
 
 
@@ -292,7 +292,8 @@ def _bench_jsons(
 ) -> list[Path]:
     if args.bench_json:
         return list(args.bench_json)
-    nodes = [SPECS[name].bench for name in names]
+    # Every figure asked for here is a benchmark one (its bench node is set).
+    nodes = [bench for name in names if (bench := SPECS[name].bench) is not None]
     # A local reproduction (--no-history) leaves results/ci untouched: its JSON goes to /tmp.
     out_dir = (
         Path(tempfile.mkdtemp(prefix="suites-ci-")) if args.no_history else args.ci_dir / "bench"

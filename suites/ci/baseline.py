@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suites.store import utc_now
+from suites.rows.store import utc_now
 
 SCHEMA_VERSION = 1
 DEFAULT_TOLERANCE = 0.25

@@ -1,8 +1,8 @@
 """Machine-independent figures for the CI gates: saved bytes and counted FLOPs.
 
-- Bytes saved for backward (suites.saved_bytes) by one attention layer of the default
+- Bytes saved for backward (suites.harness.saved_bytes) by one attention layer of the default
   model (d_model 256, 4 heads, LSH-4, bucket_size 64; Reformer sec. 2) at L = 1K..8K, batch
-  1, through the harness's own step (suites.steps), summarised as the least-squares slope
+  1, through the harness's own step (suites.harness.steps), summarized as the least-squares slope
   of log(bytes) against log(L): about 1 for memory linear in L, about 2 for quadratic.
 - The same count for a reversible ReformerLM at 2 and 12 layers (Reformer sec. 3: only the
   last layer's output is kept, so depth should not add activations). The debug preset is
@@ -19,17 +19,17 @@ Every figure is deterministic: the same code gives the same number on every mach
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from reformer.config import PRESETS, ReformerConfig
-from suites.names import layer_model
-from suites.saved_bytes import saved_bytes
-from suites.spec import Harness
-from suites.steps import build_step
+from suites.harness.saved_bytes import saved_bytes
+from suites.harness.spec import Harness
+from suites.harness.steps import build_step
+from suites.rows.names import layer_model
 
 LENGTHS = (1024, 2048, 4096, 8192)
 DEPTHS = (2, 12)
@@ -123,6 +123,7 @@ def attention_core_flops(
                 rotations=rotations,
                 dup_correction=config.dup_correction,
             )
+            assert isinstance(out, torch.Tensor)  # no log-sum-exp asked for
         else:
             q, k, v = (torch.empty(shape, device="meta", requires_grad=True) for _ in range(3))
             out = FullSelfAttention(config.replace(attention="full")).attend(q, k, v, None)
@@ -134,7 +135,7 @@ def flops_per_token(attention: str, lengths: Sequence[int] = LENGTHS) -> dict[in
     return {seq_len: attention_core_flops(attention, seq_len) / seq_len for seq_len in lengths}
 
 
-def _slope_of(points: dict[int, float], unit: str, **detail: Any) -> tuple[float, dict]:
+def _slope_of(points: Mapping[int, float], unit: str, **detail: Any) -> tuple[float, dict]:
     value = loglog_slope(list(points), list(points.values()))
     return value, {"points": points, "points_unit": unit, **detail}
 

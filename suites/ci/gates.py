@@ -142,7 +142,7 @@ def check_limits(name: str, value: float, detail: dict[str, Any] | None = None) 
     figure = spec(name)
     if figure.kind != "deterministic":
         raise ValueError(f"figure {name!r} is a {figure.kind} figure; use check_ratio")
-    common = {
+    common: dict[str, Any] = {
         "figure": name,
         "kind": figure.kind,
         "value": value,
@@ -166,6 +166,7 @@ def check_limits(name: str, value: float, detail: dict[str, Any] | None = None) 
             status="pass", message=(f"ok   {name} = {value:.3f} ({figure.limit_text()})"), **common
         )
     bound = figure.lower if below else figure.upper
+    assert bound is not None  # below or above a limit that is set
     return Outcome(
         status="fail",
         message=(
@@ -189,7 +190,7 @@ def check_ratio(
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be a fraction in (0, 1); got {tolerance!r}")
     detail = dict(detail or {})
-    common = {
+    common: dict[str, Any] = {
         "figure": name,
         "kind": figure.kind,
         "value": value,

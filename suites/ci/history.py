@@ -5,7 +5,7 @@ to, and the provenance of the run: git sha and dirtiness, host, CPU, torch and P
 versions, the 1-minute load average (a loaded machine explains a noisy ratio) and the
 pytest-benchmark JSON the ratios came from (a ratio's thread count is in its detail).
 ``python -m reports.build`` draws these rows as trend panels (reports/history.py). The
-file is only ever appended to, with the torn-line safety of suites.store.
+file is only ever appended to, with the torn-line safety of suites.rows.store.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from suites.ci.gates import SPECS, Outcome
-from suites.env import environment
-from suites.store import RunFile, utc_now
+from suites.harness.env import environment
+from suites.rows.store import RunFile, utc_now
 
 SCHEMA_VERSION = 1
 # Raw per-round times and step parameters stay in the benchmark JSON the row points to.

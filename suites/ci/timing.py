@@ -73,7 +73,7 @@ class RatioSummary:
 def ratio_of_medians(
     numerator: Sequence[float], denominator: Sequence[float], seed: int = 0
 ) -> RatioSummary:
-    """Summarise paired times (seconds, one pair per round) as a ratio of medians."""
+    """Summarize paired times (seconds, one pair per round) as a ratio of medians."""
     if len(numerator) != len(denominator) or not numerator:
         raise ValueError(
             f"need the same positive number of rounds for both steps; got "

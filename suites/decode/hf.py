@@ -13,14 +13,14 @@ import time
 from typing import Any
 
 
-def hf_decoder(config: Any, device: str, dtype: Any):
-    """A decode(prompt, new_tokens) -> (prefill s, per-token s, None) for HF's Reformer."""
+def hf_decoder(config: Any, device: str, dtype: Any, warmup_tokens: int):
+    """A decode(prompt, new_tokens) -> (prefill s, per-token s, None) for HF's Reformer,
+    after ``warmup_tokens`` untimed steps."""
     import torch
     from transformers import ReformerConfig as HFReformerConfig
     from transformers import ReformerModelWithLMHead
 
     from reformer.hashing import resolve_n_buckets
-    from suites.decode.runner import WARMUP_TOKENS
 
     factors = resolve_n_buckets(config.n_buckets, config.max_seq_len, config.bucket_size)
     hf_config = HFReformerConfig(
@@ -43,7 +43,9 @@ def hf_decoder(config: Any, device: str, dtype: Any):
         pad_token_id=0,
         eos_token_id=None,
     )
-    model = ReformerModelWithLMHead(hf_config).to(device=device, dtype=dtype).train(False)
+    # Any: transformers types .to() through a wrapper mypy cannot call.
+    model: Any = ReformerModelWithLMHead(hf_config)
+    model = model.to(device=device, dtype=dtype).train(False)
 
     def decode(prompt, new_tokens: int):
         with torch.no_grad():
@@ -52,11 +54,11 @@ def hf_decoder(config: Any, device: str, dtype: Any):
             token = out.logits[:, -1].argmax(-1)
             prefill = time.perf_counter() - start
             past, times = out.past_buckets_states, []
-            for index in range(WARMUP_TOKENS + new_tokens):
+            for index in range(warmup_tokens + new_tokens):
                 start = time.perf_counter()
                 out = model(input_ids=token[:, None], past_buckets_states=past, use_cache=True)
                 past, token = out.past_buckets_states, out.logits[:, -1].argmax(-1)
-                if index >= WARMUP_TOKENS:
+                if index >= warmup_tokens:
                     times.append(time.perf_counter() - start)
         return prefill, times, None
 

@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from suites.measure import peak_memory
+from suites.harness.measure import peak_memory
 
 WARMUP_TOKENS = 4
 CACHES = ("lsh", "kv", "none", "hf")
@@ -69,7 +69,7 @@ def _decoder(model_name: str, cache: str, config, harness):
         from suites.decode.hf import hf_decoder
 
         info = {"impl": "transformers", "impl_version": peer_version("peer-hf")}
-        return hf_decoder(config, harness.device, dtype), info
+        return hf_decoder(config, harness.device, dtype, WARMUP_TOKENS), info
 
     from baselines import TransformerLM
     from reformer import ReformerLM

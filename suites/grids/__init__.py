@@ -1,1 +1,3 @@
-"""One module per suite; each declares ``SUITE = registry.Suite(...)`` (see suites.registry)."""
+"""One module per suite; each declares ``SUITE = Suite(...)`` (suites.harness.points), which
+suites.registry finds; per-suite helpers (crossover.py, scale_step.py) live beside them.
+"""

@@ -2,24 +2,28 @@
 
 A grid says what it varies and nothing else: ``config`` is a ``ReformerConfig`` from
 ``reformer.config.PRESETS`` changed with ``.replace(...)``, and the point's row fields
-derive from it (suites.spec.model_fields).
+derive from it (suites.harness.spec.model_fields).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from reformer.config import PRESETS, ReformerConfig
-from suites.names import layer_model, lm_model
-from suites.registry import GridContext, Point
-from suites.spec import Harness, model_fields
+from suites.harness.backend import backend_ablation
+from suites.harness.points import GridContext, Point
+from suites.harness.spec import Harness, model_fields
+from suites.rows.names import layer_model, lm_model
 
 # (min_run_time s, timeout s) per mode: quick is a smoke run, full is paper scale.
 SIZING = {"quick": (0.01, 120.0), "default": (0.5, 600.0), "full": (2.0, 3600.0)}
-# The small model of --quick grids: the default preset at smoke-test width.
-QUICK = {"d_model": 32, "n_heads": 2, "d_ff": 64, "bucket_size": 16}
+# The width of --quick grids, read off the "quick" preset: any preset at smoke-test width.
+QUICK = {
+    name: getattr(PRESETS["quick"], name) for name in ("d_model", "n_heads", "d_ff", "bucket_size")
+}
 # Seconds of timed calls per point in the default CUDA grids: steps take milliseconds
-# there, and the grids must fit the GPU check script's few minutes (suites/gpu_check.sh).
+# there, and the grids must fit the GPU check script's few minutes (suites/tools/gpu_check.sh).
 CUDA_MIN_RUN_TIME = 0.2
 # What speed is measured in on a GPU: bfloat16, where SDPA runs its flash kernel.
 CUDA_SPEED_DTYPE = "bfloat16"
@@ -129,4 +133,17 @@ def lm_point(
 def ok_rows(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
     return [
         r for r in rows if r.get("status") == "ok" and all(r.get(k) == v for k, v in match.items())
+    ]
+
+
+def knob_grid(
+    ctx: GridContext, layer: ReformerConfig, knob: str, values: Sequence[Any], lengths: list[int]
+) -> list[Point]:
+    """One attention layer at each length x each value of one config field (``knob``) x
+    each backend the device ablates (suites.harness.backend): the hashes and chunks suites."""
+    return [
+        layer_point(ctx, config, seq_len=length)
+        for length in lengths
+        for value in values
+        for config in backend_ablation(layer.replace(**{knob: value}), ctx.device)
     ]

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import backend_ablation
-from suites.grids._common import layer_point, ok_rows, preset
-from suites.registry import GridContext, Point, Suite
+from suites.grids._common import knob_grid, ok_rows, preset
+from suites.harness.points import GridContext, Point, Suite
 
 BUCKET_SIZES = (32, 64, 128, 256, 512)
 
@@ -28,12 +27,7 @@ def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], ReformerConfig
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, sizes, layer = _shape(ctx)
-    return [
-        layer_point(ctx, config, seq_len=length)
-        for length in lengths
-        for bucket_size in sizes
-        for config in backend_ablation(layer.replace(bucket_size=bucket_size), ctx.device)
-    ]
+    return knob_grid(ctx, layer, "bucket_size", sizes, lengths)
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:

@@ -21,11 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from baselines.peers import missing_note, peer_available
-from suites.backend import device_backend
 from suites.decode.runner import WARMUP_TOKENS
 from suites.decode.targets import decode_findings
 from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import device_backend
+from suites.harness.points import GridContext, Point, Suite
 
 RUNNER = "suites.decode.runner:measure_decode"
 HF = "peer-hf"
@@ -82,9 +82,9 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     ]
     for length in sorted({int(r["seq_len"]) for r in ok}):
         for found in by_cache.values():
-            row = found.get(length)
-            if row is None:
+            if length not in found:
                 continue
+            row = found[length]
             per_pos = row.get("cache_bytes_per_token")
             lines.append(
                 f"| {length} | {decoder_label(row)} | {row['t_median_ms']:.2f} | "

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import backend_ablation
-from suites.grids._common import layer_point, ok_rows, preset
-from suites.registry import GridContext, Point, Suite
+from suites.grids._common import knob_grid, ok_rows, preset
+from suites.harness.points import GridContext, Point, Suite
 
 N_HASHES = (1, 2, 4, 8)
 
@@ -27,12 +26,7 @@ def _lengths(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, layer = _lengths(ctx)
-    return [
-        layer_point(ctx, config, seq_len=length)
-        for length in lengths
-        for n_hashes in N_HASHES
-        for config in backend_ablation(layer.replace(n_hashes=n_hashes), ctx.device)
-    ]
+    return knob_grid(ctx, layer, "n_hashes", N_HASHES, lengths)
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import device_backend
 from suites.grids._common import lm_point, powers_of_two, preset
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import device_backend
+from suites.harness.points import GridContext, Point, Suite
+from suites.harness.process_memory import MEMORY_BUDGET_GIB
 
 MAIN_MODELS = (  # (family, attention, reversible)
     ("transformer", "full", False),
@@ -94,7 +95,7 @@ def budget_gb(ctx: GridContext) -> float | None:
         return None
     if ctx.mode == "default" and ctx.device == "cpu":
         return 4.0
-    return 16.0
+    return MEMORY_BUDGET_GIB
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:

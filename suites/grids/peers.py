@@ -16,7 +16,6 @@ from typing import Any
 
 from baselines.peers import PEER_PACKAGES, missing_note, peer_available
 from reformer.config import ReformerConfig
-from suites.backend import backend_ablation
 from suites.grids._common import (
     CUDA_MIN_RUN_TIME,
     CUDA_SPEED_DTYPE,
@@ -25,7 +24,8 @@ from suites.grids._common import (
     powers_of_two,
     preset,
 )
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import backend_ablation
+from suites.harness.points import GridContext, Point, Suite
 
 MODELS = ("attn-lsh", *PEER_PACKAGES, "attn-sdpa")
 

@@ -28,13 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reformer.config import PRESETS
-from suites.names import DECODE_PREFIX, SHARED_FULL, hash_rounds, lsh_name
+from suites.harness.points import GridContext, Point, Suite
+from suites.harness.spec import Harness, model_fields
 from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
-from suites.registry import GridContext, Point, Suite
-from suites.spec import Harness, model_fields
+from suites.rows.names import DECODE_PREFIX, SHARED_FULL, hash_rounds, lsh_name
+from suites.rows.store import DEFAULT_OUT
 
 DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)))
 DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)))
@@ -47,7 +47,8 @@ STDLIB = "python-stdlib"
 
 
 def checkpoint_dir(ctx: GridContext) -> Path:
-    return (Path(ctx.out_dir or "results") / "quality" / "checkpoints").resolve()
+    # The CLI's own default folder when none is given (a plain run writes runs/).
+    return (Path(ctx.out_dir or DEFAULT_OUT) / "quality" / "checkpoints").resolve()
 
 
 def _schedule(size: RunSize) -> Schedule:
@@ -75,18 +76,7 @@ def runs(ctx: GridContext) -> list[Run]:
 def _seed_zero_runs(ctx: GridContext) -> list[Run]:
     sizes = SIZES[ctx.mode]
     dup = sizes.duplication
-    dup_config = PRESETS["default"].replace(
-        vocab_size=128,
-        d_model=dup.d_model,
-        n_heads=dup.n_heads,
-        n_layers=dup.n_layers,
-        d_ff=dup.d_ff,
-        attention="lsh",
-        n_hashes=1,
-        bucket_size=dup.bucket_size,
-        reversible=False,
-        max_seq_len=dup.seq_len,
-    )
+    dup_config = dup.config
     found = [
         Run(
             task="duplication",
@@ -100,16 +90,7 @@ def _seed_zero_runs(ctx: GridContext) -> list[Run]:
         for spec in DUP_TRAIN
     ]
     lm = sizes.bytes
-    base = PRESETS["default"].replace(
-        vocab_size=256,
-        d_model=lm.d_model,
-        n_heads=lm.n_heads,
-        n_layers=lm.n_layers,
-        d_ff=lm.d_ff,
-        attention="sdpa",
-        bucket_size=lm.bucket_size,
-        max_seq_len=lm.seq_len,
-    )
+    base = lm.config
     reformer = base.replace(attention="lsh", d_ff=matched_d_ff(base))
     data = ctx.data
     lm_runs = [

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import device_backend
 from suites.grids._common import lm_point, ok_rows, preset
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import device_backend
+from suites.harness.points import GridContext, Point, Suite
 
 
 def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], ReformerConfig]:

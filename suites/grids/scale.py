@@ -10,7 +10,7 @@ step allocates for good; time is that of the following steps.
 Full grid (``--full``): the long-context model, 2 layers with the
 feed-forward in 64 chunks, lengths doubling from 2^12 to 2^20; beside it the same model
 with 12 layers at 2^18 (is memory flat in depth?) and in bfloat16 autocast at 2^17. Each
-point is one training step, measured and timed once (suites.scale_step), since a step at
+point is one training step, measured and timed once (suites.grids.scale_step), since a step at
 2^20 takes half an hour on a 2-core CPU. ``--lengths 2^20`` runs a single length.
 
 The per-point memory cap *is* the budget (``--memory-budget-gb``, default 16): a step
@@ -25,24 +25,22 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import ReformerConfig
-from suites.backend import device_backend
 from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
-from suites.registry import GridContext, Point, Suite
+from suites.harness.backend import device_backend
+from suites.harness.points import GridContext, Point, Suite
 
-MAX_LENGTH = 2**20
-AXIAL_SHAPE = (1024, 1024)  # covers every length up to 2^20, so all points share a family
-FF_CHUNKS = 16
+MAX_LENGTH = 2**20  # the "long-context" preset's axial table covers it: one family
 # The long-context model of the full grid: 2 layers, the feed-forward in 64 chunks.
 LONG_LAYERS, LONG_FF_CHUNKS = 2, 64
 DEPTH_CHECK = (12, 2**18)  # (n_layers, seq_len) of the flat-in-depth point
 AUTOCAST_CHECK = ("bfloat16", 2**17)  # (autocast dtype, seq_len) beside float32
-SCALE_RUNNER = "suites.scale_step:measure_scale_step"
+SCALE_RUNNER = "suites.grids.scale_step:measure_scale_step"
 
 
 def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig, float]:
     """(lengths, model, timeout s)."""
     model = device_backend(
-        preset(ctx, attention="lsh", reversible=True, ff_chunks=FF_CHUNKS, axial_shape=AXIAL_SHAPE),
+        preset(ctx, "long-context"),
         ctx.device,
     )
     if ctx.mode == "quick":

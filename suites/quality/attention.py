@@ -1,6 +1,6 @@
 """Train with one attention, evaluate with another: the switch behind Table 2's matrix.
 
-An attention is named as in suites.names: ``"shared-full"``, ``"lsh-N"`` (N hash rounds)
+An attention is named as in suites.rows.names: ``"shared-full"``, ``"lsh-N"`` (N hash rounds)
 or ``"sdpa"`` (the Transformer baseline's own attention, which cannot be switched).
 
 Every Reformer model here is built with ``attention="lsh"``, i.e. shared-QK
@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from reformer.lsh import LSHSelfAttention, layer_seed
-from suites.names import SDPA, SHARED_FULL, parse_run_attention
+from suites.rows.names import SDPA, SHARED_FULL, parse_run_attention
 
 
 def spec_arguments(spec: str) -> dict[str, Any]:

@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from suites.quality.data import second_half_mask
+
+if TYPE_CHECKING:
+    from reformer.generate import CachedLM
 
 
 @dataclass
@@ -90,7 +93,7 @@ def evaluate_bytes(
 
 @torch.no_grad()
 def evaluate_bytes_incremental(
-    model: nn.Module, batches: Iterable[torch.Tensor], arguments: Mapping[str, Any] | None = None
+    model: CachedLM, batches: Iterable[torch.Tensor], arguments: Mapping[str, Any] | None = None
 ) -> Tally:
     """As :func:`evaluate_bytes`, with every logit from teacher-forced incremental decoding
     (reformer.generate.incremental_logits: the first byte prefilled, then one step per

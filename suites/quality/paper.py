@@ -3,12 +3,12 @@ report: the Reformer paper's Table 2, and the floors the reduced tasks are held 
 
 Table 2 (Kitaev, Kaiser, Levskaya, ICLR 2020): accuracy (%) on the duplication task at
 L = 1024, 1 layer, d_model 256, 4 heads, vocabulary 128; rows trained with, columns
-evaluated with. Attention names as in suites.names.
+evaluated with. Attention names as in suites.rows.names.
 """
 
 from __future__ import annotations
 
-from suites.names import SHARED_FULL, lsh_name
+from suites.rows.names import SHARED_FULL, lsh_name
 
 TABLE2_EVAL = (SHARED_FULL, *map(lsh_name, (8, 4, 2, 1)))  # the paper's column order
 TABLE2: dict[str, tuple[float, ...]] = {

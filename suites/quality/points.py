@@ -1,7 +1,7 @@
 """The quality suite's runner: one result row per (trained model, evaluation, step).
 
 Called by the harness in a child process as ``run_quality_point(params, options)``
-(suites.measure). ``options["run"]`` describes the training run (suites.quality.tasks.Run)
+(suites.harness.measure). ``options["run"]`` describes the training run (suites.quality.tasks.Run)
 and ``options["checkpoint_dir"]`` where its checkpoint lives. The first point of a run
 trains the model and saves the checkpoint; every later point loads it. A point whose
 ``eval_attention`` is the training attention reads the validation metric recorded during

@@ -43,21 +43,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reformer.config import PRESETS, ReformerConfig
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunSize:
-    seq_len: int
-    bucket_size: int
-    d_model: int
-    n_heads: int
-    n_layers: int
-    d_ff: int  # the Transformer's; Reformers get a wider one for equal parameter counts
+    preset: str  # the model (reformer.config.PRESETS); its max_seq_len is the run's length
     batch: int
     steps: int
     lr: float
     warmup_steps: int
     eval_every: int
     eval_size: int  # held-out sequences (duplication) or validation windows (bytes)
+
+    @property
+    def config(self) -> ReformerConfig:
+        return PRESETS[self.preset]
+
+    @property
+    def seq_len(self) -> int:
+        return self.config.max_seq_len
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,12 +75,7 @@ class ModeSize:
 SIZES: dict[str, ModeSize] = {
     "quick": ModeSize(
         duplication=RunSize(
-            seq_len=16,
-            bucket_size=4,
-            d_model=32,
-            n_heads=2,
-            n_layers=1,
-            d_ff=32,
+            preset="duplication-quick",
             batch=4,
             steps=2,
             lr=1e-3,
@@ -84,12 +84,7 @@ SIZES: dict[str, ModeSize] = {
             eval_size=8,
         ),
         bytes=RunSize(
-            seq_len=32,
-            bucket_size=8,
-            d_model=32,
-            n_heads=2,
-            n_layers=2,
-            d_ff=32,
+            preset="bytes-quick",
             batch=4,
             steps=2,
             lr=1e-3,
@@ -101,12 +96,7 @@ SIZES: dict[str, ModeSize] = {
     ),
     "default": ModeSize(
         duplication=RunSize(
-            seq_len=512,
-            bucket_size=32,
-            d_model=256,
-            n_heads=4,
-            n_layers=1,
-            d_ff=256,
+            preset="duplication",
             batch=8,
             steps=2400,
             lr=2e-3,
@@ -115,12 +105,7 @@ SIZES: dict[str, ModeSize] = {
             eval_size=256,
         ),
         bytes=RunSize(
-            seq_len=256,
-            bucket_size=32,
-            d_model=128,
-            n_heads=4,
-            n_layers=2,
-            d_ff=512,
+            preset="bytes",
             batch=4,
             steps=1500,
             lr=2e-3,
@@ -132,12 +117,7 @@ SIZES: dict[str, ModeSize] = {
     ),
     "full": ModeSize(
         duplication=RunSize(
-            seq_len=1024,
-            bucket_size=64,
-            d_model=256,
-            n_heads=4,
-            n_layers=1,
-            d_ff=512,
+            preset="duplication-full",
             batch=32,
             steps=20000,
             lr=1e-3,
@@ -146,12 +126,7 @@ SIZES: dict[str, ModeSize] = {
             eval_size=1024,
         ),
         bytes=RunSize(
-            seq_len=2048,
-            bucket_size=64,
-            d_model=256,
-            n_heads=4,
-            n_layers=6,
-            d_ff=1024,
+            preset="bytes-full",
             batch=16,
             steps=20000,
             lr=1e-3,

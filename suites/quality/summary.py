@@ -10,8 +10,8 @@ import math
 import statistics
 from typing import Any
 
-from suites.names import SDPA, SHARED_FULL
 from suites.quality.paper import BPB_TOLERANCE, EXPECTATIONS, TABLE2, TABLE2_EVAL
+from suites.rows.names import SDPA, SHARED_FULL
 
 ABLATIONS = {
     SHARED_FULL: "exact shared-QK attention, no hashing",

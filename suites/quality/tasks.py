@@ -21,21 +21,14 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from suites.names import (
-    SDPA,
-    SHARED_FULL,
-    decoded_attention,
-    lm_model,
-    parse_run_attention,
-    schema_1_run_attention,
-)
+from suites.harness.spec import config_identity
 from suites.quality.attention import attention_arguments, spec_arguments
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
@@ -53,7 +46,20 @@ from suites.quality.train import (
     save_checkpoint,
     train,
 )
-from suites.spec import config_identity
+from suites.rows.names import (
+    SDPA,
+    SHARED_FULL,
+    decoded_attention,
+    lm_model,
+    parse_run_attention,
+    schema_1_run_attention,
+)
+
+if TYPE_CHECKING:
+    from baselines import TransformerLM
+    from reformer.model import ReformerLM
+
+    LanguageModel = ReformerLM | TransformerLM
 
 TASKS = ("duplication", "bytes")
 FAMILIES = ("reformer", "transformer")
@@ -65,7 +71,7 @@ _TRAIN_DATA_STREAM, _EVAL_DATA_STREAM, _EVAL_HASH_STREAM = 1, 2, 3
 class Run:
     task: str
     family: str
-    train_attention: str  # "shared-full" | "lsh-N" | "sdpa" (suites.names)
+    train_attention: str  # "shared-full" | "lsh-N" | "sdpa" (suites.rows.names)
     config: ReformerConfig  # what the model is built from (Reformer: attention="lsh")
     schedule: Schedule
     eval_size: int  # duplication: held-out sequences; bytes: validation windows
@@ -137,7 +143,7 @@ class Run:
     def key(self) -> str:
         """Short hash of everything that decides the trained weights (device aside).
 
-        The training attention is hashed as schema 1 spelled it (suites.names), so runs
+        The training attention is hashed as schema 1 spelled it (suites.rows.names), so runs
         trained before a rename keep their keys and checkpoints."""
         identity = {k: v for k, v in self.to_dict().items() if k != "device"}
         identity["config"] = config_identity(self.config)
@@ -146,7 +152,7 @@ class Run:
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def build_model(run: Run) -> nn.Module:
+def build_model(run: Run) -> LanguageModel:
     """A freshly initialised model (init seeded by run.seed), as its config describes it.
 
     A shared-QK model runs its train spec through :func:`train_arguments`."""
@@ -219,10 +225,11 @@ class Task:
         if self.run.task == "duplication":
             tokens = duplication_batch(size, seq_len, self._train_stream)
         else:
+            assert self.corpus is not None  # a bytes task always loads one
             tokens = random_windows(self.corpus.train, size, seq_len, self._train_stream)
         return tokens.to(self.run.device)
 
-    def loss(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: LanguageModel, tokens: torch.Tensor) -> torch.Tensor:
         """Duplication: cross-entropy on the second copy of w only; bytes: on every byte.
         The model runs the run's training attention."""
         if self.run.task == "bytes":
@@ -233,7 +240,7 @@ class Task:
             logits[:, self._mask].flatten(0, 1), targets[:, self._mask].flatten()
         )
 
-    def evaluate(self, model: nn.Module, spec: str) -> dict[str, float]:
+    def evaluate(self, model: LanguageModel, spec: str) -> dict[str, float]:
         """Metrics of ``model`` run with attention ``spec`` on the fixed held-out set.
 
         ``"decode-lsh-N"`` scores the byte LM by teacher-forced incremental decoding
@@ -292,7 +299,7 @@ def ensure_trained(
     task = make_task(run)
     model = build_model(run)
 
-    def evaluate(trained: nn.Module) -> dict[str, float]:
+    def evaluate(trained: LanguageModel) -> dict[str, float]:
         with preserved_generators(trained):
             return task.evaluate(trained, run.train_attention)
 
@@ -345,7 +352,7 @@ def _claim_training(path: Path) -> None:
     marker.write_text(parent)
 
 
-def load_trained(run: Run, state: dict[str, torch.Tensor]) -> nn.Module:
+def load_trained(run: Run, state: dict[str, torch.Tensor]) -> LanguageModel:
     """The run's model with trained weights, in eval mode."""
     model = build_model(run)
     model.load_state_dict(state)

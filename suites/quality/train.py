@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -72,13 +72,17 @@ class History:
         return asdict(self)
 
 
+# The model type train() is given is the one its loss and evaluation take.
+Model = TypeVar("Model", bound=nn.Module)
+
+
 def train(
-    model: nn.Module,
+    model: Model,
     schedule: Schedule,
     *,
     batches: Callable[[int], torch.Tensor],
-    loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
-    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    loss_fn: Callable[[Model, torch.Tensor], torch.Tensor],
+    evaluate: Callable[[Model], dict[str, float]] | None = None,
     desc: str = "train",
     progress: bool = True,
 ) -> History:
@@ -121,7 +125,7 @@ def train(
             raise FloatingPointError(f"{desc}: training loss became {value} at step {step}")
         smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
         postfix = {"loss": f"{smoothed:.3f}"}
-        if step + 1 in eval_at:
+        if evaluate is not None and step + 1 in eval_at:
             with preserved_generators(model), torch.no_grad():
                 model.eval()
                 metrics = evaluate(model)
@@ -138,11 +142,8 @@ def train(
 @contextlib.contextmanager
 def preserved_generators(model: nn.Module) -> Iterator[None]:
     """Restore every module's own ``generator`` (LSH rotations) to its state on entry."""
-    saved = [
-        (module.generator, module.generator.get_state())
-        for module in model.modules()
-        if isinstance(getattr(module, "generator", None), torch.Generator)
-    ]
+    generators = [getattr(module, "generator", None) for module in model.modules()]
+    saved = [(g, g.get_state()) for g in generators if isinstance(g, torch.Generator)]
     try:
         yield
     finally:

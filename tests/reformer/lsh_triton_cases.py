@@ -234,7 +234,7 @@ def test_runs_are_bit_identical():
 def test_saves_no_more_for_backward_than_the_torch_path():
     """qk, v, an int32 permutation and two float32 statistics per position: no window
     scores and no sorted copies (the torch path saves an int64 permutation and one lse)."""
-    from suites.saved_bytes import saved_bytes
+    from suites.harness.saved_bytes import saved_bytes
 
     gen = torch.Generator().manual_seed(0)
     qk, v = (torch.randn(1, 2, 64, 16, generator=gen).to(DEVICE).requires_grad_() for _ in range(2))

@@ -9,7 +9,7 @@ import torch
 from reformer.config import ReformerConfig
 from reformer.feedforward import FeedForward
 from reformer.model import ReformerLM
-from suites.saved_bytes import saved_bytes
+from suites.harness.saved_bytes import saved_bytes
 
 
 def _feedforwards(ff_chunks: int, d_model=16, d_ff=64):

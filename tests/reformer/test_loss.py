@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from reformer.loss import next_token_loss, next_token_loss_reference
-from suites.saved_bytes import saved_bytes
+from suites.harness.saved_bytes import saved_bytes
 
 
 def _case(batch=2, length=37, d=8, vocab=11, seed=0):

@@ -16,7 +16,7 @@ from reformer.reference import (
     hash_reference,
     lsh_attention_reference,
 )
-from suites.saved_bytes import saved_bytes
+from suites.harness.saved_bytes import saved_bytes
 
 # The torch path runs on every device; reference twins run on the CPU.
 DEVICES = [

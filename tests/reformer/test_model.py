@@ -9,7 +9,7 @@ from baselines import TransformerLM
 from reformer.config import ReformerConfig
 from reformer.embedding import AxialPositionalEmbedding
 from reformer.model import ReformerLM
-from suites.saved_bytes import saved_bytes
+from suites.harness.saved_bytes import saved_bytes
 
 TINY = dict(
     vocab_size=32,

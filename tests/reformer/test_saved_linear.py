@@ -7,7 +7,7 @@ import math
 import torch
 
 from reformer import ReformerConfig, ReformerLM
-from suites.saved_bytes import saved_bytes
+from suites.harness.saved_bytes import saved_bytes
 
 
 def _saved(seq_len: int) -> int:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 from reformer.backends import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
-from suites.env import REPO_ROOT
 from suites.grids.scale import LONG_LAYERS
-from suites.registry import GridContext, get_suite
+from suites.harness.env import REPO_ROOT
+from suites.harness.points import GridContext
+from suites.registry import get_suite
 
 README = (REPO_ROOT / "README.md").read_text()
 

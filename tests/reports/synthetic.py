@@ -2,13 +2,19 @@
 
 The numbers follow simple laws (memory ~ L or L², time ~ L at fixed tokens per batch for
 full attention, flat for LSH) so figures look like real ones and crossovers are known.
-Every status appears: ok, oom, timeout, error and skipped.
+Every status appears: ok, oom, timeout, error and skipped. Rows are made by the harness's
+own row assembly (suites.rows.assembly), so they carry every schema field as real rows do
+and a change to the schema reaches these tests.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from suites.harness.points import Point
+from suites.rows.assembly import assemble_row
+from suites.rows.schema import ENVIRONMENT_FIELDS, ROW_CONFIG_FIELDS
 
 ENV = {
     "schema_version": 1,
@@ -50,22 +56,27 @@ TOKENS_PER_BATCH = 8192
 
 
 def _row(suite: str, model: str, day: int, **fields: object) -> dict:
-    row = {
-        **ENV,
-        **SHAPE,
-        **MODELS.get(model, {}),
-        "suite": suite,
-        "model": model,
-        "run_id": f"{suite}_synthetic",
-        "timestamp_utc": f"2024-05-0{1 + day % 3}T12:00:00Z",
-        "batch": 1,
-        "pass": "train_step",
-        "status": "ok",
-        "error": None,
-        "wall_s": 1.0,
-    }
-    row.update(fields)
-    return row
+    """A row as the sweep assembles it: the point's config fields, the run's environment,
+    then what the point's runner returned (here: ``fields`` beyond config and environment)."""
+    values = {**ENV, **SHAPE, **MODELS.get(model, {}), "model": model, "batch": 1}
+    values |= {"pass": "train_step", **fields}
+    env = {name: values.pop(name) for name in ENVIRONMENT_FIELDS if name in values}
+    env |= {"git_sha": values.pop("git_sha"), "git_dirty": values.pop("git_dirty")}
+    params = {name: values.pop(name) for name in ROW_CONFIG_FIELDS if name in values}
+    result = {"status": "ok", "error": None, "wall_s": 1.0} | values
+    row = assemble_row(
+        suite,
+        f"{suite}_synthetic",
+        env,
+        Point(params=params),
+        key=None,  # no point key: these points are told apart by their fields
+        result=result,
+        max_memory_gb=None,
+        timeout_s=None,
+    )
+    # A fixed stamp, not the clock's: a rebuilt report must not change with the time (the
+    # load average is ENV's or the caller's, which the runner's fields above set).
+    return row | {"timestamp_utc": fields.get("timestamp_utc", f"2024-05-0{1 + day % 3}T12:00:00Z")}
 
 
 def _measure(row: dict, t_ms: float, peak_mb: float | None) -> dict:
@@ -204,7 +215,7 @@ def old_time_rows() -> list[dict]:
     long. Drawn only when asked (--runs all), never on the lines of the newest run."""
     return [
         dict(
-            _measure({**row, "status": "ok"}, 2 * row.get("t_median_ms", 96.0), None),
+            _measure({**row, "status": "ok"}, 2 * (row["t_median_ms"] or 96.0), None),
             run_id="time_old",
             num_threads=1,
             load_avg_1m=6.0,

@@ -80,3 +80,16 @@ def test_mfu_is_drawn_and_tabulated_per_series_with_the_backend(tmp_path):
 
 def test_no_section_without_mfu(tmp_path):
     assert build_efficiency(_context(_rows(with_mfu=False), tmp_path)) is None
+
+
+def test_commands_quote_the_recorded_command_line_and_rebuild_only_for_older_rows(tmp_path):
+    rows = _rows()
+    argv = ["python", "-m", "suites.run", "time", "--device", "cuda", "--out", "my results"]
+    recorded = rows.assign(argv=[argv] * len(rows))
+    assert _context(recorded, tmp_path).commands("time") == (
+        "python -m suites.run time --device cuda --out 'my results'",
+        "python -m reports.build",
+    )
+    # Rows written before argv existed: the suite's command is spelt out from the fields.
+    (rebuilt, _) = _context(rows, tmp_path).commands("time")
+    assert rebuilt.startswith("python -m suites.run time --device") and "--out results" in rebuilt

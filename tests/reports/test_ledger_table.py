@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reports.document import Paragraph, Table
 from reports.ledger_table import ledger_blocks
-from suites.ledger import ledger_step, scale_point, write
+from suites.tools.ledger import ledger_step, scale_point, write
 
 
 def test_ledger_table_from_the_newest_ledger_file(tmp_path):

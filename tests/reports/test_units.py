@@ -12,11 +12,12 @@ from reports.fig_scale import longest_fits
 from reports.fig_time import crossover_rows, series_labels
 from reports.history import tidy_history
 from reports.html import render_html
-from reports.load import hardware_label, latest_points, load_history, load_rows, normalise, slugify
+from reports.load import latest_points, load_history, load_rows, normalise, slugify
 from reports.palette import FIXED, Palette
 from reports.plotting import split_variants
 from reports.quality import duplication_matrices, expectation_table
 from reports.tables import counts_table, paper_form
+from suites.rows.names import hardware_name
 from tests.reports.synthetic import (
     history_rows,
     memory_rows,
@@ -56,10 +57,10 @@ def test_newest_row_of_a_point_wins():
 
 
 def test_hardware_names():
-    assert hardware_label({"device": "cuda", "gpu_name": "NVIDIA H200", "cpu_model": "x"}) == (
+    assert hardware_name({"device": "cuda", "gpu_name": "NVIDIA H200", "cpu_model": "x"}) == (
         "NVIDIA H200"
     )
-    assert hardware_label({"device": "cpu", "gpu_name": "NVIDIA H200", "cpu_model": "Xeon"}) == (
+    assert hardware_name({"device": "cpu", "gpu_name": "NVIDIA H200", "cpu_model": "Xeon"}) == (
         "Xeon"
     )
     assert slugify("Intel(R) Xeon(R) CPU @ 2.20GHz") == "intel-xeon-cpu-2-20ghz"
@@ -187,7 +188,7 @@ def test_html_escapes_and_formats():
 def test_peer_ratios_from_the_committed_peers_rows():
     """The committed rows of a real peers run (ours record impl_version 0.1.0) join."""
     from reports.load import load_rows
-    from suites.env import REPO_ROOT
+    from suites.harness.env import REPO_ROOT
 
     rows = load_rows(REPO_ROOT / "results")
     peers = rows[rows["source"] == "peers_cpu_20261129T045430Z.jsonl"]

@@ -12,13 +12,14 @@ import sys
 import pytest
 import torch
 
-from suites.efficiency import datasheet_tflops, measure_gemm_tflops
-from suites.env import environment, hardware_name
-from suites.isolation import run_point
-from suites.measure import _nvml_used, peak_memory
-from suites.registry import GridContext, Suite
-from suites.store import read_rows
-from suites.sweep import run_sweep
+from suites.harness.efficiency import datasheet_tflops, measure_gemm_tflops
+from suites.harness.env import environment
+from suites.harness.isolation import run_point
+from suites.harness.measure import _nvml_used, peak_memory
+from suites.harness.points import GridContext, Suite
+from suites.harness.sweep import run_sweep
+from suites.rows.names import hardware_name
+from suites.rows.store import read_rows
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-import suites.efficiency as efficiency
+import suites.harness.efficiency as efficiency
 from reformer.config import ReformerConfig
 from reformer.flops import flops_breakdown
-from suites.efficiency import datasheet_tflops, efficiency_fields, gemm_runner, run_peaks
-from suites.measure import counted_step
-from suites.registry import GridContext, load_suites
-from suites.spec import Harness
-from suites.steps import build_step
+from suites.harness.efficiency import datasheet_tflops, efficiency_fields, gemm_runner, run_peaks
+from suites.harness.measure import counted_step
+from suites.harness.points import GridContext
+from suites.harness.spec import Harness
+from suites.harness.steps import build_step
+from suites.registry import load_suites
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_cpu_peaks_are_one_fp32_gemm_per_dtype_in_a_child(monkeypatch):
         calls.append((runner, params))
         return {"status": "ok", "peak_tflops": 0.05, "peak_source": "measured_gemm_4096"}
 
-    monkeypatch.setattr("suites.isolation.run_point", fake_run_point)
+    monkeypatch.setattr("suites.harness.isolation.run_point", fake_run_point)
     peaks = run_peaks("cpu", None, {"float32", "bfloat16"}, threads=2, quick=False)
     assert peaks == {
         "float32": (0.05, "measured_gemm_4096"),
@@ -94,7 +95,7 @@ def test_cuda_peaks_come_from_the_datasheet_else_a_gemm_in_the_dtype(monkeypatch
         calls.append(params)
         return {"status": "error", "error": "no GPU"}
 
-    monkeypatch.setattr("suites.isolation.run_point", fake_run_point)
+    monkeypatch.setattr("suites.harness.isolation.run_point", fake_run_point)
     assert run_peaks("cuda", "NVIDIA H200", {"bfloat16", "float32"}, None, quick=False) == {
         "bfloat16": (989.5, "datasheet"),
         "float32": (67.0, "datasheet"),

@@ -1,4 +1,4 @@
-"""The sweep loop over an executor (suites.executors.dispatch), without Ray: a fake
+"""The sweep loop over an executor (suites.harness.executors.dispatch), without Ray: a fake
 executor that returns results out of order, and the CLI's checks of the executor flags."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from suites.executors import Finished, Job
-from suites.executors.dispatch import measure_points
-from suites.registry import Point
+from suites.harness.executors.dispatch import measure_points
+from suites.harness.executors.jobs import Finished, Job
+from suites.harness.points import Point
 from suites.run import main
 
 

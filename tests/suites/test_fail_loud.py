@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
+import suites.rows.store as store_module
 import suites.run as run_module
-import suites.store as store_module
-from suites import exits
-from suites.registry import GridContext, Point
+from suites.harness import exits
+from suites.harness.points import GridContext, Point
+from suites.harness.summary import summary
+from suites.harness.sweep import run_sweep
+from suites.rows.store import RowNotWritten, RunFile, read_rows
 from suites.run import main
-from suites.store import RowNotWritten, RunFile, read_rows
-from suites.summary import summary
-from suites.sweep import run_sweep
 from tests.suites.test_harness import _marks, _point, _suite
 
 CTX = GridContext(device="cpu", mode="quick")
@@ -58,7 +58,7 @@ def test_an_inherited_hard_address_space_limit_clamps_the_cap_instead_of_failing
         import json, resource
         hard = 8 * 2**30
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-        from suites.isolation import run_point
+        from suites.harness.isolation import run_point
         result = run_point(
             "tests.suites.point_runners:ok", {"model": "a", "seq_len": 8}, {},
             timeout_s=120, max_memory_gb=100,
@@ -244,7 +244,7 @@ def test_sigterm_ends_the_sweep_as_ctrl_c_does(tmp_path):
         import sys
         import suites.run as run_module
         from tests.suites.test_harness import _suite
-        from suites.registry import Point
+        from suites.harness.points import Point
         point = Point(
             params={{"model": "a", "pass": "fwd", "seq_len": 8, "batch": 1, "device": "cpu",
                     "marks": {str(marks)!r}, "sleep_s": 60}},
@@ -361,8 +361,8 @@ def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_pat
     script = textwrap.dedent(
         f"""
         import io
-        from suites.registry import GridContext, Point
-        from suites.sweep import run_sweep
+        from suites.harness.points import GridContext, Point
+        from suites.harness.sweep import run_sweep
         from tests.suites.test_harness import _suite
         params = {params!r}
         points = [

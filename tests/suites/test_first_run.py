@@ -15,13 +15,13 @@ import textwrap
 import pytest
 
 import suites.run as run_module
-from suites.busy import is_busy, row_is_busy
-from suites.lock import SweepLocked, lock_path, sweep_lock
-from suites.registry import GridContext
+from suites.harness.busy import is_busy, row_is_busy
+from suites.harness.lock import SweepLocked, lock_path, sweep_lock
+from suites.harness.points import GridContext
+from suites.harness.summary import summary
+from suites.harness.sweep import run_sweep
+from suites.rows.store import DEFAULT_OUT, read_rows
 from suites.run import main
-from suites.store import DEFAULT_OUT, read_rows
-from suites.summary import summary
-from suites.sweep import run_sweep
 from tests.suites.test_harness import _marks, _point, _suite
 
 CTX = GridContext(device="cpu", mode="quick")
@@ -95,7 +95,7 @@ def test_seeds_belong_to_the_quality_suite(capsys):
     )
 
 
-def test_a_plain_run_never_touches_or_summarises_committed_results(
+def test_a_plain_run_never_touches_or_summarizes_committed_results(
     tiny, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
@@ -118,6 +118,9 @@ def test_a_plain_run_never_touches_or_summarises_committed_results(
     assert f"every measured number: {DEFAULT_OUT / written.name}" in out
     assert "points: 1 ok" in out
     assert _marks(tiny) == ["a:8"]
+    # Every row records the command line that made it.
+    (row,) = (json.loads(line) for line in written.read_text().splitlines())
+    assert row["argv"] == ["python", "-m", "suites.run", "tiny", "--no-progress"]
     # Resume stays: an interrupted (or finished) user run is continued, not re-measured.
     assert main(["tiny", "--no-progress"]) == 0
     assert _marks(tiny) == ["a:8"] and len(list((tmp_path / DEFAULT_OUT).glob("*.jsonl"))) == 1
@@ -173,7 +176,7 @@ def test_the_lock_of_a_killed_sweep_is_released(tmp_path):
             "-c",
             textwrap.dedent(f"""
             import sys, time
-            from suites.lock import sweep_lock
+            from suites.harness.lock import sweep_lock
             with sweep_lock({str(tmp_path)!r}, "tiny", "cpu"):
                 print("held", flush=True)
                 time.sleep(60)

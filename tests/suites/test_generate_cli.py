@@ -6,9 +6,9 @@ import pytest
 
 from suites.generate import main
 from suites.grids.quality import runs
+from suites.harness.points import GridContext
 from suites.quality.tasks import build_model
 from suites.quality.train import save_checkpoint
-from suites.registry import GridContext
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""suites/gpu_check.sh: it parses, refuses bad calls, and its dry run (CPU, --quick grids,
+"""suites/tools/gpu_check.sh: it parses, refuses bad calls, and its dry run (CPU, --quick grids,
 no installs) goes through every stage and writes rows, a report and a summary."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from suites.env import REPO_ROOT
+from suites.harness.env import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "suites" / "gpu_check.sh"
+SCRIPT = REPO_ROOT / "suites" / "tools" / "gpu_check.sh"
 pytestmark = pytest.mark.skipif(
     shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout"
 )

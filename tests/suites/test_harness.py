@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from suites.registry import GridContext, Point, Suite, load_suites
+from suites.harness.points import GridContext, Point, Suite
+from suites.harness.spec import model_fields
+from suites.harness.sweep import run_sweep
+from suites.registry import load_suites
+from suites.rows.schema import EXTRA_FIELDS, ROW_FIELDS, STATUSES
+from suites.rows.store import RunFile, read_rows
 from suites.run import main
-from suites.spec import model_fields
-from suites.store import EXTRA_FIELDS, ROW_FIELDS, STATUSES, RunFile, read_rows
-from suites.sweep import run_sweep
 
 CTX = GridContext(device="cpu", mode="quick")
 MODULE = "tests.suites.test_harness"
@@ -246,7 +248,7 @@ def test_every_registered_grid_is_well_formed(name, mode, device):
     assert points, f"{name} has no points in {mode}"
     keys = set()
     for point in points:
-        if point.runner == "suites.measure:measure_step":
+        if point.runner == "suites.harness.measure:measure_step":
             assert point.config is not None and point.harness is not None
             assert point.params == model_fields(point.params["model"], point.config, point.harness)
             assert point.config.max_seq_len == point.harness.seq_len == point.seq_len

@@ -1,4 +1,4 @@
-"""suites/kernel_bench.py keeps every measurement it took when it is stopped part-way (the
+"""suites/tools/kernel_bench.py keeps every measurement it took when it is stopped part-way (the
 GPU check gives it a time limit, and SIGINT arrives as KeyboardInterrupt)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from suites import kernel_bench
+from suites.tools import kernel_bench
 
 
 def test_an_interrupted_benchmark_keeps_the_rows_it_measured(tmp_path, monkeypatch):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from suites.env import REPO_ROOT, hardware_name
-from suites.registry import GridContext, load_suites
-from suites.store import read_rows, run_files
+from suites.harness.env import REPO_ROOT
+from suites.harness.points import GridContext
+from suites.registry import load_suites
+from suites.rows.names import hardware_name
+from suites.rows.store import read_rows, run_files
 
 RESULTS = REPO_ROOT / "results"
 SUITES = sorted({path.name.split("_")[0] for path in RESULTS.glob("*_cpu_*.jsonl")})

@@ -1,4 +1,5 @@
-"""The memory ledger (suites.ledger): its tracked peak is the process's, and what it counts."""
+"""The memory ledger (suites.tools.ledger): its tracked peak is the process's, and what it
+counts."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import sys
 
 import pytest
 
-from suites.isolation import run_point
-from suites.ledger import ledger_step, scale_point
+from suites.harness.isolation import run_point
+from suites.tools.ledger import ledger_step, scale_point
 
 # A small long-context model whose only (L, d_model)-sized tensors are activations: the
 # vocabulary (32) and the FF chunk (L/4 x 128) are narrower than d_model (64).
@@ -21,7 +22,7 @@ def test_tracked_peak_matches_the_measured_peak():
     # see those); the measured step then holds tensors and little else.
     point = scale_point(4096, d_model=128, d_ff=256, ff_chunks=8)
     result = run_point(
-        "suites.ledger:ledger_runner",
+        "suites.tools.ledger:ledger_runner",
         point.params,
         {**point.runner_options(), "warm_up": scale_point(512, **SMALL)},
         timeout_s=600,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from suites.lengths import parse_length, parse_lengths, select_lengths
-from suites.registry import GridContext
+from suites.harness.lengths import parse_length, parse_lengths, select_lengths
+from suites.harness.points import GridContext
 from suites.run import main
 
 

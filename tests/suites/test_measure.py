@@ -9,10 +9,10 @@ import torch
 
 from baselines import peers
 from reformer.config import ReformerConfig
-from suites.isolation import is_oom, run_point
-from suites.measure import counted_step, peak_memory, time_step
-from suites.spec import Harness
-from suites.steps import Step, build_step
+from suites.harness.isolation import is_oom, run_point
+from suites.harness.measure import counted_step, peak_memory, time_step
+from suites.harness.spec import Harness
+from suites.harness.steps import Step, build_step
 
 MIB = 2**20
 BUFFER_MIB = 256

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from suites.grids.memory import SUITE, budget_gb, summarize
-from suites.registry import GridContext
+from suites.harness.points import GridContext
 
 DEFAULT = GridContext(device="cpu", mode="default")
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from reformer.config import PRESETS
-from suites import names
-from suites.registry import Point
-from suites.store import read_rows
+from suites.harness.points import Point
+from suites.rows import names
+from suites.rows.store import read_rows
 
 SCHEMA_1_ROW = {
     "suite": "quality",

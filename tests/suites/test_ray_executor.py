@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from suites.env import REPO_ROOT
-from suites.registry import GridContext, Point, Suite, get_suite
-from suites.store import read_rows
-from suites.sweep import run_sweep
+from suites.harness.env import REPO_ROOT
+from suites.harness.points import GridContext, Point, Suite
+from suites.harness.sweep import run_sweep
+from suites.registry import get_suite
+from suites.rows.store import read_rows
 
 CTX = GridContext(device="cpu", mode="quick")
 RUNNERS = "tests.suites.point_runners"
@@ -127,8 +128,8 @@ def test_points_run_in_warm_workers_one_per_slot(ray_cluster, tmp_path):
 
 
 def test_a_hung_worker_is_cancelled_by_the_driver_as_a_timeout(ray_cluster, tmp_path):
-    from suites.executors.dispatch import measure_points
-    from suites.executors.ray_executor import RayExecutor
+    from suites.harness.executors.dispatch import measure_points
+    from suites.harness.executors.ray_executor import RayExecutor
 
     results = {}
     executor = RayExecutor(device="cpu", log=io.StringIO(), grace_s=1.0)
@@ -156,7 +157,7 @@ def test_a_hung_worker_is_cancelled_by_the_driver_as_a_timeout(ray_cluster, tmp_
 def test_ray_failures_map_onto_statuses(ray_cluster):
     from ray.exceptions import NodeDiedError, OutOfMemoryError, WorkerCrashedError
 
-    from suites.executors.ray_executor import ray_failure
+    from suites.harness.executors.ray_executor import ray_failure
 
     oom = ray_failure(OutOfMemoryError("Task was killed due to the node running low on memory"))
     assert oom == {
@@ -182,7 +183,7 @@ def test_a_driver_killed_mid_sweep_loses_no_row_and_a_rerun_measures_each_point_
             "-c",
             textwrap.dedent(f"""
         from pathlib import Path
-        from suites.sweep import run_sweep
+        from suites.harness.sweep import run_sweep
         from tests.suites.test_ray_executor import CTX, _suite, slow_points
         run_sweep(_suite(slow_points(Path({str(marks)!r}))), CTX, out_dir={str(tmp_path)!r},
                   progress=False, max_memory_gb=None, executor="ray",

@@ -107,8 +107,8 @@ def ratio_benchmark(benchmark) -> Iterator[Callable[..., dict[str, Any]]]:
         benchmark.pedantic(run_round, rounds=rounds, warmup_rounds=warmup, iterations=1)
         num_threads = torch.get_num_threads()
         # pedantic runs the warm-up rounds first, through the same callable: drop them.
-        kept = tuple(series[len(series) - rounds :] for series in times)
-        summary = ratio_of_medians(*kept)
+        numerator_s, denominator_s = (series[len(series) - rounds :] for series in times)
+        summary = ratio_of_medians(numerator_s, denominator_s)
         info = {
             "figure": figure,
             "numerator": numerator[0],
@@ -116,8 +116,8 @@ def ratio_benchmark(benchmark) -> Iterator[Callable[..., dict[str, Any]]]:
             "allocator": allocator,
             "clock": "time.process_time",
             **summary.as_dict(),
-            "numerator_times_s": kept[0],
-            "denominator_times_s": kept[1],
+            "numerator_times_s": numerator_s,
+            "denominator_times_s": denominator_s,
             "warmup_rounds": warmup,
             "num_threads": num_threads,
             "params": params,

@@ -1,6 +1,6 @@
 """The three ratio figures the CI gates track; see conftest.py beside it.
 
-Each pair runs through the harness's own step builder (suites.steps.build_step), so a
+Each pair runs through the harness's own step builder (suites.harness.steps.build_step), so a
 benchmark here measures exactly what the suites measure. Shapes are small enough that all
 three fit the CI time budget on a 2-core CPU: one head of width 64, batch 1, one thread
 (see BENCH_THREADS in conftest.py). Numerator / denominator is "ours / what we compare
@@ -20,12 +20,10 @@ import torch
 
 from baselines.peers import peer_available
 from reformer.config import PRESETS
-from suites.spec import Harness, model_fields
-from suites.steps import build_step
+from suites.harness.spec import Harness, model_fields
+from suites.harness.steps import build_step
 
-# One head of width 64, chunk 64, LSH-4; the LM: 4 layers, d_ff 256.
-LAYER = PRESETS["default"].replace(d_model=64, n_heads=1, n_layers=1)
-LM = LAYER.replace(n_layers=4, d_ff=256)
+LAYER, LM = PRESETS["ci-layer"], PRESETS["ci-lm"]
 
 
 def _step(model: str, config, pass_name: str, seq_len: int) -> tuple[object, dict]:

@@ -7,8 +7,8 @@ from reformer import ReformerConfig
 from reformer.lsh import layer_seed
 from reformer.model import ReformerLM
 from reformer.reference import exact_shared_qk_attention
-from suites.names import parse_run_attention
 from suites.quality.attention import attention_arguments, lsh_layers, spec_arguments
+from suites.rows.names import parse_run_attention
 
 L = 32
 CONFIG = ReformerConfig(

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from reformer import ReformerConfig, ReformerLM
-from suites.names import decoded_attention, label
 from suites.quality.metrics import evaluate_bytes, evaluate_bytes_incremental
+from suites.rows.names import decoded_attention, label
 
 
 def test_incremental_scoring_equals_the_forward_when_one_chunk_covers_the_window():

@@ -5,11 +5,11 @@ import dataclasses
 import pytest
 
 from suites.grids.quality import DUP_EVAL, DUP_TRAIN, SUITE, grid, runs
+from suites.harness.points import GridContext
+from suites.harness.sweep import run_sweep
 from suites.quality.points import run_quality_point
 from suites.quality.summary import duplication_matrix, summary_lines
-from suites.registry import GridContext
-from suites.store import ROW_FIELDS
-from suites.sweep import run_sweep
+from suites.rows.schema import ROW_FIELDS
 
 
 @pytest.fixture

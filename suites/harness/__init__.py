@@ -1,0 +1,1 @@
+"""The measuring machinery: points, child processes, measuring, sweeps and executors."""

@@ -1,0 +1,110 @@
+"""What the harness runs: a suite's grid of points, and what a grid is sized for.
+
+A :class:`Suite` is a grid of :class:`Point` s plus an optional summary; a :class:`Point` is
+one measurement, run in a child process by its ``runner``. The suites themselves are found
+by suites.registry; nothing here knows which exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suites.harness.process_memory import MEMORY_BUDGET_GIB
+from suites.rows.names import schema_1_names
+
+if TYPE_CHECKING:
+    from reformer.config import ReformerConfig
+    from suites.harness.spec import Harness
+
+DEFAULT_RUNNER = "suites.harness.measure:measure_step"
+# The config fields that make two points of one family: everything but length and batch
+# (the time suite keeps tokens per batch fixed, so batch falls as length grows).
+LENGTH_FIELDS = ("seq_len", "batch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridContext:
+    """What a grid is sized for."""
+
+    device: str  # "cpu" | "cuda"
+    mode: str = "default"  # "quick" | "default" | "full"
+    memory_budget_gb: float = MEMORY_BUDGET_GIB  # the scale suite's budget
+    out_dir: Path | None = None  # the results directory (for suites that keep artefacts)
+    data: str | None = None  # quality suite: byte-LM corpus file or folder (None: stdlib)
+    seeds: int = 1  # quality suite: models trained per cell, with seeds 0..seeds-1
+
+
+@dataclass(kw_only=True)
+class Point:
+    """One measurement: the fields that identify its result row and how to measure it.
+
+    ``params`` holds the row fields that say which point this is (model, pass, seq_len,
+    d_model, ... device); for a model point they derive from ``config`` and ``harness``
+    (suites.harness.spec.model_fields, built by suites.grids._common). ``runner`` is
+    "module:function", called in the child as ``function(params, options)`` and returning
+    row fields; a model point's runner finds its config and harness in ``options``.
+    """
+
+    params: dict[str, Any]
+    config: ReformerConfig | None = None  # model points: the model the runner builds
+    harness: Harness | None = None  # model points: how it is run
+    runner: str = DEFAULT_RUNNER
+    timeout_s: float = 600.0
+    min_run_time: float = 0.5  # seconds of timed calls for Timer.blocked_autorange
+    # Not config: switches for the runner (e.g. memory_first), and ``skip_reason``, which
+    # writes the point as skipped with that note instead of running it.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def with_threads(self, threads: int) -> Point:
+        """The same point at a fixed torch thread count (part of its identity)."""
+        harness = None if self.harness is None else replace(self.harness, num_threads=threads)
+        return replace(self, params={**self.params, "num_threads": threads}, harness=harness)
+
+    def runner_options(self) -> dict[str, Any]:
+        """What the child's runner gets beside params: timing, switches, config, harness."""
+        model = {} if self.config is None else {"config": self.config, "harness": self.harness}
+        return {"min_run_time": self.min_run_time, **self.options, **model}
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.params.get("seq_len") or 0)
+
+    def key(self, suite: str, hardware: str) -> str:
+        """Stable identity for resume: a hash of suite, every config field and the hardware
+        (names spelled as schema 1 spelled them, so older rows still match)."""
+        identity = json.dumps(
+            {"suite": suite, "hardware": hardware, **schema_1_names(self.params)},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(identity.encode()).hexdigest()[:20]
+
+    def family(self) -> str:
+        """Points that differ only in length: after one runs out of memory, longer ones skip."""
+        rest = {k: v for k, v in self.params.items() if k not in LENGTH_FIELDS}
+        return json.dumps(rest, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suite:
+    name: str
+    description: str
+    grid: Callable[[GridContext], list[Point]]
+    # Extra lines for the end-of-run summary, from every row of the run file.
+    summarize: Callable[[list[dict[str, Any]], GridContext], list[str]] | None = None
+    # Per-child memory cap this suite wants by default (GiB); None: the harness default.
+    default_max_memory_gb: Callable[[GridContext], float | None] | None = None
+    in_all: bool = True  # whether ``python -m suites.run all`` includes it
+
+
+def resolve_runner(runner: str) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
+    module_name, _, function_name = runner.partition(":")
+    if not function_name:
+        raise ValueError(f"runner {runner!r} must be 'module:function'")
+    return getattr(importlib.import_module(module_name), function_name)

@@ -1,0 +1,233 @@
+"""The sweep: a suite's points, each measured in its own child, through an executor.
+
+The order and the skip-after-oom rule are suites.harness.executors.dispatch's: each family's
+lengths run shortest first, so that after a point runs out of memory (or time) the longer
+points of its family are written as ``skipped`` instead of being tried. Points whose key
+already has an ``ok`` row in the run file are not measured again (resume). The executor is
+``local`` (one point at a time, here) or ``ray`` (warm Ray workers over a cluster);
+either way only this process appends to the run's results file (suites.rows.store), one row per
+point, as soon as it is known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from suites.harness.busy import RULE, is_busy
+from suites.harness.efficiency import efficiency_fields, run_peaks
+from suites.harness.env import environment
+from suites.harness.executors import open_executor
+from suites.harness.executors.dispatch import measure_points
+from suites.harness.isolation import default_max_memory_gb
+from suites.harness.lengths import select_lengths
+from suites.harness.lock import sweep_lock
+from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
+from suites.rows.assembly import assemble_row
+from suites.rows.names import hardware_name
+from suites.rows.store import DEFAULT_OUT, RunFile
+
+
+def run_sweep(
+    suite: Suite,
+    ctx: GridContext,
+    *,
+    out_dir: Path = DEFAULT_OUT,
+    fresh: bool = False,
+    max_memory_gb: float | None = None,
+    timeout_s: float | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    log: Any = sys.stderr,
+    executor: str = "local",
+    ray_address: str | None = None,
+    per_hardware: bool = False,
+    lengths: list[int] | None = None,
+    argv: Sequence[str] | None = None,
+) -> RunFile:
+    """Measure every point of ``suite`` not already ok in the run file; returns that file.
+
+    ``threads`` sets torch's thread count in every point (it is part of the point, so
+    results with different counts never resume each other); None keeps torch's default.
+    ``executor`` "ray" measures each point as a Ray task on the cluster at ``ray_address``
+    (suites.harness.executors); ``per_hardware`` measures each point once per hardware kind there.
+    ``argv`` is the command line recorded in every row (None: this process's ``sys.argv``).
+    ``lengths`` keeps only the grid's points of those lengths (suites.harness.lengths). Holds the
+    folder's lock for the suite and device throughout (suites.harness.lock): a second sweep of the
+    same suite into the same folder raises SweepLocked instead of measuring every point
+    twice.
+    """
+    with sweep_lock(out_dir, suite.name, ctx.device):
+        return _sweep(
+            suite,
+            ctx,
+            out_dir,
+            fresh,
+            max_memory_gb,
+            timeout_s,
+            threads,
+            progress,
+            log,
+            executor,
+            ray_address,
+            per_hardware,
+            lengths,
+            list(sys.argv if argv is None else argv),
+        )
+
+
+def _sweep(
+    suite: Suite,
+    ctx: GridContext,
+    out_dir: Path,
+    fresh: bool,
+    max_memory_gb: float | None,
+    timeout_s: float | None,
+    threads: int | None,
+    progress: bool,
+    log: Any,
+    executor: str,
+    ray_address: str | None,
+    per_hardware: bool,
+    lengths: list[int] | None,
+    argv: list[str],
+) -> RunFile:
+    grid = suite.grid(ctx)
+    if threads is not None:
+        grid = [point.with_threads(threads) for point in grid]
+    points = sorted(select_lengths(grid, lengths), key=lambda point: point.seq_len)  # stable
+    env = environment(ctx.device)
+    hardware = hardware_name(env, ctx.device)
+    # The grid's mode and size go into every row, so a report can tell a complete run
+    # (a row for every point) from an interrupted one; its identity keeps one grid per
+    # run file (suites.rows.store); oversubscribed threads make its times meaningless.
+    env |= {
+        "mode": ctx.mode,
+        "grid_points": len(points),
+        "grid_id": grid_id(suite.name, ctx.mode, grid),
+        "threads_oversubscribed": _oversubscribed(threads, env.get("n_cpus"), log),
+        # The command that made the rows: a report quotes it rather than rebuilding one.
+        "argv": argv,
+    }
+    _warn_if_busy(env, log)
+    run_file = RunFile.open(
+        out_dir,
+        suite.name,
+        ctx.device,
+        fresh=fresh,
+        grid={"mode": ctx.mode, "grid_id": env["grid_id"]},
+    )
+    run_file.planned = {point.key(suite.name, hardware) for point in points}
+    for problem in run_file.problems:
+        print(f"warning: {problem}", file=log)
+    done = run_file.ok_keys()
+    # The peaks MFU divides by (suites.harness.efficiency), had once per run for the dtypes of the
+    # model points still to measure.
+    dtypes = {
+        str(point.params.get("dtype"))
+        for point in points
+        if point.runner == DEFAULT_RUNNER and point.key(suite.name, hardware) not in done
+    }
+    peaks = (
+        run_peaks(
+            ctx.device, _text(env.get("gpu_name")), dtypes, threads, quick=ctx.mode == "quick"
+        )
+        if dtypes
+        else {}
+    )
+
+    def record(point: Point, key: str, result: dict[str, Any]) -> None:
+        if point.runner == DEFAULT_RUNNER:
+            result = (
+                efficiency_fields(
+                    result.get("tflops_per_s"), peaks.get(str(point.params.get("dtype")))
+                )
+                | result
+            )
+        run_file.append(
+            assemble_row(
+                suite.name, run_file.run_id, env, point, key, result, max_memory_gb, timeout_s
+            )
+        )
+
+    pool = open_executor(
+        executor, device=ctx.device, hardware=hardware, address=ray_address, log=log
+    )
+    try:
+        measure_points(
+            points,
+            pool,
+            suite=suite.name,
+            done=done,
+            record=record,
+            max_memory_gb=max_memory_gb,
+            timeout_s=timeout_s,
+            per_hardware=per_hardware,
+            progress=progress,
+            log=log,
+        )
+    finally:
+        pool.close()
+    return run_file
+
+
+def memory_cap(suite: Suite, ctx: GridContext, requested: float | None) -> float | None:
+    """The per-point cap (GiB): --max-memory-gb, else the suite's own, else the harness
+    default for the device (suites.harness.isolation)."""
+    if requested is not None:
+        return requested
+    if suite.default_max_memory_gb is not None:
+        cap = suite.default_max_memory_gb(ctx)
+        if cap is not None:
+            return cap
+    return default_max_memory_gb(ctx.device)
+
+
+def grid_id(suite: str, mode: str, grid: list[Point]) -> str:
+    """A short hash of the whole grid (every point's key, before --lengths picks some):
+    two sweeps resume one run file only when they measure the same grid. The keys are
+    taken without the hardware, which names the machine, not the grid."""
+    keys = sorted(point.key(suite, "") for point in grid)
+    return hashlib.sha1("\n".join([suite, mode, *keys]).encode()).hexdigest()[:12]
+
+
+def _oversubscribed(threads: int | None, n_cpus: Any, log: Any) -> bool | None:
+    """True when --threads asks for more threads than this process may run on; said up
+    front, since each thread barrier then waits for a time slice. None without --threads."""
+    if threads is None or not isinstance(n_cpus, int):
+        return None
+    if threads <= n_cpus:
+        return False
+    print(
+        f"warning: --threads {threads} on {n_cpus} CPUs: threads will wait for each other's "
+        "time slices, so times measure the oversubscription, not the model (memory figures "
+        f"are unaffected); rows record threads_oversubscribed; use --threads {n_cpus} or fewer",
+        file=log,
+    )
+    return True
+
+
+def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
+    """Times on an oversubscribed CPU are not comparable (each thread barrier waits for a
+    time slice); the load is recorded per row, and said up front."""
+    if not hasattr(os, "getloadavg"):
+        return
+    load = os.getloadavg()[0]
+    if is_busy(load, env.get("n_cpus")):
+        print(
+            f"warning: load average {load:.1f} on {env['n_cpus']} CPUs ({RULE}): this "
+            "machine is busy, so times will be slow and noisy and are marked as measured "
+            "under load (memory figures are unaffected); "
+            "--threads 1 or OMP_WAIT_POLICY=PASSIVE stop OpenMP threads spinning "
+            "against the other load",
+            file=log,
+        )
+
+
+def _text(value: object) -> str | None:
+    """An environment field as text (None stays None)."""
+    return None if value is None else str(value)

@@ -1,0 +1,174 @@
+"""Names of models and attentions, said once: grids, the harness, the quality suite and the
+reports all spell them through this module.
+
+Attention, as ``ReformerConfig.attention`` names it (``reformer.config.ATTENTIONS``):
+
+- ``"lsh"``: shared-QK LSH attention (Reformer sec. 2); with N hash rounds it is ``lsh-N``;
+- ``"full"``: separate Q, K, V and the (L, L) score matrix materialised;
+- ``"sdpa"``: the same math through torch's fused ``scaled_dot_product_attention``.
+
+Models (a result row's ``model``):
+
+- whole language models, tokens (B, L) -> loss: ``transformer-<attention>`` (the baseline)
+  and ``reformer-<attention>[-rev]`` (``-rev``: reversible residuals);
+- one attention layer, x (B, L, d_model) -> (B, L, d_model): ``attn-<attention>``;
+- peer implementations of LSH attention: ``peer-reformer-pytorch``, ``peer-hf``.
+
+What a trained shared-QK model computes when run (the quality suite's ``train_attention``
+and ``eval_attention``): ``lsh-N`` (LSH with N rounds), or ``shared-full``, exact softmax
+attention computed by the same shared-QK layers as one chunk covering the sequence (the
+paper's Table 2 "Full"). The Transformer baseline runs ``sdpa``. Report labels come from
+:func:`label`: ``LSH-N``, ``Full``, ``SDPA``.
+
+Rows of schema 1 spelled ``shared-full`` as ``"full"`` (the word ``ReformerConfig`` uses for
+separate-QK attention) and gave such a model ``attention="full"``: :func:`current_names`
+maps them when rows are read, and :func:`schema_1_names` maps back for point keys and
+checkpoint names, so what was measured or trained under the old names is found again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reformer.config import ReformerConfig
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# ReformerConfig.attention's values (reformer.config.ATTENTIONS), repeated here so a reader
+# of rows needs no model; a test checks the two agree.
+ATTENTIONS = ("lsh", "full", "sdpa")
+LM_FAMILIES = ("transformer", "reformer")
+SHARED_FULL = "shared-full"
+SDPA = "sdpa"
+RUN_ATTENTIONS = f"{SHARED_FULL!r}, {SDPA!r} or 'lsh-N' with N >= 1 hash rounds"
+_LSH_N = re.compile(r"lsh-([1-9][0-9]*)")
+_SCHEMA_1_FULL = "full"
+LAYER_PREFIX = "attn-"
+# An evaluation by teacher-forced incremental decoding (reformer.decode) with the
+# attention that follows: "decode-lsh-4" (the quality suite's byte LM).
+DECODE_PREFIX = "decode-"
+PEER_PREFIX = "peer-"
+
+
+def lm_model(family: str, config: ReformerConfig) -> str:
+    """Row name of a whole LM built from ``config``: transformer-<attention>,
+    reformer-<attention>[-rev]."""
+    if family not in LM_FAMILIES:
+        raise ValueError(f"family={family!r} is unknown; allowed: {LM_FAMILIES}")
+    if family == "transformer":
+        return f"transformer-{config.attention}"
+    return f"reformer-{config.attention}" + ("-rev" if config.reversible else "")
+
+
+def layer_model(config: ReformerConfig) -> str:
+    """Row name of one attention layer built from ``config``: attn-<attention>."""
+    return f"{LAYER_PREFIX}{config.attention}"
+
+
+def model_kind(model: str) -> str:
+    """ "transformer" | "reformer" (whole LMs), "layer" (attn-*) or "peer" (peer-*)."""
+    for family in LM_FAMILIES:
+        if model.startswith(f"{family}-"):
+            return family
+    if model.startswith(LAYER_PREFIX):
+        return "layer"
+    if model.startswith(PEER_PREFIX):
+        return "peer"
+    raise ValueError(
+        f"model={model!r} is unknown; allowed: transformer-<attention>, "
+        f"reformer-<attention>[-rev], {LAYER_PREFIX}<attention> or a "
+        f"{PEER_PREFIX}<name> peer (suites.rows.names)"
+    )
+
+
+def lsh_name(n_hashes: int) -> str:
+    """'lsh-N': LSH attention with N hash rounds."""
+    return f"lsh-{int(n_hashes)}"
+
+
+def parse_run_attention(name: str) -> tuple[str, int | None]:
+    """'lsh-4' -> ('lsh', 4); 'shared-full' -> ('shared-full', None); 'sdpa' -> ('sdpa', None)."""
+    if name in (SHARED_FULL, SDPA):
+        return name, None
+    match = _LSH_N.fullmatch(str(name))
+    if match is None:
+        raise ValueError(f"attention {name!r} is unknown; allowed: {RUN_ATTENTIONS}")
+    return "lsh", int(match.group(1))
+
+
+def hash_rounds(name: object) -> int | None:
+    """N for 'lsh-N'; None for anything else."""
+    match = _LSH_N.fullmatch(str(name))
+    return int(match.group(1)) if match else None
+
+
+def decoded_attention(name: object) -> str | None:
+    """'lsh-4' for 'decode-lsh-4' (an incremental-decoding evaluation); None otherwise."""
+    text = str(name)
+    if not text.startswith(DECODE_PREFIX) or hash_rounds(text[len(DECODE_PREFIX) :]) is None:
+        return None
+    return text[len(DECODE_PREFIX) :]
+
+
+def label(name: object) -> str:
+    """The report's spelling, as in the paper: 'LSH-N', 'Full', 'SDPA'; others unchanged.
+    An incremental-decoding evaluation reads 'LSH-N decoding'."""
+    decoded = decoded_attention(name)
+    if decoded is not None:
+        return f"{label(decoded)} decoding"
+    rounds = hash_rounds(name)
+    if rounds is not None:
+        return f"LSH-{rounds}"
+    return {SHARED_FULL: "Full", "full": "Full", SDPA: "SDPA"}.get(str(name), str(name))
+
+
+def current_names(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with schema-1 spellings replaced by today's (a copy where any changed)."""
+    if row.get("train_attention") is None or _SCHEMA_1_FULL not in (
+        row.get("train_attention"),
+        row.get("eval_attention"),
+    ):
+        return row
+    row = dict(row)
+    if row["train_attention"] == _SCHEMA_1_FULL:
+        row["train_attention"] = SHARED_FULL
+        row["attention"] = "lsh"  # the model's layers: shared-QK LSH, run as one chunk
+    if row.get("eval_attention") == _SCHEMA_1_FULL:
+        row["eval_attention"] = SHARED_FULL
+    return row
+
+
+def schema_1_names(fields: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`current_names`: the spelling point keys were computed on."""
+    if SHARED_FULL not in (fields.get("train_attention"), fields.get("eval_attention")):
+        return fields
+    fields = dict(fields)
+    if fields["train_attention"] == SHARED_FULL:
+        fields["train_attention"] = _SCHEMA_1_FULL
+        fields["attention"] = _SCHEMA_1_FULL
+    if fields.get("eval_attention") == SHARED_FULL:
+        fields["eval_attention"] = _SCHEMA_1_FULL
+    return fields
+
+
+def schema_1_run_attention(name: str) -> str:
+    """A training attention as schema 1 spelled it (run keys and checkpoint names)."""
+    return _SCHEMA_1_FULL if name == SHARED_FULL else name
+
+
+def hardware_name(fields: Mapping[str, Any], device: str | None = None) -> str:
+    """The hardware a measurement depends on, from a row or an environment: the GPU for
+    CUDA (``device``, else the row's), else the CPU model, else the host. Point keys hash
+    it, reports group by it and Ray nodes are matched on it."""
+    device = str(fields.get("device") if device is None else device) or ""
+    for candidate in (
+        fields.get("gpu_name") if device.startswith("cuda") else None,
+        fields.get("cpu_model"),
+        fields.get("host"),
+    ):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return "unknown"

@@ -1,0 +1,197 @@
+"""Append-only result files: one JSON line per measured point (docs/results.md).
+
+Layout: ``<out>/<suite>_<device>_<YYYYmmddTHHMMSSZ>.jsonl``, one file per run; the stem is
+the run id. A file is only ever appended to: never rewritten, truncated or deleted.
+
+A plain run writes under ``runs/`` (DEFAULT_OUT, ignored by git), never into the committed
+record under ``results/`` (COMMITTED_OUT), which only ``--out results`` appends to.
+
+Resume (the default): a run continues the newest file of its suite and device in its
+folder that holds the same grid (mode and ``grid_id``, a hash of the grid's point keys),
+and points whose key already has an ``ok`` row there are not measured again. Another grid
+(``--quick`` after a default run, other ``--threads``) starts its own file, so a file never
+mixes grids.
+``--fresh`` opens a new file instead (the old ones stay). A line that does not parse (a
+run killed mid-write, a hand edit) is reported with its file and line number and skipped;
+it is never fatal and never removed. Before appending to a file whose last line lacks its
+newline, a newline is written first, so the torn line stays one malformed line and the new
+row stays intact. A row that cannot be written whole (a full disk) is cut back to where the
+file ended before it, so no torn line is left, and :class:`RowNotWritten` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from suites.rows.names import current_names
+from suites.rows.row_types import type_problem
+
+# Where a plain run writes (ignored by git), and the committed record of measurements.
+DEFAULT_OUT = Path("runs")
+COMMITTED_OUT = Path("results")
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of one results file and a note for every line that is not a JSON object or
+    whose fields do not have the schema's types (suites.rows.row_types).
+
+    Names written under an older spelling are read as today's (suites.rows.names)."""
+    rows, problems = [], []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{path}:{number}: malformed line skipped ({exc.msg})")
+                continue
+            if not isinstance(row, dict):
+                problems.append(f"{path}:{number}: malformed line skipped (not a JSON object)")
+                continue
+            wrong = type_problem(row)
+            if wrong is not None:
+                problems.append(f"{path}:{number}: row skipped ({wrong})")
+                continue
+            rows.append(current_names(row))
+    return rows, problems
+
+
+def run_files(out_dir: Path, suite: str, device: str) -> list[Path]:
+    """Result files of one suite and device, oldest first (the stamp sorts by time)."""
+    return sorted(Path(out_dir).glob(f"{suite}_{device}_*.jsonl"), key=_file_order)
+
+
+def _file_order(path: Path) -> tuple[str, int]:
+    """Stamp, then the ``-N`` suffix a second run started in the same second gets."""
+    stamp, _, counter = path.stem.partition("-")
+    return stamp, int(counter) if counter.isdigit() else 0
+
+
+class RunFile:
+    """The results file of one run: existing rows (when resuming) plus appends."""
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]], problems: list[str]) -> None:
+        self.path = path
+        self.run_id = path.stem
+        self.rows = rows
+        self.problems = problems
+        # Keys of the points the sweep that opened this file covers (None: not a sweep).
+        self.planned: set[str] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        out_dir: Path,
+        suite: str,
+        device: str,
+        *,
+        fresh: bool = False,
+        grid: dict[str, Any] | None = None,
+    ) -> RunFile:
+        """Continue the newest file of (suite, device) holding ``grid`` (``mode`` and
+        ``grid_id``; None: any), or start a new one if fresh or there is none."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not fresh:
+            for path in reversed(run_files(out_dir, suite, device)):
+                rows, problems = read_rows(path)
+                if grid is None or holds_grid(rows, grid):
+                    return cls(path, rows, problems)
+        return cls(_new_path(out_dir, f"{suite}_{device}_{utc_stamp()}"), [], [])
+
+    def ok_keys(self) -> set[str]:
+        return {
+            row["point_key"]
+            for row in self.rows
+            if row.get("status") == "ok" and isinstance(row.get("point_key"), str)
+        }
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Write ``row`` as one line, whole or not at all (RowNotWritten)."""
+        line = json.dumps(_jsonable(row), sort_keys=False).encode("utf-8") + b"\n"
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            if end > 0 and os.pread(fd, 1, end - 1) != b"\n":
+                line = b"\n" + line
+            try:
+                _write_all(fd, line)
+            except OSError as exc:
+                # Only the bytes this call wrote are cut: the rows before stay as they were.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                raise RowNotWritten(self.path, exc) from exc
+        finally:
+            os.close(fd)
+        self.rows.append(row)
+
+
+class RowNotWritten(RuntimeError):
+    """A row could not be appended whole (a full disk, a quota); the file is as it was."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        full = cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full else f"the write failed ({cause.strerror or cause})"
+        super().__init__(
+            f"{reason}: could not append a row to {path}; the rows before it are intact and "
+            "no partial line was left, so once there is room the same command resumes"
+        )
+        self.path = path
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def holds_grid(rows: list[dict[str, Any]], grid: dict[str, Any]) -> bool:
+    """Whether every row of a run file belongs to ``grid``. Rows written before grid ids
+    match on their mode alone, rows without a mode (older still, or written by hand) on
+    anything; a file with no rows yet belongs to any grid."""
+    for row in rows:
+        if row.get("mode") is not None and row["mode"] != grid["mode"]:
+            return False
+        if row.get("grid_id") is not None and row["grid_id"] != grid["grid_id"]:
+            return False
+    return True
+
+
+def _new_path(out_dir: Path, stem: str) -> Path:
+    """A name no file has yet; created empty at once so two runs cannot share it."""
+    for attempt in range(1000):
+        path = out_dir / (f"{stem}.jsonl" if attempt == 0 else f"{stem}-{attempt}.jsonl")
+        try:
+            with open(path, "x", encoding="utf-8"):
+                return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new results file for {stem} in {out_dir}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats become null and tuples lists, so every line is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,31 @@
+"""Reading rows needs the row schema only: no report module imports torch (or the model)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Every reports module, then the row package and the registry's suite order they read.
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+import reports
+for info in pkgutil.iter_modules(reports.__path__):
+    importlib.import_module(f"reports.{info.name}")
+import suites.rows.assembly, suites.rows.schema, suites.rows.store, suites.registry
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "reformer")))
+print(",".join(loaded))
+"""
+
+
+def test_reports_import_no_torch() -> None:
+    # A fresh interpreter: this test process has torch loaded already.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"reports load {done.stdout.strip()}"
