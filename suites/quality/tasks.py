@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,7 @@ from suites.rows.names import (
 
 if TYPE_CHECKING:
     from baselines import TransformerLM
+    from reformer.generate import CachedLM
     from reformer.model import ReformerLM
 
     LanguageModel = ReformerLM | TransformerLM
@@ -266,8 +267,12 @@ class Task:
         if self.run.task == "duplication":
             tally: Tally = evaluate_duplication(model, self.eval_batches, arguments)
             return {"accuracy": tally.accuracy, "loss": tally.loss}
-        evaluate = evaluate_bytes if decoded is None else evaluate_bytes_incremental
-        tally = evaluate(model, self.eval_batches, arguments)
+        if decoded is None:
+            tally = evaluate_bytes(model, self.eval_batches, arguments)
+        else:  # both language models decode (reformer.generate.CachedLM)
+            tally = evaluate_bytes_incremental(
+                cast("CachedLM", model), self.eval_batches, arguments
+            )
         return {"bits_per_byte": tally.bits_per_token, "loss": tally.loss}
 
 
