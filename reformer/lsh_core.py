@@ -407,6 +407,8 @@ def _mask_seen_before(
         if not layout.look_back:
             continue
         # Queries in round r''s first chunk also saw round r'-1's last chunk: few rows.
+        if visible.is_meta:  # which rows is data; meta tensors (FLOP counting) have none
+            continue
         first = (q_chunk[..., earlier] == 0).flatten().nonzero().squeeze(1)
         if first.numel():
             before = k_chunk[..., (earlier - 1) % n_rounds] == last  # (b, h, n, w)
