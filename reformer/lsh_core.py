@@ -122,11 +122,16 @@ class Layout:
 
 def chunk_ids(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
     """Global chunk of each (round, position): (B, H, R, Lp), round r's in [r·N, (r+1)·N)."""
+    offsets = torch.arange(layout.n_hashes, device=sort_idx.device).view(1, 1, -1, 1)
+    return (offsets * layout.chunks_per_round + _round_chunk(sort_idx, layout)).to(torch.int32)
+
+
+def _round_chunk(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Chunk of each position within its round's sorted order: (B, H, R, Lp) int64."""
     rank = torch.empty_like(sort_idx)
     ranks = torch.arange(layout.padded_len, device=sort_idx.device).expand_as(sort_idx)
     rank.scatter_(-1, sort_idx, ranks)
-    offsets = torch.arange(layout.n_hashes, device=sort_idx.device).view(1, 1, -1, 1)
-    return (offsets * layout.chunks_per_round + rank // layout.chunk).to(torch.int32)
+    return rank // layout.chunk
 
 
 class Rows:
@@ -227,10 +232,7 @@ def round_chunks(sort_idx: torch.Tensor, layout: Layout, dtype: torch.dtype) -> 
     duplicate test in :func:`_mask_seen_before` is a few fast vector ops (chunk numbers are
     exact in float32 up to 2^24).
     """
-    rank = torch.empty_like(sort_idx)
-    ranks = torch.arange(layout.padded_len, device=sort_idx.device).expand_as(sort_idx)
-    rank.scatter_(-1, sort_idx, ranks)
-    return (rank // layout.chunk).to(dtype).transpose(2, 3).contiguous()
+    return _round_chunk(sort_idx, layout).to(dtype).transpose(2, 3).contiguous()
 
 
 @dataclass
