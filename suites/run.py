@@ -17,8 +17,13 @@ import argparse
 import os
 import sys
 
-from suites.harness import exits
-from suites.harness.arguments import output_folder, positive_float, positive_int
+from suites.harness import exits, process_env
+from suites.harness.arguments import (
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+)
 from suites.harness.executors import EXECUTORS
 from suites.harness.lengths import lengths_argument, select_lengths
 from suites.harness.lock import SweepLocked
@@ -91,6 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch threads per point, >= 1 (default: torch's, i.e. all "
         "cores; --quick grids use 1)",
+    )
+    parser.add_argument(
+        "--wait-policy",
+        default=process_env.DEFAULT_WAIT_POLICY,
+        choices=process_env.WAIT_POLICIES,
+        help="OpenMP threads at a barrier in every point: passive (sleep; the default, "
+        "robust when other work shares the cores), active (spin), inherit (this shell's "
+        "OMP_WAIT_POLICY); rows record it",
+    )
+    parser.add_argument(
+        "--mmap-threshold",
+        type=non_negative_int,
+        default=process_env.DEFAULT_MMAP_THRESHOLD,
+        metavar="BYTES",
+        help="glibc's mmap threshold in every point, >= 0 (default: "
+        f"{process_env.DEFAULT_MMAP_THRESHOLD}, so freed large blocks go back to the OS and "
+        "peaks are the tensors'; 0: glibc's sliding default); rows record it",
     )
     parser.add_argument(
         "--seeds",
@@ -176,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             _list_points(available[name], ctx)
         return exits.OK
+    # Before the first point's process (and the fork server it comes from) starts.
+    process_env.apply(args.wait_policy, args.mmap_threshold)
     statuses: list[str | None] = []
     for name in names:
         suite = available[name]

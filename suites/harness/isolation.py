@@ -32,10 +32,13 @@ import sys
 import time
 from typing import Any
 
+from suites.harness import process_env
+from suites.harness.process_env import child_settings
 from suites.harness.process_memory import MEMORY_BUDGET_GIB, cap_mechanism, proc_status_bytes
 
 GIB = 2**30
 _CONTEXT: Any = None
+_SERVER_SETTINGS: dict[str, str] | None = None  # what the fork server started under
 
 
 # Imported once in the fork server rather than in every child. torch._dynamo is what the
@@ -51,14 +54,27 @@ PRELOAD = [
 
 
 def _context() -> Any:
-    """forkserver with torch preloaded: a fresh child in ~50 ms instead of ~1.5 s (spawn)."""
-    global _CONTEXT
+    """forkserver with torch preloaded: a fresh child in ~50 ms instead of ~1.5 s (spawn).
+
+    The fork server reads the process settings (suites.harness.process_env) when it
+    starts, and its children inherit them; after they change, the next child comes from a
+    new server, so a point never runs under settings other than those applied."""
+    global _CONTEXT, _SERVER_SETTINGS
     if _CONTEXT is None:
         if "forkserver" in multiprocessing.get_all_start_methods():
             _CONTEXT = multiprocessing.get_context("forkserver")
             _CONTEXT.set_forkserver_preload(PRELOAD)
         else:
             _CONTEXT = multiprocessing.get_context("spawn")
+    settings = process_env.exported()
+    changed = _SERVER_SETTINGS is not None and settings != _SERVER_SETTINGS
+    if changed and _CONTEXT.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        # A private method (the standard library's own tests use it); the next child
+        # starts a new server.
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    _SERVER_SETTINGS = settings
     return _CONTEXT
 
 
@@ -137,11 +153,12 @@ def _child_main(
     cap_bytes: int | None,
 ) -> None:
     sys.path[:] = path
-    applied: dict[str, Any] = {}
+    # What this child really runs under (inherited from the fork server's start).
+    applied: dict[str, Any] = child_settings()
     # (status, the runner's row fields or the error's text, the cap applied)
     message: tuple[str, Any, dict[str, Any]]
     try:
-        applied = applied_cap_fields(cap_bytes, apply_memory_cap(cap_bytes, params.get("device")))
+        applied |= applied_cap_fields(cap_bytes, apply_memory_cap(cap_bytes, params.get("device")))
         from suites.harness.points import resolve_runner
 
         message = ("ok", resolve_runner(runner)(params, options), applied)

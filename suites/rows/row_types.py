@@ -31,6 +31,7 @@ INT_FIELDS = (
     "step",
     "steps",
     "new_tokens",
+    "malloc_mmap_threshold",
 )
 NUMBER_FIELDS = (
     "t_median_ms",

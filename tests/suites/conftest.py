@@ -20,3 +20,17 @@ def ray_cluster() -> Any:
     )
     yield context
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _process_settings_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``suites.run.main`` applies the points' process settings to os.environ
+    (suites.harness.process_env); each test gets back the environment it started with."""
+    import os
+
+    for name in ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)

@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from suites.harness import process_env
 from suites.harness.env import REPO_ROOT, environment
 from suites.harness.executors.jobs import Finished, Job
 from suites.harness.isolation import describe, run_point
@@ -155,7 +156,12 @@ class RayExecutor:
             # `ray start` from elsewhere): ship it as the job's working directory.
             ray.init(
                 address=address,
-                runtime_env={"working_dir": str(REPO_ROOT), "excludes": SHIPPING_EXCLUDES},
+                runtime_env={
+                    "working_dir": str(REPO_ROOT),
+                    "excludes": SHIPPING_EXCLUDES,
+                    # Workers on other nodes run points under the same settings.
+                    "env_vars": process_env.exported(),
+                },
             )
         self._worker = ray.remote(max_restarts=0, max_task_retries=0)(PointWorker)
         self._resources: dict[str, dict[str, float]] = {}  # node id -> its total resources
