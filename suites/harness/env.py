@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
+from suites.harness.process_env import child_settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def environment(device: str) -> dict[str, object]:
     """host, cpu_model, n_cpus, gpu_name, driver, torch, python, cuda, git_sha, git_dirty,
-    omp_wait_policy."""
+    omp_wait_policy, malloc_mmap_threshold."""
     gpu_name, driver = _nvml_gpu() if device == "cuda" else (None, None)
     sha, dirty = git_state()
     return {
@@ -36,9 +38,9 @@ def environment(device: str) -> dict[str, object]:
         "cuda": torch.version.cuda,
         "git_sha": sha,
         "git_dirty": dirty,
-        # OpenMP threads spin while they wait unless this is PASSIVE; on a busy machine the
-        # spinning can cost more than the work (recorded so such runs can be told apart).
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # What points run under (suites.harness.process_env); a point's own child reports
+        # the same fields, which replace these in its row.
+        **child_settings(),
     }
 
 

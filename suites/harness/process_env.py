@@ -32,6 +32,8 @@ DEFAULT_WAIT_POLICY = "passive"
 # smaller ones still come from the heap, so small tensors do not each pay a fresh mapping
 # (a 64 KiB threshold measured 25-40% slower steps here; 4 MiB measured no slower).
 DEFAULT_MMAP_THRESHOLD = 4 * 2**20
+# The row fields :func:`child_settings` fills.
+SETTINGS_FIELDS = ("omp_wait_policy", "malloc_mmap_threshold")
 _WAIT = "OMP_WAIT_POLICY"
 _MMAP = "MALLOC_MMAP_THRESHOLD_"
 

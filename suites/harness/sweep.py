@@ -27,6 +27,7 @@ from suites.harness.isolation import default_max_memory_gb
 from suites.harness.lengths import select_lengths
 from suites.harness.lock import sweep_lock
 from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
+from suites.harness.process_env import SETTINGS_FIELDS
 from suites.rows.assembly import assemble_row
 from suites.rows.names import hardware_name
 from suites.rows.store import DEFAULT_OUT, RunFile
@@ -119,7 +120,12 @@ def _sweep(
         suite.name,
         ctx.device,
         fresh=fresh,
-        grid={"mode": ctx.mode, "grid_id": env["grid_id"]},
+        # Times and peaks depend on the process settings too: other settings, another file.
+        grid={
+            "mode": ctx.mode,
+            "grid_id": env["grid_id"],
+            **{name: env.get(name) for name in SETTINGS_FIELDS},
+        },
     )
     run_file.planned = {point.key(suite.name, hardware) for point in points}
     for problem in run_file.problems:

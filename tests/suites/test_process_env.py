@@ -84,3 +84,33 @@ def test_a_child_runs_under_the_applied_settings_even_after_they_change():
     process_env.apply("active", 0)
     row = _child_row()
     assert (row["omp_wait_policy"], row["malloc_mmap_threshold"]) == ("ACTIVE", None)
+
+
+def test_other_process_settings_start_their_own_run_file(tmp_path):
+    """Times and peaks depend on the settings, so a run file holds one set of them; a
+    sweep under the same settings resumes it."""
+    from tests.suites.test_fail_loud import _sweep
+    from tests.suites.test_harness import _marks, _point
+
+    marks = tmp_path / "marks"
+    points = [_point("ok_runner", "a", 8, marks)]
+    process_env.apply("passive", 1 << 22)
+    first = _sweep(points, tmp_path)
+    process_env.apply("active", 0)
+    other = _sweep(points, tmp_path)
+    process_env.apply("passive", 1 << 22)
+    again = _sweep(points, tmp_path)
+    assert other.path != first.path and again.path == first.path
+    assert _marks(marks) == ["a:8", "a:8"]
+    assert [(r["omp_wait_policy"], r["malloc_mmap_threshold"]) for r in other.rows] == [
+        ("ACTIVE", None)
+    ]
+
+
+def test_a_file_from_before_the_settings_is_read_as_unset():
+    from suites.rows.store import holds_grid
+
+    grid = {"mode": "default", "grid_id": "g", "omp_wait_policy": None}
+    old = [{"mode": "default", "grid_id": "g"}]
+    assert holds_grid(old, grid)
+    assert not holds_grid(old, {**grid, "omp_wait_policy": "PASSIVE"})
