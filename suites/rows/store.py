@@ -163,19 +163,19 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def holds_grid(rows: list[dict[str, Any]], grid: dict[str, Any]) -> bool:
-    """Whether every row of a run file belongs to ``grid`` (its ``mode``, ``grid_id`` and
-    any other field it names, such as the process settings). Rows written before grid ids
-    match on their mode alone, rows without a mode (older still, or written by hand) on
-    anything; a missing settings field reads as null (unset); a file with no rows yet
-    belongs to any grid."""
+    """Whether every row of a run file belongs to ``grid``: its ``mode`` and ``grid_id``,
+    and any other field it names (the process settings), which every row must match, a
+    missing one reading as null (unset). Rows written before grid ids match on their mode
+    alone, rows without a mode (older still, or written by hand) on the other fields
+    alone; a file with no rows yet belongs to any grid."""
     for row in rows:
+        if any(row.get(name) != value for name, value in grid.items() if name not in _GRID):
+            return False
         if row.get("mode") is None:
             continue
         if row["mode"] != grid["mode"]:
             return False
         if row.get("grid_id") is not None and row["grid_id"] != grid["grid_id"]:
-            return False
-        if any(row.get(name) != value for name, value in grid.items() if name not in _GRID):
             return False
     return True
 

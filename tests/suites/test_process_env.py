@@ -114,3 +114,6 @@ def test_a_file_from_before_the_settings_is_read_as_unset():
     old = [{"mode": "default", "grid_id": "g"}]
     assert holds_grid(old, grid)
     assert not holds_grid(old, {**grid, "omp_wait_policy": "PASSIVE"})
+    # Rows older still (no mode) are not resumed under settings they did not record.
+    assert not holds_grid([{"model": "m"}], {**grid, "omp_wait_policy": "PASSIVE"})
+    assert holds_grid([{"model": "m"}], grid)
