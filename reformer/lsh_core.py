@@ -556,7 +556,11 @@ class LSHAttentionFunction(torch.autograd.Function):
                     # its (c, w) weights: the same products, c·Dv multiplications instead of
                     # c·w, and no folded max + log sum, which at the -1e5 self-logit scale
                     # (float32 spacing 0.0078) would lose a self-only query's exact weight.
-                    inv_sum = rows.take(lse_log_sum, piece.query_pos).neg_().exp_()
+                    # A row that saw a key has sum >= 1 (its maximum weighs 2^0); one that
+                    # saw none (all padding) has the clamped tiny sum and all-zero weights,
+                    # and its 1/sum (~1e38) would overflow dO's products to inf (inf · 0).
+                    log_sum = rows.take(lse_log_sum, piece.query_pos)
+                    inv_sum = torch.where(log_sum < 0, 0.0, log_sum.neg().exp_())
                     inv_sum = inv_sum.unflatten(-1, grid).unsqueeze(-1)  # (b, h, n, c, 1)
                     weights = _weights(piece.logits, q_max.unsqueeze(-1))
                     d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)
