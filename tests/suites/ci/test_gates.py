@@ -321,14 +321,15 @@ def test_update_baseline_keeps_the_file_as_written_around_the_change(tmp_path):
     # baseline.json is a committed record: adding a figure appends lines, it rewrites none
     # (the JSON syntax of the entry before it aside: a closing brace gains a comma).
     path = tmp_path / "baseline.json"
-    old = load_baseline(REPO_ROOT / "results" / "ci" / "baseline.json")
-    write_baseline(path, old.raw)
+    committed = load_baseline(REPO_ROOT / "results" / "ci" / "baseline.json").raw
+    del committed["figures"]["lsh4_vs_sdpa_2k"]  # the committed file, before it had this one
+    write_baseline(path, committed)
+    before = path.read_text().splitlines()
     info = {"ratio": 1.2, "ratio_low": 1.1, "ratio_high": 1.3, "rounds": 60, "num_threads": 1}
     content = updated_baseline(
         load_baseline(path), {"lsh4_vs_sdpa_2k": [info]}, why="new gate", provenance={}
     )
     write_baseline(path, content)
-    before = (REPO_ROOT / "results" / "ci" / "baseline.json").read_text().splitlines()
     after = iter(path.read_text().splitlines())
     # Every old line, in order, among the new ones: a subsequence, each line as it was or
     # with a comma added.
