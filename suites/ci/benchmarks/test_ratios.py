@@ -60,12 +60,15 @@ def test_lsh4_vs_sdpa_2k(ratio_benchmark):
     otherwise use. At 2K exact attention is still cheap, so this guards the short-sequence
     path of the LSH kernel (hashing, sorting, per-call overhead) that the 8K gates dilute.
 
-    Rounds: both steps are short (about 50 ms and 40 ms of CPU on a 2-core CPU at one
-    thread), so a round is under 0.1 s and timer or scheduler jitter weighs more per step
-    than at 8K. 60 rounds keep this run's own 90% band within a few percent of the ratio
+    Rounds: both steps are short (about 40-55 ms and 36-44 ms of CPU on a 2-core CPU at
+    one thread), so a round is under 0.1 s and timer or scheduler jitter weighs more per
+    step than at 8K. 60 rounds keep this run's own 90% band within about 5% of the ratio
     (results/ci/baseline.json records the runs and their bands) and cost about 6 s of CPU:
-    with the untimed calls and building the layers, about 10 s of wall time on an idle
-    machine and about twice that on a loaded one, inside the 30 s this gate may add to CI.
+    with the warm-up rounds, the untimed calls and building the layers, about 10 s of wall
+    time in a full CI run at load average 6, well inside the 30 s this gate may add to CI.
+    More rounds would not narrow what varies most: the ratio moves between runs with what
+    else the machine runs (the LSH step more than SDPA's), 1.02-1.30 over the baseline's
+    six runs.
     """
     lsh_step, lsh = _step("attn-lsh", LAYER, "fwd_bwd", 2048)
     sdpa_step, sdpa = _step("attn-sdpa", LAYER.replace(attention="sdpa"), "fwd_bwd", 2048)
