@@ -4,6 +4,8 @@
     python -m suites.ci --only lsh4_vs_full_8k --no-history   # reproduce one figure locally
     python -m suites.ci --bench-json PATH  # gate an existing pytest-benchmark JSON
     python -m suites.ci --update-baseline --why "LSH kernel now fuses rounds"  # on purpose
+    python -m suites.ci --update-baseline --only lsh4_vs_sdpa_2k --runs 4 --why "new gate"
+                                           # one figure's baseline; the others are kept
 
 Deterministic figures are measured here; ratio figures come from the benchmarks in
 suites/ci/benchmarks, run in a child pytest that writes results/ci/bench/<run_id>.json. Every run
@@ -43,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         metavar="FIGURE",
         choices=tuple(SPECS),
-        help="gate only this figure (repeatable); allowed: " + ", ".join(SPECS),
+        help="gate only this figure (repeatable; with --update-baseline, measure and "
+        "store only these, keeping every other figure's baseline); allowed: " + ", ".join(SPECS),
     )
     parser.add_argument(
         "--bench-json",

@@ -96,11 +96,26 @@ FIGURES: tuple[FigureSpec, ...] = (
         bench=f"{BENCH_FILE}::test_lsh4_vs_full_8k",
     ),
     FigureSpec(
+        name="lsh4_vs_sdpa_2k",
+        kind="ratio",
+        unit="time ratio",
+        what="LSH-4 attention fwd+bwd at 2K / SDPA (exact, fused) attention fwd+bwd at 2K",
+        bench=f"{BENCH_FILE}::test_lsh4_vs_sdpa_2k",
+    ),
+    FigureSpec(
         name="ours_vs_reformer_pytorch",
         kind="ratio",
         unit="time ratio",
         what="our LSHSelfAttention fwd+bwd / reformer-pytorch's, L = 8K",
         bench=f"{BENCH_FILE}::test_ours_vs_reformer_pytorch",
+        requires_peer="peer-reformer-pytorch",
+    ),
+    FigureSpec(
+        name="ours_vs_reformer_pytorch_2k",
+        kind="ratio",
+        unit="time ratio",
+        what="our LSHSelfAttention fwd+bwd / reformer-pytorch's, L = 2K",
+        bench=f"{BENCH_FILE}::test_ours_vs_reformer_pytorch_2k",
         requires_peer="peer-reformer-pytorch",
     ),
     FigureSpec(

@@ -7,7 +7,8 @@ derive from it (suites.harness.spec.model_fields).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from reformer.config import PRESETS, ReformerConfig
@@ -137,13 +138,38 @@ def ok_rows(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
 
 
 def knob_grid(
-    ctx: GridContext, layer: ReformerConfig, knob: str, values: Sequence[Any], lengths: list[int]
+    ctx: GridContext,
+    layer: ReformerConfig,
+    knob: str,
+    values: Sequence[Any],
+    lengths: list[int],
+    *,
+    torch_path_only: bool = False,
 ) -> list[Point]:
     """One attention layer at each length x each value of one config field (``knob``) x
-    each backend the device ablates (suites.harness.backend): the hashes and chunks suites."""
+    each backend the device ablates (suites.harness.backend): the hashes and chunks suites.
+
+    ``torch_path_only``: the knob acts on the torch path alone (``slice_elements``), so on
+    CUDA its points run there only; the Triton kernels would ignore it. On CPU it changes
+    nothing (every point is the torch path)."""
     return [
         layer_point(ctx, config, seq_len=length)
         for length in lengths
         for value in values
         for config in backend_ablation(layer.replace(**{knob: value}), ctx.device)
+        if not (torch_path_only and config.backend == "triton")
     ]
+
+
+def distinct(points: Iterable[Point]) -> list[Point]:
+    """The points in order, each one once (the first): two sweeps through one base config
+    both reach its point (the chunks suite's bucket_size 64 at the default slice budget),
+    and a grid that listed it twice would measure it twice."""
+    seen: set[str] = set()
+    kept = []
+    for point in points:
+        identity = json.dumps(point.params, sort_keys=True, default=str)
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(point)
+    return kept

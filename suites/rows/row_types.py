@@ -24,6 +24,7 @@ INT_FIELDS = (
     "n_hashes",
     "bucket_size",
     "ff_chunks",
+    "slice_elements",
     "seed",
     "n_cpus",
     "n_samples",

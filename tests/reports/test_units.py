@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from reports.document import Note, Table, fmt
+from reports.fig_ablations import at_default_slice_budget
 from reports.fig_peers import peer_ratios
 from reports.fig_scale import longest_fits
 from reports.fig_time import crossover_rows, series_labels
@@ -198,3 +199,26 @@ def test_peer_ratios_from_the_committed_peers_rows():
         assert sorted(ratios.loc[ratios["model"] == model, "seq_len"]) == [1024, 4096, 16384]
     at_16k = ratios[(ratios["seq_len"] == 16384)].set_index("model")
     assert at_16k.loc["peer-hf", "memory_ratio"] > 2  # HF keeps every round's chunk scores
+
+
+def test_the_chunks_figure_draws_the_bucket_sweep_alone():
+    # Slice-sweep rows record slice_elements and share bucket_size 64 with the bucket
+    # sweep's point at the default budget, which records none.
+    rows = normalise(
+        pd.DataFrame(
+            [
+                {"suite": "chunks", "model": "attn-lsh", "status": "ok", "bucket_size": 32},
+                {"suite": "chunks", "model": "attn-lsh", "status": "ok", "bucket_size": 64},
+                {
+                    "suite": "chunks",
+                    "model": "attn-lsh",
+                    "status": "ok",
+                    "bucket_size": 64,
+                    "slice_elements": 2**15,
+                },
+            ]
+        )
+    )
+    assert list(at_default_slice_budget(rows)["bucket_size"]) == [32, 64]
+    older = rows.drop(columns="slice_elements").iloc[:2]  # rows from before the sweep
+    assert at_default_slice_budget(older).equals(older)

@@ -292,6 +292,51 @@ def test_update_baseline_takes_the_median_of_runs_and_logs_why(tmp_path, capsys)
     )
 
 
+def test_update_baseline_of_named_figures_keeps_every_other_figure(tmp_path, capsys):
+    # A figure added to CI gets its baseline alone: the runs' JSON also holds another
+    # figure (measured lower), whose committed entry must stay exactly as it was.
+    ci_dir = _ci_dir(tmp_path, {"lsh4_vs_full_8k": 0.2, "reversible_vs_plain_step": 1.45})
+    before = load_baseline(ci_dir / "baseline.json").raw["figures"]
+    argv = ["--update-baseline", "--only", "lsh4_vs_sdpa_2k", "--ci-dir", str(ci_dir)]
+    argv += ["--why", "new gate at 2K", "--no-history"]
+    for i, ratio in enumerate((1.2, 1.3, 1.1, 1.25)):
+        run = {"lsh4_vs_sdpa_2k": ratio, "lsh4_vs_full_8k": 0.1}
+        argv += ["--bench-json", str(_bench_json(tmp_path / f"run{i}.json", run))]
+    assert ci.main(argv) == 0
+    assert "lsh4_vs_sdpa_2k: None -> 1.225" in capsys.readouterr().out
+    after = load_baseline(ci_dir / "baseline.json")
+    assert after.ratios == {
+        "lsh4_vs_full_8k": 0.2,
+        "reversible_vs_plain_step": 1.45,
+        "lsh4_vs_sdpa_2k": pytest.approx(1.225),
+    }
+    assert {name: after.raw["figures"][name] for name in before} == before
+    assert after.raw["figures"]["lsh4_vs_sdpa_2k"]["runs"] == [1.2, 1.3, 1.1, 1.25]
+    [update] = after.raw["updates"]
+    assert update["changed"] == {"lsh4_vs_sdpa_2k": {"old": None, "new": 1.225}}
+    assert not (ci_dir / "history.jsonl").exists()
+
+
+def test_update_baseline_keeps_the_file_as_written_around_the_change(tmp_path):
+    # baseline.json is a committed record: adding a figure appends lines, it rewrites none
+    # (the JSON syntax of the entry before it aside: a closing brace gains a comma).
+    path = tmp_path / "baseline.json"
+    committed = load_baseline(REPO_ROOT / "results" / "ci" / "baseline.json").raw
+    del committed["figures"]["lsh4_vs_sdpa_2k"]  # the committed file, before it had this one
+    write_baseline(path, committed)
+    before = path.read_text().splitlines()
+    info = {"ratio": 1.2, "ratio_low": 1.1, "ratio_high": 1.3, "rounds": 60, "num_threads": 1}
+    content = updated_baseline(
+        load_baseline(path), {"lsh4_vs_sdpa_2k": [info]}, why="new gate", provenance={}
+    )
+    write_baseline(path, content)
+    after = iter(path.read_text().splitlines())
+    # Every old line, in order, among the new ones: a subsequence, each line as it was or
+    # with a comma added.
+    assert all(any(new in (line, f"{line},") for new in after) for line in before)
+    assert '"lsh4_vs_sdpa_2k": {' in path.read_text()
+
+
 def test_update_baseline_needs_a_reason(tmp_path):
     with pytest.raises(SystemExit):
         ci.parse_args(["--update-baseline"])
