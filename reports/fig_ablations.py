@@ -1,7 +1,7 @@
 """Figures 3-5: the ablations. Hash rounds, chunk size, and reversibility with depth.
 
 Each sweeps one config field and draws time and memory against it,
-one colour per model; fields that also differ between rows (length, pass) become rows of
+one colour per model; fields that also differ between rows (length, phase) become rows of
 panels. The hashes figure adds duplication-task accuracy against evaluation hash rounds
 when quality results exist.
 """
@@ -12,13 +12,13 @@ import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
-from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
+from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
 from suites.rows.names import hash_rounds, label
 
 _METRICS = (
     ("t_median_ms", "time per step (ms)"),
-    ("peak_mb", "peak memory (MiB)"),
-    ("saved_mb", "saved for backward (MiB)"),
+    ("peak_mib", "peak memory (MiB)"),
+    ("saved_mib", "saved for backward (MiB)"),
 )
 
 
@@ -32,16 +32,16 @@ def sweep_grid(
     logy: bool = True,
 ) -> list[list[Panel]]:
     """One row of panels per variant, one panel per metric that has values."""
-    keys = ["model", x, "pass"] + ([style] if style else [])
+    keys = ["model", x, "phase"] + ([style] if style else [])
     rows = rows.assign(variant=split_variants(rows, keys, ignore=("n_buckets",)))
     ok = rows[rows["status"] == "ok"]
     failures = rows[rows["status"].isin(["oom", "timeout"])]
     grid = []
     for variant in ordered(rows["variant"]):
-        for pass_name in ordered(rows["pass"]):
-            cell = ok[(ok["variant"] == variant) & (ok["pass"] == pass_name)]
-            fail = failures[(failures["variant"] == variant) & (failures["pass"] == pass_name)]
-            title = pass_title(pass_name, variant)
+        for phase in ordered(rows["phase"]):
+            cell = ok[(ok["variant"] == variant) & (ok["phase"] == phase)]
+            fail = failures[(failures["variant"] == variant) & (failures["phase"] == phase)]
+            title = phase_title(phase, variant)
             panels = [
                 Panel(
                     data=cell[cell[metric] > 0],

@@ -20,7 +20,7 @@ BUCKET_SIZES = (32, 64, 128, 256, 512)
 def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], ReformerConfig]:
     if ctx.mode == "quick":
         return [512], (32, 64), preset(ctx)
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         return [2**14, 2**16], BUCKET_SIZES, preset(ctx)
     return ([2**14] if ctx.device == "cuda" else [2**12]), BUCKET_SIZES, preset(ctx)
 
@@ -38,8 +38,8 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     for row in sorted(ok_rows(rows), key=lambda r: (r["seq_len"], r["bucket_size"])):
         lines.append(
             f"| {row['seq_len']} | {row['bucket_size']} | {row['n_buckets']} | "
-            f"{row['t_median_ms']:.1f} | {row['peak_mb']:.1f} | "
-            f"{row['saved_mb']:.1f} |"
+            f"{row['t_median_ms']:.1f} | {row['peak_mib']:.1f} | "
+            f"{row['saved_mib']:.1f} |"
         )
     return lines
 
