@@ -13,6 +13,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
 from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
+from suites.quality.matrix import counts_in_matrix, percent
 from suites.rows.names import hash_rounds, label
 
 _METRICS = (
@@ -64,26 +65,24 @@ def sweep_grid(
     return grid
 
 
+def matrix_rows(rows: pd.DataFrame) -> pd.Series:
+    """Which rows count for the duplication matrix (suites.quality.matrix.counts_in_matrix),
+    as a mask on ``rows``."""
+    mask = [counts_in_matrix(row) for row in rows.to_dict("records")]
+    return pd.Series(mask, index=rows.index, dtype=bool)
+
+
 def duplication_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     """Quality rows of the duplication task with eval hash rounds parsed from eval_attention."""
     if "task" not in rows.columns or "accuracy" not in rows.columns:
         return rows.iloc[0:0]
-    dup = rows[
-        (rows["status"] == "ok")
-        & rows["task"].astype(str).str.contains("dup")
-        & rows["accuracy"].notna()
-    ]
+    dup = rows[matrix_rows(rows)]
     rounds = dup["eval_attention"].map(hash_rounds).astype(float)
     return dup.assign(
         eval_hashes=rounds,
-        accuracy=accuracy_percent(dup["accuracy"]),
+        accuracy=dup["accuracy"].map(percent),
         trained_with=dup["train_attention"].map(label),
     )[rounds.notna()]
-
-
-def accuracy_percent(accuracy: pd.Series) -> pd.Series:
-    """Accuracy in %: a task whose values all lie in [0, 1] is taken to record fractions."""
-    return accuracy * 100.0 if accuracy.max() <= 1.0 else accuracy
 
 
 def build_hashes(ctx: ReportContext) -> list[Block] | None:

@@ -1,8 +1,9 @@
 """Quality: the Table 2 duplication matrix beside the paper's, and bits per byte.
 
 Quality rows extend the result row with task, train_attention, eval_attention, accuracy
-and bits_per_byte (and ``step`` for points along training). Accuracy is shown in percent:
-a task whose accuracies are all within [0, 1] is taken to record fractions.
+and bits_per_byte (and ``step`` for points along training). Rows record accuracy as a
+fraction; it is shown in percent. Which rows are final (the matrix's and the byte-LM
+tables') is suites.quality.matrix's rule, the suite summary's too.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import seaborn as sns
 
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
+from reports.fig_ablations import matrix_rows
 from reports.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
 from reports.published import TABLE2, TABLE2_EVAL, table2
 from suites.quality import paper
-from suites.quality.matrix import counts_in_matrix, final_accuracies, final_indices
+from suites.quality.matrix import final_accuracies, final_indices
 from suites.rows.names import decoded_attention, label
 
 # The floors on the reduced duplication task (suites.quality.paper), under report labels.
@@ -44,7 +46,7 @@ def duplication_matrices(rows: pd.DataFrame, stat: str = "mean") -> dict[str, pd
     (``stat="seeds"``)."""
     if stat not in ("mean", "std", "seeds"):
         raise ValueError(f"stat={stat!r} is unknown; allowed: ('mean', 'std', 'seeds')")
-    dup = rows[[counts_in_matrix(row) for row in rows.to_dict("records")]]
+    dup = rows[matrix_rows(rows)]
     if dup.empty:
         return {}
     keys = ["trained", "evaluated"]

@@ -41,6 +41,11 @@ class FinalAccuracy:
     row: Mapping[str, Any]  # the row it came from
 
 
+def percent(accuracy: float) -> float:
+    """A row's accuracy (a fraction of the second half's tokens) in percent."""
+    return 100.0 * float(accuracy)
+
+
 def missing(value: Any) -> bool:
     """None, or a float NaN (how a table of rows spells a missing value)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
@@ -114,7 +119,7 @@ def final_accuracies(
                 evaluated=str(row.get("eval_attention")),
                 seed=None if missing(seed) else seed,
                 step=None if missing(step) else int(step),
-                accuracy=100.0 * float(row["accuracy"]),
+                accuracy=percent(row["accuracy"]),
                 row=row,
             )
         )

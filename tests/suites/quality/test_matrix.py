@@ -105,3 +105,9 @@ def test_the_report_and_the_summary_agree():
     assert report.loc["LSH-4", "LSH-4"] == pytest.approx(summary[("lsh-4", "lsh-4")])
     assert report.loc["LSH-4", "LSH-8"] == pytest.approx(summary[("lsh-4", "lsh-8")]) == 99.0
     assert seeds.loc["LSH-4", "LSH-4"] == 2 and seeds.loc["LSH-4", "LSH-8"] == 1
+
+
+def test_no_matrix_rows_no_matrix():
+    only_bytes = normalise(pd.DataFrame([_row(0, 300, None, task="bytes", bits_per_byte=2.0)]))
+    assert duplication_matrices(only_bytes) == {}
+    assert duplication_matrix(only_bytes.to_dict("records")) == {}
