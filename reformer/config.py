@@ -156,7 +156,7 @@ PRESETS: dict[str, ReformerConfig] = {
         reversible=False,
         max_seq_len=512,
     ),
-    "duplication-full": ReformerConfig(
+    "duplication-paper": ReformerConfig(
         vocab_size=128, n_layers=1, d_ff=512, n_hashes=1, reversible=False, max_seq_len=1024
     ),
     # The byte-level LM, as the Transformer baseline runs it (its d_ff; a Reformer of equal
@@ -173,5 +173,5 @@ PRESETS: dict[str, ReformerConfig] = {
     "bytes": ReformerConfig(
         attention="sdpa", d_model=128, n_layers=2, d_ff=512, bucket_size=32, max_seq_len=256
     ),
-    "bytes-full": ReformerConfig(attention="sdpa", n_layers=6, max_seq_len=2048),
+    "bytes-paper": ReformerConfig(attention="sdpa", n_layers=6, max_seq_len=2048),
 }

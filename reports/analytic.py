@@ -55,7 +55,8 @@ class Table3Estimate:
     in_table3: bool  # False: an extrapolation of the table's rule, not one of its rows
     elements: int  # stored activations (numbers)
 
-    def megabytes(self, dtype: str) -> float:
+    def mebibytes(self, dtype: str) -> float:
+        """The stored activations in MiB (2**20 bytes), as the rows' *_mib columns."""
         return self.elements * dtype_bytes(dtype) / 2**20
 
 

@@ -42,7 +42,7 @@ class ReportContext:
 
         Rows carry the command line that made them (``argv``), quoted as it was; rows from
         before ``argv`` existed get the suite's CLI spelt out from their device, grid
-        ``mode`` (quick/full, where recorded), scale budget and the results folder.
+        ``mode`` (quick/paper, where recorded), scale budget and the results folder.
         """
         lines: list[str] = []
         for name in suites:
@@ -63,7 +63,7 @@ class ReportContext:
             )
             for device, mode, budget in product(devices, modes or [""], budgets or [None]):
                 line = f"python -m suites.run {name}" + (f" --device {device}" if device else "")
-                if mode in ("quick", "full"):
+                if mode in ("quick", "paper"):
                     line += f" --{mode}"
                 if budget is not None:
                     line += f" --memory-budget-gb {budget:g}"
@@ -73,7 +73,7 @@ class ReportContext:
         return (*dict.fromkeys(lines), self.build_command)
 
     def grid_modes(self, *suites: str) -> set[str]:
-        """The grids (``quick``, ``default``, ``full``) the suites' rows come from."""
+        """The grids (``quick``, ``default``, ``paper``) the suites' rows come from."""
         modes: set[str] = set()
         for name in suites:
             rows = self.suite(name)

@@ -30,7 +30,7 @@ def build_efficiency(ctx: ReportContext) -> list[Block] | None:
         part = rows[rows["suite"] == suite]
         part = part.assign(
             variant=split_variants(
-                part, ("series", "pass", "seq_len"), ignore=("batch", "n_buckets")
+                part, ("series", "phase", "seq_len"), ignore=("batch", "n_buckets")
             )
         )
         for variant in ordered(part["variant"]):

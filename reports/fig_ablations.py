@@ -1,7 +1,7 @@
 """Figures 3-5: the ablations. Hash rounds, chunk size, and reversibility with depth.
 
 Each sweeps one config field and draws time and memory against it,
-one colour per model; fields that also differ between rows (length, pass) become rows of
+one colour per model; fields that also differ between rows (length, phase) become rows of
 panels. The hashes figure adds duplication-task accuracy against evaluation hash rounds
 when quality results exist.
 """
@@ -12,13 +12,14 @@ import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
-from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
+from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
+from suites.quality.matrix import counts_in_matrix, percent
 from suites.rows.names import hash_rounds, label
 
 _METRICS = (
     ("t_median_ms", "time per step (ms)"),
-    ("peak_mb", "peak memory (MiB)"),
-    ("saved_mb", "saved for backward (MiB)"),
+    ("peak_mib", "peak memory (MiB)"),
+    ("saved_mib", "saved for backward (MiB)"),
 )
 
 
@@ -32,16 +33,16 @@ def sweep_grid(
     logy: bool = True,
 ) -> list[list[Panel]]:
     """One row of panels per variant, one panel per metric that has values."""
-    keys = ["model", x, "pass"] + ([style] if style else [])
+    keys = ["model", x, "phase"] + ([style] if style else [])
     rows = rows.assign(variant=split_variants(rows, keys, ignore=("n_buckets",)))
     ok = rows[rows["status"] == "ok"]
     failures = rows[rows["status"].isin(["oom", "timeout"])]
     grid = []
     for variant in ordered(rows["variant"]):
-        for pass_name in ordered(rows["pass"]):
-            cell = ok[(ok["variant"] == variant) & (ok["pass"] == pass_name)]
-            fail = failures[(failures["variant"] == variant) & (failures["pass"] == pass_name)]
-            title = pass_title(pass_name, variant)
+        for phase in ordered(rows["phase"]):
+            cell = ok[(ok["variant"] == variant) & (ok["phase"] == phase)]
+            fail = failures[(failures["variant"] == variant) & (failures["phase"] == phase)]
+            title = phase_title(phase, variant)
             panels = [
                 Panel(
                     data=cell[cell[metric] > 0],
@@ -64,26 +65,24 @@ def sweep_grid(
     return grid
 
 
+def matrix_rows(rows: pd.DataFrame) -> pd.Series:
+    """Which rows count for the duplication matrix (suites.quality.matrix.counts_in_matrix),
+    as a mask on ``rows``."""
+    mask = [counts_in_matrix(row) for row in rows.to_dict("records")]
+    return pd.Series(mask, index=rows.index, dtype=bool)
+
+
 def duplication_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     """Quality rows of the duplication task with eval hash rounds parsed from eval_attention."""
     if "task" not in rows.columns or "accuracy" not in rows.columns:
         return rows.iloc[0:0]
-    dup = rows[
-        (rows["status"] == "ok")
-        & rows["task"].astype(str).str.contains("dup")
-        & rows["accuracy"].notna()
-    ]
+    dup = rows[matrix_rows(rows)]
     rounds = dup["eval_attention"].map(hash_rounds).astype(float)
     return dup.assign(
         eval_hashes=rounds,
-        accuracy=accuracy_percent(dup["accuracy"]),
+        accuracy=dup["accuracy"].map(percent),
         trained_with=dup["train_attention"].map(label),
     )[rounds.notna()]
-
-
-def accuracy_percent(accuracy: pd.Series) -> pd.Series:
-    """Accuracy in %: a task whose values all lie in [0, 1] is taken to record fractions."""
-    return accuracy * 100.0 if accuracy.max() <= 1.0 else accuracy
 
 
 def build_hashes(ctx: ReportContext) -> list[Block] | None:

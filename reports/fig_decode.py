@@ -38,7 +38,7 @@ def build_decode(ctx: ReportContext) -> list[Block] | None:
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for axis, column, ylabel in (
         (axes[0], "t_median_ms", "ms per generated token (median)"),
-        (axes[1], "peak_mb", "peak memory (MiB)"),
+        (axes[1], "peak_mib", "peak memory (MiB)"),
     ):
         for cache in caches:
             line = rows[rows["cache"] == cache].sort_values("seq_len")
@@ -79,7 +79,7 @@ def build_decode(ctx: ReportContext) -> list[Block] | None:
             "t_p90_ms",
             "prefill_ms",
             "cache_bytes_per_token",
-            "peak_mb",
+            "peak_mib",
         ]
     ]
     table = table.rename(
@@ -89,7 +89,7 @@ def build_decode(ctx: ReportContext) -> list[Block] | None:
             "t_p90_ms": "p90 (ms)",
             "prefill_ms": "prefill (ms)",
             "cache_bytes_per_token": "cache B/position",
-            "peak_mb": "peak (MiB)",
+            "peak_mib": "peak (MiB)",
         }
     )
     blocks.append(Table(table.map(fmt), caption="Every measured decode point.", index=False))

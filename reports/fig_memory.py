@@ -1,4 +1,4 @@
-"""Figure 1: peak memory against length, log-log, one line per model, faceted by pass.
+"""Figure 1: peak memory against length, log-log, one line per model, faceted by phase.
 
 Dashed O(L) and O(L²) guides give the slopes to read against; a cross on the top edge
 marks a length where a model ran out of memory (a triangle: timed out). A second figure
@@ -11,16 +11,16 @@ import pandas as pd
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
-from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
-from suites.rows.schema import PASSES
+from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
+from suites.rows.schema import PHASES
 
-# One line is one model and pass across lengths: any other field that differs along it (a
+# One line is one model and phase across lengths: any other field that differs along it (a
 # --quick run's width, a second depth) makes another row of panels, never a jump in a line.
-_KEYS = ("model", "pass")
+_KEYS = ("model", "phase")
 
 
 def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[Panel]] | None:
-    """Panels of ``metric`` against seq_len: columns = pass, rows = config variants."""
+    """Panels of ``metric`` against seq_len: columns = phase, rows = config variants."""
     rows = rows.assign(variant=split_variants(rows, _KEYS, ignore=("n_buckets", "seq_len")))
     ok = rows[(rows["status"] == "ok") & (rows[metric] > 0)]
     if ok.empty:
@@ -29,12 +29,12 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
     grid = []
     for variant in ordered(rows["variant"]):
         row = []
-        for pass_name in ordered(rows["pass"], PASSES):
+        for phase in ordered(rows["phase"], PHASES):
 
-            def cell(frame: pd.DataFrame, v: str = variant, p: str = pass_name) -> pd.DataFrame:
-                return frame[(frame["variant"] == v) & (frame["pass"] == p)]
+            def cell(frame: pd.DataFrame, v: str = variant, p: str = phase) -> pd.DataFrame:
+                return frame[(frame["variant"] == v) & (frame["phase"] == p)]
 
-            if cell(ok).empty:  # nothing measured to draw (a pass saves nothing, or all
+            if cell(ok).empty:  # nothing measured to draw (a phase saves nothing, or all
                 continue  # failed: the tables below spell that out)
             row.append(
                 Panel(
@@ -43,7 +43,7 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
                     y=metric,
                     hue="model",
                     failures=cell(failures),
-                    title=pass_title(pass_name, variant),
+                    title=phase_title(phase, variant),
                     xlabel="sequence length L",
                     ylabel=label,
                     logx=2,
@@ -57,14 +57,14 @@ def memory_vs_length(rows: pd.DataFrame, metric: str, label: str) -> list[list[P
 
 def build_memory(ctx: ReportContext) -> list[Block] | None:
     rows = ctx.suite("memory")
-    grid = memory_vs_length(rows, "peak_mb", "peak memory (MiB)")
+    grid = memory_vs_length(rows, "peak_mib", "peak memory (MiB)")
     if grid is None:
         return None
     methods = ", ".join(sorted(rows["memory_method"].dropna().astype(str).unique())) or "n/a"
     commands = ctx.commands("memory")
     blocks: list[Block] = [
         Paragraph(
-            "Peak memory of one step against sequence length, per model and pass. "
+            "Peak memory of one step against sequence length, per model and phase. "
             f"Memory method: {methods}."
         ),
         ctx.save(
@@ -78,7 +78,7 @@ def build_memory(ctx: ReportContext) -> list[Block] | None:
             ("memory",),
         ),
     ]
-    saved = memory_vs_length(rows, "saved_mb", "saved for backward (MiB)")
+    saved = memory_vs_length(rows, "saved_mib", "saved for backward (MiB)")
     if saved is not None:
         blocks.append(
             ctx.save(
@@ -86,7 +86,7 @@ def build_memory(ctx: ReportContext) -> list[Block] | None:
                 "memory_saved",
                 "Bytes saved for backward against sequence length",
                 "Bytes saved for backward vs L (log-log): deterministic and machine-independent "
-                "(a pass that saves nothing is not drawn on the log axis).",
+                "(a phase that saves nothing is not drawn on the log axis).",
                 commands,
                 ("memory",),
             )

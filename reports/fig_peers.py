@@ -3,7 +3,7 @@
 A peer row is one whose model starts with ``peer-`` (suites.rows.names); every row records an
 ``impl_version``, ours the project's own, so that field cannot tell them apart. Our reference is
 our own LSH attention in the same suite; every other point (peers, and our exact SDPA or
-full baselines) is divided by our LSH point of the same shape (same pass, length, batch,
+full baselines) is divided by our LSH point of the same shape (same phase, length, batch,
 widths, dtype, as far as both rows record them), so 2.0 means twice our time or memory.
 """
 
@@ -14,12 +14,12 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
-from reports.plotting import Panel, draw_panels, ordered, pass_title
+from reports.plotting import Panel, draw_panels, ordered, phase_title
 from suites.rows.names import PEER_PREFIX
-from suites.rows.schema import PASSES
+from suites.rows.schema import PHASES
 
 SHAPE = (
-    "pass",
+    "phase",
     "seq_len",
     "batch",
     "d_model",
@@ -53,13 +53,13 @@ def peer_ratios(rows: pd.DataFrame) -> pd.DataFrame:
             for m, n in zip(mine["model"], mine["n_hashes"], strict=True)
         ]
     )
-    ours = ours[[*keys, "ours", "t_median_ms", "peak_mb"]].rename(
-        columns={"t_median_ms": "ours_ms", "peak_mb": "ours_mb"}
+    ours = ours[[*keys, "ours", "t_median_ms", "peak_mib"]].rename(
+        columns={"t_median_ms": "ours_ms", "peak_mib": "ours_mib"}
     )
     joined = others.merge(ours, on=keys, how="inner")
     return joined.assign(
         time_ratio=joined["t_median_ms"] / joined["ours_ms"],
-        memory_ratio=joined["peak_mb"] / joined["ours_mb"],
+        memory_ratio=joined["peak_mib"] / joined["ours_mib"],
     )
 
 
@@ -77,15 +77,15 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
         ]
     grid = []
     for reference in ordered(joined["ours"]):
-        for pass_name in ordered(joined["pass"], PASSES):
-            cell = joined[(joined["ours"] == reference) & (joined["pass"] == pass_name)]
+        for phase in ordered(joined["phase"], PHASES):
+            cell = joined[(joined["ours"] == reference) & (joined["phase"] == phase)]
             panels = [
                 Panel(
                     data=cell[cell[ratio] > 0],
                     x="seq_len",
                     y=ratio,
                     hue="model",
-                    title=pass_title(pass_name, f"against {reference}"),
+                    title=phase_title(phase, f"against {reference}"),
                     xlabel="sequence length L",
                     ylabel=label,
                     logx=2,
@@ -107,7 +107,7 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
             "impl": joined["impl"].fillna(""),
             "impl_version": joined["impl_version"].fillna(""),
             "ours": joined["ours"],
-            "pass": joined["pass"],
+            "phase": joined["phase"],
             "L": joined["seq_len"].map(fmt),
             "time / ours": joined["time_ratio"].map(fmt),
             "memory / ours": joined["memory_ratio"].map(fmt),

@@ -22,7 +22,7 @@ from reports.plotting import Panel, draw_panels, length_label
 
 
 def budget_column(rows: pd.DataFrame) -> str | None:
-    """A column naming a budget (memory_budget_gb, budget_mb...), else the harness's
+    """A column naming a budget (memory_budget_gb, budget_mib...), else the harness's
     per-point memory cap ``max_memory_gb``; None if no such column has values."""
     names = [c for c in rows.columns if "budget" in c.lower()] + ["max_memory_gb"]
     names = [c for c in names if c in rows.columns and rows[c].notna().any()]
@@ -31,7 +31,7 @@ def budget_column(rows: pd.DataFrame) -> str | None:
 
 def _unit(column: str) -> str:
     suffix = column.rsplit("_", 1)[-1].lower()
-    return {"gb": "GiB", "mb": "MiB"}.get(suffix, f"({column})")
+    return {"gb": "GiB", "mib": "MiB"}.get(suffix, f"({column})")
 
 
 def longest_fits(rows: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def longest_fits(rows: pd.DataFrame) -> pd.DataFrame:
                 "model": key[0],
                 "budget": f"{fmt(key[1])} {_unit(budget)}" if budget and pd.notna(key[1]) else "",
                 "longest L": longest or np.nan,
-                "peak (MiB)": best["peak_mb"] if best is not None else np.nan,
+                "peak (MiB)": best["peak_mib"] if best is not None else np.nan,
                 "step (ms)": best["t_median_ms"] if best is not None else np.nan,
                 "stopped at": f"{fmt(stop['seq_len'])} ({stop['status']})"
                 if stop is not None
@@ -94,10 +94,11 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
     )
     failures = rows[rows["status"].isin(["oom", "timeout"])]
     hline = None
-    per_mb = {"mb": 1.0, "gb": 1024.0}.get(budget.lower().rsplit("_", 1)[-1]) if budget else None
-    if per_mb and budget and rows[budget].nunique() == 1:  # peak_mb is MiB; a GB budget is GiB here
+    # peak_mib is MiB; a *_gb budget (max_memory_gb) is GiB.
+    per_mib = {"mib": 1.0, "gb": 1024.0}.get(budget.lower().rsplit("_", 1)[-1]) if budget else None
+    if per_mib and budget and rows[budget].nunique() == 1:
         value = float(rows[budget].dropna().iloc[0])
-        hline = (value * per_mb, f"budget {value:g} {_unit(budget)}")
+        hline = (value * per_mib, f"budget {value:g} {_unit(budget)}")
     ctx.palette.ensure(fits["model"].astype(str))
     grid = [
         [
@@ -110,9 +111,9 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
                 custom=_bars(fits, ctx),
             ),
             Panel(
-                data=ok[ok["peak_mb"] > 0],
+                data=ok[ok["peak_mib"] > 0],
                 x="seq_len",
-                y="peak_mb",
+                y="peak_mib",
                 hue="series",
                 failures=failures,
                 title="peak memory of a training step",

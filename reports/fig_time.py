@@ -13,11 +13,11 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
-from reports.plotting import Panel, draw_panels, ordered, pass_title, split_variants
+from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
 from suites.grids.crossover import crossovers_between
-from suites.rows.schema import PASSES
+from suites.rows.schema import PHASES
 
-_KEYS = ("series", "pass")  # a line; other fields that differ along it split the panels
+_KEYS = ("series", "phase")  # a line; other fields that differ along it split the panels
 
 
 def series_labels(rows: pd.DataFrame) -> pd.Series:
@@ -80,12 +80,12 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
     grid, crossings = [], []
     for variant in ordered(rows["variant"]):
         panels = []
-        for pass_name in ordered(rows["pass"], PASSES):
-            cell = ok[(ok["variant"] == variant) & (ok["pass"] == pass_name)]
-            fail = failures[(failures["variant"] == variant) & (failures["pass"] == pass_name)]
+        for phase in ordered(rows["phase"], PHASES):
+            cell = ok[(ok["variant"] == variant) & (ok["phase"] == phase)]
+            fail = failures[(failures["variant"] == variant) & (failures["phase"] == phase)]
             if cell.empty and fail.empty:
                 continue
-            facet = pass_title(pass_name, variant)
+            facet = phase_title(phase, variant)
             found = crossover_rows(cell, facet)
             crossings.extend(found)
             panels.append(

@@ -56,7 +56,7 @@ MEASURED_COLUMNS = (
 # Every field the row reader checks as a number (suites.rows.row_types): coerced, so a column
 # of ints and nulls is numeric in the frame.
 NUMERIC_COLUMNS = (*INT_FIELDS, *NUMBER_FIELDS)
-_MEASURED_SUFFIXES = ("_ms", "_mb", "_per_s", "_s")
+_MEASURED_SUFFIXES = ("_ms", "_mib", "_per_s", "_s")
 REQUIRED = ("suite", "model", "status")
 
 
@@ -103,8 +103,8 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     frame["timestamp"] = pd.to_datetime(
         frame["timestamp_utc"], utc=True, errors="coerce", format="ISO8601"
     )
-    # Rows that do not say which pass they measured still get drawn, under "n/a".
-    frame["pass"] = frame["pass"].fillna("n/a")
+    # Rows that do not say which phase they measured still get drawn, under "n/a".
+    frame["phase"] = frame["phase"].fillna("n/a")
     unknown = ~frame["status"].isin(STATUSES)
     if unknown.any():
         log.warning("%d rows have a status outside %s; counted as error", unknown.sum(), STATUSES)

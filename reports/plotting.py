@@ -24,7 +24,7 @@ from reports.palette import Palette
 
 PANEL_SIZE = (3.4, 2.6)  # inches; one column of a two-column paper is ~3.3 in
 TITLE_WIDTH = 38  # characters a panel title holds at PANEL_SIZE before it wraps
-PASS_NAMES = {
+PHASE_NAMES = {
     "fwd": "forward",
     "fwd_bwd": "forward + backward",
     "train_step": "training step",
@@ -99,10 +99,10 @@ def _short(value: object) -> str:
     return str(value)
 
 
-def pass_title(pass_name: object, *more: str) -> str:
-    """A panel title in words: the pass ("forward + backward", not "pass=fwd_bwd"), then
+def phase_title(phase: object, *more: str) -> str:
+    """A panel title in words: the phase ("forward + backward", not "phase=fwd_bwd"), then
     what else sets the panel apart ("d_model=32" as "d_model 32")."""
-    parts = [PASS_NAMES.get(str(pass_name), str(pass_name)), *more]
+    parts = [PHASE_NAMES.get(str(phase), str(phase)), *more]
     return ", ".join(p.replace("=", " ") for p in parts if p)
 
 

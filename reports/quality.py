@@ -1,8 +1,9 @@
 """Quality: the Table 2 duplication matrix beside the paper's, and bits per byte.
 
 Quality rows extend the result row with task, train_attention, eval_attention, accuracy
-and bits_per_byte (and ``step`` for points along training). Accuracy is shown in percent:
-a task whose accuracies are all within [0, 1] is taken to record fractions.
+and bits_per_byte (and ``step`` for points along training). Rows record accuracy as a
+fraction; it is shown in percent. Which rows are final (the matrix's and the byte-LM
+tables') is suites.quality.matrix's rule, the suite summary's too.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import seaborn as sns
 
 from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
-from reports.fig_ablations import accuracy_percent
+from reports.fig_ablations import matrix_rows
 from reports.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
 from reports.published import TABLE2, TABLE2_EVAL, table2
 from suites.quality import paper
+from suites.quality.matrix import final_accuracies, final_indices
 from suites.rows.names import decoded_attention, label
 
 # The floors on the reduced duplication task (suites.quality.paper), under report labels.
@@ -25,52 +27,61 @@ EXPECTATIONS = tuple(
 )
 
 
-def _final_step(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    if rows["step"].notna().any():
-        last = rows.groupby(keys, dropna=False)["step"].transform("max")
-        rows = rows[(rows["step"] == last) | last.isna()]
-    return rows
+def _final_rows(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The final row of each group of ``keys``: its largest step, the newest among equals
+    (suites.quality.matrix.final_indices, the suite summary's rule too)."""
+    cells = list(rows[keys].itertuples(index=False, name=None))
+    keep = final_indices(cells, _column(rows, "step"), _column(rows, "timestamp_utc"))
+    return rows.iloc[keep]
+
+
+def _column(rows: pd.DataFrame, name: str) -> list[object]:
+    return list(rows[name]) if name in rows else [None] * len(rows)
 
 
 def duplication_matrices(rows: pd.DataFrame, stat: str = "mean") -> dict[str, pd.DataFrame]:
-    """{variant label: trained x evaluated} from the final step of each run: the mean
-    accuracy (%) over seeds, its standard deviation (``stat="std"``, NaN for one seed) or
-    the number of seeds (``stat="seeds"``)."""
+    """{variant label: trained x evaluated} from each seed's final row in each cell
+    (suites.quality.matrix.final_accuracies): the mean accuracy (%) over seeds, its
+    standard deviation (``stat="std"``, NaN for one seed) or the number of seeds
+    (``stat="seeds"``)."""
     if stat not in ("mean", "std", "seeds"):
         raise ValueError(f"stat={stat!r} is unknown; allowed: ('mean', 'std', 'seeds')")
-    dup = rows[
-        (rows["status"] == "ok")
-        & rows["task"].astype(str).str.contains("dup")
-        & rows["accuracy"].notna()
-    ]
+    dup = rows[matrix_rows(rows)]
     if dup.empty:
         return {}
-    dup = dup.assign(
+    keys = ["trained", "evaluated"]
+    labelled = dup.assign(
         trained=dup["train_attention"].map(label), evaluated=dup["eval_attention"].map(label)
     )
-    keys = ["trained", "evaluated"]
     # bucket_size is empty for full-attention-trained rows: it must not split a matrix;
     # seeds are the matrix's samples, not variants.
     variant = split_variants(
-        dup, [*keys, "model", "attention", "n_hashes"], ignore=("n_buckets", "bucket_size", "seed")
+        labelled,
+        [*keys, "model", "attention", "n_hashes"],
+        ignore=("n_buckets", "bucket_size", "seed"),
     )
     steps = _run_length(dup, "steps={:g}")
-    dup = dup.assign(
-        variant=(variant + ", ").where((variant != "") & (steps != ""), variant) + steps
+    variant = (variant + ", ").where((variant != "") & (steps != ""), variant) + steps
+    finals = final_accuracies(dup.to_dict("records"), list(variant))
+    per_seed = pd.DataFrame(
+        {
+            "variant": [final.variant for final in finals],
+            "trained": [label(final.trained) for final in finals],
+            "evaluated": [label(final.evaluated) for final in finals],
+            "accuracy": [final.accuracy for final in finals],
+        }
     )
-    dup = _final_step(dup, [*keys, "variant"])
-    dup = dup.assign(accuracy=accuracy_percent(dup["accuracy"]), seed=dup["seed"].fillna(-1))
-    # One value per seed and cell (the newest row), then the statistic over seeds.
-    per_seed = dup.groupby(["variant", *keys, "seed"], sort=False)["accuracy"].last()
     aggregate = {"mean": "mean", "std": "std", "seeds": "count"}[stat]
-    cells = per_seed.groupby(level=["variant", *keys], sort=False).agg(aggregate).reset_index()
+    cells = (
+        per_seed.groupby(["variant", *keys], sort=False)["accuracy"].agg(aggregate).reset_index()
+    )
     matrices = {}
-    for variant in ordered(cells["variant"]):
-        part = cells[cells["variant"] == variant]
+    for name in ordered(cells["variant"]):
+        part = cells[cells["variant"] == name]
         matrix = part.pivot_table(
             index="trained", columns="evaluated", values="accuracy", aggfunc="last", dropna=False
         )
-        matrices[variant] = matrix.reindex(
+        matrices[name] = matrix.reindex(
             index=ordered(pd.Series(matrix.index), list(TABLE2)),
             columns=ordered(pd.Series(matrix.columns), TABLE2_EVAL),
         )
@@ -186,7 +197,7 @@ def _decoding_table(rows: pd.DataFrame) -> list[Block]:
     decoded = lm["eval_attention"].map(decoded_attention)
     if decoded.isna().all():
         return []
-    lm = _final_step(lm, ["model", "train_attention", "eval_attention"])
+    lm = _final_rows(lm, ["model", "train_attention", "eval_attention", "seed"])
     lm = lm.assign(
         rounds=lm["eval_attention"].map(lambda a: label(decoded_attention(a) or a)),
         how=lm["eval_attention"].map(
@@ -277,7 +288,7 @@ def _bits_per_byte(ctx: ReportContext, rows: pd.DataFrame) -> list[Block]:
     lm = lm.assign(evaluated=evaluated, series=lm["model"].astype(str) + trained + evaluated + runs)
     curves = lm.groupby("series")["step"].nunique().max() > 1
     style = "series" if curves else ("evaluated" if evaluated.ne("").any() else None)
-    final = _final_step(lm, ["series"]).groupby("series", sort=False).last()
+    final = _final_rows(lm, ["series"]).set_index("series").reindex(pd.unique(lm["series"]))
     if curves:
         # Curves are the training attention's; other evaluations are in the table only.
         own = lm[lm["eval_attention"] == lm["train_attention"]] if "eval_attention" in lm else lm

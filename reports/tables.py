@@ -24,10 +24,10 @@ BUSY_NOTE = (
     "(memory is unaffected)."
 )
 SUITE_METRICS = {
-    "memory": (("peak_mb", "peak memory (MiB)"), ("saved_mb", "saved for backward (MiB)")),
+    "memory": (("peak_mib", "peak memory (MiB)"), ("saved_mib", "saved for backward (MiB)")),
     "time": (("t_median_ms", "median time per step (ms)"),),
 }
-DEFAULT_METRICS = (("t_median_ms", "median time per step (ms)"), ("peak_mb", "peak memory (MiB)"))
+DEFAULT_METRICS = (("t_median_ms", "median time per step (ms)"), ("peak_mib", "peak memory (MiB)"))
 ANALYTIC_SUITES = ("memory", "reversible", "scale")
 _FAILED = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped"}
 
@@ -206,7 +206,7 @@ def analytic_table(rows: pd.DataFrame) -> pd.DataFrame:
         "attention",
         "reversible",
         "dtype",
-        "peak_mb",
+        "peak_mib",
     ]
     usable = rows[rows["suite"].isin(ANALYTIC_SUITES) & (rows["status"] == "ok")]
     for row in usable.dropna(subset=needed).to_dict("records"):
@@ -224,23 +224,23 @@ def analytic_table(rows: pd.DataFrame) -> pd.DataFrame:
                 n_hashes=row["n_hashes"] if pd.notna(row["n_hashes"]) else 1,
                 bucket_size=row["bucket_size"] if pd.notna(row["bucket_size"]) else 1,
             )
-            analytic_mb = estimate.megabytes(row["dtype"])
+            analytic_mib = estimate.mebibytes(row["dtype"])
         except ValueError:
             continue  # a config outside the model (unknown attention or dtype)
         found.append(
             {
                 "suite": row["suite"],
                 "model": row["model"],
-                "pass": row["pass"],
+                "phase": row["phase"],
                 "L": fmt(row["seq_len"]),
                 "batch": fmt(row["batch"]),
                 "layers": fmt(row["n_layers"]),
                 "Table 3 row": estimate.row + ("" if estimate.in_table3 else " *"),
-                "analytic (MiB)": fmt(analytic_mb),
-                "peak (MiB)": fmt(row["peak_mb"]),
-                "peak / analytic": fmt(row["peak_mb"] / analytic_mb),
-                "saved / analytic": fmt(row["saved_mb"] / analytic_mb)
-                if pd.notna(row["saved_mb"])
+                "analytic (MiB)": fmt(analytic_mib),
+                "peak (MiB)": fmt(row["peak_mib"]),
+                "peak / analytic": fmt(row["peak_mib"] / analytic_mib),
+                "saved / analytic": fmt(row["saved_mib"] / analytic_mib)
+                if pd.notna(row["saved_mib"])
                 else "",
             }
         )

@@ -4,7 +4,7 @@ A suite is a grid of points plus an optional summary. Adding a suite means dropp
 module into ``suites/grids/`` whose ``SUITE = Suite(...)``; nothing else changes (the
 ``quality`` suite registers itself this way, with its own ``runner``). Grids are sized to
 the device and mode: ``quick`` (seconds, for tests and CI), ``default`` (minutes on a
-2-core CPU) and ``full`` (paper scale).
+2-core CPU) and ``paper`` (paper scale).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CLI: ``python -m suites.run SUITE [--device auto|cpu|cuda] [--quick|--full] [--out DIR] ...``.
+"""CLI: ``python -m suites.run SUITE [--device auto|cpu|cuda] [--quick|--paper] [--out DIR] ...``.
 
 Runs a suite's grid point by point, each in its own child process (suites.harness.sweep,
 suites.harness.isolation), appending one row per point to the run's results file
@@ -35,6 +35,20 @@ from suites.registry import get_suite, load_suites
 from suites.rows.store import COMMITTED_OUT, DEFAULT_OUT, RowNotWritten
 
 
+class DeprecatedFull(argparse.Action):
+    """``--full``: the old name of ``--paper``; says so on stderr and selects "paper"."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print("warning: --full is deprecated; use --paper (the paper-scale grid)", file=sys.stderr)
+        setattr(namespace, self.dest, "paper")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m suites.run",
@@ -48,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_const", const="quick", dest="mode", help="seconds-long smoke grid"
     )
     size.add_argument(
-        "--full", action="store_const", const="full", dest="mode", help="paper-scale grid"
+        "--paper", action="store_const", const="paper", dest="mode", help="paper-scale grid"
     )
+    # The paper-scale grid's old flag, named like the attention "full": still accepted.
+    size.add_argument("--full", action=DeprecatedFull, nargs=0, dest="mode", help=argparse.SUPPRESS)
     parser.add_argument(
         "--out",
         type=output_folder,

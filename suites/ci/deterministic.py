@@ -65,7 +65,7 @@ def layer_saved_bytes(
         step = build_step(
             layer_model(config),
             config.replace(max_seq_len=seq_len),
-            Harness(pass_name="fwd_bwd", seq_len=seq_len),
+            Harness(phase="fwd_bwd", seq_len=seq_len),
         )
         points[seq_len], _ = saved_bytes(step.forward)
         del step
@@ -84,7 +84,7 @@ def depth_saved_bytes(
         step = build_step(
             "reformer-lsh-rev",
             config.replace(n_layers=n_layers),
-            Harness(pass_name="fwd_bwd", seq_len=seq_len),
+            Harness(phase="fwd_bwd", seq_len=seq_len),
         )
         points[n_layers], _ = saved_bytes(step.forward)
         del step

@@ -17,8 +17,8 @@ from suites.harness.points import GridContext, Point
 from suites.harness.spec import Harness, model_fields
 from suites.rows.names import layer_model, lm_model
 
-# (min_run_time s, timeout s) per mode: quick is a smoke run, full is paper scale.
-SIZING = {"quick": (0.01, 120.0), "default": (0.5, 600.0), "full": (2.0, 3600.0)}
+# (min_run_time s, timeout s) per mode: quick is a smoke run, paper is paper scale.
+SIZING = {"quick": (0.01, 120.0), "default": (0.5, 600.0), "paper": (2.0, 3600.0)}
 # The width of --quick grids, read off the "quick" preset: any preset at smoke-test width.
 QUICK = {
     name: getattr(PRESETS["quick"], name) for name in ("d_model", "n_heads", "d_ff", "bucket_size")
@@ -52,7 +52,7 @@ def model_point(
     config: ReformerConfig,
     *,
     seq_len: int,
-    pass_name: str,
+    phase: str,
     batch: int = 1,
     dtype: str = "float32",
     min_run_time: float | None = None,
@@ -65,7 +65,7 @@ def model_point(
     # size, and on a busy machine those dominate.
     threads = 1 if ctx.mode == "quick" else None
     harness = Harness(
-        pass_name=pass_name,
+        phase=phase,
         seq_len=seq_len,
         batch=batch,
         dtype=dtype,
@@ -90,7 +90,7 @@ def layer_point(
     seq_len: int,
     batch: int = 1,
     model: str | None = None,
-    pass_name: str = "fwd_bwd",
+    phase: str = "fwd_bwd",
     **sizing: Any,
 ) -> Point:
     """One attention layer, x (B, L, d_model): ours (attn-<attention>) or a ``model`` peer."""
@@ -100,7 +100,7 @@ def layer_point(
         config.replace(n_layers=1),
         seq_len=seq_len,
         batch=batch,
-        pass_name=pass_name,
+        phase=phase,
         **sizing,
     )
 
@@ -111,7 +111,7 @@ def lm_point(
     config: ReformerConfig,
     *,
     seq_len: int,
-    pass_name: str,
+    phase: str,
     batch: int = 1,
     **sizing: Any,
 ) -> Point:
@@ -125,7 +125,7 @@ def lm_point(
         lm_model(family, config),
         config,
         seq_len=seq_len,
-        pass_name=pass_name,
+        phase=phase,
         batch=batch,
         **sizing,
     )

@@ -42,7 +42,7 @@ def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], tuple[int, ...
     """(lengths, bucket sizes, slice budgets, layer)."""
     if ctx.mode == "quick":
         return [512], (32, 64), QUICK_SLICE_BUDGETS, preset(ctx)
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         return [2**14, 2**16], BUCKET_SIZES, SLICE_BUDGETS, preset(ctx)
     lengths = [2**14] if ctx.device == "cuda" else [2**12]
     return lengths, BUCKET_SIZES, SLICE_BUDGETS, preset(ctx)
@@ -80,8 +80,8 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     for row in sorted(at_default, key=lambda r: (r["seq_len"], r["bucket_size"])):
         lines.append(
             f"| {row['seq_len']} | {row['bucket_size']} | {row['n_buckets']} | "
-            f"{row['t_median_ms']:.1f} | {row['peak_mb']:.1f} | "
-            f"{row['saved_mb']:.1f} |"
+            f"{row['t_median_ms']:.1f} | {row['peak_mib']:.1f} | "
+            f"{row['saved_mib']:.1f} |"
         )
     # The torch path's rows only: on CUDA the bucket sweep's Triton point shares bucket 64.
     sliced = [
@@ -106,8 +106,8 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
         )
         lines.append(
             f"| {row['seq_len']} | {_power(slice_budget(row))} | {row['t_median_ms']:.1f} | "
-            f"{row['peak_mb']:.1f} | {row['saved_mb']:.1f} | "
-            f"{_relative(row, default, 't_median_ms')} | {_relative(row, default, 'peak_mb')} |"
+            f"{row['peak_mib']:.1f} | {row['saved_mib']:.1f} | "
+            f"{_relative(row, default, 't_median_ms')} | {_relative(row, default, 'peak_mib')} |"
         )
     return lines
 

@@ -13,7 +13,7 @@ bytes per position and the peak memory of prefill and decoding together. Decoder
 - ``peer-hf``: HF transformers' Reformer with its bucket cache, when installed (up to 16K
   on CPU: each of its steps sorts the whole cached past).
 
-CPU default: 1K to 64K; ``--full`` to 256K; CUDA: 4K to 1M.
+CPU default: 1K to 64K; ``--paper`` to 256K; CUDA: 4K to 1M.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _shape(ctx: GridContext) -> tuple[list[int], int, int, int]:
         return [64, 128, 256], 16, 256, 256
     if ctx.device == "cuda":
         return powers_of_two(2**12, 2**20), 64, 2**14, 2**16
-    high = 2**18 if ctx.mode == "full" else 2**16
+    high = 2**18 if ctx.mode == "paper" else 2**16
     return powers_of_two(2**10, high), 64, 2**12, 2**14
 
 
@@ -56,7 +56,7 @@ def grid(ctx: GridContext) -> list[Point]:
         if length <= hf_max:
             decoders.append(("reformer", model.replace(attention="lsh"), "hf"))
         for family, config, cache in decoders:
-            point = lm_point(ctx, family, config, seq_len=length, pass_name="decode")
+            point = lm_point(ctx, family, config, seq_len=length, phase="decode")
             point.config = point.config.replace(max_seq_len=capacity) if point.config else None
             point.params |= {"cache": cache, "new_tokens": new_tokens}
             point.runner = RUNNER
@@ -89,7 +89,7 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
             lines.append(
                 f"| {length} | {decoder_label(row)} | {row['t_median_ms']:.2f} | "
                 f"{row['t_p90_ms']:.2f} | {row['prefill_ms']:.0f} | {row['tokens_per_s']:.1f} | "
-                f"{'-' if per_pos is None else f'{per_pos:.0f}'} | {row['peak_mb']:.0f} |"
+                f"{'-' if per_pos is None else f'{per_pos:.0f}'} | {row['peak_mib']:.0f} |"
             )
     lines += ["", *target_lines(by_cache)]
     return lines

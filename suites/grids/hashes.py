@@ -19,7 +19,7 @@ N_HASHES = (1, 2, 4, 8)
 def _lengths(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
     if ctx.mode == "quick":
         return [256], preset(ctx)
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         return [2**12, 2**14, 2**16], preset(ctx)
     return ([2**12, 2**14] if ctx.device == "cuda" else [2**10, 2**12]), preset(ctx)
 
@@ -46,8 +46,8 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
             lines.append(
                 f"| {length} | {n_hashes} | "
                 f"{_ratio(row['t_median_ms'], base['t_median_ms'])} | "
-                f"{_ratio(row['peak_mb'], base['peak_mb'])} | "
-                f"{_ratio(row['saved_mb'], base['saved_mb'])} |"
+                f"{_ratio(row['peak_mib'], base['peak_mib'])} | "
+                f"{_ratio(row['saved_mib'], base['saved_mib'])} |"
             )
     return lines
 

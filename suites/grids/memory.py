@@ -11,7 +11,7 @@ Default on CPU: 2 and 6 layers (d_model 256, 4 heads, d_ff 1024) up to 16K under
 point, about 10 minutes on a 2-core CPU. The regime where the Reformer pays shows within it:
 materialised attention runs out of the budget (sooner at depth 6), fused SDPA and the
 non-reversible LSH model grow with depth x length, and the reversible LSH model's peak
-barely moves with depth. ``--full`` is the 6-layer default model, all six models (LSH and
+barely moves with depth. ``--paper`` is the 6-layer default model, all six models (LSH and
 full attention, reversible on/off) and the inference forward too, under 16 GiB (the paper's
 accelerator), up to 64K on CPU and 1M on CUDA. ``--quick`` is a smoke run of tiny models
 on one thread; its numbers mean nothing.
@@ -37,8 +37,8 @@ MAIN_MODELS = (  # (family, attention, reversible)
     ("reformer", "lsh", False),
     ("reformer", "lsh", True),
 )
-# --full adds reversibility with exact attention, to separate the two ideas.
-FULL_MODELS = (*MAIN_MODELS, ("reformer", "full", False), ("reformer", "full", True))
+# --paper adds reversibility with exact attention, to separate the two ideas.
+PAPER_MODELS = (*MAIN_MODELS, ("reformer", "full", False), ("reformer", "full", True))
 
 
 @dataclass(frozen=True)
@@ -47,21 +47,21 @@ class Shape:
     depths: tuple[int, ...]
     lengths: list[int]
     models: tuple[tuple[str, str, bool], ...]
-    passes: tuple[str, ...]
+    phases: tuple[str, ...]
 
 
 def _shape(ctx: GridContext) -> Shape:
-    """Models, depths, lengths and passes for the device and mode."""
+    """Models, depths, lengths and phases for the device and mode."""
     if ctx.mode == "quick":
         return Shape(preset(ctx), (1, 2), powers_of_two(128, 256), MAIN_MODELS, ("train_step",))
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         high = 2**20 if ctx.device == "cuda" else 2**16
         config = preset(ctx)
         return Shape(
             config,
             (config.n_layers,),
             powers_of_two(1024, high),
-            FULL_MODELS,
+            PAPER_MODELS,
             ("fwd", "train_step"),
         )
     if ctx.device == "cuda":
@@ -80,13 +80,13 @@ def grid(ctx: GridContext) -> list[Point]:
                 ctx.device,
             ),
             seq_len=length,
-            pass_name=pass_name,
-            min_run_time=0.0 if ctx.mode != "full" else None,
+            phase=phase,
+            min_run_time=0.0 if ctx.mode != "paper" else None,
         )
         for length in shape.lengths
         for n_layers in shape.depths
         for family, attention, reversible in shape.models
-        for pass_name in shape.passes
+        for phase in shape.phases
     ]
 
 
@@ -99,18 +99,16 @@ def budget_gb(ctx: GridContext) -> float | None:
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    """Per model, pass and depth: the longest length that ran, its peak, and where the model
+    """Per model, phase and depth: the longest length that ran, its peak, and where the model
     ran out; then, per model, how its peak grows with depth at one length."""
     lines = [
-        "| model | pass | layers | longest ok L | peak there (MiB) | ran out at |",
+        "| model | phase | layers | longest ok L | peak there (MiB) | ran out at |",
         "|---|---|---|---|---|---|",
     ]
-    groups = sorted({(r["model"], r["pass"], r["n_layers"]) for r in rows}, key=_order)
-    for model, pass_name, n_layers in groups:
+    groups = sorted({(r["model"], r["phase"], r["n_layers"]) for r in rows}, key=_order)
+    for model, phase, n_layers in groups:
         mine = [
-            r
-            for r in rows
-            if (r["model"], r["pass"], r["n_layers"]) == (model, pass_name, n_layers)
+            r for r in rows if (r["model"], r["phase"], r["n_layers"]) == (model, phase, n_layers)
         ]
         ok = [r for r in mine if r["status"] == "ok"]
         failed = sorted(
@@ -119,18 +117,16 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
         )
         best = max(ok, key=lambda r: r["seq_len"]) if ok else None
         first = f"{failed[0]['status']} at L={failed[0]['seq_len']}" if failed else "-"
-        length, peak = (best["seq_len"], f"{best['peak_mb']:.0f}") if best else ("-", "-")
-        lines.append(f"| {model} | {pass_name} | {n_layers} | {length} | {peak} | {first} |")
+        length, peak = (best["seq_len"], f"{best['peak_mib']:.0f}") if best else ("-", "-")
+        lines.append(f"| {model} | {phase} | {n_layers} | {length} | {peak} | {first} |")
     return lines + _depth_lines(rows)
 
 
 def _depth_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Peak against depth at the longest length where a model ran at every depth."""
     found = []
-    for model, pass_name in sorted({(r["model"], r["pass"]) for r in rows}, key=_order):
-        ok = [
-            r for r in rows if r["status"] == "ok" and (r["model"], r["pass"]) == (model, pass_name)
-        ]
+    for model, phase in sorted({(r["model"], r["phase"]) for r in rows}, key=_order):
+        ok = [r for r in rows if r["status"] == "ok" and (r["model"], r["phase"]) == (model, phase)]
         depths = sorted({r["n_layers"] for r in ok})
         common = [
             length
@@ -140,10 +136,10 @@ def _depth_lines(rows: list[dict[str, Any]]) -> list[str]:
         if len(depths) < 2 or not common:
             continue
         length = max(common)
-        peaks = {r["n_layers"]: r["peak_mb"] for r in ok if r["seq_len"] == length}
+        peaks = {r["n_layers"]: r["peak_mib"] for r in ok if r["seq_len"] == length}
         low, high = peaks[depths[0]], peaks[depths[-1]]
         found.append(
-            f"| {model} | {pass_name} | {length} | "
+            f"| {model} | {phase} | {length} | "
             + " | ".join(f"{peaks[d]:.0f}" for d in (depths[0], depths[-1]))
             + f" | {high / low:.2f} |"
         )
@@ -154,7 +150,7 @@ def _depth_lines(rows: list[dict[str, Any]]) -> list[str]:
         f"peak against depth ({' and '.join(str(d) for d in _all_depths(rows))} "
         "layers), at the longest length every depth ran:",
         "",
-        "| model | pass | L | shallow (MiB) | deep (MiB) | deep / shallow |",
+        "| model | phase | L | shallow (MiB) | deep (MiB) | deep / shallow |",
         "|---|---|---|---|---|---|",
         *found,
     ]
@@ -166,7 +162,7 @@ def _all_depths(rows: list[dict[str, Any]]) -> list[int]:
 
 def _order(key: tuple) -> tuple:
     """Models in the grid's order, then the rest of the key."""
-    names = [f"{f}-{a}" + ("-rev" if rev and f == "reformer" else "") for f, a, rev in FULL_MODELS]
+    names = [f"{f}-{a}" + ("-rev" if rev and f == "reformer" else "") for f, a, rev in PAPER_MODELS]
     model = key[0]
     return (names.index(model) if model in names else len(names), model, *map(str, key[1:]))
 

@@ -7,7 +7,7 @@ L/64 vs our 2L/64; HF: chunk length and bucket count matched, no duplicate corre
 A peer that is not installed is recorded as ``skipped`` with the install command.
 
 On CUDA the layer runs in bfloat16 and our LSH is measured through both backends (torch
-path and Triton kernels); the default CUDA grid is 4K and 16K, ``--full`` 1K to 64K.
+path and Triton kernels); the default CUDA grid is 4K and 16K, ``--paper`` 1K to 64K.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ MODELS = ("attn-lsh", *PEER_PACKAGES, "attn-sdpa")
 def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig]:
     if ctx.mode == "quick":
         return [256, 512], preset(ctx)
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         return powers_of_two(2**10, 2**16), preset(ctx)
     if ctx.device == "cuda":
         return [2**12, 2**14], preset(ctx)
@@ -89,8 +89,8 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
                 f"| {length} | {mine.get('backend') or 'attn-lsh'} | {peer['impl']} "
                 f"{peer['impl_version']} | {mine['t_median_ms']:.0f} | "
                 f"{peer['t_median_ms']:.0f} | {mine['t_median_ms'] / peer['t_median_ms']:.2f} | "
-                f"{mine['peak_mb']:.0f} | {peer['peak_mb']:.0f} | "
-                f"{mine['peak_mb'] / peer['peak_mb']:.2f} |"
+                f"{mine['peak_mib']:.0f} | {peer['peak_mib']:.0f} | "
+                f"{mine['peak_mib'] / peer['peak_mib']:.2f} |"
             )
     skipped = sorted(
         {

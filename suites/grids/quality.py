@@ -124,7 +124,7 @@ def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
     """Row fields: the model as trained (its training cost is in the row too), the
     attention it is evaluated with, and the step."""
     harness = Harness(
-        pass_name="train_step",
+        phase="train_step",
         seq_len=run.schedule.seq_len,
         batch=run.schedule.batch,
         device=run.device,

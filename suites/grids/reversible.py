@@ -20,7 +20,7 @@ def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], Ref
     """(length, depths, ff_chunks values, model)."""
     if ctx.mode == "quick":
         return 256, (1, 2, 4), (1, 4), preset(ctx)
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         return 2**14, (1, 2, 4, 8, 12), (1, 8), preset(ctx)
     return (2**14 if ctx.device == "cuda" else 2**12), (1, 2, 4, 8), (1, 8), preset(ctx)
 
@@ -38,8 +38,8 @@ def grid(ctx: GridContext) -> list[Point]:
                 ctx.device,
             ),
             seq_len=length,
-            pass_name="train_step",
-            min_run_time=0.0 if ctx.mode != "full" else None,
+            phase="train_step",
+            min_run_time=0.0 if ctx.mode != "paper" else None,
         )
         for reversible in (True, False)
         for ff_chunks in chunkings
@@ -65,9 +65,9 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
             low, high = mine[0], mine[-1]
             lines.append(
                 f"| {reversible} | {ff_chunks} | {low['n_layers']} -> "
-                f"{high['n_layers']} | {low['peak_mb']:.0f} -> {high['peak_mb']:.0f}"
-                f" | {high['peak_mb'] / low['peak_mb']:.2f} | "
-                f"{high['saved_mb'] / low['saved_mb']:.2f} |"
+                f"{high['n_layers']} | {low['peak_mib']:.0f} -> {high['peak_mib']:.0f}"
+                f" | {high['peak_mib'] / low['peak_mib']:.2f} | "
+                f"{high['saved_mib'] / low['saved_mib']:.2f} |"
             )
     return lines
 

@@ -7,7 +7,7 @@ Adam moments) and the feed-forward in 16 chunks, lengths doubling to 2^15. Memor
 taken on the very first step, so the peak includes the gradients and optimizer state a
 step allocates for good; time is that of the following steps.
 
-Full grid (``--full``): the long-context model, 2 layers with the
+Paper-scale grid (``--paper``): the long-context model, 2 layers with the
 feed-forward in 64 chunks, lengths doubling from 2^12 to 2^20; beside it the same model
 with 12 layers at 2^18 (is memory flat in depth?) and in bfloat16 autocast at 2^17. Each
 point is one training step, measured and timed once (suites.grids.scale_step), since a step at
@@ -30,7 +30,7 @@ from suites.harness.backend import device_backend
 from suites.harness.points import GridContext, Point, Suite
 
 MAX_LENGTH = 2**20  # the "long-context" preset's axial table covers it: one family
-# The long-context model of the full grid: 2 layers, the feed-forward in 64 chunks.
+# The long-context model of the paper-scale grid: 2 layers, the feed-forward in 64 chunks.
 LONG_LAYERS, LONG_FF_CHUNKS = 2, 64
 DEPTH_CHECK = (12, 2**18)  # (n_layers, seq_len) of the flat-in-depth point
 AUTOCAST_CHECK = ("bfloat16", 2**17)  # (autocast dtype, seq_len) beside float32
@@ -45,7 +45,7 @@ def _shape(ctx: GridContext) -> tuple[list[int], ReformerConfig, float]:
     )
     if ctx.mode == "quick":
         return powers_of_two(256, 1024), model.replace(n_layers=2), 120.0
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         return powers_of_two(2**12, MAX_LENGTH), model, 6 * 3600.0
     if ctx.device == "cuda":
         return powers_of_two(2**16, MAX_LENGTH)[::2], model, 600.0
@@ -71,7 +71,7 @@ def long_context_point(
         "reformer",
         config,
         seq_len=seq_len,
-        pass_name="train_step",
+        phase="train_step",
         batch=batch,
         min_run_time=0.0,
         timeout_s=timeout_s,
@@ -83,7 +83,7 @@ def long_context_point(
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, model, timeout_s = _shape(ctx)
-    if ctx.mode == "full":
+    if ctx.mode == "paper":
         depth, depth_len = DEPTH_CHECK
         dtype, dtype_len = AUTOCAST_CHECK
         return [long_context_point(ctx, model, length) for length in lengths] + [
@@ -98,7 +98,7 @@ def grid(ctx: GridContext) -> list[Point]:
             "reformer",
             model,
             seq_len=length,
-            pass_name="train_step",
+            phase="train_step",
             min_run_time=0.0,
             timeout_s=timeout_s,
             options={"memory_first": True},
@@ -108,13 +108,13 @@ def grid(ctx: GridContext) -> list[Point]:
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
-    fits = [r for r in ok_rows(rows) if r["peak_mb"] <= ctx.memory_budget_gb * 1024]
+    fits = [r for r in ok_rows(rows) if r["peak_mib"] <= ctx.memory_budget_gb * 1024]
     if not fits:
         return [f"no length fit a training step within {ctx.memory_budget_gb:g} GiB"]
     best = max(fits, key=lambda r: r["seq_len"])
     return [
         f"longest training step within {ctx.memory_budget_gb:g} GiB: L={best['seq_len']} "
-        f"(peak {best['peak_mb'] / 1024:.2f} GiB via {best['memory_method']}, "
+        f"(peak {best['peak_mib'] / 1024:.2f} GiB via {best['memory_method']}, "
         f"{best['t_median_ms'] / 1e3:.1f} s per step)"
     ]
 

@@ -45,10 +45,10 @@ def build_scale_step(
         raise ValueError(
             f"autocast={autocast!r} is unknown; allowed: None, {tuple(AUTOCAST_DTYPES)}"
         )
-    if params["pass"] != "train_step" or not params["model"].startswith("reformer-"):
+    if params["phase"] != "train_step" or not params["model"].startswith("reformer-"):
         raise ValueError(
             f"the scale runner measures reformer train_step points; got model="
-            f"{params['model']!r}, pass={params['pass']!r}"
+            f"{params['model']!r}, phase={params['phase']!r}"
         )
     reporter = _Progress(progress_file)
 
@@ -116,7 +116,7 @@ def measure_scale_step(params: dict[str, Any], options: dict[str, Any]) -> dict[
         "num_threads": torch.get_num_threads(),
         **step.info,
         **memory,
-        "saved_mb": outcome["saved"] / 2**20,
+        "saved_mib": outcome["saved"] / 2**20,
         "flops": step.flops,
         "loss": outcome["loss"],
         "t_median_ms": seconds * 1e3,

@@ -10,7 +10,7 @@ trade places, interpolated on log-log axes (suites.grids.crossover, as in the re
 On CUDA the layer runs in bfloat16 (SDPA's flash kernel) and every LSH point is measured
 twice, through the torch path and the Triton kernels (the ``backend`` ablation). The
 default CUDA grid is a few minutes' check (LSH-1 and LSH-4 at 4K, 8K and 16K tokens);
-``--full`` is the paper's sweep, 1K to 32K with LSH-1/2/4/8.
+``--paper`` is the paper's sweep, 1K to 32K with LSH-1/2/4/8.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _shape(ctx: GridContext) -> tuple[int, list[int], tuple[int, ...], ReformerC
     """(tokens per batch, lengths, hash rounds, layer)."""
     if ctx.mode == "quick":
         return 512, powers_of_two(128, 512), N_HASHES, preset(ctx)
-    if ctx.mode == "full":  # the paper's 32K tokens per batch
+    if ctx.mode == "paper":  # the paper's 32K tokens per batch
         return 2**15, powers_of_two(1024, 2**15), N_HASHES, preset(ctx)
     if ctx.device == "cuda":
         return 2**15, powers_of_two(2**12, 2**14), (1, 4), preset(ctx)

@@ -61,7 +61,7 @@ def select_lengths(points: list[Point], lengths: list[int] | None) -> list[Point
     if missing:
         raise ValueError(
             f"--lengths {','.join(map(str, missing))}: no point of this grid has "
-            f"that length; allowed: {available} (--full or --quick change the "
+            f"that length; allowed: {available} (--paper or --quick change the "
             "grid)"
         )
     return [point for point in points if point.seq_len in lengths]

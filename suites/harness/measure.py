@@ -3,7 +3,7 @@
 :func:`measure_step` is the default runner (the child side of :mod:`suites.harness.isolation`):
 seed; build model and inputs untimed; one warm step, during which the bytes saved for
 backward are counted (``suites.harness.saved_bytes``, forward only) and, for single layers, FLOPs
-are counted with ``torch.utils.flop_counter``; then the memory pass, then timing with
+are counted with ``torch.utils.flop_counter``; then one step measured for memory, then timing with
 ``Timer.blocked_autorange`` (median, IQR, samples; it synchronises CUDA). ``memory_first``
 (the scale suite) measures memory on the very first step instead, so the peak includes
 what a first training step allocates for good (gradients, optimizer state).
@@ -44,7 +44,7 @@ def measure_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, A
         saved, counted = counted_step(step, count_flops=step.flops is None)
         memory, _ = peak_memory(step, device)
     flops = step.flops if step.flops is not None else counted
-    result |= memory | {"saved_mb": saved / MIB, "flops": flops}
+    result |= memory | {"saved_mib": saved / MIB, "flops": flops}
     result |= time_step(step, float(options.get("min_run_time", 0.5)))
     seconds = result["t_median_ms"] / 1e3
     result["tokens_per_s"] = step.tokens / seconds if seconds > 0 else None
@@ -89,7 +89,7 @@ def peak_memory(
 ) -> tuple[dict[str, Any], Any]:
     """Peak memory of one call of ``fn`` above what was held before it, and fn's result.
 
-    Returns ({peak_mb, reserved_mb, nvml_peak_mb, memory_method}, result). CPU ``method``:
+    Returns ({peak_mib, reserved_mib, nvml_peak_mib, memory_method}, result). CPU ``method``:
     "auto" (clear_refs, else psutil), "clear_refs" or "psutil". Never tracemalloc: it sees
     Python objects, not tensor storage.
     """
@@ -115,10 +115,10 @@ def _memory(
     peak_bytes: int, method: str, reserved: int | None = None, nvml: int | None = None
 ) -> dict[str, Any]:
     return {
-        "peak_mb": peak_bytes / MIB,
+        "peak_mib": peak_bytes / MIB,
         "memory_method": method,
-        "reserved_mb": None if reserved is None else reserved / MIB,
-        "nvml_peak_mb": None if nvml is None else nvml / MIB,
+        "reserved_mib": None if reserved is None else reserved / MIB,
+        "nvml_peak_mib": None if nvml is None else nvml / MIB,
     }
 
 

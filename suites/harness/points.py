@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from suites.harness.process_memory import MEMORY_BUDGET_GIB
 from suites.rows.names import schema_1_names
+from suites.rows.schema import MODES
 
 if TYPE_CHECKING:
     from reformer.config import ReformerConfig
@@ -33,18 +34,22 @@ class GridContext:
     """What a grid is sized for."""
 
     device: str  # "cpu" | "cuda"
-    mode: str = "default"  # "quick" | "default" | "full"
+    mode: str = "default"  # "quick" | "default" | "paper" (suites.rows.schema.MODES)
     memory_budget_gb: float = MEMORY_BUDGET_GIB  # the scale suite's budget
     out_dir: Path | None = None  # the results directory (for suites that keep artefacts)
     data: str | None = None  # quality suite: byte-LM corpus file or folder (None: stdlib)
     seeds: int = 1  # quality suite: models trained per cell, with seeds 0..seeds-1
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is unknown; allowed: {MODES}")
 
 
 @dataclass(kw_only=True)
 class Point:
     """One measurement: the fields that identify its result row and how to measure it.
 
-    ``params`` holds the row fields that say which point this is (model, pass, seq_len,
+    ``params`` holds the row fields that say which point this is (model, phase, seq_len,
     d_model, ... device); for a model point they derive from ``config`` and ``harness``
     (suites.harness.spec.model_fields, built by suites.grids._common). ``runner`` is
     "module:function", called in the child as ``function(params, options)`` and returning

@@ -1,7 +1,7 @@
 """What a model point measures, and the result-row fields that say so.
 
 A model point is a model name (suites.rows.names), a ``ReformerConfig`` built from a preset with
-``.replace(...)``, and a :class:`Harness`: how the model is run (pass, batch, length,
+``.replace(...)``, and a :class:`Harness`: how the model is run (phase, batch, length,
 dtype, device, threads). The config columns of a result row derive from both: the harness
 fields, then every ``ReformerConfig`` field except ``max_seq_len`` (a point's model is built
 for exactly its ``seq_len``). Nothing here restates a config default.
@@ -15,7 +15,7 @@ from typing import Any
 
 from reformer.config import ReformerConfig
 from suites.rows.names import model_kind
-from suites.rows.schema import DTYPES, PASSES, SCHEMA_1_CONFIG_FIELDS
+from suites.rows.schema import DTYPES, PHASES, SCHEMA_1_CONFIG_FIELDS
 
 SET_BY_HARNESS = ("max_seq_len",)
 CONFIG_FIELDS = tuple(
@@ -50,7 +50,7 @@ class Harness:
 
     # "fwd" (no_grad) | "fwd_bwd" | "train_step" (adds an AdamW update) | "decode"
     # (generation: prefill, then one token at a time; the decode suite)
-    pass_name: str
+    phase: str
     seq_len: int
     batch: int = 1
     dtype: str = "float32"
@@ -58,8 +58,8 @@ class Harness:
     num_threads: int | None = None  # torch threads in the child; None: torch's default
 
     def __post_init__(self) -> None:
-        if self.pass_name not in PASSES:
-            raise ValueError(f"pass={self.pass_name!r} is unknown; allowed: {PASSES}")
+        if self.phase not in PHASES:
+            raise ValueError(f"phase={self.phase!r} is unknown; allowed: {PHASES}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is unknown; allowed: {DTYPES}")
         for name in ("seq_len", "batch"):
@@ -80,7 +80,7 @@ def model_fields(model: str, config: ReformerConfig, harness: Harness) -> dict[s
         if name in SCHEMA_1_CONFIG_FIELDS or value != DEFAULTS[name]:
             fields[name] = list(value) if isinstance(value, tuple) else value
     fields |= {
-        "pass": harness.pass_name,
+        "phase": harness.phase,
         "batch": harness.batch,
         "seq_len": harness.seq_len,
         "dtype": harness.dtype,

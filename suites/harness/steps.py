@@ -98,9 +98,9 @@ def build_step(
         return _lm_step(kind, config, harness, hooks or StepHooks())
     if hooks is not None:
         raise ValueError(f"model={model!r} is a single attention layer; step hooks need an LM")
-    if harness.pass_name == "train_step":
+    if harness.phase == "train_step":
         raise ValueError(
-            f"model={model!r} is a single attention layer; allowed passes: ('fwd', 'fwd_bwd')"
+            f"model={model!r} is a single attention layer; allowed phases: ('fwd', 'fwd_bwd')"
         )
     return _layer_step(model if kind == "peer" else None, config, harness)
 
@@ -128,24 +128,24 @@ def _lm_step(family: str, config: ReformerConfig, harness: Harness, hooks: StepH
     batch, seq_len = harness.batch, harness.seq_len
     generator = torch.Generator().manual_seed(config.seed)
     tokens = torch.randint(config.vocab_size, (batch, seq_len), generator=generator).to(device)
-    pass_name = harness.pass_name
+    phase = harness.phase
     parameters: list[torch.Tensor] = list(net.parameters())
     optimizer = (
         torch.optim.AdamW(parameters, lr=1e-4, foreach=hooks.foreach)
-        if pass_name == "train_step"
+        if phase == "train_step"
         else None
     )
 
     def forward() -> Any:
         hooks.on_stage("forward")
         with hooks.forward_context():
-            if pass_name == "fwd":
+            if phase == "fwd":
                 with torch.no_grad():
                     return net(tokens)
             return net.loss(tokens)
 
     def finish(loss: Any) -> None:
-        if pass_name != "fwd":
+        if phase != "fwd":
             hooks.on_stage("backward")
             loss.backward()
         if optimizer is not None:
@@ -153,7 +153,7 @@ def _lm_step(family: str, config: ReformerConfig, harness: Harness, hooks: StepH
             optimizer.step()
         hooks.on_stage("done")
 
-    flops = model_flops(config, seq_len, batch, backward=pass_name != "fwd")
+    flops = model_flops(config, seq_len, batch, backward=phase != "fwd")
     info |= {
         "flops_method": "analytic",
         "n_buckets": _lsh_buckets(config, seq_len),
@@ -185,23 +185,21 @@ def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> S
     shape = (batch, seq_len, config.d_model)
     x = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
     grad_out = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
-    pass_name = harness.pass_name
-    x.requires_grad_(pass_name != "fwd")
+    phase = harness.phase
+    x.requires_grad_(phase != "fwd")
 
     def forward() -> Any:
-        if pass_name == "fwd":
+        if phase == "fwd":
             with torch.no_grad():
                 return layer(x)
         return layer(x)
 
     def finish(out: Any) -> None:
-        if pass_name != "fwd":
+        if phase != "fwd":
             out.backward(grad_out)
 
     flops = (
-        None
-        if peer is not None
-        else layer_flops(config, seq_len, batch, backward=pass_name != "fwd")
+        None if peer is not None else layer_flops(config, seq_len, batch, backward=phase != "fwd")
     )
     info.setdefault("flops_method", "flop_counter")
     return Step(forward, finish, [*layer.parameters(), x], batch * seq_len, flops, info)

@@ -103,7 +103,7 @@ def _load_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _describe(row: dict[str, Any]) -> str:
-    fields = [str(row.get("model")), str(row.get("pass") or "")]
+    fields = [str(row.get("model")), str(row.get("phase") or "")]
     for name in ("n_layers", "n_hashes", "bucket_size", "seq_len"):
         if row.get(name) is not None:
             fields.append(f"{'L' if name == 'seq_len' else name}={row[name]}")

@@ -29,7 +29,7 @@ from suites.harness.lock import sweep_lock
 from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.harness.process_env import SETTINGS_FIELDS
 from suites.rows.assembly import assemble_row
-from suites.rows.names import hardware_name
+from suites.rows.names import hardware_name, schema_1_mode
 from suites.rows.store import DEFAULT_OUT, RunFile
 
 
@@ -196,9 +196,11 @@ def memory_cap(suite: Suite, ctx: GridContext, requested: float | None) -> float
 def grid_id(suite: str, mode: str, grid: list[Point]) -> str:
     """A short hash of the whole grid (every point's key, before --lengths picks some):
     two sweeps resume one run file only when they measure the same grid. The keys are
-    taken without the hardware, which names the machine, not the grid."""
+    taken without the hardware, which names the machine, not the grid; the mode is
+    spelled as schema 1 spelled it, as the keys are, so older files are resumed."""
     keys = sorted(point.key(suite, "") for point in grid)
-    return hashlib.sha1("\n".join([suite, mode, *keys]).encode()).hexdigest()[:12]
+    spelled = schema_1_mode(mode)
+    return hashlib.sha1("\n".join([suite, spelled, *keys]).encode()).hexdigest()[:12]
 
 
 def _oversubscribed(threads: int | None, n_cpus: Any, log: Any) -> bool | None:

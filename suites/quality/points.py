@@ -17,7 +17,7 @@ Row fields written here, beside the harness's schema fields:
   checkpoint (file name under <out>/quality/checkpoints), trained_now, shared_qk,
   train_wall_s;
 - timing of the *training* steps: t_median_ms, t_iqr_ms, n_samples (steps timed),
-  tokens_per_s, with ``pass`` = "train_step" (perf_counter around each optimiser step,
+  tokens_per_s, with ``phase`` = "train_step" (perf_counter around each optimiser step,
   not Timer.blocked_autorange: the steps are the training run itself);
 - bytes task: corpus, corpus_root, corpus_split, corpus_fingerprint, corpus_*_files and
   corpus_*_bytes (suites.quality.corpus).

@@ -1,4 +1,4 @@
-"""How big each quality run is, per mode: quick (seconds), default (this CPU), full (GPU).
+"""How big each quality run is, per mode: quick (seconds), default (this CPU), paper (GPU).
 
 ``quick`` is a smoke run of tiny models (a couple of steps) that exercises every point
 and writes every row; its numbers mean nothing.
@@ -25,7 +25,7 @@ seed and schedule):
   / 140 / 220 ms at L = 512, so the four runs take ~25 min. L = 1024 would need several
   thousand steps at ~1.6 s per four-run step: hours, not half an hour.
 
-``full`` is the paper's L = 1024 with bucket_size 64 (32 buckets), for a GPU.
+``paper`` is the paper's L = 1024 with bucket_size 64 (32 buckets), for a GPU.
 
 Byte LM: a small model (2 layers, d_model 128) on the stdlib corpus, L = 256 with
 bucket_size 32 (16 buckets); the Transformer and the Reformers see the same steps,
@@ -35,7 +35,7 @@ Transformer step against 66 / 122 / 87 ms for LSH-2 rev / LSH-4 rev / LSH-4), so
 main runs take ~7.5 min and the two ablations (exact shared-QK, separate-QK reversible)
 about 2 more. With the duplication task a from-scratch default run took 38.5 minutes on
 an idle 2-core CPU: over the half hour asked for, spent so that more models get past the
-plateau rather than being scored mid-jump. ``full`` is a longer run at L = 2048 for
+plateau rather than being scored mid-jump. ``paper`` is a longer run at L = 2048 for
 a GPU (not the paper's enwik8 model: 12 layers, d_model 1024, L = 65536).
 """
 
@@ -115,9 +115,9 @@ SIZES: dict[str, ModeSize] = {
         ),
         timeout_s=7200.0,
     ),
-    "full": ModeSize(
+    "paper": ModeSize(
         duplication=RunSize(
-            preset="duplication-full",
+            preset="duplication-paper",
             batch=32,
             steps=20000,
             lr=1e-3,
@@ -126,7 +126,7 @@ SIZES: dict[str, ModeSize] = {
             eval_size=1024,
         ),
         bytes=RunSize(
-            preset="bytes-full",
+            preset="bytes-paper",
             batch=16,
             steps=20000,
             lr=1e-3,

@@ -10,6 +10,7 @@ import math
 import statistics
 from typing import Any
 
+from suites.quality.matrix import final_accuracies, final_indices
 from suites.quality.paper import BPB_TOLERANCE, EXPECTATIONS, TABLE2, TABLE2_EVAL
 from suites.rows.names import SDPA, SHARED_FULL
 
@@ -19,24 +20,36 @@ ABLATIONS = {
 }
 
 
-def _final(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
-    mine = [r for r in rows if r.get("status") == "ok" and r.get("task") == task]
-    return [r for r in mine if r.get("step") == r.get("steps")]
+def _final_bytes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The final row of each byte-LM model, evaluation and seed (suites.quality.matrix)."""
+    mine = [
+        r
+        for r in rows
+        if r.get("status") == "ok"
+        and r.get("task") == "bytes"
+        and r.get("bits_per_byte") is not None
+    ]
+    keep = final_indices(
+        [
+            (r.get("model"), r.get("train_attention"), r.get("eval_attention"), r.get("seed"))
+            for r in mine
+        ],
+        [r.get("step") for r in mine],
+        [r.get("timestamp_utc") for r in mine],
+    )
+    return [mine[i] for i in keep]
 
 
 def duplication_matrix(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
-    """{(trained, evaluated): accuracy %, the mean over seeds} from the final-step rows."""
+    """{(trained, evaluated): accuracy %, the mean over seeds} from each seed's final row."""
     return {cell: statistics.fmean(values) for cell, values in _seed_values(rows).items()}
 
 
 def _seed_values(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
-    """{(trained, evaluated): accuracy % of each seed} from the final-step duplication rows."""
+    """{(trained, evaluated): accuracy % of each seed} (suites.quality.matrix)."""
     found: dict[tuple[str, str], list[float]] = {}
-    for r in _final(rows, "duplication"):
-        if r.get("accuracy") is not None:
-            found.setdefault((r["train_attention"], r["eval_attention"]), []).append(
-                100.0 * r["accuracy"]
-            )
+    for final in final_accuracies(rows):
+        found.setdefault((final.trained, final.evaluated), []).append(final.accuracy)
     return found
 
 
@@ -44,8 +57,9 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     matrix = duplication_matrix(rows)
     if matrix:
-        seq_len = next(r["seq_len"] for r in _final(rows, "duplication"))
-        seeds = sorted({r.get("seed") for r in _final(rows, "duplication")}, key=str)
+        finals = final_accuracies(rows)
+        seq_len = finals[0].row["seq_len"]
+        seeds = sorted({final.seed for final in finals}, key=str)
         spread = _spreads(rows) if len(seeds) > 1 else {}
         lines += [
             f"duplication task, accuracy % on the second half (L = {seq_len}); rows "
@@ -95,7 +109,7 @@ def _cell(value: float | None, paper: float, spread: float | None = None) -> str
 
 
 def _bytes_lines(rows: list[dict[str, Any]]) -> list[str]:
-    final = [r for r in _final(rows, "bytes") if r.get("bits_per_byte") is not None]
+    final = _final_bytes(rows)
     if not final:
         return []
     # Each model is compared with the Transformer trained with the same seed.

@@ -20,10 +20,17 @@ attention computed by the same shared-QK layers as one chunk covering the sequen
 paper's Table 2 "Full"). The Transformer baseline runs ``sdpa``. Report labels come from
 :func:`label`: ``LSH-N``, ``Full``, ``SDPA``.
 
-Rows of schema 1 spelled ``shared-full`` as ``"full"`` (the word ``ReformerConfig`` uses for
-separate-QK attention) and gave such a model ``attention="full"``: :func:`current_names`
-maps them when rows are read, and :func:`schema_1_names` maps back for point keys and
-checkpoint names, so what was measured or trained under the old names is found again.
+Rows of schema 1 (docs/results.md, "Names across versions") spelled
+
+- ``shared-full`` as ``"full"`` (the word ``ReformerConfig`` uses for separate-QK
+  attention), and gave such a model ``attention="full"``;
+- the memory columns in ``_mb`` (``peak_mb``...), though they hold MiB: now ``_mib``;
+- what a point measures (fwd, fwd_bwd, train_step, decode) ``pass``: now ``phase``;
+- the paper-scale grid's mode ``"full"``, the name of an attention too: now ``"paper"``.
+
+:func:`current_names` maps them when rows are read, and :func:`schema_1_names` and
+:func:`schema_1_mode` map back for point keys, grid ids and checkpoint names, so what was
+measured or trained under the old names is found again.
 """
 
 from __future__ import annotations
@@ -46,6 +53,20 @@ SDPA = "sdpa"
 RUN_ATTENTIONS = f"{SHARED_FULL!r}, {SDPA!r} or 'lsh-N' with N >= 1 hash rounds"
 _LSH_N = re.compile(r"lsh-([1-9][0-9]*)")
 _SCHEMA_1_FULL = "full"
+# The paper-scale grid's mode (suites.rows.schema.MODES), and how schema 1 spelled it.
+PAPER = "paper"
+_SCHEMA_1_PAPER = "full"
+# Fields schema 2 renamed: {today's name: schema 1's}.
+_SCHEMA_1_FIELDS = {
+    "peak_mib": "peak_mb",
+    "reserved_mib": "reserved_mb",
+    "nvml_peak_mib": "nvml_peak_mb",
+    "saved_mib": "saved_mb",
+    "phase": "pass",
+}
+_RENAMED_FIELDS = {old: new for new, old in _SCHEMA_1_FIELDS.items()}
+# The first schema version that writes today's names.
+_CURRENT_NAMES_SINCE = 2
 LAYER_PREFIX = "attn-"
 # An evaluation by teacher-forced incremental decoding (reformer.decode) with the
 # attention that follows: "decode-lsh-4" (the quality suite's byte LM).
@@ -126,7 +147,32 @@ def label(name: object) -> str:
 
 
 def current_names(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with schema-1 spellings replaced by today's (a copy where any changed)."""
+    """A row with schema-1 spellings replaced by today's: a copy where any changed, else
+    ``row`` itself. Rows of schema 2 or later (``schema_version``) are today's already, and
+    a row read once is read the same again (it is idempotent)."""
+    version = row.get("schema_version")
+    if isinstance(version, int) and version >= _CURRENT_NAMES_SINCE:
+        return row
+    renamed = _current_fields(row)
+    if renamed.get("mode") == _SCHEMA_1_PAPER:
+        renamed = renamed if renamed is not row else dict(row)
+        renamed["mode"] = PAPER
+    return _current_attention(renamed)
+
+
+def _current_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """Renamed fields under today's names, in their place (a field already there under
+    today's name is kept and the old one left as it is)."""
+    if not any(old in row for old in _RENAMED_FIELDS):
+        return row
+    return {
+        (new if (new := _RENAMED_FIELDS.get(name)) and new not in row else name): value
+        for name, value in row.items()
+    }
+
+
+def _current_attention(row: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1's exact shared-QK attention "full" as "shared-full"."""
     if row.get("train_attention") is None or _SCHEMA_1_FULL not in (
         row.get("train_attention"),
         row.get("eval_attention"),
@@ -142,7 +188,10 @@ def current_names(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def schema_1_names(fields: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`current_names`: the spelling point keys were computed on."""
+    """The inverse of :func:`current_names` on a point's fields: the spelling point keys
+    were computed on (a copy where any changed)."""
+    if any(name in fields for name in _SCHEMA_1_FIELDS):
+        fields = {_SCHEMA_1_FIELDS.get(name, name): value for name, value in fields.items()}
     if SHARED_FULL not in (fields.get("train_attention"), fields.get("eval_attention")):
         return fields
     fields = dict(fields)
@@ -152,6 +201,11 @@ def schema_1_names(fields: dict[str, Any]) -> dict[str, Any]:
     if fields.get("eval_attention") == SHARED_FULL:
         fields["eval_attention"] = _SCHEMA_1_FULL
     return fields
+
+
+def schema_1_mode(mode: str) -> str:
+    """A grid's mode as schema 1 spelled it (grid ids hash it)."""
+    return _SCHEMA_1_PAPER if mode == PAPER else mode
 
 
 def schema_1_run_attention(name: str) -> str:

@@ -4,7 +4,8 @@ A row whose field has the wrong type (``"seq_len": "1024"``, a hand edit or anot
 tool's output) would break every later comparison of that field: sorting lengths in a
 summary, grouping points in a report. suites.rows.store.read_rows, the one reader of result
 files, reports such a row with its file and line and skips it. Null is always allowed (a
-column that does not apply); fields not listed here are not checked.
+column that does not apply); fields not listed here are not checked. Fields are named as
+today (a row of an older schema is checked after suites.rows.names renamed its fields).
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ INT_FIELDS = (
 NUMBER_FIELDS = (
     "t_median_ms",
     "t_iqr_ms",
-    "peak_mb",
-    "reserved_mb",
-    "nvml_peak_mb",
-    "saved_mb",
+    "peak_mib",
+    "reserved_mib",
+    "nvml_peak_mib",
+    "saved_mib",
     "tokens_per_s",
     "flops",
     "tflops_per_s",
@@ -63,7 +64,8 @@ TEXT_FIELDS = (
     "suite",
     "model",
     "attention",
-    "pass",
+    "phase",
+    "mode",
     "dtype",
     "device",
     "status",

@@ -9,9 +9,13 @@ list from ``ReformerConfig`` and a test checks they agree.
 
 from __future__ import annotations
 
-PASSES = ("fwd", "fwd_bwd", "train_step", "decode")
+# What a point measures (its ``phase``): a forward without gradients, forward and
+# backward, a whole training step (with the optimiser's update), or generation.
+PHASES = ("fwd", "fwd_bwd", "train_step", "decode")
 DTYPES = ("float32", "bfloat16", "float16")
-HARNESS_FIELDS = ("model", "pass", "batch", "seq_len", "dtype", "device", "num_threads")
+# How big a grid is (its rows' ``mode``): a smoke run, the default, or paper scale.
+MODES = ("quick", "default", "paper")
+HARNESS_FIELDS = ("model", "phase", "batch", "seq_len", "dtype", "device", "num_threads")
 # The config fields every row of schema version 1 carries (null where they do not apply).
 # A field added to ReformerConfig since is written, and joins the point's key, only where a
 # point sets it away from its default: rows measured before it existed keep their keys, so
@@ -35,7 +39,10 @@ SCHEMA_1_CONFIG_COLUMNS = (
 SCHEMA_1_CONFIG_FIELDS = frozenset(SCHEMA_1_CONFIG_COLUMNS)
 # The config columns of every row: the model's name, its config, then how it was run.
 ROW_CONFIG_FIELDS = ("model", *SCHEMA_1_CONFIG_COLUMNS, *HARNESS_FIELDS[1:])
-SCHEMA_VERSION = 1
+# 2: memory columns end in _mib (schema 1: _mb), what a point measures is its ``phase``
+# (schema 1: ``pass``) and the paper-scale grid's mode is "paper" (schema 1: "full");
+# suites.rows.names reads rows of schema 1 under today's names.
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 
 # The row's fields, in groups: which run, the environment, then what was measured.
@@ -56,10 +63,10 @@ MEASURED_FIELDS = (
     "t_iqr_ms",
     "n_samples",
     # memory (MiB = 2**20 bytes)
-    "peak_mb",
-    "reserved_mb",
-    "nvml_peak_mb",
-    "saved_mb",
+    "peak_mib",
+    "reserved_mib",
+    "nvml_peak_mib",
+    "saved_mib",
     "memory_method",
     # derived
     "tokens_per_s",

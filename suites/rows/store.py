@@ -50,7 +50,8 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows of one results file and a note for every line that is not a JSON object or
     whose fields do not have the schema's types (suites.rows.row_types).
 
-    Names written under an older spelling are read as today's (suites.rows.names)."""
+    Names written under an older spelling (an older schema_version) are read as today's
+    (suites.rows.names)."""
     rows, problems = [], []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
@@ -64,11 +65,13 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             if not isinstance(row, dict):
                 problems.append(f"{path}:{number}: malformed line skipped (not a JSON object)")
                 continue
+            # Today's names first, so the types of an older row's fields are checked too.
+            row = current_names(row)
             wrong = type_problem(row)
             if wrong is not None:
                 problems.append(f"{path}:{number}: row skipped ({wrong})")
                 continue
-            rows.append(current_names(row))
+            rows.append(row)
     return rows, problems
 
 

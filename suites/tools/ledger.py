@@ -282,7 +282,7 @@ def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
 
     if measure:
         memory, tracker = peak_memory(run, params["device"])
-        measured, method = int(memory["peak_mb"] * MIB), memory["memory_method"]
+        measured, method = int(memory["peak_mib"] * MIB), memory["memory_method"]
     else:
         tracker, measured, method = run(), None, None
     entries = sorted((asdict(e) for e in tracker.peak_entries), key=lambda e: -e["nbytes"])

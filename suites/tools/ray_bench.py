@@ -36,6 +36,7 @@ from suites.harness.env import environment
 from suites.harness.points import GridContext
 from suites.harness.sweep import run_sweep
 from suites.registry import get_suite
+from suites.rows.schema import MODES
 
 
 def timed_sweep(suite_name: str, ctx: GridContext, executor: str) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m suites.tools.ray_bench", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--suite", default="memory")
-    parser.add_argument("--mode", default="quick", choices=("quick", "default", "full"))
+    parser.add_argument("--mode", default="quick", choices=MODES)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
         "--out", type=Path, default=None, help="append the figures as one JSON line to this file"

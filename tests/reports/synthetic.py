@@ -59,7 +59,7 @@ def _row(suite: str, model: str, day: int, **fields: object) -> dict:
     """A row as the sweep assembles it: the point's config fields, the run's environment,
     then what the point's runner returned (here: ``fields`` beyond config and environment)."""
     values = {**ENV, **SHAPE, **MODELS.get(model, {}), "model": model, "batch": 1}
-    values |= {"pass": "train_step", **fields}
+    values |= {"phase": "train_step", **fields}
     env = {name: values.pop(name) for name in ENVIRONMENT_FIELDS if name in values}
     env |= {"git_sha": values.pop("git_sha"), "git_dirty": values.pop("git_dirty")}
     params = {name: values.pop(name) for name in ROW_CONFIG_FIELDS if name in values}
@@ -79,14 +79,14 @@ def _row(suite: str, model: str, day: int, **fields: object) -> dict:
     return row | {"timestamp_utc": fields.get("timestamp_utc", f"2024-05-0{1 + day % 3}T12:00:00Z")}
 
 
-def _measure(row: dict, t_ms: float, peak_mb: float | None) -> dict:
+def _measure(row: dict, t_ms: float, peak_mib: float | None) -> dict:
     if row["status"] == "ok":
         row.update(
             t_median_ms=t_ms,
             t_iqr_ms=0.05 * t_ms,
             n_samples=7,
-            peak_mb=peak_mb,
-            saved_mb=None if peak_mb is None or row["pass"] == "fwd" else 0.6 * peak_mb,
+            peak_mib=peak_mib,
+            saved_mib=None if peak_mib is None or row["phase"] == "fwd" else 0.6 * peak_mib,
             tokens_per_s=row["batch"] * row["seq_len"] / t_ms * 1e3,
         )
         # 1 MFLOP per token against a 0.1 TFLOP/s peak (the efficiency section).
@@ -105,9 +105,9 @@ def memory_rows() -> list[dict]:
     rows = []
     for n_layers in (2, 6):
         for model in MODELS:
-            for pass_name in ("fwd", "train_step"):
+            for phase in ("fwd", "train_step"):
                 for seq_len in LENGTHS:
-                    status = _memory_status(model, pass_name, seq_len, n_layers)
+                    status = _memory_status(model, phase, seq_len, n_layers)
                     quadratic = MODELS[model]["attention"] == "full"
                     per_layer = 1 if MODELS[model]["reversible"] else n_layers / 2
                     peak = (
@@ -122,21 +122,21 @@ def memory_rows() -> list[dict]:
                         seq_len=seq_len,
                         status=status,
                         n_layers=n_layers,
-                        **{"pass": pass_name},
+                        **{"phase": phase},
                     )
                     if status == "error":
                         row["error"] = "RuntimeError: synthetic failure"
                     if status != "ok":
                         row["num_threads"] = None
-                    rows.append(_measure(row, 1.0, peak * (3 if pass_name == "train_step" else 1)))
+                    rows.append(_measure(row, 1.0, peak * (3 if phase == "train_step" else 1)))
     return rows
 
 
-def _memory_status(model: str, pass_name: str, seq_len: int, n_layers: int) -> str:
+def _memory_status(model: str, phase: str, seq_len: int, n_layers: int) -> str:
     first_oom = 4096 if n_layers == 2 else 2048
-    if model == "transformer-full" and pass_name == "train_step" and seq_len >= first_oom:
+    if model == "transformer-full" and phase == "train_step" and seq_len >= first_oom:
         return "oom" if seq_len == first_oom else "skipped"
-    if model == "reformer-lsh" and seq_len == 8192 and pass_name == "fwd" and n_layers == 2:
+    if model == "reformer-lsh" and seq_len == 8192 and phase == "fwd" and n_layers == 2:
         return "error"
     return "ok"
 
@@ -157,7 +157,7 @@ def quick_memory_rows() -> list[dict]:
                 num_threads=1,
                 run_id="memory_quick",
                 timestamp_utc="2024-04-29T12:00:00Z",
-                **{"pass": "train_step"},
+                **{"phase": "train_step"},
             )
             rows.append(_measure(row, 1.0, 5.0 + seq_len / 100))
     return rows
@@ -182,7 +182,7 @@ def time_rows() -> list[dict]:
                         seq_len=seq_len,
                         batch=batch,
                         load_avg_1m=1.5,
-                        **{"pass": "fwd_bwd"},
+                        **{"phase": "fwd_bwd"},
                     ),
                     cost,
                     None,
@@ -201,7 +201,7 @@ def time_rows() -> list[dict]:
                         n_hashes=n_hashes,
                         status=status,
                         load_avg_1m=5.0 if n_hashes == 8 else 1.5,
-                        **{"pass": "fwd_bwd"},
+                        **{"phase": "fwd_bwd"},
                     ),
                     12.0 * n_hashes,
                     None,
@@ -287,7 +287,7 @@ def peer_scale_rows() -> list[dict]:
             **layer,
             impl="reformer.LSHSelfAttention",
             impl_version="0.1.0",
-            **{"pass": "fwd_bwd"},
+            **{"phase": "fwd_bwd"},
         )
         rows.append(_measure(ours, 10.0, 40.0))
         sdpa = _row(
@@ -301,7 +301,7 @@ def peer_scale_rows() -> list[dict]:
             bucket_size=None,
             impl="reformer.ExactSelfAttention",
             impl_version="0.1.0",
-            **{"pass": "fwd_bwd"},
+            **{"phase": "fwd_bwd"},
         )
         rows.append(_measure(sdpa, 4.0 * seq_len / 1024, 10.0))
         status = "timeout" if seq_len == 4096 else "ok"
@@ -315,13 +315,13 @@ def peer_scale_rows() -> list[dict]:
             impl="reformer_pytorch.LSHSelfAttention",
             impl_version="1.4.4",
             status=status,
-            **{"pass": "fwd_bwd"},
+            **{"phase": "fwd_bwd"},
         )
         rows.append(_measure(peer, 15.0, 80.0))
     for model, limit in (("reformer-lsh-rev", 65536), ("transformer-full", 8192)):
         for seq_len in (4096, 8192, 16384, 32768, 65536, 131072):
             status = "ok" if seq_len <= limit else "oom"
-            row = _row("scale", model, 0, seq_len=seq_len, status=status, budget_mb=16384)
+            row = _row("scale", model, 0, seq_len=seq_len, status=status, budget_mib=16384)
             rows.append(_measure(row, 0.05 * seq_len, 0.2 * seq_len))
     return rows
 
@@ -337,7 +337,7 @@ def decode_rows() -> list[dict]:
         ):
             if cache == "hf" and seq_len > 4096:
                 continue
-            row = _row("decode", model, 0, seq_len=seq_len, cache=cache, **{"pass": "decode"})
+            row = _row("decode", model, 0, seq_len=seq_len, cache=cache, **{"phase": "decode"})
             row = _measure(row, ms, 0.001 * seq_len)
             row.update(t_p90_ms=1.2 * ms, prefill_ms=seq_len / 100, new_tokens=64)
             row["cache_bytes_per_token"] = {"lsh": 1152.0, "kv": 2048.0}.get(cache)

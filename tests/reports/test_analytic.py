@@ -52,8 +52,8 @@ def test_lsh_transformer_and_reformer_rows():
     # chunked ff: 2*4096*1024 = 8_388_608 < attention term
     reformer = table3_memory(**shape, reversible=True, ff_chunks=8)
     assert (reformer.row, reformer.in_table3, reformer.elements) == ("Reformer", True, 16_777_216)
-    assert reformer.megabytes("float32") == pytest.approx(64.0)
-    assert reformer.megabytes("torch.bfloat16") == pytest.approx(32.0)
+    assert reformer.mebibytes("float32") == pytest.approx(64.0)
+    assert reformer.mebibytes("torch.bfloat16") == pytest.approx(32.0)
 
 
 def test_sdpa_is_charged_like_full_and_extrapolations_are_flagged():
@@ -88,7 +88,7 @@ def test_analytic_table_sets_estimate_beside_measured_peak():
     row = {
         "suite": "memory",
         "model": "m",
-        "pass": "train_step",
+        "phase": "train_step",
         "status": "ok",
         **{**BASE, "n_heads": 1},
         "attention": "full",
@@ -97,8 +97,8 @@ def test_analytic_table_sets_estimate_beside_measured_peak():
         "n_hashes": None,
         "bucket_size": None,
         "dtype": "float32",
-        "peak_mb": 8.0,
-        "saved_mb": 2.0,
+        "peak_mib": 8.0,
+        "saved_mib": 2.0,
     }
     (line,) = analytic_table(pd.DataFrame([row])).to_dict("records")
     # 1_048_576 floats * 4 bytes = 4 MiB analytic

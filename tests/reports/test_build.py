@@ -194,7 +194,7 @@ def test_minimal_rows_unknown_status_and_unusable_history(tmp_path, caplog):
             "model": "m",
             "status": "ok",
             "seq_len": 1024,
-            "peak_mb": 10.0,
+            "peak_mib": 10.0,
             "t_median_ms": 3.0,
         }
         for s in suites

@@ -17,7 +17,7 @@ BASE = {
     "device": "cuda",
     "gpu_name": "NVIDIA H200",
     "dtype": "bfloat16",
-    "pass": "fwd_bwd",
+    "phase": "fwd_bwd",
     "status": "ok",
     "timestamp_utc": "2026-11-29T12:00:00Z",
     "d_model": 256,

@@ -143,7 +143,7 @@ def test_panel_titles_are_words_and_captions_name_the_grid(tmp_path):
     results = write_results(tmp_path / "results", rows)
     (report,) = build_reports(str(results), str(tmp_path / "out"), dpi=DPI)
     svg = (report / "figures" / "hashes_ablation.svg").read_text()
-    assert "pass=" not in svg and "training step<" in svg
+    assert "phase=" not in svg and "training step<" in svg
     assert "--quick smoke grid" in svg  # on the image itself
     markdown = (report / "report.md").read_text()
     assert "Grid: quick. The quick grid is a smoke run of tiny models" in markdown
@@ -184,10 +184,10 @@ def test_the_committed_scale_rows_draw_three_lines_and_no_offset_label(tmp_path)
             "status": "ok",
             "seq_len": seq_len,
             "n_layers": layers,
-            "pass": "train_step",
+            "phase": "train_step",
             "device": "cpu",
             "cpu_model": "Test CPU",
-            "peak_mb": peak,
+            "peak_mib": peak,
             "t_median_ms": peak * 100,
             "max_memory_gb": 16.0,
             "timestamp_utc": "2024-05-01T12:00:00Z",

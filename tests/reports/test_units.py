@@ -94,7 +94,7 @@ def test_counts_and_paper_form_spell_out_failures():
         "skipped": "3",
         "under load": "0",
     }
-    table = paper_form(rows, "peak_mb").set_index(["model", "n_layers", "pass"])
+    table = paper_form(rows, "peak_mib").set_index(["model", "n_layers", "phase"])
     assert list(table.columns) == ["512", "1024", "2048", "4096", "8192"]
     # failed rows lack num_threads, yet sit on their model's line
     assert table.loc[("transformer-full", "2", "train_step"), "4096"] == "OOM"
@@ -105,9 +105,9 @@ def test_counts_and_paper_form_spell_out_failures():
 
 def test_split_variants_names_only_colliding_fields():
     rows = normalise(pd.DataFrame(memory_rows()[:3]))
-    assert set(split_variants(rows, ["model", "pass", "seq_len"])) == {""}
+    assert set(split_variants(rows, ["model", "phase", "seq_len"])) == {""}
     wide = rows.assign(d_model=[64, 128, 64], seq_len=[512, 512, 1024])
-    assert list(split_variants(wide, ["model", "pass", "seq_len"])) == [
+    assert list(split_variants(wide, ["model", "phase", "seq_len"])) == [
         "d_model=64",
         "d_model=128",
         "d_model=64",

@@ -17,7 +17,7 @@ def ok(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """Sleeps ``params["sleep_s"]`` (default 0), leaves a mark, and is ok."""
     _mark(params)
     time.sleep(float(params.get("sleep_s") or 0.0))
-    return {"t_median_ms": 1.0, "peak_mb": 0.0}
+    return {"t_median_ms": 1.0, "peak_mib": 0.0}
 
 
 def kill_self(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -73,9 +73,9 @@ def sleep_while_flagged(params: dict[str, Any], options: dict[str, Any]) -> dict
     deadline = time.monotonic() + 60
     while os.path.exists(params["flag"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return {"t_median_ms": 1.0, "peak_mb": 0.0}
+    return {"t_median_ms": 1.0, "peak_mib": 0.0}
 
 
 def runner_pid(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """Reports the pid of the process that ran the point (the Ray worker, under Ray)."""
-    return {"t_median_ms": 1.0, "peak_mb": 0.0, "runner_pid": _runner_pid()}
+    return {"t_median_ms": 1.0, "peak_mib": 0.0, "runner_pid": _runner_pid()}

@@ -32,7 +32,7 @@ def cuda_alloc_runner(params, options):
     """Allocates and touches ``mib`` MiB on the GPU (runs in the harness's child)."""
     buffer = torch.ones(params["mib"] * MIB // 4, device="cuda")
     torch.cuda.synchronize()
-    return {"peak_mb": float(buffer.numel() * 4 / MIB)}
+    return {"peak_mib": float(buffer.numel() * 4 / MIB)}
 
 
 def test_the_cuda_memory_cap_turns_an_oversized_allocation_into_oom():
@@ -44,7 +44,7 @@ def test_the_cuda_memory_cap_turns_an_oversized_allocation_into_oom():
     under = run_point(
         f"{MODULE}:cuda_alloc_runner", params | {"mib": 256}, {}, timeout_s=120, max_memory_gb=1.0
     )
-    assert under["status"] == "ok" and under["peak_mb"] == 256, under
+    assert under["status"] == "ok" and under["peak_mib"] == 256, under
 
 
 def test_cuda_peak_is_the_allocation_and_reserved_covers_it():
@@ -53,8 +53,8 @@ def test_cuda_peak_is_the_allocation_and_reserved_covers_it():
 
     memory, result = peak_memory(step, "cuda")
     assert memory["memory_method"] == "cuda_max_allocated" and float(result) == 256 * MIB // 4
-    assert memory["peak_mb"] == pytest.approx(256, rel=0.15)
-    assert memory["reserved_mb"] >= memory["peak_mb"]
+    assert memory["peak_mib"] == pytest.approx(256, rel=0.15)
+    assert memory["reserved_mib"] >= memory["peak_mib"]
 
 
 @pytest.mark.skipif(not HAS_NVML, reason="nvidia-ml-py (pynvml) is not installed")
@@ -63,7 +63,7 @@ def test_nvml_samples_the_device_used_memory_during_the_step():
     assert used is not None and used() > 0
     memory, _ = peak_memory(lambda: torch.ones(512 * MIB // 4, device="cuda").sum(), "cuda")
     # Device-wide use: our context and the caching allocator's reserve sit under the peak.
-    assert memory["nvml_peak_mb"] >= memory["peak_mb"] >= 500
+    assert memory["nvml_peak_mib"] >= memory["peak_mib"] >= 500
 
 
 def test_environment_names_the_gpu_driver_and_cuda():
@@ -82,7 +82,7 @@ def test_without_nvml_the_name_comes_from_torch_and_nvml_fields_stay_null(monkey
     env = environment("cuda")
     assert env["gpu_name"] == torch.cuda.get_device_name(0) and env["driver"] is None
     memory, _ = peak_memory(lambda: torch.ones(1024, device="cuda").sum(), "cuda")
-    assert memory["nvml_peak_mb"] is None and memory["peak_mb"] > 0
+    assert memory["nvml_peak_mib"] is None and memory["peak_mib"] > 0
 
 
 def _lsh_point(dtype: str, backend: str | None = None):
@@ -108,7 +108,7 @@ def test_a_whole_point_measured_on_the_gpu_records_backend_and_mfu(tmp_path, dty
     )
     (row,), problems = read_rows(run_file.path)
     assert not problems and row["status"] == "ok", row["error"]
-    assert row["memory_method"] == "cuda_max_allocated" and row["reserved_mb"] is not None
+    assert row["memory_method"] == "cuda_max_allocated" and row["reserved_mib"] is not None
     assert row["gpu_name"] and row["cuda"] and row["device"] == "cuda"
     assert row["backend"] in ("torch", "triton")
     if importlib.util.find_spec("triton") is not None:

@@ -62,7 +62,7 @@ def test_summary_gives_flatness_ratio_crossover_and_hf_ratio():
             "prefill_ms": 1.0,
             "tokens_per_s": 1e3 / ms,
             "cache_bytes_per_token": 10.0,
-            "peak_mb": 1.0,
+            "peak_mib": 1.0,
         }
 
     rows = [row("lsh", n, 10.0) for n in (4096, 16384, 65536)]

@@ -123,28 +123,26 @@ def test_rows_record_the_lsh_backend_used(model, attention, backend):
     config = LAYER.replace(attention=attention, reversible=model.endswith("-rev"))
     if model.startswith("transformer"):
         config = config.replace(reversible=False)
-    step = build_step(model, config, Harness(pass_name="fwd", seq_len=64))
+    step = build_step(model, config, Harness(phase="fwd", seq_len=64))
     assert step.info["backend"] == backend  # on a CPU, "auto" is the torch path
 
 
 @pytest.mark.parametrize("attention", ["full", "lsh"])
-@pytest.mark.parametrize("pass_name", ["fwd", "fwd_bwd"])
-def test_layers_are_credited_with_model_flops_the_counter_agrees_with(attention, pass_name):
+@pytest.mark.parametrize("phase", ["fwd", "fwd_bwd"])
+def test_layers_are_credited_with_model_flops_the_counter_agrees_with(attention, phase):
     """Materialised causal attention multiplies the whole square, model FLOPs only its
     causal half; the torch LSH path's backward also recomputes each round's QK^T. The
     counter sees both, model FLOPs leave them out."""
     config = LAYER.replace(attention=attention)
-    step = build_step(
-        f"attn-{attention}", config, Harness(pass_name=pass_name, seq_len=64, batch=2)
-    )
+    step = build_step(f"attn-{attention}", config, Harness(phase=phase, seq_len=64, batch=2))
     _, counted = counted_step(step, count_flops=True)
     assert step.info["flops_method"] == "analytic"
     core = flops_breakdown(config, 64, 2)["attention"]
     not_model_work = 0
-    if attention == "lsh" and pass_name == "fwd_bwd":
+    if attention == "lsh" and phase == "fwd_bwd":
         not_model_work = core // 2
     if attention == "full":  # causal: the masked half, 1x forward, 3x forward + backward
-        not_model_work = core * (3 if pass_name == "fwd_bwd" else 1)
+        not_model_work = core * (3 if phase == "fwd_bwd" else 1)
     assert counted == step.flops + not_model_work
 
 
@@ -162,7 +160,7 @@ def test_cuda_speed_grids_run_bfloat16_and_sweep_the_backend(name):
 
 
 @pytest.mark.parametrize("name", sorted(set(load_suites()) - {"quality"}))
-@pytest.mark.parametrize("mode", ["quick", "default", "full"])
+@pytest.mark.parametrize("mode", ["quick", "default", "paper"])
 def test_lsh_points_name_their_backend_on_cuda_only(name, mode):
     for device in ("cpu", "cuda"):
         points = load_suites()[name].grid(GridContext(device=device, mode=mode))
@@ -195,7 +193,7 @@ def _timed(model, seq_len, t_ms, **fields):
         "model": model,
         "seq_len": seq_len,
         "t_median_ms": t_ms,
-        "peak_mb": 10.0,
+        "peak_mib": 10.0,
         "status": "ok",
         "impl": model,
         "impl_version": "1",

@@ -67,7 +67,7 @@ class FakeExecutor:
 
 def _points(models: tuple[str, ...], lengths: tuple[int, ...]) -> list[Point]:
     points = [
-        Point(params={"model": model, "pass": "fwd", "seq_len": length, "batch": 1})
+        Point(params={"model": model, "phase": "fwd", "seq_len": length, "batch": 1})
         for length in lengths
         for model in models
     ]

@@ -246,7 +246,7 @@ def test_sigterm_ends_the_sweep_as_ctrl_c_does(tmp_path):
         from tests.suites.test_harness import _suite
         from suites.harness.points import Point
         point = Point(
-            params={{"model": "a", "pass": "fwd", "seq_len": 8, "batch": 1, "device": "cpu",
+            params={{"model": "a", "phase": "fwd", "seq_len": 8, "batch": 1, "device": "cpu",
                     "marks": {str(marks)!r}, "sleep_s": 60}},
             runner="tests.suites.point_runners:ok", timeout_s=120,
         )
@@ -357,7 +357,7 @@ def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_pat
     with it, the resumed sweep measures the interrupted point once, no row is doubled."""
     marks, flag = tmp_path / "marks", tmp_path / "hold"
     flag.write_text("")
-    params = {"model": "a", "pass": "fwd", "batch": 1, "device": "cpu", "marks": str(marks)}
+    params = {"model": "a", "phase": "fwd", "batch": 1, "device": "cpu", "marks": str(marks)}
     script = textwrap.dedent(
         f"""
         import io

@@ -107,7 +107,7 @@ def test_a_plain_run_never_touches_or_summarizes_committed_results(
         "status": "ok",
         "point_key": "elsewhere",
         "seq_len": 8,
-        "peak_mb": 786.0,
+        "peak_mib": 786.0,
     }
     committed.write_text(json.dumps(other_machine) + "\n")
     before = committed.read_bytes()

@@ -32,7 +32,7 @@ MODULE = "tests.suites.test_harness"
 
 def ok_runner(params, options):
     _mark(params)
-    return {"t_median_ms": 1.0, "peak_mb": 0.0}
+    return {"t_median_ms": 1.0, "peak_mib": 0.0}
 
 
 def raising_runner(params, options):
@@ -46,7 +46,7 @@ def alloc_runner(params, options):
 
     _mark(params)
     buffer = torch.ones(params["seq_len"] * 2**20 // 4)
-    return {"peak_mb": float(buffer.numel() * 4 / 2**20)}
+    return {"peak_mib": float(buffer.numel() * 4 / 2**20)}
 
 
 def sigkill_runner(params, options):
@@ -70,7 +70,7 @@ def _mark(params):
 def _point(runner, model, seq_len, marks=None, timeout_s=60.0):
     params = {
         "model": model,
-        "pass": "fwd",
+        "phase": "fwd",
         "seq_len": seq_len,
         "batch": 1,
         "device": "cpu",
@@ -115,8 +115,8 @@ def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
         "t_median_ms",
         "t_iqr_ms",
         "n_samples",
-        "peak_mb",
-        "saved_mb",
+        "peak_mib",
+        "saved_mib",
         "memory_method",
         "tokens_per_s",
         "flops",
@@ -126,7 +126,7 @@ def test_every_row_has_every_schema_field_from_a_real_measurement(tmp_path):
         "cpu_model",
     )
     assert all(ok[field] is not None for field in measured), ok
-    assert ok["saved_mb"] > 0 and ok["flops"] > 0 and ok["tokens_per_s"] > 0
+    assert ok["saved_mib"] > 0 and ok["flops"] > 0 and ok["tokens_per_s"] > 0
     assert ok["num_threads"] == 1  # --threads reaches the child and is recorded
     # One GEMM per run (quick grids: 1024²) gives the peak MFU divides by; a point with
     # another runner gets none.
@@ -240,7 +240,7 @@ def test_cli_runs_a_suite_and_prints_a_summary(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(load_suites()))
-@pytest.mark.parametrize("mode", ["quick", "default", "full"])
+@pytest.mark.parametrize("mode", ["quick", "default", "paper"])
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_every_registered_grid_is_well_formed(name, mode, device):
     suite = load_suites()[name]
@@ -252,7 +252,7 @@ def test_every_registered_grid_is_well_formed(name, mode, device):
             assert point.config is not None and point.harness is not None
             assert point.params == model_fields(point.params["model"], point.config, point.harness)
             assert point.config.max_seq_len == point.harness.seq_len == point.seq_len
-        missing = {"model", "pass", "seq_len", "device", "attention", "seed"} - set(point.params)
+        missing = {"model", "phase", "seq_len", "device", "attention", "seed"} - set(point.params)
         assert not missing, f"{name} point lacks {missing}"
         keys.add(point.key(name, "cpu-x"))
     assert len(keys) == len(points), f"{name} has duplicate points"

@@ -24,11 +24,11 @@ SUITES = sorted({path.name.split("_")[0] for path in RESULTS.glob("*_cpu_*.jsonl
 RETIRED = {
     "memory": (
         "the main job became depth x length (2 and 6 layers, training step, four "
-        "models); the old 2-layer grid's inference passes and reformer-full models "
+        "models); the old 2-layer grid's inference (fwd) points and reformer-full models "
         "are in no grid now, its 2-layer training steps of the four models still are",
         lambda row: (
             row["n_layers"] == 2
-            and (row["pass"] == "fwd" or row["model"].startswith("reformer-full"))
+            and (row["phase"] == "fwd" or row["model"].startswith("reformer-full"))
         ),
     ),
 }
@@ -48,14 +48,14 @@ def test_committed_rows_keep_their_point_keys(suite):
     thread_counts = {None} | {row.get("num_threads") for row in rows}
     keys = set()
     for hardware in {hardware_name(row, "cpu") for row in rows}:
-        for mode in ("quick", "default", "full"):
+        for mode in ("quick", "default", "paper"):
             for point in load_suites()[suite].grid(GridContext(device="cpu", mode=mode)):
                 for threads in thread_counts:
                     keyed = point if threads is None else point.with_threads(threads)
                     keys.add(keyed.key(suite, hardware))
     retired = RETIRED.get(suite, ("", lambda row: False))[1]
     lost = [
-        (row["model"], row["pass"], row["seq_len"])
+        (row["model"], row["phase"], row["seq_len"])
         for row in rows
         if row["point_key"] not in keys and not retired(row)
     ]

@@ -23,7 +23,7 @@ def test_bad_length_names_the_flag_and_the_forms(text):
 def test_select_keeps_the_lengths_asked_for_and_names_the_allowed_ones():
     from suites.grids.scale import grid
 
-    points = grid(GridContext(device="cpu", mode="full"))
+    points = grid(GridContext(device="cpu", mode="paper"))
     chosen = select_lengths(points, parse_lengths("2^18,1M"))
     assert {p.seq_len for p in chosen} == {2**18, 2**20}
     assert {p.params["n_layers"] for p in chosen if p.seq_len == 2**18} == {2, 12}

@@ -35,20 +35,20 @@ def _clear_refs_works() -> bool:
 def test_a_256_mib_buffer_measures_256_mib_with_clear_refs():
     memory, result = peak_memory(_touch_buffer, "cpu", method="clear_refs")
     assert result == 1.0 and memory["memory_method"] == "vmhwm_clear_refs"
-    assert memory["peak_mb"] == pytest.approx(BUFFER_MIB, rel=0.15)
+    assert memory["peak_mib"] == pytest.approx(BUFFER_MIB, rel=0.15)
 
 
 def test_a_256_mib_buffer_measures_256_mib_with_psutil_sampling():
     memory, _ = peak_memory(_touch_buffer, "cpu", method="psutil")
     assert memory["memory_method"] == "psutil_sampling"
-    assert memory["peak_mb"] == pytest.approx(BUFFER_MIB, rel=0.15)
+    assert memory["peak_mib"] == pytest.approx(BUFFER_MIB, rel=0.15)
 
 
 def test_memory_freed_before_the_pass_does_not_hide_the_peak():
     """Freed heap would otherwise be reused inside the measured call, under the baseline."""
     _touch_buffer()
     memory, _ = peak_memory(_touch_buffer, "cpu")
-    assert memory["peak_mb"] == pytest.approx(BUFFER_MIB, rel=0.15)
+    assert memory["peak_mib"] == pytest.approx(BUFFER_MIB, rel=0.15)
 
 
 def test_saved_bytes_of_a_known_graph_match_a_hand_count():
@@ -77,7 +77,7 @@ LAYER = ReformerConfig(attention="sdpa", d_model=16, n_heads=2, max_seq_len=32)
 
 def _layer_step(model="attn-sdpa", config=LAYER, **harness):
     return build_step(
-        model, config, Harness(**{"pass_name": "fwd_bwd", "batch": 2, "seq_len": 32} | harness)
+        model, config, Harness(**{"phase": "fwd_bwd", "batch": 2, "seq_len": 32} | harness)
     )
 
 
@@ -87,7 +87,7 @@ def test_steps_reset_gradients_every_call_and_fwd_saves_nothing():
     first = [t.grad.clone() for t in step.grad_tensors]
     step()
     assert all(torch.equal(a, t.grad) for a, t in zip(first, step.grad_tensors, strict=True))
-    inference = _layer_step(pass_name="fwd")
+    inference = _layer_step(phase="fwd")
     assert counted_step(inference, count_flops=False)[0] == 0
 
 
@@ -100,8 +100,8 @@ def test_time_step_reports_median_iqr_and_samples():
     ("changes", "field"),
     [
         ({"model": "nope-lsh"}, "model="),
-        ({"pass_name": "backward"}, "pass="),
-        ({"pass_name": "train_step"}, "allowed passes"),
+        ({"phase": "backward"}, "phase="),
+        ({"phase": "train_step"}, "allowed phases"),
         ({"dtype": "float8"}, "dtype="),
         ({"batch": 0}, "batch="),
     ],
@@ -133,7 +133,7 @@ def test_rlimit_cap_turns_an_oversized_allocation_into_oom():
         timeout_s=60,
         max_memory_gb=0.25,
     )
-    assert result["status"] == "ok" and result["peak_mb"] == 64
+    assert result["status"] == "ok" and result["peak_mib"] == 64
 
 
 def test_missing_peer_raises_with_the_install_hint(monkeypatch):

@@ -12,7 +12,7 @@ def test_default_grid_crosses_depth_with_length():
     points = SUITE.grid(DEFAULT)
     params = [p.params for p in points]
     assert {p["n_layers"] for p in params} == {2, 6}
-    assert {p["pass"] for p in params} == {"train_step"}
+    assert {p["phase"] for p in params} == {"train_step"}
     assert {p["model"] for p in params} == {
         "transformer-full",
         "transformer-sdpa",
@@ -33,11 +33,11 @@ def test_quick_grid_is_tiny_and_single_threaded():
 def _row(model, n_layers, seq_len, status="ok", peak=None):
     return {
         "model": model,
-        "pass": "train_step",
+        "phase": "train_step",
         "n_layers": n_layers,
         "seq_len": seq_len,
         "status": status,
-        "peak_mb": peak,
+        "peak_mib": peak,
         "impl": None if status != "ok" else "x",
     }
 

@@ -63,3 +63,81 @@ def test_a_renamed_point_keeps_its_schema_1_key():
     assert renamed.key("quality", "hw") == Point(params=SCHEMA_1_ROW).key("quality", "hw")
     other = Point(params={**renamed.params, "eval_attention": "lsh-8"})
     assert other.key("quality", "hw") != renamed.key("quality", "hw")
+
+
+# A schema-1 row as the memory suite wrote it (fields in the order it wrote them).
+SCHEMA_1_MEMORY_ROW = {
+    "schema_version": 1,
+    "suite": "memory",
+    "model": "reformer-lsh-rev",
+    "pass": "train_step",
+    "seq_len": 1024,
+    "peak_mb": 512.5,
+    "reserved_mb": None,
+    "nvml_peak_mb": None,
+    "saved_mb": 100.25,
+    "mode": "full",
+    "attention": "full",  # the attention of that name, not schema 1's shared-full
+}
+SCHEMA_2_MEMORY_ROW = {
+    "schema_version": 1,  # what the file says, kept
+    "suite": "memory",
+    "model": "reformer-lsh-rev",
+    "phase": "train_step",
+    "seq_len": 1024,
+    "peak_mib": 512.5,
+    "reserved_mib": None,
+    "nvml_peak_mib": None,
+    "saved_mib": 100.25,
+    "mode": "paper",
+    "attention": "full",
+}
+
+
+def test_schema_1_fields_and_mode_are_read_under_todays_names(tmp_path):
+    path = tmp_path / "memory_cpu_x.jsonl"
+    without_version = {k: v for k, v in SCHEMA_1_MEMORY_ROW.items() if k != "schema_version"}
+    path.write_text(json.dumps(SCHEMA_1_MEMORY_ROW) + "\n" + json.dumps(without_version) + "\n")
+    (row, unversioned), problems = read_rows(path)
+    assert not problems
+    assert list(row.items()) == list(SCHEMA_2_MEMORY_ROW.items())  # same values, same places
+    assert unversioned == {k: v for k, v in row.items() if k != "schema_version"}
+    assert SCHEMA_1_MEMORY_ROW["peak_mb"] == 512.5  # the row read is a copy
+
+
+def test_current_names_is_idempotent_and_leaves_todays_rows_alone():
+    for old in (SCHEMA_1_ROW, SCHEMA_1_MEMORY_ROW):
+        once = names.current_names(old)
+        assert names.current_names(once) == once
+    today = {**SCHEMA_2_MEMORY_ROW, "schema_version": 2}
+    assert names.current_names(today) is today
+    # Schema 2 writes "full" only as the attention of that name: never renamed.
+    quality = {
+        "schema_version": 2,
+        "train_attention": "sdpa",
+        "eval_attention": "full",
+        "mode": "full",
+    }
+    assert names.current_names(quality) is quality
+
+
+def test_an_old_field_beside_its_new_name_is_not_renamed_over_it():
+    row = {"pass": "fwd", "phase": "train_step"}
+    assert names.current_names(row) == row
+
+
+def test_the_types_of_an_old_rows_fields_are_checked_under_todays_names(tmp_path):
+    path = tmp_path / "memory_cpu_x.jsonl"
+    path.write_text(json.dumps({**SCHEMA_1_MEMORY_ROW, "peak_mb": "512"}) + "\n")
+    rows, problems = read_rows(path)
+    assert rows == [] and "peak_mib='512' must be a number" in problems[0]
+
+
+def test_a_point_measured_as_pass_keeps_its_key_as_phase():
+    schema_1 = {"model": "attn-lsh", "pass": "fwd_bwd", "seq_len": 64}
+    today = names.current_names(schema_1)
+    assert today == {"model": "attn-lsh", "phase": "fwd_bwd", "seq_len": 64}
+    assert names.schema_1_names(today) == schema_1
+    assert Point(params=today).key("hashes", "hw") == Point(params=schema_1).key("hashes", "hw")
+    assert names.schema_1_mode("paper") == "full"
+    assert names.schema_1_mode("quick") == "quick"

@@ -33,7 +33,7 @@ def _point(
     return Point(
         params={
             "model": model,
-            "pass": "fwd",
+            "phase": "fwd",
             "seq_len": seq_len,
             "batch": 1,
             "device": "cpu",

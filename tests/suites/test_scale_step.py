@@ -14,7 +14,7 @@ from suites.rows.names import lm_model
 
 def _point(autocast: str | None = None):
     config = PRESETS["debug"].replace(reversible=True, max_seq_len=64)
-    harness = Harness(pass_name="train_step", seq_len=64, batch=1)
+    harness = Harness(phase="train_step", seq_len=64, batch=1)
     params = model_fields(lm_model("reformer", config), config, harness) | {"autocast": autocast}
     return params, config, harness
 

@@ -26,10 +26,10 @@ from suites.harness.steps import build_step
 LAYER, LM = PRESETS["ci-layer"], PRESETS["ci-lm"]
 
 
-def _step(model: str, config, pass_name: str, seq_len: int) -> tuple[object, dict]:
+def _step(model: str, config, phase: str, seq_len: int) -> tuple[object, dict]:
     """(the step, after one untimed call that fails fast on a broken step; its row fields)."""
     config = config.replace(max_seq_len=seq_len)
-    harness = Harness(pass_name=pass_name, seq_len=seq_len)
+    harness = Harness(phase=phase, seq_len=seq_len)
     step = build_step(model, config, harness)
     step()
     for tensor in step.grad_tensors:

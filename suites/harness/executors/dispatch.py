@@ -266,5 +266,5 @@ def _skip(point: Point, stopped: tuple[str, int, str] | None) -> dict[str, Any] 
 def describe(point: Point) -> str:
     params = point.params
     return " ".join(
-        [str(params.get("model")), str(params.get("pass")), f"L={params.get('seq_len')}"]
+        [str(params.get("model")), str(params.get("phase")), f"L={params.get('seq_len')}"]
     )
