@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait-policy",
         default=process_env.DEFAULT_WAIT_POLICY,
         choices=process_env.WAIT_POLICIES,
-        help="OpenMP threads at a barrier in every point: passive (sleep; the default, "
-        "robust when other work shares the cores), active (spin), inherit (this shell's "
+        help="OpenMP threads at a barrier in every point: auto (the default: inherit on an "
+        "idle machine, passive on a busy one), passive (sleep; robust when other work "
+        "shares the cores, slower on an idle machine), active (spin), inherit (this shell's "
         "OMP_WAIT_POLICY); rows record it",
     )
     parser.add_argument(
@@ -215,7 +216,14 @@ def main(argv: list[str] | None = None) -> int:
             _list_points(available[name], ctx)
         return exits.OK
     # Before the first point's process (and the fork server it comes from) starts.
-    process_env.apply(args.wait_policy, args.mmap_threshold)
+    policy = process_env.resolve_wait_policy(args.wait_policy)
+    if args.wait_policy == "auto" and policy == "passive":
+        print(
+            f"note: load average {os.getloadavg()[0]:.1f}: the machine is busy, so points run "
+            "with OMP_WAIT_POLICY=PASSIVE (--wait-policy inherit keeps OpenMP's default)",
+            file=sys.stderr,
+        )
+    process_env.apply(policy, args.mmap_threshold)
     statuses: list[str | None] = []
     for name in names:
         suite = available[name]

@@ -11,7 +11,10 @@ reports what it really ran under (:func:`child_settings`), which is what the row
   idle machine, but when another process holds a core a spinning thread burns the time
   slice its partner needs, and a step made of many ops waits at every barrier.
   ``inherit`` leaves the variable as this shell has it (unset: OpenMP's own default, spin
-  for a while, then sleep).
+  for a while, then sleep). ``auto`` (the default) is ``inherit`` on an idle machine and
+  ``passive`` on a busy one (:func:`resolve_wait_policy`): on an idle 2-core CPU passive
+  made the LSH layer's step 2-3x slower (a wake-up per op), while with one core busy
+  OpenMP's default made it 3.5x slower than idle and passive about 2x.
 - ``--mmap-threshold`` (``MALLOC_MMAP_THRESHOLD_``). glibc serves blocks under its
   threshold from a heap that it rarely gives back, and after the first large free it
   raises that threshold to the freed size (up to 32 MiB). A training step's few-MiB
@@ -26,11 +29,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-WAIT_POLICIES = ("passive", "active", "inherit")
-DEFAULT_WAIT_POLICY = "passive"
+WAIT_POLICIES = ("auto", "passive", "active", "inherit")
+DEFAULT_WAIT_POLICY = "auto"
+# auto's rule: busy when other work holds at least half the cores (1-minute load average,
+# read once before the first point, so a sweep's own load never counts).
+BUSY_SHARE = 0.5
 # 4 MiB: blocks above it (activations, attention slices' buffers) are returned when freed;
 # smaller ones still come from the heap, so small tensors do not each pay a fresh mapping
-# (a 64 KiB threshold measured 25-40% slower steps here; 4 MiB measured no slower).
+# (a 64 KiB threshold measured 25-40% slower steps here, 4 MiB no slower; both on a
+# machine with other jobs running, so a coarse check).
 DEFAULT_MMAP_THRESHOLD = 4 * 2**20
 # The row fields :func:`child_settings` fills.
 SETTINGS_FIELDS = ("omp_wait_policy", "malloc_mmap_threshold")
@@ -38,8 +45,25 @@ _WAIT = "OMP_WAIT_POLICY"
 _MMAP = "MALLOC_MMAP_THRESHOLD_"
 
 
+def resolve_wait_policy(
+    wait_policy: str, load: float | None = None, n_cpus: int | None = None
+) -> str:
+    """``auto`` made concrete: ``passive`` when the load (default: this machine's 1-minute
+    load average) is at least BUSY_SHARE of the CPUs (default: those this process may use),
+    else ``inherit``. Any other policy is returned as it is."""
+    if wait_policy != "auto":
+        return wait_policy
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if n_cpus is None:
+        n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return "passive" if load >= BUSY_SHARE * max(1, n_cpus) else "inherit"
+
+
 def environment_variables(wait_policy: str, mmap_threshold: int) -> dict[str, str | None]:
-    """The variables to set (a value) or clear (None); a setting left to the shell is absent."""
+    """The variables to set (a value) or clear (None); a setting left to the shell is absent.
+    ``auto`` is resolved first (:func:`resolve_wait_policy`)."""
+    wait_policy = resolve_wait_policy(wait_policy) if wait_policy == "auto" else wait_policy
     if wait_policy not in WAIT_POLICIES:
         raise ValueError(f"wait_policy={wait_policy!r} is unknown; allowed: {WAIT_POLICIES}")
     if isinstance(mmap_threshold, bool) or not isinstance(mmap_threshold, int):

@@ -230,7 +230,8 @@ def _warn_if_busy(env: dict[str, Any], log: Any) -> None:
             f"warning: load average {load:.1f} on {env['n_cpus']} CPUs ({RULE}): this "
             "machine is busy, so times will be slow and noisy and are marked as measured "
             "under load (memory figures are unaffected); "
-            "--threads 1 or --wait-policy passive (the default) stop OpenMP threads "
+            "--threads 1 or --wait-policy passive (auto picks it when the machine is busy "
+            "as a run starts) stop OpenMP threads "
             "spinning against the other load",
             file=log,
         )

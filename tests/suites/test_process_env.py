@@ -117,3 +117,12 @@ def test_a_file_from_before_the_settings_is_read_as_unset():
     # Rows older still (no mode) are not resumed under settings they did not record.
     assert not holds_grid([{"model": "m"}], {**grid, "omp_wait_policy": "PASSIVE"})
     assert holds_grid([{"model": "m"}], grid)
+
+
+def test_auto_sleeps_only_on_a_busy_machine():
+    resolve = process_env.resolve_wait_policy
+    assert resolve("auto", load=1.0, n_cpus=2) == "passive"  # one of two cores taken
+    assert resolve("auto", load=0.4, n_cpus=2) == "inherit"
+    assert resolve("auto", load=1.0, n_cpus=8) == "inherit"
+    assert resolve("active", load=9.0, n_cpus=1) == "active"
+    assert resolve("auto") in ("passive", "inherit")  # this machine's own load
