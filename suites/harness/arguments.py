@@ -16,23 +16,21 @@ from pathlib import Path
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (thread counts, seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
-    return value
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (a byte count, where 0 means the platform's default)."""
+    return _whole_number(text, 0)
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {text!r}")
+        value = least - 1  # refused below, with the same message
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= {least}; got {text!r}")
     return value
 
 
