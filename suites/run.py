@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"note: load average {os.getloadavg()[0]:.1f}: the machine is busy, so points run "
             "with OMP_WAIT_POLICY=PASSIVE (--wait-policy inherit keeps OpenMP's default)",
-            file=sys.stderr,
+            flush=True,
         )
     process_env.apply(policy, args.mmap_threshold)
     statuses: list[str | None] = []

@@ -126,3 +126,21 @@ def test_auto_sleeps_only_on_a_busy_machine():
     assert resolve("auto", load=1.0, n_cpus=8) == "inherit"
     assert resolve("active", load=9.0, n_cpus=1) == "active"
     assert resolve("auto") in ("passive", "inherit")  # this machine's own load
+
+
+def test_the_cli_says_when_auto_picks_passive_and_the_rows_record_it(tmp_path, monkeypatch, capsys):
+    import json
+
+    import suites.run as run_module
+    from tests.suites.test_harness import _point, _suite
+
+    suite = _suite([_point("ok_runner", "a", 8)], name="tiny")
+    monkeypatch.setattr(run_module, "load_suites", lambda: {"tiny": suite})
+    monkeypatch.setattr(run_module, "get_suite", lambda name: suite)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert run_module.main(["tiny", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "the machine is busy, so points run with OMP_WAIT_POLICY=PASSIVE" in out
+    (written,) = tmp_path.glob("tiny_cpu_*.jsonl")
+    (row,) = (json.loads(line) for line in written.read_text().splitlines())
+    assert (row["omp_wait_policy"], row["malloc_mmap_threshold"]) == ("PASSIVE", 1 << 22)
