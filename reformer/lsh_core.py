@@ -533,6 +533,11 @@ class LSHAttentionFunction(torch.autograd.Function):
         grad_qk = _sequence_major(qk.shape, qk.dtype, qk.device, zero=True)
         grad_v = _sequence_major(v.shape, v.dtype, v.device, zero=True)
         direct = qk.dtype == acc
+        # 1 / each query's row sum, once per position (B, H, Lp). A row that saw a key has
+        # sum >= 1 (its maximum weighs 2^0); one that saw none (all padding) has the clamped
+        # tiny sum and all-zero weights, and its 1/sum (~1e38) would overflow dO's products
+        # to inf (inf · 0 = NaN): it gets 0.
+        inv_total = torch.where(lse_log_sum < 0, 0.0, lse_log_sum.neg().exp())
         ws = Workspace(qk.device)
         for group in layout.groups():
             b0, b1, h0, h1 = group
@@ -556,11 +561,7 @@ class LSHAttentionFunction(torch.autograd.Function):
                     # its (c, w) weights: the same products, c·Dv multiplications instead of
                     # c·w, and no folded max + log sum, which at the -1e5 self-logit scale
                     # (float32 spacing 0.0078) would lose a self-only query's exact weight.
-                    # A row that saw a key has sum >= 1 (its maximum weighs 2^0); one that
-                    # saw none (all padding) has the clamped tiny sum and all-zero weights,
-                    # and its 1/sum (~1e38) would overflow dO's products to inf (inf · 0).
-                    log_sum = rows.take(lse_log_sum, piece.query_pos)
-                    inv_sum = torch.where(log_sum < 0, 0.0, log_sum.neg().exp_())
+                    inv_sum = rows.take(inv_total, piece.query_pos)
                     inv_sum = inv_sum.unflatten(-1, grid).unsqueeze(-1)  # (b, h, n, c, 1)
                     weights = _weights(piece.logits, q_max.unsqueeze(-1))
                     d_out = rows.take(grad_out, piece.query_pos).unflatten(2, grid)

@@ -33,7 +33,6 @@ import time
 from typing import Any
 
 from suites.harness import process_env
-from suites.harness.process_env import child_settings
 from suites.harness.process_memory import MEMORY_BUDGET_GIB, cap_mechanism, proc_status_bytes
 
 GIB = 2**30
@@ -154,7 +153,7 @@ def _child_main(
 ) -> None:
     sys.path[:] = path
     # What this child really runs under (inherited from the fork server's start).
-    applied: dict[str, Any] = child_settings()
+    applied: dict[str, Any] = process_env.child_settings()
     # (status, the runner's row fields or the error's text, the cap applied)
     message: tuple[str, Any, dict[str, Any]]
     try:

@@ -63,7 +63,7 @@ def resolve_wait_policy(
 def environment_variables(wait_policy: str, mmap_threshold: int) -> dict[str, str | None]:
     """The variables to set (a value) or clear (None); a setting left to the shell is absent.
     ``auto`` is resolved first (:func:`resolve_wait_policy`)."""
-    wait_policy = resolve_wait_policy(wait_policy) if wait_policy == "auto" else wait_policy
+    wait_policy = resolve_wait_policy(wait_policy)
     if wait_policy not in WAIT_POLICIES:
         raise ValueError(f"wait_policy={wait_policy!r} is unknown; allowed: {WAIT_POLICIES}")
     if isinstance(mmap_threshold, bool) or not isinstance(mmap_threshold, int):
