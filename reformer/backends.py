@@ -6,8 +6,13 @@
   the ``triton`` package and a CUDA tensor, or ``TRITON_INTERPRET=1`` (Triton's CPU
   interpreter, used by the tests). float16, bfloat16 and float32; bucket_size up to 64,
   d_head up to 128 (64 in float32).
+- ``"cpu"``: ``reformer.native`` (a fused C kernel, forward and backward, compiled with the
+  system's C compiler on first use and cached). float32 CPU tensors; deterministic; checked
+  against the torch path by the tests. Needs a C compiler (``cpu_kernel_unavailable``).
 - ``"auto"``: Triton for CUDA tensors when Triton can run here (``triton_runnable``) and
-  the call is within its limits, else torch. On a CPU, auto is always torch.
+  the call is within its limits; the fused C kernel for float32 CPU tensors when it builds
+  here; else torch. Without a compiler auto is the torch path, silently (the default
+  install needs none); a compiler that fails to build the kernel gets one warning.
 
 ``resolve_backend`` says which one a call uses, so a benchmark row records the backend
 that actually ran. This module imports triton only inside the one-off probe.
@@ -24,7 +29,7 @@ import warnings
 
 import torch
 
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "cpu")
 # Largest chunk and head widths the Triton kernels are built for (tile sides, after
 # rounding up to a power of two). The ahead-of-time compile test checks these largest
 # tiles against the shared memory and registers of sm_80 and sm_90; float32 tiles take
@@ -85,6 +90,24 @@ def triton_runnable() -> str | None:
 
 
 @functools.cache
+def _warn_cpu_fallback(reason: str) -> None:
+    """One warning per process and reason when auto cannot build the CPU kernel."""
+    warnings.warn(
+        f"backend='auto' uses the torch path on the CPU: the fused CPU kernel cannot run "
+        f"here ({reason})",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def cpu_kernel_reason() -> str | None:
+    """Why the fused CPU kernel cannot run in this process, or None (probed once)."""
+    from reformer.native.build import cpu_kernel_unavailable  # builds on first use
+
+    return cpu_kernel_unavailable()
+
+
+@functools.cache
 def _warn_auto_fallback(reason: str) -> None:
     """One warning per process and reason when auto falls back from Triton to torch."""
     warnings.warn(
@@ -124,19 +147,24 @@ def resolve_backend(
     d_head: int,
     d_value: int | None = None,
 ) -> str:
-    """The backend ("torch" or "triton") that LSH attention uses for a call.
+    """The backend ("torch", "triton" or "cpu") that LSH attention uses for a call.
 
     Raises ValueError naming ``backend`` when it is unknown, or when "triton" is asked for
     where it cannot run: triton not installed, a non-CUDA device without TRITON_INTERPRET=1,
     a dtype or shape outside the kernels' limits, or a machine where Triton cannot launch
-    (``triton_runnable``). "auto" falls back to torch there, with one warning.
+    (``triton_runnable``); or when "cpu" is asked for with a non-CPU tensor, a dtype other
+    than float32, or no working C compiler. "auto" falls back to torch there.
     """
     validate_backend(backend)
     device = torch.device(device)
     if backend == "torch":
         return "torch"
+    if backend == "cpu":
+        return _require_cpu_kernel(device, dtype)
     runnable = device.type == "cuda" or triton_interpreting()
     if backend == "auto":
+        if device.type == "cpu" and dtype == torch.float32:
+            return _auto_cpu()
         if device.type != "cuda" or triton_limits(dtype, bucket_size, d_head, d_value):
             return "torch"
         if not triton_installed():
@@ -165,3 +193,33 @@ def resolve_backend(
             f"backend='triton' cannot run on this machine: {reason}; use backend='torch' or 'auto'"
         )
     return "triton"
+
+
+def _auto_cpu() -> str:
+    """auto on a float32 CPU tensor: the fused kernel when it runs here, else torch."""
+    from reformer.native.build import find_compiler
+
+    if find_compiler() is None:
+        return "torch"  # the documented default without a compiler: no warning
+    reason = cpu_kernel_reason()
+    if reason is not None:
+        _warn_cpu_fallback(reason)
+        return "torch"
+    return "cpu"
+
+
+def _require_cpu_kernel(device: torch.device, dtype: torch.dtype) -> str:
+    if device.type != "cpu":
+        raise ValueError(
+            f"backend='cpu' needs a CPU tensor (got device {device}); use backend='torch' or 'auto'"
+        )
+    if dtype != torch.float32:
+        raise ValueError(
+            f"backend='cpu' takes float32 (got {dtype}); use backend='torch' or 'auto'"
+        )
+    reason = cpu_kernel_reason()
+    if reason is not None:
+        raise ValueError(
+            f"backend='cpu' cannot run on this machine: {reason}; use backend='torch' or 'auto'"
+        )
+    return "cpu"

@@ -78,7 +78,7 @@ def lsh_attention(
     ``n_buckets`` defaults to 2·L/bucket_size (factorised above 128, see hashing.py).
     With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64 (padded
     positions: the bucket past the last, n_buckets).
-    ``backend`` picks the implementation: "torch", "triton" or "auto" (see
+    ``backend`` picks the implementation: "torch", "triton", "cpu" or "auto" (see
     ``reformer.backends.resolve_backend``); both compute the same function.
     ``slice_elements`` bounds the torch path's work per batched op, in logits (batch rows ×
     heads × chunks × c × 2c; about 10 bytes each are live in backward): larger slices mean
@@ -152,6 +152,10 @@ def lsh_attention(
         from reformer.kernels.function import TritonLSHFunction  # imports triton: when used
 
         function = TritonLSHFunction
+    elif backend == "cpu":
+        from reformer.native.function import CpuLSHFunction
+
+        function = CpuLSHFunction
     out = function.apply(
         qk_in, v_in, sort_idx, None if key_valid is None else key_valid.contiguous(), layout
     )

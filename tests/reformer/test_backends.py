@@ -14,9 +14,10 @@ def test_torch_is_always_torch():
     assert resolve_backend("torch", "cuda", torch.float16, 64, 64) == "torch"
 
 
-def test_auto_is_torch_on_cpu_even_under_the_interpreter(monkeypatch):
+def test_auto_never_picks_triton_on_cpu_even_under_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
+    assert resolve_backend("auto", "cpu", torch.float32, 64, 64) in ("torch", "cpu")
+    assert resolve_backend("auto", "cpu", torch.float64, 64, 64) == "torch"
 
 
 @pytest.fixture
@@ -54,11 +55,13 @@ def test_triton_on_cpu_under_the_interpreter(monkeypatch):
 
 
 def test_unknown_backend_lists_the_allowed_values():
-    with pytest.raises(ValueError, match=r"backend='cuda'.*\('auto', 'torch', 'triton'\)"):
+    with pytest.raises(
+        ValueError, match=r"backend='cuda'.*\('auto', 'torch', 'triton', 'cpu'\)"
+    ):
         resolve_backend("cuda", "cpu", torch.float32, 64, 64)
     with pytest.raises(ValueError, match="backend"):
         ReformerConfig(backend="fused")
-    assert BACKENDS == ("auto", "torch", "triton")
+    assert BACKENDS == ("auto", "torch", "triton", "cpu")
 
 
 def test_lsh_attention_and_the_module_pass_the_backend_on(monkeypatch):
@@ -67,8 +70,14 @@ def test_lsh_attention_and_the_module_pass_the_backend_on(monkeypatch):
     with pytest.raises(ValueError, match="backend"):
         lsh_attention(qk, v, n_hashes=2, bucket_size=4, seed=0, backend="triton")
     torch_out = lsh_attention(qk, v, n_hashes=2, bucket_size=4, seed=0, backend="torch")
-    auto_out = lsh_attention(qk, v, n_hashes=2, bucket_size=4, seed=0)
-    assert torch.equal(torch_out, auto_out)
+    auto_out = lsh_attention(qk.double(), v.double(), n_hashes=2, bucket_size=4, seed=0)
+    assert torch.equal(
+        lsh_attention(qk.double(), v.double(), n_hashes=2, bucket_size=4, seed=0, backend="torch"),
+        auto_out,
+    )  # float64 on a CPU: auto is the torch path
+    torch.testing.assert_close(
+        lsh_attention(qk, v, n_hashes=2, bucket_size=4, seed=0), torch_out, rtol=0, atol=1e-5
+    )
     layer = LSHSelfAttention(ReformerConfig(d_model=16, n_heads=2, bucket_size=4, backend="triton"))
     with pytest.raises(ValueError, match="backend"):
         layer(torch.randn(1, 16, 16))

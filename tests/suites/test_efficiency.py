@@ -8,6 +8,7 @@ import pytest
 import suites.harness.efficiency as efficiency
 from reformer.config import ReformerConfig
 from reformer.flops import flops_breakdown
+from reformer.native.build import cpu_kernel_unavailable
 from suites.harness.efficiency import datasheet_tflops, efficiency_fields, gemm_runner, run_peaks
 from suites.harness.measure import counted_step
 from suites.harness.points import GridContext
@@ -107,15 +108,17 @@ def test_cuda_peaks_come_from_the_datasheet_else_a_gemm_in_the_dtype(monkeypatch
 
 
 LAYER = ReformerConfig(d_model=32, n_heads=2, n_layers=1, bucket_size=8, n_hashes=2, max_seq_len=64)
+# What "auto" runs for a float32 CPU tensor: the fused kernel where it builds.
+CPU_LSH = "torch" if cpu_kernel_unavailable() else "cpu"
 
 
 @pytest.mark.parametrize(
     ("model", "attention", "backend"),
     [
-        ("attn-lsh", "lsh", "torch"),
+        ("attn-lsh", "lsh", CPU_LSH),
         ("attn-sdpa", "sdpa", None),
         ("attn-full", "full", None),
-        ("reformer-lsh-rev", "lsh", "torch"),
+        ("reformer-lsh-rev", "lsh", CPU_LSH),
         ("transformer-sdpa", "sdpa", None),
     ],
 )
@@ -124,7 +127,7 @@ def test_rows_record_the_lsh_backend_used(model, attention, backend):
     if model.startswith("transformer"):
         config = config.replace(reversible=False)
     step = build_step(model, config, Harness(phase="fwd", seq_len=64))
-    assert step.info["backend"] == backend  # on a CPU, "auto" is the torch path
+    assert step.info["backend"] == backend
 
 
 @pytest.mark.parametrize("attention", ["full", "lsh"])
@@ -132,8 +135,9 @@ def test_rows_record_the_lsh_backend_used(model, attention, backend):
 def test_layers_are_credited_with_model_flops_the_counter_agrees_with(attention, phase):
     """Materialised causal attention multiplies the whole square, model FLOPs only its
     causal half; the torch LSH path's backward also recomputes each round's QK^T. The
-    counter sees both, model FLOPs leave them out."""
-    config = LAYER.replace(attention=attention)
+    counter sees both, model FLOPs leave them out. The torch path: the counter cannot see
+    the fused CPU kernel's matmuls (they run in C), which is why rows use model FLOPs."""
+    config = LAYER.replace(attention=attention, backend="torch")
     step = build_step(f"attn-{attention}", config, Harness(phase=phase, seq_len=64, batch=2))
     _, counted = counted_step(step, count_flops=True)
     assert step.info["flops_method"] == "analytic"
