@@ -149,15 +149,20 @@ def knob_grid(
     """One attention layer at each length x each value of one config field (``knob``) x
     each backend the device ablates (suites.harness.backend): the hashes and chunks suites.
 
-    ``torch_path_only``: the knob acts on the torch path alone (``slice_elements``), so on
-    CUDA its points run there only; the Triton kernels would ignore it. On CPU it changes
-    nothing (every point is the torch path)."""
+    ``torch_path_only``: the knob acts on the torch path alone (``slice_elements``), so its
+    points name ``backend="torch"`` on every device; the Triton kernels and the fused CPU
+    kernel (what "auto" runs on a float32 CPU) would ignore it."""
+    if torch_path_only:
+        return [
+            layer_point(ctx, layer.replace(**{knob: value}, backend="torch"), seq_len=length)
+            for length in lengths
+            for value in values
+        ]
     return [
         layer_point(ctx, config, seq_len=length)
         for length in lengths
         for value in values
         for config in backend_ablation(layer.replace(**{knob: value}), ctx.device)
-        if not (torch_path_only and config.backend == "triton")
     ]
 
 

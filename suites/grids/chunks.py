@@ -9,16 +9,21 @@ Two sweeps of one layer at the same lengths:
 - **slice_elements** in 2^15 ... 2^23 at bucket_size 64: the logits one batched op of the
   torch path handles (reformer.lsh_core.Layout). Larger slices mean fewer, larger ops
   (faster where per-op overhead dominates, short lengths on a CPU) and more transient
-  memory; the result never changes. Its 2^19 point (the default) is the bucket sweep's
-  bucket_size 64 point, measured once. At 4K one round of all four heads is 2^21 logits,
+  memory; the result never changes. At 4K one round of all four heads is 2^21 logits,
   so 2^23 slices there as 2^21 does (a free check of the noise); at 16K it is 2^23. The
-  Triton kernels ignore the budget, so on CUDA this sweep runs on the torch path only.
+  Triton kernels and the fused CPU kernel ignore the budget, so this sweep names the
+  torch path (``backend="torch"``) on every device, while the bucket sweep runs what
+  "auto" picks (the fused kernel on a CPU where it builds). On a CPU the sweep leaves out
+  the default budget (that point of the bucket sweep is the fused kernel), so its "x"
+  columns have no base there.
   ``--quick`` takes two small budgets, 2^14 (blocks of chunks) and 2^16 (one head per op),
   so a smoke run exercises both ways of slicing.
 
 A point at the default budget has no ``slice_elements`` in its row (a config field joins
 a row only away from its default), so the bucket sweep's points and keys are those of
-before the second sweep.
+before the second sweep. On CUDA the slice sweep's 2^19 point is the bucket sweep's
+torch-path bucket_size 64 point, measured once. A row of the slice sweep is the only CPU
+row that names a backend (``torch``): it is the one with ``slice_elements``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ def _shape(ctx: GridContext) -> tuple[list[int], tuple[int, ...], tuple[int, ...
 
 def grid(ctx: GridContext) -> list[Point]:
     lengths, sizes, budgets, layer = _shape(ctx)
+    if ctx.device != "cuda":
+        # No torch-path point at the default budget on a CPU: there the bucket sweep runs
+        # the fused kernel, and a row records the backend that ran, not the one named, so
+        # a torch point at the default budget could not be told from an auto one that
+        # fell back to torch. Every slice row away from the default names the torch path.
+        budgets = tuple(b for b in budgets if b != SLICE_ELEMENTS)
     buckets = knob_grid(ctx, layer, "bucket_size", sizes, lengths)
     slices = knob_grid(
         ctx,
@@ -73,14 +84,16 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     lines = [
         f"bucket_size sweep (slice_elements {_power(SLICE_ELEMENTS)}, the default):",
         "",
-        "| L | bucket_size | n_buckets | t (ms) | peak (MiB) | saved (MiB) |",
-        "|---|---|---|---|---|---|",
+        "| L | bucket_size | backend | n_buckets | t (ms) | peak (MiB) | saved (MiB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     at_default = [r for r in ok if slice_budget(r) == SLICE_ELEMENTS]
-    for row in sorted(at_default, key=lambda r: (r["seq_len"], r["bucket_size"])):
+    for row in sorted(
+        at_default, key=lambda r: (r["seq_len"], r["bucket_size"], r.get("backend") or "")
+    ):
         lines.append(
-            f"| {row['seq_len']} | {row['bucket_size']} | {row['n_buckets']} | "
-            f"{row['t_median_ms']:.1f} | {row['peak_mib']:.1f} | "
+            f"| {row['seq_len']} | {row['bucket_size']} | {row.get('backend') or '-'} | "
+            f"{row['n_buckets']} | {row['t_median_ms']:.1f} | {row['peak_mib']:.1f} | "
             f"{row['saved_mib']:.1f} |"
         )
     # The torch path's rows only: on CUDA the bucket sweep's Triton point shares bucket 64.

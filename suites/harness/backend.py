@@ -1,11 +1,14 @@
-"""Which implementation of our LSH attention a point runs: the torch path or Triton kernels.
+"""Which implementation of our LSH attention a point runs: the torch path, the Triton
+kernels or the fused CPU kernel.
 
-``ReformerConfig.backend`` ("auto" | "torch" | "triton", resolved by
+``ReformerConfig.backend`` ("auto" | "torch" | "triton" | "cpu", resolved by
 ``reformer.backends.resolve_backend``) picks it; rows record the one used in ``backend``
-("torch" | "triton", null for points without our LSH attention: exact attention, peers).
-CPU grids leave the field at its default ("auto", which is the torch path on a CPU), so
-their points and keys are unchanged. CUDA grids name it: Triton where its kernels take the
-shape, torch beside it where a suite sweeps the backend as an ablation.
+("torch" | "triton" | "cpu", null for points without our LSH attention: exact attention,
+peers). CPU grids leave the field at its default ("auto": the fused CPU kernel for float32
+where it builds, else the torch path), so their points and keys are unchanged; a sweep of
+a torch-path knob (the chunks suite's slice_elements) names "torch". CUDA grids name it:
+Triton where its kernels take the shape, torch beside it where a suite sweeps the backend
+as an ablation.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ ABLATION = ("torch", "triton")
 
 
 def backend_used(config: ReformerConfig, device: str, dtype: torch.dtype) -> str | None:
-    """ "torch" or "triton" for our LSH attention under ``config`` on ``device``; None
+    """ "torch", "triton" or "cpu" for our LSH attention under ``config`` on ``device``; None
     when the config has no LSH attention. Raises ValueError where "triton" is asked for
     and cannot run (reformer.backends)."""
     if config.attention != "lsh":

@@ -55,9 +55,7 @@ def test_triton_on_cpu_under_the_interpreter(monkeypatch):
 
 
 def test_unknown_backend_lists_the_allowed_values():
-    with pytest.raises(
-        ValueError, match=r"backend='cuda'.*\('auto', 'torch', 'triton', 'cpu'\)"
-    ):
+    with pytest.raises(ValueError, match=r"backend='cuda'.*\('auto', 'torch', 'triton', 'cpu'\)"):
         resolve_backend("cuda", "cpu", torch.float32, 64, 64)
     with pytest.raises(ValueError, match="backend"):
         ReformerConfig(backend="fused")

@@ -55,8 +55,9 @@ def test_the_slice_sweep_runs_the_torch_path_at_the_default_chunk(device, mode):
     expected = [(length, b) for length in lengths for b in budgets if b != SLICE_ELEMENTS]
     assert [(p.seq_len, p.params["slice_elements"]) for p in sliced] == expected
     assert {p.params["bucket_size"] for p in sliced} == {SLICE_BUCKET}
-    # The Triton kernels ignore the budget: on CUDA the sweep names the torch path.
-    assert {p.params.get("backend") for p in sliced} == {"torch" if device == "cuda" else None}
+    # The Triton kernels and the fused CPU kernel ignore the budget: the sweep names the
+    # torch path on every device.
+    assert {p.params.get("backend") for p in sliced} == {"torch"}
     assert {p.config.slice_elements for p in sliced} == set(budgets) - {SLICE_ELEMENTS}
 
 

@@ -42,8 +42,9 @@ SUITE_POINT_FIELDS = {
     "scale": ("autocast",),
 }
 # ReformerConfig fields added since schema 1: a point carries them only where it sets them
-# away from their default. ``backend`` is left out: on CPU no grid sets it, and every row
-# has a ``backend`` column saying which implementation ran (suites.harness.backend).
+# away from their default. ``backend`` is left out: on CPU only the chunks slice sweep sets
+# it (point_params adds it there), and every row has a ``backend`` column saying which
+# implementation ran (suites.harness.backend).
 LATER_CONFIG_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(ReformerConfig)
@@ -74,6 +75,10 @@ def point_params(row: dict[str, Any]) -> dict[str, Any]:
         params["n_buckets"] = None
     if isinstance(params.get("corpus"), str) and _STDLIB_SOURCE.fullmatch(params["corpus"]):
         params["corpus"] = STDLIB
+    if row["suite"] == "chunks" and "slice_elements" in row:
+        # The slice sweep names the torch path (suites/grids/chunks.py); it is the one
+        # sweep of a CPU grid that names a backend.
+        params["backend"] = "torch"
     return params
 
 
@@ -83,9 +88,14 @@ def stored_key_matches(row: dict[str, Any]) -> bool:
     ``--quick``), and the row records the count that ran either way: both are tried."""
     params = point_params(row)
     hardware = row.get("node_hardware") or hardware_name(row)
+    variants = [params]
+    if "backend" in params:
+        # Slice-sweep rows from before the sweep named the torch path (it ran there anyway).
+        variants.append({k: v for k, v in params.items() if k != "backend"})
     keys = {
-        Point(params={**params, "num_threads": threads}).key(row["suite"], hardware)
-        for threads in {None, params.get("num_threads")}
+        Point(params={**variant, "num_threads": threads}).key(row["suite"], hardware)
+        for variant in variants
+        for threads in {None, variant.get("num_threads")}
     }
     return row["point_key"] in keys
 
