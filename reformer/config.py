@@ -37,7 +37,7 @@ class ReformerConfig:
     max_seq_len: int = 65536
     seed: int = 0  # seeds every layer's own generator (hash rotations, dropout masks)
     # LSH attention implementation: "auto" (Triton on CUDA when installed, else torch) |
-    # "torch" | "triton" (reformer.backends)
+    # "auto" | "torch" | "triton" | "cpu" (reformer.backends)
     backend: str = "auto"
     # Logits per batched op of the torch LSH path (batch rows × heads × chunks × c × 2c,
     # about 10 bytes each live in backward): more means fewer, larger ops and more
