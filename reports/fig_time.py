@@ -61,6 +61,34 @@ def crossover_rows(cell: pd.DataFrame, facet: str) -> list[dict]:
     return found
 
 
+def uncrossed_rows(cell: pd.DataFrame, facet: str) -> list[dict]:
+    """Pairs of an LSH series and a non-LSH series that never cross on their shared
+    lengths: which one is cheaper throughout (as the time suite's summary says it)."""
+    curves = {
+        name: dict(zip(part["seq_len"], part["t_median_ms"], strict=True))
+        for name, part in cell.groupby("series")
+    }
+    lsh = set(cell.loc[cell["attention"] == "lsh", "series"])
+    found = []
+    for name in sorted(lsh):
+        for other in sorted(set(curves) - lsh):
+            shared = sorted(set(curves[name]) & set(curves[other]))
+            if not shared or crossovers_between(curves[name], curves[other]):
+                continue
+            cheaper = name if curves[name][shared[0]] < curves[other][shared[0]] else other
+            found.append(
+                {
+                    "panel": facet,
+                    "LSH series": name,
+                    "against": other,
+                    "crossover L": None,
+                    "ms at crossover": None,
+                    "cheaper above": f"{cheaper} throughout",
+                }
+            )
+    return found
+
+
 def build_time(ctx: ReportContext) -> list[Block] | None:
     rows = ctx.suite("time")
     rows = rows.assign(series=series_labels(rows))
@@ -87,7 +115,7 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
                 continue
             facet = phase_title(phase, variant)
             found = crossover_rows(cell, facet)
-            crossings.extend(found)
+            crossings.extend(found + uncrossed_rows(cell, facet))
             panels.append(
                 Panel(
                     data=cell,
@@ -128,12 +156,13 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
     if crossings:
         table = pd.DataFrame(crossings)
         for column in ("crossover L", "ms at crossover"):
-            table[column] = table[column].map(fmt)
+            table[column] = table[column].map(lambda v: "none in grid" if pd.isna(v) else fmt(v))
         blocks.append(
             Table(
                 table,
                 "Crossover lengths: where an LSH curve meets full or SDPA "
-                "attention (log-log interpolation between measured lengths).",
+                "attention (log-log interpolation between measured lengths); 'none in "
+                "grid' where one is cheaper at every measured length.",
                 index=False,
             )
         )

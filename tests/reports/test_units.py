@@ -10,7 +10,7 @@ from reports.document import Note, Table, fmt
 from reports.fig_ablations import at_default_slice_budget
 from reports.fig_peers import peer_ratios
 from reports.fig_scale import longest_fits
-from reports.fig_time import crossover_rows, series_labels
+from reports.fig_time import crossover_rows, series_labels, uncrossed_rows
 from reports.history import tidy_history
 from reports.html import render_html
 from reports.load import latest_points, load_history, load_rows, normalise, slugify
@@ -123,6 +123,10 @@ def test_time_series_and_crossovers():
     assert 512 < found[("LSH-1", "transformer-full")]["crossover L"] < 1024
     assert found[("LSH-1", "transformer-full")]["cheaper above"] == "LSH-1"
     assert ("LSH-8", "transformer-full") not in found  # 96 ms: full stays cheaper to 8K
+    never = {(c["LSH series"], c["against"]): c for c in uncrossed_rows(rows, "p")}
+    assert never[("LSH-8", "transformer-full")]["cheaper above"] == "transformer-full throughout"
+    assert never[("LSH-8", "transformer-full")]["crossover L"] is None
+    assert not set(never) & set(found)
 
 
 def test_duplication_matrix_and_expectations():
