@@ -16,6 +16,7 @@ of them, the GIL released by ctypes) claim items from one counter.
 from __future__ import annotations
 
 import ctypes
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -24,7 +25,7 @@ from reformer.lsh_core import Layout, _sequence_major, chunk_ids
 from reformer.native.build import Args, load_kernel
 
 _pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_pool_key: tuple[int, int] = (0, 0)  # (process id, size) the pool was made for
 
 
 def _threads() -> int:
@@ -32,12 +33,16 @@ def _threads() -> int:
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    if _pool is None or _pool_size != size:
-        if _pool is not None:
+    """The worker threads, made again when the size changes or in a forked child (a
+    DataLoader worker, say): a child inherits the pool object but not its threads, and
+    work submitted to it would wait forever."""
+    global _pool, _pool_key
+    key = (os.getpid(), size)
+    if _pool is None or _pool_key != key:
+        if _pool is not None and _pool_key[0] == key[0]:
             _pool.shutdown(wait=True)
         _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="lsh-cpu")
-        _pool_size = size
+        _pool_key = key
     return _pool
 
 

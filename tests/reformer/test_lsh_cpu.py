@@ -251,3 +251,30 @@ def test_the_build_is_cached_by_source_and_machine(fresh_build):
     assert build.library_path() == first
     assert first.stat().st_mtime_ns == built  # found, not rebuilt
     assert build.cpu_kernel_unavailable() is None
+
+
+def _use_the_pool_in_child(queue) -> None:
+    from reformer.native import function
+
+    queue.put(function._executor(1).submit(lambda: 42).result(timeout=30))
+
+
+def test_a_forked_child_gets_threads_of_its_own():
+    """A forked child (a DataLoader worker, say) inherits the kernel's thread pool object
+    but not its threads: work submitted to it would wait forever, so the child must get a
+    pool of its own. (Only the pool is exercised in the child: torch's own OpenMP ops are
+    not fork-safe after the parent used them, whatever the backend.)"""
+    import multiprocessing
+
+    from reformer.native import function
+
+    function._executor(1).submit(lambda: None).result()  # the parent's pool, with a thread
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_use_the_pool_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        raise AssertionError("the forked child waited on its parent's threads")
+    assert child.exitcode == 0 and queue.get(timeout=5) == 42

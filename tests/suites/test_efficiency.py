@@ -173,11 +173,14 @@ def test_lsh_points_name_their_backend_on_cuda_only(name, mode):
             for p in points
             if p.params.get("attention") == "lsh" and not p.params["model"].startswith("peer-")
         ]
-        named = {p.params.get("backend") for p in ours}
+        named = {p.params.get("backend") for p in ours if "slice_elements" not in p.params}
         if device == "cuda":
             assert named and None not in named
         else:
             assert named <= {None}  # CPU points (and keys) are those of before backends
+        # The chunks suite's slice sweep acts on the torch path alone and names it.
+        sliced = {p.params.get("backend") for p in ours if "slice_elements" in p.params}
+        assert sliced <= {"torch"}
 
 
 def test_cuda_scale_default_reaches_2_to_the_20_through_triton():
