@@ -89,17 +89,6 @@ def triton_runnable() -> str | None:
     return None
 
 
-@functools.cache
-def _warn_cpu_fallback(reason: str) -> None:
-    """One warning per process and reason when auto cannot build the CPU kernel."""
-    warnings.warn(
-        f"backend='auto' uses the torch path on the CPU: the fused CPU kernel cannot run "
-        f"here ({reason})",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-
-
 def cpu_kernel_reason() -> str | None:
     """Why the fused CPU kernel cannot run in this process, or None (probed once)."""
     from reformer.native.build import cpu_kernel_unavailable  # builds on first use
@@ -108,14 +97,23 @@ def cpu_kernel_reason() -> str | None:
 
 
 @functools.cache
-def _warn_auto_fallback(reason: str) -> None:
-    """One warning per process and reason when auto falls back from Triton to torch."""
+def _warn_fallback(where: str, kernels: str, reason: str) -> None:
+    """One warning per process and reason when auto falls back to the torch path."""
     warnings.warn(
-        f"backend='auto' uses the torch path on CUDA: the Triton kernels cannot run here "
-        f"({reason})",
+        f"backend='auto' uses the torch path on {where}: {kernels} cannot run here ({reason})",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
+
+
+def _warn_auto_fallback(reason: str) -> None:
+    """auto on CUDA where the Triton kernels cannot run."""
+    _warn_fallback("CUDA", "the Triton kernels", reason)
+
+
+def _warn_cpu_fallback(reason: str) -> None:
+    """auto on a float32 CPU tensor where the fused CPU kernel cannot be built."""
+    _warn_fallback("the CPU", "the fused CPU kernel", reason)
 
 
 def triton_interpreting() -> bool:

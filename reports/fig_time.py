@@ -37,45 +37,45 @@ def series_labels(rows: pd.DataFrame) -> pd.Series:
     return rows.apply(label, axis=1) if not rows.empty else pd.Series(dtype=object)
 
 
-def crossover_rows(cell: pd.DataFrame, facet: str) -> list[dict]:
-    """Every crossing of an LSH series with a non-LSH series in one panel."""
+def _lsh_pairs(cell: pd.DataFrame):
+    """(LSH series, non-LSH series, its {L: ms}, the other's) for every such pair of one
+    panel."""
     curves = {
         name: dict(zip(part["seq_len"], part["t_median_ms"], strict=True))
         for name, part in cell.groupby("series")
     }
     lsh = set(cell.loc[cell["attention"] == "lsh", "series"])
-    found = []
     for name in sorted(lsh):
         for other in sorted(set(curves) - lsh):
-            for crossing in crossovers_between(curves[name], curves[other]):
-                found.append(
-                    {
-                        "panel": facet,
-                        "LSH series": name,
-                        "against": other,
-                        "crossover L": crossing.seq_len,
-                        "ms at crossover": crossing.cost,
-                        "cheaper above": name if crossing.lower_after == "a" else other,
-                    }
-                )
+            yield name, other, curves[name], curves[other]
+
+
+def crossover_rows(cell: pd.DataFrame, facet: str) -> list[dict]:
+    """Every crossing of an LSH series with a non-LSH series in one panel."""
+    found = []
+    for name, other, mine, theirs in _lsh_pairs(cell):
+        for crossing in crossovers_between(mine, theirs):
+            found.append(
+                {
+                    "panel": facet,
+                    "LSH series": name,
+                    "against": other,
+                    "crossover L": crossing.seq_len,
+                    "ms at crossover": crossing.cost,
+                    "cheaper above": name if crossing.lower_after == "a" else other,
+                }
+            )
     return found
 
 
 def uncrossed_rows(cell: pd.DataFrame, facet: str) -> list[dict]:
     """Pairs of an LSH series and a non-LSH series that never cross on their shared
     lengths: which one is cheaper throughout (as the time suite's summary says it)."""
-    curves = {
-        name: dict(zip(part["seq_len"], part["t_median_ms"], strict=True))
-        for name, part in cell.groupby("series")
-    }
-    lsh = set(cell.loc[cell["attention"] == "lsh", "series"])
     found = []
-    for name in sorted(lsh):
-        for other in sorted(set(curves) - lsh):
-            shared = sorted(set(curves[name]) & set(curves[other]))
-            if not shared or crossovers_between(curves[name], curves[other]):
-                continue
-            cheaper = name if curves[name][shared[0]] < curves[other][shared[0]] else other
+    for name, other, mine, theirs in _lsh_pairs(cell):
+        shared = sorted(set(mine) & set(theirs))
+        if shared and not crossovers_between(mine, theirs):
+            cheaper = name if mine[shared[0]] < theirs[shared[0]] else other
             found.append(
                 {
                     "panel": facet,

@@ -24,10 +24,10 @@ def test_auto_never_picks_triton_on_cpu_even_under_the_interpreter(monkeypatch):
 def fresh_probe():
     """The probe's cached answer and warning cleared before and after a test."""
     backends.triton_runnable.cache_clear()
-    backends._warn_auto_fallback.cache_clear()
+    backends._warn_fallback.cache_clear()
     yield
     backends.triton_runnable.cache_clear()
-    backends._warn_auto_fallback.cache_clear()
+    backends._warn_fallback.cache_clear()
 
 
 def test_auto_on_cuda_takes_triton_within_its_limits():

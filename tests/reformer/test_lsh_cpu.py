@@ -221,7 +221,7 @@ def fresh_build(monkeypatch, tmp_path):
     def clear():
         build.load_kernel.cache_clear()
         build.cpu_kernel_unavailable.cache_clear()
-        backends._warn_cpu_fallback.cache_clear()
+        backends._warn_fallback.cache_clear()
 
     clear()
     yield tmp_path
