@@ -83,8 +83,11 @@ def _compiler_version(compiler: str) -> str:
 def _compile(compiler: str, flags: tuple[str, ...], target: Path) -> str | None:
     """Compile SOURCE into target atomically; None on success, else the compiler's
     complaint."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as exc:
+        return f"cannot write the kernel cache {target.parent} ({exc}); set $REFORMER_CACHE_DIR"
     os.close(handle)
     try:
         done = subprocess.run(

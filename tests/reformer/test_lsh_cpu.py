@@ -244,6 +244,14 @@ def test_a_compiler_that_fails_means_torch_with_one_warning(monkeypatch, fresh_b
     assert "compiling lsh_cpu.c" in (build.cpu_kernel_unavailable() or "")
 
 
+def test_an_unwritable_cache_means_torch_with_the_reason(monkeypatch, fresh_build):
+    blocker = fresh_build / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("REFORMER_CACHE_DIR", str(blocker / "cache"))
+    with pytest.warns(RuntimeWarning, match="REFORMER_CACHE_DIR"):
+        assert backends.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
+
+
 def test_the_build_is_cached_by_source_and_machine(fresh_build):
     first = build.library_path()
     assert first.parent == fresh_build and first.name.startswith("lsh_cpu-")
