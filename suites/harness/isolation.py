@@ -29,6 +29,7 @@ import errno
 import multiprocessing
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -38,6 +39,10 @@ from suites.harness.process_memory import MEMORY_BUDGET_GIB, cap_mechanism, proc
 GIB = 2**30
 _CONTEXT: Any = None
 _SERVER_SETTINGS: dict[str, str] | None = None  # what the fork server started under
+# Held while a point's child is being started: sweeps run from two threads of one process
+# (a local sweep beside a Ray one) would otherwise race, one thread stopping the fork
+# server for new settings while the other connects to it (EBADF in the connect).
+_START_LOCK = threading.Lock()
 
 
 # Imported once in the fork server rather than in every child. torch._dynamo is what the
@@ -86,14 +91,17 @@ def run_point(
     max_memory_gb: float | None,
 ) -> dict[str, Any]:
     """Run one point in a child; always returns status, error and wall_s (plus results)."""
-    ctx = _context()
-    receiver, sender = ctx.Pipe(duplex=False)
     cap = None if max_memory_gb is None else int(max_memory_gb * GIB)
-    child = ctx.Process(
-        target=_child_main, daemon=True, args=(sender, runner, params, options, list(sys.path), cap)
-    )
-    start = time.monotonic()
-    child.start()
+    with _START_LOCK:
+        ctx = _context()
+        receiver, sender = ctx.Pipe(duplex=False)
+        child = ctx.Process(
+            target=_child_main,
+            daemon=True,
+            args=(sender, runner, params, options, list(sys.path), cap),
+        )
+        start = time.monotonic()
+        child.start()
     sender.close()
     message, timed_out = None, False
     try:
