@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from reformer.lsh_core import Layout, _sequence_major, chunk_ids
+from reformer.lsh_core import Layout, _row_dot, _sequence_major, chunk_ids
 from reformer.native.build import Args, load_kernel
 
 _pool: ThreadPoolExecutor | None = None
@@ -135,7 +135,7 @@ class CpuLSHFunction(torch.autograd.Function):
         layout: Layout = ctx.layout
         qk, v, sort_idx, chunk_of, valid = _inputs(qk, v, sort_idx, key_valid, layout)
         grad_out = _dense_rows(grad_out.to(torch.float32))
-        delta = (grad_out * out).sum(-1).contiguous()  # (B, H, Lp): rowsum(dO · O)
+        delta = _row_dot(grad_out, out, torch.float32)  # (B, H, Lp): rowsum(dO · O)
         # A row that saw no key (all padding) has sum 0 and all-zero weights: 1/sum is 0.
         inv_sum = torch.where(row_sum > 0, row_sum.reciprocal(), 0.0)
         grad_q = _sequence_major(qk.shape, torch.float32, qk.device, zero=True)

@@ -171,18 +171,8 @@ static void gemm_tn_acc(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     gemm_any(M, N, K, A, lda, 1, B, ldb, C, ldc, 1);
 }
 
-/* Sum and maximum of n floats, 8 lanes at a time (the compiler may not reorder a float
- * reduction by itself). NaN never wins the maximum, as with a scalar `a > b ? a : b`. */
-static inline float sum_n(const float *x, int64_t n) {
-    vec8 acc = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) acc += load8(x + i);
-    float total = 0.0f;
-    for (int k = 0; k < 8; k++) total += acc[k];
-    for (; i < n; i++) total += x[i];
-    return total;
-}
-
+/* Dot product and maximum of n floats, 8 lanes at a time (the compiler may not reorder a
+ * float reduction by itself). NaN never wins the maximum, as with a scalar `a > b ? a : b`. */
 static inline float dot_n(const float *x, const float *y, int64_t n) {
     vec8 acc = {0};
     int64_t i = 0;
@@ -288,8 +278,8 @@ static void inverse_norms(const float *x, int64_t n, int64_t dim, float *inv) {
 
 /* Scratch of one thread, sized for the largest window (c queries, w = 2c keys). */
 typedef struct {
-    int64_t *qpos, *kpos;
-    float *q, *qs, *k, *ku, *kt, *vw, *vt, *s, *st, *dp, *go, *acc_k, *acc_v, *acc_q;
+    int64_t *kpos;
+    float *q, *qs, *k, *ku, *kt, *vw, *vt, *s, *dp, *go, *acc_k, *acc_v, *acc_q;
     float *qstat, *kstat, *log2_count;
     int32_t *qchunk, *kchunk, *count, *key_pos32, *key_dead;
 } Scratch;
@@ -298,7 +288,6 @@ static int scratch_init(Scratch *w, const Args *a) {
     int64_t c = a->chunk, win = 2 * c, D = a->dim, Dv = a->dim_v, R = a->rounds;
     int64_t wide = D > Dv ? D : Dv;
     memset(w, 0, sizeof *w);
-    w->qpos = malloc(sizeof(int64_t) * c);
     w->kpos = malloc(sizeof(int64_t) * win);
     w->q = malloc(sizeof(float) * c * wide);
     w->qs = malloc(sizeof(float) * c * D);
@@ -308,7 +297,6 @@ static int scratch_init(Scratch *w, const Args *a) {
     w->vw = malloc(sizeof(float) * win * Dv);
     w->vt = malloc(sizeof(float) * win * Dv);
     w->s = malloc(sizeof(float) * c * win);
-    w->st = malloc(sizeof(float) * c * win);
     w->dp = malloc(sizeof(float) * c * win);
     w->go = malloc(sizeof(float) * c * Dv);
     w->acc_k = malloc(sizeof(float) * c * D);
@@ -322,8 +310,8 @@ static int scratch_init(Scratch *w, const Args *a) {
     w->count = malloc(sizeof(int32_t) * win);
     w->key_pos32 = malloc(sizeof(int32_t) * win);
     w->key_dead = malloc(sizeof(int32_t) * win);
-    if (!w->qpos || !w->kpos || !w->q || !w->qs || !w->k || !w->ku || !w->kt || !w->vw || !w->vt ||
-        !w->s || !w->st || !w->dp || !w->go || !w->acc_k || !w->acc_v || !w->acc_q ||
+    if (!w->kpos || !w->q || !w->qs || !w->k || !w->ku || !w->kt || !w->vw || !w->vt ||
+        !w->s || !w->dp || !w->go || !w->acc_k || !w->acc_v || !w->acc_q ||
         !w->qstat || !w->kstat || !w->log2_count || !w->qchunk || !w->kchunk || !w->count || !w->key_pos32 ||
         !w->key_dead)
         return -1;
@@ -333,7 +321,7 @@ static int scratch_init(Scratch *w, const Args *a) {
 }
 
 static void scratch_free(Scratch *w) {
-    void *all[] = {w->qpos, w->kpos, w->q, w->qs, w->k, w->ku, w->kt, w->vw, w->vt, w->s, w->st,
+    void *all[] = {w->kpos, w->q, w->qs, w->k, w->ku, w->kt, w->vw, w->vt, w->s,
                    w->dp, w->go, w->acc_k, w->acc_v, w->acc_q, w->qstat, w->kstat,
                    w->log2_count, w->qchunk, w->kchunk, w->count, w->key_pos32, w->key_dead};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
