@@ -17,7 +17,7 @@ seed and schedule):
   570 to 1920 steps, and a 1600-step schedule left two models (LSH-1, LSH-4) only 100-200
   steps past it, still climbing. 2400 steps was chosen for margin before the 2400-step
   run; in that run LSH-2 jumped at 1920, and LSH-4 jumped at ~1000 but then crept only
-  from 64% to 76% (one seed: single runs of this task vary, see the README);
+  from 64% to 76% (one seed; docs/quality.md);
 - at L = 128 and 256 every train x eval cell came out at 99-100%, so the matrix could
   not show LSH losing anything; at L = 512 it can (trial: the full-attention model
   scored 94.9% evaluated with LSH-1, the LSH-1 model 97.9% with its own attention);
