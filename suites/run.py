@@ -27,6 +27,7 @@ from suites.harness.arguments import (
 from suites.harness.executors import EXECUTORS
 from suites.harness.lengths import lengths_argument, select_lengths
 from suites.harness.lock import SweepLocked
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext, Suite
 from suites.harness.process_memory import MEMORY_BUDGET_GIB
 from suites.harness.summary import summary, sweep_rows
@@ -52,8 +53,7 @@ class DeprecatedFull(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m suites.run",
-        description="Run a benchmark suite; see README.md, "
-        "'Running the suites', and docs/results.md for the rows.",
+        description="Run a benchmark suite; see docs/suites.md and docs/results.md for the rows.",
     )
     parser.add_argument("suite", nargs="?", help="suite name, or 'all' (see --list)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds != 1 and names != ["quality"]:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
+        options = options_from_args(args, command)
         for name in names:
             select_lengths(available[name].grid(ctx), args.lengths)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -227,24 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     statuses: list[str | None] = []
     for name in names:
         suite = available[name]
-        cap = memory_cap(suite, ctx, args.max_memory_gb)
         try:
             with exits.sigterm_as_interrupt():
-                run_file = run_sweep(
-                    suite,
-                    ctx,
-                    out_dir=args.out,
-                    fresh=args.fresh,
-                    max_memory_gb=cap,
-                    timeout_s=args.timeout,
-                    threads=args.threads,
-                    progress=not args.no_progress,
-                    executor=args.executor,
-                    ray_address=args.ray_address,
-                    per_hardware=args.per_hardware,
-                    lengths=args.lengths,
-                    argv=command,
-                )
+                run_file = run_sweep(suite, ctx, options)
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, exits.Terminated)
             print(
@@ -260,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         except RowNotWritten as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exits.NOT_RECORDED
+        cap = memory_cap(suite, ctx, options.max_memory_gb)
         print(summary(suite, ctx, run_file, cap), flush=True)
         statuses += [row.get("status") for row in sweep_rows(run_file)]
     return exits.sweep_status(statuses)
@@ -279,8 +266,26 @@ def _check_data(data: str | None, names: list[str], mode: str) -> None:
     check_split_room(data, SIZES[mode].bytes.seq_len)
 
 
+def options_from_args(args: argparse.Namespace, command: list[str]) -> SweepOptions:
+    """The one options object of this run (suites.harness.options), built once here."""
+    return SweepOptions(
+        out_dir=args.out,
+        fresh=args.fresh,
+        max_memory_gb=args.max_memory_gb,
+        timeout_s=args.timeout,
+        threads=args.threads,
+        progress=not args.no_progress,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        per_hardware=args.per_hardware,
+        lengths=None if args.lengths is None else tuple(args.lengths),
+        argv=tuple(command),
+    )
+
+
 def _check_executor(args: argparse.Namespace) -> None:
-    """Ray's options need --executor ray, and that needs Ray installed."""
+    """Ray's options need --executor ray, and that needs Ray installed (said by flag name,
+    before SweepOptions would say it by field name)."""
     if args.executor != "ray":
         for flag, value in (
             ("--ray-address", args.ray_address),

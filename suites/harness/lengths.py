@@ -7,6 +7,7 @@ Lengths are written as integers (1048576), powers of two (2^20) or with a binary
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from suites.harness.points import Point
 
@@ -48,7 +49,7 @@ def lengths_argument(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def select_lengths(points: list[Point], lengths: list[int] | None) -> list[Point]:
+def select_lengths(points: list[Point], lengths: Sequence[int] | None) -> list[Point]:
     """The points whose seq_len is one of ``lengths`` (all of them for None).
 
     Raises ValueError naming the flag and the lengths the grid has if a requested length

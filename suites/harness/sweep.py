@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from suites.harness.busy import RULE, is_busy
@@ -26,81 +24,47 @@ from suites.harness.executors.dispatch import measure_points
 from suites.harness.isolation import default_max_memory_gb
 from suites.harness.lengths import select_lengths
 from suites.harness.lock import sweep_lock
+from suites.harness.options import SweepOptions
 from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.harness.process_env import SETTINGS_FIELDS
 from suites.rows.assembly import assemble_row
 from suites.rows.names import hardware_name, schema_1_mode
-from suites.rows.store import DEFAULT_OUT, RunFile
+from suites.rows.store import RunFile
+
+DEFAULT_OPTIONS = SweepOptions()
 
 
 def run_sweep(
     suite: Suite,
     ctx: GridContext,
+    options: SweepOptions = DEFAULT_OPTIONS,
     *,
-    out_dir: Path = DEFAULT_OUT,
-    fresh: bool = False,
-    max_memory_gb: float | None = None,
-    timeout_s: float | None = None,
-    threads: int | None = None,
-    progress: bool = True,
     log: Any = sys.stderr,
-    executor: str = "local",
-    ray_address: str | None = None,
-    per_hardware: bool = False,
-    lengths: list[int] | None = None,
-    argv: Sequence[str] | None = None,
 ) -> RunFile:
     """Measure every point of ``suite`` not already ok in the run file; returns that file.
 
-    ``threads`` sets torch's thread count in every point (it is part of the point, so
-    results with different counts never resume each other); None keeps torch's default.
-    ``executor`` "ray" measures each point as a Ray task on the cluster at ``ray_address``
-    (suites.harness.executors); ``per_hardware`` measures each point once per hardware kind there.
-    ``argv`` is the command line recorded in every row (None: this process's ``sys.argv``).
-    ``lengths`` keeps only the grid's points of those lengths (suites.harness.lengths). Holds the
-    folder's lock for the suite and device throughout (suites.harness.lock): a second sweep of the
-    same suite into the same folder raises SweepLocked instead of measuring every point
-    twice.
+    ``options`` (suites.harness.options) says how: ``threads`` sets torch's thread count in
+    every point (it is part of the point, so results with different counts never resume
+    each other); ``executor`` "ray" measures each point as a Ray task on the cluster at
+    ``ray_address`` (suites.harness.executors); ``lengths`` keeps only the grid's points of
+    those lengths (suites.harness.lengths); ``argv`` is the command line every row records.
+    Holds the folder's lock for the suite and device throughout (suites.harness.lock): a
+    second sweep of the same suite into the same folder raises SweepLocked instead of
+    measuring every point twice.
     """
-    with sweep_lock(out_dir, suite.name, ctx.device):
-        return _sweep(
-            suite,
-            ctx,
-            out_dir,
-            fresh,
-            max_memory_gb,
-            timeout_s,
-            threads,
-            progress,
-            log,
-            executor,
-            ray_address,
-            per_hardware,
-            lengths,
-            list(sys.argv if argv is None else argv),
-        )
+    with sweep_lock(options.out_dir, suite.name, ctx.device):
+        return _sweep(suite, ctx, options, log)
 
 
-def _sweep(
-    suite: Suite,
-    ctx: GridContext,
-    out_dir: Path,
-    fresh: bool,
-    max_memory_gb: float | None,
-    timeout_s: float | None,
-    threads: int | None,
-    progress: bool,
-    log: Any,
-    executor: str,
-    ray_address: str | None,
-    per_hardware: bool,
-    lengths: list[int] | None,
-    argv: list[str],
-) -> RunFile:
+def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> RunFile:
+    threads = options.threads
+    max_memory_gb = memory_cap(suite, ctx, options.max_memory_gb)
+    argv = list(sys.argv if options.argv is None else options.argv)
     grid = suite.grid(ctx)
     if threads is not None:
         grid = [point.with_threads(threads) for point in grid]
-    points = sorted(select_lengths(grid, lengths), key=lambda point: point.seq_len)  # stable
+    selected = select_lengths(grid, options.lengths)
+    points = sorted(selected, key=lambda point: point.seq_len)  # stable
     env = environment(ctx.device)
     hardware = hardware_name(env, ctx.device)
     # The grid's mode and size go into every row, so a report can tell a complete run
@@ -116,10 +80,10 @@ def _sweep(
     }
     _warn_if_busy(env, log)
     run_file = RunFile.open(
-        out_dir,
+        options.out_dir,
         suite.name,
         ctx.device,
-        fresh=fresh,
+        fresh=options.fresh,
         # Times and peaks depend on the process settings too: other settings, another file.
         grid={
             "mode": ctx.mode,
@@ -156,12 +120,23 @@ def _sweep(
             )
         run_file.append(
             assemble_row(
-                suite.name, run_file.run_id, env, point, key, result, max_memory_gb, timeout_s
+                suite.name,
+                run_file.run_id,
+                env,
+                point,
+                key,
+                result,
+                max_memory_gb,
+                options.timeout_s,
             )
         )
 
     pool = open_executor(
-        executor, device=ctx.device, hardware=hardware, address=ray_address, log=log
+        options.executor,
+        device=ctx.device,
+        hardware=hardware,
+        address=options.ray_address,
+        log=log,
     )
     try:
         measure_points(
@@ -171,9 +146,9 @@ def _sweep(
             done=done,
             record=record,
             max_memory_gb=max_memory_gb,
-            timeout_s=timeout_s,
-            per_hardware=per_hardware,
-            progress=progress,
+            timeout_s=options.timeout_s,
+            per_hardware=options.per_hardware,
+            progress=options.progress,
             log=log,
         )
     finally:

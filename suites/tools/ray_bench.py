@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from suites.harness.env import environment
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext
 from suites.harness.sweep import run_sweep
 from suites.registry import get_suite
@@ -48,11 +49,8 @@ def timed_sweep(suite_name: str, ctx: GridContext, executor: str) -> dict[str, A
         run_file = run_sweep(
             suite,
             ctx,
-            out_dir=Path(out_dir),
-            threads=1,
-            progress=False,
+            SweepOptions(out_dir=Path(out_dir), threads=1, progress=False, executor=executor),
             log=io.StringIO(),
-            executor=executor,
         )
         wall_s = time.perf_counter() - start
     statuses = sorted({row["status"] for row in run_file.rows})

@@ -16,6 +16,7 @@ from suites.harness.efficiency import datasheet_tflops, measure_gemm_tflops
 from suites.harness.env import environment
 from suites.harness.isolation import run_point
 from suites.harness.measure import _nvml_used, peak_memory
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext, Suite
 from suites.harness.sweep import run_sweep
 from suites.rows.names import hardware_name
@@ -102,8 +103,7 @@ def test_a_whole_point_measured_on_the_gpu_records_backend_and_mfu(tmp_path, dty
     run_file = run_sweep(
         suite,
         GridContext(device="cuda", mode="quick"),
-        out_dir=tmp_path,
-        progress=False,
+        SweepOptions(out_dir=tmp_path, progress=False),
         log=io.StringIO(),
     )
     (row,), problems = read_rows(run_file.path)

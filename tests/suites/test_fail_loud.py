@@ -22,6 +22,7 @@ import pytest
 import suites.rows.store as store_module
 import suites.run as run_module
 from suites.harness import exits
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext, Point
 from suites.harness.summary import summary
 from suites.harness.sweep import run_sweep
@@ -42,9 +43,10 @@ def _use_suite(monkeypatch, points):
 
 
 def _sweep(points, out, log=None, ctx=CTX, **kwargs):
-    kwargs.setdefault("max_memory_gb", None)
     kwargs.setdefault("progress", False)
-    return run_sweep(_suite(points), ctx, out_dir=out, log=log or io.StringIO(), **kwargs)
+    return run_sweep(
+        _suite(points), ctx, SweepOptions(out_dir=out, **kwargs), log=log or io.StringIO()
+    )
 
 
 # -- an inherited hard address-space limit -------------------------------------------------
@@ -361,6 +363,7 @@ def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_pat
     script = textwrap.dedent(
         f"""
         import io
+        from pathlib import Path
         from suites.harness.points import GridContext, Point
         from suites.harness.sweep import run_sweep
         from tests.suites.test_harness import _suite
@@ -371,8 +374,9 @@ def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_pat
             Point(params={{**params, "seq_len": 16, "flag": {str(flag)!r}}},
                   runner="tests.suites.point_runners:sleep_while_flagged", timeout_s=120),
         ]
+        from suites.harness.options import SweepOptions
         run_sweep(_suite(points), GridContext(device="cpu", mode="quick"),
-                  out_dir={str(tmp_path)!r}, progress=False, log=io.StringIO())
+                  SweepOptions(out_dir=Path({str(tmp_path)!r}), progress=False), log=io.StringIO())
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True)

@@ -17,6 +17,7 @@ import pytest
 import suites.run as run_module
 from suites.harness.busy import is_busy, row_is_busy
 from suites.harness.lock import SweepLocked, lock_path, sweep_lock
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext
 from suites.harness.summary import summary
 from suites.harness.sweep import run_sweep
@@ -129,7 +130,7 @@ def test_a_plain_run_never_touches_or_summarizes_committed_results(
 def test_summary_covers_only_this_sweeps_points(tmp_path):
     points = [_point("ok_runner", "a", 8)]
     first = run_sweep(
-        _suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO(), max_memory_gb=None
+        _suite(points), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=io.StringIO()
     )
     with open(first.path, "a") as handle:  # a row of another grid or machine, same file
         handle.write(
@@ -145,7 +146,7 @@ def test_summary_covers_only_this_sweeps_points(tmp_path):
             + "\n"
         )
     resumed = run_sweep(
-        _suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO(), max_memory_gb=None
+        _suite(points), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=io.StringIO()
     )
     assert len(resumed.rows) == 2
     text = summary(_suite(points), CTX, resumed, None)
@@ -155,7 +156,9 @@ def test_summary_covers_only_this_sweeps_points(tmp_path):
 def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, tiny, capsys):
     points = [_point("ok_runner", "a", 8, tiny)]
     with sweep_lock(tmp_path, "tiny", "cpu"), pytest.raises(SweepLocked) as exc:
-        run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO())
+        run_sweep(
+            _suite(points), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=io.StringIO()
+        )
     assert f"pid {os.getpid()}" in str(exc.value) and "another --out" in str(exc.value)
     assert _marks(tiny) == []
     with sweep_lock(tmp_path, "tiny", "cpu"):
@@ -165,7 +168,9 @@ def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, tiny, capsys):
     assert "another sweep of tiny on cpu" in capsys.readouterr().err
     # Released at the end of the block: the same sweep now runs, and other suites never waited.
     with sweep_lock(tmp_path, "other", "cpu"):
-        run_sweep(_suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO())
+        run_sweep(
+            _suite(points), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=io.StringIO()
+        )
     assert _marks(tiny) == ["a:8"]
 
 
@@ -211,7 +216,7 @@ def test_points_measured_under_load_are_marked_in_the_summary(tmp_path, monkeypa
     points = [_point("ok_runner", "a", 8), _point("ok_runner", "b", 16)]
     log = io.StringIO()
     run_file = run_sweep(
-        _suite(points), CTX, out_dir=tmp_path, progress=False, log=log, max_memory_gb=None
+        _suite(points), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=log
     )
     rows, _ = read_rows(run_file.path)
     assert [row["load_avg_1m"] for row in rows] == [9.0, 9.0]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext, Point, Suite
 from suites.harness.spec import model_fields
 from suites.harness.sweep import run_sweep
@@ -85,9 +86,8 @@ def _suite(points, name="tiny"):
 
 def _sweep(points, tmp_path, **kwargs):
     kwargs.setdefault("max_memory_gb", None)
-    return run_sweep(
-        _suite(points), CTX, out_dir=tmp_path, progress=False, log=io.StringIO(), **kwargs
-    )
+    options = SweepOptions(out_dir=tmp_path, progress=False, **kwargs)
+    return run_sweep(_suite(points), CTX, options, log=io.StringIO())
 
 
 def _marks(path: Path) -> list[str]:
@@ -201,7 +201,7 @@ def test_a_malformed_line_is_reported_skipped_and_kept(tmp_path):
         handle.write('{"status": "ok", "torn')  # a run killed mid-write: no newline
     log = io.StringIO()
     resumed = run_sweep(
-        _suite(points), CTX, out_dir=tmp_path, progress=False, log=log, max_memory_gb=None
+        _suite(points), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=log
     )
     assert "malformed line" in log.getvalue() and f"{run_file.path}:2" in log.getvalue()
     assert _marks(marks) == ["a:8", "a:16"]  # the ok row before the bad lines still counts

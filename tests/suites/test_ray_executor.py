@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from suites.harness.env import REPO_ROOT
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext, Point, Suite
 from suites.harness.sweep import run_sweep
 from suites.registry import get_suite
@@ -54,12 +55,8 @@ def _sweep(points: list[Point], out_dir: Path, **kwargs: object):
     return run_sweep(
         _suite(points),
         CTX,
-        out_dir=out_dir,
-        progress=False,
+        SweepOptions(out_dir=out_dir, progress=False, executor="ray", **kwargs),
         log=io.StringIO(),
-        max_memory_gb=None,
-        executor="ray",
-        **kwargs,
     )
 
 
@@ -71,11 +68,8 @@ def test_the_quick_memory_grid_gives_the_same_keys_and_statuses_as_local(ray_clu
         return run_sweep(
             suite,
             CTX,
-            out_dir=tmp_path / executor,
-            threads=1,
-            progress=False,
+            SweepOptions(out_dir=tmp_path / executor, threads=1, progress=False, executor=executor),
             log=io.StringIO(),
-            executor=executor,
         )
 
     # Side by side: the local executor keeps one core busy, Ray's two workers share both.
@@ -185,9 +179,10 @@ def test_a_driver_killed_mid_sweep_loses_no_row_and_a_rerun_measures_each_point_
         from pathlib import Path
         from suites.harness.sweep import run_sweep
         from tests.suites.test_ray_executor import CTX, _suite, slow_points
-        run_sweep(_suite(slow_points(Path({str(marks)!r}))), CTX, out_dir={str(tmp_path)!r},
-                  progress=False, max_memory_gb=None, executor="ray",
-                  ray_address={ray_cluster.address_info["gcs_address"]!r})
+        from suites.harness.options import SweepOptions
+        run_sweep(_suite(slow_points(Path({str(marks)!r}))), CTX, SweepOptions(
+                  out_dir=Path({str(tmp_path)!r}), progress=False, executor="ray",
+                  ray_address={ray_cluster.address_info["gcs_address"]!r}))
         """),
         ],
         cwd=REPO_ROOT,

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from suites.grids.quality import DUP_EVAL, DUP_TRAIN, SUITE, grid, runs
+from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext
 from suites.harness.sweep import run_sweep
 from suites.quality.points import run_quality_point
@@ -26,7 +27,7 @@ def test_quick_duplication_matrix_end_to_end(tmp_path):
     duplication = dataclasses.replace(
         SUITE, grid=lambda c: [p for p in grid(c) if p.params["task"] == "duplication"]
     )
-    run_file = run_sweep(duplication, ctx, out_dir=tmp_path, progress=False)
+    run_file = run_sweep(duplication, ctx, SweepOptions(out_dir=tmp_path, progress=False))
     rows = run_file.rows
     assert len(rows) == len(DUP_TRAIN) * len(DUP_EVAL)
     assert all(row["status"] == "ok" for row in rows), [r["error"] for r in rows]
@@ -37,7 +38,7 @@ def test_quick_duplication_matrix_end_to_end(tmp_path):
     assert all(0.0 <= value <= 100.0 for value in matrix.values())
     assert any("trained lsh-4, evaluated lsh-8" in line for line in summary_lines(rows))
     assert (tmp_path / "quality" / "checkpoints").is_dir()
-    resumed = run_sweep(duplication, ctx, out_dir=tmp_path, progress=False)
+    resumed = run_sweep(duplication, ctx, SweepOptions(out_dir=tmp_path, progress=False))
     assert len(resumed.rows) == len(rows)  # every point was ok: nothing measured again
 
 
