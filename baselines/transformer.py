@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from reformer.decode import KVCache
+from reformer.decode import KVCache, check_decode_positions
 from reformer.embedding import build_positional_embedding
 from reformer.exact import exact_attention
 from reformer.generate import GenerationMixin
@@ -133,6 +133,7 @@ class TransformerLM(GenerationMixin, nn.Module):
         to ``caches``."""
         _check(tokens, self.config)
         start = caches[0].length
+        check_decode_positions(start, tokens.shape[1], self.config.max_seq_len)
         h = self.tok_emb(tokens) + self.pos_emb.positions(start, start + tokens.shape[1])
         for layer, cache in zip(self.layers, caches, strict=True):
             h = layer.cached(h, cache)

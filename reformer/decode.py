@@ -36,6 +36,7 @@ round: no sort or scan of the history.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -139,12 +140,17 @@ class LSHCache:
             raise ValueError(f"cache holds {self.inputs.shape[1]} positions; {start + n_new} asked")
         self.inputs[:, start : start + n_new] = x
         positions = torch.arange(start, start + n_new, device=x.device)
-        added = torch.zeros_like(self.counts).scatter_add_(-1, buckets, torch.ones_like(buckets))
         if n_new == 1:
+            # A step touches its own bucket per (batch, head, round) only: no tensor the
+            # size of the table (which grows with the context) is made or swept.
             membership = self.counts.gather(-1, buckets)  # this position's index in its bucket
+            self.counts.scatter_add_(-1, buckets, torch.ones_like(buckets))
             keep = None
             values = positions.expand_as(buckets)
         else:
+            added = torch.zeros_like(self.counts).scatter_add_(
+                -1, buckets, torch.ones_like(buckets)
+            )
             # Bucket-major, then position order: a position's rank among the new members of
             # its bucket is its sorted index minus where its bucket starts.
             order = torch.argsort(buckets * n_new + positions - start, dim=-1)
@@ -155,6 +161,7 @@ class LSHCache:
             membership = before + rank
             keep = membership >= before + added.gather(-1, buckets) - c  # the c most recent
             values = positions[order]
+            self.counts += added
         n_lists = math.prod(self.table.shape[:3])
         base = torch.arange(n_lists, device=x.device).view(*self.table.shape[:3], 1)
         index = (base * self.table.shape[3] + buckets) * c + membership % c
@@ -163,7 +170,6 @@ class LSHCache:
             flat[index] = values.to(torch.int32)
         else:  # kept entries never share a slot: they are the last c of their bucket
             flat[index[keep]] = values[keep].to(torch.int32)
-        self.counts += added
         self.length = start + n_new
 
     def key_positions(self, buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,6 +210,9 @@ class LSHCache:
         selected = selected.view(*positions.shape, d_model)  # (B, H, K, d_model)
         projected = torch.matmul(selected, weights[None])  # (B, H, K, 2·d_head)
         keys, values = projected.split(self.d_head, dim=-1)
+        # Padding slots read whatever the cache holds there (its unwritten rows are
+        # torch.empty): zero them, since a weight of 0 times NaN is still NaN.
+        values = values.masked_fill(~valid[..., None], 0)
         wide = torch.float64 if qk.dtype == torch.float64 else torch.float32
         unit = F.normalize(keys.to(wide), dim=-1)
         query = qk.to(wide)
@@ -224,6 +233,26 @@ def _expand_to_slots(index: torch.Tensor, slots: int) -> torch.Tensor:
 def capacity_needed(prompt_len: int, max_new_tokens: int) -> int:
     """Positions a generation's caches hold: the prompt and every token fed back."""
     return prompt_len + max(0, max_new_tokens - 1)
+
+
+def check_decode_positions(start: int, n_new: int, max_seq_len: int) -> None:
+    """A decoding call that would embed positions past ``max_seq_len`` is refused by name
+    (a learned table has no row there; an axial one would embed them silently)."""
+    if start + n_new > max_seq_len:
+        raise ValueError(
+            f"decoding {n_new} position(s) after {start} cached reaches position "
+            f"{start + n_new - 1}, past max_seq_len={max_seq_len}; allowed: at most "
+            "max_seq_len positions per generation (raise max_seq_len in the config)"
+        )
+
+
+def check_causal(config: Any) -> None:
+    """Decoding is causal by construction: a non-causal model's forward could not be
+    replayed one token at a time, so its caches would answer another question."""
+    if not config.causal:
+        raise ValueError(
+            "incremental decoding needs a causal model; got causal=False in the config"
+        )
 
 
 def check_lengths(prompt_len: int, max_new_tokens: int, max_seq_len: int) -> None:

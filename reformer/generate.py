@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from reformer.decode import capacity_needed, check_lengths
+from reformer.decode import capacity_needed, check_causal, check_lengths
 
 
 class CachedLM(Protocol):
@@ -83,6 +83,7 @@ def incremental_logits(
     prompt_len - 1 .. L - 1 of tokens (B, L), the first from the prefill of
     tokens[:, :prompt_len], each later one from a one-token step. ``n_hashes``: the hash
     rounds of LSH caches for this call (the model's config.n_hashes if None)."""
+    check_causal(model.config)
     length = tokens.shape[1]
     if not 1 <= prompt_len <= length:
         raise ValueError(f"prompt_len={prompt_len} must be in [1, seq_len={length}]")
@@ -116,8 +117,7 @@ def sample(
 def check_generate_args(model, prompt, max_new_tokens, temperature, top_k, generator, use_cache):
     """Raise ValueError naming the argument and what it allows."""
     config = model.config
-    if not config.causal:
-        raise ValueError("generation needs a causal model; got causal=False in the config")
+    check_causal(config)
     if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2:
         shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt)
         raise ValueError(f"prompt must be a (batch, prompt_len) tensor of token ids; got {shape}")

@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from reformer.attention import build_attention
 from reformer.config import ReformerConfig
+from reformer.decode import check_decode_positions
 from reformer.dropout import ReplayableDropout
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
@@ -194,6 +195,7 @@ class ReformerLM(GenerationMixin, nn.Module):
         graph needed)."""
         check_tokens(tokens, self.config)
         start = caches[0].length
+        check_decode_positions(start, tokens.shape[1], self.config.max_seq_len)
         h = self.token_embedding(tokens) + self.position_embedding.positions(
             start, start + tokens.shape[1]
         )
