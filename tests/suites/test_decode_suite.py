@@ -73,3 +73,26 @@ def test_summary_gives_flatness_ratio_crossover_and_hf_ratio():
     assert "LSH / KV cache per token at 65536: 0.16x" in text
     assert "LSH and KV cache cross at context 10240; LSH is faster above" in text
     assert "HF Reformer / ours per token at 16384: 20.0x" in text
+
+
+def test_one_off_costs_are_paid_on_a_short_prompt_before_the_timed_prefill(monkeypatch):
+    """Time to first token must not include the kernel's build, thread pools or torch's
+    lazy set-up: an untimed short run comes first, outside the measured region."""
+    import suites.decode.runner as runner
+
+    events: list[tuple[str, int]] = []
+
+    def fake_decoder(prompt, new_tokens):
+        events.append(("decode", prompt.shape[1]))
+        return 0.001, [0.001] * new_tokens, None
+
+    def fake_peak_memory(step, device):
+        events.append(("measured", 0))
+        return {}, step()
+
+    monkeypatch.setattr(runner, "_decoder", lambda *args: (fake_decoder, {}))
+    monkeypatch.setattr(runner, "peak_memory", fake_peak_memory)
+    point = _point("reformer-lsh-rev", "lsh")
+    runner.measure_decode(point.params, point.runner_options())
+    short = min(point.seq_len, runner.WARM_PROMPT)
+    assert events == [("decode", short), ("measured", 0), ("decode", point.seq_len)]
