@@ -1,7 +1,8 @@
 """Measure generation at one context length, in the point's child process.
 
 Prefill (time to first token: the prompt's forward, filling the caches, and the first
-sample) is timed once, after an untimed run on a short prompt has paid the one-off costs; then ``new_tokens`` greedy tokens are timed one by one after a few
+sample) is timed once, after an untimed run on a short prompt has paid the one-off costs;
+then ``new_tokens`` greedy tokens are timed one by one after a few
 untimed warm-up tokens, giving the per-token median and p90. Peak memory is taken over
 prefill and decoding together, above what the built model holds. How each model decodes
 (the ``cache`` field):

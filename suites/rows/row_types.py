@@ -6,10 +6,14 @@ summary, grouping points in a report. suites.rows.store.read_rows, the one reade
 files, reports such a row with its file and line and skips it. Null is always allowed (a
 column that does not apply); fields not listed here are not checked. Fields are named as
 today (a row of an older schema is checked after suites.rows.names renamed its fields).
+Numbers must be finite, and every counted or measured one (all but ``seed``) at least 0:
+Python's JSON reader accepts NaN and Infinity, and a row with ``"t_median_ms": NaN`` or
+``"seq_len": -5`` would otherwise count as measured and reach tables and figures.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 INT_FIELDS = (
@@ -76,12 +80,24 @@ TEXT_FIELDS = (
 BOOL_FIELDS = ("causal", "reversible", "dup_correction", "threads_oversubscribed")
 
 
+# The one numeric field that may be negative (a user's seed).
+SIGNED_FIELDS = ("seed",)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _is_amount(value: Any) -> bool:
+    return _is_number(value) and value >= 0
 
 
 def _is_buckets(value: Any) -> bool:
@@ -90,8 +106,9 @@ def _is_buckets(value: Any) -> bool:
 
 
 _CHECKS: dict[str, tuple[Any, str]] = {
-    **{name: (_is_int, "an int") for name in INT_FIELDS},
-    **{name: (_is_number, "a number") for name in NUMBER_FIELDS},
+    **{name: (_is_count, "an int >= 0") for name in INT_FIELDS if name not in SIGNED_FIELDS},
+    **{name: (_is_int, "an int") for name in SIGNED_FIELDS},
+    **{name: (_is_amount, "a finite number >= 0") for name in NUMBER_FIELDS},
     **{name: (lambda v: isinstance(v, str), "a string") for name in TEXT_FIELDS},
     **{name: (lambda v: isinstance(v, bool), "true or false") for name in BOOL_FIELDS},
     "n_buckets": (_is_buckets, "an int or a list of ints"),

@@ -32,6 +32,7 @@ from typing import Any
 
 from suites.rows.names import current_names
 from suites.rows.row_types import type_problem
+from suites.rows.schema import SCHEMA_VERSION
 
 # Where a plain run writes (ignored by git), and the committed record of measurements.
 DEFAULT_OUT = Path("runs")
@@ -65,6 +66,15 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             if not isinstance(row, dict):
                 problems.append(f"{path}:{number}: malformed line skipped (not a JSON object)")
                 continue
+            version = row.get("schema_version")
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                # Written by newer code, whose fields may mean other things: not measured
+                # here, so a resume measures the point again instead of misreading it.
+                problems.append(
+                    f"{path}:{number}: row of schema {version} skipped (this code reads up to "
+                    f"schema {SCHEMA_VERSION}): its point counts as not measured"
+                )
+                continue
             # Today's names first, so the types of an older row's fields are checked too.
             row = current_names(row)
             wrong = type_problem(row)
@@ -73,6 +83,19 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 continue
             rows.append(row)
     return rows, problems
+
+
+def _result_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a run file that are results (they have a status), and notes. A line such
+    as ``{}`` is valid JSON but no result: counted as one, it would make the file look like
+    another grid's, and the run would silently start over in a new file."""
+    rows, problems = read_rows(path)
+    results = [row for row in rows if "status" in row]
+    if len(results) < len(rows):
+        problems.append(
+            f"{path}: {len(rows) - len(results)} row(s) without a status skipped (not results)"
+        )
+    return results, problems
 
 
 def run_files(out_dir: Path, suite: str, device: str) -> list[Path]:
@@ -111,12 +134,20 @@ class RunFile:
         ``grid_id``; None: any), or start a new one if fresh or there is none."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        notes: list[str] = []
         if not fresh:
             for path in reversed(run_files(out_dir, suite, device)):
-                rows, problems = read_rows(path)
+                rows, problems = _result_rows(path)
                 if grid is None or holds_grid(rows, grid):
                     return cls(path, rows, problems)
-        return cls(_new_path(out_dir, f"{suite}_{device}_{utc_stamp()}"), [], [])
+                if not notes:
+                    # Said, never silent: a run that does not resume the newest file
+                    # measures every point again.
+                    notes.append(
+                        f"{path} holds another grid or process settings ({_grid_of(rows)}), "
+                        "so this run starts a file of its own and measures every point"
+                    )
+        return cls(_new_path(out_dir, f"{suite}_{device}_{utc_stamp()}"), [], notes)
 
     def ok_keys(self) -> set[str]:
         return {
@@ -184,6 +215,15 @@ def holds_grid(rows: list[dict[str, Any]], grid: dict[str, Any]) -> bool:
 
 
 _GRID = ("mode", "grid_id")
+
+
+def _grid_of(rows: list[dict[str, Any]]) -> str:
+    """What the first row of a file says about its grid, for a note."""
+    if not rows:
+        return "no rows"
+    first = rows[0]
+    fields = ("mode", "grid_id", "num_threads", "omp_wait_policy", "malloc_mmap_threshold")
+    return ", ".join(f"{name} {first.get(name)}" for name in fields)
 
 
 def _new_path(out_dir: Path, stem: str) -> Path:

@@ -129,7 +129,10 @@ def test_a_row_of_the_wrong_types_is_reported_and_skipped_by_sweep_and_report(tm
     log = io.StringIO()
     resumed = _sweep(points, tmp_path, log=log)
     assert resumed.path == first.path and _marks(marks) == ["a:8", "a:16"]
-    assert f"{first.path}:3: row skipped (seq_len='1024' must be an int or null)" in log.getvalue()
+    assert (
+        f"{first.path}:3: row skipped (seq_len='1024' must be an int >= 0 or null)"
+        in log.getvalue()
+    )
     assert all(isinstance(row["seq_len"], int) for row in resumed.rows)
     rows, problems = read_rows(first.path)
     assert len(rows) == 2 and len(problems) == 1
