@@ -14,6 +14,7 @@ check from suites.harness.arguments as its ``type``, and read in :func:`main`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -216,6 +217,19 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             _list_points(available[name], ctx)
         return exits.OK
+    try:
+        return _sweep_suites(args, [available[name] for name in names], ctx, options)
+    except BrokenPipeError:
+        # `suites.run ... | head`: the reader left, so the sweep stopped with points
+        # unmeasured. Not a success; the rows so far are kept and a rerun resumes.
+        _silence_output()
+        return exits.PIPE_CLOSED
+
+
+def _sweep_suites(
+    args: argparse.Namespace, suites: list[Suite], ctx: GridContext, options: SweepOptions
+) -> int:
+    """Measure each suite in turn; the exit status of all their points together."""
     # Before the first point's process (and the fork server it comes from) starts.
     policy = process_env.resolve_wait_policy(args.wait_policy)
     if args.wait_policy == "auto" and policy == "passive":
@@ -226,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     process_env.apply(policy, args.mmap_threshold)
     statuses: list[str | None] = []
-    for name in names:
-        suite = available[name]
+    for suite in suites:
         try:
             with exits.sigterm_as_interrupt():
                 run_file = run_sweep(suite, ctx, options)
@@ -316,14 +329,22 @@ def _list_points(suite: Suite, ctx: GridContext) -> None:
     print(pd.DataFrame([p.params for p in points]).to_markdown(index=False))
 
 
+def _silence_output() -> None:
+    """Send what is left of stdout and stderr nowhere, so the interpreter's last flush
+    cannot raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+
+
 def _entry() -> int:
     try:
         return main()
     except BrokenPipeError:
-        # A reader that stops early (`--list | head`) is not a failure: send what is left
-        # of stdout nowhere, so the interpreter's last flush cannot raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # A reader that stops early while a listing prints (`--list | head`) is not a
+        # failure: the listing was all there was to do. A sweep says so itself (main).
+        _silence_output()
         return exits.OK
 
 

@@ -16,6 +16,9 @@ USAGE = 2  # bad arguments, refused before any point runs (argparse's own status
 ALL_ERRORS = 3  # every point of the sweep ended in error: nothing was measured
 NOT_RECORDED = 4  # the sweep could not run or keep its rows (folder locked, disk full)
 INTERRUPTED = 130  # SIGINT (128 + 2), resumable
+PIPE_CLOSED = (
+    141  # the sweep's output pipe closed (128 + SIGPIPE, as a shell reports it), resumable
+)
 TERMINATED = 143  # SIGTERM (128 + 15), resumable
 
 

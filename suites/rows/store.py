@@ -139,6 +139,9 @@ class RunFile:
             for path in reversed(run_files(out_dir, suite, device)):
                 rows, problems = _result_rows(path)
                 if grid is None or holds_grid(rows, grid):
+                    # Before any point is measured: a file that cannot take a row would
+                    # lose the first measurement.
+                    os.close(_open_for_append(path))
                     return cls(path, rows, problems)
                 if not notes:
                     # Said, never silent: a run that does not resume the newest file
@@ -159,7 +162,7 @@ class RunFile:
     def append(self, row: dict[str, Any]) -> None:
         """Write ``row`` as one line, whole or not at all (RowNotWritten)."""
         line = json.dumps(_jsonable(row), sort_keys=False).encode("utf-8") + b"\n"
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = _open_for_append(self.path)
         try:
             end = os.lseek(fd, 0, os.SEEK_END)
             if end > 0 and os.pread(fd, 1, end - 1) != b"\n":
@@ -176,15 +179,26 @@ class RunFile:
         self.rows.append(row)
 
 
+def _open_for_append(path: Path) -> int:
+    """A descriptor that appends to ``path``, or RowNotWritten saying why not (a file made
+    read-only or immutable, a folder that lost its write permission)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RowNotWritten(path, exc) from exc
+
+
 class RowNotWritten(RuntimeError):
-    """A row could not be appended whole (a full disk, a quota); the file is as it was."""
+    """A row could not be appended whole (a full disk, a quota, a file that may not be
+    written); the file is as it was."""
 
     def __init__(self, path: Path, cause: OSError) -> None:
         full = cause.errno in (errno.ENOSPC, errno.EDQUOT)
         reason = "the disk is full" if full else f"the write failed ({cause.strerror or cause})"
+        remedy = "once there is room" if full else "once it can be written"
         super().__init__(
             f"{reason}: could not append a row to {path}; the rows before it are intact and "
-            "no partial line was left, so once there is room the same command resumes"
+            f"no partial line was left, so {remedy} the same command resumes"
         )
         self.path = path
 

@@ -72,3 +72,28 @@ def test_values_no_measurement_can_have_are_skipped_with_a_note(tmp_path, field,
     rows, problems = read_rows(path)
     assert rows == [good]  # a negative seed is a seed; the bad row is not read
     assert len(problems) == 1 and field in problems[0] and ":2:" in problems[0]
+
+
+def test_a_results_file_that_cannot_be_appended_is_refused_before_any_point(tmp_path, monkeypatch):
+    """`chattr +i` on the run file (simulated: root may write a read-only file, and not
+    every filesystem takes the flag): the sweep stops with exit 4's error, measuring
+    nothing, instead of a traceback after the first point."""
+    import os
+
+    from suites.rows.store import RowNotWritten
+
+    marks = tmp_path / "marks"
+    points = [_point("ok_runner", "a", 8, marks), _point("ok_runner", "a", 16, marks)]
+    options = SweepOptions(out_dir=tmp_path, progress=False, lengths=(8,))
+    first = run_sweep(_suite(points), CTX, options, log=io.StringIO())  # same grid, one point
+    real_open = os.open
+
+    def immutable(path, flags, *args):
+        if str(path) == str(first.path) and flags & os.O_APPEND:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", immutable)
+    with pytest.raises(RowNotWritten, match="Operation not permitted"):
+        _sweep(points, tmp_path, io.StringIO())
+    assert _marks(marks) == ["a:8"]  # the second point was not measured and lost
