@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from suites.harness.arguments import non_negative_float, positive_int
+from suites.harness.arguments import MAX_THREADS, at_most, non_negative_float, positive_int
 from suites.rows.store import COMMITTED_OUT, DEFAULT_OUT
 
 FOLDERS = (DEFAULT_OUT, COMMITTED_OUT)
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=at_most(positive_int, MAX_THREADS, "more than any machine runs"),
         default=1,
         help="torch threads (default 1: one token at a time is many small ops, which a "
         "second thread slows down on a busy machine)",
@@ -73,13 +73,33 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from suites.quality.train import load_checkpoint
 
-    state, meta = load_checkpoint(path)
-    run = Run.from_dict(meta["run"])
-    if run.task != "bytes":
+    try:
+        state, meta = load_checkpoint(path)
+        run = Run.from_dict(meta["run"])
+        model = load_trained(run, state) if run.task == "bytes" else None
+    except Exception as exc:  # noqa: BLE001 (any failure to read it means: not ours)
+        print(
+            f"--checkpoint {path}: not a checkpoint of this project's quality suite "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). It is "
+            "read with torch.load(weights_only=True) on purpose: a file that needs "
+            "weights_only=False can run code, so never load one you do not trust that way",
+            file=sys.stderr,
+        )
+        return 2
+    if model is None:
         print(f"--checkpoint {path}: a {run.task} model, not a byte LM", file=sys.stderr)
         return 2
-    model = load_trained(run, state)
     prompt_bytes = args.prompt.encode("utf-8")
+    vocab = model.config.vocab_size
+    if not prompt_bytes:
+        print("--prompt is empty; give at least one byte of text to continue", file=sys.stderr)
+        return 2
+    if args.top_k is not None and args.top_k > vocab:
+        print(
+            f"--top-k {args.top_k}: this model has {vocab} symbols; allowed: 1..{vocab}",
+            file=sys.stderr,
+        )
+        return 2
     room = model.config.max_seq_len - len(prompt_bytes)
     if room < 1:
         print(
@@ -89,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     new = min(args.max_new_tokens, room)
+    if new < args.max_new_tokens:
+        print(
+            f"note: --max-new-tokens {args.max_new_tokens}: this model takes at most "
+            f"{model.config.max_seq_len} bytes in all, so {new} are generated after the "
+            f"{len(prompt_bytes)}-byte prompt",
+            file=sys.stderr,
+        )
     prompt = torch.tensor([list(prompt_bytes)], dtype=torch.long)
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()

@@ -20,6 +20,11 @@ import sys
 
 from suites.harness import exits, process_env
 from suites.harness.arguments import (
+    MAX_MMAP_THRESHOLD,
+    MAX_SEEDS,
+    MAX_THREADS,
+    MAX_TIMEOUT_S,
+    at_most,
     non_negative_int,
     output_folder,
     positive_float,
@@ -89,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=positive_float,
+        type=at_most(positive_float, MAX_TIMEOUT_S, "a week"),
         default=None,
         help="seconds per point, > 0 (default: the grid's)",
     )
@@ -109,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=at_most(positive_int, MAX_THREADS, "more than any machine runs"),
         default=None,
         help="torch threads per point, >= 1 (default: torch's, i.e. all "
         "cores; --quick grids use 1)",
@@ -125,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mmap-threshold",
-        type=non_negative_int,
+        type=at_most(non_negative_int, MAX_MMAP_THRESHOLD, "glibc's largest"),
         default=process_env.DEFAULT_MMAP_THRESHOLD,
         metavar="BYTES",
         help="glibc's mmap threshold in every point, >= 0 (default: "
@@ -134,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seeds",
-        type=positive_int,
+        type=at_most(positive_int, MAX_SEEDS, "every seed trains each model again"),
         default=1,
         help="quality suite: train every model with seeds 0..N-1, >= 1 (default: 1)",
     )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -56,12 +58,36 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def at_most(parse: Callable[[str], Any], limit: float, why: str) -> Callable[[str], Any]:
+    """``parse``, and refused above ``limit`` (``why`` says what breaks there): a value no
+    run can use (a timeout past the timers' range, more threads than a process can start)
+    fails here, not in the middle of a sweep."""
+
+    def bounded(text: str) -> Any:
+        value = parse(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:g} ({why}); got {text!r}")
+        return value
+
+    return bounded
+
+
+# Upper bounds of the command line's numbers, each with the reason it stops there.
+MAX_TIMEOUT_S = 7 * 24 * 3600  # a week: longer waits overflow the timers a point runs under
+MAX_THREADS = 4096  # torch takes a C int; far above any machine's cores
+MAX_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest on 64-bit: above it, it keeps its default
+MAX_SEEDS = 100  # each seed trains every quality model again
+
+
 def output_folder(text: str) -> Path:
     """A folder this process can write into, or one it can create (nothing is created here).
 
     Refused: an existing regular file (or anything else that is not a folder), a folder that
     cannot be written, and a missing folder whose nearest existing parent cannot be written.
     """
+    if not text.strip():
+        # Path("") is the current folder: rows would land wherever the command was typed.
+        raise argparse.ArgumentTypeError("is empty; give a folder name (it is created if missing)")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(

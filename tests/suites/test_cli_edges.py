@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import sys
 
+import pytest
+
 import suites.run as run_module
 from suites.harness import exits
 from suites.run import main
 from tests.suites.test_first_run import tiny  # noqa: F401 (a fixture)
+from tests.suites.test_harness import _marks
 
 
 class _ClosedPipe(io.StringIO):
@@ -31,3 +34,29 @@ def test_a_listing_cut_short_by_its_reader_is_still_a_success(tiny, monkeypatch)
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
     monkeypatch.setattr(sys, "argv", ["suites.run", "--list"])
     assert run_module._entry() == exits.OK
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--timeout", "1e10"], "--timeout"),
+        (["--threads", "99999999999999"], "--threads"),
+        (["--mmap-threshold", str(32 * 2**20 + 1)], "--mmap-threshold"),
+        (["--seeds", "100000000", "--list"], "--seeds"),
+    ],
+)
+def test_values_too_large_to_run_are_refused_before_any_point(tiny, capsys, args, flag):  # noqa: F811
+    with pytest.raises(SystemExit) as exc:
+        main(["tiny", "--no-progress", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}:" in err and "must be at most" in err
+    assert _marks(tiny) == []
+
+
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(tiny, capsys):  # noqa: F811
+    with pytest.raises(SystemExit) as exc:
+        main(["tiny", "--no-progress", "--out", ""])
+    assert exc.value.code == 2
+    assert "argument --out: is empty" in capsys.readouterr().err
+    assert _marks(tiny) == []
