@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import multiprocessing
 import signal
 import sys
@@ -143,7 +144,26 @@ def _death(exitcode: int | None) -> dict[str, Any]:
                 "killer, or someone killed it)",
             }
         return {"status": "error", "error": f"child killed by signal {name}"}
-    return {"status": "error", "error": f"child exited with code {exitcode} and no result"}
+    error = f"child exited with code {exitcode} and no result"
+    limit = inherited_address_limit()
+    if limit is not None:
+        # The usual cause under `ulimit -v`: too little address space to start a child.
+        error += (
+            f"; this process inherited a hard address-space limit of {limit / GIB:.2f} GiB "
+            "(ulimit -v), which a child that imports torch may not fit: raise or remove it"
+        )
+    return {"status": "error", "error": error}
+
+
+def inherited_address_limit() -> int | None:
+    """The hard RLIMIT_AS this process inherited, in bytes (None: unlimited or no such
+    limit here). Every point's child lives within it, start-up included."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return None
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    return None if hard == resource.RLIM_INFINITY else hard
 
 
 def _kill(child: Any) -> None:
@@ -243,12 +263,13 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= 2000 else text[:2000] + " ..."
 
 
+@functools.cache
 def default_max_memory_gb(device: str) -> float | None:
     """Per-child cap when neither the suite nor --max-memory-gb sets one.
 
     CPU: MEMORY_BUDGET_GIB (16 GiB) or 70% of the memory available now, whichever is
     smaller, so one point cannot take the machine (or its other users) down. CUDA: no cap
-    beyond the device.
+    beyond the device. Read once per process, so the sweep and its summary state one cap.
     """
     if device == "cuda":
         return None

@@ -13,6 +13,7 @@ from typing import Any
 
 from suites.harness.busy import MARK, busy_note, row_is_busy
 from suites.harness.exits import closing_line, sweep_status
+from suites.harness.isolation import inherited_address_limit
 from suites.harness.points import GridContext, Suite
 from suites.rows.assembly import latest_rows
 from suites.rows.store import RunFile
@@ -46,7 +47,7 @@ def summary(suite: Suite, ctx: GridContext, run_file: RunFile, max_memory_gb: fl
         "",
         f"every measured number: {run_file.path} (one JSON line per point)",
         f"memory budget: {cap}",
-        *_clamped_lines(rows),
+        *_clamped_lines(rows, ctx.device),
         "points: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
     ]
     lines += _load_lines(rows)
@@ -60,15 +61,25 @@ def summary(suite: Suite, ctx: GridContext, run_file: RunFile, max_memory_gb: fl
     return "\n".join(lines)
 
 
-def _clamped_lines(rows: list[dict[str, Any]]) -> list[str]:
+def _clamped_lines(rows: list[dict[str, Any]], device: str) -> list[str]:
     """A cap lowered to the inherited hard address-space limit (suites.harness.isolation) changes
-    what oom means, so the summary says so."""
+    what oom means, so the summary says so; so does the limit itself, which children that
+    died before reporting (too little room to start) cannot."""
     clamped = [row for row in rows if row.get("max_memory_gb_requested") is not None]
+    limit = inherited_address_limit() if device == "cpu" else None
+    inherited = (
+        []
+        if limit is None
+        else [
+            f"inherited hard address-space limit (ulimit -v): {limit / 2**30:.2f} GiB per "
+            "process, start-up included; every point's cap is clamped to what it leaves"
+        ]
+    )
     if not clamped:
-        return []
+        return inherited
     applied = min(float(row["max_memory_gb"]) for row in clamped)
     requested = clamped[0]["max_memory_gb_requested"]
-    return [
+    return inherited + [
         f"memory budget applied: {applied:g} GiB per point for {len(clamped)} of "
         f"{len(rows)} points, not {requested:g}: the hard address-space limit this "
         "process inherited (ulimit -v) allows no more (rows: max_memory_gb, "

@@ -60,3 +60,22 @@ def test_an_empty_out_is_refused_not_read_as_the_current_folder(tiny, capsys):  
     assert exc.value.code == 2
     assert "argument --out: is empty" in capsys.readouterr().err
     assert _marks(tiny) == []
+
+
+def test_an_inherited_hard_limit_is_named_in_a_dead_childs_error_and_the_summary(
+    tmp_path, monkeypatch
+):
+    """`ulimit -v 720000`: every child dies before it can report, with exit code 1. Its
+    error and the summary name the inherited limit, instead of only the cap asked for."""
+    from suites.harness import isolation, summary
+    from suites.rows.store import RunFile
+    from tests.suites.test_harness import CTX, _suite
+
+    limit = 720000 * 1024
+    monkeypatch.setattr(isolation, "inherited_address_limit", lambda: limit)
+    monkeypatch.setattr(summary, "inherited_address_limit", lambda: limit)
+    dead = isolation._death(1)
+    assert dead["status"] == "error" and "hard address-space limit of 0.69 GiB" in dead["error"]
+    run_file = RunFile(tmp_path / "tiny.jsonl", [{"point_key": "k", **dead}], [])
+    text = summary.summary(_suite([]), CTX, run_file, 16.0)
+    assert "inherited hard address-space limit (ulimit -v): 0.69 GiB per process" in text
