@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from suites.harness.busy import RULE, is_busy
@@ -63,6 +64,9 @@ def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> R
     grid = suite.grid(ctx)
     if threads is not None:
         grid = [point.with_threads(threads) for point in grid]
+    if not options.progress:
+        # Runners that draw bars of their own (the quality suite's training) keep quiet too.
+        grid = [replace(point, options={**point.options, "progress": False}) for point in grid]
     selected = select_lengths(grid, options.lengths)
     points = sorted(selected, key=lambda point: point.seq_len)  # stable
     env = environment(ctx.device)

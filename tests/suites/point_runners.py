@@ -20,6 +20,11 @@ def ok(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     return {"t_median_ms": 1.0, "peak_mib": 0.0}
 
 
+def progress_option(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Ok, and says in its row whether it was allowed to draw progress bars."""
+    return {"t_median_ms": 1.0, "impl": f"progress={options.get('progress', True)}"}
+
+
 def kill_self(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """The point's own process dies by SIGKILL (what the OS OOM killer does)."""
     os.kill(os.getpid(), signal.SIGKILL)

@@ -79,3 +79,29 @@ def test_an_inherited_hard_limit_is_named_in_a_dead_childs_error_and_the_summary
     run_file = RunFile(tmp_path / "tiny.jsonl", [{"point_key": "k", **dead}], [])
     text = summary.summary(_suite([]), CTX, run_file, 16.0)
     assert "inherited hard address-space limit (ulimit -v): 0.69 GiB per process" in text
+
+
+def test_no_progress_keeps_one_line_per_point_with_the_reason_it_did_not_run(tmp_path):
+    """--no-progress turns the bar off, not the record of what ran; a skipped point's line
+    says why (it was only in its row), and runners are told to draw no bars of their own
+    (the quality suite's training bars)."""
+    import dataclasses
+
+    from suites.harness.options import SweepOptions
+    from suites.harness.points import Point
+    from suites.harness.sweep import run_sweep
+    from tests.suites.test_harness import CTX, _suite
+
+    params = {"model": "a", "phase": "fwd", "batch": 1, "device": "cpu", "seq_len": 8}
+    quiet = Point(params=params, runner="tests.suites.point_runners:progress_option")
+    skipped = dataclasses.replace(
+        quiet, params=params | {"model": "b"}, options={"skip_reason": "transformers not installed"}
+    )
+    log = io.StringIO()
+    run_file = run_sweep(
+        _suite([quiet, skipped]), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=log
+    )
+    assert "a fwd L=8: ok" in log.getvalue()
+    assert "b fwd L=8: skipped (transformers not installed)" in log.getvalue()
+    rows = {row["model"]: row for row in run_file.rows}
+    assert rows["a"]["impl"] == "progress=False" and rows["b"]["status"] == "skipped"

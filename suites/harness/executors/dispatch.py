@@ -85,9 +85,11 @@ def measure_points(
     for entry in todo:
         sweep.queues.setdefault(_family(entry), deque()).append(entry)
     # A bar redraws itself in place, which only a terminal shows as one line; into a log
-    # file it would write a frame per refresh, so there each finished point is one line.
+    # file it would write a frame per refresh, so there (and under --no-progress, which
+    # turns the bar off, not the record of what was measured) each finished point is one
+    # line.
     interactive = progress and _is_terminal(log)
-    sweep.lines = log if progress and not interactive else None
+    sweep.lines = None if interactive else log
     sweep.done, sweep.total = len(entries) - len(todo), len(entries)
     sweep.bar = tqdm(
         total=len(entries),
@@ -221,10 +223,13 @@ class _Sweep:
         if self.lines is not None:
             wall = result.get("wall_s")
             took = f" in {wall:.1f} s" if isinstance(wall, int | float) and wall else ""
+            status = result.get("status")
+            # Why a point did not run or failed belongs beside it, not only in its row.
+            why = _first_line(result.get("error")) if status != "ok" else ""
             _say(
                 self.lines,
                 f"{self.suite} [{self.done}/{self.total}] {describe(entry.point)}: "
-                f"{result.get('status')}{took}",
+                f"{status}{took}" + (f" ({why})" if why else ""),
             )
 
     def interrupt(self, reason: str = "KeyboardInterrupt") -> None:
@@ -238,6 +243,14 @@ class _Sweep:
                 {"status": "error", "error": f"interrupted ({reason})"},
             )
         self.running.clear()
+
+
+def _first_line(text: object, limit: int = 160) -> str:
+    """The first line of an error or skip reason, cut to ``limit`` characters."""
+    if not text:
+        return ""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _family(entry: _Entry) -> Family:
