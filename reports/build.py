@@ -51,8 +51,8 @@ from reports.tables import (
     errors_table,
     measured_blocks,
 )
-from suites.harness.busy import RULE
 from suites.registry import SUITE_ORDER
+from suites.rows.busy import RULE
 from suites.rows.store import COMMITTED_OUT
 
 log = logging.getLogger("reports")

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from suites.harness.busy import row_is_busy
+from suites.rows.busy import row_is_busy
 
 RUN_CHOICES = ("latest", "all")
 DEFAULT_POLICY = "default"  # OMP_WAIT_POLICY unset: OpenMP's own (threads spin, then sleep)

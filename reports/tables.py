@@ -14,10 +14,10 @@ from reports.context import ReportContext
 from reports.document import Block, Heading, Note, Paragraph, Table, fmt
 from reports.load import CONFIG_COLUMNS, STATUSES
 from reports.published import published_tables
-from suites.harness.busy import MARK, RULE, row_is_busy
+from suites.rows.busy import MARK, RULE, row_is_busy
 
 # Metrics that load inflates (memory does not depend on it); their cells carry MARK when
-# the point was measured under load (suites.harness.busy).
+# the point was measured under load (suites.rows.busy).
 LOAD_SENSITIVE = ("t_median_ms", "tokens_per_s", "tflops_per_s")
 BUSY_NOTE = (
     f"measured with the {RULE}: times inflated, not comparable with an idle run's "
