@@ -51,8 +51,8 @@ from reports.tables import (
     errors_table,
     measured_blocks,
 )
-from suites.registry import SUITE_ORDER
 from suites.rows.busy import RULE
+from suites.rows.schema import SUITE_ORDER
 from suites.rows.store import COMMITTED_OUT
 
 log = logging.getLogger("reports")
@@ -273,7 +273,7 @@ def _build_one(
 
 
 def known_suites() -> list[str]:
-    """Every suite (suites.registry.SUITE_ORDER, read without importing any grid), in the
+    """Every suite (suites.rows.schema.SUITE_ORDER, read without importing any grid), in the
     order of the report's sections."""
     ordered = [section.key for section in SECTIONS if section.key in SUITE_ORDER]
     return ordered + [name for name in SUITE_ORDER if name not in ordered]
