@@ -4,7 +4,7 @@ Two log-log panels, one line per decoder: the median latency of one generated to
 the peak memory of prefill and decoding together. The table gives every measured point;
 the paragraph the LSH cache's flatness (longest context over 4K), its ratio to the
 key/value cache at the longest context, and where the two cross (log-log interpolation,
-suites.grids.crossover, as in the time section).
+suites.rows.crossover, as in the time section).
 """
 
 from __future__ import annotations

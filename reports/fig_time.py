@@ -2,7 +2,7 @@
 
 The suite keeps tokens per batch fixed, so full attention grows ~L while LSH stays flat.
 Where an LSH curve meets a full or SDPA curve, the crossover length is found by
-interpolation on log L (suites.grids.crossover, which the time suite's summary uses too), marked
+interpolation on log L (suites.rows.crossover, which the time suite's summary uses too), marked
 on the figure and listed in a table.
 """
 
@@ -14,7 +14,7 @@ from reports.context import ReportContext
 from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.palette import lsh_label
 from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
-from suites.grids.crossover import crossovers_between
+from suites.rows.crossover import crossovers_between
 from suites.rows.schema import PHASES
 
 _KEYS = ("series", "phase")  # a line; other fields that differ along it split the panels

@@ -2,13 +2,13 @@
 
 From per-token median latencies {context: ms} of the LSH cache, the KV cache and HF's
 Reformer: LSH flatness (longest context over 4K), LSH against the KV cache at the longest
-context, where the two cross (log-log interpolation, suites.grids.crossover), and HF's time over
+context, where the two cross (log-log interpolation, suites.rows.crossover), and HF's time over
 ours at each shared context.
 """
 
 from __future__ import annotations
 
-from suites.grids.crossover import crossovers_between
+from suites.rows.crossover import crossovers_between
 
 FLATNESS_FROM = 4096
 
