@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter
 
 from reports.context import ReportContext
 from reports.document import Block, Paragraph, Table, fmt
-from suites.decode.targets import decode_findings
+from suites.rows.decode_findings import decode_findings
 
 DECODERS = {
     "lsh": "Reformer, LSH cache",
