@@ -13,8 +13,8 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.document import Block, Paragraph
 from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
-from suites.quality.matrix import counts_in_matrix, percent
 from suites.rows.names import hash_rounds, label
+from suites.rows.quality_matrix import counts_in_matrix, percent
 
 _METRICS = (
     ("t_median_ms", "time per step (ms)"),
@@ -66,7 +66,7 @@ def sweep_grid(
 
 
 def matrix_rows(rows: pd.DataFrame) -> pd.Series:
-    """Which rows count for the duplication matrix (suites.quality.matrix.counts_in_matrix),
+    """Which rows count for the duplication matrix (suites.rows.quality_matrix.counts_in_matrix),
     as a mask on ``rows``."""
     mask = [counts_in_matrix(row) for row in rows.to_dict("records")]
     return pd.Series(mask, index=rows.index, dtype=bool)

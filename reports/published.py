@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from suites.quality import paper
+from suites.rows import paper
 from suites.rows.names import label
 
 REFORMER = "Reformer paper (Kitaev, Kaiser, Levskaya, ICLR 2020)"
 REFORMER_HARDWARE = "8 GPUs or 8 TPU v3 cores for training (paper sec. 5)"
 
-# Table 2, duplication task (suites.quality.paper), under the report's labels: rows =
+# Table 2, duplication task (suites.rows.paper), under the report's labels: rows =
 # trained with, columns = evaluated with; accuracy in %.
 TABLE2_EVAL = tuple(map(label, paper.TABLE2_EVAL))
 TABLE2: dict[str, tuple[float, ...]] = {label(k): v for k, v in paper.TABLE2.items()}

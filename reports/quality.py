@@ -3,7 +3,7 @@
 Quality rows extend the result row with task, train_attention, eval_attention, accuracy
 and bits_per_byte (and ``step`` for points along training). Rows record accuracy as a
 fraction; it is shown in percent. Which rows are final (the matrix's and the byte-LM
-tables') is suites.quality.matrix's rule, the suite summary's too.
+tables') is suites.rows.quality_matrix's rule, the suite summary's too.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from reports.document import Block, Note, Paragraph, Table, fmt
 from reports.fig_ablations import matrix_rows
 from reports.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
 from reports.published import TABLE2, TABLE2_EVAL, table2
-from suites.quality import paper
-from suites.quality.matrix import final_accuracies, final_indices
+from suites.rows import paper
 from suites.rows.names import decoded_attention, label
+from suites.rows.quality_matrix import final_accuracies, final_indices
 
-# The floors on the reduced duplication task (suites.quality.paper), under report labels.
+# The floors on the reduced duplication task (suites.rows.paper), under report labels.
 EXPECTATIONS = tuple(
     (label(trained), label(evaluated), floor) for trained, evaluated, floor in paper.EXPECTATIONS
 )
@@ -29,7 +29,7 @@ EXPECTATIONS = tuple(
 
 def _final_rows(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The final row of each group of ``keys``: its largest step, the newest among equals
-    (suites.quality.matrix.final_indices, the suite summary's rule too)."""
+    (suites.rows.quality_matrix.final_indices, the suite summary's rule too)."""
     cells = list(rows[keys].itertuples(index=False, name=None))
     keep = final_indices(cells, _column(rows, "step"), _column(rows, "timestamp_utc"))
     return rows.iloc[keep]
@@ -41,7 +41,7 @@ def _column(rows: pd.DataFrame, name: str) -> list[object]:
 
 def duplication_matrices(rows: pd.DataFrame, stat: str = "mean") -> dict[str, pd.DataFrame]:
     """{variant label: trained x evaluated} from each seed's final row in each cell
-    (suites.quality.matrix.final_accuracies): the mean accuracy (%) over seeds, its
+    (suites.rows.quality_matrix.final_accuracies): the mean accuracy (%) over seeds, its
     standard deviation (``stat="std"``, NaN for one seed) or the number of seeds
     (``stat="seeds"``)."""
     if stat not in ("mean", "std", "seeds"):
