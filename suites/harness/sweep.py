@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from suites.harness.assembly import assemble_row
 from suites.harness.efficiency import efficiency_fields, run_peaks
 from suites.harness.env import environment
 from suites.harness.executors import open_executor
@@ -27,7 +28,6 @@ from suites.harness.lengths import select_lengths
 from suites.harness.lock import sweep_lock
 from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.harness.process_env import SETTINGS_FIELDS
-from suites.rows.assembly import assemble_row
 from suites.rows.busy import RULE, is_busy
 from suites.rows.names import hardware_name, schema_1_mode
 from suites.rows.store import DEFAULT_OUT, RunFile

@@ -5,7 +5,7 @@ A run is evaluated along training, so one (model, attention, seed) has a row per
 step. Its final row is the one at the *largest recorded step*: a run that stopped before
 its last step (killed, out of time) counts with the last step it reached. Among rows at
 that step (a point measured again), the newest counts, by the harness's rule
-(suites.rows.assembly.newest_per_point: the latest ``timestamp_utc``, the later row on a
+(suites.rows.newest.newest_per_point: the latest ``timestamp_utc``, the later row on a
 tie). A missing step or timestamp ranks below any recorded one.
 
 The paper's Table 2 matrix is the final accuracy of each cell and seed, a cell being
@@ -23,7 +23,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from suites.rows.assembly import newest_per_point
+from suites.rows.newest import newest_per_point
 
 DUPLICATION_TASK = "duplication"
 

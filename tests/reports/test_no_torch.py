@@ -15,7 +15,7 @@ import importlib, pkgutil, sys
 import reports
 for info in pkgutil.iter_modules(reports.__path__):
     importlib.import_module(f"reports.{info.name}")
-import suites.rows.assembly, suites.rows.schema, suites.rows.store, suites.registry
+import suites.rows.newest, suites.rows.schema, suites.rows.store, suites.registry
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "reformer")))
 print(",".join(loaded))
 """
