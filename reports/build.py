@@ -37,11 +37,11 @@ from pathlib import Path
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Heading, Note, Paragraph, Table, render_markdown
-from reports.html import render_html
 from reports.load import latest_points, load_history, load_rows, slugify
-from reports.palette import Palette
-from reports.plotting import apply_theme
+from reports.render.document import Block, Heading, Note, Paragraph, Table, render_markdown
+from reports.render.html import render_html
+from reports.render.palette import Palette
+from reports.render.plotting import apply_theme
 from reports.runs import RUN_CHOICES, runs_table, select_runs
 from reports.sections import SECTIONS
 from reports.tables import (

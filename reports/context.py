@@ -16,8 +16,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reports.document import Block, Figure
-from reports.palette import Palette
+from reports.render.document import Block, Figure
+from reports.render.palette import Palette
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Paragraph
-from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
+from reports.render.document import Block, Paragraph
+from reports.render.plotting import Panel, draw_panels, ordered, phase_title, split_variants
 from suites.rows.names import hash_rounds, label
 from suites.rows.quality_matrix import counts_in_matrix, percent
 

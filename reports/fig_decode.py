@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from reports.context import ReportContext
-from reports.document import Block, Paragraph, Table, fmt
+from reports.render.document import Block, Paragraph, Table, fmt
 from suites.rows.decode_findings import decode_findings
 
 DECODERS = {

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Paragraph
-from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
+from reports.render.document import Block, Paragraph
+from reports.render.plotting import Panel, draw_panels, ordered, phase_title, split_variants
 from suites.rows.schema import PHASES
 
 # One line is one model and phase across lengths: any other field that differs along it (a

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Note, Paragraph, Table, fmt
-from reports.palette import lsh_label
-from reports.plotting import Panel, draw_panels, ordered, phase_title
+from reports.render.document import Block, Note, Paragraph, Table, fmt
+from reports.render.palette import lsh_label
+from reports.render.plotting import Panel, draw_panels, ordered, phase_title
 from suites.rows.names import PEER_PREFIX
 from suites.rows.schema import PHASES
 

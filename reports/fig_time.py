@@ -11,9 +11,9 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Note, Paragraph, Table, fmt
-from reports.palette import lsh_label
-from reports.plotting import Panel, draw_panels, ordered, phase_title, split_variants
+from reports.render.document import Block, Note, Paragraph, Table, fmt
+from reports.render.palette import lsh_label
+from reports.render.plotting import Panel, draw_panels, ordered, phase_title, split_variants
 from suites.rows.crossover import crossovers_between
 from suites.rows.schema import PHASES
 

@@ -16,8 +16,8 @@ import re
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Note, Paragraph, Table, fmt
-from reports.plotting import Panel, draw_panels
+from reports.render.document import Block, Note, Paragraph, Table, fmt
+from reports.render.plotting import Panel, draw_panels
 
 NAME_COLUMNS = ("figure", "metric", "name")
 TREND_COLUMNS = 3

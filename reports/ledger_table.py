@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.document import Block, Paragraph, Table, fmt
+from reports.render.document import Block, Paragraph, Table, fmt
 
 TOP_ROWS = 15
 log = logging.getLogger("reports")

@@ -14,8 +14,8 @@ import pytest
 
 from reports.build import build_reports, main
 from reports.fig_scale import series_labels
-from reports.palette import Palette
-from reports.plotting import Panel, apply_theme, draw_panels, length_label, wrap_title
+from reports.render.palette import Palette
+from reports.render.plotting import Panel, apply_theme, draw_panels, length_label, wrap_title
 from tests.reports.synthetic import ablation_rows, all_rows, quality_rows, write_results
 
 DPI = 30

@@ -6,17 +6,17 @@ import logging
 import pandas as pd
 import pytest
 
-from reports.document import Note, Table, fmt
 from reports.fig_ablations import at_default_slice_budget
 from reports.fig_peers import peer_ratios
 from reports.fig_scale import longest_fits
 from reports.fig_time import crossover_rows, series_labels, uncrossed_rows
 from reports.history import tidy_history
-from reports.html import render_html
 from reports.load import latest_points, load_history, load_rows, normalise, slugify
-from reports.palette import FIXED, Palette
-from reports.plotting import split_variants
 from reports.quality import duplication_matrices, expectation_table
+from reports.render.document import Note, Table, fmt
+from reports.render.html import render_html
+from reports.render.palette import FIXED, Palette
+from reports.render.plotting import split_variants
 from reports.tables import counts_table, paper_form
 from suites.rows.names import hardware_name
 from tests.reports.synthetic import (

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLocator
 
 from reports.load import CONFIG_COLUMNS
-from reports.palette import Palette
+from reports.render.palette import Palette
 
 PANEL_SIZE = (3.4, 2.6)  # inches; one column of a two-column paper is ~3.3 in
 TITLE_WIDTH = 38  # characters a panel title holds at PANEL_SIZE before it wraps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from reports.document import Block, Code, Figure, Heading, Note, Paragraph, Table
+from reports.render.document import Block, Code, Figure, Heading, Note, Paragraph, Table
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
