@@ -44,7 +44,7 @@ from reports.render.palette import Palette
 from reports.render.plotting import apply_theme
 from reports.runs import RUN_CHOICES, runs_table, select_runs
 from reports.sections import SECTIONS
-from reports.tables import (
+from reports.sections.measured import (
     build_published,
     counts_table,
     environment_table,

@@ -1,5 +1,5 @@
 """Which quality rows are final: the one rule for the end-of-run summary
-(suites.quality.summary) and the report (reports.quality), without torch or pandas.
+(suites.quality.summary) and the report (reports.sections.quality), without torch or pandas.
 
 A run is evaluated along training, so one (model, attention, seed) has a row per evaluated
 step. Its final row is the one at the *largest recorded step*: a run that stopped before

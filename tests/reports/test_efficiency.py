@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.efficiency import build_efficiency
 from reports.load import latest_points, normalise
 from reports.render.document import Figure, Table
 from reports.render.palette import Palette
 from reports.render.plotting import apply_theme
+from reports.sections.efficiency import build_efficiency
 
 BASE = {
     "schema_version": 1,

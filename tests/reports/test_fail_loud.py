@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from reports.build import build_reports, main
-from reports.fig_scale import series_labels
 from reports.render.palette import Palette
 from reports.render.plotting import Panel, apply_theme, draw_panels, length_label, wrap_title
+from reports.sections.scale import series_labels
 from tests.reports.synthetic import ablation_rows, all_rows, quality_rows, write_results
 
 DPI = 30
@@ -208,7 +208,7 @@ def test_the_committed_scale_rows_draw_three_lines_and_no_offset_label(tmp_path)
 
 
 def test_a_garbage_ledger_file_is_skipped_with_a_warning(tmp_path, caplog):
-    from reports.ledger_table import newest_ledger
+    from reports.sections.ledger import newest_ledger
 
     (tmp_path / "ledger").mkdir()
     (tmp_path / "ledger" / "ledger_torn.json").write_text('{"entries": [')

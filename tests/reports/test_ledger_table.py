@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reports.ledger_table import ledger_blocks
 from reports.render.document import Paragraph, Table
+from reports.sections.ledger import ledger_blocks
 from suites.tools.ledger import ledger_step, scale_point, write
 
 

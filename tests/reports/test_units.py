@@ -6,18 +6,18 @@ import logging
 import pandas as pd
 import pytest
 
-from reports.fig_ablations import at_default_slice_budget
-from reports.fig_peers import peer_ratios
-from reports.fig_scale import longest_fits
-from reports.fig_time import crossover_rows, series_labels, uncrossed_rows
-from reports.history import tidy_history
 from reports.load import latest_points, load_history, load_rows, normalise, slugify
-from reports.quality import duplication_matrices, expectation_table
 from reports.render.document import Note, Table, fmt
 from reports.render.html import render_html
 from reports.render.palette import FIXED, Palette
 from reports.render.plotting import split_variants
-from reports.tables import counts_table, paper_form
+from reports.sections.ablations import at_default_slice_budget
+from reports.sections.ci_history import tidy_history
+from reports.sections.measured import counts_table, paper_form
+from reports.sections.peers import peer_ratios
+from reports.sections.quality import duplication_matrices, expectation_table
+from reports.sections.scale import longest_fits
+from reports.sections.timing import crossover_rows, series_labels, uncrossed_rows
 from suites.rows.names import hardware_name
 from tests.reports.synthetic import (
     history_rows,

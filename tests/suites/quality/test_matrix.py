@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from reports.load import normalise
-from reports.quality import duplication_matrices
+from reports.sections.quality import duplication_matrices
 from suites.quality.summary import duplication_matrix
 from suites.rows.quality_matrix import counts_in_matrix, final_accuracies, final_indices
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.fig_time import series_labels
 from reports.render.document import Block, Paragraph, Table, fmt
 from reports.render.plotting import Panel, draw_panels, ordered, split_variants
+from reports.sections.timing import series_labels
 
 SUITES = ("time", "peers")
 

@@ -8,16 +8,16 @@ history plug in here like the rest.
 from __future__ import annotations
 
 from reports.context import Section
-from reports.efficiency import build_efficiency
-from reports.fig_ablations import build_chunks, build_hashes, build_reversible
-from reports.fig_decode import build_decode
-from reports.fig_memory import build_memory
-from reports.fig_peers import build_peers
-from reports.fig_scale import build_scale
-from reports.fig_time import build_time
-from reports.history import build_history
-from reports.quality import build_quality
-from reports.tables import build_analytic
+from reports.sections.ablations import build_chunks, build_hashes, build_reversible
+from reports.sections.ci_history import build_history
+from reports.sections.decode import build_decode
+from reports.sections.efficiency import build_efficiency
+from reports.sections.measured import build_analytic
+from reports.sections.memory import build_memory
+from reports.sections.peers import build_peers
+from reports.sections.quality import build_quality
+from reports.sections.scale import build_scale
+from reports.sections.timing import build_time
 
 SECTIONS: tuple[Section, ...] = (
     Section("memory", "Peak memory against length", "memory-suite results", build_memory),

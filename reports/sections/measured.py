@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.analytic import table3_memory
 from reports.context import ReportContext
 from reports.load import CONFIG_COLUMNS, STATUSES
-from reports.published import published_tables
 from reports.render.document import Block, Heading, Note, Paragraph, Table, fmt
+from reports.sections.analytic import table3_memory
+from reports.sections.published import published_tables
 from suites.rows.busy import MARK, RULE, row_is_busy
 
 # Metrics that load inflates (memory does not depend on it); their cells carry MARK when

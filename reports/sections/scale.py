@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.ledger_table import ledger_blocks
 from reports.render.document import Block, Paragraph, Table, fmt
 from reports.render.plotting import Panel, draw_panels, length_label
+from reports.sections.ledger import ledger_blocks
 
 
 def budget_column(rows: pd.DataFrame) -> str | None:

@@ -13,10 +13,10 @@ import pandas as pd
 import seaborn as sns
 
 from reports.context import ReportContext
-from reports.fig_ablations import matrix_rows
-from reports.published import TABLE2, TABLE2_EVAL, table2
 from reports.render.document import Block, Note, Paragraph, Table, fmt
 from reports.render.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
+from reports.sections.ablations import matrix_rows
+from reports.sections.published import TABLE2, TABLE2_EVAL, table2
 from suites.rows import paper
 from suites.rows.names import decoded_attention, label
 from suites.rows.quality_matrix import final_accuracies, final_indices
