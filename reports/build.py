@@ -42,16 +42,17 @@ from reports.render.document import Block, Heading, Note, Paragraph, Table, rend
 from reports.render.html import render_html
 from reports.render.palette import Palette
 from reports.render.plotting import apply_theme
-from reports.runs import RUN_CHOICES, runs_table, select_runs
+from reports.runs import RUN_CHOICES, select_runs
 from reports.sections import SECTIONS
-from reports.sections.measured import (
-    build_published,
+from reports.sections.front_matter import (
     counts_table,
     environment_table,
     errors_table,
-    measured_blocks,
+    runs_caption,
+    runs_table,
 )
-from suites.rows.busy import RULE
+from reports.sections.measured import measured_blocks
+from reports.sections.published import build_published
 from suites.rows.schema import SUITE_ORDER
 from suites.rows.store import COMMITTED_OUT
 
@@ -235,7 +236,7 @@ def _build_one(
         ),
         Heading("Environment"),
         environment_table(rows, built),
-        Table(runs_table(chosen), _runs_caption(runs, run_ids, len(raw) - len(drawn)), index=False),
+        Table(runs_table(chosen), runs_caption(runs, run_ids, len(raw) - len(drawn)), index=False),
         Heading("Measured points"),
         counts_table(rows, len(drawn)),
     ]
@@ -277,25 +278,6 @@ def known_suites() -> list[str]:
     order of the report's sections."""
     ordered = [section.key for section in SECTIONS if section.key in SUITE_ORDER]
     return ordered + [name for name in SUITE_ORDER if name not in ordered]
-
-
-def _runs_caption(runs: str, run_ids: Sequence[str], not_drawn: int) -> str:
-    how = {
-        "latest": "the newest complete run of each suite (one results file, one thread "
-        "count, one OMP_WAIT_POLICY)",
-        "all": "every run (--runs all), newest row per point",
-    }[runs]
-    if run_ids:
-        how = "the runs named by --run-id"
-    other = (
-        f" {not_drawn} rows of other runs are not drawn (--runs all or --run-id ID draws them)."
-        if not_drawn
-        else ""
-    )
-    return (
-        f"Runs drawn: {how}. 'under load': points measured with the {RULE}, whose "
-        f"times are not comparable with an idle run's.{other}"
-    )
 
 
 def _clear_figures(out_dir: Path) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from reports.context import Section
 from reports.sections.ablations import build_chunks, build_hashes, build_reversible
+from reports.sections.analytic import build_analytic
 from reports.sections.ci_history import build_history
 from reports.sections.decode import build_decode
 from reports.sections.efficiency import build_efficiency
-from reports.sections.measured import build_analytic
 from reports.sections.memory import build_memory
 from reports.sections.peers import build_peers
 from reports.sections.quality import build_quality

@@ -15,13 +15,23 @@ reversibility, reversible LSH without chunking, chunked LSH without reversibilit
 from the same rule and are flagged as extrapolations. SDPA is charged the full l² term, as
 Table 3 has no row for fused kernels; a ratio far below 1 shows the kernel avoids it.
 It is an order-of-magnitude model: the ratio measured / analytic shows the constant.
+
+The report's section (:func:`build_analytic`) evaluates it for every measured config with
+a whole model, beside the measured peak.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
+from reports.context import ReportContext
+from reports.render.document import Block, Paragraph, Table, fmt
 from suites.rows.names import ATTENTIONS
+
+# The suites whose ok points carry a whole config the model can be evaluated on.
+ANALYTIC_SUITES = ("memory", "reversible", "scale")
 
 DTYPE_BYTES = {
     "float32": 4,
@@ -106,3 +116,77 @@ def dtype_bytes(dtype: str) -> int:
     if key not in DTYPE_BYTES:
         raise ValueError(f"dtype={dtype!r} is unknown; allowed: {sorted(DTYPE_BYTES)}")
     return DTYPE_BYTES[key]
+
+
+def analytic_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Table 3's estimate beside the measured peak for every ok memory point."""
+    found = []
+    needed = [
+        "batch",
+        "seq_len",
+        "d_model",
+        "d_ff",
+        "n_heads",
+        "n_layers",
+        "attention",
+        "reversible",
+        "dtype",
+        "peak_mib",
+    ]
+    usable = rows[rows["suite"].isin(ANALYTIC_SUITES) & (rows["status"] == "ok")]
+    for row in usable.dropna(subset=needed).to_dict("records"):
+        try:
+            estimate = table3_memory(
+                batch=row["batch"],
+                seq_len=row["seq_len"],
+                d_model=row["d_model"],
+                d_ff=row["d_ff"],
+                n_heads=row["n_heads"],
+                n_layers=row["n_layers"],
+                attention=row["attention"],
+                reversible=row["reversible"] in (True, "true", 1),
+                ff_chunks=row["ff_chunks"] if pd.notna(row["ff_chunks"]) else 1,
+                n_hashes=row["n_hashes"] if pd.notna(row["n_hashes"]) else 1,
+                bucket_size=row["bucket_size"] if pd.notna(row["bucket_size"]) else 1,
+            )
+            analytic_mib = estimate.mebibytes(row["dtype"])
+        except ValueError:
+            continue  # a config outside the model (unknown attention or dtype)
+        found.append(
+            {
+                "suite": row["suite"],
+                "model": row["model"],
+                "phase": row["phase"],
+                "L": fmt(row["seq_len"]),
+                "batch": fmt(row["batch"]),
+                "layers": fmt(row["n_layers"]),
+                "Table 3 row": estimate.row + ("" if estimate.in_table3 else " *"),
+                "analytic (MiB)": fmt(analytic_mib),
+                "peak (MiB)": fmt(row["peak_mib"]),
+                "peak / analytic": fmt(row["peak_mib"] / analytic_mib),
+                "saved / analytic": fmt(row["saved_mib"] / analytic_mib)
+                if pd.notna(row["saved_mib"])
+                else "",
+            }
+        )
+    return pd.DataFrame(found)
+
+
+def build_analytic(ctx: ReportContext) -> list[Block] | None:
+    table = analytic_table(ctx.rows)
+    if table.empty:
+        return None
+    return [
+        Paragraph(
+            "Reformer Table 3 memory model evaluated for each measured config "
+            f"(suites {', '.join(ANALYTIC_SUITES)}), beside the measured peak. The model "
+            "counts activations only, to an order of magnitude; the ratio shows the "
+            "constant it leaves out (weights, optimiser state, allocator and runtime)."
+        ),
+        Table(
+            table,
+            "* not a row of Table 3: the same rule applied to a combination the "
+            "table leaves out. SDPA is charged the l² term.",
+            index=False,
+        ),
+    ]

@@ -1,8 +1,8 @@
-"""Report tables: environment, point counts, measured numbers, Table 3 model, published.
+"""Measured numbers: every suite's rows as tables, in paper form.
 
-Measured tables are in paper form: one line per model (and whatever else the suite varies),
-one column per length, failures spelt out (OOM, timeout, error, skipped) where a number
-would be.
+One line per model (and whatever else the suite varies), one column per length, failures
+spelt out (OOM, timeout, error, skipped) where a number would be; a time measured under
+load carries MARK.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.load import CONFIG_COLUMNS, STATUSES
-from reports.render.document import Block, Heading, Note, Paragraph, Table, fmt
-from reports.sections.analytic import table3_memory
-from reports.sections.published import published_tables
+from reports.load import CONFIG_COLUMNS
+from reports.render.document import Block, Table, fmt
 from suites.rows.busy import MARK, RULE, row_is_busy
 
 # Metrics that load inflates (memory does not depend on it); their cells carry MARK when
@@ -28,85 +26,7 @@ SUITE_METRICS = {
     "time": (("t_median_ms", "median time per step (ms)"),),
 }
 DEFAULT_METRICS = (("t_median_ms", "median time per step (ms)"), ("peak_mib", "peak memory (MiB)"))
-ANALYTIC_SUITES = ("memory", "reversible", "scale")
 _FAILED = {"oom": "OOM", "timeout": "timeout", "error": "error", "skipped": "skipped"}
-
-
-def _values(series: pd.Series, limit: int = 4) -> str:
-    values = [str(v) for v in dict.fromkeys(series.dropna().tolist()) if str(v) != ""]
-    if not values:
-        return "n/a"
-    more = f" (+{len(values) - limit} more)" if len(values) > limit else ""
-    return ", ".join(values[:limit]) + more
-
-
-def environment_table(rows: pd.DataFrame, built: dict[str, str]) -> Table:
-    cuda = rows[rows["device"].astype(str).str.startswith("cuda")]
-    dirty = rows.loc[rows["git_dirty"].isin([True, "true", "True"]), "git_sha"]
-    shas = _values(rows["git_sha"].astype(str).str[:10].where(rows["git_sha"].notna()))
-    stamps = rows["timestamp"].dropna()
-    facts = {
-        "device": _values(rows["device"]),
-        "accelerator": _values(cuda["gpu_name"]) if not cuda.empty else "none (CPU)",
-        "driver": _values(cuda["driver"]) if not cuda.empty else "n/a",
-        "CUDA": _values(cuda["cuda"]) if not cuda.empty else "n/a",
-        "CPU": f"{_values(rows['cpu_model'])} ({_values(rows['n_cpus'].map(fmt))} CPUs)",
-        "threads": _values(rows["num_threads"].map(fmt)),
-        "host": _values(rows["host"]),
-        "torch": _values(rows["torch"]),
-        "python": _values(rows["python"]),
-        "results git sha": shas + (" (some from a dirty tree)" if not dirty.empty else ""),
-        "results dated": (
-            f"{stamps.min():%Y-%m-%d %H:%M} to {stamps.max():%Y-%m-%d %H:%M} UTC"
-            if not stamps.empty
-            else "n/a"
-        ),
-        "memory method": _values(rows["memory_method"]),
-        **built,
-    }
-    frame = pd.DataFrame({"value": list(facts.values())}, index=list(facts))
-    return Table(frame, "Environment, from the result rows.")
-
-
-def counts_table(rows: pd.DataFrame, raw_rows: int) -> Table:
-    counts = pd.crosstab(rows["suite"], rows["status"]).reindex(columns=STATUSES, fill_value=0)
-    counts.insert(0, "points", counts.sum(axis=1))
-    measured = rows[rows["status"] != "skipped"]
-    busy = [row_is_busy(r) for r in measured.to_dict("records")]
-    counts["under load"] = (
-        measured[busy].groupby("suite").size().reindex(counts.index, fill_value=0)
-    )
-    counts.loc["all"] = counts.sum()
-    superseded = raw_rows - len(rows)
-    return Table(
-        counts.astype(int).astype(str),
-        f"Measured points per suite and status (newest row per point; {superseded} "
-        f"older rows of re-measured points not counted). Under load: {BUSY_NOTE}",
-    )
-
-
-def errors_table(rows: pd.DataFrame, limit: int = 10) -> Table | None:
-    failed = rows[rows["status"].isin(["error", "timeout"])]
-    if failed.empty:
-        return None
-    # Messages may carry terminal colour codes and tracebacks' newlines: one clean line each.
-    message = (
-        failed["error"]
-        .fillna("(no message)")
-        .astype(str)
-        .str.replace(r"\x1b\[[0-9;]*[A-Za-z]", "", regex=True)
-        .str.replace(r"\s+", " ", regex=True)
-        .str.slice(0, 160)
-    )
-    table = (
-        failed.assign(message=message)
-        .groupby(["suite", "status", "message"])
-        .agg(points=("model", "size"), models=("model", lambda m: _values(m, 3)))
-        .reset_index()
-        .sort_values("points", ascending=False)
-        .head(limit)
-    )
-    return Table(table, "Error and timeout messages (most frequent first).", index=False)
 
 
 def paper_form(rows: pd.DataFrame, metric: str, model_order: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -190,90 +110,4 @@ def measured_blocks(ctx: ReportContext, suites: list[str]) -> list[Block]:
                         index=False,
                     )
                 )
-    return blocks
-
-
-def analytic_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Table 3's estimate beside the measured peak for every ok memory point."""
-    found = []
-    needed = [
-        "batch",
-        "seq_len",
-        "d_model",
-        "d_ff",
-        "n_heads",
-        "n_layers",
-        "attention",
-        "reversible",
-        "dtype",
-        "peak_mib",
-    ]
-    usable = rows[rows["suite"].isin(ANALYTIC_SUITES) & (rows["status"] == "ok")]
-    for row in usable.dropna(subset=needed).to_dict("records"):
-        try:
-            estimate = table3_memory(
-                batch=row["batch"],
-                seq_len=row["seq_len"],
-                d_model=row["d_model"],
-                d_ff=row["d_ff"],
-                n_heads=row["n_heads"],
-                n_layers=row["n_layers"],
-                attention=row["attention"],
-                reversible=row["reversible"] in (True, "true", 1),
-                ff_chunks=row["ff_chunks"] if pd.notna(row["ff_chunks"]) else 1,
-                n_hashes=row["n_hashes"] if pd.notna(row["n_hashes"]) else 1,
-                bucket_size=row["bucket_size"] if pd.notna(row["bucket_size"]) else 1,
-            )
-            analytic_mib = estimate.mebibytes(row["dtype"])
-        except ValueError:
-            continue  # a config outside the model (unknown attention or dtype)
-        found.append(
-            {
-                "suite": row["suite"],
-                "model": row["model"],
-                "phase": row["phase"],
-                "L": fmt(row["seq_len"]),
-                "batch": fmt(row["batch"]),
-                "layers": fmt(row["n_layers"]),
-                "Table 3 row": estimate.row + ("" if estimate.in_table3 else " *"),
-                "analytic (MiB)": fmt(analytic_mib),
-                "peak (MiB)": fmt(row["peak_mib"]),
-                "peak / analytic": fmt(row["peak_mib"] / analytic_mib),
-                "saved / analytic": fmt(row["saved_mib"] / analytic_mib)
-                if pd.notna(row["saved_mib"])
-                else "",
-            }
-        )
-    return pd.DataFrame(found)
-
-
-def build_analytic(ctx: ReportContext) -> list[Block] | None:
-    table = analytic_table(ctx.rows)
-    if table.empty:
-        return None
-    return [
-        Paragraph(
-            "Reformer Table 3 memory model evaluated for each measured config "
-            f"(suites {', '.join(ANALYTIC_SUITES)}), beside the measured peak. The model "
-            "counts activations only, to an order of magnitude; the ratio shows the "
-            "constant it leaves out (weights, optimiser state, allocator and runtime)."
-        ),
-        Table(
-            table,
-            "* not a row of Table 3: the same rule applied to a combination the "
-            "table leaves out. SDPA is charged the l² term.",
-            index=False,
-        ),
-    ]
-
-
-def build_published(ctx: ReportContext) -> list[Block]:
-    blocks: list[Block] = [
-        Note(
-            "Published numbers come from other hardware, batch sizes and "
-            "code; they are listed for scale, never drawn among ours."
-        )
-    ]
-    for table in published_tables():
-        blocks += [Heading(table.title, level=3), Table(table.text(), table.caption())]
     return blocks

@@ -1,7 +1,8 @@
 """Published reference numbers, each with its source and hardware.
 
 They are shown in their own tables, next to ours, never drawn as a series among our
-measurements: they come from other hardware, batch sizes and code.
+measurements: they come from other hardware, batch sizes and code. The report lists them
+last (:func:`build_published`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.context import ReportContext
+from reports.render.document import Block, Heading, Note, Table
 from suites.rows import paper
 from suites.rows.names import label
 
@@ -113,3 +116,15 @@ def flash_attention() -> PublishedTable:
 
 def published_tables() -> list[PublishedTable]:
     return [table2(), figure5(), long_range_arena(), flash_attention()]
+
+
+def build_published(ctx: ReportContext) -> list[Block]:
+    blocks: list[Block] = [
+        Note(
+            "Published numbers come from other hardware, batch sizes and "
+            "code; they are listed for scale, never drawn among ours."
+        )
+    ]
+    for table in published_tables():
+        blocks += [Heading(table.title, level=3), Table(table.text(), table.caption())]
+    return blocks

@@ -3,8 +3,7 @@
 import pandas as pd
 import pytest
 
-from reports.sections.analytic import dtype_bytes, table3_memory
-from reports.sections.measured import analytic_table
+from reports.sections.analytic import analytic_table, dtype_bytes, table3_memory
 
 BASE = dict(batch=1, seq_len=1024, d_model=512, d_ff=4096, n_heads=8, n_layers=6)
 

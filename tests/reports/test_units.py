@@ -13,7 +13,8 @@ from reports.render.palette import FIXED, Palette
 from reports.render.plotting import split_variants
 from reports.sections.ablations import at_default_slice_budget
 from reports.sections.ci_history import tidy_history
-from reports.sections.measured import counts_table, paper_form
+from reports.sections.front_matter import counts_table
+from reports.sections.measured import paper_form
 from reports.sections.peers import peer_ratios
 from reports.sections.quality import duplication_matrices, expectation_table
 from reports.sections.scale import longest_fits
