@@ -19,3 +19,13 @@ def test_ledger_table_from_the_newest_ledger_file(tmp_path):
     assert list(table.frame.columns)[:3] == ["buffers", "MiB", "n"]
     biggest = max(e["nbytes"] for e in ledger.entries)
     assert float(table.frame["MiB"].iloc[0]) >= biggest / 2**20 * 0.99
+
+
+def test_a_garbage_ledger_file_is_skipped_with_a_warning(tmp_path, caplog):
+    from reports.sections.ledger import newest_ledger
+
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / "ledger_torn.json").write_text('{"entries": [')
+    (tmp_path / "ledger" / "ledger_list.json").write_text("[1, 2]")
+    assert newest_ledger(tmp_path) is None
+    assert caplog.text.count("not a ledger file, skipped") == 2
