@@ -37,22 +37,23 @@ from pathlib import Path
 import pandas as pd
 
 from reports.context import ReportContext
-from reports.document import Block, Heading, Note, Paragraph, Table, render_markdown
-from reports.html import render_html
 from reports.load import latest_points, load_history, load_rows, slugify
-from reports.palette import Palette
-from reports.plotting import apply_theme
-from reports.runs import RUN_CHOICES, runs_table, select_runs
+from reports.render.document import Block, Heading, Note, Paragraph, Table, render_markdown
+from reports.render.html import render_html
+from reports.render.palette import Palette
+from reports.render.plotting import apply_theme
+from reports.runs import RUN_CHOICES, select_runs
 from reports.sections import SECTIONS
-from reports.tables import (
-    build_published,
+from reports.sections.front_matter import (
     counts_table,
     environment_table,
     errors_table,
-    measured_blocks,
+    runs_caption,
+    runs_table,
 )
-from suites.harness.busy import RULE
-from suites.registry import SUITE_ORDER
+from reports.sections.measured import measured_blocks
+from reports.sections.published import build_published
+from suites.rows.schema import SUITE_ORDER
 from suites.rows.store import COMMITTED_OUT
 
 log = logging.getLogger("reports")
@@ -235,7 +236,7 @@ def _build_one(
         ),
         Heading("Environment"),
         environment_table(rows, built),
-        Table(runs_table(chosen), _runs_caption(runs, run_ids, len(raw) - len(drawn)), index=False),
+        Table(runs_table(chosen), runs_caption(runs, run_ids, len(raw) - len(drawn)), index=False),
         Heading("Measured points"),
         counts_table(rows, len(drawn)),
     ]
@@ -273,29 +274,10 @@ def _build_one(
 
 
 def known_suites() -> list[str]:
-    """Every suite (suites.registry.SUITE_ORDER, read without importing any grid), in the
+    """Every suite (suites.rows.schema.SUITE_ORDER, read without importing any grid), in the
     order of the report's sections."""
     ordered = [section.key for section in SECTIONS if section.key in SUITE_ORDER]
     return ordered + [name for name in SUITE_ORDER if name not in ordered]
-
-
-def _runs_caption(runs: str, run_ids: Sequence[str], not_drawn: int) -> str:
-    how = {
-        "latest": "the newest complete run of each suite (one results file, one thread "
-        "count, one OMP_WAIT_POLICY)",
-        "all": "every run (--runs all), newest row per point",
-    }[runs]
-    if run_ids:
-        how = "the runs named by --run-id"
-    other = (
-        f" {not_drawn} rows of other runs are not drawn (--runs all or --run-id ID draws them)."
-        if not_drawn
-        else ""
-    )
-    return (
-        f"Runs drawn: {how}. 'under load': points measured with the {RULE}, whose "
-        f"times are not comparable with an idle run's.{other}"
-    )
 
 
 def _clear_figures(out_dir: Path) -> None:

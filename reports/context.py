@@ -1,7 +1,8 @@
 """What every report section gets: the rows of one hardware, where to write, how to draw.
 
 A section is a titled function from a :class:`ReportContext` to blocks, or to ``None``
-when its data is missing; the report then prints a one-line note instead (see sections.py).
+when its data is missing; the report then prints a one-line note instead (the registry:
+reports.sections.SECTIONS).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reports.document import Block, Figure
-from reports.palette import Palette
+from reports.render.document import Block, Figure
+from reports.render.palette import Palette
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from suites.rows.assembly import newest_per_point
 from suites.rows.names import hardware_name
+from suites.rows.newest import newest_per_point
 from suites.rows.row_types import INT_FIELDS, NUMBER_FIELDS
 from suites.rows.schema import (
     ENVIRONMENT_FIELDS,

@@ -14,8 +14,8 @@ a run of its own.
 - ``all``: every run (the newest row of each point, whichever run measured it).
 - run ids: exactly those runs.
 
-:func:`runs_table` lists the runs a report drew; the report prints it beside the
-environment, so a reader knows exactly which measurements each figure holds.
+reports.sections.front_matter lists the runs a report drew beside the environment, so a
+reader knows exactly which measurements each figure holds.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from suites.harness.busy import row_is_busy
+from suites.rows.busy import row_is_busy
 
 RUN_CHOICES = ("latest", "all")
 DEFAULT_POLICY = "default"  # OMP_WAIT_POLICY unset: OpenMP's own (threads spin, then sleep)
@@ -142,28 +142,3 @@ def _newest(runs: pd.DataFrame) -> pd.DataFrame:
     complete = runs[runs["complete"]]
     pool = complete if not complete.empty else runs
     return pool.sort_values("newest", na_position="first").tail(1)
-
-
-def runs_table(chosen: pd.DataFrame) -> pd.DataFrame:
-    """The runs drawn, as text: run id, threads, wait policy, points, load, dates, code."""
-
-    def dated(row: pd.Series) -> str:
-        if pd.isna(row["oldest"]):
-            return "?"
-        return f"{row['oldest']:%Y-%m-%d %H:%M} to {row['newest']:%H:%M} UTC"
-
-    return pd.DataFrame(
-        {
-            "suite": chosen["suite"],
-            "run": chosen["run"].str.split(" · ").str[0],
-            "threads": chosen["threads"].map(lambda t: "?" if pd.isna(t) else str(int(t))),
-            "OMP_WAIT_POLICY": chosen["policy"],
-            "points (ok)": [
-                f"{p} ({o})" for p, o in zip(chosen["points"], chosen["ok"], strict=True)
-            ],
-            "complete": chosen["complete"].map({True: "yes", False: "no"}),
-            "under load": chosen["busy"].astype(int).astype(str),
-            "dated": chosen.apply(dated, axis=1),
-            "git sha": chosen["git_sha"],
-        }
-    )

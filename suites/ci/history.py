@@ -4,7 +4,7 @@ A row carries the figure's value and gate result, the baseline and tolerance it 
 to, and the provenance of the run: git sha and dirtiness, host, CPU, torch and Python
 versions, the 1-minute load average (a loaded machine explains a noisy ratio) and the
 pytest-benchmark JSON the ratios came from (a ratio's thread count is in its detail).
-``python -m reports.build`` draws these rows as trend panels (reports/history.py). The
+``python -m reports.build`` draws these rows as trend panels (reports/sections/ci_history.py). The
 file is only ever appended to, with the torn-line safety of suites.rows.store.
 """
 

@@ -1,3 +1,4 @@
 """One module per suite; each declares ``SUITE = Suite(...)`` (suites.harness.points), which
-suites.registry finds; per-suite helpers (crossover.py, scale_step.py) live beside them.
+suites.registry finds; per-suite helpers (scale_step.py) live beside them, and the row math a
+summary shares with the report (crossovers) in suites.rows.
 """

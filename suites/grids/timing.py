@@ -5,7 +5,7 @@ tokens_per_batch / L, for LSH with 1, 2, 4 and 8 hashes against exact attention,
 materialised ("full", what the paper compares against) and fused (SDPA, what users pick
 today). LSH time should be flat in L; exact attention grows linearly in L at fixed tokens.
 The summary gives the crossover lengths: every length where LSH-n and an exact baseline
-trade places, interpolated on log-log axes (suites.grids.crossover, as in the report).
+trade places, interpolated on log-log axes (suites.rows.crossover, as in the report).
 
 On CUDA the layer runs in bfloat16 (SDPA's flash kernel) and every LSH point is measured
 twice, through the torch path and the Triton kernels (the ``backend`` ablation). The
@@ -26,9 +26,9 @@ from suites.grids._common import (
     powers_of_two,
     preset,
 )
-from suites.grids.crossover import crossovers_between
 from suites.harness.backend import backend_ablation
 from suites.harness.points import GridContext, Point, Suite
+from suites.rows.crossover import crossovers_between
 from suites.rows.names import label, lsh_name
 
 N_HASHES = (1, 2, 4, 8)

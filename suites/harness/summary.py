@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from suites.harness.busy import MARK, busy_note, row_is_busy
 from suites.harness.exits import closing_line, sweep_status
 from suites.harness.isolation import inherited_address_limit
 from suites.harness.points import GridContext, Suite
-from suites.rows.assembly import latest_rows
+from suites.rows.busy import MARK, busy_note, row_is_busy
+from suites.rows.newest import latest_rows
 from suites.rows.store import RunFile
 
 LISTED_BUSY = 6  # points named in the load line; the rest are counted

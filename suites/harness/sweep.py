@@ -17,7 +17,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from suites.harness.busy import RULE, is_busy
+from suites.harness.assembly import assemble_row
 from suites.harness.efficiency import efficiency_fields, run_peaks
 from suites.harness.env import environment
 from suites.harness.executors import open_executor
@@ -28,7 +28,7 @@ from suites.harness.lock import sweep_lock
 from suites.harness.options import SweepOptions
 from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
 from suites.harness.process_env import SETTINGS_FIELDS
-from suites.rows.assembly import assemble_row
+from suites.rows.busy import RULE, is_busy
 from suites.rows.names import hardware_name, schema_1_mode
 from suites.rows.store import RunFile
 

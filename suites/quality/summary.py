@@ -10,9 +10,9 @@ import math
 import statistics
 from typing import Any
 
-from suites.quality.matrix import final_accuracies, final_indices
-from suites.quality.paper import BPB_TOLERANCE, EXPECTATIONS, TABLE2, TABLE2_EVAL
 from suites.rows.names import SDPA, SHARED_FULL
+from suites.rows.paper import BPB_TOLERANCE, EXPECTATIONS, TABLE2, TABLE2_EVAL
+from suites.rows.quality_matrix import final_accuracies, final_indices
 
 ABLATIONS = {
     SHARED_FULL: "exact shared-QK attention, no hashing",
@@ -21,7 +21,7 @@ ABLATIONS = {
 
 
 def _final_bytes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The final row of each byte-LM model, evaluation and seed (suites.quality.matrix)."""
+    """The final row of each byte-LM model, evaluation and seed (suites.rows.quality_matrix)."""
     mine = [
         r
         for r in rows
@@ -46,7 +46,7 @@ def duplication_matrix(rows: list[dict[str, Any]]) -> dict[tuple[str, str], floa
 
 
 def _seed_values(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
-    """{(trained, evaluated): accuracy % of each seed} (suites.quality.matrix)."""
+    """{(trained, evaluated): accuracy % of each seed} (suites.rows.quality_matrix)."""
     found: dict[tuple[str, str], list[float]] = {}
     for final in final_accuracies(rows):
         found.setdefault((final.trained, final.evaluated), []).append(final.accuracy)

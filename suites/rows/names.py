@@ -35,14 +35,9 @@ measured or trained under the old names is found again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from reformer.config import ReformerConfig
-
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 # ReformerConfig.attention's values (reformer.config.ATTENTIONS), repeated here so a reader
 # of rows needs no model; a test checks the two agree.
@@ -74,7 +69,18 @@ DECODE_PREFIX = "decode-"
 PEER_PREFIX = "peer-"
 
 
-def lm_model(family: str, config: ReformerConfig) -> str:
+class ModelConfig(Protocol):
+    """What a model's name reads from its config (``reformer.config.ReformerConfig``),
+    named here as a protocol because this package must not import the model."""
+
+    @property
+    def attention(self) -> str: ...
+
+    @property
+    def reversible(self) -> bool: ...
+
+
+def lm_model(family: str, config: ModelConfig) -> str:
     """Row name of a whole LM built from ``config``: transformer-<attention>,
     reformer-<attention>[-rev]."""
     if family not in LM_FAMILIES:
@@ -84,7 +90,7 @@ def lm_model(family: str, config: ReformerConfig) -> str:
     return f"reformer-{config.attention}" + ("-rev" if config.reversible else "")
 
 
-def layer_model(config: ReformerConfig) -> str:
+def layer_model(config: ModelConfig) -> str:
     """Row name of one attention layer built from ``config``: attn-<attention>."""
     return f"{LAYER_PREFIX}{config.attention}"
 

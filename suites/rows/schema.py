@@ -15,6 +15,20 @@ PHASES = ("fwd", "fwd_bwd", "train_step", "decode")
 DTYPES = ("float32", "bfloat16", "float16")
 # How big a grid is (its rows' ``mode``): a smoke run, the default, or paper scale.
 MODES = ("quick", "default", "paper")
+# Every suite (a row's ``suite``), in the order reports and listings give them. Written out,
+# not found by importing the grids, so a reader of rows knows the suites without torch;
+# suites.registry refuses a grid missing here, and a test checks the two agree.
+SUITE_ORDER = (
+    "memory",
+    "time",
+    "hashes",
+    "chunks",
+    "reversible",
+    "peers",
+    "scale",
+    "decode",
+    "quality",
+)
 HARNESS_FIELDS = ("model", "phase", "batch", "seq_len", "dtype", "device", "num_threads")
 # The config fields every row of schema version 1 carries (null where they do not apply).
 # A field added to ReformerConfig since is written, and joins the point's key, only where a

@@ -3,7 +3,7 @@
 The numbers follow simple laws (memory ~ L or L², time ~ L at fixed tokens per batch for
 full attention, flat for LSH) so figures look like real ones and crossovers are known.
 Every status appears: ok, oom, timeout, error and skipped. Rows are made by the harness's
-own row assembly (suites.rows.assembly), so they carry every schema field as real rows do
+own row assembly (suites.harness.assembly), so they carry every schema field as real rows do
 and a change to the schema reaches these tests.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from suites.harness.assembly import assemble_row
 from suites.harness.points import Point
-from suites.rows.assembly import assemble_row
 from suites.rows.schema import ENVIRONMENT_FIELDS, ROW_CONFIG_FIELDS
 
 ENV = {

@@ -9,13 +9,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Every reports module, then the row package and the registry's suite order they read.
+# Every reports module, those of its subpackages too, then every module of the row package
+# they read, and the registry.
 IMPORT_ALL = """
 import importlib, pkgutil, sys
-import reports
-for info in pkgutil.iter_modules(reports.__path__):
-    importlib.import_module(f"reports.{info.name}")
-import suites.rows.assembly, suites.rows.schema, suites.rows.store, suites.registry
+import reports, suites.rows
+for package in (reports, suites.rows):
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        importlib.import_module(info.name)
+import suites.registry
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "reformer")))
 print(",".join(loaded))
 """

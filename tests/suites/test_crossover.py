@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from suites.grids.crossover import crossovers_between, find_crossovers
+from suites.rows.crossover import crossovers_between, find_crossovers
 
 LENGTHS = [256, 512, 1024, 2048, 4096]
 

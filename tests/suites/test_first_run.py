@@ -15,12 +15,12 @@ import textwrap
 import pytest
 
 import suites.run as run_module
-from suites.harness.busy import is_busy, row_is_busy
 from suites.harness.lock import SweepLocked, lock_path, sweep_lock
 from suites.harness.options import SweepOptions
 from suites.harness.points import GridContext
 from suites.harness.summary import summary
 from suites.harness.sweep import run_sweep
+from suites.rows.busy import is_busy, row_is_busy
 from suites.rows.store import DEFAULT_OUT, read_rows
 from suites.run import main
 from tests.suites.test_harness import _marks, _point, _suite

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from reformer.config import ATTENTIONS as CONFIG_ATTENTIONS
 from suites.harness.spec import CONFIG_FIELDS
-from suites.registry import SUITE_ORDER, load_suites
+from suites.registry import load_suites
 from suites.rows.names import ATTENTIONS
-from suites.rows.schema import HARNESS_FIELDS, ROW_CONFIG_FIELDS, SCHEMA_1_CONFIG_FIELDS
+from suites.rows.schema import (
+    HARNESS_FIELDS,
+    ROW_CONFIG_FIELDS,
+    SCHEMA_1_CONFIG_FIELDS,
+    SUITE_ORDER,
+)
 
 
 def test_row_config_fields_match_the_config() -> None:

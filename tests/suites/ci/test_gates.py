@@ -376,7 +376,7 @@ def test_history_is_append_only_and_survives_a_torn_line(tmp_path):
 
 
 def test_history_rows_load_into_the_report_trend():
-    history_module = pytest.importorskip("reports.history")
+    history_module = pytest.importorskip("reports.sections.ci_history")
     import pandas as pd
 
     rows = history_rows(

@@ -1,4 +1,4 @@
-"""The one rule for which quality rows are final (suites.quality.matrix), and that the
+"""The one rule for which quality rows are final (suites.rows.quality_matrix), and that the
 suite's summary and the report both follow it."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from reports.load import normalise
-from reports.quality import duplication_matrices
-from suites.quality.matrix import counts_in_matrix, final_accuracies, final_indices
+from reports.sections.quality import duplication_matrices
 from suites.quality.summary import duplication_matrix
+from suites.rows.quality_matrix import counts_in_matrix, final_accuracies, final_indices
 
 
 def _row(seed: float, step: float | None, accuracy: float | None, stamp: str | None = None, **more):

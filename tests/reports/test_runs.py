@@ -1,0 +1,36 @@
+"""Which runs a report draws (reports.runs)."""
+
+from __future__ import annotations
+
+from reports.build import build_reports
+from tests.reports.synthetic import ablation_rows, write_results
+
+DPI = 30
+
+
+def test_a_file_that_mixes_grids_is_drawn_as_one_run_per_grid(tmp_path):
+    """Files written before one grid per run file could hold a --quick run resumed by a
+    default one: the report draws one of them, with one reproduce command, not both."""
+    hashes = [row for row in ablation_rows() if row["suite"] == "hashes"]
+    quick = [
+        dict(row, mode="quick", d_model=32, grid_points=len(hashes), point_key=f"q{i}")
+        for i, row in enumerate(hashes)
+    ]
+    default = [
+        dict(
+            row,
+            mode="default",
+            grid_points=len(hashes),
+            point_key=f"d{i}",
+            timestamp_utc="2024-05-09T12:00:00Z",
+        )
+        for i, row in enumerate(hashes)
+    ]
+    results = write_results(tmp_path / "results", quick + default)
+    (report,) = build_reports(str(results), str(tmp_path / "out"), dpi=DPI)
+    markdown = (report / "report.md").read_text()
+    assert "| hashes  | 4        | 4    |" in markdown  # the counts: one grid's 4 points
+    commands = [line for line in markdown.splitlines() if "suites.run hashes" in line]
+    assert commands and not any("--quick" in line for line in commands)
+    svg = (report / "figures" / "hashes_ablation.svg").read_text()
+    assert "d_model 32" not in svg and "smoke" not in svg
