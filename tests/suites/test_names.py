@@ -130,7 +130,7 @@ def test_the_types_of_an_old_rows_fields_are_checked_under_todays_names(tmp_path
     path = tmp_path / "memory_cpu_x.jsonl"
     path.write_text(json.dumps({**SCHEMA_1_MEMORY_ROW, "peak_mb": "512"}) + "\n")
     rows, problems = read_rows(path)
-    assert rows == [] and "peak_mib='512' must be a number" in problems[0]
+    assert rows == [] and "peak_mib='512' must be a finite number >= 0" in problems[0]
 
 
 def test_a_point_measured_as_pass_keeps_its_key_as_phase():
