@@ -11,8 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from reformer.backends import validate_backend
-from reformer.lsh_core import SLICE_ELEMENTS
+from reformer.checks import require_bool
+from reformer.lsh.dispatch import validate_backend
+from reformer.lsh.hashing import validate_n_buckets
+from reformer.lsh.layout import SLICE_ELEMENTS
 
 ATTENTIONS = ("lsh", "full", "sdpa")
 
@@ -37,7 +39,7 @@ class ReformerConfig:
     max_seq_len: int = 65536
     seed: int = 0  # seeds every layer's own generator (hash rotations, dropout masks)
     # LSH attention implementation: "auto" (Triton on CUDA when installed, else torch) |
-    # "auto" | "torch" | "triton" | "cpu" (reformer.backends)
+    # "auto" | "torch" | "triton" | "cpu" (reformer.lsh.dispatch)
     backend: str = "auto"
     # Logits per batched op of the torch LSH path (batch rows × heads × chunks × c × 2c,
     # about 10 bytes each live in backward): more means fewer, larger ops and more
@@ -90,23 +92,6 @@ class ReformerConfig:
     def replace(self, **changes: Any) -> ReformerConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
-
-
-def validate_n_buckets(n_buckets: int | tuple[int, ...]) -> None:
-    """Buckets come from argmax over [xR; -xR], so every factor must be even and >= 2."""
-    factors = (n_buckets,) if isinstance(n_buckets, int) else tuple(n_buckets)
-    if not factors or any(not isinstance(f, int) or f < 2 or f % 2 for f in factors):
-        raise ValueError(
-            f"n_buckets={n_buckets!r} must be an even int >= 2, or a tuple of such ints "
-            "(a factorised hash), or None for 2*L/bucket_size"
-        )
-
-
-def require_bool(name: str, value: object) -> None:
-    """A switch must be a real bool: a string such as "false" or "no" is truthy, so it
-    would silently switch the feature on."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} must be True or False (a bool)")
 
 
 def _positive(cfg: ReformerConfig, *names: str) -> None:

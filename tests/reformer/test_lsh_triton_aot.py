@@ -10,8 +10,8 @@ import torch
 
 pytest.importorskip("triton")
 
-from reformer.backends import TRITON_MAX_CHUNK, TRITON_MAX_HEAD  # noqa: E402
-from reformer.kernels.aot import (  # noqa: E402
+from reformer.lsh.dispatch import TRITON_MAX_CHUNK, TRITON_MAX_HEAD  # noqa: E402
+from reformer.lsh.triton.aot import (  # noqa: E402
     CAPABILITIES,
     SUITE_CALLS,
     Call,
@@ -20,7 +20,7 @@ from reformer.kernels.aot import (  # noqa: E402
     envelope_calls,
     limit_violations,
 )
-from reformer.kernels.config import kernel_config  # noqa: E402
+from reformer.lsh.triton.config import kernel_config  # noqa: E402
 
 
 @pytest.mark.parametrize("capability", CAPABILITIES)

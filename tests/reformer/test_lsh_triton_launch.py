@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer.kernels.config import MAX_GRID_X, kernel_config, launch_grid
-from reformer.lsh_core import Layout
+from reformer.lsh.layout import Layout
+from reformer.lsh.triton.config import MAX_GRID_X, kernel_config, launch_grid
 
 # CUDA's grid limits: axis 0 up to 2^31 - 1, axes 1 and 2 up to 65,535.
 CUDA_GRID_LIMITS = (2**31 - 1, 65_535, 65_535)
@@ -52,7 +52,7 @@ def test_every_launch_of_a_call_at_70000_batch_heads_fits():
     """The launches the autograd Function makes, built on meta tensors (no memory, no
     device): forward and backward, every round."""
     pytest.importorskip("triton")
-    from reformer.kernels.function import backward_launches, forward_buffers, forward_launches
+    from reformer.lsh.triton.function import backward_launches, forward_buffers, forward_launches
 
     layout = _layout(70_000, 1, padded_len=128, n_hashes=2)
     shape = (layout.batch, layout.n_heads, layout.padded_len, 64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from reformer.backends import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
+from reformer.lsh.dispatch import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
 from suites.grids.scale import LONG_LAYERS
 from suites.harness.env import REPO_ROOT
 from suites.harness.points import GridContext

@@ -16,7 +16,7 @@ source and options handed to ``triton.compile`` are the ones a launch on that GP
 compile, so the cache key is the same too: compiling them into ``TRITON_CACHE_DIR`` on the
 GPU machine warms the cache the kernels then load from.
 
-``python -m reformer.kernels.aot`` compiles the suites' default calls (and with
+``python -m reformer.lsh.triton.aot`` compiles the suites' default calls (and with
 ``--envelope`` the largest tiles), in parallel, and prints each binary's registers,
 spills and shared memory; ``--count`` only counts the distinct binaries.
 """
@@ -37,8 +37,8 @@ from typing import Any
 
 import torch
 
-from reformer.backends import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
-from reformer.lsh_core import Layout
+from reformer.lsh.dispatch import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
+from reformer.lsh.layout import Layout
 
 _TRITON_DTYPE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 _DTYPE_NAME = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -210,8 +210,8 @@ def compiler_process() -> None:
 def _meta_launches(call: Call, capability: int) -> list[tuple[Any, tuple[int], tuple, dict]]:
     """The launches of one forward and backward of ``call`` on an sm_<capability> GPU,
     on meta tensors."""
-    from reformer.kernels.config import kernel_config
-    from reformer.kernels.function import backward_launches, forward_buffers, forward_launches
+    from reformer.lsh.triton.config import kernel_config
+    from reformer.lsh.triton.function import backward_launches, forward_buffers, forward_launches
 
     layout = call.layout()
     config = kernel_config(call.chunk, call.d_head, call.d_head, call.dtype, capability)
@@ -471,7 +471,7 @@ def _plan(capability: int, sample: int, jobs: int, target_jobs: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reformer.kernels.aot", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m reformer.lsh.triton.aot", description=__doc__)
     parser.add_argument("--capability", default="80,90", help="e.g. 90, or 80,90")
     parser.add_argument("--envelope", action="store_true", help="also the largest tiles")
     parser.add_argument(

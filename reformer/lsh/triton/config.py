@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from reformer.backends import triton_limits
-from reformer.lsh_core import Layout
+from reformer.lsh.dispatch import triton_limits
+from reformer.lsh.layout import Layout
 
 # Fused multiply-add in elementwise code: Triton 3.9's default, stated so that 3.10's
 # change of default does not silently change results.
@@ -63,7 +63,7 @@ def kernel_config(
     num_warps = 8 if block_chunk >= 64 or max(block_dim, block_dim_v) >= 128 else 4
     precision = "tf32x3" if dtype == torch.float32 else "tf32"
     # Rows per query (and key) tile. A whole chunk per program spills registers to local
-    # memory where the tiles are largest (reformer.kernels.aot measures it on the real
+    # memory where the tiles are largest (reformer.lsh.triton.aot measures it on the real
     # specialisations): float32 (twice the bytes of 16-bit, and tf32x3 holds every dot
     # operand again as a head and a tail) at chunk 32 and 64, 16-bit heads of 128 at
     # chunk 32 and 64, and the 16-bit backward at chunk 64 on sm_80, whose mma.sync tiles

@@ -1,6 +1,6 @@
 """Triton kernels of LSH chunk attention (Reformer sec. 2), forward and backward.
 
-The same semantics as ``reformer.lsh_core.LSHAttentionFunction``: all rounds' sorted slots
+The same semantics as ``reformer.lsh.torch_path.LSHAttentionFunction``: all rounds' sorted slots
 are laid end to end, one sequence of R·Lp slots cut into chunks of ``chunk``; the queries
 of chunk g see the keys of chunks g-1 (mod the number of chunks) and g. Hashing and the
 stable sort stay in PyTorch; a program reads its positions from the sort permutation and
@@ -35,7 +35,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from reformer.lsh_core import MASK_LOGIT, SELF_LOGIT
+from reformer.lsh.layout import MASK_LOGIT, SELF_LOGIT
 
 _SELF = tl.constexpr(SELF_LOGIT)
 _MASKED = tl.constexpr(MASK_LOGIT)

@@ -1,7 +1,7 @@
 /* Fused LSH chunk attention for the CPU (Reformer sec. 2), forward and backward, float32.
  *
- * The C twin of the Triton kernels (reformer/kernels/lsh_triton.py), with the same
- * semantics as reformer.lsh_core.LSHAttentionFunction: all rounds' sorted slots are laid
+ * The C twin of the Triton kernels (reformer/lsh/triton/kernels.py), with the same
+ * semantics as reformer.lsh.torch_path.LSHAttentionFunction: all rounds' sorted slots are laid
  * end to end, cut into chunks of `chunk`; the queries of global chunk g see the keys of
  * chunks g-1 (mod the number of chunks) and g. A key seen k times among all the windows a
  * query sees weighs 1/k per occurrence (the duplicate correction), so the result is one

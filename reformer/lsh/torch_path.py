@@ -29,12 +29,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# The self logit: a position attends to itself only when it has nothing else to see.
-SELF_LOGIT = -1e5
-# The logit of a masked pair in the reference; inside the kernel a masked pair (causal,
-# padding, a duplicate occurrence) gets a bias of at most -0.75 × MASK_SCALE, so it never
-# sets a row's maximum and after the shift lies far below the floor: its weight is exactly 0.
-MASK_LOGIT = -1e9
+from reformer.lsh.layout import (
+    SELF_LOGIT,
+    Layout,
+    normalize_backward_,
+    round_chunk,
+    row_dot,
+    sequence_major,
+)
+
+# Inside this path a masked pair (causal, padding, a duplicate occurrence) gets a bias of
+# at most -0.75 × MASK_SCALE, so it never sets a row's maximum and after the shift lies far
+# below the floor: its weight is exactly 0 (layout.MASK_LOGIT is the reference's mask).
 MASK_SCALE = 1e9
 # exp() of anything below about -87 gives a float32 denormal or underflows, and x86 takes
 # a microcode slow path for those (25-100x slower here). Shifted logits at or below this
@@ -47,91 +53,6 @@ EXP_FLOOR = -87.0
 LOG2E = 1.4426950408889634
 SELF_LOGIT2 = SELF_LOGIT * LOG2E
 EXP2_FLOOR = EXP_FLOOR * LOG2E
-# Default logit elements per slice (batch × heads × chunks × c × 2c). A call's workspace
-# holds about 16 bytes per logit (bias, scratch, dP, key and value windows), so 2^19 keeps
-# it near 8 MiB, while a 2K-token, 4-head layer still runs in two slices per round.
-SLICE_ELEMENTS = 1 << 19
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Shape of the sorted, chunked sequence for one call."""
-
-    batch: int
-    n_heads: int
-    n_hashes: int
-    padded_len: int  # Lp, a multiple of chunk
-    chunk: int  # bucket_size c
-    causal: bool
-    dup_correction: bool
-    scale: float
-    slice_elements: int = SLICE_ELEMENTS
-
-    @property
-    def chunks_per_round(self) -> int:
-        return self.padded_len // self.chunk
-
-    @property
-    def total_chunks(self) -> int:
-        return self.n_hashes * self.chunks_per_round
-
-    @property
-    def look_back(self) -> bool:
-        # With one chunk in all, its "previous chunk" is itself: seeing it twice adds nothing.
-        return self.total_chunks > 1
-
-    @property
-    def window(self) -> int:
-        return 2 * self.chunk if self.look_back else self.chunk
-
-    @property
-    def needs_counts(self) -> bool:
-        # With one round a key has one slot, so it appears at most once in any window.
-        return self.dup_correction and self.n_hashes > 1
-
-    def groups(self):
-        """Yield (b0, b1, h0, h1): the (batch, head) ranges processed together.
-
-        As many (batch, head) rows as fit ``slice_elements`` logits per round go together:
-        the whole batch when it fits, else blocks of batch rows with every head, else one
-        batch row and a block of heads (at least one; :meth:`chunk_blocks` then cuts the
-        round). Fewer, larger slices mean fewer ops; the budget bounds their memory.
-        """
-        per_head = self.padded_len * self.window
-        budget = self.slice_elements
-        if self.batch * self.n_heads * per_head <= budget:
-            yield 0, self.batch, 0, self.n_heads
-            return
-        if self.n_heads * per_head <= budget:
-            rows = budget // (self.n_heads * per_head)
-            for b in range(0, self.batch, rows):
-                yield b, min(b + rows, self.batch), 0, self.n_heads
-            return
-        heads = max(1, budget // per_head)
-        for b in range(self.batch):
-            for h in range(0, self.n_heads, heads):
-                yield b, b + 1, h, min(h + heads, self.n_heads)
-
-    def chunk_blocks(self, group_size: int):
-        """Yield (n0, n1): blocks of chunks of one round, bounding a slice's logits."""
-        step = max(1, self.slice_elements // (group_size * self.chunk * self.window))
-        step = min(step, self.chunks_per_round)
-        for start in range(0, self.chunks_per_round, step):
-            yield start, min(start + step, self.chunks_per_round)
-
-
-def chunk_ids(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Global chunk of each (round, position): (B, H, R, Lp), round r's in [r·N, (r+1)·N)."""
-    offsets = torch.arange(layout.n_hashes, device=sort_idx.device).view(1, 1, -1, 1)
-    return (offsets * layout.chunks_per_round + _round_chunk(sort_idx, layout)).to(torch.int32)
-
-
-def _round_chunk(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Chunk of each position within its round's sorted order: (B, H, R, Lp) int64."""
-    rank = torch.empty_like(sort_idx)
-    ranks = torch.arange(layout.padded_len, device=sort_idx.device).expand_as(sort_idx)
-    rank.scatter_(-1, sort_idx, ranks)
-    return rank // layout.chunk
 
 
 class Rows:
@@ -232,7 +153,7 @@ def round_chunks(sort_idx: torch.Tensor, layout: Layout, dtype: torch.dtype) -> 
     duplicate test in :func:`_mask_seen_before` is a few fast vector ops (chunk numbers are
     exact in float32 up to 2^24).
     """
-    return _round_chunk(sort_idx, layout).to(dtype).transpose(2, 3).contiguous()
+    return round_chunk(sort_idx, layout).to(dtype).transpose(2, 3).contiguous()
 
 
 @dataclass
@@ -483,7 +404,7 @@ class LSHAttentionFunction(torch.autograd.Function):
         acc = torch.float64 if qk.dtype == torch.float64 else torch.float32
         chunk_of = round_chunks(sort_idx, layout, acc) if layout.needs_counts else None
         length, d_value = qk.shape[2], v.shape[-1]
-        out = _sequence_major(v.shape, v.dtype, v.device)
+        out = sequence_major(v.shape, v.dtype, v.device)
         lse_max = torch.empty(qk.shape[:3], dtype=acc, device=v.device)
         lse_log_sum = torch.empty_like(lse_max)
         ws = Workspace(qk.device)
@@ -530,8 +451,8 @@ class LSHAttentionFunction(torch.autograd.Function):
         # Gradients are written straight into their (B, Lp, H, D) memory, which is what the
         # projections' backward reads, and accumulated there when acc is their dtype; a
         # group's float32 accumulators are needed only for half-precision inputs.
-        grad_qk = _sequence_major(qk.shape, qk.dtype, qk.device, zero=True)
-        grad_v = _sequence_major(v.shape, v.dtype, v.device, zero=True)
+        grad_qk = sequence_major(qk.shape, qk.dtype, qk.device, zero=True)
+        grad_v = sequence_major(v.shape, v.dtype, v.device, zero=True)
         direct = qk.dtype == acc
         # 1 / each query's row sum, once per position (B, H, Lp). A row that saw a key has
         # sum >= 1 (its maximum weighs 2^0); one that saw none (all padding) has the clamped
@@ -544,7 +465,7 @@ class LSHAttentionFunction(torch.autograd.Function):
             rows = Rows(layout, group, qk.device)
             qk_group = qk[b0:b1, h0:h1]
             # rowsum(dO · O) (b, h, Lp): one group at a time bounds the product's size.
-            delta = _row_dot(grad_out[b0:b1, h0:h1], out[b0:b1, h0:h1], acc)
+            delta = row_dot(grad_out[b0:b1, h0:h1], out[b0:b1, h0:h1], acc)
             grad_q = grad_qk[b0:b1, h0:h1] if direct else torch.zeros_like(qk_group, dtype=acc)
             grad_values = (
                 grad_v[b0:b1, h0:h1] if direct else torch.zeros_like(v[b0:b1, h0:h1], dtype=acc)
@@ -586,7 +507,7 @@ class LSHAttentionFunction(torch.autograd.Function):
                     _add_windows(rows, grad_keys, piece.key_pos, grad_logits, piece.queries, layout)
                     del piece, grad_logits
             del delta
-            grad_q.add_(_normalize_backward_(qk_group, grad_keys))
+            grad_q.add_(normalize_backward_(qk_group, grad_keys))
             del grad_keys
             if not direct:
                 grad_qk[b0:b1, h0:h1] = grad_q
@@ -598,19 +519,6 @@ class LSHAttentionFunction(torch.autograd.Function):
 def _addressable(x: torch.Tensor) -> torch.Tensor:
     """x itself when :class:`Rows` can address it in place, else a contiguous copy."""
     return x if rows_addressable(x) else x.contiguous()
-
-
-def _sequence_major(shape, dtype, device, zero: bool = False) -> torch.Tensor:
-    """A (B, H, Lp, D) tensor laid out as (B, Lp, H, D): the layout the attention module
-    reads from and writes to its (B, Lp, H·D) projections, so neither side copies."""
-    batch, heads, length, dim = shape
-    make = torch.zeros if zero else torch.empty
-    return make(batch, length, heads, dim, dtype=dtype, device=device).transpose(1, 2)
-
-
-def _row_dot(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """sum(a · b, -1) in ``dtype``: (b, h, Lp, D) x2 -> (b, h, Lp), contiguous."""
-    return (a.to(dtype) * b.to(dtype)).sum(-1).contiguous()
 
 
 def _take_local(rows: Rows, x: torch.Tensor, positions: torch.Tensor, grid) -> torch.Tensor:
@@ -642,16 +550,3 @@ def _merge_round(merged, round_out, round_max, round_sum):
     new_sum = old_part + new_part
     out.add_(round_out.sub_(out).mul_(new_part / new_sum))
     return out, new_max, new_sum
-
-
-def _normalize_backward_(x: torch.Tensor, grad_unit: torch.Tensor) -> torch.Tensor:
-    """Gradient through k = x / max(||x||, eps) (F.normalize's eps), given dL/dk, written
-    into ``grad_unit`` (which is returned): (grad - [||x|| > eps] · k (k · grad)) / max(||x||,
-    eps), with one (..., D) temporary besides it."""
-    x = x.to(grad_unit.dtype)
-    norm = x.norm(dim=-1, keepdim=True)
-    clamped = norm.clamp_min(1e-12)
-    unit = x / clamped
-    radial = (unit * grad_unit).sum(-1, keepdim=True)
-    radial.masked_fill_(norm <= 1e-12, 0.0)
-    return grad_unit.sub_(unit.mul_(radial)).div_(clamped)
