@@ -1,10 +1,11 @@
 """The duplicate correction keeps exactly one occurrence of each key a query sees.
 
 The torch path masks every occurrence of a key but the one in the earliest round (see
-``reformer.lsh.torch_path._mask_seen_before``) instead of dividing each occurrence's weight by
-its count. Its twin is ``reference.window_counts``, which lists every (round, window slot)
-occurrence from scratch: the visible occurrences must be 1 exactly where the count is
-positive (and the key is not in the query's future), and 0 elsewhere.
+``reformer.lsh.torch_path.slices._mask_seen_before``) instead of dividing each
+occurrence's weight by its count. Its twin is ``reference.window_counts``, which lists
+every (round, window slot) occurrence from scratch: the visible occurrences must be 1
+exactly where the count is positive (and the key is not in the query's future), and 0
+elsewhere.
 """
 
 from __future__ import annotations
@@ -13,13 +14,8 @@ import pytest
 import torch
 
 from reformer.lsh.layout import Layout
-from reformer.lsh.torch_path import (
-    Rows,
-    Workspace,
-    _windows,
-    build_slice,
-    round_chunks,
-)
+from reformer.lsh.torch_path.rows import Rows, Workspace
+from reformer.lsh.torch_path.slices import _windows, build_slice, round_chunks
 from reformer.reference import window_counts
 
 
