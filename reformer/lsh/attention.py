@@ -152,7 +152,7 @@ def lsh_attention(
         n_heads=n_heads,
         n_hashes=n_hashes,
         padded_len=padded_len,
-        chunk=bucket_size,
+        bucket_size=bucket_size,
         causal=causal,
         dup_correction=dup_correction,
         scale=d_head**-0.5,

@@ -30,11 +30,11 @@ import warnings
 import torch
 
 BACKENDS = ("auto", "torch", "triton", "cpu")
-# Largest chunk and head widths the Triton kernels are built for (tile sides, after
+# Largest bucket_size and head width the Triton kernels are built for (tile sides, after
 # rounding up to a power of two). The ahead-of-time compile test checks these largest
 # tiles against the shared memory and registers of sm_80 and sm_90; float32 tiles take
 # twice the shared memory, and at d_head 128 they overflow it.
-TRITON_MAX_CHUNK = 64
+TRITON_MAX_BUCKET_SIZE = 64
 TRITON_MAX_HEAD = {torch.float16: 128, torch.bfloat16: 128, torch.float32: 64}
 TRITON_DTYPES = tuple(TRITON_MAX_HEAD)
 
@@ -128,10 +128,10 @@ def triton_limits(
     if dtype not in TRITON_DTYPES:
         return f"dtype {dtype} (the Triton kernels take {TRITON_DTYPES})"
     widest = max(d_head, d_head if d_value is None else d_value)
-    if bucket_size > TRITON_MAX_CHUNK or widest > TRITON_MAX_HEAD[dtype]:
+    if bucket_size > TRITON_MAX_BUCKET_SIZE or widest > TRITON_MAX_HEAD[dtype]:
         return (
             f"bucket_size={bucket_size}, d_head={widest} (the Triton kernels take "
-            f"bucket_size up to {TRITON_MAX_CHUNK} and d_head up to "
+            f"bucket_size up to {TRITON_MAX_BUCKET_SIZE} and d_head up to "
             f"{TRITON_MAX_HEAD[dtype]} in {dtype})"
         )
     return None

@@ -35,8 +35,8 @@ class Layout:
     batch: int
     n_heads: int
     n_hashes: int
-    padded_len: int  # Lp, a multiple of chunk
-    chunk: int  # bucket_size c
+    padded_len: int  # Lp, a multiple of bucket_size
+    bucket_size: int  # c, positions per chunk
     causal: bool
     dup_correction: bool
     scale: float
@@ -44,7 +44,7 @@ class Layout:
 
     @property
     def chunks_per_round(self) -> int:
-        return self.padded_len // self.chunk
+        return self.padded_len // self.bucket_size
 
     @property
     def total_chunks(self) -> int:
@@ -57,7 +57,7 @@ class Layout:
 
     @property
     def window(self) -> int:
-        return 2 * self.chunk if self.look_back else self.chunk
+        return 2 * self.bucket_size if self.look_back else self.bucket_size
 
     @property
     def needs_counts(self) -> bool:
@@ -89,7 +89,7 @@ class Layout:
 
     def chunk_blocks(self, group_size: int):
         """Yield (n0, n1): blocks of chunks of one round, bounding a slice's logits."""
-        step = max(1, self.slice_elements // (group_size * self.chunk * self.window))
+        step = max(1, self.slice_elements // (group_size * self.bucket_size * self.window))
         step = min(step, self.chunks_per_round)
         for start in range(0, self.chunks_per_round, step):
             yield start, min(start + step, self.chunks_per_round)
@@ -106,7 +106,7 @@ def round_chunk(sort_idx: torch.Tensor, layout: Layout) -> torch.Tensor:
     rank = torch.empty_like(sort_idx)
     ranks = torch.arange(layout.padded_len, device=sort_idx.device).expand_as(sort_idx)
     rank.scatter_(-1, sort_idx, ranks)
-    return rank // layout.chunk
+    return rank // layout.bucket_size
 
 
 def sequence_major(shape, dtype, device, zero: bool = False) -> torch.Tensor:

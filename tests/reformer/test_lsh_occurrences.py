@@ -39,7 +39,7 @@ def _visible_occurrences(buckets: torch.Tensor, layout: Layout) -> torch.Tensor:
                 )
                 visible = piece.logits > -1e8  # (1, 1, n, c, w)
                 n_chunks = chunks[1] - chunks[0]
-                queries = piece.query_pos.view(n_chunks, layout.chunk, 1)
+                queries = piece.query_pos.view(n_chunks, layout.bucket_size, 1)
                 keys = _windows(piece.key_pos.unsqueeze(-1), layout, n_chunks).squeeze(-1)
                 queries, keys = torch.broadcast_tensors(queries, keys[0, 0].unsqueeze(1))
                 seen.index_put_(
@@ -64,7 +64,7 @@ def test_each_seen_key_is_kept_once(n_hashes, causal, slice_elements, seed):
         n_heads=1,
         n_hashes=n_hashes,
         padded_len=length,
-        chunk=chunk,
+        bucket_size=chunk,
         causal=causal,
         dup_correction=True,
         scale=1.0,
@@ -86,7 +86,7 @@ def test_without_the_correction_every_occurrence_counts():
         n_heads=1,
         n_hashes=n_hashes,
         padded_len=length,
-        chunk=chunk,
+        bucket_size=chunk,
         causal=False,
         dup_correction=False,
         scale=1.0,

@@ -20,7 +20,7 @@ def _layout(batch: int, n_heads: int, padded_len: int = 4096, n_hashes: int = 4)
         n_heads=n_heads,
         n_hashes=n_hashes,
         padded_len=padded_len,
-        chunk=64,
+        bucket_size=64,
         causal=True,
         dup_correction=True,
         scale=64**-0.5,
@@ -58,7 +58,7 @@ def test_every_launch_of_a_call_at_70000_batch_heads_fits():
     shape = (layout.batch, layout.n_heads, layout.padded_len, 64)
     qk = torch.empty(shape, dtype=torch.bfloat16, device="meta")
     sort_idx = torch.empty((*shape[:2], layout.n_hashes, shape[2]), dtype=torch.long, device="meta")
-    config = kernel_config(layout.chunk, 64, 64, torch.bfloat16)
+    config = kernel_config(layout.bucket_size, 64, 64, torch.bfloat16)
     buffers = forward_buffers(qk, qk, sort_idx, None, layout)
     launches = forward_launches(*buffers, layout=layout, config=config, has_valid=False)
     stats = buffers[6]

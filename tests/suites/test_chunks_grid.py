@@ -76,7 +76,7 @@ def test_quick_slice_budgets_slice_the_quick_layer_both_ways():
             n_heads=config.n_heads,
             n_hashes=config.n_hashes,
             padded_len=point.seq_len,
-            chunk=config.bucket_size,
+            bucket_size=config.bucket_size,
             causal=True,
             dup_correction=True,
             scale=1.0,

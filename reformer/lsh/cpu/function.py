@@ -81,7 +81,7 @@ def _args(qk, v, sort_idx, chunk_of, key_valid, layout: Layout) -> Args:
         dim=qk.shape[-1],
         dim_v=v.shape[-1],
         rounds=layout.n_hashes,
-        chunk=layout.chunk,
+        bucket_size=layout.bucket_size,
         chunks_per_round=layout.chunks_per_round,
         total=layout.total_chunks,
         causal=int(layout.causal),

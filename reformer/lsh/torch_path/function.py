@@ -24,7 +24,7 @@ def _add_windows(rows: Rows, target, key_pos, weights, inputs, layout: Layout) -
     window are separate matmuls, so each result is contiguous and lands on its key slots
     (key_pos[:n·c] and key_pos[c:]) without building the overlapping windows.
     """
-    c = layout.chunk
+    c = layout.bucket_size
     own = torch.matmul(weights[..., -c:].transpose(-1, -2), inputs).flatten(2, 3)
     rows.add(target, key_pos[..., -own.shape[2] :], own)
     if layout.look_back:

@@ -86,7 +86,7 @@ def build_slice(
     """
     b0, b1, h0, h1 = group
     n0, n1 = chunks
-    c, n_chunks = layout.chunk, n1 - n0
+    c, n_chunks = layout.bucket_size, n1 - n0
     order = sort_idx[b0:b1, h0:h1, rnd]  # (b, h, Lp)
     query_pos = order[..., n0 * c : n1 * c]
     if not layout.look_back:
@@ -160,7 +160,7 @@ def _bias(
     subtraction.
     """
     b0, b1, h0, h1 = group
-    c = layout.chunk
+    c = layout.bucket_size
     n_chunks = query_pos.shape[-1] // c
     shape = (b1 - b0, h1 - h0, n_chunks, c, layout.window)
     visible = None
@@ -200,7 +200,7 @@ def _mask_seen_before(
     and j in round r'-1's last. Half the rounds are tested on average, three vector passes
     each, with no per-pair count to divide by.
     """
-    c, n_rounds = layout.chunk, layout.n_hashes
+    c, n_rounds = layout.bucket_size, layout.n_hashes
     n_chunks = query_pos.shape[-1] // c
     last = layout.chunks_per_round - 1
     q_chunk = rows.take(chunk_of, query_pos).unflatten(2, (n_chunks, c))  # (b, h, n, c, R)
@@ -232,7 +232,7 @@ def _dense_windows(
 ) -> torch.Tensor:
     """:func:`_windows` as a contiguous tensor in ``ws``, built by one concatenation of the
     two halves (a matmul would otherwise copy the overlapping view element by element)."""
-    c = layout.chunk
+    c = layout.bucket_size
     if not layout.look_back:
         return x.unflatten(2, (n_chunks, c))
     blocks = x.unflatten(2, (n_chunks + 1, c))
@@ -242,7 +242,7 @@ def _dense_windows(
 
 def _windows(x: torch.Tensor, layout: Layout, n_chunks: int) -> torch.Tensor:
     """(b, h, n·c [+ c], D) key-ordered -> (b, h, n, w, D): each chunk with its look-back."""
-    c = layout.chunk
+    c = layout.bucket_size
     if not layout.look_back:
         return x.unflatten(2, (n_chunks, c))
     return x.unfold(2, 2 * c, c).transpose(-1, -2)

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from reformer.lsh.dispatch import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
+from reformer.lsh.dispatch import TRITON_MAX_BUCKET_SIZE, TRITON_MAX_HEAD
 from reformer.lsh.layout import Layout
 
 _TRITON_DTYPE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
@@ -52,27 +52,27 @@ CAPABILITIES = (80, 90)
 @dataclass(frozen=True)
 class Call:
     """The shapes of one LSH attention call through the Triton kernels: qk and v
-    (batch, heads, seq_len, d_head), ``n_hashes`` rounds, chunk ``chunk``."""
+    (batch, heads, seq_len, d_head), ``n_hashes`` rounds, chunks of ``bucket_size``."""
 
     dtype: torch.dtype
     n_hashes: int
-    chunk: int = 64
+    bucket_size: int = 64
     d_head: int = 64
     seq_len: int = 4096
     batch: int = 1
     heads: int = 4
     causal: bool = True
-    padding: bool = False  # a key_valid mask (padding, or L not a multiple of the chunk)
+    padding: bool = False  # a key_valid mask (padding, or L not a multiple of bucket_size)
     dup: bool = True  # duplicate correction
 
     def layout(self) -> Layout:
-        padded = -(-self.seq_len // self.chunk) * self.chunk
+        padded = -(-self.seq_len // self.bucket_size) * self.bucket_size
         return Layout(
             batch=self.batch,
             n_heads=self.heads,
             n_hashes=self.n_hashes,
             padded_len=padded,
-            chunk=self.chunk,
+            bucket_size=self.bucket_size,
             causal=self.causal,
             dup_correction=self.dup,
             scale=self.d_head**-0.5,
@@ -80,7 +80,7 @@ class Call:
 
     def __str__(self) -> str:
         return (
-            f"{_TRITON_DTYPE[self.dtype]} c{self.chunk} d{self.d_head} R{self.n_hashes}"
+            f"{_TRITON_DTYPE[self.dtype]} c{self.bucket_size} d{self.d_head} R{self.n_hashes}"
             f"{' causal' if self.causal else ''}{' padded' if self.padding else ''}"
             f"{'' if self.dup else ' no-dup'}"
         )
@@ -95,7 +95,7 @@ SUITE_CALLS = (
     Call(torch.bfloat16, n_hashes=1),
     Call(torch.float32, n_hashes=4),
     Call(torch.float32, n_hashes=1),
-    Call(torch.float32, n_hashes=4, chunk=32),
+    Call(torch.float32, n_hashes=4, bucket_size=32),
 )
 
 
@@ -120,7 +120,7 @@ def device_test_calls() -> list[Call]:
         return Call(
             dtype,
             n,
-            chunk=c,
+            bucket_size=c,
             d_head=6,
             seq_len=length,
             batch=2,
@@ -138,23 +138,23 @@ def device_test_calls() -> list[Call]:
     ]
     calls.append(case(torch.float32, 16, 4, 2, True, True, True))  # bit-identical reruns
     calls += [
-        Call(dtype, 4, chunk=8, d_head=16, seq_len=32, batch=1, heads=2, dup=dup)
+        Call(dtype, 4, bucket_size=8, d_head=16, seq_len=32, batch=1, heads=2, dup=dup)
         for dtype in (torch.float32, torch.bfloat16)
         for dup in (True, False)
     ]
-    calls.append(Call(torch.float32, 4, chunk=16, d_head=16, seq_len=64, batch=1, heads=2))
+    calls.append(Call(torch.float32, 4, bucket_size=16, d_head=16, seq_len=64, batch=1, heads=2))
     calls += [
-        Call(torch.float32, n, chunk=8, d_head=16, seq_len=64, batch=2, heads=2, dup=dup)
+        Call(torch.float32, n, bucket_size=8, d_head=16, seq_len=64, batch=2, heads=2, dup=dup)
         for n in (1, 2, 4)
         for dup in (True, False)
     ]
     calls += [
-        Call(torch.float32, 4, chunk=32, d_head=32, seq_len=4096, batch=1, heads=2, dup=dup)
+        Call(torch.float32, 4, bucket_size=32, d_head=32, seq_len=4096, batch=1, heads=2, dup=dup)
         for dup in (True, False)
     ]
     # tests/suites/test_cuda.py: a quick attention-layer point (2 heads of 32, chunk 32).
     calls += [
-        Call(dtype, 4, chunk=32, d_head=32, seq_len=1024, heads=2)
+        Call(dtype, 4, bucket_size=32, d_head=32, seq_len=1024, heads=2)
         for dtype in (torch.float32, torch.bfloat16)
     ]
     return calls
@@ -173,7 +173,13 @@ def envelope_calls() -> list[Call]:
     """The largest tiles each dtype takes with every optional branch on (padding, causal,
     duplicate counts, look-back): they too must fit the device and not spill."""
     return [
-        Call(dtype, n_hashes=4, chunk=TRITON_MAX_CHUNK, d_head=TRITON_MAX_HEAD[dtype], padding=True)
+        Call(
+            dtype,
+            n_hashes=4,
+            bucket_size=TRITON_MAX_BUCKET_SIZE,
+            d_head=TRITON_MAX_HEAD[dtype],
+            padding=True,
+        )
         for dtype in _TRITON_DTYPE
     ]
 
@@ -214,7 +220,7 @@ def _meta_launches(call: Call, capability: int) -> list[tuple[Any, tuple[int], t
     from reformer.lsh.triton.function import backward_launches, forward_buffers, forward_launches
 
     layout = call.layout()
-    config = kernel_config(call.chunk, call.d_head, call.d_head, call.dtype, capability)
+    config = kernel_config(call.bucket_size, call.d_head, call.d_head, call.dtype, capability)
     shape = (call.batch, call.heads, layout.padded_len, call.d_head)
     qk = torch.empty(shape, dtype=call.dtype, device="meta")
     sort_idx = torch.empty((*shape[:2], call.n_hashes, shape[2]), dtype=torch.long, device="meta")

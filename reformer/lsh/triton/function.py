@@ -31,7 +31,7 @@ def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, has_vali
         n_rounds=layout.n_hashes,
         chunks_per_round=layout.chunks_per_round,
         total=layout.total_chunks,
-        chunk=layout.chunk,
+        bucket_size=layout.bucket_size,
         dim=dim,
         dim_v=dim_v,
         scale=layout.scale,
@@ -157,7 +157,7 @@ class TritonLSHFunction(torch.autograd.Function):
         if qk.is_cuda:
             major, minor = torch.cuda.get_device_capability(qk.device)
             capability = 10 * major + minor
-        config = kernel_config(layout.chunk, qk.shape[-1], v.shape[-1], qk.dtype, capability)
+        config = kernel_config(layout.bucket_size, qk.shape[-1], v.shape[-1], qk.dtype, capability)
         buffers = forward_buffers(qk, v, sort_idx, key_valid, layout)
         qk, v, sort32, chunk_of, valid, out, row_max, row_sum = buffers
         has_valid = key_valid is not None

@@ -1,7 +1,7 @@
 """Triton kernels of LSH chunk attention (Reformer sec. 2), forward and backward.
 
 The same semantics as ``reformer.lsh.torch_path.LSHAttentionFunction``: all rounds' sorted slots
-are laid end to end, one sequence of R·Lp slots cut into chunks of ``chunk``; the queries
+are laid end to end, one sequence of R·Lp slots cut into chunks of ``bucket_size``; the queries
 of chunk g see the keys of chunks g-1 (mod the number of chunks) and g. Hashing and the
 stable sort stay in PyTorch; a program reads its positions from the sort permutation and
 gathers the rows of qk and v itself, so no sorted copy of qk or v ever exists.
@@ -78,12 +78,12 @@ def _unit(x):
 
 
 @triton.jit
-def _slots(sort_base, chunk_idx, chunk, first, BLOCK: tl.constexpr):
+def _slots(sort_base, chunk_idx, bucket_size, first, BLOCK: tl.constexpr):
     """Positions held by slots first .. first + BLOCK - 1 of global chunk ``chunk_idx``,
     and which of those lanes lie inside the chunk: (BLOCK,) int32, (BLOCK,) bool."""
     lanes = first + tl.arange(0, BLOCK)
-    ok = lanes < chunk
-    return tl.load(sort_base + chunk_idx * chunk + lanes, mask=ok, other=0), ok
+    ok = lanes < bucket_size
+    return tl.load(sort_base + chunk_idx * bucket_size + lanes, mask=ok, other=0), ok
 
 
 @triton.jit
@@ -133,7 +133,7 @@ def _queries(
     sort_base,
     qk_base,
     chunk_idx,
-    chunk,
+    bucket_size,
     first,
     dim,
     scale,
@@ -142,15 +142,17 @@ def _queries(
 ):
     """Positions, lanes inside the chunk, raw rows and scaled rows (q / sqrt(D), input
     dtype) of a query tile."""
-    q_pos, q_ok = _slots(sort_base, chunk_idx, chunk, first, BLOCK_Q)
+    q_pos, q_ok = _slots(sort_base, chunk_idx, bucket_size, first, BLOCK_Q)
     q_raw = _rows(qk_base, q_pos, q_ok, dim, BLOCK_D)
     return q_pos, q_ok, q_raw, (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
 
 
 @triton.jit
-def _keys(sort_base, qk_base, chunk_idx, chunk, dim, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
+def _keys(
+    sort_base, qk_base, chunk_idx, bucket_size, dim, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr
+):
     """Positions, lanes inside the chunk and unit rows k̂ of a whole chunk of keys."""
-    k_pos, k_ok = _slots(sort_base, chunk_idx, chunk, 0, BLOCK_C)
+    k_pos, k_ok = _slots(sort_base, chunk_idx, bucket_size, 0, BLOCK_C)
     return k_pos, k_ok, _unit(_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
 
 
@@ -164,7 +166,7 @@ def _window_keys(
     g,
     step: tl.constexpr,
     total,
-    chunk,
+    bucket_size,
     dim,
     BLOCK_C: tl.constexpr,
     BLOCK_Q: tl.constexpr,
@@ -177,7 +179,7 @@ def _window_keys(
         k_pos, k_ok, k_hat = q_pos, q_ok, _unit(q_raw)
     else:
         k_pos, k_ok, k_hat = _keys(
-            sort_base, qk_base, (g + total - step) % total, chunk, dim, BLOCK_C, BLOCK_D
+            sort_base, qk_base, (g + total - step) % total, bucket_size, dim, BLOCK_C, BLOCK_D
         )
     return k_pos, k_ok, k_hat
 
@@ -271,7 +273,7 @@ def lsh_forward_round(
     n_rounds,
     chunks_per_round,
     total,
-    chunk,
+    bucket_size,
     dim,
     dim_v,
     scale,
@@ -309,7 +311,7 @@ def lsh_forward_round(
     )
 
     q_pos, q_ok, q_raw, q = _queries(
-        sort_base, qk_base, g, chunk, first, dim, scale, BLOCK_Q, BLOCK_D
+        sort_base, qk_base, g, bucket_size, first, dim, scale, BLOCK_Q, BLOCK_D
     )
     # Online softmax over the window's key chunks (own, then look-back): from a running
     # maximum of MASK_LOGIT and empty sums, the first chunk's update is exactly its own
@@ -329,7 +331,7 @@ def lsh_forward_round(
             g,
             step,
             total,
-            chunk,
+            bucket_size,
             dim,
             BLOCK_C,
             BLOCK_Q,
@@ -458,7 +460,7 @@ def lsh_backward_query_round(
     n_rounds,
     chunks_per_round,
     total,
-    chunk,
+    bucket_size,
     dim,
     dim_v,
     scale,
@@ -492,7 +494,7 @@ def lsh_backward_query_round(
     )
 
     q_pos, q_ok, q_raw, q = _queries(
-        sort_base, qk_base, g, chunk, first, dim, scale, BLOCK_Q, BLOCK_D
+        sort_base, qk_base, g, bucket_size, first, dim, scale, BLOCK_Q, BLOCK_D
     )
     d_out = _rows(DO + bh * length * dim_v, q_pos, q_ok, dim_v, BLOCK_DV)
     row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, q_ok)
@@ -509,7 +511,7 @@ def lsh_backward_query_round(
             g,
             step,
             total,
-            chunk,
+            bucket_size,
             dim,
             BLOCK_C,
             BLOCK_Q,
@@ -562,7 +564,7 @@ def lsh_backward_key_round(
     n_rounds,
     chunks_per_round,
     total,
-    chunk,
+    bucket_size,
     dim,
     dim_v,
     scale,
@@ -598,7 +600,7 @@ def lsh_backward_key_round(
     )
     do_base = DO + bh * length * dim_v
 
-    k_pos, k_ok = _slots(sort_base, g, chunk, first, BLOCK_Q)
+    k_pos, k_ok = _slots(sort_base, g, bucket_size, first, BLOCK_Q)
     k_hat = _unit(_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
     v_k = _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
     grad_k = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
@@ -612,7 +614,7 @@ def lsh_backward_key_round(
                 sort_base,
                 qk_base,
                 (g + step) % total,
-                chunk,
+                bucket_size,
                 tile * BLOCK_Q,
                 dim,
                 scale,
