@@ -13,7 +13,6 @@ pytest.importorskip("triton")
 from reformer.lsh.dispatch import TRITON_MAX_BUCKET_SIZE, TRITON_MAX_HEAD  # noqa: E402
 from reformer.lsh.triton.aot import (  # noqa: E402
     CAPABILITIES,
-    SUITE_CALLS,
     Call,
     binaries,
     compile_all,
@@ -21,6 +20,7 @@ from reformer.lsh.triton.aot import (  # noqa: E402
     limit_violations,
 )
 from reformer.lsh.triton.config import kernel_config  # noqa: E402
+from suites.tools.triton_aot import SUITE_CALLS  # noqa: E402
 
 
 @pytest.mark.parametrize("capability", CAPABILITIES)
