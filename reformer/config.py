@@ -101,6 +101,8 @@ def _positive(cfg: ReformerConfig, *names: str) -> None:
             raise ValueError(f"{name}={value!r} must be a positive int")
 
 
+# The library's own flavours. The suites keep the models they alone run beside them
+# (suites/ci/presets.py, suites/quality/presets.py, suites/grids/_common.py's QUICK_MODEL).
 PRESETS: dict[str, ReformerConfig] = {
     # Tiny flavour for tests and CI smoke runs.
     "debug": ReformerConfig(
@@ -108,55 +110,9 @@ PRESETS: dict[str, ReformerConfig] = {
     ),
     # The model the suites measure by default.
     "default": ReformerConfig(),
-    # The default at smoke-test width: the suites' --quick grids.
-    "quick": ReformerConfig(d_model=32, n_heads=2, d_ff=64, bucket_size=16),
-    # The scale suite's long-context Reformer: LSH, reversible, the feed-forward in 16 chunks
-    # and an axial position table covering every length up to 2^20.
+    # A long-context Reformer (the paper's long-sequence settings): LSH, reversible, the
+    # feed-forward in 16 chunks and an axial position table covering every length up to 2^20.
     "long-context": ReformerConfig(
         attention="lsh", reversible=True, ff_chunks=16, axial_shape=(1024, 1024)
     ),
-    # The CI ratio benchmarks' models: one head of width 64 (chunk 64, LSH-4), and an LM of
-    # 4 such layers with d_ff 256.
-    "ci-layer": ReformerConfig(d_model=64, n_heads=1, n_layers=1),
-    "ci-lm": ReformerConfig(d_model=64, n_heads=1, n_layers=4, d_ff=256),
-    # The quality suite's models per grid (suites/quality/sizes.py says why these sizes).
-    # The duplication task (paper sec. 5: 1 layer, vocabulary 128), LSH-1 unless told:
-    "duplication-quick": ReformerConfig(
-        vocab_size=128,
-        d_model=32,
-        n_heads=2,
-        n_layers=1,
-        d_ff=32,
-        n_hashes=1,
-        bucket_size=4,
-        reversible=False,
-        max_seq_len=16,
-    ),
-    "duplication": ReformerConfig(
-        vocab_size=128,
-        n_layers=1,
-        d_ff=256,
-        n_hashes=1,
-        bucket_size=32,
-        reversible=False,
-        max_seq_len=512,
-    ),
-    "duplication-paper": ReformerConfig(
-        vocab_size=128, n_layers=1, d_ff=512, n_hashes=1, reversible=False, max_seq_len=1024
-    ),
-    # The byte-level LM, as the Transformer baseline runs it (its d_ff; a Reformer of equal
-    # parameter count gets a wider one):
-    "bytes-quick": ReformerConfig(
-        attention="sdpa",
-        d_model=32,
-        n_heads=2,
-        n_layers=2,
-        d_ff=32,
-        bucket_size=8,
-        max_seq_len=32,
-    ),
-    "bytes": ReformerConfig(
-        attention="sdpa", d_model=128, n_layers=2, d_ff=512, bucket_size=32, max_seq_len=256
-    ),
-    "bytes-paper": ReformerConfig(attention="sdpa", n_layers=6, max_seq_len=2048),
 }
