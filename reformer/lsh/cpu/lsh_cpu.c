@@ -331,7 +331,7 @@ static void scratch_free(Scratch *w) {
  * the self pair gets the self logit; causal, padding and out-of-chunk pairs get -inf; with
  * the duplicate correction each pair is shifted by -log2(count), which divides its weight
  * by the number of times the query sees that key over all its windows (Triton's
- * _scores). s holds q̃·k̂ on entry (q̃ = q · scale · log2 e). */
+ * tile_logits). s holds q̃·k̂ on entry (q̃ = q · scale · log2 e). */
 static void mask_logits(const Args *a, Scratch *w, int64_t bh, const int64_t *qpos,
                         int64_t nq, const int64_t *kpos, int64_t nk, float *s, int64_t lds) {
     int64_t b = bh / a->heads, L = a->length, R = a->rounds, total = a->total;

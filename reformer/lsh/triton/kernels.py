@@ -35,226 +35,28 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from reformer.lsh.layout import MASK_LOGIT, SELF_LOGIT
+from reformer.lsh.triton.tiles import (
+    MASKED,
+    TINY,
+    chunk_slots,
+    load_rows,
+    other_keys,
+    program_tile,
+    query_tile,
+    row_statistics,
+    store_rows,
+    tile_grad_logits,
+    tile_logits,
+    unit_rows,
+    window_keys,
+)
 
-_SELF = tl.constexpr(SELF_LOGIT)
-_MASKED = tl.constexpr(MASK_LOGIT)
-_TINY = tl.constexpr(1.1754943508222875e-38)  # float32 tiny: a fully masked row's sum
-_NORM_EPS = tl.constexpr(1e-12)  # F.normalize's eps
 # Launch integers that vary between the launches of one call (the round) or that Triton
 # would turn into constants when they equal 1 (heads, rounds, chunks): specialising on
 # them buys nothing here and would compile a binary per round index and per shape (the
 # ahead-of-time check would then cover neighbours of the kernels that run). Lengths and
 # widths stay specialised: their divisibility by 16 lets row gathers vectorise.
 _DO_NOT_SPECIALIZE = ("rnd", "n_heads", "n_rounds", "chunks_per_round", "total")
-
-
-@triton.jit
-def _rows(base, pos, ok, width, BLOCK: tl.constexpr):
-    """(len(pos), BLOCK) rows ``pos`` of a (Lp, width) matrix, zero where not ``ok``."""
-    cols = tl.arange(0, BLOCK)
-    ptrs = base + (pos[:, None] * width + cols[None, :])
-    return tl.load(ptrs, mask=ok[:, None] & (cols[None, :] < width), other=0.0)
-
-
-@triton.jit
-def _store_rows(base, pos, ok, width, value, BLOCK: tl.constexpr):
-    cols = tl.arange(0, BLOCK)
-    ptrs = base + (pos[:, None] * width + cols[None, :])
-    tl.store(ptrs, value, mask=ok[:, None] & (cols[None, :] < width))
-
-
-@triton.jit
-def _unit(x):
-    """Rows of x (rows, BLOCK_D) scaled to unit length as F.normalize does (norm clamped
-    below by 1e-12). Float32 ``/`` and ``tl.sqrt`` compile to approximations (div.full,
-    sqrt.approx) on NVIDIA GPUs, while the interpreter rounds correctly: the correctly
-    rounded forms keep the device within the interpreter's rounding. One reciprocal per
-    row, so the tile pays a multiply, not a division."""
-    xf = x.to(tl.float32)
-    norm = tl.sqrt_rn(tl.sum(xf * xf, axis=1))
-    inverse = tl.div_rn(tl.full(norm.shape, 1.0, tl.float32), tl.maximum(norm, _NORM_EPS))
-    return (xf * inverse[:, None]).to(x.dtype)
-
-
-@triton.jit
-def _slots(sort_base, chunk_idx, bucket_size, first, BLOCK: tl.constexpr):
-    """Positions held by slots first .. first + BLOCK - 1 of global chunk ``chunk_idx``,
-    and which of those lanes lie inside the chunk: (BLOCK,) int32, (BLOCK,) bool."""
-    lanes = first + tl.arange(0, BLOCK)
-    ok = lanes < bucket_size
-    return tl.load(sort_base + chunk_idx * bucket_size + lanes, mask=ok, other=0), ok
-
-
-@triton.jit
-def _program(
-    QK,
-    V,
-    SORT,
-    CHUNK_OF,
-    VALID,
-    rnd,
-    n_heads,
-    length,
-    n_rounds,
-    chunks_per_round,
-    dim,
-    dim_v,
-    TILES: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
-):
-    """A program's (batch·head, global chunk g = rnd·N + chunk of the round), the first
-    query lane of its tile (TILES query tiles of BLOCK_Q per chunk) and the base pointers
-    of its (batch, head) in every input.
-
-    The grid is one axis of N·B·H·TILES programs (``launch_grid``): CUDA caps grid axes 1
-    and 2 at 65,535, which B·H passes at long batches, axis 0 at 2^31 - 1. Neighbouring
-    programs share a (batch, head), so their gathers hit the same rows in L2."""
-    pid = tl.program_id(0)
-    per_head = chunks_per_round * TILES
-    bh = (pid // per_head).to(tl.int64)
-    rest = pid % per_head
-    g = rnd * chunks_per_round + rest // TILES
-    first = (rest % TILES) * BLOCK_Q
-    return (
-        bh,
-        g,
-        first,
-        SORT + bh * n_rounds * length,
-        CHUNK_OF + bh * n_rounds * length,
-        VALID + (bh // n_heads) * length,
-        QK + bh * length * dim,
-        V + bh * length * dim_v,
-    )
-
-
-@triton.jit
-def _queries(
-    sort_base,
-    qk_base,
-    chunk_idx,
-    bucket_size,
-    first,
-    dim,
-    scale,
-    BLOCK_Q: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """Positions, lanes inside the chunk, raw rows and scaled rows (q / sqrt(D), input
-    dtype) of a query tile."""
-    q_pos, q_ok = _slots(sort_base, chunk_idx, bucket_size, first, BLOCK_Q)
-    q_raw = _rows(qk_base, q_pos, q_ok, dim, BLOCK_D)
-    return q_pos, q_ok, q_raw, (q_raw.to(tl.float32) * scale).to(q_raw.dtype)
-
-
-@triton.jit
-def _keys(
-    sort_base, qk_base, chunk_idx, bucket_size, dim, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr
-):
-    """Positions, lanes inside the chunk and unit rows k̂ of a whole chunk of keys."""
-    k_pos, k_ok = _slots(sort_base, chunk_idx, bucket_size, 0, BLOCK_C)
-    return k_pos, k_ok, _unit(_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
-
-
-@triton.jit
-def _window_keys(
-    sort_base,
-    qk_base,
-    q_pos,
-    q_ok,
-    q_raw,
-    g,
-    step: tl.constexpr,
-    total,
-    bucket_size,
-    dim,
-    BLOCK_C: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """Positions, lanes and unit rows k̂ of key chunk ``step`` of query chunk g's window:
-    step 0 is g itself, step 1 its look-back chunk g-1 (mod total). When the query tile is
-    the whole chunk, its own rows are step 0's keys (no second gather)."""
-    if step == 0 and BLOCK_Q == BLOCK_C:
-        k_pos, k_ok, k_hat = q_pos, q_ok, _unit(q_raw)
-    else:
-        k_pos, k_ok, k_hat = _keys(
-            sort_base, qk_base, (g + total - step) % total, bucket_size, dim, BLOCK_C, BLOCK_D
-        )
-    return k_pos, k_ok, k_hat
-
-
-@triton.jit
-def _statistics(ROW_MAX, LOG_SUM, DELTA, offsets, ok):
-    """Saved row maximum and log row sum, and delta = rowsum(dO · O), of the queries."""
-    return (
-        tl.load(ROW_MAX + offsets, mask=ok, other=0.0),
-        tl.load(LOG_SUM + offsets, mask=ok, other=0.0),
-        tl.load(DELTA + offsets, mask=ok, other=0.0),
-    )
-
-
-@triton.jit
-def _scores(
-    q,
-    k_hat,
-    q_pos,
-    k_pos,
-    q_ok,
-    k_ok,
-    chunk_base,
-    valid_base,
-    length,
-    n_rounds,
-    total,
-    CAUSAL: tl.constexpr,
-    HAS_VALID: tl.constexpr,
-    COUNTS: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
-    """Logits of a (query tile, key tile) pair in float32, and each key's occurrence count.
-
-    The self pair gets the self logit; masked pairs (causal, padding, lanes past the
-    chunk) get -inf, i.e. weight exactly 0 (the torch path's MASK_LOGIT then zero fill:
-    callers keep a row maximum of at least MASK_LOGIT, as the torch path's is).
-    ``count`` is how often the key occurs among all windows the query sees, over every
-    round (1 without the duplicate correction): a key's slot in round r is in the
-    query's round-r window when it lies in the query's chunk C or C-1; when C is a
-    round's first chunk, C-1 holds round r-1's slots.
-    """
-    logits = tl.dot(q, tl.trans(k_hat), input_precision=PRECISION)
-    logits = tl.where(q_pos[:, None] == k_pos[None, :], _SELF, logits)
-    masked = (~q_ok)[:, None] | (~k_ok)[None, :]
-    if CAUSAL:
-        masked = masked | (k_pos[None, :] > q_pos[:, None])
-    if HAS_VALID:
-        key_valid = tl.load(valid_base + k_pos, mask=k_ok, other=0)
-        masked = masked | (key_valid == 0)[None, :]
-    logits = tl.where(masked, float("-inf"), logits)
-    if COUNTS:
-        count = tl.zeros(logits.shape, dtype=tl.int32)
-        for rnd in range(n_rounds):
-            row = chunk_base + rnd * length
-            before = chunk_base + ((rnd + n_rounds - 1) % n_rounds) * length
-            q_chunk = tl.load(row + q_pos, mask=q_ok, other=0)
-            k_chunk = tl.load(row + k_pos, mask=k_ok, other=-1)
-            k_chunk_before = tl.load(before + k_pos, mask=k_ok, other=-1)
-            q_back = (q_chunk + total - 1) % total
-            count += (k_chunk[None, :] == q_chunk[:, None]).to(tl.int32)
-            count += (k_chunk[None, :] == q_back[:, None]).to(tl.int32)
-            count += (k_chunk_before[None, :] == q_back[:, None]).to(tl.int32)
-        count = tl.maximum(count, 1).to(tl.float32)
-    else:
-        count = 1.0
-    return logits, count
-
-
-@triton.jit
-def _other_keys(logits, q_pos, k_pos):
-    """(rows,) int32: how many live keys of the tile (weight above 0) are not the query
-    itself."""
-    live = (logits > _MASKED) & (q_pos[:, None] != k_pos[None, :])
-    return tl.sum(live.to(tl.int32), axis=1)
 
 
 @triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
@@ -293,7 +95,7 @@ def lsh_forward_round(
 
     The window's two halves (own chunk, then look-back chunk) are taken one after the
     other with an online-softmax rescale, so only one (BLOCK_Q, c) tile of logits is live."""
-    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = program_tile(
         QK,
         V,
         SORT,
@@ -310,19 +112,19 @@ def lsh_forward_round(
         BLOCK_Q,
     )
 
-    q_pos, q_ok, q_raw, q = _queries(
+    q_pos, q_ok, q_raw, q = query_tile(
         sort_base, qk_base, g, bucket_size, first, dim, scale, BLOCK_Q, BLOCK_D
     )
     # Online softmax over the window's key chunks (own, then look-back): from a running
     # maximum of MASK_LOGIT and empty sums, the first chunk's update is exactly its own
     # statistics (0 · rescale + x = x).
-    row_max = tl.full((BLOCK_Q,), _MASKED, tl.float32)
+    row_max = tl.full((BLOCK_Q,), MASKED, tl.float32)
     row_sum = tl.zeros((BLOCK_Q,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_Q, BLOCK_DV), dtype=tl.float32)
     others = tl.zeros((BLOCK_Q,), dtype=tl.int32)
     n_key_chunks: tl.constexpr = 2 if LOOK_BACK else 1
     for step in tl.static_range(n_key_chunks):
-        k_pos, k_ok, k_hat = _window_keys(
+        k_pos, k_ok, k_hat = window_keys(
             sort_base,
             qk_base,
             q_pos,
@@ -337,7 +139,7 @@ def lsh_forward_round(
             BLOCK_Q,
             BLOCK_D,
         )
-        logits, count = _scores(
+        logits, count = tile_logits(
             q,
             k_hat,
             q_pos,
@@ -354,92 +156,41 @@ def lsh_forward_round(
             COUNTS,
             PRECISION,
         )
-        others += _other_keys(logits, q_pos, k_pos)
+        others += other_keys(logits, q_pos, k_pos)
         new_max = tl.maximum(row_max, tl.max(logits, axis=1))
         rescale = tl.exp(row_max - new_max)
         weights = tl.exp(logits - new_max[:, None]) / count
         row_sum = row_sum * rescale + tl.sum(weights, axis=1)
-        v_k = _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
+        v_k = load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
         acc = acc * rescale[:, None] + tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
         row_max = new_max
     # A query that sees only masked keys (a padded one) gets output 0, not NaN.
-    row_sum = tl.maximum(row_sum, _TINY)
+    row_sum = tl.maximum(row_sum, TINY)
     round_out = acc * tl.div_rn(tl.full(row_sum.shape, 1.0, tl.float32), row_sum)[:, None]
     # A query whose only live key is itself takes its own v, selected rather than
     # multiplied: tl.dot of float32 under tf32x3 keeps about 22 of 24 mantissa bits, so
     # 1 · v through the tensor cores is not v. The load is masked to those rows only.
-    only_self = q_ok & (others == 0) & (row_max > _MASKED)
-    own_v = _rows(v_base, q_pos, only_self, dim_v, BLOCK_DV).to(tl.float32)
+    only_self = q_ok & (others == 0) & (row_max > MASKED)
+    own_v = load_rows(v_base, q_pos, only_self, dim_v, BLOCK_DV).to(tl.float32)
     round_out = tl.where(only_self[:, None], own_v, round_out)
 
     out_base = OUT + bh * length * dim_v
     stat_ptrs = bh * length + q_pos
     if FIRST:
-        _store_rows(out_base, q_pos, q_ok, dim_v, round_out, BLOCK_DV)
+        store_rows(out_base, q_pos, q_ok, dim_v, round_out, BLOCK_DV)
         tl.store(RUN_MAX + stat_ptrs, row_max, mask=q_ok)
         tl.store(RUN_SUM + stat_ptrs, row_sum, mask=q_ok)
     else:
         run_max = tl.load(RUN_MAX + stat_ptrs, mask=q_ok, other=0.0)
         run_sum = tl.load(RUN_SUM + stat_ptrs, mask=q_ok, other=1.0)
-        out = _rows(out_base, q_pos, q_ok, dim_v, BLOCK_DV)
+        out = load_rows(out_base, q_pos, q_ok, dim_v, BLOCK_DV)
         new_max = tl.maximum(run_max, row_max)
         new_part = row_sum * tl.exp(row_max - new_max)
         new_sum = run_sum * tl.exp(run_max - new_max) + new_part
         out += (round_out - out) * (new_part / new_sum)[:, None]
-        _store_rows(out_base, q_pos, q_ok, dim_v, out, BLOCK_DV)
+        store_rows(out_base, q_pos, q_ok, dim_v, out, BLOCK_DV)
         tl.store(RUN_MAX + stat_ptrs, new_max, mask=q_ok)
         tl.store(RUN_SUM + stat_ptrs, new_sum, mask=q_ok)
-
-
-@triton.jit
-def _grad_logits(
-    q,
-    k_hat,
-    v_k,
-    d_out,
-    q_pos,
-    k_pos,
-    q_ok,
-    k_ok,
-    row_max,
-    log_sum,
-    delta,
-    chunk_base,
-    valid_base,
-    length,
-    n_rounds,
-    total,
-    CAUSAL: tl.constexpr,
-    HAS_VALID: tl.constexpr,
-    COUNTS: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
-    """Final probabilities P and dL/dlogits of a (query tile, key tile) pair, float32.
-
-    P = exp(l - max - log_sum) / count from the saved statistics; dS = P · (dP - delta)
-    with dP = dO v^T and delta = rowsum(dO · O); the self logit is a constant, so its dS is 0.
-    """
-    logits, count = _scores(
-        q,
-        k_hat,
-        q_pos,
-        k_pos,
-        q_ok,
-        k_ok,
-        chunk_base,
-        valid_base,
-        length,
-        n_rounds,
-        total,
-        CAUSAL,
-        HAS_VALID,
-        COUNTS,
-        PRECISION,
-    )
-    probs = tl.exp((logits - row_max[:, None]) - log_sum[:, None]) / count
-    grad_probs = tl.dot(d_out, tl.trans(v_k), input_precision=PRECISION)
-    grad = tl.where(q_pos[:, None] == k_pos[None, :], 0.0, probs * (grad_probs - delta[:, None]))
-    return probs, grad
 
 
 @triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
@@ -476,7 +227,7 @@ def lsh_backward_query_round(
 ):
     """dq of one round's query tiles: grid (chunks_per_round·B·H·BLOCK_C/BLOCK_Q,); DQ
     (B, H, Lp, D) float32 += dS k̂ / sqrt(D) at the tile's positions."""
-    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = program_tile(
         QK,
         V,
         SORT,
@@ -493,16 +244,16 @@ def lsh_backward_query_round(
         BLOCK_Q,
     )
 
-    q_pos, q_ok, q_raw, q = _queries(
+    q_pos, q_ok, q_raw, q = query_tile(
         sort_base, qk_base, g, bucket_size, first, dim, scale, BLOCK_Q, BLOCK_D
     )
-    d_out = _rows(DO + bh * length * dim_v, q_pos, q_ok, dim_v, BLOCK_DV)
-    row_max, log_sum, delta = _statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, q_ok)
+    d_out = load_rows(DO + bh * length * dim_v, q_pos, q_ok, dim_v, BLOCK_DV)
+    row_max, log_sum, delta = row_statistics(ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, q_ok)
 
     grad_q = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
     n_key_chunks: tl.constexpr = 2 if LOOK_BACK else 1
     for step in tl.static_range(n_key_chunks):  # own chunk, then the look-back chunk
-        k_pos, k_ok, k_hat = _window_keys(
+        k_pos, k_ok, k_hat = window_keys(
             sort_base,
             qk_base,
             q_pos,
@@ -517,10 +268,10 @@ def lsh_backward_query_round(
             BLOCK_Q,
             BLOCK_D,
         )
-        _, grad = _grad_logits(
+        _, grad = tile_grad_logits(
             q,
             k_hat,
-            _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV),
+            load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV),
             d_out,
             q_pos,
             k_pos,
@@ -541,8 +292,8 @@ def lsh_backward_query_round(
         )
         grad_q += tl.dot(grad.to(k_hat.dtype), k_hat, input_precision=PRECISION)
     dq_base = DQ + bh * length * dim
-    grad_q = _rows(dq_base, q_pos, q_ok, dim, BLOCK_D) + grad_q * scale
-    _store_rows(dq_base, q_pos, q_ok, dim, grad_q, BLOCK_D)
+    grad_q = load_rows(dq_base, q_pos, q_ok, dim, BLOCK_D) + grad_q * scale
+    store_rows(dq_base, q_pos, q_ok, dim, grad_q, BLOCK_D)
 
 
 @triton.jit(do_not_specialize=_DO_NOT_SPECIALIZE)
@@ -582,7 +333,7 @@ def lsh_backward_key_round(
     (chunks_per_round·B·H·BLOCK_C/BLOCK_Q,). Key chunk g is seen by the queries of chunk g
     and, as their look-back, of chunk g+1 (mod total), taken BLOCK_Q queries at a time.
     DK (B, H, Lp, D) float32 += dS^T q / sqrt(D); DV (B, H, Lp, Dv) float32 += P^T dO."""
-    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = _program(
+    bh, g, first, sort_base, chunk_base, valid_base, qk_base, v_base = program_tile(
         QK,
         V,
         SORT,
@@ -600,9 +351,9 @@ def lsh_backward_key_round(
     )
     do_base = DO + bh * length * dim_v
 
-    k_pos, k_ok = _slots(sort_base, g, bucket_size, first, BLOCK_Q)
-    k_hat = _unit(_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
-    v_k = _rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
+    k_pos, k_ok = chunk_slots(sort_base, g, bucket_size, first, BLOCK_Q)
+    k_hat = unit_rows(load_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
+    v_k = load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
     grad_k = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
     grad_v = tl.zeros((BLOCK_Q, BLOCK_DV), dtype=tl.float32)
     n_query_chunks: tl.constexpr = 2 if LOOK_BACK else 1
@@ -610,7 +361,7 @@ def lsh_backward_key_round(
         # A rolled loop: unrolled, the compiler hoists the next tiles' gathers and the
         # float32 kernel spills; not pipelined either (one stage), for the same reason.
         for tile in tl.range(0, BLOCK_C // BLOCK_Q, num_stages=1):
-            q_pos, q_ok, _, q = _queries(
+            q_pos, q_ok, _, q = query_tile(
                 sort_base,
                 qk_base,
                 (g + step) % total,
@@ -621,11 +372,11 @@ def lsh_backward_key_round(
                 BLOCK_Q,
                 BLOCK_D,
             )
-            d_out = _rows(do_base, q_pos, q_ok, dim_v, BLOCK_DV)
-            row_max, log_sum, delta = _statistics(
+            d_out = load_rows(do_base, q_pos, q_ok, dim_v, BLOCK_DV)
+            row_max, log_sum, delta = row_statistics(
                 ROW_MAX, LOG_SUM, DELTA, bh * length + q_pos, q_ok
             )
-            probs, grad = _grad_logits(
+            probs, grad = tile_grad_logits(
                 q,
                 k_hat,
                 v_k,
@@ -650,14 +401,14 @@ def lsh_backward_key_round(
             grad_v += tl.dot(tl.trans(probs.to(d_out.dtype)), d_out, input_precision=PRECISION)
             grad_k += tl.dot(tl.trans(grad.to(q.dtype)), q, input_precision=PRECISION)
     dk_base, dv_base = DK + bh * length * dim, DV + bh * length * dim_v
-    _store_rows(
-        dk_base, k_pos, k_ok, dim, _rows(dk_base, k_pos, k_ok, dim, BLOCK_D) + grad_k, BLOCK_D
+    store_rows(
+        dk_base, k_pos, k_ok, dim, load_rows(dk_base, k_pos, k_ok, dim, BLOCK_D) + grad_k, BLOCK_D
     )
-    _store_rows(
+    store_rows(
         dv_base,
         k_pos,
         k_ok,
         dim_v,
-        _rows(dv_base, k_pos, k_ok, dim_v, BLOCK_DV) + grad_v,
+        load_rows(dv_base, k_pos, k_ok, dim_v, BLOCK_DV) + grad_v,
         BLOCK_DV,
     )
