@@ -38,8 +38,9 @@ class ReformerConfig:
     axial_shape: tuple[int, int] | None = None  # axial positional embedding; None = learned
     max_seq_len: int = 65536
     seed: int = 0  # seeds every layer's own generator (hash rotations, dropout masks)
-    # LSH attention implementation: "auto" (Triton on CUDA when installed, else torch) |
-    # "auto" | "torch" | "triton" | "cpu" (reformer.lsh.dispatch)
+    # LSH attention implementation (reformer.lsh.dispatch): "auto" (Triton for CUDA tensors
+    # within its limits, the fused C kernel for float32 CPU tensors, each where it can run
+    # here; else torch) | "torch" | "triton" | "cpu"
     backend: str = "auto"
     # Logits per batched op of the torch LSH path (batch rows × heads × chunks × c × 2c,
     # about 10 bytes each live in backward): more means fewer, larger ops and more

@@ -89,8 +89,12 @@ def lsh_attention(
     ``n_buckets`` defaults to 2·L/bucket_size (factorised above 128, see hashing.py).
     With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64 (padded
     positions: the bucket past the last, n_buckets).
-    ``backend`` picks the implementation: "torch", "triton", "cpu" or "auto" (see
-    ``reformer.lsh.dispatch.resolve_backend``); both compute the same function.
+    ``backend`` picks the implementation: "torch", "triton", "cpu", or "auto", which picks
+    one of those three per call (``reformer.lsh.dispatch.resolve_backend``). The three
+    compute the same function up to floating-point rounding; the tests check each against
+    the O(L²) twin ``reformer.reference.lsh_attention_reference``. (The attention LSH
+    approximates, every allowed key and no hashing, is ``LSHSelfAttention``'s
+    ``exact=True``, not a backend.)
     ``slice_elements`` bounds the torch path's work per batched op, in logits (batch rows ×
     heads × chunks × c × 2c; about 10 bytes each are live in backward): larger slices mean
     fewer, larger ops and more transient memory (like trax's ``n_parallel_heads``). It

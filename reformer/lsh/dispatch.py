@@ -1,4 +1,4 @@
-"""Which implementation runs LSH attention: the torch path or the Triton kernels.
+"""Which implementation runs LSH attention: three backends and "auto", which picks one.
 
 - ``"torch"``: ``reformer.lsh.torch_path`` (loops of PyTorch ops). Runs on every device and
   dtype, is deterministic, and is the path checked against ``reformer.reference`` to 1e-9.

@@ -8,8 +8,10 @@ every (round, key) occurrence a query saw; the duplicate correction divides each
 occurrence's weight by its count, so a key seen in several windows weighs once.
 
 Unlike the peers, which keep every round's (L, 2c) chunk scores for backward, this
-Function saves only qk, v, the sort permutation, the output and one log-sum-exp per
-position, and recomputes chunk scores block by block in backward, as FlashAttention does.
+Function saves only qk, v, the sort permutation, key_valid, the output and each
+position's log-sum-exp over all its rounds, kept as two halves (the row maximum and the
+log of the row sum, see ``LSHAttentionFunction``), and recomputes chunk scores block by
+block in backward, as FlashAttention does.
 Work is done in slices of (head group, round, block of chunks) whose number of logits is
 bounded by ``Layout.slice_elements`` (an argument of ``lsh_attention``), so transient memory
 does not grow with L, while short sequences still run as a few large batched ops.
