@@ -430,7 +430,7 @@ static void forward_item(const Args *a, Scratch *w, int64_t bh, int64_t g, int f
             run_sum[p] = sum[i];
             continue;
         }
-        /* Running merge of normalised round outputs (lsh_core._merge_round). */
+        /* Running merge of normalised round outputs (torch_path/function.py, _merge_round). */
         float new_max = run_max[p] > m[i] ? run_max[p] : m[i];
         float old_part = run_sum[p] * exp2f(run_max[p] - new_max);
         float new_part = sum[i] * exp2f(m[i] - new_max);
