@@ -19,7 +19,7 @@ import torch
 SELF_LOGIT = -1e5
 # The logit of a masked pair (causal, padding) in the reference and exact attention, and
 # the Triton kernels' starting row maximum, so a masked pair never sets a row's maximum.
-# The torch path masks by a bias far below it (torch_path: MASK_SCALE).
+# The torch path masks with a bias instead (torch_path.slices.MASK_SCALE).
 MASK_LOGIT = -1e9
 # Default logit elements per slice of the torch path (batch × heads × chunks × c × 2c). A
 # call's workspace holds about 16 bytes per logit (bias, scratch, dP, key and value
