@@ -113,7 +113,7 @@ class HFLSHAttention(nn.Module):
         from transformers import ReformerConfig as HFReformerConfig
         from transformers.models.reformer.modeling_reformer import LSHSelfAttention
 
-        from reformer.hashing import resolve_n_buckets
+        from reformer.lsh.hashing import resolve_n_buckets
 
         factors = resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size)
         hf_config = HFReformerConfig(
@@ -139,7 +139,7 @@ class HFLSHAttention(nn.Module):
 
 
 def _product(num_buckets: int | list[int] | None) -> int | None:
-    from reformer.hashing import total_buckets
+    from reformer.lsh.hashing import total_buckets
 
     if num_buckets is None or isinstance(num_buckets, int):
         return num_buckets

@@ -23,10 +23,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reformer.checks import check_call, check_layer_input
 from reformer.config import ATTENTIONS, ReformerConfig
 from reformer.decode import KVCache
 from reformer.exact import exact_attention
-from reformer.lsh import LSHSelfAttention, check_call, check_layer_input
+from reformer.lsh import LSHSelfAttention
 
 
 class FullSelfAttention(nn.Module):

@@ -11,8 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from reformer.backends import validate_backend
-from reformer.lsh_core import SLICE_ELEMENTS
+from reformer.checks import require_bool
+from reformer.lsh.dispatch import validate_backend
+from reformer.lsh.hashing import validate_n_buckets
+from reformer.lsh.layout import SLICE_ELEMENTS
 
 ATTENTIONS = ("lsh", "full", "sdpa")
 
@@ -36,8 +38,9 @@ class ReformerConfig:
     axial_shape: tuple[int, int] | None = None  # axial positional embedding; None = learned
     max_seq_len: int = 65536
     seed: int = 0  # seeds every layer's own generator (hash rotations, dropout masks)
-    # LSH attention implementation: "auto" (Triton on CUDA when installed, else torch) |
-    # "auto" | "torch" | "triton" | "cpu" (reformer.backends)
+    # LSH attention implementation (reformer.lsh.dispatch): "auto" (Triton for CUDA tensors
+    # within its limits, the fused C kernel for float32 CPU tensors, each where it can run
+    # here; else torch) | "torch" | "triton" | "cpu"
     backend: str = "auto"
     # Logits per batched op of the torch LSH path (batch rows × heads × chunks × c × 2c,
     # about 10 bytes each live in backward): more means fewer, larger ops and more
@@ -92,23 +95,6 @@ class ReformerConfig:
         return dataclasses.replace(self, **changes)
 
 
-def validate_n_buckets(n_buckets: int | tuple[int, ...]) -> None:
-    """Buckets come from argmax over [xR; -xR], so every factor must be even and >= 2."""
-    factors = (n_buckets,) if isinstance(n_buckets, int) else tuple(n_buckets)
-    if not factors or any(not isinstance(f, int) or f < 2 or f % 2 for f in factors):
-        raise ValueError(
-            f"n_buckets={n_buckets!r} must be an even int >= 2, or a tuple of such ints "
-            "(a factorised hash), or None for 2*L/bucket_size"
-        )
-
-
-def require_bool(name: str, value: object) -> None:
-    """A switch must be a real bool: a string such as "false" or "no" is truthy, so it
-    would silently switch the feature on."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} must be True or False (a bool)")
-
-
 def _positive(cfg: ReformerConfig, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
@@ -116,6 +102,8 @@ def _positive(cfg: ReformerConfig, *names: str) -> None:
             raise ValueError(f"{name}={value!r} must be a positive int")
 
 
+# The library's own flavours. The suites keep the models they alone run beside them
+# (suites/ci/presets.py, suites/quality/presets.py, suites/grids/_common.py's QUICK_MODEL).
 PRESETS: dict[str, ReformerConfig] = {
     # Tiny flavour for tests and CI smoke runs.
     "debug": ReformerConfig(
@@ -123,55 +111,9 @@ PRESETS: dict[str, ReformerConfig] = {
     ),
     # The model the suites measure by default.
     "default": ReformerConfig(),
-    # The default at smoke-test width: the suites' --quick grids.
-    "quick": ReformerConfig(d_model=32, n_heads=2, d_ff=64, bucket_size=16),
-    # The scale suite's long-context Reformer: LSH, reversible, the feed-forward in 16 chunks
-    # and an axial position table covering every length up to 2^20.
+    # A long-context Reformer (the paper's long-sequence settings): LSH, reversible, the
+    # feed-forward in 16 chunks and an axial position table covering every length up to 2^20.
     "long-context": ReformerConfig(
         attention="lsh", reversible=True, ff_chunks=16, axial_shape=(1024, 1024)
     ),
-    # The CI ratio benchmarks' models: one head of width 64 (chunk 64, LSH-4), and an LM of
-    # 4 such layers with d_ff 256.
-    "ci-layer": ReformerConfig(d_model=64, n_heads=1, n_layers=1),
-    "ci-lm": ReformerConfig(d_model=64, n_heads=1, n_layers=4, d_ff=256),
-    # The quality suite's models per grid (suites/quality/sizes.py says why these sizes).
-    # The duplication task (paper sec. 5: 1 layer, vocabulary 128), LSH-1 unless told:
-    "duplication-quick": ReformerConfig(
-        vocab_size=128,
-        d_model=32,
-        n_heads=2,
-        n_layers=1,
-        d_ff=32,
-        n_hashes=1,
-        bucket_size=4,
-        reversible=False,
-        max_seq_len=16,
-    ),
-    "duplication": ReformerConfig(
-        vocab_size=128,
-        n_layers=1,
-        d_ff=256,
-        n_hashes=1,
-        bucket_size=32,
-        reversible=False,
-        max_seq_len=512,
-    ),
-    "duplication-paper": ReformerConfig(
-        vocab_size=128, n_layers=1, d_ff=512, n_hashes=1, reversible=False, max_seq_len=1024
-    ),
-    # The byte-level LM, as the Transformer baseline runs it (its d_ff; a Reformer of equal
-    # parameter count gets a wider one):
-    "bytes-quick": ReformerConfig(
-        attention="sdpa",
-        d_model=32,
-        n_heads=2,
-        n_layers=2,
-        d_ff=32,
-        bucket_size=8,
-        max_seq_len=32,
-    ),
-    "bytes": ReformerConfig(
-        attention="sdpa", d_model=128, n_layers=2, d_ff=512, bucket_size=32, max_seq_len=256
-    ),
-    "bytes-paper": ReformerConfig(attention="sdpa", n_layers=6, max_seq_len=2048),
 }

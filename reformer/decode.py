@@ -41,8 +41,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from reformer.hashing import draw_rotations, hash_vectors, resolve_n_buckets, total_buckets
-from reformer.lsh_core import SELF_LOGIT
+from reformer.lsh.hashing import draw_rotations, hash_vectors, resolve_n_buckets, total_buckets
+from reformer.lsh.layout import SELF_LOGIT
 
 
 class KVCache:

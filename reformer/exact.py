@@ -15,7 +15,7 @@ Two logit conventions:
 - shared QK (``self_logit`` a number, normally ``SELF_LOGIT`` = -1e5): keys are the
   caller's unit-length k̂, logits ``q · k̂ / sqrt(d)`` in float32 (float64 for float64
   inputs), the self logit replaced by ``self_logit`` and masked pairs set to
-  ``MASK_LOGIT``, exactly as the LSH kernels do (reformer.lsh_core).
+  ``MASK_LOGIT``, exactly as the LSH kernels do (reformer.lsh.layout).
 
 The slow twin of the shared-QK convention is reformer.reference.exact_shared_qk_attention.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reformer.lsh_core import MASK_LOGIT
+from reformer.lsh.layout import MASK_LOGIT
 
 
 def exact_attention(

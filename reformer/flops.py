@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import math
 
-from reformer.config import ReformerConfig, require_bool
-from reformer.hashing import resolve_n_buckets, rotation_width
+from reformer.checks import require_bool
+from reformer.config import ReformerConfig
+from reformer.lsh.hashing import resolve_n_buckets, rotation_width
 
 
 def flops_breakdown(

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from reformer.attention import build_attention
+from reformer.checks import check_call, check_n_hashes
 from reformer.config import ReformerConfig
 from reformer.decode import check_decode_positions
 from reformer.dropout import ReplayableDropout
@@ -32,7 +33,6 @@ from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
 from reformer.generate import GenerationMixin
 from reformer.loss import check_loss_tokens, next_token_loss
-from reformer.lsh import check_call, check_n_hashes
 from reformer.reversible import reversible_stack
 from reformer.seeds import derived_seed
 

@@ -11,8 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from reformer.config import require_bool
-from reformer.lsh_core import MASK_LOGIT, SELF_LOGIT
+from reformer.checks import require_bool
+from reformer.lsh.layout import MASK_LOGIT, SELF_LOGIT
 
 
 def hash_reference(x: torch.Tensor, rotations: torch.Tensor, factors: tuple[int, ...]):

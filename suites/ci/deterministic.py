@@ -96,8 +96,8 @@ def attention_core_flops(
 ) -> int:
     """FLOPs of one attention core, forward and backward, batch 1, counted on meta tensors."""
     from reformer.attention import FullSelfAttention
-    from reformer.hashing import resolve_n_buckets, rotation_width
     from reformer.lsh import lsh_attention
+    from reformer.lsh.hashing import resolve_n_buckets, rotation_width
 
     if attention not in ("lsh", "full"):
         raise ValueError(f"attention={attention!r}: FLOPs are gated for ('lsh', 'full')")

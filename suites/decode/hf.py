@@ -20,7 +20,7 @@ def hf_decoder(config: Any, device: str, dtype: Any, warmup_tokens: int):
     from transformers import ReformerConfig as HFReformerConfig
     from transformers import ReformerModelWithLMHead
 
-    from reformer.hashing import resolve_n_buckets
+    from reformer.lsh.hashing import resolve_n_buckets
 
     factors = resolve_n_buckets(config.n_buckets, config.max_seq_len, config.bucket_size)
     hf_config = HFReformerConfig(

@@ -19,10 +19,9 @@ from suites.rows.names import layer_model, lm_model
 
 # (min_run_time s, timeout s) per mode: quick is a smoke run, paper is paper scale.
 SIZING = {"quick": (0.01, 120.0), "default": (0.5, 600.0), "paper": (2.0, 3600.0)}
-# The width of --quick grids, read off the "quick" preset: any preset at smoke-test width.
-QUICK = {
-    name: getattr(PRESETS["quick"], name) for name in ("d_model", "n_heads", "d_ff", "bucket_size")
-}
+# The default model at smoke-test width. --quick grids run every preset at its width.
+QUICK_MODEL = ReformerConfig(d_model=32, n_heads=2, d_ff=64, bucket_size=16)
+QUICK = {name: getattr(QUICK_MODEL, name) for name in ("d_model", "n_heads", "d_ff", "bucket_size")}
 # Seconds of timed calls per point in the default CUDA grids: steps take milliseconds
 # there, and the grids must fit the GPU check script's few minutes (suites/tools/gpu_check.sh).
 CUDA_MIN_RUN_TIME = 0.2

@@ -7,7 +7,7 @@ Two sweeps of one layer at the same lengths:
   number of buckets (2·L/bucket_size) falls. On CUDA each point is measured through the
   torch path and, for chunks the Triton kernels take (up to 64), through them too.
 - **slice_elements** in 2^15 ... 2^23 at bucket_size 64: the logits one batched op of the
-  torch path handles (reformer.lsh_core.Layout). Larger slices mean fewer, larger ops
+  torch path handles (reformer.lsh.layout.Layout). Larger slices mean fewer, larger ops
   (faster where per-op overhead dominates, short lengths on a CPU) and more transient
   memory; the result never changes. At 4K one round of all four heads is 2^21 logits,
   so 2^23 slices there as 2^21 does (a free check of the noise); at 16K it is 2^23. The
@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from reformer.config import PRESETS, ReformerConfig
-from reformer.lsh_core import SLICE_ELEMENTS
+from reformer.lsh.layout import SLICE_ELEMENTS
 from suites.grids._common import distinct, knob_grid, ok_rows, preset
 from suites.harness.points import GridContext, Point, Suite
 

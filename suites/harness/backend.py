@@ -2,7 +2,7 @@
 kernels or the fused CPU kernel.
 
 ``ReformerConfig.backend`` ("auto" | "torch" | "triton" | "cpu", resolved by
-``reformer.backends.resolve_backend``) picks it; rows record the one used in ``backend``
+``reformer.lsh.dispatch.resolve_backend``) picks it; rows record the one used in ``backend``
 ("torch" | "triton" | "cpu", null for points without our LSH attention: exact attention,
 peers). CPU grids leave the field at its default ("auto": the fused CPU kernel for float32
 where it builds, else the torch path), so their points and keys are unchanged; a sweep of
@@ -26,17 +26,17 @@ ABLATION = ("torch", "triton")
 def backend_used(config: ReformerConfig, device: str, dtype: torch.dtype) -> str | None:
     """ "torch", "triton" or "cpu" for our LSH attention under ``config`` on ``device``; None
     when the config has no LSH attention. Raises ValueError where "triton" is asked for
-    and cannot run (reformer.backends)."""
+    and cannot run (reformer.lsh.dispatch)."""
     if config.attention != "lsh":
         return None
-    from reformer.backends import resolve_backend
+    from reformer.lsh.dispatch import resolve_backend
 
     return resolve_backend(config.backend, device, dtype, config.bucket_size, config.d_head)
 
 
 def triton_fits(config: ReformerConfig, dtype: str) -> bool:
     """Whether the Triton kernels take this config's chunk and head width in ``dtype``."""
-    from reformer.backends import triton_limits
+    from reformer.lsh.dispatch import triton_limits
     from suites.harness.dtypes import TORCH_DTYPES
 
     return triton_limits(TORCH_DTYPES[dtype], config.bucket_size, config.d_head) is None

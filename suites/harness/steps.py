@@ -231,6 +231,6 @@ def _lsh_buckets(config: ReformerConfig, seq_len: int) -> int | None:
     """Total buckets our LSH hashes into at this length (2·L/bucket_size by default)."""
     if config.attention != "lsh":
         return None
-    from reformer.hashing import resolve_n_buckets, total_buckets
+    from reformer.lsh.hashing import resolve_n_buckets, total_buckets
 
     return total_buckets(resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size))

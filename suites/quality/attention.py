@@ -20,7 +20,8 @@ from typing import Any
 
 from torch import nn
 
-from reformer.lsh import LSHSelfAttention, layer_seed
+from reformer.lsh import LSHSelfAttention
+from reformer.seeds import layer_seed
 from suites.rows.names import SDPA, SHARED_FULL, parse_run_attention
 
 

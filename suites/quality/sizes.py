@@ -43,12 +43,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reformer.config import PRESETS, ReformerConfig
+from reformer.config import ReformerConfig
+from suites.quality.presets import QUALITY_PRESETS
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunSize:
-    preset: str  # the model (reformer.config.PRESETS); its max_seq_len is the run's length
+    preset: str  # the model (QUALITY_PRESETS); its max_seq_len is the run's length
     batch: int
     steps: int
     lr: float
@@ -58,7 +59,7 @@ class RunSize:
 
     @property
     def config(self) -> ReformerConfig:
-        return PRESETS[self.preset]
+        return QUALITY_PRESETS[self.preset]
 
     @property
     def seq_len(self) -> int:

@@ -25,7 +25,7 @@
 # passed, else 1.
 #
 # The warm stage compiles, in parallel on every CPU, exactly the binaries the later stages
-# launch (python -m reformer.kernels.aot --stages: Triton's own specialisation of the real
+# launch (python -m suites.tools.triton_aot --stages: Triton's own specialisation of the real
 # launches, so the cache keys match) and prints their registers, spills and shared memory
 # as the driver reports them. In a dry run it times a few of those compiles on this CPU
 # and prints each stage's compile count and an estimate from those times.
@@ -238,10 +238,10 @@ warm() {
   "$PYTHON" -c "import matplotlib.font_manager" &
   local fonts=$! rc
   if [ "$DRY_RUN" = 1 ]; then
-    "$PYTHON" -m reformer.kernels.aot --plan "${GPU_CHECK_PLAN_SAMPLE:-3}" --capability 90 \
+    "$PYTHON" -m suites.tools.triton_aot --plan "${GPU_CHECK_PLAN_SAMPLE:-3}" --capability 90 \
       --jobs 2 --target-jobs 16
   else
-    "$PYTHON" -m reformer.kernels.aot --stages --capability "$(cat "$LOGS/capability" 2>/dev/null || echo 90)" \
+    "$PYTHON" -m suites.tools.triton_aot --stages --capability "$(cat "$LOGS/capability" 2>/dev/null || echo 90)" \
       --jobs "$JOBS" --load
   fi
   rc=$?
@@ -280,7 +280,7 @@ summary() {  # on every exit, so an interrupted run still says what it did
     printf '%s\n' "${SUMMARY[@]}"
     echo "total $(( $(date +%s) - START )) s of ${TOTAL_BUDGET} s"
     if [ -f "$LOGS/warm.log" ]; then
-      echo "kernel binaries (python -m reformer.kernels.aot; registers, spills, shared memory):"
+      echo "kernel binaries (python -m suites.tools.triton_aot; registers, spills, shared memory):"
       grep -E '^(compile time|\(|sm_[0-9]+:|\| )|compiles in|^Estimates' "$LOGS/warm.log"
     fi
     if [ -f "$LOGS/warm.done" ]; then

@@ -24,9 +24,9 @@ import pytest
 import torch
 
 from reformer import lsh_attention
-from reformer.kernels.aot import DEVICE_CASES
-from reformer.kernels.config import TF32X3_PRODUCT_ERROR
+from reformer.lsh.triton.config import TF32X3_PRODUCT_ERROR
 from reformer.reference import lsh_attention_reference
+from suites.tools.triton_aot import DEVICE_CASES
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 DEVICE = "cpu" if INTERPRETING else "cuda"
@@ -158,7 +158,7 @@ GRID = [
 
 
 # On the GPU every distinct shape is a cold compile: a few cases, the ones the GPU check
-# compiles ahead of time (reformer.kernels.aot.DEVICE_CASES), not the interpreter's grid.
+# compiles ahead of time (suites.tools.triton_aot.DEVICE_CASES), not the interpreter's grid.
 CASES = GRID if INTERPRETING else list(DEVICE_CASES)
 HALF_CASES = [GRID[0], GRID[2], GRID[4]] if INTERPRETING else list(DEVICE_CASES[:3])
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer import LSHSelfAttention, ReformerConfig, backends, lsh_attention
-from reformer.backends import BACKENDS, resolve_backend, triton_installed, triton_runnable
+from reformer import LSHSelfAttention, ReformerConfig, lsh_attention
+from reformer.lsh import dispatch
+from reformer.lsh.dispatch import BACKENDS, resolve_backend, triton_installed, triton_runnable
 
 
 def test_torch_is_always_torch():
@@ -23,11 +24,11 @@ def test_auto_never_picks_triton_on_cpu_even_under_the_interpreter(monkeypatch):
 @pytest.fixture
 def fresh_probe():
     """The probe's cached answer and warning cleared before and after a test."""
-    backends.triton_runnable.cache_clear()
-    backends._warn_fallback.cache_clear()
+    dispatch.triton_runnable.cache_clear()
+    dispatch._warn_fallback.cache_clear()
     yield
-    backends.triton_runnable.cache_clear()
-    backends._warn_fallback.cache_clear()
+    dispatch.triton_runnable.cache_clear()
+    dispatch._warn_fallback.cache_clear()
 
 
 def test_auto_on_cuda_takes_triton_within_its_limits():
@@ -89,7 +90,7 @@ def test_auto_falls_back_to_torch_with_one_warning_without_a_c_compiler(monkeypa
     """Triton imports, but cannot build its launchers: auto must not pick it (every call
     would fail), must say why once, and must report torch, the backend that runs."""
     monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setattr(backends.shutil, "which", lambda name: None)
+    monkeypatch.setattr(dispatch.shutil, "which", lambda name: None)
     with pytest.warns(RuntimeWarning, match="C compiler") as caught:
         assert resolve_backend("auto", "cuda", torch.bfloat16, 64, 64) == "torch"
         assert resolve_backend("auto", "cuda", torch.float32, 32, 64) == "torch"
@@ -100,9 +101,9 @@ def test_auto_falls_back_to_torch_with_one_warning_without_a_c_compiler(monkeypa
 
 @needs_triton
 def test_auto_falls_back_to_torch_without_python_headers(monkeypatch, tmp_path, fresh_probe):
-    real = backends.sysconfig.get_paths
+    real = dispatch.sysconfig.get_paths
     monkeypatch.setattr(
-        backends.sysconfig, "get_paths", lambda **kw: {**real(**kw), "include": str(tmp_path)}
+        dispatch.sysconfig, "get_paths", lambda **kw: {**real(**kw), "include": str(tmp_path)}
     )
     with pytest.warns(RuntimeWarning, match="Python.h"):
         assert resolve_backend("auto", "cuda", torch.bfloat16, 64, 64) == "torch"
@@ -112,7 +113,7 @@ def test_auto_falls_back_to_torch_without_python_headers(monkeypatch, tmp_path, 
 def test_the_probe_runs_once_and_a_failed_launch_means_torch(monkeypatch, fresh_probe):
     """With CUDA present the probe launches a kernel once per process; a failure there
     (a driver Triton cannot use, say) sends auto to torch."""
-    import reformer.kernels.probe as probe
+    import reformer.lsh.triton.probe as probe
 
     launches = []
 
@@ -120,8 +121,8 @@ def test_the_probe_runs_once_and_a_failed_launch_means_torch(monkeypatch, fresh_
         launches.append(1)
         raise RuntimeError("cuLaunchKernel failed")
 
-    monkeypatch.setattr(backends, "_launcher_prerequisites", lambda: None)
-    monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dispatch, "_launcher_prerequisites", lambda: None)
+    monkeypatch.setattr(dispatch.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(probe, "probe_launch", failing_launch)
     with pytest.warns(RuntimeWarning, match="probe kernel failed"):
         for _ in range(3):
@@ -131,8 +132,8 @@ def test_the_probe_runs_once_and_a_failed_launch_means_torch(monkeypatch, fresh_
 
 @needs_triton
 def test_auto_on_cuda_takes_triton_where_the_probe_passes(monkeypatch, fresh_probe):
-    monkeypatch.setattr(backends, "_launcher_prerequisites", lambda: None)
-    monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dispatch, "_launcher_prerequisites", lambda: None)
+    monkeypatch.setattr(dispatch.torch.cuda, "is_available", lambda: False)
     assert resolve_backend("auto", "cuda", torch.bfloat16, 64, 64) == "triton"
 
 

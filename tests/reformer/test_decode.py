@@ -11,8 +11,8 @@ from baselines import TransformerLM
 from reformer import ReformerConfig, ReformerLM
 from reformer.decode import KVCache, LSHCache
 from reformer.generate import incremental_logits
-from reformer.hashing import hash_vectors
 from reformer.lsh import LSHSelfAttention
+from reformer.lsh.hashing import hash_vectors
 from reformer.reference import lsh_decode_keys_reference, lsh_decode_reference
 
 SMALL = dict(vocab_size=50, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_seq_len=512)

@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from baselines import TransformerLM
 from reformer import ReformerConfig, ReformerLM
 from reformer.generate import incremental_logits
-from reformer.hashing import hash_vectors
+from reformer.lsh.hashing import hash_vectors
 from reformer.reference import lsh_decode_keys_reference, lsh_decode_reference
 from tests.reformer.test_decode import SMALL, _lsh_layer
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from reformer import LSHSelfAttention, ReformerConfig, lsh_attention
-from reformer.backends import resolve_backend
-from reformer.hashing import draw_rotations, hash_vectors, resolve_n_buckets
-from reformer.kernels.config import TF32X3_PRODUCT_ERROR
+from reformer.lsh.dispatch import resolve_backend
+from reformer.lsh.hashing import draw_rotations, hash_vectors, resolve_n_buckets
+from reformer.lsh.triton.config import TF32X3_PRODUCT_ERROR
 from reformer.reference import (
     exact_shared_qk_attention,
     hash_reference,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer import LSHSelfAttention, ReformerConfig, backends, lsh_attention
-from reformer.native import build
+from reformer import LSHSelfAttention, ReformerConfig, lsh_attention
+from reformer.lsh import dispatch
+from reformer.lsh.cpu import build
 from reformer.reference import lsh_attention_reference
 from suites.harness.saved_bytes import saved_bytes
 
@@ -194,7 +195,7 @@ def test_the_module_runs_the_kernel_under_auto():
     assert config.backend == "auto"
     layer = LSHSelfAttention(config)
     x = torch.randn(1, 16, 16)
-    assert backends.resolve_backend("auto", "cpu", torch.float32, 4, 8) == "cpu"
+    assert dispatch.resolve_backend("auto", "cpu", torch.float32, 4, 8) == "cpu"
     fused = layer(x)
     plain = LSHSelfAttention(config.replace(backend="torch"))
     plain.load_state_dict(layer.state_dict())
@@ -202,15 +203,15 @@ def test_the_module_runs_the_kernel_under_auto():
 
 
 def test_auto_keeps_the_torch_path_for_other_dtypes():
-    assert backends.resolve_backend("auto", "cpu", torch.float64, 64, 64) == "torch"
-    assert backends.resolve_backend("auto", "cpu", torch.bfloat16, 64, 64) == "torch"
+    assert dispatch.resolve_backend("auto", "cpu", torch.float64, 64, 64) == "torch"
+    assert dispatch.resolve_backend("auto", "cpu", torch.bfloat16, 64, 64) == "torch"
 
 
 def test_asking_for_cpu_where_it_cannot_run_names_the_field():
     with pytest.raises(ValueError, match="backend='cpu' takes float32"):
-        backends.resolve_backend("cpu", "cpu", torch.float64, 64, 64)
+        dispatch.resolve_backend("cpu", "cpu", torch.float64, 64, 64)
     with pytest.raises(ValueError, match="backend='cpu' needs a CPU tensor"):
-        backends.resolve_backend("cpu", "cuda", torch.float32, 64, 64)
+        dispatch.resolve_backend("cpu", "cuda", torch.float32, 64, 64)
 
 
 @pytest.fixture
@@ -221,7 +222,7 @@ def fresh_build(monkeypatch, tmp_path):
     def clear():
         build.load_kernel.cache_clear()
         build.cpu_kernel_unavailable.cache_clear()
-        backends._warn_fallback.cache_clear()
+        dispatch._warn_fallback.cache_clear()
 
     clear()
     yield tmp_path
@@ -230,17 +231,17 @@ def fresh_build(monkeypatch, tmp_path):
 
 def test_auto_without_a_compiler_is_the_torch_path_silently(monkeypatch, fresh_build, recwarn):
     monkeypatch.setattr(build, "find_compiler", lambda: None)
-    assert backends.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
+    assert dispatch.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
     assert not [w for w in recwarn if "fused CPU kernel" in str(w.message)]
     with pytest.raises(ValueError, match="backend='cpu' cannot run.*no C compiler"):
-        backends.resolve_backend("cpu", "cpu", torch.float32, 64, 64)
+        dispatch.resolve_backend("cpu", "cpu", torch.float32, 64, 64)
 
 
 def test_a_compiler_that_fails_means_torch_with_one_warning(monkeypatch, fresh_build):
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     with pytest.warns(RuntimeWarning, match="fused CPU kernel cannot run"):
-        assert backends.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
-    assert backends.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
+        assert dispatch.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
+    assert dispatch.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
     assert "compiling lsh_cpu.c" in (build.cpu_kernel_unavailable() or "")
 
 
@@ -249,7 +250,7 @@ def test_an_unwritable_cache_means_torch_with_the_reason(monkeypatch, fresh_buil
     blocker.write_text("not a folder")
     monkeypatch.setenv("REFORMER_CACHE_DIR", str(blocker / "cache"))
     with pytest.warns(RuntimeWarning, match="REFORMER_CACHE_DIR"):
-        assert backends.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
+        assert dispatch.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"
 
 
 def test_the_build_is_cached_by_source_and_machine(fresh_build):
@@ -262,7 +263,7 @@ def test_the_build_is_cached_by_source_and_machine(fresh_build):
 
 
 def _use_the_pool_in_child(queue) -> None:
-    from reformer.native import function
+    from reformer.lsh.cpu import function
 
     queue.put(function._executor(1).submit(lambda: 42).result(timeout=30))
 
@@ -274,7 +275,7 @@ def test_a_forked_child_gets_threads_of_its_own():
     not fork-safe after the parent used them, whatever the backend.)"""
     import multiprocessing
 
-    from reformer.native import function
+    from reformer.lsh.cpu import function
 
     function._executor(1).submit(lambda: None).result()  # the parent's pool, with a thread
     context = multiprocessing.get_context("fork")

@@ -1,10 +1,11 @@
 """The duplicate correction keeps exactly one occurrence of each key a query sees.
 
 The torch path masks every occurrence of a key but the one in the earliest round (see
-``reformer.lsh_core._mask_seen_before``) instead of dividing each occurrence's weight by
-its count. Its twin is ``reference.window_counts``, which lists every (round, window slot)
-occurrence from scratch: the visible occurrences must be 1 exactly where the count is
-positive (and the key is not in the query's future), and 0 elsewhere.
+``reformer.lsh.torch_path.slices._mask_seen_before``) instead of dividing each
+occurrence's weight by its count. Its twin is ``reference.window_counts``, which lists
+every (round, window slot) occurrence from scratch: the visible occurrences must be 1
+exactly where the count is positive (and the key is not in the query's future), and 0
+elsewhere.
 """
 
 from __future__ import annotations
@@ -12,14 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer.lsh_core import (
-    Layout,
-    Rows,
-    Workspace,
-    _windows,
-    build_slice,
-    round_chunks,
-)
+from reformer.lsh.layout import Layout
+from reformer.lsh.torch_path.rows import Rows, Workspace
+from reformer.lsh.torch_path.slices import _windows, build_slice, round_chunks
 from reformer.reference import window_counts
 
 
@@ -43,7 +39,7 @@ def _visible_occurrences(buckets: torch.Tensor, layout: Layout) -> torch.Tensor:
                 )
                 visible = piece.logits > -1e8  # (1, 1, n, c, w)
                 n_chunks = chunks[1] - chunks[0]
-                queries = piece.query_pos.view(n_chunks, layout.chunk, 1)
+                queries = piece.query_pos.view(n_chunks, layout.bucket_size, 1)
                 keys = _windows(piece.key_pos.unsqueeze(-1), layout, n_chunks).squeeze(-1)
                 queries, keys = torch.broadcast_tensors(queries, keys[0, 0].unsqueeze(1))
                 seen.index_put_(
@@ -68,7 +64,7 @@ def test_each_seen_key_is_kept_once(n_hashes, causal, slice_elements, seed):
         n_heads=1,
         n_hashes=n_hashes,
         padded_len=length,
-        chunk=chunk,
+        bucket_size=chunk,
         causal=causal,
         dup_correction=True,
         scale=1.0,
@@ -90,7 +86,7 @@ def test_without_the_correction_every_occurrence_counts():
         n_heads=1,
         n_hashes=n_hashes,
         padded_len=length,
-        chunk=chunk,
+        bucket_size=chunk,
         causal=False,
         dup_correction=False,
         scale=1.0,

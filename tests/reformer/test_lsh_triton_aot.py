@@ -10,17 +10,17 @@ import torch
 
 pytest.importorskip("triton")
 
-from reformer.backends import TRITON_MAX_CHUNK, TRITON_MAX_HEAD  # noqa: E402
-from reformer.kernels.aot import (  # noqa: E402
+from reformer.lsh.dispatch import TRITON_MAX_BUCKET_SIZE, TRITON_MAX_HEAD  # noqa: E402
+from reformer.lsh.triton.aot import (  # noqa: E402
     CAPABILITIES,
-    SUITE_CALLS,
     Call,
     binaries,
     compile_all,
     envelope_calls,
     limit_violations,
 )
-from reformer.kernels.config import kernel_config  # noqa: E402
+from reformer.lsh.triton.config import kernel_config  # noqa: E402
+from suites.tools.triton_aot import SUITE_CALLS  # noqa: E402
 
 
 @pytest.mark.parametrize("capability", CAPABILITIES)
@@ -92,7 +92,9 @@ def test_the_largest_tiles_fit_the_device_without_spilling(capability):
 def test_every_launch_lies_inside_the_compiled_envelope(dtype):
     """Resource use grows with the tiles each thread holds; every configuration a call can
     get holds no more per thread than the largest compiled one."""
-    largest = kernel_config(TRITON_MAX_CHUNK, TRITON_MAX_HEAD[dtype], TRITON_MAX_HEAD[dtype], dtype)
+    largest = kernel_config(
+        TRITON_MAX_BUCKET_SIZE, TRITON_MAX_HEAD[dtype], TRITON_MAX_HEAD[dtype], dtype
+    )
 
     def per_thread(config):
         width = max(config.block_c, config.block_d, config.block_dv)
@@ -100,7 +102,7 @@ def test_every_launch_lies_inside_the_compiled_envelope(dtype):
 
     assert largest.block_q <= largest.block_c and largest.block_c % largest.block_q == 0
 
-    for chunk in range(1, TRITON_MAX_CHUNK + 1):
+    for chunk in range(1, TRITON_MAX_BUCKET_SIZE + 1):
         for dim in range(1, TRITON_MAX_HEAD[dtype] + 1, 7):
             config = kernel_config(chunk, dim, dim, dtype)
             assert per_thread(config) <= per_thread(largest)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer.kernels.config import MAX_GRID_X, kernel_config, launch_grid
-from reformer.lsh_core import Layout
+from reformer.lsh.layout import Layout
+from reformer.lsh.triton.config import MAX_GRID_X, kernel_config, launch_grid
 
 # CUDA's grid limits: axis 0 up to 2^31 - 1, axes 1 and 2 up to 65,535.
 CUDA_GRID_LIMITS = (2**31 - 1, 65_535, 65_535)
@@ -20,7 +20,7 @@ def _layout(batch: int, n_heads: int, padded_len: int = 4096, n_hashes: int = 4)
         n_heads=n_heads,
         n_hashes=n_hashes,
         padded_len=padded_len,
-        chunk=64,
+        bucket_size=64,
         causal=True,
         dup_correction=True,
         scale=64**-0.5,
@@ -52,13 +52,13 @@ def test_every_launch_of_a_call_at_70000_batch_heads_fits():
     """The launches the autograd Function makes, built on meta tensors (no memory, no
     device): forward and backward, every round."""
     pytest.importorskip("triton")
-    from reformer.kernels.function import backward_launches, forward_buffers, forward_launches
+    from reformer.lsh.triton.function import backward_launches, forward_buffers, forward_launches
 
     layout = _layout(70_000, 1, padded_len=128, n_hashes=2)
     shape = (layout.batch, layout.n_heads, layout.padded_len, 64)
     qk = torch.empty(shape, dtype=torch.bfloat16, device="meta")
     sort_idx = torch.empty((*shape[:2], layout.n_hashes, shape[2]), dtype=torch.long, device="meta")
-    config = kernel_config(layout.chunk, 64, 64, torch.bfloat16)
+    config = kernel_config(layout.bucket_size, 64, 64, torch.bfloat16)
     buffers = forward_buffers(qk, qk, sort_idx, None, layout)
     launches = forward_launches(*buffers, layout=layout, config=config, has_valid=False)
     stats = buffers[6]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from reformer.backends import TRITON_MAX_CHUNK, TRITON_MAX_HEAD
+from reformer.lsh.dispatch import TRITON_MAX_BUCKET_SIZE, TRITON_MAX_HEAD
 from suites.grids.scale import LONG_LAYERS
 from suites.harness.env import REPO_ROOT
 from suites.harness.points import GridContext
@@ -24,7 +24,7 @@ def test_every_stated_triton_chunk_limit_is_the_kernels():
     stated = re.findall(r"(?:Triton|bucket_size) up to (\d+)", DOCS)
     stated += re.findall(r"bucket_size ≤ (\d+)", DOCS)
     assert stated, "the docs state no Triton chunk limit"
-    assert {int(n) for n in stated} == {TRITON_MAX_CHUNK}, stated
+    assert {int(n) for n in stated} == {TRITON_MAX_BUCKET_SIZE}, stated
     assert f"d_head ≤ {max(TRITON_MAX_HEAD.values())}" in DOCS
 
 

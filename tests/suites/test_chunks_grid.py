@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reformer.lsh_core import SLICE_ELEMENTS
+from reformer.lsh.layout import SLICE_ELEMENTS
 from suites.grids._common import distinct, knob_grid, preset
 from suites.grids.chunks import (
     QUICK_SLICE_BUDGETS,
@@ -64,7 +64,7 @@ def test_the_slice_sweep_runs_the_torch_path_at_the_default_chunk(device, mode):
 def test_quick_slice_budgets_slice_the_quick_layer_both_ways():
     # At --quick's shape one op holds every head at the default budget; the two quick
     # budgets must split it: 2^16 one head per op, 2^14 also blocks of chunks.
-    from reformer.lsh_core import Layout
+    from reformer.lsh.layout import Layout
 
     [point] = [p for p in _points("cpu", "quick") if p.params.get("slice_elements") == 2**16]
     config = point.config
@@ -76,7 +76,7 @@ def test_quick_slice_budgets_slice_the_quick_layer_both_ways():
             n_heads=config.n_heads,
             n_hashes=config.n_hashes,
             padded_len=point.seq_len,
-            chunk=config.bucket_size,
+            bucket_size=config.bucket_size,
             causal=True,
             dup_correction=True,
             scale=1.0,

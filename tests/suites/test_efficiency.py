@@ -8,7 +8,7 @@ import pytest
 import suites.harness.efficiency as efficiency
 from reformer.config import ReformerConfig
 from reformer.flops import flops_breakdown
-from reformer.native.build import cpu_kernel_unavailable
+from reformer.lsh.cpu.build import cpu_kernel_unavailable
 from suites.harness.efficiency import datasheet_tflops, efficiency_fields, gemm_runner, run_peaks
 from suites.harness.measure import counted_step
 from suites.harness.points import GridContext

@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from baselines.peers import peer_available
-from reformer.config import PRESETS
+from suites.ci.presets import CI_PRESETS
 from suites.harness.spec import Harness, model_fields
 from suites.harness.steps import build_step
 
-LAYER, LM = PRESETS["ci-layer"], PRESETS["ci-lm"]
+LAYER, LM = CI_PRESETS["ci-layer"], CI_PRESETS["ci-lm"]
 
 
 def _step(model: str, config, phase: str, seq_len: int) -> tuple[object, dict]:

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from reformer import ReformerConfig
-from reformer.lsh import layer_seed
 from reformer.model import ReformerLM
 from reformer.reference import exact_shared_qk_attention
+from reformer.seeds import layer_seed
 from suites.quality.attention import attention_arguments, lsh_layers, spec_arguments
 from suites.rows.names import parse_run_attention
 

@@ -1,8 +1,8 @@
 /* Fused LSH chunk attention for the CPU (Reformer sec. 2), forward and backward, float32.
  *
- * The C twin of the Triton kernels (reformer/kernels/lsh_triton.py), with the same
- * semantics as reformer.lsh_core.LSHAttentionFunction: all rounds' sorted slots are laid
- * end to end, cut into chunks of `chunk`; the queries of global chunk g see the keys of
+ * The C twin of the Triton kernels (reformer/lsh/triton/kernels.py), with the same
+ * semantics as reformer.lsh.torch_path.LSHAttentionFunction: all rounds' sorted slots are laid
+ * end to end, cut into chunks of `bucket_size`; the queries of global chunk g see the keys of
  * chunks g-1 (mod the number of chunks) and g. A key seen k times among all the windows a
  * query sees weighs 1/k per occurrence (the duplicate correction), so the result is one
  * softmax over the union of keys.
@@ -37,7 +37,7 @@ typedef int32_t ivec8 __attribute__((vector_size(32)));
 #define NORM_EPS 1e-12f
 
 typedef struct {
-    int64_t batch, heads, length, dim, dim_v, rounds, chunk, chunks_per_round, total;
+    int64_t batch, heads, length, dim, dim_v, rounds, bucket_size, chunks_per_round, total;
     int64_t causal, has_valid, counts, look_back;
     float scale;  /* 1 / sqrt(D) */
     /* qk (B, H, Lp, D) and v (B, H, Lp, Dv): strides in elements, last dimension dense */
@@ -285,7 +285,7 @@ typedef struct {
 } Scratch;
 
 static int scratch_init(Scratch *w, const Args *a) {
-    int64_t c = a->chunk, win = 2 * c, D = a->dim, Dv = a->dim_v, R = a->rounds;
+    int64_t c = a->bucket_size, win = 2 * c, D = a->dim, Dv = a->dim_v, R = a->rounds;
     int64_t wide = D > Dv ? D : Dv;
     memset(w, 0, sizeof *w);
     w->kpos = malloc(sizeof(int64_t) * win);
@@ -331,7 +331,7 @@ static void scratch_free(Scratch *w) {
  * the self pair gets the self logit; causal, padding and out-of-chunk pairs get -inf; with
  * the duplicate correction each pair is shifted by -log2(count), which divides its weight
  * by the number of times the query sees that key over all its windows (Triton's
- * _scores). s holds q̃·k̂ on entry (q̃ = q · scale · log2 e). */
+ * tile_logits). s holds q̃·k̂ on entry (q̃ = q · scale · log2 e). */
 static void mask_logits(const Args *a, Scratch *w, int64_t bh, const int64_t *qpos,
                         int64_t nq, const int64_t *kpos, int64_t nk, float *s, int64_t lds) {
     int64_t b = bh / a->heads, L = a->length, R = a->rounds, total = a->total;
@@ -380,7 +380,7 @@ static void mask_logits(const Args *a, Scratch *w, int64_t bh, const int64_t *qp
 
 /* The window of global chunk g: key positions (look-back chunk first), and its width. */
 static int64_t window(const Args *a, const int64_t *sort_bh, int64_t g, int64_t *kpos) {
-    int64_t c = a->chunk;
+    int64_t c = a->bucket_size;
     if (!a->look_back) {
         memcpy(kpos, sort_bh + g * c, sizeof(int64_t) * c);
         return c;
@@ -394,7 +394,7 @@ static int64_t window(const Args *a, const int64_t *sort_bh, int64_t g, int64_t 
 /* One forward work item: queries of global chunk g of (batch·head) bh, merged into the
  * running (out, max, sum) at their positions. */
 static void forward_item(const Args *a, Scratch *w, int64_t bh, int64_t g, int first) {
-    int64_t c = a->chunk, D = a->dim, Dv = a->dim_v, L = a->length;
+    int64_t c = a->bucket_size, D = a->dim, Dv = a->dim_v, L = a->length;
     int64_t b = bh / a->heads, h = bh % a->heads;
     const int64_t *sort_bh = a->sort + bh * a->rounds * L;
     const float *qk = a->qk + b * a->qk_sb + h * a->qk_sh;
@@ -430,7 +430,7 @@ static void forward_item(const Args *a, Scratch *w, int64_t bh, int64_t g, int f
             run_sum[p] = sum[i];
             continue;
         }
-        /* Running merge of normalised round outputs (lsh_core._merge_round). */
+        /* Running merge of normalised round outputs (torch_path/function.py, _merge_round). */
         float new_max = run_max[p] > m[i] ? run_max[p] : m[i];
         float old_part = run_sum[p] * exp2f(run_max[p] - new_max);
         float new_part = sum[i] * exp2f(m[i] - new_max);
@@ -447,7 +447,7 @@ static void forward_item(const Args *a, Scratch *w, int64_t bh, int64_t g, int f
  * the key chunk at w->kpos (unit rows w->ku and w->kt, values w->vt). Accumulates dK̂
  * (unscaled) and dV of the keys, and adds this tile's dQ to grad_q at the queries. */
 static void backward_tile(const Args *a, Scratch *w, int64_t bh, int64_t gq, const float *q) {
-    int64_t c = a->chunk, D = a->dim, Dv = a->dim_v, L = a->length;
+    int64_t c = a->bucket_size, D = a->dim, Dv = a->dim_v, L = a->length;
     int64_t b = bh / a->heads, h = bh % a->heads;
     const int64_t *qpos = a->sort + bh * a->rounds * L + gq * c;
     const float *go = a->grad_out + b * a->go_sb + h * a->go_sh;
@@ -489,7 +489,7 @@ static void backward_tile(const Args *a, Scratch *w, int64_t bh, int64_t gq, con
  * (chunk g, and chunk g+1 whose look-back chunk g is). Writes dK̂ and dV of the keys (this
  * item alone holds them in this round) and adds dQ to chunks g and g+1. */
 static void backward_item(const Args *a, Scratch *w, int64_t bh, int64_t g) {
-    int64_t c = a->chunk, D = a->dim, Dv = a->dim_v, L = a->length;
+    int64_t c = a->bucket_size, D = a->dim, Dv = a->dim_v, L = a->length;
     int64_t b = bh / a->heads, h = bh % a->heads;
     const int64_t *sort_bh = a->sort + bh * a->rounds * L;
     const float *qk = a->qk + b * a->qk_sb + h * a->qk_sh;

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from reformer.backends import triton_limits
-from reformer.lsh_core import Layout
+from reformer.lsh.dispatch import triton_limits
+from reformer.lsh.layout import Layout
 
 # Fused multiply-add in elementwise code: Triton 3.9's default, stated so that 3.10's
 # change of default does not silently change results.
@@ -50,26 +50,28 @@ class KernelConfig:
 
 
 def kernel_config(
-    chunk: int, dim: int, dim_v: int, dtype: torch.dtype, capability: int = 90
+    bucket_size: int, dim: int, dim_v: int, dtype: torch.dtype, capability: int = 90
 ) -> KernelConfig:
-    """The launch configuration for a chunk size, head widths and input dtype on a GPU of
+    """The launch configuration for a bucket_size, head widths and input dtype on a GPU of
     compute capability ``capability`` (90 for sm_90; the interpreter takes sm_90's)."""
-    reason = triton_limits(dtype, chunk, dim, dim_v)
+    reason = triton_limits(dtype, bucket_size, dim, dim_v)
     if reason is not None:
         raise ValueError(f"backend='triton' cannot take {reason}")
-    block_chunk, block_dim, block_dim_v = (max(16, next_power_of_2(x)) for x in (chunk, dim, dim_v))
+    block_chunk, block_dim, block_dim_v = (
+        max(16, next_power_of_2(x)) for x in (bucket_size, dim, dim_v)
+    )
     # A (64, 64) tile pair and its gathered row pointers need 8 warps to stay near 255
     # registers per thread.
     num_warps = 8 if block_chunk >= 64 or max(block_dim, block_dim_v) >= 128 else 4
     precision = "tf32x3" if dtype == torch.float32 else "tf32"
     # Rows per query (and key) tile. A whole chunk per program spills registers to local
-    # memory where the tiles are largest (reformer.kernels.aot measures it on the real
+    # memory where the tiles are largest (reformer.lsh.triton.aot measures it on the real
     # specialisations): float32 (twice the bytes of 16-bit, and tf32x3 holds every dot
-    # operand again as a head and a tail) at chunk 32 and 64, 16-bit heads of 128 at
-    # chunk 32 and 64, and the 16-bit backward at chunk 64 on sm_80, whose mma.sync tiles
-    # take more registers than sm_90's wgmma. Smaller tiles cost more programs, each
-    # gathering the chunk's keys; 16 warps instead would cap a thread at 128 registers
-    # and spill more.
+    # operand again as a head and a tail) at bucket_size 32 and 64, 16-bit heads of 128
+    # at bucket_size 32 and 64, and the 16-bit backward at bucket_size 64 on sm_80, whose
+    # mma.sync tiles take more registers than sm_90's wgmma. Smaller tiles cost more
+    # programs, each gathering the chunk's keys; 16 warps instead would cap a thread at 128
+    # registers and spill more.
     block_q = block_chunk
     if block_chunk >= 32 and (dtype == torch.float32 or max(block_dim, block_dim_v) >= 128):
         block_q = 16

@@ -1,6 +1,6 @@
 """Autograd Function around the Triton LSH kernels (Reformer sec. 2; backward as in
 FlashAttention, Dao et al. 2022, sec. 3.1): the Triton twin of
-``reformer.lsh_core.LSHAttentionFunction``, with the same inputs and semantics.
+``reformer.lsh.torch_path.LSHAttentionFunction``, with the same inputs and semantics.
 
 Saved for backward: qk, v, the sort permutation (int32), key_valid, the output and two
 float32 statistics per position (row maximum over all rounds, log of the row sum); no
@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from reformer.kernels.config import FP_FUSION, KernelConfig, kernel_config, launch_grid
-from reformer.kernels.lsh_triton import (
+from reformer.lsh.layout import Layout, chunk_ids, normalize_backward_
+from reformer.lsh.triton.config import FP_FUSION, KernelConfig, kernel_config, launch_grid
+from reformer.lsh.triton.kernels import (
     lsh_backward_key_round,
     lsh_backward_query_round,
     lsh_forward_round,
 )
-from reformer.lsh_core import Layout, _normalize_backward_, chunk_ids
 
 
 def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, has_valid: bool):
@@ -31,7 +31,7 @@ def _common(layout: Layout, config: KernelConfig, dim: int, dim_v: int, has_vali
         n_rounds=layout.n_hashes,
         chunks_per_round=layout.chunks_per_round,
         total=layout.total_chunks,
-        chunk=layout.chunk,
+        bucket_size=layout.bucket_size,
         dim=dim,
         dim_v=dim_v,
         scale=layout.scale,
@@ -81,7 +81,7 @@ def forward_launches(
     qk, v, sort32, chunk_of, valid, out, row_max, row_sum, layout, config, has_valid
 ):
     """The forward's launches, one per round, in order: (kernel, grid, args, keywords).
-    ``TritonLSHFunction`` runs them; ``reformer.kernels.aot`` compiles them, so the
+    ``TritonLSHFunction`` runs them; ``reformer.lsh.triton.aot`` compiles them, so the
     ahead-of-time check sees the arguments that Triton specialises on at run time."""
     scalars, constexprs = _common(layout, config, qk.shape[-1], v.shape[-1], has_valid)
     grid = launch_grid(layout, config.query_tiles)
@@ -157,7 +157,7 @@ class TritonLSHFunction(torch.autograd.Function):
         if qk.is_cuda:
             major, minor = torch.cuda.get_device_capability(qk.device)
             capability = 10 * major + minor
-        config = kernel_config(layout.chunk, qk.shape[-1], v.shape[-1], qk.dtype, capability)
+        config = kernel_config(layout.bucket_size, qk.shape[-1], v.shape[-1], qk.dtype, capability)
         buffers = forward_buffers(qk, v, sort_idx, key_valid, layout)
         qk, v, sort32, chunk_of, valid, out, row_max, row_sum = buffers
         has_valid = key_valid is not None
@@ -200,5 +200,5 @@ class TritonLSHFunction(torch.autograd.Function):
         )
         for kernel, grid, args, keywords in launches:
             kernel[grid](*args, **keywords)
-        grad_qk = grad_q + _normalize_backward_(qk, grad_keys)  # grad_keys is ours to reuse
+        grad_qk = grad_q + normalize_backward_(qk, grad_keys)  # grad_keys is ours to reuse
         return grad_qk.to(qk.dtype), grad_v.to(v.dtype), None, None, None

@@ -143,7 +143,7 @@ class Args(ctypes.Structure):
             "dim",
             "dim_v",
             "rounds",
-            "chunk",
+            "bucket_size",
             "chunks_per_round",
             "total",
             "causal",

@@ -1,6 +1,6 @@
 """Autograd Function around the fused CPU kernel (Reformer sec. 2; backward recomputes the
 weights from saved row statistics, as FlashAttention does, Dao et al. 2022, sec. 3.1): the
-C twin of ``reformer.lsh_core.LSHAttentionFunction``, with the same inputs and semantics.
+C twin of ``reformer.lsh.torch_path.LSHAttentionFunction``, with the same inputs and semantics.
 
 Saved for backward, as by the torch path: qk, v, the sort permutation, key_valid, the
 output and two float32 statistics per position (row maximum over all rounds in base 2, row
@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from reformer.lsh_core import Layout, _row_dot, _sequence_major, chunk_ids
-from reformer.native.build import Args, load_kernel
+from reformer.lsh.cpu.build import Args, load_kernel
+from reformer.lsh.layout import Layout, chunk_ids, row_dot, sequence_major
 
 _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] = (0, 0)  # (process id, size) the pool was made for
@@ -81,7 +81,7 @@ def _args(qk, v, sort_idx, chunk_of, key_valid, layout: Layout) -> Args:
         dim=qk.shape[-1],
         dim_v=v.shape[-1],
         rounds=layout.n_hashes,
-        chunk=layout.chunk,
+        bucket_size=layout.bucket_size,
         chunks_per_round=layout.chunks_per_round,
         total=layout.total_chunks,
         causal=int(layout.causal),
@@ -116,7 +116,7 @@ class CpuLSHFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qk, v, sort_idx, key_valid, layout: Layout):
         qk, v, sort_idx, chunk_of, valid = _inputs(qk, v, sort_idx, key_valid, layout)
-        out = _sequence_major(v.shape, torch.float32, v.device)
+        out = sequence_major(v.shape, torch.float32, v.device)
         row_max = torch.empty(qk.shape[:3], dtype=torch.float32)
         row_sum = torch.empty_like(row_max)
         args = _args(qk, v, sort_idx, chunk_of, valid, layout)
@@ -135,11 +135,11 @@ class CpuLSHFunction(torch.autograd.Function):
         layout: Layout = ctx.layout
         qk, v, sort_idx, chunk_of, valid = _inputs(qk, v, sort_idx, key_valid, layout)
         grad_out = _dense_rows(grad_out.to(torch.float32))
-        delta = _row_dot(grad_out, out, torch.float32)  # (B, H, Lp): rowsum(dO · O)
+        delta = row_dot(grad_out, out, torch.float32)  # (B, H, Lp): rowsum(dO · O)
         # A row that saw no key (all padding) has sum 0 and all-zero weights: 1/sum is 0.
         inv_sum = torch.where(row_sum > 0, row_sum.reciprocal(), 0.0)
-        grad_q = _sequence_major(qk.shape, torch.float32, qk.device, zero=True)
-        grad_v = _sequence_major(v.shape, torch.float32, v.device, zero=True)
+        grad_q = sequence_major(qk.shape, torch.float32, qk.device, zero=True)
+        grad_v = sequence_major(v.shape, torch.float32, v.device, zero=True)
         args = _args(qk, v, sort_idx, chunk_of, valid, layout)
         args.row_max = row_max.data_ptr()
         args.grad_out = grad_out.data_ptr()

@@ -1,12 +1,12 @@
-"""Which implementation runs LSH attention: the torch path or the Triton kernels.
+"""Which implementation runs LSH attention: three backends and "auto", which picks one.
 
-- ``"torch"``: ``reformer.lsh_core`` (loops of PyTorch ops). Runs on every device and
+- ``"torch"``: ``reformer.lsh.torch_path`` (loops of PyTorch ops). Runs on every device and
   dtype, is deterministic, and is the path checked against ``reformer.reference`` to 1e-9.
-- ``"triton"``: ``reformer.kernels`` (fused Triton kernels, forward and backward). Needs
+- ``"triton"``: ``reformer.lsh.triton`` (fused Triton kernels, forward and backward). Needs
   the ``triton`` package and a CUDA tensor, or ``TRITON_INTERPRET=1`` (Triton's CPU
   interpreter, used by the tests). float16, bfloat16 and float32; bucket_size up to 64,
   d_head up to 128 (64 in float32).
-- ``"cpu"``: ``reformer.native`` (a fused C kernel, forward and backward, compiled with the
+- ``"cpu"``: ``reformer.lsh.cpu`` (a fused C kernel, forward and backward, compiled with the
   system's C compiler on first use and cached). float32 CPU tensors; deterministic; checked
   against the torch path by the tests. Needs a C compiler (``cpu_kernel_unavailable``).
 - ``"auto"``: Triton for CUDA tensors when Triton can run here (``triton_runnable``) and
@@ -30,11 +30,11 @@ import warnings
 import torch
 
 BACKENDS = ("auto", "torch", "triton", "cpu")
-# Largest chunk and head widths the Triton kernels are built for (tile sides, after
+# Largest bucket_size and head width the Triton kernels are built for (tile sides, after
 # rounding up to a power of two). The ahead-of-time compile test checks these largest
 # tiles against the shared memory and registers of sm_80 and sm_90; float32 tiles take
 # twice the shared memory, and at d_head 128 they overflow it.
-TRITON_MAX_CHUNK = 64
+TRITON_MAX_BUCKET_SIZE = 64
 TRITON_MAX_HEAD = {torch.float16: 128, torch.bfloat16: 128, torch.float32: 64}
 TRITON_DTYPES = tuple(TRITON_MAX_HEAD)
 
@@ -72,7 +72,7 @@ def triton_runnable() -> str | None:
 
     Probed once per process and cached: triton installed, a C compiler and Python.h for
     its launchers, and with CUDA present a tiny kernel compiled, launched and checked on
-    the current device (reformer.kernels.probe). Calls under TRITON_INTERPRET=1 run in
+    the current device (reformer.lsh.triton.probe). Calls under TRITON_INTERPRET=1 run in
     numpy and need none of this, so ``resolve_backend`` does not ask then."""
     if not triton_installed():
         return "triton is not installed"
@@ -81,7 +81,7 @@ def triton_runnable() -> str | None:
         return missing
     if torch.cuda.is_available():
         try:
-            from reformer.kernels.probe import probe_launch
+            from reformer.lsh.triton.probe import probe_launch
 
             probe_launch()
         except Exception as exc:  # any failure means the kernels would fail too
@@ -91,7 +91,7 @@ def triton_runnable() -> str | None:
 
 def cpu_kernel_reason() -> str | None:
     """Why the fused CPU kernel cannot run in this process, or None (probed once)."""
-    from reformer.native.build import cpu_kernel_unavailable  # builds on first use
+    from reformer.lsh.cpu.build import cpu_kernel_unavailable  # builds on first use
 
     return cpu_kernel_unavailable()
 
@@ -128,10 +128,10 @@ def triton_limits(
     if dtype not in TRITON_DTYPES:
         return f"dtype {dtype} (the Triton kernels take {TRITON_DTYPES})"
     widest = max(d_head, d_head if d_value is None else d_value)
-    if bucket_size > TRITON_MAX_CHUNK or widest > TRITON_MAX_HEAD[dtype]:
+    if bucket_size > TRITON_MAX_BUCKET_SIZE or widest > TRITON_MAX_HEAD[dtype]:
         return (
             f"bucket_size={bucket_size}, d_head={widest} (the Triton kernels take "
-            f"bucket_size up to {TRITON_MAX_CHUNK} and d_head up to "
+            f"bucket_size up to {TRITON_MAX_BUCKET_SIZE} and d_head up to "
             f"{TRITON_MAX_HEAD[dtype]} in {dtype})"
         )
     return None
@@ -195,7 +195,7 @@ def resolve_backend(
 
 def _auto_cpu() -> str:
     """auto on a float32 CPU tensor: the fused kernel when it runs here, else torch."""
-    from reformer.native.build import find_compiler
+    from reformer.lsh.cpu.build import find_compiler
 
     if find_compiler() is None:
         return "torch"  # the documented default without a compiler: no warning

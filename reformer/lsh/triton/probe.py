@@ -1,5 +1,5 @@
 """A one-off check that Triton can compile, launch and run a kernel on the current CUDA
-device (``reformer.backends.triton_runnable`` calls it once per process)."""
+device (``reformer.lsh.dispatch.triton_runnable`` calls it once per process)."""
 
 from __future__ import annotations
 

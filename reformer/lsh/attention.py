@@ -30,24 +30,35 @@ token does not reproduce the logits of a full-sequence forward unless bucket_siz
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reformer.backends import resolve_backend
-from reformer.config import ReformerConfig, require_bool
+from reformer.checks import (
+    check_call,
+    check_layer_input,
+    check_n_hashes,
+    check_padding_mask,
+    require_bool,
+)
 from reformer.decode import LSHCache
 from reformer.exact import exact_attention
-from reformer.hashing import (
+from reformer.lsh.dispatch import resolve_backend
+from reformer.lsh.hashing import (
     draw_rotations,
     hash_vectors,
     resolve_n_buckets,
     rotation_width,
     total_buckets,
 )
-from reformer.lsh_core import SELF_LOGIT, SLICE_ELEMENTS, Layout, LSHAttentionFunction
+from reformer.lsh.layout import SELF_LOGIT, SLICE_ELEMENTS, Layout
+from reformer.lsh.torch_path import LSHAttentionFunction
 from reformer.seeds import layer_seed
+
+if TYPE_CHECKING:  # reformer.config imports this package (backend names, slice default)
+    from reformer.config import ReformerConfig
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -78,8 +89,12 @@ def lsh_attention(
     ``n_buckets`` defaults to 2·L/bucket_size (factorised above 128, see hashing.py).
     With ``return_buckets`` also returns the buckets (B, H, n_hashes, L) int64 (padded
     positions: the bucket past the last, n_buckets).
-    ``backend`` picks the implementation: "torch", "triton", "cpu" or "auto" (see
-    ``reformer.backends.resolve_backend``); both compute the same function.
+    ``backend`` picks the implementation: "torch", "triton", "cpu", or "auto", which picks
+    one of those three per call (``reformer.lsh.dispatch.resolve_backend``). The three
+    compute the same function up to floating-point rounding; the tests check each against
+    the O(L²) twin ``reformer.reference.lsh_attention_reference``. (The attention LSH
+    approximates, every allowed key and no hashing, is ``LSHSelfAttention``'s
+    ``exact=True``, not a backend.)
     ``slice_elements`` bounds the torch path's work per batched op, in logits (batch rows ×
     heads × chunks × c × 2c; about 10 bytes each are live in backward): larger slices mean
     fewer, larger ops and more transient memory (like trax's ``n_parallel_heads``). It
@@ -141,7 +156,7 @@ def lsh_attention(
         n_heads=n_heads,
         n_hashes=n_hashes,
         padded_len=padded_len,
-        chunk=bucket_size,
+        bucket_size=bucket_size,
         causal=causal,
         dup_correction=dup_correction,
         scale=d_head**-0.5,
@@ -149,11 +164,11 @@ def lsh_attention(
     )
     function: type[torch.autograd.Function] = LSHAttentionFunction
     if backend == "triton":
-        from reformer.kernels.function import TritonLSHFunction  # imports triton: when used
+        from reformer.lsh.triton.function import TritonLSHFunction  # imports triton: when used
 
         function = TritonLSHFunction
     elif backend == "cpu":
-        from reformer.native.function import CpuLSHFunction
+        from reformer.lsh.cpu.function import CpuLSHFunction
 
         function = CpuLSHFunction
     out = function.apply(
@@ -380,62 +395,3 @@ class LSHSelfAttention(nn.Module):
             for w in (self.to_qk.weight, self.to_v.weight)
         ]
         return torch.cat(per_head, dim=-1)
-
-
-def check_layer_input(x: object, d_model: int) -> None:
-    """An attention layer's input must be (B, L, d_model); say so, not a matmul error."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be (B, L, d_model={d_model}); got {got}")
-
-
-def check_n_hashes(n_hashes: object, attention: str) -> None:
-    """A per-call ``n_hashes`` must be None or an int >= 1, and only LSH attention hashes."""
-    if n_hashes is None:
-        return
-    if isinstance(n_hashes, bool) or not isinstance(n_hashes, int) or n_hashes < 1:
-        raise ValueError(f"n_hashes={n_hashes!r} must be None or an int >= 1 (hash rounds)")
-    if attention != "lsh":
-        raise ValueError(
-            f"n_hashes={n_hashes} is for attention='lsh' (hash rounds); this model's "
-            f"attention={attention!r} does not hash: leave n_hashes=None"
-        )
-
-
-def check_call(
-    x: torch.Tensor,
-    padding_mask: object,
-    n_hashes: object,
-    exact: object,
-    *,
-    attention: str,
-) -> None:
-    """Raise ValueError naming the argument unless a layer's (or model's) per-call
-    arguments fit x (B, L, ...): ``padding_mask`` None or (B, L) bool, ``n_hashes`` None or
-    an int >= 1 (LSH attention only), ``exact`` a bool, not both n_hashes and exact."""
-    check_padding_mask(padding_mask, tuple(x.shape[:2]))
-    check_n_hashes(n_hashes, attention)
-    require_bool("exact", exact)
-    if exact and n_hashes is not None:
-        raise ValueError(
-            f"exact=True uses no hash rounds; give n_hashes={n_hashes} or exact=True, not both"
-        )
-
-
-def check_padding_mask(padding_mask: object, batch_and_length: tuple[int, ...]) -> None:
-    """``padding_mask`` must be None or a (B, L) torch.bool tensor, True at real tokens."""
-    if padding_mask is None:
-        return
-    if not isinstance(padding_mask, torch.Tensor):
-        raise ValueError(
-            f"padding_mask must be a (B, L) torch.bool tensor (True at real tokens) or None; "
-            f"got {type(padding_mask).__name__}"
-        )
-    if padding_mask.dtype != torch.bool:
-        raise ValueError(
-            f"padding_mask dtype {padding_mask.dtype} must be torch.bool (True at real tokens)"
-        )
-    if tuple(padding_mask.shape) != batch_and_length:
-        raise ValueError(
-            f"padding_mask shape {tuple(padding_mask.shape)} must be (B, L) = {batch_and_length}"
-        )

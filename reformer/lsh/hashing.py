@@ -14,8 +14,6 @@ import math
 
 import torch
 
-from reformer.config import validate_n_buckets
-
 # Above this many buckets the default hash is factorised, as HF transformers does for
 # chunk length 64: flat hashing costs d_head·n_buckets/2 per position and round, which at
 # 512 buckets is as much as the chunked attention itself.
@@ -23,6 +21,16 @@ FLAT_BUCKET_LIMIT = 128
 # Bound on the rotated tensor built at once while hashing (elements), so hashing memory is
 # linear in L.
 _HASH_BLOCK_ELEMENTS = 1 << 24
+
+
+def validate_n_buckets(n_buckets: int | tuple[int, ...]) -> None:
+    """Buckets come from argmax over [xR; -xR], so every factor must be even and >= 2."""
+    factors = (n_buckets,) if isinstance(n_buckets, int) else tuple(n_buckets)
+    if not factors or any(not isinstance(f, int) or f < 2 or f % 2 for f in factors):
+        raise ValueError(
+            f"n_buckets={n_buckets!r} must be an even int >= 2, or a tuple of such ints "
+            "(a factorised hash), or None for 2*L/bucket_size"
+        )
 
 
 def resolve_n_buckets(

@@ -1,8 +1,0 @@
-"""Fused Triton kernels for LSH attention (Reformer sec. 2).
-
-``function.TritonLSHFunction`` (needs triton) is the autograd Function and builds the
-launches; ``config`` holds the launch shapes (tiles, warps, grid, dot precision); ``aot``
-compiles the launches' real specialisations for sm_80 / sm_90 without a GPU; ``probe``
-checks once that Triton can launch here. ``reformer.backends`` decides when the kernels
-are used.
-"""
