@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import re
 
-from suites.harness.points import Suite
+from suites.harness.suite import Suite
 from suites.rows.schema import SUITE_ORDER
 
 

@@ -18,7 +18,7 @@ import contextlib
 import os
 import sys
 
-from suites.harness import exits, process_env
+from suites.harness import exits, process_settings
 from suites.harness.arguments import (
     MAX_MMAP_THRESHOLD,
     MAX_SEEDS,
@@ -34,8 +34,8 @@ from suites.harness.executors import EXECUTORS
 from suites.harness.lengths import lengths_argument, select_lengths
 from suites.harness.lock import SweepLocked
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext, Suite
 from suites.harness.process_memory import MEMORY_BUDGET_GIB
+from suites.harness.suite import GridContext, Suite
 from suites.harness.summary import summary, sweep_rows
 from suites.harness.sweep import memory_cap, run_sweep
 from suites.registry import get_suite, load_suites
@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--wait-policy",
-        default=process_env.DEFAULT_WAIT_POLICY,
-        choices=process_env.WAIT_POLICIES,
+        default=process_settings.DEFAULT_WAIT_POLICY,
+        choices=process_settings.WAIT_POLICIES,
         help="OpenMP threads at a barrier in every point: auto (the default: inherit on an "
         "idle machine, passive on a busy one), passive (sleep; robust when other work "
         "shares the cores, slower on an idle machine), active (spin), inherit (this shell's "
@@ -131,10 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mmap-threshold",
         type=at_most(non_negative_int, MAX_MMAP_THRESHOLD, "glibc's largest"),
-        default=process_env.DEFAULT_MMAP_THRESHOLD,
+        default=process_settings.DEFAULT_MMAP_THRESHOLD,
         metavar="BYTES",
         help="glibc's mmap threshold in every point, >= 0 (default: "
-        f"{process_env.DEFAULT_MMAP_THRESHOLD}, so freed large blocks go back to the OS and "
+        f"{process_settings.DEFAULT_MMAP_THRESHOLD}, so freed large blocks go back to the OS and "
         "peaks are the tensors'; 0: glibc's sliding default); rows record it",
     )
     parser.add_argument(
@@ -236,14 +236,14 @@ def _sweep_suites(
 ) -> int:
     """Measure each suite in turn; the exit status of all their points together."""
     # Before the first point's process (and the fork server it comes from) starts.
-    policy = process_env.resolve_wait_policy(args.wait_policy)
+    policy = process_settings.resolve_wait_policy(args.wait_policy)
     if args.wait_policy == "auto" and policy == "passive":
         print(
             f"note: load average {os.getloadavg()[0]:.1f}: the machine is busy, so points run "
             "with OMP_WAIT_POLICY=PASSIVE (--wait-policy inherit keeps OpenMP's default)",
             flush=True,
         )
-    process_env.apply(policy, args.mmap_threshold)
+    process_settings.apply(policy, args.mmap_threshold)
     statuses: list[str | None] = []
     for suite in suites:
         try:

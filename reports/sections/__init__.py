@@ -17,7 +17,7 @@ from reports.sections.memory import build_memory
 from reports.sections.peers import build_peers
 from reports.sections.quality import build_quality
 from reports.sections.scale import build_scale
-from reports.sections.timing import build_time
+from reports.sections.time import build_time
 
 SECTIONS: tuple[Section, ...] = (
     Section("memory", "Peak memory against length", "memory-suite results", build_memory),

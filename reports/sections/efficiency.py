@@ -14,7 +14,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.render.document import Block, Paragraph, Table, fmt
 from reports.render.plotting import Panel, draw_panels, ordered, split_variants
-from reports.sections.timing import series_labels
+from reports.sections.time import series_labels
 
 SUITES = ("time", "peers")
 

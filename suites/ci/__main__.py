@@ -27,7 +27,7 @@ from suites.ci.bench import read_ratios, run_benchmarks
 from suites.ci.deterministic import MEASURES
 from suites.ci.gates import SPECS, Outcome, check_limits, check_ratio, skipped
 from suites.ci.history import append_history, history_rows, run_provenance
-from suites.harness.env import REPO_ROOT
+from suites.harness.environment import REPO_ROOT
 from suites.rows.store import COMMITTED_OUT, utc_stamp
 
 DEFAULT_CI_DIR = REPO_ROOT / COMMITTED_OUT / "ci"

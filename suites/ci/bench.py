@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from suites.harness.env import REPO_ROOT
+from suites.harness.environment import REPO_ROOT
 
 
 def run_benchmarks(json_path: Path, nodes: list[str]) -> int:

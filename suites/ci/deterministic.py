@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from reformer.config import PRESETS, ReformerConfig
 from suites.harness.saved_bytes import saved_bytes
-from suites.harness.spec import Harness
+from suites.harness.spec import Workload
 from suites.harness.steps import build_step
 from suites.rows.names import layer_model
 
@@ -65,7 +65,7 @@ def layer_saved_bytes(
         step = build_step(
             layer_model(config),
             config.replace(max_seq_len=seq_len),
-            Harness(phase="fwd_bwd", seq_len=seq_len),
+            Workload(phase="fwd_bwd", seq_len=seq_len),
         )
         points[seq_len], _ = saved_bytes(step.forward)
         del step
@@ -84,7 +84,7 @@ def depth_saved_bytes(
         step = build_step(
             "reformer-lsh-rev",
             config.replace(n_layers=n_layers),
-            Harness(phase="fwd_bwd", seq_len=seq_len),
+            Workload(phase="fwd_bwd", seq_len=seq_len),
         )
         points[n_layers], _ = saved_bytes(step.forward)
         del step

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from suites.ci.gates import SPECS, Outcome
-from suites.harness.env import environment
+from suites.harness.environment import environment
 from suites.rows.store import RunFile, utc_now
 
 SCHEMA_VERSION = 1

@@ -30,19 +30,19 @@ CACHES = ("lsh", "kv", "none", "hf")
 def measure_decode(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    config, harness = options["config"], options["harness"]
-    if harness.num_threads:
-        torch.set_num_threads(harness.num_threads)
+    config, workload = options["config"], options["workload"]
+    if workload.num_threads:
+        torch.set_num_threads(workload.num_threads)
     torch.manual_seed(config.seed)
     cache, new_tokens = params["cache"], int(params["new_tokens"])
-    decoder, info = _decoder(params["model"], cache, config, harness)
-    prompt = torch.randint(0, config.vocab_size, (harness.batch, harness.seq_len))
-    prompt = prompt.to(harness.device)
+    decoder, info = _decoder(params["model"], cache, config, workload)
+    prompt = torch.randint(0, config.vocab_size, (workload.batch, workload.seq_len))
+    prompt = prompt.to(workload.device)
     # One-off costs (the CPU kernel's build or load, thread pools, torch's lazy set-up) are
     # paid here, on a short prompt, so the timed prefill is the first token's own time.
     decoder(prompt[:, :WARM_PROMPT], 1)
     memory, (prefill_s, per_token_s, cache_bytes) = peak_memory(
-        lambda: decoder(prompt, new_tokens), harness.device
+        lambda: decoder(prompt, new_tokens), workload.device
     )
     ordered = sorted(per_token_s)
     median = statistics.median(ordered)
@@ -54,34 +54,34 @@ def measure_decode(params: dict[str, Any], options: dict[str, Any]) -> dict[str,
         "t_iqr_ms": (ordered[(3 * len(ordered)) // 4] - ordered[len(ordered) // 4]) * 1e3,
         "n_samples": len(ordered),
         "prefill_ms": prefill_s * 1e3,
-        "tokens_per_s": harness.batch / median,
+        "tokens_per_s": workload.batch / median,
         "cache_bytes_per_token": cache_bytes,
         **info,
         **memory,
     }
 
 
-def _decoder(model_name: str, cache: str, config, harness):
+def _decoder(model_name: str, cache: str, config, workload):
     """(decode(prompt, new_tokens) -> (prefill s, per-token s, cache bytes per position),
     row fields naming the implementation)."""
     import torch
 
     if cache not in CACHES:
         raise ValueError(f"cache={cache!r} is unknown; allowed: {CACHES}")
-    dtype = getattr(torch, harness.dtype)
+    dtype = getattr(torch, workload.dtype)
     if cache == "hf":
         from baselines.peers import peer_version
         from suites.decode.hf import hf_decoder
 
         info = {"impl": "transformers", "impl_version": peer_version("peer-hf")}
-        return hf_decoder(config, harness.device, dtype, WARMUP_TOKENS), info
+        return hf_decoder(config, workload.device, dtype, WARMUP_TOKENS), info
 
     from baselines import TransformerLM
     from reformer import ReformerLM
     from reformer.generate import sample
 
     model = (ReformerLM if model_name.startswith("reformer") else TransformerLM)(config)
-    model = model.to(device=harness.device, dtype=dtype).train(False)
+    model = model.to(device=workload.device, dtype=dtype).train(False)
 
     def decode(prompt, new_tokens: int):
         with torch.no_grad():

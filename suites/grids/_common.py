@@ -13,8 +13,9 @@ from typing import Any
 
 from reformer.config import PRESETS, ReformerConfig
 from suites.harness.backend import backend_ablation
-from suites.harness.points import GridContext, Point
-from suites.harness.spec import Harness, model_fields
+from suites.harness.points import Point
+from suites.harness.spec import Workload, model_fields
+from suites.harness.suite import GridContext
 from suites.rows.names import layer_model, lm_model
 
 # (min_run_time s, timeout s) per mode: quick is a smoke run, paper is paper scale.
@@ -63,7 +64,7 @@ def model_point(
     # A smoke run of tiny models on one thread: two threads add only barrier waits at this
     # size, and on a busy machine those dominate.
     threads = 1 if ctx.mode == "quick" else None
-    harness = Harness(
+    workload = Workload(
         phase=phase,
         seq_len=seq_len,
         batch=batch,
@@ -73,9 +74,9 @@ def model_point(
     )
     config = config.replace(max_seq_len=seq_len)
     return Point(
-        params=model_fields(model, config, harness),
+        params=model_fields(model, config, workload),
         config=config,
-        harness=harness,
+        workload=workload,
         options=dict(options or {}),
         min_run_time=default_run_time if min_run_time is None else min_run_time,
         timeout_s=default_timeout if timeout_s is None else timeout_s,

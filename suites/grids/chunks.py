@@ -33,7 +33,8 @@ from typing import Any
 from reformer.config import PRESETS, ReformerConfig
 from reformer.lsh.layout import SLICE_ELEMENTS
 from suites.grids._common import distinct, knob_grid, ok_rows, preset
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 
 BUCKET_SIZES = (32, 64, 128, 256, 512)
 SLICE_BUDGETS = (2**15, 2**17, 2**19, 2**21, 2**23)

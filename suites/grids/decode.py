@@ -24,7 +24,8 @@ from baselines.peers import missing_note, peer_available
 from suites.decode.runner import WARMUP_TOKENS
 from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
 from suites.harness.backend import device_backend
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 from suites.rows.decode_findings import decode_findings
 
 RUNNER = "suites.decode.runner:measure_decode"

@@ -11,7 +11,8 @@ from typing import Any
 
 from reformer.config import ReformerConfig
 from suites.grids._common import knob_grid, ok_rows, preset
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 
 N_HASHES = (1, 2, 4, 8)
 

@@ -28,8 +28,9 @@ from typing import Any
 from reformer.config import ReformerConfig
 from suites.grids._common import lm_point, powers_of_two, preset
 from suites.harness.backend import device_backend
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
 from suites.harness.process_memory import MEMORY_BUDGET_GIB
+from suites.harness.suite import GridContext, Suite
 
 MAIN_MODELS = (  # (family, attention, reversible)
     ("transformer", "full", False),

@@ -25,7 +25,8 @@ from suites.grids._common import (
     preset,
 )
 from suites.harness.backend import backend_ablation
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 
 MODELS = ("attn-lsh", *PEER_PACKAGES, "attn-sdpa")
 

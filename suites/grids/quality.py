@@ -28,8 +28,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from suites.harness.points import GridContext, Point, Suite
-from suites.harness.spec import Harness, model_fields
+from suites.harness.points import Point
+from suites.harness.spec import Workload, model_fields
+from suites.harness.suite import GridContext, Suite
 from suites.quality.sizes import SIZES, RunSize
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
@@ -123,13 +124,13 @@ def _seed_zero_runs(ctx: GridContext) -> list[Run]:
 def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
     """Row fields: the model as trained (its training cost is in the row too), the
     attention it is evaluated with, and the step."""
-    harness = Harness(
+    workload = Workload(
         phase="train_step",
         seq_len=run.schedule.seq_len,
         batch=run.schedule.batch,
         device=run.device,
     )
-    fields = model_fields(run.model_name, run.config, harness)
+    fields = model_fields(run.model_name, run.config, workload)
     # A shared-QK model trained with exact attention hashes nothing. The byte LMs have
     # learned positions, and these rows have never carried axial_shape in their identity.
     if hash_rounds(run.train_attention) is None:

@@ -13,7 +13,8 @@ from typing import Any
 from reformer.config import ReformerConfig
 from suites.grids._common import lm_point, ok_rows, preset
 from suites.harness.backend import device_backend
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 
 
 def _shape(ctx: GridContext) -> tuple[int, tuple[int, ...], tuple[int, ...], ReformerConfig]:

@@ -27,7 +27,8 @@ from typing import Any
 from reformer.config import ReformerConfig
 from suites.grids._common import lm_point, ok_rows, powers_of_two, preset
 from suites.harness.backend import device_backend
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 
 MAX_LENGTH = 2**20  # the "long-context" preset's axial table covers it: one family
 # The long-context model of the paper-scale grid: 2 layers, the feed-forward in 64 chunks.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from suites.harness.spec import Harness
+from suites.harness.spec import Workload
 from suites.harness.steps import Step, StepHooks, build_step
 
 if TYPE_CHECKING:
@@ -33,10 +33,10 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 def build_scale_step(
     params: dict[str, Any],
     config: ReformerConfig,
-    harness: Harness,
+    workload: Workload,
     progress_file: str | None = None,
 ) -> Step:
-    """A whole-LM training step of ``config`` run as ``harness`` says (the point's row
+    """A whole-LM training step of ``config`` run as ``workload`` says (the point's row
     fields in ``params``), optionally under autocast (``params["autocast"]``): the common
     step (suites.harness.steps) with the forward under autocast, progress written per stage
     and layer, and AdamW's per-parameter path."""
@@ -55,7 +55,7 @@ def build_scale_step(
     def forward_context() -> contextlib.AbstractContextManager[Any]:
         if autocast is None:
             return contextlib.nullcontext()
-        return torch.autocast(torch.device(harness.device).type, dtype=AUTOCAST_DTYPES[autocast])
+        return torch.autocast(torch.device(workload.device).type, dtype=AUTOCAST_DTYPES[autocast])
 
     hooks = StepHooks(
         forward_context=forward_context,
@@ -63,7 +63,7 @@ def build_scale_step(
         on_layer=reporter.layer if progress_file is not None else None,
         foreach=False,
     )
-    step = build_step(params["model"], config, harness, hooks)
+    step = build_step(params["model"], config, workload, hooks)
     step.info["autocast"] = autocast
     return step
 
@@ -96,7 +96,7 @@ def measure_scale_step(params: dict[str, Any], options: dict[str, Any]) -> dict[
         torch.set_num_threads(int(params["num_threads"]))
     torch.manual_seed(int(params.get("seed", 0)))
     step = build_scale_step(
-        params, options["config"], options["harness"], options.get("progress_file")
+        params, options["config"], options["workload"], options.get("progress_file")
     )
     outcome: dict[str, Any] = {}
 

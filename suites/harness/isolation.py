@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any
 
-from suites.harness import process_env
+from suites.harness import process_settings
 from suites.harness.process_memory import MEMORY_BUDGET_GIB, cap_mechanism, proc_status_bytes
 
 GIB = 2**30
@@ -61,7 +61,7 @@ PRELOAD = [
 def _context() -> Any:
     """forkserver with torch preloaded: a fresh child in ~50 ms instead of ~1.5 s (spawn).
 
-    The fork server reads the process settings (suites.harness.process_env) when it
+    The fork server reads the process settings (suites.harness.process_settings) when it
     starts, and its children inherit them; after they change, the next child comes from a
     new server, so a point never runs under settings other than those applied."""
     global _CONTEXT, _SERVER_SETTINGS
@@ -71,7 +71,7 @@ def _context() -> Any:
             _CONTEXT.set_forkserver_preload(PRELOAD)
         else:
             _CONTEXT = multiprocessing.get_context("spawn")
-    settings = process_env.exported()
+    settings = process_settings.exported()
     changed = _SERVER_SETTINGS is not None and settings != _SERVER_SETTINGS
     if changed and _CONTEXT.get_start_method() == "forkserver":
         from multiprocessing import forkserver
@@ -181,7 +181,7 @@ def _child_main(
 ) -> None:
     sys.path[:] = path
     # What this child really runs under (inherited from the fork server's start).
-    applied: dict[str, Any] = process_env.child_settings()
+    applied: dict[str, Any] = process_settings.child_settings()
     # (status, the runner's row fields or the error's text, the cap applied)
     message: tuple[str, Any, dict[str, Any]]
     try:

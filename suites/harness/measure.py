@@ -31,12 +31,12 @@ def measure_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, A
 
     from suites.harness.steps import build_step
 
-    config, harness = options["config"], options["harness"]
-    if harness.num_threads:
-        torch.set_num_threads(harness.num_threads)
+    config, workload = options["config"], options["workload"]
+    if workload.num_threads:
+        torch.set_num_threads(workload.num_threads)
     torch.manual_seed(config.seed)
-    step = build_step(params["model"], config, harness)
-    device = harness.device
+    step = build_step(params["model"], config, workload)
+    device = workload.device
     result: dict[str, Any] = {"num_threads": torch.get_num_threads(), **step.info}
     if options.get("memory_first"):
         memory, (saved, counted) = peak_memory(lambda: counted_step(step, False), device)

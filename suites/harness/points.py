@@ -1,8 +1,5 @@
-"""What the harness runs: a suite's grid of points, and what a grid is sized for.
-
-A :class:`Suite` is a grid of :class:`Point` s plus an optional summary; a :class:`Point` is
-one measurement, run in a child process by its ``runner``. The suites themselves are found
-by suites.registry; nothing here knows which exist.
+"""What the harness runs: a :class:`Point` is one measurement, run in a child process by its
+``runner`` (suites.harness.suite holds the grid a suite makes of them).
 """
 
 from __future__ import annotations
@@ -12,37 +9,18 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suites.harness.process_memory import MEMORY_BUDGET_GIB
 from suites.rows.names import schema_1_names
-from suites.rows.schema import MODES
 
 if TYPE_CHECKING:
     from reformer.config import ReformerConfig
-    from suites.harness.spec import Harness
+    from suites.harness.spec import Workload
 
 DEFAULT_RUNNER = "suites.harness.measure:measure_step"
 # The config fields that make two points of one family: everything but length and batch
 # (the time suite keeps tokens per batch fixed, so batch falls as length grows).
 LENGTH_FIELDS = ("seq_len", "batch")
-
-
-@dataclass(frozen=True, kw_only=True)
-class GridContext:
-    """What a grid is sized for."""
-
-    device: str  # "cpu" | "cuda"
-    mode: str = "default"  # "quick" | "default" | "paper" (suites.rows.schema.MODES)
-    memory_budget_gb: float = MEMORY_BUDGET_GIB  # the scale suite's budget
-    out_dir: Path | None = None  # the results directory (for suites that keep artefacts)
-    data: str | None = None  # quality suite: byte-LM corpus file or folder (None: stdlib)
-    seeds: int = 1  # quality suite: models trained per cell, with seeds 0..seeds-1
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r} is unknown; allowed: {MODES}")
 
 
 @dataclass(kw_only=True)
@@ -58,7 +36,7 @@ class Point:
 
     params: dict[str, Any]
     config: ReformerConfig | None = None  # model points: the model the runner builds
-    harness: Harness | None = None  # model points: how it is run
+    workload: Workload | None = None  # model points: how it is run
     runner: str = DEFAULT_RUNNER
     timeout_s: float = 600.0
     min_run_time: float = 0.5  # seconds of timed calls for Timer.blocked_autorange
@@ -68,12 +46,12 @@ class Point:
 
     def with_threads(self, threads: int) -> Point:
         """The same point at a fixed torch thread count (part of its identity)."""
-        harness = None if self.harness is None else replace(self.harness, num_threads=threads)
-        return replace(self, params={**self.params, "num_threads": threads}, harness=harness)
+        workload = None if self.workload is None else replace(self.workload, num_threads=threads)
+        return replace(self, params={**self.params, "num_threads": threads}, workload=workload)
 
     def runner_options(self) -> dict[str, Any]:
-        """What the child's runner gets beside params: timing, switches, config, harness."""
-        model = {} if self.config is None else {"config": self.config, "harness": self.harness}
+        """What the child's runner gets beside params: timing, switches, config, workload."""
+        model = {} if self.config is None else {"config": self.config, "workload": self.workload}
         return {"min_run_time": self.min_run_time, **self.options, **model}
 
     @property
@@ -94,18 +72,6 @@ class Point:
         """Points that differ only in length: after one runs out of memory, longer ones skip."""
         rest = {k: v for k, v in self.params.items() if k not in LENGTH_FIELDS}
         return json.dumps(rest, sort_keys=True, default=str)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Suite:
-    name: str
-    description: str
-    grid: Callable[[GridContext], list[Point]]
-    # Extra lines for the end-of-run summary, from every row of the run file.
-    summarize: Callable[[list[dict[str, Any]], GridContext], list[str]] | None = None
-    # Per-child memory cap this suite wants by default (GiB); None: the harness default.
-    default_max_memory_gb: Callable[[GridContext], float | None] | None = None
-    in_all: bool = True  # whether ``python -m suites.run all`` includes it
 
 
 def resolve_runner(runner: str) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:

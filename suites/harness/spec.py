@@ -1,7 +1,7 @@
 """What a model point measures, and the result-row fields that say so.
 
 A model point is a model name (suites.rows.names), a ``ReformerConfig`` built from a preset with
-``.replace(...)``, and a :class:`Harness`: how the model is run (phase, batch, length,
+``.replace(...)``, and a :class:`Workload`: how the model is run (phase, batch, length,
 dtype, device, threads). The config columns of a result row derive from both: the harness
 fields, then every ``ReformerConfig`` field except ``max_seq_len`` (a point's model is built
 for exactly its ``seq_len``). Nothing here restates a config default.
@@ -45,7 +45,7 @@ _LSH_ONLY = ("n_hashes", "bucket_size", "n_buckets")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Harness:
+class Workload:
     """How a model point is run; none of it changes the model."""
 
     # "fwd" (no_grad) | "fwd_bwd" | "train_step" (adds an AdamW update) | "decode"
@@ -67,7 +67,7 @@ class Harness:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
 
 
-def model_fields(model: str, config: ReformerConfig, harness: Harness) -> dict[str, Any]:
+def model_fields(model: str, config: ReformerConfig, workload: Workload) -> dict[str, Any]:
     """The row fields that identify a model point (what the harness hashes for resume).
 
     Fields that do not apply are null: a single layer has no depth, FF or reversibility
@@ -80,12 +80,12 @@ def model_fields(model: str, config: ReformerConfig, harness: Harness) -> dict[s
         if name in SCHEMA_1_CONFIG_FIELDS or value != DEFAULTS[name]:
             fields[name] = list(value) if isinstance(value, tuple) else value
     fields |= {
-        "phase": harness.phase,
-        "batch": harness.batch,
-        "seq_len": harness.seq_len,
-        "dtype": harness.dtype,
-        "device": harness.device,
-        "num_threads": harness.num_threads,
+        "phase": workload.phase,
+        "batch": workload.batch,
+        "seq_len": workload.seq_len,
+        "dtype": workload.dtype,
+        "device": workload.device,
+        "num_threads": workload.num_threads,
     }
     if model_kind(model) in ("layer", "peer"):
         fields |= dict.fromkeys(_NOT_A_LAYER) | {"n_layers": 1}

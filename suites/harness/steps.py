@@ -40,7 +40,7 @@ from suites.rows.names import model_kind
 
 if TYPE_CHECKING:
     from reformer import ReformerConfig
-    from suites.harness.spec import Harness
+    from suites.harness.spec import Workload
 
 
 @dataclass
@@ -89,28 +89,28 @@ class StepHooks:
 
 
 def build_step(
-    model: str, config: ReformerConfig, harness: Harness, hooks: StepHooks | None = None
+    model: str, config: ReformerConfig, workload: Workload, hooks: StepHooks | None = None
 ) -> Step:
     """Model, inputs and the step function for one point (untimed). ``hooks`` apply to
     whole LMs only."""
     kind = model_kind(model)
     if kind in ("transformer", "reformer"):
-        return _lm_step(kind, config, harness, hooks or StepHooks())
+        return _lm_step(kind, config, workload, hooks or StepHooks())
     if hooks is not None:
         raise ValueError(f"model={model!r} is a single attention layer; step hooks need an LM")
-    if harness.phase == "train_step":
+    if workload.phase == "train_step":
         raise ValueError(
             f"model={model!r} is a single attention layer; allowed phases: ('fwd', 'fwd_bwd')"
         )
-    return _layer_step(model if kind == "peer" else None, config, harness)
+    return _layer_step(model if kind == "peer" else None, config, workload)
 
 
-def _lm_step(family: str, config: ReformerConfig, harness: Harness, hooks: StepHooks) -> Step:
+def _lm_step(family: str, config: ReformerConfig, workload: Workload, hooks: StepHooks) -> Step:
     from baselines import TransformerLM
     from reformer import ReformerLM
     from reformer.flops import model_flops
 
-    device, dtype = torch.device(harness.device), TORCH_DTYPES[harness.dtype]
+    device, dtype = torch.device(workload.device), TORCH_DTYPES[workload.dtype]
     net: ReformerLM | TransformerLM
     if family == "transformer":
         net, impl = TransformerLM(config), "baselines.TransformerLM"
@@ -125,10 +125,10 @@ def _lm_step(family: str, config: ReformerConfig, harness: Harness, hooks: StepH
             layer.register_forward_pre_hook(
                 lambda *_, i=index, watch=hooks.on_layer: watch(i, len(layers))
             )
-    batch, seq_len = harness.batch, harness.seq_len
+    batch, seq_len = workload.batch, workload.seq_len
     generator = torch.Generator().manual_seed(config.seed)
     tokens = torch.randint(config.vocab_size, (batch, seq_len), generator=generator).to(device)
-    phase = harness.phase
+    phase = workload.phase
     parameters: list[torch.Tensor] = list(net.parameters())
     optimizer = (
         torch.optim.AdamW(parameters, lr=1e-4, foreach=hooks.foreach)
@@ -157,14 +157,14 @@ def _lm_step(family: str, config: ReformerConfig, harness: Harness, hooks: StepH
     info |= {
         "flops_method": "analytic",
         "n_buckets": _lsh_buckets(config, seq_len),
-        "backend": backend_used(config, harness.device, dtype),
+        "backend": backend_used(config, workload.device, dtype),
     }
     return Step(forward, finish, parameters, batch * seq_len, flops, info)
 
 
-def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> Step:
-    device, dtype = torch.device(harness.device), TORCH_DTYPES[harness.dtype]
-    batch, seq_len = harness.batch, harness.seq_len
+def _layer_step(peer: str | None, config: ReformerConfig, workload: Workload) -> Step:
+    device, dtype = torch.device(workload.device), TORCH_DTYPES[workload.dtype]
+    batch, seq_len = workload.batch, workload.seq_len
     if peer is not None:
         from baselines.peers import build_peer
 
@@ -178,14 +178,14 @@ def _layer_step(peer: str | None, config: ReformerConfig, harness: Harness) -> S
             "impl_version": own_version(),
             "n_buckets": _lsh_buckets(config, seq_len),
             "flops_method": "analytic",
-            "backend": backend_used(config, harness.device, dtype),
+            "backend": backend_used(config, workload.device, dtype),
         }
     layer = layer.to(device=device, dtype=dtype).train()
     generator = torch.Generator().manual_seed(config.seed)
     shape = (batch, seq_len, config.d_model)
     x = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
     grad_out = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
-    phase = harness.phase
+    phase = workload.phase
     x.requires_grad_(phase != "fwd")
 
     def forward() -> Any:

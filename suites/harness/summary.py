@@ -13,7 +13,7 @@ from typing import Any
 
 from suites.harness.exits import closing_line, sweep_status
 from suites.harness.isolation import inherited_address_limit
-from suites.harness.points import GridContext, Suite
+from suites.harness.suite import GridContext, Suite
 from suites.rows.busy import MARK, busy_note, row_is_busy
 from suites.rows.newest import latest_rows
 from suites.rows.store import RunFile

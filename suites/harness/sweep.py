@@ -19,15 +19,16 @@ from typing import Any
 
 from suites.harness.assembly import assemble_row
 from suites.harness.efficiency import efficiency_fields, run_peaks
-from suites.harness.env import environment
+from suites.harness.environment import environment
 from suites.harness.executors import open_executor
 from suites.harness.executors.dispatch import measure_points
 from suites.harness.isolation import default_max_memory_gb
 from suites.harness.lengths import select_lengths
 from suites.harness.lock import sweep_lock
 from suites.harness.options import SweepOptions
-from suites.harness.points import DEFAULT_RUNNER, GridContext, Point, Suite
-from suites.harness.process_env import SETTINGS_FIELDS
+from suites.harness.points import DEFAULT_RUNNER, Point
+from suites.harness.process_settings import SETTINGS_FIELDS
+from suites.harness.suite import GridContext, Suite
 from suites.rows.busy import RULE, is_busy
 from suites.rows.names import hardware_name, schema_1_mode
 from suites.rows.store import RunFile

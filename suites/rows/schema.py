@@ -102,7 +102,7 @@ ROW_FIELDS: tuple[str, ...] = (
 # Harness columns beyond the measurement itself: which implementation ran (peers), the
 # stable key resume matches on, the memory cap the child ran under, how FLOPs were had,
 # and the machine's 1-minute load average when the point ended, OMP_WAIT_POLICY and glibc's
-# mmap threshold in the point's process (suites.harness.process_env) (times
+# mmap threshold in the point's process (suites.harness.process_settings) (times
 # taken on a busy shared machine are not comparable with those taken on an idle one);
 # which backend ran our LSH attention (suites.harness.backend), the peak FLOP/s and MFU
 # (suites.harness.efficiency); the grid's mode and its number of points (a run with a row per point

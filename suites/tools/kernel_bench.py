@@ -30,7 +30,7 @@ import torch
 from reformer import lsh_attention
 from reformer.config import PRESETS
 from suites.harness.dtypes import TORCH_DTYPES
-from suites.harness.env import environment
+from suites.harness.environment import environment
 from suites.harness.lengths import lengths_argument
 
 VARIANTS = ("triton", "torch", "sdpa_flash")

@@ -35,7 +35,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from suites.grids.scale import LONG_FF_CHUNKS, LONG_LAYERS
-from suites.harness.env import REPO_ROOT
+from suites.harness.environment import REPO_ROOT
 
 if TYPE_CHECKING:
     from suites.harness.points import Point
@@ -255,7 +255,7 @@ def scale_point(
     e.g. d_model, vocab_size, bucket_size."""
     from suites.grids._common import preset
     from suites.grids.scale import long_context_point
-    from suites.harness.points import GridContext
+    from suites.harness.suite import GridContext
 
     ctx = GridContext(device=device)
     model = preset(ctx, "long-context", **size)
@@ -272,8 +272,8 @@ def ledger_step(point: Point, *, measure: bool = True) -> Ledger:
     fix_mmap_threshold()
     params = point.params
     torch.manual_seed(int(params.get("seed", 0)))
-    assert point.config is not None and point.harness is not None  # a model point
-    step = build_scale_step(params, point.config, point.harness)
+    assert point.config is not None and point.workload is not None  # a model point
+    step = build_scale_step(params, point.config, point.workload)
     unit = int(params["batch"]) * int(params["seq_len"]) * int(params["d_model"]) * 4
 
     def run() -> StorageTracker:
@@ -311,7 +311,9 @@ def ledger_runner(params: dict[str, Any], options: dict[str, Any]) -> dict[str, 
 
     if options.get("warm_up"):
         ledger_step(options["warm_up"], measure=False)
-    ledger = ledger_step(Point(params=params, config=options["config"], harness=options["harness"]))
+    ledger = ledger_step(
+        Point(params=params, config=options["config"], workload=options["workload"])
+    )
     return {
         "tracked_peak_bytes": ledger.tracked_peak_bytes,
         "peak_buffers": ledger.peak_buffers,
@@ -325,7 +327,7 @@ def write(ledger: Ledger, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = out_dir / f"ledger_L{ledger.seq_len}_{ledger.n_layers}layers_{stamp}.json"
-    from suites.harness.env import environment
+    from suites.harness.environment import environment
 
     payload = asdict(ledger) | {
         "environment": environment(ledger.params["device"]),

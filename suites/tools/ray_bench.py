@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from suites.harness.env import environment
+from suites.harness.environment import environment
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 from suites.harness.sweep import run_sweep
 from suites.registry import get_suite
 from suites.rows.schema import MODES

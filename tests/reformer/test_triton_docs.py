@@ -7,8 +7,8 @@ import re
 
 from reformer.lsh.dispatch import TRITON_MAX_BUCKET_SIZE, TRITON_MAX_HEAD
 from suites.grids.scale import LONG_LAYERS
-from suites.harness.env import REPO_ROOT
-from suites.harness.points import GridContext
+from suites.harness.environment import REPO_ROOT
+from suites.harness.suite import GridContext
 from suites.registry import get_suite
 
 DOCS = (REPO_ROOT / "docs" / "lsh.md").read_text() + (REPO_ROOT / "docs" / "gpu.md").read_text()

@@ -25,7 +25,7 @@ def ray_cluster() -> Any:
 @pytest.fixture(autouse=True)
 def _process_settings_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """``suites.run.main`` applies the points' process settings to os.environ
-    (suites.harness.process_env); each test gets back the environment it started with."""
+    (suites.harness.process_settings); each test gets back the environment it started with."""
     import os
 
     for name in ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_"):

@@ -18,7 +18,7 @@ from suites.grids.chunks import (
     grid,
     summarize,
 )
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 
 # The grid's keys before the slice sweep existed, captured from that code (see "about").
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "chunks_point_keys.json").read_text())

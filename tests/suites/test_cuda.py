@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from suites.harness.efficiency import datasheet_tflops, measure_gemm_tflops
-from suites.harness.env import environment
+from suites.harness.environment import environment
 from suites.harness.isolation import run_point
 from suites.harness.measure import _nvml_used, peak_memory
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext, Suite
+from suites.harness.suite import GridContext, Suite
 from suites.harness.sweep import run_sweep
 from suites.rows.names import hardware_name
 from suites.rows.store import read_rows

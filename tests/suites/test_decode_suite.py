@@ -6,7 +6,7 @@ import pytest
 
 from baselines.peers import peer_available
 from suites.grids.decode import grid, summarize
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 
 CTX = GridContext(device="cpu", mode="quick")
 

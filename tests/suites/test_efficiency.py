@@ -11,9 +11,9 @@ from reformer.flops import flops_breakdown
 from reformer.lsh.cpu.build import cpu_kernel_unavailable
 from suites.harness.efficiency import datasheet_tflops, efficiency_fields, gemm_runner, run_peaks
 from suites.harness.measure import counted_step
-from suites.harness.points import GridContext
-from suites.harness.spec import Harness
+from suites.harness.spec import Workload
 from suites.harness.steps import build_step
+from suites.harness.suite import GridContext
 from suites.registry import load_suites
 
 
@@ -126,7 +126,7 @@ def test_rows_record_the_lsh_backend_used(model, attention, backend):
     config = LAYER.replace(attention=attention, reversible=model.endswith("-rev"))
     if model.startswith("transformer"):
         config = config.replace(reversible=False)
-    step = build_step(model, config, Harness(phase="fwd", seq_len=64))
+    step = build_step(model, config, Workload(phase="fwd", seq_len=64))
     assert step.info["backend"] == backend
 
 
@@ -138,7 +138,7 @@ def test_layers_are_credited_with_model_flops_the_counter_agrees_with(attention,
     counter sees both, model FLOPs leave them out. The torch path: the counter cannot see
     the fused CPU kernel's matmuls (they run in C), which is why rows use model FLOPs."""
     config = LAYER.replace(attention=attention, backend="torch")
-    step = build_step(f"attn-{attention}", config, Harness(phase=phase, seq_len=64, batch=2))
+    step = build_step(f"attn-{attention}", config, Workload(phase=phase, seq_len=64, batch=2))
     _, counted = counted_step(step, count_flops=True)
     assert step.info["flops_method"] == "analytic"
     core = flops_breakdown(config, 64, 2)["attention"]
@@ -209,7 +209,8 @@ def _timed(model, seq_len, t_ms, **fields):
 
 
 def test_summaries_give_each_backend_its_own_line():
-    from suites.grids import peers, timing
+    from suites.grids import peers
+    from suites.grids import time as time_suite
 
     rows = [
         _timed("attn-lsh", 4096, 2.0, backend="torch", n_hashes=4),
@@ -222,7 +223,7 @@ def test_summaries_give_each_backend_its_own_line():
         _timed("peer-hf", 8192, 9.0),
     ]
     ctx = GridContext(device="cuda")
-    crossings = [line for line in timing.summarize(rows, ctx) if line.startswith("| LSH-4")]
+    crossings = [line for line in time_suite.summarize(rows, ctx) if line.startswith("| LSH-4")]
     assert crossings == [
         "| LSH-4 (torch) | sdpa | 5793 | LSH-4 (torch) |",
         "| LSH-4 (triton) | sdpa | none in grid | LSH-4 (triton) throughout |",

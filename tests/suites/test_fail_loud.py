@@ -23,7 +23,8 @@ import suites.rows.store as store_module
 import suites.run as run_module
 from suites.harness import exits
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext, Point
+from suites.harness.points import Point
+from suites.harness.suite import GridContext
 from suites.harness.summary import summary
 from suites.harness.sweep import run_sweep
 from suites.rows.store import RowNotWritten, RunFile, read_rows
@@ -367,7 +368,8 @@ def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_pat
         f"""
         import io
         from pathlib import Path
-        from suites.harness.points import GridContext, Point
+        from suites.harness.points import Point
+        from suites.harness.suite import GridContext
         from suites.harness.sweep import run_sweep
         from tests.suites.test_harness import _suite
         params = {params!r}

@@ -17,7 +17,7 @@ import pytest
 import suites.run as run_module
 from suites.harness.lock import SweepLocked, lock_path, sweep_lock
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 from suites.harness.summary import summary
 from suites.harness.sweep import run_sweep
 from suites.rows.busy import is_busy, row_is_busy

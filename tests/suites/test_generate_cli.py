@@ -6,7 +6,7 @@ import pytest
 
 from suites.generate import main
 from suites.grids.quality import runs
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 from suites.quality.tasks import build_model
 from suites.quality.train import save_checkpoint
 

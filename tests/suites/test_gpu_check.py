@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from suites.harness.env import REPO_ROOT
+from suites.harness.environment import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "suites" / "tools" / "gpu_check.sh"
 pytestmark = pytest.mark.skipif(

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
 from suites.harness.spec import model_fields
+from suites.harness.suite import GridContext, Suite
 from suites.harness.sweep import run_sweep
 from suites.registry import load_suites
 from suites.rows.schema import EXTRA_FIELDS, ROW_FIELDS, STATUSES
@@ -249,9 +250,9 @@ def test_every_registered_grid_is_well_formed(name, mode, device):
     keys = set()
     for point in points:
         if point.runner == "suites.harness.measure:measure_step":
-            assert point.config is not None and point.harness is not None
-            assert point.params == model_fields(point.params["model"], point.config, point.harness)
-            assert point.config.max_seq_len == point.harness.seq_len == point.seq_len
+            assert point.config is not None and point.workload is not None
+            assert point.params == model_fields(point.params["model"], point.config, point.workload)
+            assert point.config.max_seq_len == point.workload.seq_len == point.seq_len
         missing = {"model", "phase", "seq_len", "device", "attention", "seed"} - set(point.params)
         assert not missing, f"{name} point lacks {missing}"
         keys.add(point.key(name, "cpu-x"))

@@ -23,8 +23,9 @@ import pytest
 from reformer.config import ReformerConfig
 from suites.grids.quality import STDLIB
 from suites.harness.assembly import assemble_row
-from suites.harness.env import REPO_ROOT
-from suites.harness.points import GridContext, Point
+from suites.harness.environment import REPO_ROOT
+from suites.harness.points import Point
+from suites.harness.suite import GridContext
 from suites.registry import load_suites
 from suites.rows.names import hardware_name
 from suites.rows.schema import ROW_CONFIG_FIELDS, SCHEMA_1_CONFIG_FIELDS

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from suites.harness.env import REPO_ROOT
-from suites.harness.points import GridContext
+from suites.harness.environment import REPO_ROOT
+from suites.harness.suite import GridContext
 from suites.registry import load_suites
 from suites.rows.names import hardware_name
 from suites.rows.store import read_rows, run_files

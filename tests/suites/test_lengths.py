@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from suites.harness.lengths import parse_length, parse_lengths, select_lengths
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 from suites.run import main
 
 

@@ -11,7 +11,7 @@ from baselines import peers
 from reformer.config import ReformerConfig
 from suites.harness.isolation import is_oom, run_point
 from suites.harness.measure import counted_step, peak_memory, time_step
-from suites.harness.spec import Harness
+from suites.harness.spec import Workload
 from suites.harness.steps import Step, build_step
 
 MIB = 2**20
@@ -75,9 +75,9 @@ def test_saved_bytes_of_a_known_graph_match_a_hand_count():
 LAYER = ReformerConfig(attention="sdpa", d_model=16, n_heads=2, max_seq_len=32)
 
 
-def _layer_step(model="attn-sdpa", config=LAYER, **harness):
+def _layer_step(model="attn-sdpa", config=LAYER, **workload):
     return build_step(
-        model, config, Harness(**{"phase": "fwd_bwd", "batch": 2, "seq_len": 32} | harness)
+        model, config, Workload(**{"phase": "fwd_bwd", "batch": 2, "seq_len": 32} | workload)
     )
 
 

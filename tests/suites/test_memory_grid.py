@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from suites.grids.memory import SUITE, budget_gb, summarize
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 
 DEFAULT = GridContext(device="cpu", mode="default")
 
@@ -26,7 +26,7 @@ def test_default_grid_crosses_depth_with_length():
 def test_quick_grid_is_tiny_and_single_threaded():
     points = SUITE.grid(GridContext(device="cpu", mode="quick"))
     assert len(points) <= 16
-    assert {p.harness.num_threads for p in points} == {1}
+    assert {p.workload.num_threads for p in points} == {1}
     assert max(p.seq_len for p in points) <= 256 and max(p.config.d_model for p in points) <= 32
 
 

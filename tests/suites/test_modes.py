@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 from suites.rows.schema import MODES
 from suites.run import build_parser, main
 

@@ -48,6 +48,13 @@ def test_run_attentions_parse_and_label():
     assert names.hash_rounds("lsh-2") == 2 and names.hash_rounds("shared-full") is None
 
 
+def test_shared_qk_full_and_materialised_full_attention_are_labelled_apart():
+    """One word per idea: the paper's "Full" (exact shared-QK attention) is not the
+    baselines' materialised separate-QK attention, though both are exact."""
+    assert names.label("shared-full") == "Full"
+    assert names.label("full") == "Full (materialised)"
+
+
 def test_schema_1_rows_are_read_under_todays_names_and_map_back(tmp_path):
     path = tmp_path / "quality_cpu_x.jsonl"
     path.write_text(json.dumps(SCHEMA_1_ROW) + "\n")

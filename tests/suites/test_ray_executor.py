@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from suites.harness.env import REPO_ROOT
+from suites.harness.environment import REPO_ROOT
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 from suites.harness.sweep import run_sweep
 from suites.registry import get_suite
 from suites.rows.store import read_rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from suites.harness.env import REPO_ROOT
+from suites.harness.environment import REPO_ROOT
 from suites.rows.schema import EXTRA_FIELDS, OPTIONAL_FIELDS, ROW_FIELDS
 from suites.rows.store import read_rows
 

@@ -7,22 +7,22 @@ import torch
 
 from reformer.config import PRESETS
 from suites.grids.scale_step import build_scale_step
-from suites.harness.spec import Harness, model_fields
+from suites.harness.spec import Workload, model_fields
 from suites.harness.steps import StepHooks, build_step
 from suites.rows.names import lm_model
 
 
 def _point(autocast: str | None = None):
     config = PRESETS["debug"].replace(reversible=True, max_seq_len=64)
-    harness = Harness(phase="train_step", seq_len=64, batch=1)
-    params = model_fields(lm_model("reformer", config), config, harness) | {"autocast": autocast}
-    return params, config, harness
+    workload = Workload(phase="train_step", seq_len=64, batch=1)
+    params = model_fields(lm_model("reformer", config), config, workload) | {"autocast": autocast}
+    return params, config, workload
 
 
 def test_progress_names_each_stage_and_layer(tmp_path):
-    params, config, harness = _point()
+    params, config, workload = _point()
     progress = tmp_path / "progress"
-    step = build_scale_step(params, config, harness, str(progress))
+    step = build_scale_step(params, config, workload, str(progress))
     loss = step.forward()
     assert progress.read_text() == f"forward, layer {config.n_layers}/{config.n_layers}"
     step.finish(loss)
@@ -31,7 +31,7 @@ def test_progress_names_each_stage_and_layer(tmp_path):
 
 
 def test_hooks_see_stages_layers_and_wrap_the_forward():
-    params, config, harness = _point()
+    params, config, workload = _point()
     events: list[str] = []
     entered: list[bool] = []
 
@@ -47,7 +47,7 @@ def test_hooks_see_stages_layers_and_wrap_the_forward():
         on_stage=events.append,
         on_layer=lambda index, n: events.append(f"layer {index + 1}/{n}"),
     )
-    step = build_step(params["model"], config, harness, hooks)
+    step = build_step(params["model"], config, workload, hooks)
     step()
     n = config.n_layers
     assert entered == [True]
@@ -58,8 +58,8 @@ def test_hooks_see_stages_layers_and_wrap_the_forward():
 
 
 def test_autocast_runs_the_forward_in_bfloat16():
-    params, config, harness = _point("bfloat16")
-    step = build_scale_step(params, config, harness)
+    params, config, workload = _point("bfloat16")
+    step = build_scale_step(params, config, workload)
     loss = step.forward()
     assert step.info["autocast"] == "bfloat16" and torch.isfinite(loss)
     step.finish(loss)

@@ -20,7 +20,7 @@ import torch
 
 from baselines.peers import peer_available
 from suites.ci.presets import CI_PRESETS
-from suites.harness.spec import Harness, model_fields
+from suites.harness.spec import Workload, model_fields
 from suites.harness.steps import build_step
 
 LAYER, LM = CI_PRESETS["ci-layer"], CI_PRESETS["ci-lm"]
@@ -29,13 +29,13 @@ LAYER, LM = CI_PRESETS["ci-layer"], CI_PRESETS["ci-lm"]
 def _step(model: str, config, phase: str, seq_len: int) -> tuple[object, dict]:
     """(the step, after one untimed call that fails fast on a broken step; its row fields)."""
     config = config.replace(max_seq_len=seq_len)
-    harness = Harness(phase=phase, seq_len=seq_len)
-    step = build_step(model, config, harness)
+    workload = Workload(phase=phase, seq_len=seq_len)
+    step = build_step(model, config, workload)
     step()
     for tensor in step.grad_tensors:
         if tensor.grad is not None:
             assert torch.isfinite(tensor.grad).all(), f"{model}: non-finite grads"
-    return step, model_fields(model, config, harness)
+    return step, model_fields(model, config, workload)
 
 
 def test_lsh4_vs_full_8k(ratio_benchmark):

@@ -44,8 +44,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from suites.harness import process_env
-from suites.harness.env import REPO_ROOT, environment
+from suites.harness import process_settings
+from suites.harness.environment import REPO_ROOT, environment
 from suites.harness.executors.jobs import Finished, Job
 from suites.harness.isolation import describe, run_point
 from suites.rows.names import hardware_name
@@ -160,7 +160,7 @@ class RayExecutor:
                     "working_dir": str(REPO_ROOT),
                     "excludes": SHIPPING_EXCLUDES,
                     # Workers on other nodes run points under the same settings.
-                    "env_vars": process_env.exported(),
+                    "env_vars": process_settings.exported(),
                 },
             )
         self._worker = ray.remote(max_restarts=0, max_task_retries=0)(PointWorker)

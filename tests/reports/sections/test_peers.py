@@ -28,7 +28,7 @@ def test_peer_ratios_and_longest_fit():
 def test_peer_ratios_from_the_committed_peers_rows():
     """The committed rows of a real peers run (ours record impl_version 0.1.0) join."""
     from reports.load import load_rows
-    from suites.harness.env import REPO_ROOT
+    from suites.harness.environment import REPO_ROOT
 
     rows = load_rows(REPO_ROOT / "results")
     peers = rows[rows["source"] == "peers_cpu_20261129T045430Z.jsonl"]

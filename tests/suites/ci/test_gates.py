@@ -15,7 +15,7 @@ from suites.ci.baseline import load_baseline, updated_baseline, write_baseline
 from suites.ci.deterministic import MEASURES, loglog_slope, per_token_spread
 from suites.ci.gates import BENCH_FILE, FIGURES, SPECS, check_limits, check_ratio
 from suites.ci.history import append_history, history_rows
-from suites.harness.env import REPO_ROOT
+from suites.harness.environment import REPO_ROOT
 
 LENGTHS = (1024, 2048, 4096, 8192)
 

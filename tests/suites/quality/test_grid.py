@@ -6,7 +6,7 @@ import pytest
 
 from suites.grids.quality import DUP_EVAL, DUP_TRAIN, SUITE, grid, runs
 from suites.harness.options import SweepOptions
-from suites.harness.points import GridContext
+from suites.harness.suite import GridContext
 from suites.harness.sweep import run_sweep
 from suites.quality.points import run_quality_point
 from suites.quality.summary import duplication_matrix, summary_lines

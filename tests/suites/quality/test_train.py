@@ -167,7 +167,7 @@ def test_separate_qk_reformer_trains_and_evaluates_only_with_sdpa():
 
 def test_byte_lm_models_have_equal_parameter_counts():
     from suites.grids.quality import runs
-    from suites.harness.points import GridContext
+    from suites.harness.suite import GridContext
 
     counts = {
         (run.model_name, run.train_attention): n_parameters(build_model(run))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.load import normalise
-from reports.sections.timing import crossover_rows, series_labels, uncrossed_rows
+from reports.sections.time import crossover_rows, series_labels, uncrossed_rows
 from tests.reports.synthetic import time_rows
 
 

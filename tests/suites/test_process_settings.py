@@ -8,23 +8,23 @@ import os
 
 import pytest
 
-from suites.harness import process_env
+from suites.harness import process_settings
 from suites.harness.isolation import run_point
 from suites.run import build_parser
 from tests.suites.test_harness import MODULE
 
 
 def test_variables_for_each_choice():
-    assert process_env.environment_variables("passive", 4096) == {
+    assert process_settings.environment_variables("passive", 4096) == {
         "OMP_WAIT_POLICY": "PASSIVE",
         "MALLOC_MMAP_THRESHOLD_": "4096",
     }
-    assert process_env.environment_variables("active", 0) == {
+    assert process_settings.environment_variables("active", 0) == {
         "OMP_WAIT_POLICY": "ACTIVE",
         "MALLOC_MMAP_THRESHOLD_": None,
     }
     # inherit: the shell's OMP_WAIT_POLICY is left alone.
-    assert "OMP_WAIT_POLICY" not in process_env.environment_variables("inherit", 1)
+    assert "OMP_WAIT_POLICY" not in process_settings.environment_variables("inherit", 1)
 
 
 @pytest.mark.parametrize(
@@ -37,14 +37,14 @@ def test_variables_for_each_choice():
 )
 def test_bad_settings_name_the_field(policy, threshold, field):
     with pytest.raises(ValueError, match=field):
-        process_env.environment_variables(policy, threshold)
+        process_settings.environment_variables(policy, threshold)
 
 
 def test_cli_defaults_and_refusals(capsys):
     args = build_parser().parse_args(["memory"])
     assert (args.wait_policy, args.mmap_threshold) == (
-        process_env.DEFAULT_WAIT_POLICY,
-        process_env.DEFAULT_MMAP_THRESHOLD,
+        process_settings.DEFAULT_WAIT_POLICY,
+        process_settings.DEFAULT_MMAP_THRESHOLD,
     )
     for bad in (["--mmap-threshold", "-1"], ["--wait-policy", "spin"]):
         with pytest.raises(SystemExit) as exc:
@@ -56,15 +56,15 @@ def test_cli_defaults_and_refusals(capsys):
 def test_apply_sets_and_clears(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    process_env.apply("inherit", 0)
+    process_settings.apply("inherit", 0)
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
     assert "MALLOC_MMAP_THRESHOLD_" not in os.environ
-    assert process_env.child_settings() == {
+    assert process_settings.child_settings() == {
         "omp_wait_policy": "ACTIVE",
         "malloc_mmap_threshold": None,
     }
-    process_env.apply("passive", 1 << 22)
-    assert process_env.child_settings() == {
+    process_settings.apply("passive", 1 << 22)
+    assert process_settings.child_settings() == {
         "omp_wait_policy": "PASSIVE",
         "malloc_mmap_threshold": 1 << 22,
     }
@@ -76,12 +76,12 @@ def _child_row() -> dict:
 
 
 def test_a_child_runs_under_the_applied_settings_even_after_they_change():
-    process_env.apply("passive", 1 << 22)
+    process_settings.apply("passive", 1 << 22)
     row = _child_row()
     assert row["status"] == "ok"
     assert (row["omp_wait_policy"], row["malloc_mmap_threshold"]) == ("PASSIVE", 1 << 22)
     # The fork server the first child came from read the old values when it started.
-    process_env.apply("active", 0)
+    process_settings.apply("active", 0)
     row = _child_row()
     assert (row["omp_wait_policy"], row["malloc_mmap_threshold"]) == ("ACTIVE", None)
 
@@ -94,11 +94,11 @@ def test_other_process_settings_start_their_own_run_file(tmp_path):
 
     marks = tmp_path / "marks"
     points = [_point("ok_runner", "a", 8, marks)]
-    process_env.apply("passive", 1 << 22)
+    process_settings.apply("passive", 1 << 22)
     first = _sweep(points, tmp_path)
-    process_env.apply("active", 0)
+    process_settings.apply("active", 0)
     other = _sweep(points, tmp_path)
-    process_env.apply("passive", 1 << 22)
+    process_settings.apply("passive", 1 << 22)
     again = _sweep(points, tmp_path)
     assert other.path != first.path and again.path == first.path
     assert _marks(marks) == ["a:8", "a:8"]
@@ -120,7 +120,7 @@ def test_a_file_from_before_the_settings_is_read_as_unset():
 
 
 def test_auto_sleeps_only_on_a_busy_machine():
-    resolve = process_env.resolve_wait_policy
+    resolve = process_settings.resolve_wait_policy
     assert resolve("auto", load=1.0, n_cpus=2) == "passive"  # one of two cores taken
     assert resolve("auto", load=0.4, n_cpus=2) == "inherit"
     assert resolve("auto", load=1.0, n_cpus=8) == "inherit"

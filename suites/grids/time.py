@@ -27,7 +27,8 @@ from suites.grids._common import (
     preset,
 )
 from suites.harness.backend import backend_ablation
-from suites.harness.points import GridContext, Point, Suite
+from suites.harness.points import Point
+from suites.harness.suite import GridContext, Suite
 from suites.rows.crossover import crossovers_between
 from suites.rows.names import label, lsh_name
 

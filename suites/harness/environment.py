@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from suites.harness.process_env import child_settings
+from suites.harness.process_settings import child_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def environment(device: str) -> dict[str, object]:
         "cuda": torch.version.cuda,
         "git_sha": sha,
         "git_dirty": dirty,
-        # What points run under (suites.harness.process_env); a point's own child reports
+        # What points run under (suites.harness.process_settings); a point's own child reports
         # the same fields, which replace these in its row.
         **child_settings(),
     }
