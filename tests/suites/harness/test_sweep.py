@@ -1,99 +1,32 @@
-"""The sweep harness on tiny grids: rows, statuses, oom -> skipped, resume, malformed lines.
-
-Synthetic runners below run in the harness's child processes (named
-"tests.suites.test_harness:...").
-"""
+"""The sweep on tiny grids (tests.suites.tiny): rows, statuses, oom -> skipped, resume,
+malformed lines."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
+import suites.run as run_module
+from suites.harness.environment import REPO_ROOT
 from suites.harness.options import SweepOptions
 from suites.harness.points import Point
 from suites.harness.spec import model_fields
-from suites.harness.suite import GridContext, Suite
+from suites.harness.suite import GridContext
 from suites.harness.sweep import run_sweep
 from suites.registry import load_suites
 from suites.rows.schema import EXTRA_FIELDS, ROW_FIELDS, STATUSES
 from suites.rows.store import RunFile, read_rows
 from suites.run import main
-
-CTX = GridContext(device="cpu", mode="quick")
-MODULE = "tests.suites.test_harness"
-
-
-# -- runners (executed in the child) -------------------------------------------------------
-
-
-def ok_runner(params, options):
-    _mark(params)
-    return {"t_median_ms": 1.0, "peak_mib": 0.0}
-
-
-def raising_runner(params, options):
-    _mark(params)
-    raise ValueError(f"bad point seq_len={params['seq_len']}")
-
-
-def alloc_runner(params, options):
-    """Allocates and touches seq_len MiB."""
-    import torch
-
-    _mark(params)
-    buffer = torch.ones(params["seq_len"] * 2**20 // 4)
-    return {"peak_mib": float(buffer.numel() * 4 / 2**20)}
-
-
-def sigkill_runner(params, options):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def sleeping_runner(params, options):
-    time.sleep(60)
-
-
-def _mark(params):
-    """Leave a trace per call, so tests can count which points were really measured."""
-    if params.get("marks"):
-        with open(params["marks"], "a") as handle:
-            handle.write(f"{params['model']}:{params['seq_len']}\n")
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _point(runner, model, seq_len, marks=None, timeout_s=60.0):
-    params = {
-        "model": model,
-        "phase": "fwd",
-        "seq_len": seq_len,
-        "batch": 1,
-        "device": "cpu",
-        "marks": str(marks) if marks else None,
-    }
-    return Point(params=params, runner=f"{MODULE}:{runner}", timeout_s=timeout_s)
-
-
-def _suite(points, name="tiny"):
-    return Suite(name=name, description="test", grid=lambda ctx: list(points))
-
-
-def _sweep(points, tmp_path, **kwargs):
-    kwargs.setdefault("max_memory_gb", None)
-    options = SweepOptions(out_dir=tmp_path, progress=False, **kwargs)
-    return run_sweep(_suite(points), CTX, options, log=io.StringIO())
-
-
-def _marks(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
+from tests.suites.tiny import CTX, RUNNERS, _marks, _point, _suite, _sweep, _sweep_to
 
 # -- tests ---------------------------------------------------------------------------------
 
@@ -228,7 +161,6 @@ def test_cli_lists_suites_and_refuses_cuda_without_it(capsys, monkeypatch):
 
 
 def test_cli_runs_a_suite_and_prints_a_summary(tmp_path, capsys, monkeypatch):
-    import suites.run as run_module
 
     marks = tmp_path / "marks"
     suite = _suite([_point("ok_runner", "a", 8, marks)], name="tiny")
@@ -257,3 +189,65 @@ def test_every_registered_grid_is_well_formed(name, mode, device):
         assert not missing, f"{name} point lacks {missing}"
         keys.add(point.key(name, "cpu-x"))
     assert len(keys) == len(points), f"{name} has duplicate points"
+
+
+def test_more_threads_than_cpus_warn_and_are_recorded(tmp_path):
+    cpus = len(os.sched_getaffinity(0))
+    log = io.StringIO()
+    run_file = _sweep_to([_point("ok_runner", "a", 8)], tmp_path, log=log, threads=cpus + 1)
+    assert f"warning: --threads {cpus + 1} on {cpus} CPUs" in log.getvalue()
+    assert run_file.rows[0]["threads_oversubscribed"] is True
+    fitting = _sweep_to([_point("ok_runner", "a", 8)], tmp_path / "fits", log=log, threads=1)
+    assert fitting.rows[0]["threads_oversubscribed"] is False
+
+
+def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_path):
+    """SIGKILL of the sweep's own process (its point's child left running): the lock goes
+    with it, the resumed sweep measures the interrupted point once, no row is doubled."""
+    marks, flag = tmp_path / "marks", tmp_path / "hold"
+    flag.write_text("")
+    params = {"model": "a", "phase": "fwd", "batch": 1, "device": "cpu", "marks": str(marks)}
+    script = textwrap.dedent(
+        f"""
+        import io
+        from pathlib import Path
+        from suites.harness.points import Point
+        from suites.harness.suite import GridContext
+        from suites.harness.sweep import run_sweep
+        from tests.suites.tiny import _suite
+        params = {params!r}
+        points = [
+            Point(params={{**params, "seq_len": 8}}, runner="tests.suites.point_runners:ok",
+                  timeout_s=120),
+            Point(params={{**params, "seq_len": 16, "flag": {str(flag)!r}}},
+                  runner="tests.suites.point_runners:sleep_while_flagged", timeout_s=120),
+        ]
+        from suites.harness.options import SweepOptions
+        run_sweep_to(_suite(points), GridContext(device="cpu", mode="quick"),
+                  SweepOptions(out_dir=Path({str(tmp_path)!r}), progress=False), log=io.StringIO())
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _marks(marks) != ["a:8", "a:16"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _marks(marks) == ["a:8", "a:16"], "the second point never started"
+        os.kill(proc.pid, signal.SIGKILL)  # the parent alone
+        proc.wait(timeout=30)
+        flag.unlink()
+        points = [
+            Point(params={**params, "seq_len": 8}, runner=f"{RUNNERS}:ok", timeout_s=120),
+            Point(
+                params={**params, "seq_len": 16, "flag": str(flag)},
+                runner=f"{RUNNERS}:sleep_while_flagged",
+                timeout_s=120,
+            ),
+        ]
+        resumed = _sweep_to(points, tmp_path)  # not refused: the lock died with its holder
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned child, if still there
+    rows, _ = read_rows(resumed.path)
+    assert [(row["seq_len"], row["status"]) for row in rows] == [(8, "ok"), (16, "ok")]
+    assert _marks(marks) == ["a:8", "a:16", "a:16"]

@@ -30,7 +30,7 @@ from suites.registry import load_suites
 from suites.rows.names import hardware_name
 from suites.rows.schema import ROW_CONFIG_FIELDS, SCHEMA_1_CONFIG_FIELDS
 from suites.rows.store import read_rows
-from tests.suites.fixtures.grid_keys import HARDWARE, grid_keys
+from tests.suites.grids.fixtures.grid_keys import HARDWARE, grid_keys
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grid_keys.json"
 # The committed record; results/ci and results/ledger hold other kinds of rows.

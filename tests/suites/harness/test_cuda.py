@@ -25,7 +25,7 @@ from suites.rows.store import read_rows
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 MIB = 2**20
-MODULE = "tests.suites.test_cuda"
+MODULE = "tests.suites.harness.test_cuda"
 HAS_NVML = importlib.util.find_spec("pynvml") is not None
 
 

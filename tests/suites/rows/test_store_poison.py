@@ -12,7 +12,7 @@ from suites.harness.options import SweepOptions
 from suites.harness.sweep import run_sweep
 from suites.rows.schema import SCHEMA_VERSION
 from suites.rows.store import read_rows
-from tests.suites.test_harness import CTX, _marks, _point, _suite
+from tests.suites.tiny import CTX, _marks, _point, _suite
 
 
 def _sweep(points, out, log):

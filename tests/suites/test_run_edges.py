@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 
 import pytest
 
 import suites.run as run_module
 from suites.harness import exits
+from suites.harness.environment import REPO_ROOT
+from suites.harness.options import SweepOptions
+from suites.harness.points import Point
+from suites.harness.sweep import run_sweep
+from suites.rows.store import RunFile
 from suites.run import main
-from tests.suites.test_first_run import tiny  # noqa: F401 (a fixture)
-from tests.suites.test_harness import _marks
+from tests.suites.test_run import tiny  # noqa: F401 (a fixture)
+from tests.suites.tiny import CTX, _marks, _suite
 
 
 class _ClosedPipe(io.StringIO):
@@ -68,8 +74,6 @@ def test_an_inherited_hard_limit_is_named_in_a_dead_childs_error_and_the_summary
     """`ulimit -v 720000`: every child dies before it can report, with exit code 1. Its
     error and the summary name the inherited limit, instead of only the cap asked for."""
     from suites.harness import isolation, summary
-    from suites.rows.store import RunFile
-    from tests.suites.test_harness import CTX, _suite
 
     limit = 720000 * 1024
     monkeypatch.setattr(isolation, "inherited_address_limit", lambda: limit)
@@ -87,10 +91,7 @@ def test_no_progress_keeps_one_line_per_point_with_the_reason_it_did_not_run(tmp
     (the quality suite's training bars)."""
     import dataclasses
 
-    from suites.harness.options import SweepOptions
-    from suites.harness.points import Point
-    from suites.harness.sweep import run_sweep
-    from tests.suites.test_harness import CTX, _suite
+    from tests.suites.tiny import CTX, _suite
 
     params = {"model": "a", "phase": "fwd", "batch": 1, "device": "cpu", "seq_len": 8}
     quiet = Point(params=params, runner="tests.suites.point_runners:progress_option")
@@ -105,3 +106,17 @@ def test_no_progress_keeps_one_line_per_point_with_the_reason_it_did_not_run(tmp
     assert "b fwd L=8: skipped (transformers not installed)" in log.getvalue()
     rows = {row["model"]: row for row in run_file.rows}
     assert rows["a"]["impl"] == "progress=False" and rows["b"]["status"] == "skipped"
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "suites.run", "--list", "--quick"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # `| head` that has read enough
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert proc.returncode == 0

@@ -1,6 +1,6 @@
 """A user's first run: nonsense values refused up front, a plain run never touches the
 committed results, one sweep per folder at a time, points measured under load marked, and
-a short summary. Runners come from tests.suites.test_harness (run in the children)."""
+a short summary. Runners come from tests.suites.tiny (run in the children)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from suites.harness.sweep import run_sweep
 from suites.rows.busy import is_busy, row_is_busy
 from suites.rows.store import DEFAULT_OUT, read_rows
 from suites.run import main
-from tests.suites.test_harness import _marks, _point, _suite
+from tests.suites.tiny import _marks, _point, _suite
 
 CTX = GridContext(device="cpu", mode="quick")
 

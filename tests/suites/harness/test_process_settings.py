@@ -11,7 +11,7 @@ import pytest
 from suites.harness import process_settings
 from suites.harness.isolation import run_point
 from suites.run import build_parser
-from tests.suites.test_harness import MODULE
+from tests.suites.tiny import MODULE
 
 
 def test_variables_for_each_choice():
@@ -90,7 +90,7 @@ def test_other_process_settings_start_their_own_run_file(tmp_path):
     """Times and peaks depend on the settings, so a run file holds one set of them; a
     sweep under the same settings resumes it."""
     from tests.suites.test_fail_loud import _sweep
-    from tests.suites.test_harness import _marks, _point
+    from tests.suites.tiny import _marks, _point
 
     marks = tmp_path / "marks"
     points = [_point("ok_runner", "a", 8, marks)]
@@ -132,7 +132,7 @@ def test_the_cli_says_when_auto_picks_passive_and_the_rows_record_it(tmp_path, m
     import json
 
     import suites.run as run_module
-    from tests.suites.test_harness import _point, _suite
+    from tests.suites.tiny import _point, _suite
 
     suite = _suite([_point("ok_runner", "a", 8)], name="tiny")
     monkeypatch.setattr(run_module, "load_suites", lambda: {"tiny": suite})

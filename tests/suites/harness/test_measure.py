@@ -123,11 +123,11 @@ def test_oom_mapping():
 def test_rlimit_cap_turns_an_oversized_allocation_into_oom():
     params = {"seq_len": 1024, "model": "x", "device": "cpu"}
     result = run_point(
-        "tests.suites.test_harness:alloc_runner", params, {}, timeout_s=60, max_memory_gb=0.25
+        "tests.suites.tiny:alloc_runner", params, {}, timeout_s=60, max_memory_gb=0.25
     )
     assert result["status"] == "oom" and "allocate" in result["error"]
     result = run_point(
-        "tests.suites.test_harness:alloc_runner",
+        "tests.suites.tiny:alloc_runner",
         params | {"seq_len": 64},
         {},
         timeout_s=60,

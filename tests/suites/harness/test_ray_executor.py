@@ -179,7 +179,7 @@ def test_a_driver_killed_mid_sweep_loses_no_row_and_a_rerun_measures_each_point_
             textwrap.dedent(f"""
         from pathlib import Path
         from suites.harness.sweep import run_sweep
-        from tests.suites.test_ray_executor import CTX, _suite, slow_points
+        from tests.suites.harness.test_ray_executor import CTX, _suite, slow_points
         from suites.harness.options import SweepOptions
         run_sweep(_suite(slow_points(Path({str(marks)!r}))), CTX, SweepOptions(
                   out_dir=Path({str(tmp_path)!r}), progress=False, executor="ray",
