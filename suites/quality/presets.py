@@ -1,7 +1,7 @@
 """The quality suite's models per mode (suites/quality/sizes.py says why these sizes and
 names them per run).
 
-Grid point keys hash the row fields these configs give (tests/suites/test_key_stability.py
+Grid point keys hash the row fields these configs give (tests/suites/grids/test_key_stability.py
 holds them): changing a field moves every key of the runs that use it.
 """
 

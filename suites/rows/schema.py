@@ -1,6 +1,6 @@
 """The result row's fields, said once and without torch: which run, the point's config,
 the environment, what was measured, and the harness's extra columns (docs/results.md
-documents each; tests/suites/test_results_doc.py checks the two agree).
+documents each; tests/suites/rows/test_results_doc.py checks the two agree).
 
 The config columns are the harness's fields and the ``ReformerConfig`` fields of schema 1,
 written out here so that reading rows needs no model; suites.harness.spec derives the same

@@ -256,7 +256,7 @@ gpu_tests() {
   # the harness's CUDA paths; not the ahead-of-time compile tests, which CPU CI runs. On a
   # CPU (dry run) they skip.
   "$PYTHON" -m pytest -q -p no:cacheprovider -rs --durations=5 --junitxml "$LOGS/gpu_tests.xml" \
-    tests/reformer tests/suites/test_cuda.py -k "(cuda or gpu) and not aot"
+    tests/reformer tests/suites/harness/test_cuda.py -k "(cuda or gpu) and not aot"
 }
 
 kernel_bench() {

@@ -103,7 +103,7 @@ def device_test_calls() -> list[Call]:
         Call(torch.float32, 4, bucket_size=32, d_head=32, seq_len=4096, batch=1, heads=2, dup=dup)
         for dup in (True, False)
     ]
-    # tests/suites/test_cuda.py: a quick attention-layer point (2 heads of 32, chunk 32).
+    # tests/suites/harness/test_cuda.py: a quick attention-layer point (2 heads of 32, chunk 32).
     calls += [
         Call(dtype, 4, bucket_size=32, d_head=32, seq_len=1024, heads=2)
         for dtype in (torch.float32, torch.bfloat16)

@@ -89,8 +89,8 @@ def test_a_child_runs_under_the_applied_settings_even_after_they_change():
 def test_other_process_settings_start_their_own_run_file(tmp_path):
     """Times and peaks depend on the settings, so a run file holds one set of them; a
     sweep under the same settings resumes it."""
-    from tests.suites.test_fail_loud import _sweep
     from tests.suites.tiny import _marks, _point
+    from tests.suites.tiny import _sweep_to as _sweep
 
     marks = tmp_path / "marks"
     points = [_point("ok_runner", "a", 8, marks)]

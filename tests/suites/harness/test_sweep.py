@@ -223,7 +223,7 @@ def test_a_sweep_whose_parent_alone_is_killed_resumes_without_duplicates(tmp_pat
                   runner="tests.suites.point_runners:sleep_while_flagged", timeout_s=120),
         ]
         from suites.harness.options import SweepOptions
-        run_sweep_to(_suite(points), GridContext(device="cpu", mode="quick"),
+        run_sweep(_suite(points), GridContext(device="cpu", mode="quick"),
                   SweepOptions(out_dir=Path({str(tmp_path)!r}), progress=False), log=io.StringIO())
         """
     )
