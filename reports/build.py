@@ -39,6 +39,7 @@ import pandas as pd
 from reports.context import ReportContext
 from reports.load import latest_points, load_history, load_rows, slugify
 from reports.render.document import Block, Heading, Note, Paragraph, Table, render_markdown
+from reports.render.files import write_text_whole
 from reports.render.html import render_html
 from reports.render.palette import Palette
 from reports.render.plotting import apply_theme
@@ -58,8 +59,12 @@ from suites.rows.store import COMMITTED_OUT
 
 log = logging.getLogger("reports")
 # Code whose changes can change a report: its newest commit is the report's code version.
-REPORT_CODE = ("reports", "suites", "reformer", "baselines")
-NO_ROWS, BAD_ARGUMENT = 1, 2
+# Reports import nothing of the project's but suites.rows (a test keeps it so).
+REPORT_CODE = ("reports", "suites/rows")
+NO_ROWS, BAD_ARGUMENT, NOT_WRITTEN = 1, 2, 4
+# Largest --dpi: a 300-dpi figure already nears the 1 MiB cap of reports.figure_policy, and
+# far larger ones exhaust memory while drawing.
+MAX_DPI = 1200
 
 
 class ReportError(Exception):
@@ -118,6 +123,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.dpi < 10:
         parser.error(f"--dpi {args.dpi} is too small; use 10 or more (300 for print)")
+    if args.dpi > MAX_DPI:
+        parser.error(f"--dpi {args.dpi} is too large; use at most {MAX_DPI} (300 for print)")
     if not re.search(r"[A-Za-z0-9]", args.theme):
         parser.error(f"--theme {args.theme!r} needs at least one letter or digit")
     return args
@@ -164,9 +171,18 @@ def build_reports(
             continue
         if run_ids and not rows["run_id"].astype(str).isin(run_ids).any():
             continue
-        written.append(
-            _build_one(rows, history, Path(out), theme, dpi, results, command, runs, run_ids)
-        )
+        try:
+            written.append(
+                _build_one(rows, history, Path(out), theme, dpi, results, command, runs, run_ids)
+            )
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise ReportError(
+                f"could not write the report under {out}{where}: {exc.strerror or exc}; every "
+                "file is written whole or not at all, so none is truncated. Free the space "
+                "(or fix the folder) and build again",
+                NOT_WRITTEN,
+            ) from exc
     if not written:
         found = ", ".join(sorted(raw["hardware_slug"].unique()))
         raise ReportError(
@@ -268,8 +284,8 @@ def _build_one(
     blocks += [Heading("Published reference numbers"), *build_published(ctx)]
     title = f"{theme}: {hardware}, {date}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.md").write_text(render_markdown(title, blocks), encoding="utf-8")
-    (out_dir / "report.html").write_text(render_html(title, blocks), encoding="utf-8")
+    write_text_whole(out_dir / "report.md", render_markdown(title, blocks))
+    write_text_whole(out_dir / "report.html", render_html(title, blocks))
     return out_dir
 
 

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from reports.render.document import Block, Figure
+from reports.render.files import write_whole
 from reports.render.palette import Palette
 
 
@@ -118,11 +119,23 @@ class ReportContext:
         figure.suptitle(title, y=1.0, va="bottom", fontsize="large")
         folder = self.out_dir / "figures"
         folder.mkdir(parents=True, exist_ok=True)
-        figure.savefig(folder / f"{stem}.png", dpi=self.dpi, bbox_inches="tight")
-        # No date, and element ids from a fixed salt: the same figure, the same bytes.
-        with matplotlib.rc_context({"svg.hashsalt": stem}):
-            figure.savefig(folder / f"{stem}.svg", bbox_inches="tight", metadata={"Date": None})
-        plt.close(figure)
+        try:
+            write_whole(
+                folder / f"{stem}.png",
+                lambda target: figure.savefig(
+                    target, dpi=self.dpi, bbox_inches="tight", format="png"
+                ),
+            )
+            # No date, and element ids from a fixed salt: the same figure, the same bytes.
+            with matplotlib.rc_context({"svg.hashsalt": stem}):
+                write_whole(
+                    folder / f"{stem}.svg",
+                    lambda target: figure.savefig(
+                        target, bbox_inches="tight", metadata={"Date": None}, format="svg"
+                    ),
+                )
+        finally:
+            plt.close(figure)
         return Figure(stem=stem, caption=caption, commands=commands)
 
 

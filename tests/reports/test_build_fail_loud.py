@@ -70,3 +70,38 @@ def test_a_rebuild_from_the_same_rows_and_code_is_byte_identical(tmp_path):
     assert again == report and _snapshot(report) == first
     markdown = (report / "report.md").read_text()
     assert "report built" not in markdown and "report code git sha" in markdown
+
+
+def test_a_full_disk_is_one_line_and_status_4_and_leaves_no_truncated_file(
+    tmp_path, capsys, monkeypatch
+):
+    """The disk fills while a figure is written: no traceback, an exit status of its own
+    (not 1, "no rows"), and no truncated PNG or half-written file left behind."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    results = write_results(tmp_path / "results", ablation_rows())
+    real_savefig = Figure.savefig
+
+    def full_disk(self, fname, *args, **kwargs):
+        if ".png" in str(fname):
+            Path(fname).write_bytes(b"\x89PNG half")  # what a filling disk leaves
+            raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+        return real_savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    out = tmp_path / "out"
+    assert main(["--results", str(results), "--out", str(out), "--dpi", str(DPI)]) == 4
+    err = _one_line_error(capsys)
+    assert "No space left on device" in err and "written whole or not at all" in err
+    leftovers = [p for p in out.rglob("*") if p.is_file()]
+    assert not [p for p in leftovers if p.suffix == ".png" or p.name.endswith(".partial")]
+
+
+def test_a_dpi_no_figure_can_be_drawn_at_is_refused_as_an_argument(capsys, tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--results", str(tmp_path), "--dpi", "100000"])
+    assert exited.value.code == 2 and "--dpi 100000 is too large" in capsys.readouterr().err
