@@ -1,4 +1,8 @@
-"""One-way imports: suites/rows is the floor, and reports/ stands on it alone.
+"""One-way imports: reports -> suites.rows; suites -> baselines -> reformer.
+
+suites/rows is the floor of the benchmark side, and reports/ stands on it alone. The model
+side runs the other way: reformer/ imports nothing else of the project's, and baselines/
+only reformer/, so the model is importable without the suites or the reports.
 
 suites/rows/ imports nothing else of the project's (not the rest of suites/, not reformer/,
 not baselines/), and reports/ imports of the project only itself and suites.rows. So
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # The project's own top-level packages: those known today, and any added beside them.
 PROJECT = frozenset({"reformer", "baselines", "suites", "reports", "tests"}) | {
     path.parent.name for path in REPO.glob("*/__init__.py")
@@ -93,6 +97,23 @@ def test_imports_go_one_way_down_to_the_rows_floor(folder: str, allowed: tuple[s
             allowed,
             is_package=path.name == "__init__.py",
         )
+    ]
+    assert not broken, f"{folder}/ may import of the project only {allowed}:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize(
+    ("folder", "allowed"),
+    [("reformer", ("reformer",)), ("baselines", ("baselines", "reformer"))],
+    ids=["the-model-imports-nothing-above-it", "baselines-stand-on-the-model-alone"],
+)
+def test_the_model_side_imports_nothing_above_it(folder: str, allowed: tuple[str, ...]):
+    broken = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for line, name in imported(
+            path.read_text(encoding="utf-8"), _module_name(path), path.name == "__init__.py"
+        )
+        if name.split(".")[0] in PROJECT and not any(_within(name, a) for a in allowed)
     ]
     assert not broken, f"{folder}/ may import of the project only {allowed}:\n" + "\n".join(broken)
 
