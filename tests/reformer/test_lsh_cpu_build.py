@@ -1,12 +1,13 @@
 """The fused CPU kernel's build and cache as a careful loader: nothing loaded that this user
 did not build here, every build failure the torch path with one warning, compilers and
-CPUs named (reformer.lsh.cpu.build).
+CPUs named, and its worker threads safe to interrupt (reformer.lsh.cpu.build, .function).
 
-These tests run as root in CI containers, so unsafe folders are made by mode bits and
-chown, not by relying on permissions being enforced."""
+Tests may run as root (containers), for whom permissions are not enforced, so unsafe
+folders and files are made by mode bits and chown, never by relying on a refused write."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -15,13 +16,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from reformer.lsh import dispatch
-from reformer.lsh.cpu import build
+from reformer.lsh.cpu import build, function
 
 pytestmark = pytest.mark.skipif(
     build.cpu_kernel_unavailable() is not None,
@@ -374,3 +377,78 @@ def test_the_cache_name_depends_on_the_cpu_features():
     native, fewer_native = build.build_plans(cpu)[0], build.build_plans(fewer)[0]
     assert native.name(source, "v") != fewer_native.name(source, "v")
     assert build.build_plans(None) == build.build_plans(cpu)[1:]  # portable alone
+
+
+# -- 5. threads ------------------------------------------------------------------------------
+
+
+class _FakeKernel:
+    """Stands in for the loaded library: each worker thread's share sleeps, then records
+    that it returned; the caller's share raises ``caller_raises`` if set."""
+
+    def __init__(self, worker_sleep_s: float = 0.0, caller_raises: bool = False):
+        self.worker_sleep_s = worker_sleep_s
+        self.caller_raises = caller_raises
+        self.returned: list[str] = []
+        self.lock = threading.Lock()
+
+    def lsh_cpu_run(self, *call) -> int:
+        if threading.current_thread().name.startswith("lsh-cpu"):
+            time.sleep(self.worker_sleep_s)
+            with self.lock:
+                self.returned.append(threading.current_thread().name)
+        elif self.caller_raises:
+            raise KeyboardInterrupt
+        return 0
+
+
+@pytest.mark.parametrize("where", ["the caller's share", "the wait for a worker"])
+def test_an_interrupt_waits_for_every_worker(monkeypatch, where):
+    """The workers write into tensors that the interrupted frames free: none may still be
+    running when the KeyboardInterrupt leaves the launch."""
+    kernel = _FakeKernel(worker_sleep_s=0.5, caller_raises=where == "the caller's share")
+    monkeypatch.setattr(function, "load_kernel", lambda: kernel)
+    monkeypatch.setattr(function, "_threads", lambda: 4)
+    if where == "the wait for a worker":
+        real_result = concurrent.futures.Future.result
+        interrupted = []
+
+        def result(self, timeout=None):
+            if not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            return real_result(self, timeout)
+
+        monkeypatch.setattr(concurrent.futures.Future, "result", result)
+    with pytest.raises(KeyboardInterrupt):
+        function._launch(build.Args(), False, 0, 0, 1, 4)
+    assert len(kernel.returned) == 3, f"{3 - len(kernel.returned)} worker(s) still running"
+
+
+def test_changing_the_thread_count_while_another_thread_launches(monkeypatch):
+    """set_num_threads in one thread while another launches remade the pool under the
+    other's feet: "cannot schedule new futures after shutdown"."""
+    kernel = _FakeKernel()
+    monkeypatch.setattr(function, "load_kernel", lambda: kernel)
+    sizes = {"two": 2, "three": 3}
+    monkeypatch.setattr(function, "_threads", lambda: sizes[threading.current_thread().name])
+    errors: list[BaseException] = []
+
+    def launches():
+        try:
+            for _ in range(300):
+                function._launch(build.Args(), False, 0, 0, 1, 4)
+        except BaseException as exc:
+            errors.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=launches, name=name) for name in sizes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, errors[0]
