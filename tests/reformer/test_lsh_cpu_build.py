@@ -329,6 +329,34 @@ def test_a_compiler_that_rejects_march_native_is_not_asked_again(
     assert _compiles(tmp_path) == first
 
 
+def test_a_failed_build_is_remembered_for_later_processes(monkeypatch, fresh_build, tmp_path):
+    """A child process (a sweep's point, a DataLoader worker) neither compiles again nor
+    repeats the warning its parent gave."""
+    fake = _fake_compiler(tmp_path, 'echo "error: this compiler is broken" >&2\nexit 1\n')
+    monkeypatch.setenv("CC", str(fake))
+    with pytest.warns(RuntimeWarning, match="this compiler is broken"):
+        assert _auto() == "torch"
+    assert len(_compiles(tmp_path)) == 2
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            "import torch\nfrom reformer.lsh.dispatch import resolve_backend\n"
+            "print(resolve_backend('auto', 'cpu', torch.float32, 64, 64))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["torch"]
+    assert "fused CPU kernel" not in child.stderr
+    assert len(_compiles(tmp_path)) == 2, "the child compiled again"
+
+
 # -- 4. CPU features -----------------------------------------------------------------------
 
 
