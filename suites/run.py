@@ -244,6 +244,13 @@ def _sweep_suites(
             flush=True,
         )
     process_settings.apply(policy, args.mmap_threshold)
+    if ctx.device == "cpu":
+        # Build the fused CPU kernel here, once, or find and say once why it cannot run:
+        # each point's process then finds the built library (or the remembered failure)
+        # and inherits the note that the warning was given.
+        from reformer.lsh.dispatch import probe_cpu_kernel
+
+        probe_cpu_kernel()
     statuses: list[str | None] = []
     for suite in suites:
         try:

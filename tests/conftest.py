@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from reformer.lsh.dispatch import WARNED_ENV
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -12,3 +14,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _no_fallback_warned(monkeypatch):
+    """Each test starts as a fresh process tree would: no fallback warned about yet
+    (reformer.lsh.dispatch notes those it warned about in the environment), and the
+    environment is given back as it was after."""
+    monkeypatch.setenv(WARNED_ENV, "")
+    monkeypatch.delenv(WARNED_ENV)

@@ -12,7 +12,8 @@
 - ``"auto"``: Triton for CUDA tensors when Triton can run here (``triton_runnable``) and
   the call is within its limits; the fused C kernel for float32 CPU tensors when it builds
   here; else torch. Without a compiler auto is the torch path, silently (the default
-  install needs none); a compiler that fails to build the kernel gets one warning.
+  install needs none); any other failure to build or load the kernel means the torch
+  path with one warning, once per process tree (``WARNED_ENV``), never an exception.
 
 ``resolve_backend`` says which one a call uses, so a benchmark row records the backend
 that actually ran. This module imports triton only inside the one-off probe.
@@ -21,6 +22,7 @@ that actually ran. This module imports triton only inside the one-off probe.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -96,14 +98,22 @@ def cpu_kernel_reason() -> str | None:
     return cpu_kernel_unavailable()
 
 
+# The fallbacks already warned about in this process and the processes that started it
+# (each a short hash of its message), so a sweep's points, each in a child process, and a
+# DataLoader's workers do not repeat their parent's warning.
+WARNED_ENV = "REFORMER_FALLBACK_WARNED"
+
+
 @functools.cache
 def _warn_fallback(where: str, kernels: str, reason: str) -> None:
-    """One warning per process and reason when auto falls back to the torch path."""
-    warnings.warn(
-        f"backend='auto' uses the torch path on {where}: {kernels} cannot run here ({reason})",
-        RuntimeWarning,
-        stacklevel=4,
-    )
+    """One warning per process tree and reason when auto falls back to the torch path."""
+    message = f"backend='auto' uses the torch path on {where}: {kernels} cannot run here ({reason})"
+    key = hashlib.sha256(message.encode()).hexdigest()[:12]
+    warned = [k for k in os.environ.get(WARNED_ENV, "").split(",") if k]
+    if key in warned:
+        return
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    os.environ[WARNED_ENV] = ",".join([*warned, key])
 
 
 def _warn_auto_fallback(reason: str) -> None:
@@ -191,6 +201,14 @@ def resolve_backend(
             f"backend='triton' cannot run on this machine: {reason}; use backend='torch' or 'auto'"
         )
     return "triton"
+
+
+def probe_cpu_kernel() -> str:
+    """The backend auto gives float32 CPU tensors here, "cpu" or "torch", found now: the
+    fused kernel is built (or its failure found) and a fallback warned about, once for this
+    process and the processes it starts afterwards. A sweep calls it before its first
+    point's process starts, so its points neither compile nor warn again."""
+    return _auto_cpu()
 
 
 def _auto_cpu() -> str:

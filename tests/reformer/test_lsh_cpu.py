@@ -214,21 +214,6 @@ def test_asking_for_cpu_where_it_cannot_run_names_the_field():
         dispatch.resolve_backend("cpu", "cuda", torch.float32, 64, 64)
 
 
-@pytest.fixture
-def fresh_build(monkeypatch, tmp_path):
-    """An empty kernel cache, and the process's probes cleared before and after."""
-    monkeypatch.setenv("REFORMER_CACHE_DIR", str(tmp_path))
-
-    def clear():
-        build.load_kernel.cache_clear()
-        build.cpu_kernel_unavailable.cache_clear()
-        dispatch._warn_fallback.cache_clear()
-
-    clear()
-    yield tmp_path
-    clear()
-
-
 def test_auto_without_a_compiler_is_the_torch_path_silently(monkeypatch, fresh_build, recwarn):
     monkeypatch.setattr(build, "find_compiler", lambda: None)
     assert dispatch.resolve_backend("auto", "cpu", torch.float32, 64, 64) == "torch"

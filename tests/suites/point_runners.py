@@ -84,3 +84,13 @@ def sleep_while_flagged(params: dict[str, Any], options: dict[str, Any]) -> dict
 def runner_pid(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """Reports the pid of the process that ran the point (the Ray worker, under Ray)."""
     return {"t_median_ms": 1.0, "peak_mib": 0.0, "runner_pid": _runner_pid()}
+
+
+def lsh_backend(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Ok, and says in its row which backend auto gives float32 CPU LSH attention here
+    (building the fused CPU kernel, or finding why it cannot run)."""
+    import torch
+
+    from reformer.lsh.dispatch import resolve_backend
+
+    return {"t_median_ms": 1.0, "impl": resolve_backend("auto", "cpu", torch.float32, 8, 8)}

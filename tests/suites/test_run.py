@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,7 @@ from suites.run import main
 from tests.suites.tiny import _marks, _point, _suite
 
 CTX = GridContext(device="cpu", mode="quick")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -226,3 +228,45 @@ def test_points_measured_under_load_are_marked_in_the_summary(tmp_path, monkeypa
         assert "measured under load (*): 2 of 2 points" in text
     else:
         assert "under load" not in text
+
+
+_SWEEP_WITH_A_BROKEN_COMPILER = """
+import sys
+import suites.run as run_module
+from suites.harness.points import Point
+from tests.suites.test_harness import _suite
+params = {"model": "lsh", "phase": "fwd", "batch": 1, "device": "cpu"}
+suite = _suite([
+    Point(params={**params, "seq_len": n}, runner="tests.suites.point_runners:lsh_backend")
+    for n in (8, 16, 32, 64)
+])
+run_module.load_suites = lambda: {"tiny": suite}
+run_module.get_suite = lambda name: suite
+sys.exit(run_module.main(["tiny", "--no-progress", "--out", sys.argv[1]]))
+"""
+
+
+def test_a_sweep_says_once_that_the_cpu_kernel_cannot_build(tmp_path):
+    """Fault injection 23: with a compiler that fails, each point (its own process)
+    compiled again and warned again. The sweep builds before its first point and warns
+    once; the points find the failure remembered and the warning given."""
+    compiler, log = tmp_path / "broken-cc", tmp_path / "compiles"
+    compiler.write_text(
+        f'#!/bin/sh\n[ "$1" = "--version" ] && exit 0\necho "$*" >> {log}\n'
+        'echo "error: this compiler is broken" >&2\nexit 1\n'
+    )
+    compiler.chmod(0o755)
+    env = {**os.environ, "CC": str(compiler), "REFORMER_CACHE_DIR": str(tmp_path / "kernels")}
+    done = subprocess.run(
+        [sys.executable, "-c", _SWEEP_WITH_A_BROKEN_COMPILER, str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("fused CPU kernel cannot run here") == 1, done.stderr[-3000:]
+    assert len(log.read_text().splitlines()) == 2  # -march=native, then portable: once
+    rows, _ = read_rows(next((tmp_path / "out").rglob("*.jsonl")))
+    assert [row["impl"] for row in rows] == ["torch"] * 4

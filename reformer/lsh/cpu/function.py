@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import torch
 
@@ -26,6 +28,22 @@ from reformer.lsh.layout import Layout, chunk_ids, row_dot, sequence_major
 
 _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] = (0, 0)  # (process id, size) the pool was made for
+# Held while the pool is looked up or remade and work submitted to it: without it, one
+# thread's torch.set_num_threads could shut the pool down between another thread's getting
+# it and submitting ("cannot schedule new futures after shutdown").
+_pool_lock = threading.RLock()
+# Stored into a launch's item counter to stop its threads claiming more items.
+_NO_MORE_ITEMS = 1 << 62
+
+
+def _reset_lock_in_child() -> None:
+    # A thread of the parent may have held the lock at the fork; it does not exist here.
+    global _pool_lock
+    _pool_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def _threads() -> int:
@@ -37,13 +55,34 @@ def _executor(size: int) -> ThreadPoolExecutor:
     DataLoader worker, say): a child inherits the pool object but not its threads, and
     work submitted to it would wait forever."""
     global _pool, _pool_key
-    key = (os.getpid(), size)
-    if _pool is None or _pool_key != key:
-        if _pool is not None and _pool_key[0] == key[0]:
-            _pool.shutdown(wait=True)
-        _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="lsh-cpu")
-        _pool_key = key
-    return _pool
+    with _pool_lock:
+        key = (os.getpid(), size)
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key[0] == key[0]:
+                _pool.shutdown(wait=False)  # work already submitted to it still runs
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="lsh-cpu")
+            _pool_key = key
+        return _pool
+
+
+def _submit(size: int, work: Callable[..., int], call: tuple, futures: list[Future]) -> None:
+    """Submit ``work(*call)`` ``size`` times, appending each future to ``futures`` as it is
+    made (so an interrupt part-way leaves every submitted one there to wait for)."""
+    with _pool_lock:
+        pool = _executor(size)
+        for _ in range(size):
+            futures.append(pool.submit(work, *call))
+
+
+def _wait_for_all(futures: list[Future]) -> None:
+    """Wait until every future is done, through further interrupts: each worker finishes
+    the item it holds (one chunk), so this is short."""
+    while True:
+        try:
+            wait(futures)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _launch(args: Args, backward: bool, rnd: int, first: int, step: int, stop: int) -> None:
@@ -57,9 +96,17 @@ def _launch(args: Args, backward: bool, rnd: int, first: int, step: int, stop: i
     if threads == 1:
         codes = [run(*call)]
     else:
-        pool = _executor(threads - 1)
-        futures = [pool.submit(run, *call) for _ in range(threads - 1)]
-        codes = [run(*call)] + [future.result() for future in futures]
+        futures: list[Future] = []
+        try:
+            _submit(threads - 1, run, call, futures)
+            codes = [run(*call)] + [future.result() for future in futures]
+        except BaseException:
+            # The workers write through raw pointers into tensors that the unwinding frames
+            # free: stop them claiming items, and let the exception (a KeyboardInterrupt,
+            # say) go on only once every one has returned.
+            counter.value = _NO_MORE_ITEMS
+            _wait_for_all(futures)
+            raise
     if any(code != 0 for code in codes):
         raise MemoryError("the fused CPU LSH kernel could not allocate its scratch buffers")
 
