@@ -234,7 +234,7 @@ _SWEEP_WITH_A_BROKEN_COMPILER = """
 import sys
 import suites.run as run_module
 from suites.harness.points import Point
-from tests.suites.test_harness import _suite
+from tests.suites.tiny import _suite
 params = {"model": "lsh", "phase": "fwd", "batch": 1, "device": "cpu"}
 suite = _suite([
     Point(params={**params, "seq_len": n}, runner="tests.suites.point_runners:lsh_backend")
