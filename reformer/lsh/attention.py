@@ -121,8 +121,13 @@ def lsh_attention(
         )
     if qk.shape[:3].numel() == 0:
         return _empty(qk, v, n_hashes, return_buckets)
-    backend = resolve_backend(backend, qk.device, qk.dtype, bucket_size, qk.shape[-1], v.shape[-1])
     batch, n_heads, seq_len, d_head = qk.shape
+    # A chunk as long as the sequence already holds every position, so a larger
+    # bucket_size computes the same function (one chunk per round, the rest padding): it
+    # is run as that chunk, not padded out to bucket_size positions. It still sets the
+    # default number of buckets (the hash), as given.
+    chunk = min(bucket_size, seq_len)
+    backend = resolve_backend(backend, qk.device, qk.dtype, chunk, qk.shape[-1], v.shape[-1])
     if rotations is not None and n_buckets is None:
         n_buckets = 2 * rotations.shape[-1]
     factors = resolve_n_buckets(n_buckets, seq_len, bucket_size)
@@ -134,7 +139,7 @@ def lsh_attention(
         # Padding sorts last, as the internal length padding does (module docstring).
         buckets = buckets.masked_fill(~padding_mask[:, None, None, :], total_buckets(factors))
 
-    padded_len = math.ceil(seq_len / bucket_size) * bucket_size
+    padded_len = math.ceil(seq_len / chunk) * chunk
     pad = padded_len - seq_len
     key_valid = padding_mask
     sort_buckets = buckets
@@ -156,7 +161,7 @@ def lsh_attention(
         n_heads=n_heads,
         n_hashes=n_hashes,
         padded_len=padded_len,
-        bucket_size=bucket_size,
+        bucket_size=chunk,
         causal=causal,
         dup_correction=dup_correction,
         scale=d_head**-0.5,
