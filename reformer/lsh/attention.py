@@ -134,6 +134,12 @@ def lsh_attention(
     rotations = _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors)
     if rotations.shape[2] != n_hashes:
         raise ValueError(f"rotations has {rotations.shape[2]} rounds but n_hashes={n_hashes}")
+    if padding_mask is not None:
+        # Padded positions are read as zeros, as the internal length padding is: nothing
+        # they hold (NaN, inf, torch.empty's leftovers) reaches a real output or gradient,
+        # not even through a padded query's own row (module docstring).
+        real = padding_mask[:, None, :, None]
+        qk, v = torch.where(real, qk, 0.0), torch.where(real, v, 0.0)
     buckets = hash_vectors(qk.detach(), rotations, factors)
     if padding_mask is not None:
         # Padding sorts last, as the internal length padding does (module docstring).
@@ -146,9 +152,9 @@ def lsh_attention(
     if pad:
         qk_in, v_in = nn.functional.pad(qk, (0, 0, 0, pad)), nn.functional.pad(v, (0, 0, 0, pad))
         sort_buckets = nn.functional.pad(buckets, (0, pad), value=total_buckets(factors))
-        real = torch.arange(padded_len, device=qk.device) < seq_len
+        in_sequence = torch.arange(padded_len, device=qk.device) < seq_len
         key_valid = (
-            real.expand(batch, -1)
+            in_sequence.expand(batch, -1)
             if padding_mask is None
             else nn.functional.pad(padding_mask, (0, pad), value=False)
         )
