@@ -59,9 +59,7 @@ def check_padded_contents_reach_nothing(backend: str, device: str, causal: bool)
     padded = ~mask[:, None, :, None]
     real = mask[:, None, :, None]
     weight = torch.randn(v.shape, generator=gen) * real  # padded outputs carry no meaning
-    call = dict(
-        n_hashes=2, bucket_size=8, causal=causal, seed=1, padding_mask=mask.to(device)
-    )
+    call = dict(n_hashes=2, bucket_size=8, causal=causal, seed=1, padding_mask=mask.to(device))
     clean_out, clean_grads = _run(backend, device, qk, v, weight, **call)
     dirty_qk = torch.where(padded, garbage_like(qk), qk)
     dirty_v = torch.where(padded, garbage_like(v).flip(-1), v)
@@ -73,13 +71,16 @@ def check_padded_contents_reach_nothing(backend: str, device: str, causal: bool)
         torch.testing.assert_close(dirty, clean, rtol=0, atol=0, msg=name)
 
 
-def check_future_values_reach_no_earlier_query(backend: str, device: str) -> None:
+def check_future_values_reach_no_earlier_query(
+    backend: str, device: str, dtype: torch.dtype = torch.float32
+) -> None:
     """Under causal=True, NaN and inf in v at positions >= t (several chunks, so a query's
     window holds keys after it) change no output before t nor its gradient with respect to
     any position; every output from t on sees its own bad value and is NaN."""
     t = 13
     qk, v, gen = _inputs(2, 2, 24, 6, seed=1)
-    weight = torch.randn(v.shape, generator=gen)
+    weight = torch.randn(v.shape, generator=gen).to(dtype)
+    qk, v = qk.to(dtype), v.to(dtype)
     weight[:, :, t:] = 0.0  # a loss of the outputs before t
     call = dict(n_hashes=3, bucket_size=4, causal=True, seed=2)
     clean_out, clean_grads = _run(backend, device, qk, v, weight, **call)

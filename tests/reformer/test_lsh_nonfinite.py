@@ -5,6 +5,7 @@ kernels)."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from reformer.lsh.cpu import build
 from tests.reformer.nonfinite_cases import (
@@ -34,6 +35,11 @@ def test_padded_contents_reach_no_real_output_or_gradient(backend, causal):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nonfinite_future_values_reach_no_earlier_query(backend):
     check_future_values_reach_no_earlier_query(backend, "cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_nonfinite_future_values_reach_no_earlier_query_torch_path_dtypes(dtype):
+    check_future_values_reach_no_earlier_query("torch", "cpu", dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
