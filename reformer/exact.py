@@ -48,6 +48,8 @@ def exact_attention(
     ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels).
     """
     n_new, total = q.shape[2], k.shape[2]
+    if padding_mask is not None:
+        q, k, v = (finite_padding(x, padding_mask) for x in (q, k, v))
     if self_logit is not None:
         return _shared_qk(q, k, v, causal, padding_mask, self_logit)
     allowed = _allowed(n_new, total, causal, padding_mask, q.device)
@@ -61,6 +63,16 @@ def exact_attention(
     if allowed is not None:
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+def finite_padding(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """x (B, H, n, D) with NaN and inf at padded positions read as 0; its n positions are
+    the last n of the mask's (B, T). A masked pair's weight is exactly 0, but 0 · NaN is
+    NaN (in the forward's P·V, in backward's dO·Vᵀ and dS·K), and a padded query's row of
+    NaN logits would pass NaN back to every key it sees. Finite contents are kept, so a
+    finite input gives the same result bit for bit; the gradient at a replaced entry is 0."""
+    padded = ~padding_mask[:, None, -x.shape[2] :, None]  # (B, 1, n, 1)
+    return torch.where(padded & ~torch.isfinite(x), 0.0, x)
 
 
 def _shared_qk(q, k, v, causal, padding_mask, self_logit: float) -> torch.Tensor:

@@ -44,7 +44,7 @@ from reformer.checks import (
     require_bool,
 )
 from reformer.decode import LSHCache
-from reformer.exact import exact_attention
+from reformer.exact import exact_attention, finite_padding
 from reformer.lsh.dispatch import resolve_backend
 from reformer.lsh.hashing import (
     draw_rotations,
@@ -312,6 +312,8 @@ class LSHSelfAttention(nn.Module):
         batch, _, seq_len, _ = qk.shape
         cfg = self.config
         if exact:
+            if padding_mask is not None:  # before the keys are formed from it
+                qk = finite_padding(qk, padding_mask)
             keys = F.normalize(qk.to(torch.promote_types(qk.dtype, torch.float32)), dim=-1)
             dense = exact_attention(
                 qk, keys, v, causal=cfg.causal, padding_mask=padding_mask, self_logit=SELF_LOGIT
