@@ -18,6 +18,13 @@ Two logit conventions:
   ``MASK_LOGIT``, exactly as the LSH kernels do (reformer.lsh.layout).
 
 The slow twin of the shared-QK convention is reformer.reference.exact_shared_qk_attention.
+
+Non-finite input: NaN and inf at padded positions are read as 0 (:func:`finite_padding`),
+so they reach no real output and no gradient at a real position. Finite padded contents
+are kept (a padded query's own row uses them), and NaN or inf in the value of a real key
+in a query's future still reaches that query: a masked pair's weight is exactly 0, but
+0 · NaN is NaN in the P·V matmul, as in torch's scaled_dot_product_attention. (LSH
+attention never lets a masked pair read a value: reformer/lsh/attention.py.)
 """
 
 from __future__ import annotations

@@ -12,19 +12,35 @@ What correct means here:
   of ``bucket_size`` attend to themselves and the previous chunk, wrapping around.
 - Rounds are combined by log-sum-exp; with ``dup_correction`` a key seen several times
   counts once, so the output is exactly softmax attention over the union of keys seen.
-- ``L`` need not be a multiple of ``bucket_size``: the sequence is padded internally; pad
-  positions get a bucket past the last one (so they sort to the end of every round) and
-  are masked as keys. Positions a ``padding_mask`` marks as padding are treated the same
-  way (as HF transformers' Reformer puts them in one bucket): they never move a real
-  position's chunk, so real outputs do not depend on what padded positions hold.
+- ``L`` need not be a multiple of ``bucket_size``: the sequence is padded internally with
+  zero rows; pad positions get a bucket past the last one (so they sort to the end of
+  every round) and are masked as keys. A ``bucket_size`` past L runs as one chunk of L
+  per round, which is the same function as any chunk covering the sequence (it still
+  sets the default ``n_buckets``, as given).
+- Positions a ``padding_mask`` marks as padding are treated the same way (as HF
+  transformers' Reformer puts them in one bucket): they never move a real position's
+  chunk, and their qk and v are read as zeros. So nothing they hold (NaN, inf, what
+  ``torch.empty`` left there) reaches a real output, or the gradient at any position: a
+  padded position's gradient is 0, and its own output, that of a zero query, means
+  nothing.
+- A masked pair (a padded key, a key in the query's future under ``causal``) never
+  reads the key's value: NaN or inf in v reaches exactly the queries that may see that
+  key (it is in one of their windows and not masked; a query may always see itself),
+  and each of those gets NaN in its whole output row, on every backend. Every other
+  output, and the gradient (at every position) of a loss of those other outputs, is
+  what the same input with that value finite gives. NaN or inf in qk at a real
+  position is not guarded: it enters the hash, and the logits of the queries whose
+  windows hold it (on the torch path also of those for which it is masked, as a later
+  key under ``causal``), whose rows may become NaN.
 
 Causality: with ``causal=True`` no query ever gets weight from a later key, so changing v
-at positions >= t never changes outputs before t, and the gradient of outputs before t
-with respect to qk or v at positions >= t is exactly zero. With several chunks, a later
-position's *hash* can still move chunk boundaries and so change which earlier keys a query
-sees (the bucket layout is a function of the whole sequence). That is inherent to sorted
-chunking, carries no value from the future, and matters for generation: decoding token by
-token does not reproduce the logits of a full-sequence forward unless bucket_size >= L.
+at positions >= t (to anything, NaN or inf too) never changes outputs before t, and the
+gradient of outputs before t with respect to qk or v at positions >= t is exactly zero.
+With several chunks, a later position's *hash* can still move chunk boundaries and so
+change which earlier keys a query sees (the bucket layout is a function of the whole
+sequence). That is inherent to sorted chunking, carries no value from the future, and
+matters for generation: decoding token by token does not reproduce the logits of a
+full-sequence forward unless bucket_size >= L.
 """
 
 from __future__ import annotations
@@ -101,8 +117,10 @@ def lsh_attention(
     never changes the result.
 
     Empty input (B, H or L = 0) gives an empty output of the same shape, as torch's own
-    attention does. NaN or inf in qk or v propagate to the outputs of the queries that see
-    them, unchecked, as in torch's attention (checking would cost a pass over the inputs).
+    attention does. Padded positions are read as zeros; NaN or inf in v reaches only the
+    queries that may see that key (their whole output row becomes NaN), never through a
+    masked pair, in the output or the gradient (module docstring). A ``bucket_size`` past
+    L costs what bucket_size=L does: the same function.
     """
     for name, switch in (
         ("causal", causal),
