@@ -18,6 +18,13 @@ Two logit conventions:
   ``MASK_LOGIT``, exactly as the LSH kernels do (reformer.lsh.layout).
 
 The slow twin of the shared-QK convention is reformer.reference.exact_shared_qk_attention.
+
+Non-finite input: NaN and inf at padded positions are read as 0 (:func:`finite_padding`),
+so they reach no real output and no gradient at a real position. Finite padded contents
+are kept (a padded query's own row uses them), and NaN or inf in the value of a real key
+in a query's future still reaches that query: a masked pair's weight is exactly 0, but
+0 · NaN is NaN in the P·V matmul, as in torch's scaled_dot_product_attention. (LSH
+attention never lets a masked pair read a value: reformer/lsh/attention.py.)
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ def exact_attention(
     ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels).
     """
     n_new, total = q.shape[2], k.shape[2]
+    if padding_mask is not None:
+        q, k, v = (finite_padding(x, padding_mask) for x in (q, k, v))
     if self_logit is not None:
         return _shared_qk(q, k, v, causal, padding_mask, self_logit)
     allowed = _allowed(n_new, total, causal, padding_mask, q.device)
@@ -61,6 +70,16 @@ def exact_attention(
     if allowed is not None:
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+def finite_padding(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """x (B, H, n, D) with NaN and inf at padded positions read as 0; its n positions are
+    the last n of the mask's (B, T). A masked pair's weight is exactly 0, but 0 · NaN is
+    NaN (in the forward's P·V, in backward's dO·Vᵀ and dS·K), and a padded query's row of
+    NaN logits would pass NaN back to every key it sees. Finite contents are kept, so a
+    finite input gives the same result bit for bit; the gradient at a replaced entry is 0."""
+    padded = ~padding_mask[:, None, -x.shape[2] :, None]  # (B, 1, n, 1)
+    return torch.where(padded & ~torch.isfinite(x), 0.0, x)
 
 
 def _shared_qk(q, k, v, causal, padding_mask, self_logit: float) -> torch.Tensor:

@@ -37,8 +37,13 @@ def shared_qk_logits(qk: torch.Tensor) -> torch.Tensor:
 
 
 def exact_shared_qk_attention(qk, v, *, causal: bool, padding_mask=None) -> torch.Tensor:
-    """Full softmax attention with shared QK: what LSH attention approximates."""
+    """Full softmax attention with shared QK: what LSH attention approximates. NaN or inf
+    at a padded position is read as 0 (``reformer.exact``'s rule for padded contents)."""
     require_bool("causal", causal)
+    if padding_mask is not None:
+        padded = ~padding_mask[:, None, :, None]
+        qk = torch.where(padded & ~torch.isfinite(qk), 0.0, qk)
+        v = torch.where(padded & ~torch.isfinite(v), 0.0, v)
     logits = shared_qk_logits(qk)
     length = qk.shape[-2]
     if causal:
@@ -84,6 +89,10 @@ def lsh_attention_reference(
     """LSH attention given buckets (B, H, R, L): one masked softmax per query over the keys
     it saw in any round's chunk window, each counted once (or ``count`` times without the
     duplicate correction). qk (B, H, L, D), v (B, H, L, Dv) -> (B, H, L, Dv).
+
+    Padded positions are read as zeros. A query that may see a key (in one of its windows,
+    not padding, not in its future under ``causal``) whose v holds NaN or inf gets NaN in
+    its whole output; no other query reads that v (see :func:`_attend`).
     """
     require_bool("causal", causal)
     require_bool("dup_correction", dup_correction)
@@ -97,20 +106,35 @@ def lsh_attention_reference(
     valid = valid.expand(batch, -1).clone()
     if padding_mask is not None:
         valid[:, :length] &= padding_mask
+    keep = valid[:, None, :, None]
+    qk, v = torch.where(keep, qk, 0.0), torch.where(keep, v, 0.0)
+    future = torch.ones(padded, padded, dtype=torch.bool).triu(1)
     outputs = torch.zeros_like(v)
     for b in range(batch):
         for h in range(n_heads):
             counts = window_counts(buckets[b, h], bucket_size)
             logits = shared_qk_logits(qk[b, h])
             if causal:
-                future = torch.ones(padded, padded, dtype=torch.bool).triu(1)
                 logits = logits.masked_fill(future, MASK_LOGIT)
             logits = logits.masked_fill(~valid[b][None, :], MASK_LOGIT)
             if not dup_correction:
                 logits = logits + torch.log(counts.clamp_min(1).to(logits.dtype))
             logits = logits.masked_fill(counts == 0, float("-inf"))
-            outputs[b, h] = torch.softmax(logits, dim=-1) @ v[b, h]
+            allowed = (counts > 0) & valid[b][None, :]
+            if causal:
+                allowed &= ~future
+            outputs[b, h] = _attend(torch.softmax(logits, dim=-1), v[b, h], allowed)
     return outputs[:, :, :length]
+
+
+def _attend(weights: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """weights (L, T) @ v (T, Dv), where only the ``allowed`` (L, T) pairs read v: a query
+    allowed a key whose v holds NaN or inf gets NaN in its whole row, and a value no
+    allowed pair reads reaches nothing (a plain matmul would add 0 · NaN = NaN)."""
+    finite = torch.isfinite(v)
+    out = weights @ torch.where(finite, v, 0.0)
+    sees_bad = (allowed & ~finite.all(-1)[None, :]).any(-1)
+    return out.masked_fill(sees_bad[:, None], float("nan"))
 
 
 def lsh_decode_keys_reference(buckets, bucket_size: int) -> set[int]:

@@ -12,19 +12,35 @@ What correct means here:
   of ``bucket_size`` attend to themselves and the previous chunk, wrapping around.
 - Rounds are combined by log-sum-exp; with ``dup_correction`` a key seen several times
   counts once, so the output is exactly softmax attention over the union of keys seen.
-- ``L`` need not be a multiple of ``bucket_size``: the sequence is padded internally; pad
-  positions get a bucket past the last one (so they sort to the end of every round) and
-  are masked as keys. Positions a ``padding_mask`` marks as padding are treated the same
-  way (as HF transformers' Reformer puts them in one bucket): they never move a real
-  position's chunk, so real outputs do not depend on what padded positions hold.
+- ``L`` need not be a multiple of ``bucket_size``: the sequence is padded internally with
+  zero rows; pad positions get a bucket past the last one (so they sort to the end of
+  every round) and are masked as keys. A ``bucket_size`` past L runs as one chunk of L
+  per round, which is the same function as any chunk covering the sequence (it still
+  sets the default ``n_buckets``, as given).
+- Positions a ``padding_mask`` marks as padding are treated the same way (as HF
+  transformers' Reformer puts them in one bucket): they never move a real position's
+  chunk, and their qk and v are read as zeros. So nothing they hold (NaN, inf, what
+  ``torch.empty`` left there) reaches a real output, or the gradient at any position: a
+  padded position's gradient is 0, and its own output, that of a zero query, means
+  nothing.
+- A masked pair (a padded key, a key in the query's future under ``causal``) never
+  reads the key's value: NaN or inf in v reaches exactly the queries that may see that
+  key (it is in one of their windows and not masked; a query may always see itself),
+  and each of those gets NaN in its whole output row, on every backend. Every other
+  output, and the gradient (at every position) of a loss of those other outputs, is
+  what the same input with that value finite gives. NaN or inf in qk at a real
+  position is not guarded: it enters the hash, and the logits of the queries whose
+  windows hold it (on the torch path also of those for which it is masked, as a later
+  key under ``causal``), whose rows may become NaN.
 
 Causality: with ``causal=True`` no query ever gets weight from a later key, so changing v
-at positions >= t never changes outputs before t, and the gradient of outputs before t
-with respect to qk or v at positions >= t is exactly zero. With several chunks, a later
-position's *hash* can still move chunk boundaries and so change which earlier keys a query
-sees (the bucket layout is a function of the whole sequence). That is inherent to sorted
-chunking, carries no value from the future, and matters for generation: decoding token by
-token does not reproduce the logits of a full-sequence forward unless bucket_size >= L.
+at positions >= t (to anything, NaN or inf too) never changes outputs before t, and the
+gradient of outputs before t with respect to qk or v at positions >= t is exactly zero.
+With several chunks, a later position's *hash* can still move chunk boundaries and so
+change which earlier keys a query sees (the bucket layout is a function of the whole
+sequence). That is inherent to sorted chunking, carries no value from the future, and
+matters for generation: decoding token by token does not reproduce the logits of a
+full-sequence forward unless bucket_size >= L.
 """
 
 from __future__ import annotations
@@ -44,7 +60,7 @@ from reformer.checks import (
     require_bool,
 )
 from reformer.decode import LSHCache
-from reformer.exact import exact_attention
+from reformer.exact import exact_attention, finite_padding
 from reformer.lsh.dispatch import resolve_backend
 from reformer.lsh.hashing import (
     draw_rotations,
@@ -101,8 +117,10 @@ def lsh_attention(
     never changes the result.
 
     Empty input (B, H or L = 0) gives an empty output of the same shape, as torch's own
-    attention does. NaN or inf in qk or v propagate to the outputs of the queries that see
-    them, unchecked, as in torch's attention (checking would cost a pass over the inputs).
+    attention does. Padded positions are read as zeros; NaN or inf in v reaches only the
+    queries that may see that key (their whole output row becomes NaN), never through a
+    masked pair, in the output or the gradient (module docstring). A ``bucket_size`` past
+    L costs what bucket_size=L does: the same function.
     """
     for name, switch in (
         ("causal", causal),
@@ -121,29 +139,40 @@ def lsh_attention(
         )
     if qk.shape[:3].numel() == 0:
         return _empty(qk, v, n_hashes, return_buckets)
-    backend = resolve_backend(backend, qk.device, qk.dtype, bucket_size, qk.shape[-1], v.shape[-1])
     batch, n_heads, seq_len, d_head = qk.shape
+    # A chunk as long as the sequence already holds every position, so a larger
+    # bucket_size computes the same function (one chunk per round, the rest padding): it
+    # is run as that chunk, not padded out to bucket_size positions. It still sets the
+    # default number of buckets (the hash), as given.
+    chunk = min(bucket_size, seq_len)
+    backend = resolve_backend(backend, qk.device, qk.dtype, chunk, qk.shape[-1], v.shape[-1])
     if rotations is not None and n_buckets is None:
         n_buckets = 2 * rotations.shape[-1]
     factors = resolve_n_buckets(n_buckets, seq_len, bucket_size)
     rotations = _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors)
     if rotations.shape[2] != n_hashes:
         raise ValueError(f"rotations has {rotations.shape[2]} rounds but n_hashes={n_hashes}")
+    if padding_mask is not None:
+        # Padded positions are read as zeros, as the internal length padding is: nothing
+        # they hold (NaN, inf, torch.empty's leftovers) reaches a real output or gradient,
+        # not even through a padded query's own row (module docstring).
+        real = padding_mask[:, None, :, None]
+        qk, v = torch.where(real, qk, 0.0), torch.where(real, v, 0.0)
     buckets = hash_vectors(qk.detach(), rotations, factors)
     if padding_mask is not None:
         # Padding sorts last, as the internal length padding does (module docstring).
         buckets = buckets.masked_fill(~padding_mask[:, None, None, :], total_buckets(factors))
 
-    padded_len = math.ceil(seq_len / bucket_size) * bucket_size
+    padded_len = math.ceil(seq_len / chunk) * chunk
     pad = padded_len - seq_len
     key_valid = padding_mask
     sort_buckets = buckets
     if pad:
         qk_in, v_in = nn.functional.pad(qk, (0, 0, 0, pad)), nn.functional.pad(v, (0, 0, 0, pad))
         sort_buckets = nn.functional.pad(buckets, (0, pad), value=total_buckets(factors))
-        real = torch.arange(padded_len, device=qk.device) < seq_len
+        in_sequence = torch.arange(padded_len, device=qk.device) < seq_len
         key_valid = (
-            real.expand(batch, -1)
+            in_sequence.expand(batch, -1)
             if padding_mask is None
             else nn.functional.pad(padding_mask, (0, pad), value=False)
         )
@@ -156,7 +185,7 @@ def lsh_attention(
         n_heads=n_heads,
         n_hashes=n_hashes,
         padded_len=padded_len,
-        bucket_size=bucket_size,
+        bucket_size=chunk,
         causal=causal,
         dup_correction=dup_correction,
         scale=d_head**-0.5,
@@ -301,6 +330,8 @@ class LSHSelfAttention(nn.Module):
         batch, _, seq_len, _ = qk.shape
         cfg = self.config
         if exact:
+            if padding_mask is not None:  # before the keys are formed from it
+                qk = finite_padding(qk, padding_mask)
             keys = F.normalize(qk.to(torch.promote_types(qk.dtype, torch.float32)), dim=-1)
             dense = exact_attention(
                 qk, keys, v, causal=cfg.causal, padding_mask=padding_mask, self_logit=SELF_LOGIT

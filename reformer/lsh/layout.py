@@ -118,8 +118,12 @@ def sequence_major(shape, dtype, device, zero: bool = False) -> torch.Tensor:
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """sum(a · b, -1) in ``dtype``: (b, h, Lp, D) x2 -> (b, h, Lp), contiguous."""
-    return (a.to(dtype) * b.to(dtype)).sum(-1).contiguous()
+    """sum(a · b, -1) in ``dtype``: (b, h, Lp, D) x2 -> (b, h, Lp), contiguous, where a
+    term with a = 0 is 0 whatever b holds. Backward's delta = rowsum(dO · O): an output
+    entry the loss does not use (dO = 0) that is NaN (its query saw a NaN value) must not
+    make delta, and so every gradient through that query's row, NaN."""
+    a, b = a.to(dtype), b.to(dtype)
+    return torch.mul(a, b).masked_fill_(a == 0, 0.0).sum(-1).contiguous()
 
 
 def normalize_backward_(x: torch.Tensor, grad_unit: torch.Tensor) -> torch.Tensor:

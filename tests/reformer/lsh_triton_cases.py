@@ -27,6 +27,11 @@ from reformer import lsh_attention
 from reformer.lsh.triton.config import TF32X3_PRODUCT_ERROR
 from reformer.reference import lsh_attention_reference
 from suites.tools.triton_aot import DEVICE_CASES
+from tests.reformer.nonfinite_cases import (
+    check_future_values_reach_no_earlier_query,
+    check_nan_reaches_the_queries_that_may_see_it,
+    check_padded_contents_reach_nothing,
+)
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 DEVICE = "cpu" if INTERPRETING else "cuda"
@@ -248,3 +253,18 @@ def test_saves_no_more_for_backward_than_the_torch_path():
         return n_bytes
 
     assert saved("triton") <= saved("torch")
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_padded_contents_reach_no_real_output_or_gradient(causal):
+    check_padded_contents_reach_nothing("triton", DEVICE, causal)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_nonfinite_future_values_reach_no_earlier_query(dtype):
+    check_future_values_reach_no_earlier_query("triton", DEVICE, dtype)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_nonfinite_values_reach_exactly_the_queries_that_may_see_them(causal):
+    check_nan_reaches_the_queries_that_may_see_it("triton", DEVICE, causal, atol=1e-5)

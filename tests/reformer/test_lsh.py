@@ -255,6 +255,43 @@ def test_module_redraws_rotations_and_replays_from_generator_state():
     assert not torch.equal(other(x), first)
 
 
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_a_bucket_size_past_the_sequence_runs_as_one_chunk_covering_it(backend):
+    """bucket_size=10**9 at L = 64 computes what bucket_size=64 does (one chunk per round
+    holds every position either way), without padding the sequence out to 10**9 positions
+    (128 GB of buffers). n_buckets and the rotations are given, as bucket_size would
+    otherwise set a different default number of buckets."""
+    qk, v = _inputs(length=64, dim=8, dtype=torch.float32)
+    rotations = draw_rotations(
+        torch.Generator().manual_seed(0), n_heads=2, d_head=8, n_hashes=2, factors=(4,)
+    )
+    call = dict(n_hashes=2, causal=True, rotations=rotations, backend=backend)
+    huge = lsh_attention(qk, v, bucket_size=10**9, **call)
+    assert torch.equal(huge, lsh_attention(qk, v, bucket_size=64, **call))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_bucket_size_past_the_sequence_matches_the_reference(causal):
+    """L = 20, bucket_size = 32: the reference pads the sequence to one 32-slot chunk per
+    round; lsh_attention runs a 20-slot chunk: the same function."""
+    qk, v = _inputs(length=20, dim=6)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 17:] = False
+    out, buckets = lsh_attention(
+        qk,
+        v,
+        n_hashes=3,
+        bucket_size=32,
+        causal=causal,
+        seed=4,
+        padding_mask=mask,
+        return_buckets=True,
+    )
+    ref = lsh_attention_reference(qk, v, buckets, bucket_size=32, causal=causal, padding_mask=mask)
+    real = mask[:, None, :, None]
+    torch.testing.assert_close(out * real, ref * real, rtol=1e-10, atol=1e-10)
+
+
 def test_gradcheck_float64():
     qk, v = _inputs(batch=1, heads=1, length=10, dim=4)
     mask = torch.tensor([[True] * 8 + [False] * 2])

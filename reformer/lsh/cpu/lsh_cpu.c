@@ -268,6 +268,30 @@ static void gather(const float *base, int64_t step, const int64_t *pos, int64_t 
     }
 }
 
+/* Zero each of n rows (n, width) that holds NaN or inf, and say which did (bad[i] = 1)
+ * and how many. A masked pair's weight is exactly 0, but 0 · NaN is NaN: the window's
+ * matmuls (P·V forward, dO·Vᵀ backward) must only see finite values, and the forward
+ * marks the queries that may see a bad key instead (forward_item). x · 0 is 0 for a finite
+ * x and NaN otherwise, so one multiply-add per element, 8 lanes at a time, tells. */
+static int64_t zero_bad_rows(float *x, int64_t n, int64_t width, int32_t *bad) {
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float *row = x + i * width;
+        vec8 probe = {0};
+        int64_t k = 0;
+        for (; k + 8 <= width; k += 8) probe += load8(row + k) * 0.0f;
+        float total = 0.0f;
+        for (int lane = 0; lane < 8; lane++) total += probe[lane];
+        for (; k < width; k++) total += row[k] * 0.0f;
+        bad[i] = total != total;
+        if (bad[i]) {
+            memset(row, 0, sizeof(float) * (size_t)width);
+            count++;
+        }
+    }
+    return count;
+}
+
 /* 1 / max(||row||, eps) of each of n rows (n, dim): F.normalize's scale. */
 static void inverse_norms(const float *x, int64_t n, int64_t dim, float *inv) {
     for (int64_t i = 0; i < n; i++) {
@@ -281,7 +305,7 @@ typedef struct {
     int64_t *kpos;
     float *q, *qs, *k, *ku, *kt, *vw, *vt, *s, *dp, *go, *acc_k, *acc_v, *acc_q;
     float *qstat, *kstat, *log2_count;
-    int32_t *qchunk, *kchunk, *count, *key_pos32, *key_dead;
+    int32_t *qchunk, *kchunk, *count, *key_pos32, *key_dead, *key_bad, *poisoned;
 } Scratch;
 
 static int scratch_init(Scratch *w, const Args *a) {
@@ -310,10 +334,12 @@ static int scratch_init(Scratch *w, const Args *a) {
     w->count = malloc(sizeof(int32_t) * win);
     w->key_pos32 = malloc(sizeof(int32_t) * win);
     w->key_dead = malloc(sizeof(int32_t) * win);
+    w->key_bad = malloc(sizeof(int32_t) * win);
+    w->poisoned = malloc(sizeof(int32_t) * c);
     if (!w->kpos || !w->q || !w->qs || !w->k || !w->ku || !w->kt || !w->vw || !w->vt ||
         !w->s || !w->dp || !w->go || !w->acc_k || !w->acc_v || !w->acc_q ||
         !w->qstat || !w->kstat || !w->log2_count || !w->qchunk || !w->kchunk || !w->count || !w->key_pos32 ||
-        !w->key_dead)
+        !w->key_dead || !w->key_bad || !w->poisoned)
         return -1;
     w->log2_count[0] = 0.0f;
     for (int64_t i = 1; i < 3 * R + 2; i++) w->log2_count[i] = log2f((float)i);
@@ -323,7 +349,8 @@ static int scratch_init(Scratch *w, const Args *a) {
 static void scratch_free(Scratch *w) {
     void *all[] = {w->kpos, w->q, w->qs, w->k, w->ku, w->kt, w->vw, w->vt, w->s,
                    w->dp, w->go, w->acc_k, w->acc_v, w->acc_q, w->qstat, w->kstat,
-                   w->log2_count, w->qchunk, w->kchunk, w->count, w->key_pos32, w->key_dead};
+                   w->log2_count, w->qchunk, w->kchunk, w->count, w->key_pos32, w->key_dead,
+                   w->key_bad, w->poisoned};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
@@ -408,8 +435,19 @@ static void forward_item(const Args *a, Scratch *w, int64_t bh, int64_t g, int f
     for (int64_t i = 0; i < c * D; i++) w->qs[i] = own[i] * log2e_scale;
     transpose(w->k, win, D, D, w->kstat, w->kt, win);
     gather(v, a->v_sl, w->kpos, win, Dv, w->vw);
+    int64_t n_bad = zero_bad_rows(w->vw, win, Dv, w->key_bad);
     gemm(c, win, D, w->qs, D, w->kt, win, w->s, win, 0);
     mask_logits(a, w, bh, qpos, c, w->kpos, win, w->s, win);
+    /* A query that may see a key whose v held NaN or inf (a pair the masks leave visible:
+     * mask_logits' key_pos32 and key_dead) gets NaN in its whole row. */
+    for (int64_t i = 0; i < c; i++) {
+        int32_t hit = 0, qp = (int32_t)qpos[i];
+        for (int64_t j = 0; n_bad && j < win; j++) {
+            int32_t masked = (a->causal && w->key_pos32[j] > qp) || w->key_dead[j];
+            hit |= w->key_bad[j] && !masked;
+        }
+        w->poisoned[i] = hit;
+    }
     float *m = w->qstat, *sum = w->qstat + c;
     for (int64_t i = 0; i < c; i++) {
         float *row = w->s + i * win;
@@ -418,6 +456,9 @@ static void forward_item(const Args *a, Scratch *w, int64_t bh, int64_t g, int f
         sum[i] = exp2_row(row, win, mx, 1.0f);
     }
     gemm(c, Dv, win, w->s, win, w->vw, Dv, w->acc_q, Dv, 0);
+    for (int64_t i = 0; n_bad && i < c; i++)
+        if (w->poisoned[i])
+            for (int64_t k = 0; k < Dv; k++) w->acc_q[i * Dv + k] = NAN;
     float *out = a->out + b * a->out_sb + h * a->out_sh;
     float *run_max = a->row_max + bh * L, *run_sum = a->row_sum + bh * L;
     for (int64_t i = 0; i < c; i++) {
@@ -437,7 +478,7 @@ static void forward_item(const Args *a, Scratch *w, int64_t bh, int64_t g, int f
         float new_sum = old_part + new_part;
         run_max[p] = new_max;
         run_sum[p] = new_sum;
-        if (new_part == 0.0f) continue;
+        if (new_part == 0.0f && !w->poisoned[i]) continue;
         float weight = new_part / new_sum;
         for (int64_t k = 0; k < Dv; k++) o[k] += (part[k] * inv - o[k]) * weight;
     }
@@ -501,6 +542,7 @@ static void backward_item(const Args *a, Scratch *w, int64_t bh, int64_t g) {
         for (int64_t d = 0; d < D; d++) w->ku[j * D + d] = w->k[j * D + d] * w->kstat[j];
     transpose(w->k, c, D, D, w->kstat, w->kt, c);
     gather(v, a->v_sl, w->kpos, c, Dv, w->vw);
+    zero_bad_rows(w->vw, c, Dv, w->key_bad); /* dP = dO·Vᵀ of finite values (forward_item) */
     transpose(w->vw, c, Dv, Dv, NULL, w->vt, c);
     memset(w->acc_k, 0, sizeof(float) * c * D);
     memset(w->acc_v, 0, sizeof(float) * c * Dv);

@@ -7,7 +7,14 @@ import torch
 
 from reformer.lsh.layout import Layout, normalize_backward_, row_dot, sequence_major
 from reformer.lsh.torch_path.rows import Rows, Workspace, rows_addressable
-from reformer.lsh.torch_path.slices import EXP2_FLOOR, SELF_LOGIT2, build_slice, round_chunks
+from reformer.lsh.torch_path.slices import (
+    EXP2_FLOOR,
+    SELF_LOGIT2,
+    build_slice,
+    finite_values,
+    round_chunks,
+    sees_bad,
+)
 
 
 def _weights(logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -47,6 +54,7 @@ class LSHAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qk, v, sort_idx, key_valid, layout: Layout):
         qk, v = _addressable(qk), _addressable(v)
+        values, bad = finite_values(v)
         acc = torch.float64 if qk.dtype == torch.float64 else torch.float32
         chunk_of = round_chunks(sort_idx, layout, acc) if layout.needs_counts else None
         length, d_value = qk.shape[2], v.shape[-1]
@@ -64,8 +72,19 @@ class LSHAttentionFunction(torch.autograd.Function):
                 round_sum = qk.new_empty(b1 - b0, h1 - h0, length, 1, dtype=acc)
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(
-                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1), ws
+                        qk,
+                        values,
+                        sort_idx,
+                        key_valid,
+                        chunk_of,
+                        layout,
+                        rows,
+                        group,
+                        rnd,
+                        (n0, n1),
+                        ws,
                     )
+                    poisoned = None if bad is None else sees_bad(piece, bad, layout, rows)
                     # A row with every key masked (a padded query, or one whose keys were
                     # all seen in an earlier round) gets weight 0 everywhere: its maximum
                     # is at least the self logit, far above any masked logit.
@@ -74,6 +93,8 @@ class LSHAttentionFunction(torch.autograd.Function):
                     total = weights.sum(dim=-1, keepdim=True).clamp_min_(torch.finfo(acc).tiny)
                     # Normalised after the matmul: c·Dv divisions instead of c·2c.
                     part = torch.matmul(weights.to(v.dtype), piece.values).to(acc).div_(total)
+                    if poisoned is not None:
+                        part.masked_fill_(poisoned.unsqueeze(-1), float("nan"))
                     rows.put(round_out, piece.query_pos, part.flatten(2, 3))
                     rows.put(round_max, piece.query_pos, row_max.flatten(2, 3))
                     rows.put(round_sum, piece.query_pos, total.flatten(2, 3))
@@ -83,7 +104,7 @@ class LSHAttentionFunction(torch.autograd.Function):
             out[b0:b1, h0:h1] = group_out
             lse_max[b0:b1, h0:h1] = group_max.squeeze(-1)
             lse_log_sum[b0:b1, h0:h1] = group_sum.log().squeeze(-1)
-        ctx.layout = layout
+        ctx.layout, ctx.all_finite = layout, bad is None
         ctx.save_for_backward(qk, v, sort_idx, key_valid, lse_max, lse_log_sum, out)
         return out
 
@@ -91,6 +112,9 @@ class LSHAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         qk, v, sort_idx, key_valid, lse_max, lse_log_sum, out = ctx.saved_tensors
         layout: Layout = ctx.layout
+        # dP = dO·Vᵀ reads finite values only (finite_values); a query that saw a bad value
+        # has a NaN output, so its delta, and its gradients, are NaN where dO is not 0.
+        values = v if ctx.all_finite else finite_values(v)[0]
         acc = lse_max.dtype
         chunk_of = round_chunks(sort_idx, layout, acc) if layout.needs_counts else None
         grad_out = _addressable(grad_out)
@@ -120,7 +144,17 @@ class LSHAttentionFunction(torch.autograd.Function):
             for rnd in range(layout.n_hashes):
                 for n0, n1 in layout.chunk_blocks((b1 - b0) * (h1 - h0)):
                     piece = build_slice(
-                        qk, v, sort_idx, key_valid, chunk_of, layout, rows, group, rnd, (n0, n1), ws
+                        qk,
+                        values,
+                        sort_idx,
+                        key_valid,
+                        chunk_of,
+                        layout,
+                        rows,
+                        group,
+                        rnd,
+                        (n0, n1),
+                        ws,
                     )
                     grid = piece.logits.shape[2:4]
                     q_max = rows.take(lse_max, piece.query_pos).unflatten(-1, grid)

@@ -28,6 +28,9 @@ EXP_FLOOR = -87.0
 LOG2E = 1.4426950408889634
 SELF_LOGIT2 = SELF_LOGIT * LOG2E
 EXP2_FLOOR = EXP_FLOOR * LOG2E
+# Below every pair the masks leave visible (a logit of at least SELF_LOGIT2, or a score),
+# above every masked one (at most -0.75 × MASK_SCALE plus a score).
+VISIBLE_FLOOR = -0.5 * MASK_SCALE
 
 
 def round_chunks(sort_idx: torch.Tensor, layout: Layout, dtype: torch.dtype) -> torch.Tensor:
@@ -140,6 +143,30 @@ def build_slice(
         head = logits[:, :, 0, :, :c]
         head.copy_(torch.where(first_self, first_bias, head))
     return Slice(query_pos, key_pos, queries, keys, values, logits, first_self)
+
+
+def finite_values(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(v, None) when every entry of v (B, H, Lp, Dv) is finite; else (v with NaN and inf
+    read as 0, in v's layout, and the (B, H, Lp) bool of positions whose v held one).
+
+    A masked pair's weight is exactly 0, but 0 · NaN is NaN: the slices' matmuls (P·V
+    forward, dO·Vᵀ backward) must only ever see finite values. A query that may see a bad
+    key is marked by :func:`sees_bad` instead. One pass over v per call checks it."""
+    finite = torch.isfinite(v)
+    if bool(finite.all()):
+        return v, None
+    return torch.where(finite, v, 0.0), ~finite.all(-1)
+
+
+def sees_bad(piece: Slice, bad: torch.Tensor, layout: Layout, rows: Rows) -> torch.Tensor:
+    """(b, h, n, c) bool: which queries of the slice may see (a pair the masks leave
+    visible) a key whose v held NaN or inf; ``bad`` is :func:`finite_values`' (B, H, Lp).
+    Call it before the logits become weights. A duplicate occurrence the correction masks
+    here is visible in the window that keeps it, so those queries are marked there."""
+    n_chunks = piece.logits.shape[2]
+    bad_keys = _windows(rows.take(bad, piece.key_pos).unsqueeze(-1), layout, n_chunks)
+    visible = piece.logits > VISIBLE_FLOOR
+    return (visible & bad_keys.transpose(-1, -2)).any(-1)
 
 
 def _own_diagonal(x: torch.Tensor) -> torch.Tensor:

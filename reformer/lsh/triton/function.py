@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from reformer.lsh.layout import Layout, chunk_ids, normalize_backward_
+from reformer.lsh.layout import Layout, chunk_ids, normalize_backward_, row_dot
 from reformer.lsh.triton.config import FP_FUSION, KernelConfig, kernel_config, launch_grid
 from reformer.lsh.triton.kernels import (
     lsh_backward_key_round,
@@ -177,7 +177,7 @@ class TritonLSHFunction(torch.autograd.Function):
         layout: Layout = ctx.layout
         chunk_of = _chunk_of(sort32.long() if layout.needs_counts else sort32, layout)
         grad_out = _aligned(grad_out)
-        delta = (grad_out.float() * out.float()).sum(-1)  # (B, H, Lp): rowsum(dO · O)
+        delta = row_dot(grad_out, out, torch.float32)  # (B, H, Lp): rowsum(dO · O)
         grad_q = torch.zeros(qk.shape, dtype=torch.float32, device=qk.device)
         grad_keys = torch.zeros_like(grad_q)
         grad_v = torch.zeros(v.shape, dtype=torch.float32, device=v.device)

@@ -39,11 +39,13 @@ from reformer.lsh.triton.tiles import (
     MASKED,
     TINY,
     chunk_slots,
+    finite_values,
     load_rows,
     other_keys,
     program_tile,
     query_tile,
     row_statistics,
+    sees_bad,
     store_rows,
     tile_grad_logits,
     tile_logits,
@@ -122,6 +124,7 @@ def lsh_forward_round(
     row_sum = tl.zeros((BLOCK_Q,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_Q, BLOCK_DV), dtype=tl.float32)
     others = tl.zeros((BLOCK_Q,), dtype=tl.int32)
+    bad_keys = tl.zeros((BLOCK_Q,), dtype=tl.int32)  # keys seen whose v holds NaN or inf
     n_key_chunks: tl.constexpr = 2 if LOOK_BACK else 1
     for step in tl.static_range(n_key_chunks):
         k_pos, k_ok, k_hat = window_keys(
@@ -161,7 +164,8 @@ def lsh_forward_round(
         rescale = tl.exp(row_max - new_max)
         weights = tl.exp(logits - new_max[:, None]) / count
         row_sum = row_sum * rescale + tl.sum(weights, axis=1)
-        v_k = load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
+        v_k, finite = finite_values(load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV))
+        bad_keys += sees_bad(logits, finite)
         acc = acc * rescale[:, None] + tl.dot(weights.to(v_k.dtype), v_k, input_precision=PRECISION)
         row_max = new_max
     # A query that sees only masked keys (a padded one) gets output 0, not NaN.
@@ -173,6 +177,9 @@ def lsh_forward_round(
     only_self = q_ok & (others == 0) & (row_max > MASKED)
     own_v = load_rows(v_base, q_pos, only_self, dim_v, BLOCK_DV).to(tl.float32)
     round_out = tl.where(only_self[:, None], own_v, round_out)
+    # A query that may see a value holding NaN or inf gets NaN in its whole row (the
+    # values tl.dot multiplied were read as zeros, see finite_values).
+    round_out = tl.where((bad_keys > 0)[:, None], float("nan"), round_out)
 
     out_base = OUT + bh * length * dim_v
     stat_ptrs = bh * length + q_pos
@@ -271,7 +278,7 @@ def lsh_backward_query_round(
         _, grad = tile_grad_logits(
             q,
             k_hat,
-            load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV),
+            finite_values(load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV))[0],
             d_out,
             q_pos,
             k_pos,
@@ -353,7 +360,7 @@ def lsh_backward_key_round(
 
     k_pos, k_ok = chunk_slots(sort_base, g, bucket_size, first, BLOCK_Q)
     k_hat = unit_rows(load_rows(qk_base, k_pos, k_ok, dim, BLOCK_D))
-    v_k = load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV)
+    v_k = finite_values(load_rows(v_base, k_pos, k_ok, dim_v, BLOCK_DV))[0]
     grad_k = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
     grad_v = tl.zeros((BLOCK_Q, BLOCK_DV), dtype=tl.float32)
     n_query_chunks: tl.constexpr = 2 if LOOK_BACK else 1

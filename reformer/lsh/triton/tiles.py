@@ -30,6 +30,32 @@ def load_rows(base, pos, ok, width, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def finite_values(rows):
+    """Value rows with NaN and inf read as 0, and where they were finite (bool, rows'
+    shape). A masked pair's weight is exactly 0, but 0 · NaN is NaN: tl.dot (P·V forward,
+    dO·Vᵀ backward) must only see finite values, and the forward marks the queries that
+    may see a bad key instead (their rows become NaN, :func:`sees_bad`). A mask, a compare
+    and a select per element: finite means the exponent bits are not all ones (integer
+    ops on the raw bits, which the interpreter's bfloat16 also is)."""
+    if rows.dtype == tl.float32:
+        finite = (rows.to(tl.int32, bitcast=True) & 0x7F800000) != 0x7F800000
+    elif rows.dtype == tl.float16:
+        finite = (rows.to(tl.int16, bitcast=True) & 0x7C00) != 0x7C00
+    else:  # bfloat16
+        finite = (rows.to(tl.int16, bitcast=True) & 0x7F80) != 0x7F80
+    return tl.where(finite, rows, tl.zeros_like(rows)), finite
+
+
+@triton.jit
+def sees_bad(logits, finite):
+    """(rows,) int32: how many keys of the tile whose value held NaN or inf (``finite``
+    from :func:`finite_values`, (keys, BLOCK_DV)) each query may see (a pair the masks
+    leave at a finite logit)."""
+    bad = tl.min(finite.to(tl.int32), axis=1) == 0
+    return tl.sum(((logits > float("-inf")) & bad[None, :]).to(tl.int32), axis=1)
+
+
+@triton.jit
 def store_rows(base, pos, ok, width, value, BLOCK: tl.constexpr):
     cols = tl.arange(0, BLOCK)
     ptrs = base + (pos[:, None] * width + cols[None, :])
