@@ -13,8 +13,8 @@ embedding lookups are not counted. Per layer, for batch B, length L, width d, he
   "full" attention computes the whole square anyway; its extra half is not model work, so
   its MFU counts only what a causal model needs. lsh: hashing
   2·B·H·L·d_head·R·W (W = n_buckets/2 summed over hash factors, R = n_hashes) plus
-  2 · 2·B·H·R·Lp·w·d_head, Lp = L padded to a multiple of bucket_size, w = 2·bucket_size
-  (a chunk and the one before it; bucket_size when there is a single chunk in all).
+  2 · 2·B·H·R·Lp·w·d_head, Lp = L padded to a multiple of c = min(bucket_size, L), w = 2·c
+  (a chunk and the one before it; c when there is a single chunk in all).
 - feed-forward 2 · 2·B·L·d·d_ff; LM head 2·B·L·d·vocab (on all L positions).
 
 ``backward=True`` adds the backward pass: twice the forward of every product whose
@@ -100,7 +100,8 @@ def _attention_core(config: ReformerConfig, seq_len: int, batch: int) -> int:
     if config.attention != "lsh":
         square = 2 * 2 * batch * heads * seq_len * seq_len * d_head
         return square // 2 if config.causal else square
-    chunk = config.bucket_size
+    # A bucket_size past the sequence runs as one chunk of L (reformer.lsh.attention).
+    chunk = min(config.bucket_size, seq_len)
     padded_len = math.ceil(seq_len / chunk) * chunk
     total_chunks = config.n_hashes * padded_len // chunk
     window = 2 * chunk if total_chunks > 1 else chunk

@@ -152,6 +152,8 @@ def finite_values(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     A masked pair's weight is exactly 0, but 0 · NaN is NaN: the slices' matmuls (P·V
     forward, dO·Vᵀ backward) must only ever see finite values. A query that may see a bad
     key is marked by :func:`sees_bad` instead. One pass over v per call checks it."""
+    if v.device.type == "meta":  # shapes only (FLOP and memory counting): no values
+        return v, None
     finite = torch.isfinite(v)
     if bool(finite.all()):
         return v, None
