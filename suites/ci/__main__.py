@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_json = None
     if ratio_names:
         bench_json = _bench_jsons(args, ratio_names, run_id)[0]
-        outcomes += gate_ratios(ratio_names, bench_json, args.ci_dir / "baseline.json")
+        outcomes += gate_ratios(
+            ratio_names, bench_json, args.ci_dir / "baseline.json", provenance["cpu_model"]
+        )
     if not args.no_history:
         append_history(
             args.ci_dir / "history.jsonl",
@@ -151,12 +153,29 @@ def measure_deterministic(name: str) -> Outcome:
     return outcome
 
 
-def gate_ratios(names: list[str], bench_json: Path, baseline_path: Path) -> list[Outcome]:
-    baseline = baseline_file.load_baseline(baseline_path)
+def gate_ratios(
+    names: list[str], bench_json: Path, baseline_path: Path, machine: str
+) -> list[Outcome]:
+    """Gate each ratio in ``bench_json`` against the baseline of this machine kind (its
+    ``cpu_model``). A kind with no baseline at all skips every ratio gate and says how to
+    measure one; a known kind that lacks one figure's baseline fails that figure."""
+    baseline = baseline_file.load_baseline(baseline_path, machine)
     measured = read_ratios(bench_json) if bench_json.exists() else {}
     outcomes = []
     for name in names:
         figure = SPECS[name]
+        if not baseline.ratios:
+            known = ", ".join(repr(kind) for kind in baseline.machines) or "none"
+            outcomes.append(
+                skipped(
+                    name,
+                    f"no baseline was measured on this machine kind ({machine!r}; baselines "
+                    f"exist for: {known}), and a ratio from another CPU says nothing about "
+                    f"this one; measure one on an idle machine: python -m suites.ci "
+                    f'--update-baseline --runs 3 --why "first baseline on {machine}"',
+                )
+            )
+            continue
         if name not in measured:
             if figure.requires_peer and not _peer_available(figure.requires_peer):
                 outcomes.append(
@@ -191,8 +210,8 @@ def gate_ratios(names: list[str], bench_json: Path, baseline_path: Path) -> list
                     unit=figure.unit,
                     detail=info,
                     message=(
-                        f"FAIL {name} = {info['ratio']:.3f} has no committed baseline in "
-                        f"{baseline_path}; add one on purpose: python -m suites.ci "
+                        f"FAIL {name} = {info['ratio']:.3f} has no committed baseline for "
+                        f"{machine!r} in {baseline_path}; add one on purpose: python -m suites.ci "
                         f'--update-baseline --only {name} --why "..."'
                     ),
                 )
@@ -230,11 +249,13 @@ def update(
         )
         return 1
     path = args.ci_dir / "baseline.json"
-    old = baseline_file.load_baseline(path)
+    old = baseline_file.load_baseline(path, provenance["cpu_model"])
     content = baseline_file.updated_baseline(old, runs, why=args.why, provenance=provenance)
     baseline_file.write_baseline(path, content)
+    figures = content["machines"][old.machine]["figures"]
+    print(f"baseline of machine kind {old.machine!r}:")
     for name in sorted(runs):
-        entry = content["figures"][name]
+        entry = figures[name]
         print(
             f"{name}: {old.ratios.get(name)} -> {entry['ratio']:.3f} (runs "
             f"{', '.join(f'{r:.3f}' for r in entry['runs'])})"
@@ -247,11 +268,11 @@ def update(
                 figure=name,
                 kind="ratio",
                 status="baseline",
-                value=content["figures"][name]["ratio"],
+                value=figures[name]["ratio"],
                 unit=SPECS[name].unit,
-                baseline=content["figures"][name]["ratio"],
+                baseline=figures[name]["ratio"],
                 tolerance=content["tolerance"],
-                detail=content["figures"][name],
+                detail=figures[name],
                 message=f"baseline {name} set: {args.why.strip()}",
             )
             for name in sorted(runs)

@@ -15,7 +15,9 @@ from suites.ci.baseline import load_baseline, updated_baseline, write_baseline
 from suites.ci.deterministic import MEASURES, loglog_slope, per_token_spread
 from suites.ci.gates import BENCH_FILE, FIGURES, SPECS, check_limits, check_ratio
 from suites.ci.history import append_history, history_rows
-from suites.harness.environment import REPO_ROOT
+from suites.harness.environment import REPO_ROOT, cpu_model
+
+HERE = cpu_model()  # the machine kind a run on this machine is gated as
 
 LENGTHS = (1024, 2048, 4096, 8192)
 
@@ -141,15 +143,15 @@ def _bench_json(path: Path, ratios: dict[str, float]) -> Path:
     return path
 
 
-def _ci_dir(tmp_path: Path, ratios: dict[str, float]) -> Path:
+def _ci_dir(tmp_path: Path, ratios: dict[str, float], machine: str = HERE) -> Path:
     ci_dir = tmp_path / "ci"
     ci_dir.mkdir()
     write_baseline(
         ci_dir / "baseline.json",
         {
-            "schema_version": 1,
+            "schema_version": 2,
             "tolerance": 0.25,
-            "figures": {n: {"ratio": r} for n, r in ratios.items()},
+            "machines": {machine: {"figures": {n: {"ratio": r} for n, r in ratios.items()}}},
         },
     )
     return ci_dir
@@ -231,21 +233,50 @@ def test_missing_results_fail_unless_the_peer_is_absent(tmp_path, monkeypatch, c
     empty = _bench_json(tmp_path / "bench.json", {})
     monkeypatch.setattr(ci, "_peer_available", lambda model: False)
     outcomes = ci.gate_ratios(
-        ["lsh4_vs_full_8k", "ours_vs_reformer_pytorch"], empty, ci_dir / "baseline.json"
+        ["lsh4_vs_full_8k", "ours_vs_reformer_pytorch"], empty, ci_dir / "baseline.json", HERE
     )
     assert [o.status for o in outcomes] == ["fail", "skipped"]
     assert "no result" in outcomes[0].message
     assert "reformer-pytorch is not installed" in outcomes[1].message
     monkeypatch.setattr(ci, "_peer_available", lambda model: True)
-    outcomes = ci.gate_ratios(["ours_vs_reformer_pytorch"], empty, ci_dir / "baseline.json")
+    outcomes = ci.gate_ratios(["ours_vs_reformer_pytorch"], empty, ci_dir / "baseline.json", HERE)
     assert outcomes[0].status == "fail"  # installed but no result: its benchmark broke
 
 
 def test_a_ratio_without_baseline_fails_and_says_how_to_add_one(tmp_path):
-    ci_dir = _ci_dir(tmp_path, {})
+    ci_dir = _ci_dir(tmp_path, {"lsh4_vs_full_8k": 0.15})
     bench = _bench_json(tmp_path / "bench.json", {"reversible_vs_plain_step": 1.4})
-    [outcome] = ci.gate_ratios(["reversible_vs_plain_step"], bench, ci_dir / "baseline.json")
+    [outcome] = ci.gate_ratios(["reversible_vs_plain_step"], bench, ci_dir / "baseline.json", HERE)
     assert outcome.status == "fail" and "--update-baseline" in outcome.message
+
+
+def test_a_ratio_is_gated_only_against_its_own_machine_kind(tmp_path):
+    # The same code gives LSH-4 / SDPA at 2K about 0.6 on one CPU kind and 0.9 on another:
+    # a run is compared with the baseline of its kind, and a kind without any is skipped
+    # (with the command that measures one), never compared with another CPU's ratio.
+    ci_dir = tmp_path / "ci"
+    ci_dir.mkdir()
+    write_baseline(
+        ci_dir / "baseline.json",
+        {
+            "schema_version": 2,
+            "tolerance": 0.25,
+            "machines": {
+                "CPU A": {"figures": {"lsh4_vs_sdpa_2k": {"ratio": 0.6}}},
+                "CPU B": {"figures": {"lsh4_vs_sdpa_2k": {"ratio": 0.9}}},
+            },
+        },
+    )
+    bench = _bench_json(tmp_path / "bench.json", {"lsh4_vs_sdpa_2k": 0.89})
+    path = ci_dir / "baseline.json"
+    [on_a] = ci.gate_ratios(["lsh4_vs_sdpa_2k"], bench, path, "CPU A")
+    [on_b] = ci.gate_ratios(["lsh4_vs_sdpa_2k"], bench, path, "CPU B")
+    [on_c] = ci.gate_ratios(["lsh4_vs_sdpa_2k"], bench, path, "CPU C")
+    assert on_a.status == "fail" and on_a.baseline == 0.6
+    assert on_b.status == "pass" and on_b.baseline == 0.9
+    assert on_c.status == "skipped"
+    assert "'CPU C'" in on_c.message and "'CPU A', 'CPU B'" in on_c.message
+    assert "--update-baseline" in on_c.message
 
 
 def test_update_baseline_takes_the_median_of_runs_and_logs_why(tmp_path, capsys):
@@ -267,13 +298,14 @@ def test_update_baseline_takes_the_median_of_runs_and_logs_why(tmp_path, capsys)
         argv += ["--bench-json", str(run)]
     assert ci.main(argv) == 0
     assert 'git commit -m "ci: update perf baseline: LSH kernel' in capsys.readouterr().out
-    baseline = load_baseline(ci_dir / "baseline.json")
+    baseline = load_baseline(ci_dir / "baseline.json", HERE)
     assert baseline.ratios == {"lsh4_vs_full_8k": pytest.approx(0.21)}
-    entry = baseline.raw["figures"]["lsh4_vs_full_8k"]
+    entry = baseline.figures()["lsh4_vs_full_8k"]
     assert entry["runs"] == [0.2, 0.22, 0.21]
     assert entry["max_run_deviation"] == pytest.approx(0.01 / 0.21, rel=1e-3)
     [update] = baseline.raw["updates"]
     assert update["why"] == "LSH kernel recomputes logits in backward"
+    assert update["cpu_model"] == HERE
     assert update["changed"]["lsh4_vs_full_8k"] == {"old": 0.15, "new": 0.21}
     good = _bench_json(tmp_path / "good.json", {"lsh4_vs_full_8k": 0.22})
     assert (
@@ -296,7 +328,10 @@ def test_update_baseline_of_named_figures_keeps_every_other_figure(tmp_path, cap
     # A figure added to CI gets its baseline alone: the runs' JSON also holds another
     # figure (measured lower), whose committed entry must stay exactly as it was.
     ci_dir = _ci_dir(tmp_path, {"lsh4_vs_full_8k": 0.2, "reversible_vs_plain_step": 1.45})
-    before = load_baseline(ci_dir / "baseline.json").raw["figures"]
+    other = json.loads((ci_dir / "baseline.json").read_text())
+    other["machines"]["another CPU"] = {"figures": {"lsh4_vs_sdpa_2k": {"ratio": 0.5}}}
+    write_baseline(ci_dir / "baseline.json", other)
+    before = load_baseline(ci_dir / "baseline.json", HERE).figures()
     argv = ["--update-baseline", "--only", "lsh4_vs_sdpa_2k", "--ci-dir", str(ci_dir)]
     argv += ["--why", "new gate at 2K", "--no-history"]
     for i, ratio in enumerate((1.2, 1.3, 1.1, 1.25)):
@@ -304,14 +339,15 @@ def test_update_baseline_of_named_figures_keeps_every_other_figure(tmp_path, cap
         argv += ["--bench-json", str(_bench_json(tmp_path / f"run{i}.json", run))]
     assert ci.main(argv) == 0
     assert "lsh4_vs_sdpa_2k: None -> 1.225" in capsys.readouterr().out
-    after = load_baseline(ci_dir / "baseline.json")
+    after = load_baseline(ci_dir / "baseline.json", HERE)
     assert after.ratios == {
         "lsh4_vs_full_8k": 0.2,
         "reversible_vs_plain_step": 1.45,
         "lsh4_vs_sdpa_2k": pytest.approx(1.225),
     }
-    assert {name: after.raw["figures"][name] for name in before} == before
-    assert after.raw["figures"]["lsh4_vs_sdpa_2k"]["runs"] == [1.2, 1.3, 1.1, 1.25]
+    assert {name: after.figures()[name] for name in before} == before
+    assert after.figures()["lsh4_vs_sdpa_2k"]["runs"] == [1.2, 1.3, 1.1, 1.25]
+    assert load_baseline(ci_dir / "baseline.json", "another CPU").ratios == {"lsh4_vs_sdpa_2k": 0.5}
     [update] = after.raw["updates"]
     assert update["changed"] == {"lsh4_vs_sdpa_2k": {"old": None, "new": 1.225}}
     assert not (ci_dir / "history.jsonl").exists()
@@ -321,13 +357,14 @@ def test_update_baseline_keeps_the_file_as_written_around_the_change(tmp_path):
     # baseline.json is a committed record: adding a figure appends lines, it rewrites none
     # (the JSON syntax of the entry before it aside: a closing brace gains a comma).
     path = tmp_path / "baseline.json"
-    committed = load_baseline(REPO_ROOT / "results" / "ci" / "baseline.json").raw
-    del committed["figures"]["lsh4_vs_sdpa_2k"]  # the committed file, before it had this one
-    write_baseline(path, committed)
+    committed = load_baseline(REPO_ROOT / "results" / "ci" / "baseline.json", "AMD EPYC")
+    # the committed file, before it had this figure
+    del committed.raw["machines"]["AMD EPYC"]["figures"]["lsh4_vs_sdpa_2k"]
+    write_baseline(path, committed.raw)
     before = path.read_text().splitlines()
     info = {"ratio": 1.2, "ratio_low": 1.1, "ratio_high": 1.3, "rounds": 60, "num_threads": 1}
     content = updated_baseline(
-        load_baseline(path), {"lsh4_vs_sdpa_2k": [info]}, why="new gate", provenance={}
+        load_baseline(path, "AMD EPYC"), {"lsh4_vs_sdpa_2k": [info]}, why="new gate", provenance={}
     )
     write_baseline(path, content)
     after = iter(path.read_text().splitlines())
@@ -340,19 +377,23 @@ def test_update_baseline_keeps_the_file_as_written_around_the_change(tmp_path):
 def test_update_baseline_needs_a_reason(tmp_path):
     with pytest.raises(SystemExit):
         ci.parse_args(["--update-baseline"])
-    baseline = load_baseline(tmp_path / "absent.json")
+    baseline = load_baseline(tmp_path / "absent.json", HERE)
     with pytest.raises(ValueError, match="--why"):
         updated_baseline(baseline, {"lsh4_vs_full_8k": [{"ratio": 1.0}]}, why=" ", provenance={})
 
 
 def test_a_broken_baseline_file_names_the_field(tmp_path):
     path = tmp_path / "baseline.json"
-    path.write_text(json.dumps({"tolerance": 25, "figures": {}}))
+    path.write_text(json.dumps({"schema_version": 2, "tolerance": 25, "machines": {}}))
     with pytest.raises(ValueError, match="tolerance=25"):
-        load_baseline(path)
-    path.write_text(json.dumps({"tolerance": 0.25, "figures": {"x": {"ratio": -1}}}))
-    with pytest.raises(ValueError, match="figures.x.ratio"):
-        load_baseline(path)
+        load_baseline(path, HERE)
+    bad = {"CPU A": {"figures": {"x": {"ratio": -1}}}}
+    path.write_text(json.dumps({"schema_version": 2, "tolerance": 0.25, "machines": bad}))
+    with pytest.raises(ValueError, match=r"machines\['CPU A'\].figures.x.ratio"):
+        load_baseline(path, HERE)
+    path.write_text(json.dumps({"schema_version": 1, "tolerance": 0.25, "figures": {}}))
+    with pytest.raises(ValueError, match="schema_version=1"):
+        load_baseline(path, HERE)
 
 
 def test_history_is_append_only_and_survives_a_torn_line(tmp_path):
@@ -392,12 +433,16 @@ def test_history_rows_load_into_the_report_trend():
     assert tidy["baseline"].iloc[0] == pytest.approx(0.15)
 
 
-def test_the_committed_baseline_is_valid_and_covers_every_ratio():
-    baseline = load_baseline(REPO_ROOT / "results" / "ci" / "baseline.json")
-    assert baseline.tolerance == pytest.approx(0.25)
-    assert set(baseline.ratios) == {f.name for f in FIGURES if f.kind == "ratio"}
-    for entry in baseline.raw["figures"].values():  # noise alone stayed inside the tolerance
-        assert entry["max_run_deviation"] < baseline.tolerance
+def test_the_committed_baseline_is_valid_and_covers_every_ratio_per_machine_kind():
+    path = REPO_ROOT / "results" / "ci" / "baseline.json"
+    kinds = load_baseline(path, HERE).machines
+    assert kinds, "the committed baseline holds no machine kind"
+    for kind in kinds:
+        baseline = load_baseline(path, kind)
+        assert baseline.tolerance == pytest.approx(0.25)
+        assert set(baseline.ratios) == {f.name for f in FIGURES if f.kind == "ratio"}, kind
+        for entry in baseline.figures().values():  # noise alone stayed inside the tolerance
+            assert entry["max_run_deviation"] < baseline.tolerance
     assert all(update["why"].strip() for update in baseline.raw["updates"])
 
 
