@@ -236,11 +236,13 @@ def _sweep_suites(
 ) -> int:
     """Measure each suite in turn; the exit status of all their points together."""
     # Before the first point's process (and the fork server it comes from) starts.
-    policy = process_settings.resolve_wait_policy(args.wait_policy)
+    load = process_settings.current_load() if args.wait_policy == "auto" else None
+    policy = process_settings.resolve_wait_policy(args.wait_policy, load=load)
     if args.wait_policy == "auto" and policy == "passive":
         print(
-            f"note: load average {os.getloadavg()[0]:.1f}: the machine is busy, so points run "
-            "with OMP_WAIT_POLICY=PASSIVE (--wait-policy inherit keeps OpenMP's default)",
+            f"note: other processes keep {load:.1f} cores busy: the machine is busy, so "
+            "points run with OMP_WAIT_POLICY=PASSIVE (--wait-policy inherit keeps OpenMP's "
+            "default)",
             flush=True,
         )
     process_settings.apply(policy, args.mmap_threshold)

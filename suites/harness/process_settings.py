@@ -14,7 +14,11 @@ reports what it really ran under (:func:`child_settings`), which is what the row
   for a while, then sleep). ``auto`` (the default) is ``inherit`` on an idle machine and
   ``passive`` on a busy one (:func:`resolve_wait_policy`): on an idle 2-core CPU passive
   made the LSH layer's step 2-3x slower (a wake-up per op), while with one core busy
-  OpenMP's default made it 3.5x slower than idle and passive about 2x.
+  OpenMP's default made it 3.5x slower than idle and passive about 2x. "Busy" is what the
+  machine does now: the cores other processes kept busy over the last second
+  (:func:`other_busy_cores`, from /proc/stat less this process's own CPU time), not the
+  1-minute load average, which a run started after another timing job still reads as
+  busy for minutes (its decay) and would send every point of an idle run to ``passive``.
 - ``--mmap-threshold`` (``MALLOC_MMAP_THRESHOLD_``). glibc serves blocks under its
   threshold from a heap that it rarely gives back, and after the first large free it
   raises that threshold to the freed size (up to 32 MiB). A training step's few-MiB
@@ -27,13 +31,15 @@ reports what it really ran under (:func:`child_settings`), which is what the row
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 WAIT_POLICIES = ("auto", "passive", "active", "inherit")
 DEFAULT_WAIT_POLICY = "auto"
-# auto's rule: busy when other work holds at least half the cores (1-minute load average,
-# read once before the first point, so a sweep's own load never counts).
+# auto's rule: busy when other work holds at least half the cores, measured once before
+# the first point (so a sweep's own children never count) over SAMPLE_S seconds.
 BUSY_SHARE = 0.5
+SAMPLE_S = 1.0
 # 4 MiB: blocks above it (activations, attention slices' buffers) are returned when freed;
 # smaller ones still come from the heap, so small tensors do not each pay a fresh mapping
 # (a 64 KiB threshold measured 25-40% slower steps here, 4 MiB no slower; both on a
@@ -48,16 +54,57 @@ _MMAP = "MALLOC_MMAP_THRESHOLD_"
 def resolve_wait_policy(
     wait_policy: str, load: float | None = None, n_cpus: int | None = None
 ) -> str:
-    """``auto`` made concrete: ``passive`` when the load (default: this machine's 1-minute
-    load average) is at least BUSY_SHARE of the CPUs (default: those this process may use),
-    else ``inherit``. Any other policy is returned as it is."""
+    """``auto`` made concrete: ``passive`` when the load (default: the cores other processes
+    keep busy now, :func:`current_load`) is at least BUSY_SHARE of the CPUs (default: those
+    this process may use), else ``inherit``. Any other policy is returned as it is."""
     if wait_policy != "auto":
         return wait_policy
     if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        load = current_load()
     if n_cpus is None:
         n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     return "passive" if load >= BUSY_SHARE * max(1, n_cpus) else "inherit"
+
+
+def current_load(seconds: float | None = None) -> float:
+    """Cores other processes keep busy now (:func:`other_busy_cores`), or, where /proc/stat
+    is missing (not Linux), the 1-minute load average."""
+    busy = other_busy_cores(SAMPLE_S if seconds is None else seconds)
+    if busy is not None:
+        return busy
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def other_busy_cores(seconds: float) -> float | None:
+    """Average number of cores busy with other processes' work over the next ``seconds``:
+    the machine's busy CPU time (/proc/stat: user, nice, system, irq, softirq, steal) less
+    this process's and its reaped children's, per second of wall time. None without
+    /proc/stat."""
+    before, own_before, start = _machine_busy_s(), _own_cpu_s(), time.monotonic()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after, own_after, wall = _machine_busy_s(), _own_cpu_s(), time.monotonic() - start
+    if after is None or wall <= 0:
+        return None
+    return max(0.0, ((after - before) - (own_after - own_before)) / wall)
+
+
+def _machine_busy_s() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def environment_variables(wait_policy: str, mmap_threshold: int) -> dict[str, str | None]:

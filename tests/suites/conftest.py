@@ -34,3 +34,12 @@ def _process_settings_restored(monkeypatch: pytest.MonkeyPatch) -> None:
         else:
             monkeypatch.setenv(name, "")
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _short_load_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--wait-policy auto`` samples the machine for a second before the first point; the
+    CLI tests run dozens of tiny sweeps, so they sample for 20 ms (the rule is unchanged)."""
+    from suites.harness import process_settings
+
+    monkeypatch.setattr(process_settings, "SAMPLE_S", 0.02)

@@ -5,6 +5,7 @@ after the settings change (a new fork server)."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -137,10 +138,40 @@ def test_the_cli_says_when_auto_picks_passive_and_the_rows_record_it(tmp_path, m
     suite = _suite([_point("ok_runner", "a", 8)], name="tiny")
     monkeypatch.setattr(run_module, "load_suites", lambda: {"tiny": suite})
     monkeypatch.setattr(run_module, "get_suite", lambda name: suite)
-    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    monkeypatch.setattr(process_settings, "other_busy_cores", lambda seconds: 64.0)
     assert run_module.main(["tiny", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
+    assert "other processes keep 64.0 cores busy" in out
     assert "the machine is busy, so points run with OMP_WAIT_POLICY=PASSIVE" in out
     (written,) = tmp_path.glob("tiny_cpu_*.jsonl")
     (row,) = (json.loads(line) for line in written.read_text().splitlines())
     assert (row["omp_wait_policy"], row["malloc_mmap_threshold"]) == ("PASSIVE", 1 << 22)
+
+
+def test_auto_reads_what_other_processes_do_now_not_a_decaying_average(monkeypatch):
+    # Two cores' worth of CPU time spent by the machine in the second sampled, one of them by
+    # this process: one core busy with other work. The 1-minute average (64) is ignored.
+    machine = iter([100.0, 102.0])
+    own = iter([5.0, 6.0])
+    clock = iter([0.0, 1.0])
+    monkeypatch.setattr(process_settings, "_machine_busy_s", lambda: next(machine))
+    monkeypatch.setattr(process_settings, "_own_cpu_s", lambda: next(own))
+    monkeypatch.setattr(process_settings.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(process_settings.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert process_settings.current_load() == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc/stat")
+def test_a_spinning_process_is_seen():
+    import subprocess
+    import sys
+
+    spin = "import time\nend = time.time() + 5\nwhile time.time() < end: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.3)  # started and spinning
+        assert process_settings.other_busy_cores(1.0) >= 0.5
+    finally:
+        child.kill()
+        child.wait()
