@@ -89,10 +89,12 @@ def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> R
         suite.name,
         ctx.device,
         fresh=options.fresh,
-        # Times and peaks depend on the process settings too: other settings, another file.
+        # Times and peaks depend on the process settings and the CPU too: other settings or
+        # another machine kind (a results folder shared through git), another file.
         grid={
             "mode": ctx.mode,
             "grid_id": env["grid_id"],
+            "cpu_model": env.get("cpu_model"),
             **{name: env.get(name) for name in SETTINGS_FIELDS},
         },
     )

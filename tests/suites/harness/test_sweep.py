@@ -126,6 +126,24 @@ def test_resume_skips_ok_points_and_fresh_starts_a_new_file(tmp_path):
     assert len(read_rows(first.path)[0]) == 3 and len(read_rows(fresh.path)[0]) == 2
 
 
+def test_a_file_from_another_machine_kind_is_never_resumed(tmp_path, monkeypatch):
+    # A results folder travels through git: the newest file of a grid may come from another
+    # CPU. Its ok points say nothing about this one, so this run starts its own file.
+    import suites.harness.sweep as sweep_module
+
+    marks = tmp_path / "marks"
+    points = [_point("ok_runner", "a", 8, marks)]
+    first = _sweep(points, tmp_path)
+    real = sweep_module.environment
+    monkeypatch.setattr(
+        sweep_module, "environment", lambda device: {**real(device), "cpu_model": "Other CPU"}
+    )
+    other = _sweep(points, tmp_path)
+    assert other.path != first.path
+    assert sorted(_marks(marks)) == ["a:8", "a:8"]  # measured again, on "Other CPU"
+    assert {row["cpu_model"] for row in read_rows(other.path)[0]} == {"Other CPU"}
+
+
 def test_a_malformed_line_is_reported_skipped_and_kept(tmp_path):
     marks = tmp_path / "marks"
     points = [_point("ok_runner", "a", 8, marks), _point("ok_runner", "a", 16, marks)]
