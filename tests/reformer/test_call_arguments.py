@@ -289,3 +289,27 @@ def test_n_hashes_is_refused_where_nothing_hashes(name):
     with pytest.raises(ValueError, match="attention='lsh'"):
         layer(torch.randn(1, L, 16), n_hashes=2)
     torch.testing.assert_close(model(_tokens(), exact=True), model(_tokens()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("n_new", [1, 5, L])
+def test_shared_qk_exact_fused_equals_the_materialised_path(dtype, causal, n_new):
+    # Without padding the shared-QK exact path runs through SDPA with an additive mask; an
+    # all-True padding mask takes the materialised path (replace the self logit, then mask).
+    gen = torch.Generator().manual_seed(3)
+    qk = torch.randn(2, 2, L, 8, dtype=dtype, generator=gen)
+    q = qk[:, :, L - n_new :].clone().requires_grad_()
+    keys = torch.nn.functional.normalize(qk, dim=-1).requires_grad_()
+    v = torch.randn(2, 2, L, 8, dtype=dtype, generator=gen).requires_grad_()
+    real = torch.ones(2, L, dtype=torch.bool)
+    fused = exact_attention(q, keys, v, causal=causal, self_logit=-1e5)
+    plain = exact_attention(q, keys, v, causal=causal, self_logit=-1e5, padding_mask=real)
+    torch.testing.assert_close(fused, plain)
+    grad = torch.randn_like(fused)
+    for a, b in zip(
+        torch.autograd.grad(fused, (q, keys, v), grad),
+        torch.autograd.grad(plain, (q, keys, v), grad),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
