@@ -103,6 +103,13 @@ FIGURES: tuple[FigureSpec, ...] = (
         bench=f"{BENCH_FILE}::test_lsh4_vs_sdpa_2k",
     ),
     FigureSpec(
+        name="lsh4_vs_sdpa_1k_b1",
+        kind="ratio",
+        unit="time ratio",
+        what="LSH-4 attention fwd+bwd / SDPA, batch 1, L = 1K, d_model 256, 4 heads",
+        bench=f"{BENCH_FILE}::test_lsh4_vs_sdpa_1k_b1",
+    ),
+    FigureSpec(
         name="ours_vs_reformer_pytorch",
         kind="ratio",
         unit="time ratio",

@@ -13,4 +13,7 @@ CI_PRESETS: dict[str, ReformerConfig] = {
     # 4 such layers with d_ff 256.
     "ci-layer": ReformerConfig(d_model=64, n_heads=1, n_layers=1),
     "ci-lm": ReformerConfig(d_model=64, n_heads=1, n_layers=4, d_ff=256),
+    # The suites' attention layer (d_model 256, 4 heads of 64, chunk 64, LSH-4): the shape
+    # a user with one document of 1K tokens runs, where per-call overhead weighs most.
+    "ci-layer-wide": ReformerConfig(d_model=256, n_heads=4, n_layers=1),
 }

@@ -24,6 +24,7 @@ from suites.harness.spec import Workload, model_fields
 from suites.harness.steps import build_step
 
 LAYER, LM = CI_PRESETS["ci-layer"], CI_PRESETS["ci-lm"]
+WIDE = CI_PRESETS["ci-layer-wide"]
 
 
 def _step(model: str, config, phase: str, seq_len: int) -> tuple[object, dict]:
@@ -74,6 +75,27 @@ def test_lsh4_vs_sdpa_2k(ratio_benchmark):
     sdpa_step, sdpa = _step("attn-sdpa", LAYER.replace(attention="sdpa"), "fwd_bwd", 2048)
     info = ratio_benchmark(
         "lsh4_vs_sdpa_2k",
+        ("attn-lsh", lsh_step),
+        ("attn-sdpa", sdpa_step),
+        rounds=60,
+        warmup=3,
+        params={"lsh": lsh, "sdpa": sdpa},
+    )
+    assert math.isfinite(info["ratio"]) and info["ratio"] > 0
+
+
+def test_lsh4_vs_sdpa_1k_b1(ratio_benchmark):
+    """LSH-4 attention layer fwd+bwd / SDPA, batch 1, L=1024, the suites' layer (d_model
+    256, 4 heads): one short document, the case where LSH has the least room (a few chunks
+    per head, so hashing, the sort and per-call overhead weigh most). It guards the
+    batch-1 short-length path, which the 2K gate's single narrow head dilutes.
+
+    Rounds: both steps take some tens of ms of CPU at one thread; 60 rounds, as at 2K.
+    """
+    lsh_step, lsh = _step("attn-lsh", WIDE, "fwd_bwd", 1024)
+    sdpa_step, sdpa = _step("attn-sdpa", WIDE.replace(attention="sdpa"), "fwd_bwd", 1024)
+    info = ratio_benchmark(
+        "lsh4_vs_sdpa_1k_b1",
         ("attn-lsh", lsh_step),
         ("attn-sdpa", sdpa_step),
         rounds=60,
