@@ -11,7 +11,8 @@ Models (the row's ``model`` field, named in suites.rows.names), each built from 
 - one attention layer, x (B, L, d_model) -> (B, L, d_model): ``reformer.attention``'s
   layer for ``config.attention`` (LSH with shared QK; materialised or fused exact attention
   with separate Q/K/V projections);
-- peers, x (B, L, d_model) -> (B, L, d_model): ``baselines.peers``.
+- peers, x (B, L, d_model) -> (B, L, d_model): ``baselines.peers``;
+- peers' whole language models, tokens (B, L) -> loss: ``baselines.peer_models``.
 
 Passes: ``fwd`` is inference (``torch.no_grad``: nothing saved for backward); ``fwd_bwd``
 adds the backward of the LM loss, or of ``out · g`` for a fixed random g (B, L, d_model) for
@@ -96,6 +97,8 @@ def build_step(
     kind = model_kind(model)
     if kind in ("transformer", "reformer"):
         return _lm_step(kind, config, workload, hooks or StepHooks())
+    if kind == "peer-lm":
+        return _lm_step(model, config, workload, hooks or StepHooks())
     if hooks is not None:
         raise ValueError(f"model={model!r} is a single attention layer; step hooks need an LM")
     if workload.phase == "train_step":
@@ -106,19 +109,26 @@ def build_step(
 
 
 def _lm_step(family: str, config: ReformerConfig, workload: Workload, hooks: StepHooks) -> Step:
+    """A whole-LM step: ``family`` is "transformer", "reformer" or a peer LM's model name."""
     from baselines import TransformerLM
     from reformer import ReformerLM
     from reformer.flops import model_flops
 
     device, dtype = torch.device(workload.device), TORCH_DTYPES[workload.dtype]
-    net: ReformerLM | TransformerLM
+    net: torch.nn.Module
+    layers: list[torch.nn.Module] = []
     if family == "transformer":
-        net, impl = TransformerLM(config), "baselines.TransformerLM"
+        net = TransformerLM(config)
+        info: dict[str, Any] = {"impl": "baselines.TransformerLM", "impl_version": own_version()}
         layers = list(net.layers)
-    else:
-        net, impl = ReformerLM(config), "reformer.ReformerLM"
+    elif family == "reformer":
+        net = ReformerLM(config)
+        info = {"impl": "reformer.ReformerLM", "impl_version": own_version()}
         layers = [block.attention for block in net.blocks]
-    info: dict[str, Any] = {"impl": impl, "impl_version": own_version()}
+    else:  # a peer's whole LM: its own code, so no analytic FLOPs and no layer hooks
+        from baselines.peer_models import build_peer_lm
+
+        net, info = build_peer_lm(family, config, workload.seq_len)
     net = net.to(device=device, dtype=dtype).train()
     if hooks.on_layer is not None:
         for index, layer in enumerate(layers):
@@ -136,13 +146,15 @@ def _lm_step(family: str, config: ReformerConfig, workload: Workload, hooks: Ste
         else None
     )
 
+    loss_of: Callable[[torch.Tensor], torch.Tensor] = net.loss  # type: ignore[assignment]
+
     def forward() -> Any:
         hooks.on_stage("forward")
         with hooks.forward_context():
             if phase == "fwd":
                 with torch.no_grad():
                     return net(tokens)
-            return net.loss(tokens)
+            return loss_of(tokens)
 
     def finish(loss: Any) -> None:
         if phase != "fwd":
@@ -154,6 +166,12 @@ def _lm_step(family: str, config: ReformerConfig, workload: Workload, hooks: Ste
         hooks.on_stage("done")
 
     flops = model_flops(config, seq_len, batch, backward=phase != "fwd")
+    if family not in ("transformer", "reformer"):
+        # A peer LM's reversible internals break torch's FLOP counter (its module tracker
+        # needs a grad_fn where their custom Functions run without one), so its FLOPs are
+        # the model FLOPs of our LM at the same shapes: MFU as "useful work per second".
+        info |= {"flops_method": "analytic_same_shapes"}
+        return Step(forward, finish, parameters, batch * seq_len, flops, info)
     info |= {
         "flops_method": "analytic",
         "n_buckets": _lsh_buckets(config, seq_len),

@@ -67,6 +67,8 @@ LAYER_PREFIX = "attn-"
 # attention that follows: "decode-lsh-4" (the quality suite's byte LM).
 DECODE_PREFIX = "decode-"
 PEER_PREFIX = "peer-"
+# A peer's whole language model (baselines.peer_models): "peer-lm-hf".
+PEER_LM_PREFIX = "peer-lm-"
 
 
 class ModelConfig(Protocol):
@@ -96,12 +98,15 @@ def layer_model(config: ModelConfig) -> str:
 
 
 def model_kind(model: str) -> str:
-    """ "transformer" | "reformer" (whole LMs), "layer" (attn-*) or "peer" (peer-*)."""
+    """ "transformer" | "reformer" (whole LMs), "layer" (attn-*), "peer-lm" (a peer's whole
+    LM, peer-lm-*) or "peer" (a peer's attention layer, peer-*)."""
     for family in LM_FAMILIES:
         if model.startswith(f"{family}-"):
             return family
     if model.startswith(LAYER_PREFIX):
         return "layer"
+    if model.startswith(PEER_LM_PREFIX):
+        return "peer-lm"
     if model.startswith(PEER_PREFIX):
         return "peer"
     raise ValueError(
