@@ -1,4 +1,6 @@
-"""Figure 6: peer implementations, and the exact baselines, normalised to our LSH per length.
+"""Figure 6: peer implementations, and the exact baselines, normalised to our LSH per length;
+and the model race: whole training steps of our ReformerLM, the peers' Reformer LMs and the
+SDPA Transformer (phase ``train_step``), drawn as a figure of their own in seconds and MiB.
 
 A peer row is one whose model starts with ``peer-`` (suites.rows.names); every row records an
 ``impl_version``, ours the project's own, so that field cannot tell them apart. Our reference is
@@ -75,6 +77,8 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
                 "with the same shape, so nothing can be normalised."
             )
         ]
+    race = rows[(rows["status"] == "ok") & (rows["phase"] == "train_step")]
+    joined = joined[joined["phase"] != "train_step"]
     grid = []
     for reference in ordered(joined["ours"]):
         for phase in ordered(joined["phase"], PHASES):
@@ -100,7 +104,7 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
             if panels:
                 grid.append(panels)
     if not grid:
-        return None
+        return _race(ctx, race) or None
     table = pd.DataFrame(
         {
             "model": joined["model"],
@@ -128,4 +132,66 @@ def build_peers(ctx: ReportContext) -> list[Block] | None:
             ("peers",),
         ),
         Table(table, "Peer / ours ratios.", index=False),
+        *_race(ctx, race),
+    ]
+
+
+def _race(ctx: ReportContext, race: pd.DataFrame) -> list[Block]:
+    """The model race: time and peak of each whole training step against L, and a table
+    with each model's time and peak over ours at the same length."""
+    if race.empty:
+        return []
+    race = race.assign(t_s=race["t_median_ms"] / 1e3)
+    panels = [
+        Panel(
+            data=race,
+            x="seq_len",
+            y=column,
+            hue="model",
+            title=title,
+            xlabel="sequence length L",
+            ylabel=label,
+            logx=2,
+            logy=True,
+        )
+        for column, title, label in (
+            ("t_s", "whole training step, batch 1", "time per step (s)"),
+            ("peak_mib", "peak memory of the step", "peak above start (MiB)"),
+        )
+    ]
+    ours = race[~is_peer(race) & (race["attention"] == "lsh")].set_index("seq_len")
+    table = pd.DataFrame(
+        {
+            "model": race["model"],
+            "impl": race["impl"].fillna(""),
+            "L": race["seq_len"].map(fmt),
+            "time (s)": race["t_s"].map(fmt),
+            "peak (MiB)": race["peak_mib"].map(fmt),
+            "time / ours": [
+                fmt(t / ours.at[n, "t_median_ms"]) if n in ours.index else ""
+                for t, n in zip(race["t_median_ms"], race["seq_len"], strict=True)
+            ],
+            "peak / ours": [
+                fmt(m / ours.at[n, "peak_mib"]) if n in ours.index else ""
+                for m, n in zip(race["peak_mib"], race["seq_len"], strict=True)
+            ],
+        }
+    )
+    return [
+        Paragraph(
+            "The model race: one whole training step (forward, backward of the LM loss, "
+            "AdamW) of each library's Reformer language model at the same shapes (6 layers, "
+            "d_model 256, 4 heads, d_ff 1024, LSH-4, chunk 64, reversible, axial "
+            "positions), and of the SDPA Transformer; what a peer cannot match is listed "
+            "in baselines/peer_models.py."
+        ),
+        ctx.save(
+            draw_panels([panels], ctx.palette),
+            "peers_model_race",
+            "Whole-model training step against the peers",
+            "Whole training step of each Reformer LM and the SDPA Transformer, batch 1.",
+            ctx.commands("peers"),
+            ("peers",),
+        ),
+        Table(table, "Model race: whole training steps and their ratio to ours.", index=False),
     ]
