@@ -72,39 +72,29 @@ class HFReformerLM(nn.Module):
         from transformers import ReformerConfig as HFReformerConfig
         from transformers import ReformerModelWithLMHead
 
-        from reformer.lsh.hashing import resolve_n_buckets
+        from baselines.peers import hf_lsh_settings
 
-        factors = resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size)
+        lsh = hf_lsh_settings(config, seq_len)
         hf_config = HFReformerConfig(
+            **lsh,
             vocab_size=config.vocab_size,
-            hidden_size=config.d_model,
-            num_attention_heads=config.n_heads,
-            attention_head_size=config.d_head,
             feed_forward_size=config.d_ff,
             hidden_act="gelu",
             attn_layers=["lsh"] * config.n_layers,
-            num_hashes=config.n_hashes,
-            lsh_attn_chunk_length=config.bucket_size,
-            lsh_num_chunks_before=1,
-            lsh_num_chunks_after=0,
-            num_buckets=factors[0] if len(factors) == 1 else list(factors),
-            is_decoder=config.causal,
-            max_position_embeddings=seq_len,
             axial_pos_embds=True,
             axial_pos_shape=list(axial),
             axial_pos_embds_dim=[config.d_model // 2, config.d_model - config.d_model // 2],
             chunk_size_feed_forward=max(1, seq_len // config.ff_chunks),
             hidden_dropout_prob=0.0,
-            lsh_attention_probs_dropout_prob=0.0,
             local_attention_probs_dropout_prob=0.0,
-            hash_seed=None,
             use_cache=False,
             tie_word_embeddings=False,
             pad_token_id=None,
             eos_token_id=None,
         )
         self.model = ReformerModelWithLMHead(hf_config)
-        self.n_buckets = math.prod(factors)
+        buckets = lsh["num_buckets"]
+        self.n_buckets = buckets if isinstance(buckets, int) else math.prod(buckets)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=tokens, use_cache=False).logits

@@ -113,29 +113,35 @@ class HFLSHAttention(nn.Module):
         from transformers import ReformerConfig as HFReformerConfig
         from transformers.models.reformer.modeling_reformer import LSHSelfAttention
 
-        from reformer.lsh.hashing import resolve_n_buckets
-
-        factors = resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size)
-        hf_config = HFReformerConfig(
-            hidden_size=config.d_model,
-            num_attention_heads=config.n_heads,
-            attention_head_size=config.d_head,
-            num_hashes=config.n_hashes,
-            lsh_attn_chunk_length=config.bucket_size,
-            lsh_num_chunks_before=1,
-            lsh_num_chunks_after=0,
-            num_buckets=factors[0] if len(factors) == 1 else list(factors),
-            is_decoder=config.causal,
-            max_position_embeddings=seq_len,
-            lsh_attention_probs_dropout_prob=0.0,
-            hash_seed=None,
-            attn_layers=["lsh"],
-        )
+        hf_config = HFReformerConfig(**hf_lsh_settings(config, seq_len), attn_layers=["lsh"])
         self.attention = LSHSelfAttention(hf_config, layer_idx=0)
         self.output = nn.Linear(config.d_model, config.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.attention(x).hidden_states)
+
+
+def hf_lsh_settings(config: Any, seq_len: int) -> dict[str, Any]:
+    """HF ``ReformerConfig`` arguments for LSH attention on our config at ``seq_len``: widths,
+    rounds, chunk length (one chunk back, none ahead), exactly our bucket count or factors,
+    causal as ``is_decoder``, no dropout, fresh rotations per call."""
+    from reformer.lsh.hashing import resolve_n_buckets
+
+    factors = resolve_n_buckets(config.n_buckets, seq_len, config.bucket_size)
+    return {
+        "hidden_size": config.d_model,
+        "num_attention_heads": config.n_heads,
+        "attention_head_size": config.d_head,
+        "num_hashes": config.n_hashes,
+        "lsh_attn_chunk_length": config.bucket_size,
+        "lsh_num_chunks_before": 1,
+        "lsh_num_chunks_after": 0,
+        "num_buckets": factors[0] if len(factors) == 1 else list(factors),
+        "is_decoder": config.causal,
+        "max_position_embeddings": seq_len,
+        "lsh_attention_probs_dropout_prob": 0.0,
+        "hash_seed": None,
+    }
 
 
 def _product(num_buckets: int | list[int] | None) -> int | None:

@@ -71,17 +71,7 @@ def test_lsh4_vs_sdpa_2k(ratio_benchmark):
     else the machine runs (the LSH step more than SDPA's), 1.02-1.30 over the baseline's
     six runs.
     """
-    lsh_step, lsh = _step("attn-lsh", LAYER, "fwd_bwd", 2048)
-    sdpa_step, sdpa = _step("attn-sdpa", LAYER.replace(attention="sdpa"), "fwd_bwd", 2048)
-    info = ratio_benchmark(
-        "lsh4_vs_sdpa_2k",
-        ("attn-lsh", lsh_step),
-        ("attn-sdpa", sdpa_step),
-        rounds=60,
-        warmup=3,
-        params={"lsh": lsh, "sdpa": sdpa},
-    )
-    assert math.isfinite(info["ratio"]) and info["ratio"] > 0
+    _lsh4_vs_sdpa(ratio_benchmark, "lsh4_vs_sdpa_2k", LAYER, 2048)
 
 
 def test_lsh4_vs_sdpa_1k_b1(ratio_benchmark):
@@ -92,10 +82,15 @@ def test_lsh4_vs_sdpa_1k_b1(ratio_benchmark):
 
     Rounds: both steps take some tens of ms of CPU at one thread; 60 rounds, as at 2K.
     """
-    lsh_step, lsh = _step("attn-lsh", WIDE, "fwd_bwd", 1024)
-    sdpa_step, sdpa = _step("attn-sdpa", WIDE.replace(attention="sdpa"), "fwd_bwd", 1024)
+    _lsh4_vs_sdpa(ratio_benchmark, "lsh4_vs_sdpa_1k_b1", WIDE, 1024)
+
+
+def _lsh4_vs_sdpa(ratio_benchmark, figure: str, config, seq_len: int) -> None:
+    """LSH-4 attention layer fwd+bwd / SDPA on ``config`` at ``seq_len``, 60 rounds."""
+    lsh_step, lsh = _step("attn-lsh", config, "fwd_bwd", seq_len)
+    sdpa_step, sdpa = _step("attn-sdpa", config.replace(attention="sdpa"), "fwd_bwd", seq_len)
     info = ratio_benchmark(
-        "lsh4_vs_sdpa_1k_b1",
+        figure,
         ("attn-lsh", lsh_step),
         ("attn-sdpa", sdpa_step),
         rounds=60,
