@@ -51,6 +51,7 @@ from reports.sections.front_matter import (
     errors_table,
     runs_caption,
     runs_table,
+    stale_note,
 )
 from reports.sections.measured import measured_blocks
 from reports.sections.published import build_published
@@ -266,7 +267,8 @@ def _build_one(
         if made is None:
             section_blocks.append(Note(f"{section.title}: omitted, no {section.needs}."))
         else:
-            section_blocks += [Heading(section.title), *made]
+            stale = stale_note(chosen, section.suites())
+            section_blocks += [Heading(section.title), *([stale] if stale else []), *made]
             if section.key in known and section.key not in suites:
                 from_others.append(section.title)
     missing = [s for s in known if s not in suites]

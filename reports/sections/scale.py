@@ -131,6 +131,7 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
                 xlabel="sequence length L",
                 ylabel="time per step (ms)",
                 logx=2,
+                marks_few_samples=True,
             ),
         ]
     ]
