@@ -168,7 +168,8 @@ def test_one_report_per_hardware_and_cli_filter(tmp_path, capsys):
     assert "--hardware h200" in markdown  # the build command is part of every reproduction
     assert "wrote" in capsys.readouterr().out
     main(["--results", str(results), "--out", str(out), "--dpi", str(DPI)])
-    assert len(list(out.iterdir())) == 2
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 2
+    assert (out / "index.md").is_file()  # a build of every hardware lists them
 
 
 def test_rebuild_removes_figures_of_vanished_sections(tmp_path):
