@@ -155,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     readme = Path(args.readme)
-    if not readme.is_file() or not Path(args.results).is_dir():
-        print(f"error: --readme {readme} or --results {args.results} not found", file=sys.stderr)
+    if not readme.is_file():
+        print(f"error: --readme {readme} is not a file", file=sys.stderr)
+        return 2
+    if not Path(args.results).is_dir():
+        print(f"error: --results {args.results} is not a folder of result rows", file=sys.stderr)
         return 2
     raw = load_rows(args.results)
     text = readme.read_text(encoding="utf-8")

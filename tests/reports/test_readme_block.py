@@ -173,3 +173,11 @@ def test_the_build_writes_the_block_and_only_when_asked(tmp_path):
     assert parse_args([]).readme == "README.md"  # the bare command writes it
     assert parse_args(["--results", "runs", "--out", "runs/reports"]).readme is None
     assert parse_args(["--no-readme"]).readme is None
+
+
+def test_a_missing_readme_or_results_folder_is_named(tmp_path, capsys):
+    assert main(["--readme", str(tmp_path / "nope.md")]) == 2
+    assert "--readme" in capsys.readouterr().err
+    (tmp_path / "README.md").write_text("x")
+    assert main(["--readme", str(tmp_path / "README.md"), "--results", str(tmp_path / "r")]) == 2
+    assert "--results" in capsys.readouterr().err
