@@ -7,11 +7,15 @@ so rebuilding the same results rewrites the same folder.
 
     python -m reports.build [--results DIR] [--out DIR] [--theme NAME] [--dpi N]
                             [--hardware TEXT] [--runs latest|all] [--run-id ID ...]
+                            [--readme FILE | --no-readme]
 
 By default each suite is drawn from its newest complete run (reports.runs): one results
 file, one thread count, one OMP_WAIT_POLICY, so rows taken under different conditions never
 share a line. ``--runs all`` draws every run (the newest row of each point); ``--run-id``
-draws exactly the runs named. The report lists the runs it drew.
+draws exactly the runs named. The report lists the runs it drew, and whether each measured
+the model code as it now stands. A plain build also writes ``<out>/index.md`` (the current
+report of each machine kind, the superseded runs), and the bare command rewrites the
+README's results block from the same rows (reports.readme).
 
 Exit status: 0 when the reports were written, 1 when there are no result rows to draw, 2
 for bad arguments or paths (a --results that is not a folder, an --out that cannot be a
@@ -37,7 +41,9 @@ from pathlib import Path
 import pandas as pd
 
 from reports.context import ReportContext
+from reports.index import INDEX_FILE, current_reports, folder_name, render_index
 from reports.load import latest_points, load_history, load_rows, slugify
+from reports.readme import BlockError, write_readme
 from reports.render.document import Block, Heading, Note, Paragraph, Table, render_markdown
 from reports.render.files import write_text_whole
 from reports.render.html import render_html
@@ -51,6 +57,7 @@ from reports.sections.front_matter import (
     errors_table,
     runs_caption,
     runs_table,
+    stale_note,
 )
 from reports.sections.measured import measured_blocks
 from reports.sections.published import build_published
@@ -120,7 +127,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="ID",
         help="draw exactly this run (a results file's stem); repeatable",
     )
+    parser.add_argument(
+        "--readme",
+        default=None,
+        metavar="FILE",
+        help="rewrite FILE's results block from these rows (default: README.md when "
+        f"--results and --out are the defaults, {COMMITTED_OUT} and {DEFAULT_OUT})",
+    )
+    parser.add_argument("--no-readme", action="store_true", help="leave every README as it is")
     args = parser.parse_args(argv)
+    if args.readme is None and not args.no_readme:
+        committed = args.results == str(COMMITTED_OUT) and args.out == DEFAULT_OUT
+        args.readme = "README.md" if committed and not (args.hardware or args.run_id) else None
+    if args.no_readme:
+        args.readme = None
     if args.dpi < 10:
         parser.error(f"--dpi {args.dpi} is too small; use 10 or more (300 for print)")
     if args.dpi > MAX_DPI:
@@ -139,11 +159,14 @@ def build_reports(
     command: str = "python -m reports.build",
     runs: str = "latest",
     run_ids: Sequence[str] = (),
+    readme: str | None = None,
 ) -> list[Path]:
     """Build one report per hardware in the rows; return the report folders written.
 
-    Raises ReportError (with its exit status) when there is nothing to draw or an argument
-    or path is wrong."""
+    A plain build (every hardware, the newest runs) also writes ``<out>/index.md``
+    (reports.index); with ``readme``, that file's results block is rewritten from the same
+    rows (reports.readme). Raises ReportError (with its exit status) when there is nothing
+    to draw or an argument or path is wrong."""
     _check_paths(results, out)
     raw = load_rows(results)
     if raw.empty:
@@ -189,7 +212,36 @@ def build_reports(
             f"--hardware {hardware!r} matches none of the hardware in the rows: {found}",
             BAD_ARGUMENT,
         )
+    try:
+        if not hardware and not run_ids and runs == "latest":
+            _write_index(raw, Path(out), theme, written)
+        if readme is not None:
+            write_readme(Path(readme), raw, theme, Path(out))
+    except BlockError as exc:
+        raise ReportError(str(exc), BAD_ARGUMENT) from None
+    except OSError as exc:
+        raise ReportError(
+            f"could not write {exc.filename or readme}: {exc.strerror or exc}; it is written "
+            "whole or not at all",
+            NOT_WRITTEN,
+        ) from exc
     return written
+
+
+def _write_index(raw: pd.DataFrame, out: Path, theme: str, written: list[Path]) -> None:
+    """index.md beside the reports, and a warning for each older report folder of the
+    same theme and machine kind, which a rebuild no longer makes."""
+    reports = current_reports(raw, theme)
+    write_text_whole(out / INDEX_FILE, render_index(raw, reports))
+    current = {path.name for path in written}
+    prefix = f"{slugify(theme, max_len=60)}_"
+    for folder in sorted(out.glob(f"{prefix}*")):
+        if folder.is_dir() and folder.name not in current:
+            log.warning(
+                "%s: a report this build no longer makes (superseded by newer runs, or "
+                "from rows no longer in --results); remove it",
+                folder,
+            )
 
 
 def _check_paths(results: str, out: str) -> None:
@@ -225,9 +277,8 @@ def _build_one(
     drawn, chosen = select_runs(raw, runs, run_ids)
     rows = latest_points(drawn)
     hardware, slug = rows["hardware"].iloc[0], rows["hardware_slug"].iloc[0]
-    newest = rows["timestamp"].dropna()
-    date = (newest.max() if not newest.empty else pd.Timestamp.now(tz="UTC")).strftime("%Y-%m-%d")
-    out_dir = out / f"{slugify(theme, max_len=60)}_{slug}_{date}"
+    folder, date = folder_name(theme, slug, rows)
+    out_dir = out / folder
     _clear_figures(out_dir)
     ctx = ReportContext(
         rows=rows,
@@ -266,7 +317,8 @@ def _build_one(
         if made is None:
             section_blocks.append(Note(f"{section.title}: omitted, no {section.needs}."))
         else:
-            section_blocks += [Heading(section.title), *made]
+            stale = stale_note(chosen, section.suites())
+            section_blocks += [Heading(section.title), *([stale] if stale else []), *made]
             if section.key in known and section.key not in suites:
                 from_others.append(section.title)
     missing = [s for s in known if s not in suites]
@@ -339,12 +391,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             command,
             args.runs,
             args.run_id,
+            args.readme,
         )
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status
     for folder in folders:
         print(f"wrote {folder / 'report.md'} and {folder / 'report.html'}")
+    if args.readme:
+        print(f"wrote the results block of {args.readme}")
     return 0
 
 

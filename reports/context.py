@@ -145,3 +145,9 @@ class Section:
     title: str
     needs: str  # the data it draws on, named in the note when that data is missing
     build: Callable[[ReportContext], list[Block] | None]
+    # The suites whose runs it draws, when not just the suite named by ``key``: the report
+    # says under the title when any of their runs measured older model code.
+    draws: tuple[str, ...] = ()
+
+    def suites(self) -> tuple[str, ...]:
+        return self.draws or (self.key,)

@@ -14,6 +14,11 @@ a run of its own.
 - ``all``: every run (the newest row of each point, whichever run measured it).
 - run ids: exactly those runs.
 
+Each run also carries its ``staleness`` (suites.rows.staleness): "current" when its rows
+measured the model code (reformer/, baselines/) as it is at HEAD, else how many model
+commits came after it. The report prints it per run and under every section a stale run
+feeds.
+
 reports.sections.front_matter lists the runs a report drew beside the environment, so a
 reader knows exactly which measurements each figure holds.
 """
@@ -26,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from suites.rows.busy import row_is_busy
+from suites.rows.staleness import Staleness, staleness
 
 RUN_CHOICES = ("latest", "all")
 DEFAULT_POLICY = "default"  # OMP_WAIT_POLICY unset: OpenMP's own (threads spin, then sleep)
@@ -77,9 +83,10 @@ def _threads(value: Any) -> str:
 
 
 def summarize_runs(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (suite, run): points, newest timestamp, whether it is complete."""
+    """One line per (suite, run): points, newest timestamp, whether it is complete, and
+    ``staleness``: whether it measured the model code as it is at HEAD."""
     if rows.empty:
-        return pd.DataFrame(columns=["suite", "run", "points", "newest", "complete"])
+        return pd.DataFrame(columns=["suite", "run", "points", "newest", "complete", "staleness"])
     key = rows.get("point_key", pd.Series(None, index=rows.index, dtype=object))
     point = key.astype(object).where(key.notna(), rows.index.to_series().astype(str))
     grid = (
@@ -102,12 +109,19 @@ def summarize_runs(rows: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+    code = {name: run_staleness(part) for name, part in keyed.groupby(["suite", "run"], sort=False)}
+    table["staleness"] = [code[(s, r)] for s, r in zip(table["suite"], table["run"], strict=True)]
     legacy_best = table[table["grid"].isna()].groupby("suite")["points"].max()
     table["complete"] = [
         points >= grid if pd.notna(grid) else points >= legacy_best.get(suite, 0)
         for suite, points, grid in zip(table["suite"], table["points"], table["grid"], strict=True)
     ]
     return table
+
+
+def run_staleness(rows: pd.DataFrame) -> Staleness:
+    """Whether one run's rows measured the model code at HEAD (suites.rows.staleness)."""
+    return staleness(rows["git_sha"].dropna().astype(str), rows["git_dirty"])
 
 
 def _shas(values: pd.Series) -> str:

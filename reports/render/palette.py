@@ -40,6 +40,7 @@ FIXED: dict[str, Colour] = {
     "LSH-16": _LSH_SHADES[4],
 }
 _SPARE = [_CB[i] for i in (7, 8)]
+_DISTINCT = [_CB[i] for i in (0, 3, 2, 4, 1)]
 _EXTRA = sns.husl_palette(20, l=0.55)
 
 
@@ -55,6 +56,16 @@ class Palette:
         self.colours: dict[str, Colour] = {}
         self._order: list[str] = []
         self.ensure(labels)
+
+    @classmethod
+    def distinct(cls, labels: Iterable[str]) -> Palette:
+        """A palette of its own for a few labels that are not models (machine kinds),
+        in the most distinct colour-blind-safe colours, in ``labels``' order."""
+        palette = cls()
+        for label, colour in zip(labels, _DISTINCT * 4, strict=False):
+            palette.colours[str(label)] = colour
+            palette._order.append(str(label))
+        return palette
 
     def ensure(self, labels: Iterable[str]) -> None:
         """Give every new label a colour; unknown ones in sorted order."""

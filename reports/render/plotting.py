@@ -21,6 +21,7 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLoc
 
 from reports.load import CONFIG_COLUMNS
 from reports.render.palette import Palette
+from suites.rows.samples import FEW_RULE, few_samples
 
 PANEL_SIZE = (3.4, 2.6)  # inches; one column of a two-column paper is ~3.3 in
 TITLE_WIDTH = 38  # characters a panel title holds at PANEL_SIZE before it wraps
@@ -62,6 +63,8 @@ class Panel:
     hline: tuple[float, str] | None = None  # (y, label) reference line
     annotate: Callable[[plt.Axes], None] | None = None
     custom: Callable[[plt.Axes], None] | None = None  # draws the panel instead of lines
+    # y is a time: points with fewer than MIN_SAMPLES timed calls (n_samples) are hollow.
+    marks_few_samples: bool = False
 
 
 def split_variants(
@@ -238,6 +241,8 @@ def _draw(
                 linewidth=1.2,
                 capsize=2,
             )
+            if panel.marks_few_samples:
+                _hollow_few(ax, part, panel, palette.colours[label], marker, extras)
     if panel.failures is not None and not panel.failures.empty:
         _mark_failures(ax, panel, palette, extras)
     if panel.guides and not data.empty:
@@ -261,6 +266,44 @@ def _draw(
     ax.set_title(wrap_title(panel.title))
     ax.set_xlabel(panel.xlabel or panel.x)
     ax.set_ylabel(panel.ylabel or panel.y)
+
+
+def _hollow_few(
+    ax: plt.Axes,
+    part: pd.DataFrame,
+    panel: Panel,
+    colour: str | tuple[float, ...],
+    marker: str,
+    extras: dict[str, Line2D],
+) -> None:
+    """Draw the points of ``part`` timed from too few samples hollow, over their markers."""
+    if "n_samples" not in part:
+        return
+    few = part[part["n_samples"].map(few_samples)]
+    if few.empty:
+        return
+    ax.plot(
+        few[panel.x],
+        few[panel.y],
+        linestyle="none",
+        marker=marker,
+        markersize=4,
+        markerfacecolor="white",
+        markeredgecolor=colour,
+        zorder=4,
+    )
+    extras.setdefault(
+        FEW_RULE,
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker="o",
+            markerfacecolor="white",
+            linestyle="none",
+            label=f"hollow: {FEW_RULE}",
+        ),
+    )
 
 
 def _failure_x(panel: Panel) -> set:

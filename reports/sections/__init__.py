@@ -27,12 +27,19 @@ SECTIONS: tuple[Section, ...] = (
         "Efficiency: MFU beside time",
         "time or peers rows with an MFU",
         build_efficiency,
+        draws=("time", "peers"),
     ),
-    Section("hashes", "Hash rounds", "hashes-suite or duplication-task results", build_hashes),
+    Section(
+        "hashes",
+        "Hash rounds",
+        "hashes-suite or duplication-task results",
+        build_hashes,
+        draws=("hashes", "quality"),
+    ),
     Section("chunks", "Chunk size", "chunks-suite results", build_chunks),
     Section("reversible", "Reversibility and depth", "reversible-suite results", build_reversible),
     Section("peers", "Peer implementations", "peers-suite results", build_peers),
-    Section("scale", "Scale: the longest sequence that fits", "scale-suite results", build_scale),
+    Section("scale", "Scale: the longest sequence run", "scale-suite results", build_scale),
     Section(
         "decode",
         "Generation: latency and memory against context",
@@ -53,5 +60,6 @@ SECTIONS: tuple[Section, ...] = (
         "Table 3 memory model against measured peaks",
         "ok memory, reversible or scale points with a full config",
         build_analytic,
+        draws=("memory", "reversible", "scale"),
     ),
 )

@@ -56,6 +56,7 @@ def sweep_grid(
                     ylabel=label,
                     logx=logx,
                     logy=logy,
+                    marks_few_samples=metric == "t_median_ms",
                 )
                 for metric, label in metrics
                 if (cell[metric] > 0).any()
@@ -146,20 +147,19 @@ def at_default_slice_budget(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_chunks(ctx: ReportContext) -> list[Block] | None:
-    grid = sweep_grid(
-        at_default_slice_budget(ctx.suite("chunks")),
-        "bucket_size",
-        "chunk (bucket) size c",
-        logx=2,
-    )
+    rows = at_default_slice_budget(ctx.suite("chunks"))
+    grid = sweep_grid(rows, "bucket_size", "chunk (bucket) size c", logx=2)
     if not grid:
         return None
+    recorded = rows["backend"].dropna().astype(str) if "backend" in rows else []
+    backends = ", ".join(sorted(set(recorded))) or "unrecorded"
     return [
         Paragraph(
             "Cost against chunk size: each chunk of c sorted positions attends to itself "
             "and the previous chunk, so attention work per token grows with c. Drawn at "
-            "the default slice budget; the suite's slice_elements sweep is in its rows and "
-            "its run summary."
+            f"the default slice budget (LSH backend: {backends}); the suite's "
+            "slice_elements sweep runs the torch path and is tabulated under Measured "
+            "numbers, one line per backend and budget."
         ),
         ctx.save(
             draw_panels(grid, ctx.palette),

@@ -3,11 +3,17 @@
 Rows carry ``tflops_per_s`` (model FLOPs of a step over its median time), ``peak_tflops``
 and ``peak_source`` (a GPU's dense datasheet peak for the dtype, or this machine's own
 4096² float32 GEMM measured once per run) and ``mfu`` = their ratio (suites.harness.efficiency).
-This section draws MFU against length for the time and peers suites and tabulates it,
-so a reader sees how far from the hardware each implementation runs.
+A measured peak moves from run to run (0.09 to 0.18 TFLOP/s on one 2-core machine), so
+each run's own ``mfu`` would put two runs' points on different scales. This section
+divides every row by one peak per report instead: per dtype and source, the median of the
+peaks of the runs the report draws, and says which. It draws MFU against length for the
+time and peers suites and tabulates it; an MFU above 100% is impossible, so such a point
+is drawn as invalid (its FLOP count or the peak is wrong), never as a value.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -17,14 +23,18 @@ from reports.render.plotting import Panel, draw_panels, ordered, split_variants
 from reports.sections.time import series_labels
 
 SUITES = ("time", "peers")
+INVALID = "invalid"
 
 
 def build_efficiency(ctx: ReportContext) -> list[Block] | None:
+    peaks = report_peaks(ctx.rows)
     rows = ctx.rows[ctx.rows["suite"].isin(SUITES) & (ctx.rows["status"] == "ok")]
-    if "mfu" not in rows or rows["mfu"].isna().all():
+    rows = rows.assign(mfu_pct=mfu_percent(rows, peaks))
+    rows = rows[rows["mfu_pct"].notna()]
+    if rows.empty:
         return None
-    rows = rows[rows["mfu"].notna()]
-    rows = rows.assign(series=_series(rows), mfu_pct=rows["mfu"] * 100)
+    rows = rows.assign(series=_series(rows))
+    invalid = rows["mfu_pct"] > 100
     panels, tables = [], []
     for suite in ordered(rows["suite"], SUITES):
         part = rows[rows["suite"] == suite]
@@ -38,7 +48,7 @@ def build_efficiency(ctx: ReportContext) -> list[Block] | None:
             title = ", ".join(t for t in (suite, variant) if t)
             panels.append(
                 Panel(
-                    data=cell,
+                    data=cell[cell["mfu_pct"] <= 100],
                     x="seq_len",
                     y="mfu_pct",
                     hue="series",
@@ -58,7 +68,14 @@ def build_efficiency(ctx: ReportContext) -> list[Block] | None:
             "(reformer.flops: matrix products, no recomputation) for our layers, "
             "whatever backend runs them, so MFU ratios are inverse time ratios; peers "
             "are credited with what torch.utils.flop_counter counts in their code. "
-            f"Peaks: {_peaks(rows)}."
+            f"One peak per report, whatever each run measured: {_stated(peaks)}."
+            + (
+                f" {int(invalid.sum())} points read above 100% of that peak, which no "
+                "step can reach (the FLOP count or the peak is wrong there): they are "
+                "drawn as invalid, not as values."
+                if invalid.any()
+                else ""
+            )
         ),
         ctx.save(
             draw_panels([panels], ctx.palette),
@@ -89,20 +106,57 @@ def _table(cell: pd.DataFrame, title: str) -> Table:
     pivot = cell.pivot_table(index="series", columns="seq_len", values="mfu_pct", aggfunc="first")
     pivot.columns = [f"L={fmt(length)}" for length in pivot.columns]
     return Table(
-        pivot.map(lambda value: fmt(value, 2)),
-        f"MFU (% of peak), {title}: rows are series, columns lengths.",
+        pivot.map(lambda value: INVALID if value > 100 else fmt(value, 2)),
+        f"MFU (% of the report's peak), {title}: rows are series, columns lengths"
+        + (f"; {INVALID}: above 100%, not a measurement." if (pivot > 100).any().any() else "."),
     )
 
 
-def _peaks(rows: pd.DataFrame) -> str:
-    """Per dtype and source: the peak, or its range over the runs drawn (one GEMM each)."""
-    parts = []
-    for (dtype, source), group in rows.groupby(["dtype", "peak_source"], sort=True):
-        low, high = group["peak_tflops"].min(), group["peak_tflops"].max()
-        value = (
-            f"{fmt(low, 4)} TFLOP/s"
-            if low == high
-            else (f"{fmt(low, 4)}-{fmt(high, 4)} TFLOP/s over {group['run_id'].nunique()} runs")
+@dataclass(frozen=True)
+class Peak:
+    """The one peak a report divides by, for one dtype and peak source."""
+
+    tflops: float  # the median over runs
+    runs: int  # how many runs measured (or stated) one
+    low: float
+    high: float
+
+
+def report_peaks(rows: pd.DataFrame) -> dict[tuple[str, str], Peak]:
+    """Per (dtype, peak_source): the median of the runs' peaks (one per run: the median of
+    its rows', which share one measurement), over every run of the report's rows."""
+    known = rows.dropna(subset=["peak_tflops", "peak_source"])
+    known = known[known["peak_tflops"] > 0]
+    peaks = {}
+    for (dtype, source), group in known.groupby(["dtype", "peak_source"], sort=True):
+        per_run = group.groupby(group["run_id"].astype(str))["peak_tflops"].median()
+        peaks[(str(dtype), str(source))] = Peak(
+            tflops=float(per_run.median()),
+            runs=len(per_run),
+            low=float(per_run.min()),
+            high=float(per_run.max()),
         )
-        parts.append(f"{dtype}: {value} ({source})")
+    return peaks
+
+
+def mfu_percent(rows: pd.DataFrame, peaks: dict[tuple[str, str], Peak]) -> pd.Series:
+    """Each row's achieved TFLOP/s as a percentage of the report's peak for its dtype and
+    source; NaN where the row has no FLOP rate or no peak."""
+    peak = [
+        peaks[(str(d), str(s))].tflops if (str(d), str(s)) in peaks else float("nan")
+        for d, s in zip(rows["dtype"], rows["peak_source"], strict=True)
+    ]
+    rate = pd.to_numeric(rows["tflops_per_s"], errors="coerce")
+    return 100 * rate / pd.Series(peak, index=rows.index, dtype=float)
+
+
+def _stated(peaks: dict[tuple[str, str], Peak]) -> str:
+    parts = []
+    for (dtype, source), peak in peaks.items():
+        spread = (
+            f"; the median of {peak.runs} runs' own, {peak.low:.3g}-{peak.high:.3g}"
+            if peak.runs > 1 and peak.low != peak.high
+            else ""
+        )
+        parts.append(f"{dtype}: {peak.tflops:.4g} TFLOP/s ({source}{spread})")
     return "; ".join(parts)

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 import pandas as pd
 
 from reports.load import STATUSES
-from reports.render.document import Table, fmt
+from reports.render.document import Note, Table, fmt
 from reports.sections.measured import BUSY_NOTE
 from suites.rows.busy import RULE, row_is_busy
+from suites.rows.staleness import Staleness
 
 
 def _values(series: pd.Series, limit: int = 4) -> str:
@@ -94,7 +95,8 @@ def errors_table(rows: pd.DataFrame, limit: int = 10) -> Table | None:
 
 
 def runs_table(chosen: pd.DataFrame) -> pd.DataFrame:
-    """The runs drawn, as text: run id, threads, wait policy, points, load, dates, code."""
+    """The runs drawn, as text: run id, threads, wait policy, points, load, dates, code,
+    and whether that code is still the model code at HEAD ("code since")."""
 
     def dated(row: pd.Series) -> str:
         if pd.isna(row["oldest"]):
@@ -114,6 +116,7 @@ def runs_table(chosen: pd.DataFrame) -> pd.DataFrame:
             "under load": chosen["busy"].astype(int).astype(str),
             "dated": chosen.apply(dated, axis=1),
             "git sha": chosen["git_sha"],
+            "code since": chosen["staleness"].map(lambda code: code.label()),
         }
     )
 
@@ -133,5 +136,38 @@ def runs_caption(runs: str, run_ids: Sequence[str], not_drawn: int) -> str:
     )
     return (
         f"Runs drawn: {how}. 'under load': points measured with the {RULE}, whose "
-        f"times are not comparable with an idle run's.{other}"
+        f"times are not comparable with an idle run's. 'code since': current when the "
+        "run measured the model code (reformer/, baselines/) as it is in the commit this "
+        "report was built at, else the number of commits to that code since the run's "
+        "git sha (the run describes its own sha's code, not this one); 'dirty tree' when "
+        "a row was measured from uncommitted changes, 'unknown' where this clone's "
+        f"history cannot say.{other}"
     )
+
+
+def stale_note(chosen: pd.DataFrame, suites: Sequence[str]) -> Note | None:
+    """A line for under a section's title naming each drawn run of ``suites`` that did not
+    measure the model code at HEAD; None when every such run did (or none was drawn)."""
+    if chosen.empty or "staleness" not in chosen:
+        return None
+    parts = []
+    for suite, run, code in zip(chosen["suite"], chosen["run"], chosen["staleness"], strict=True):
+        if suite not in suites or code.current:
+            continue
+        sha = f" at {code.sha[:7]}" if code.sha else ""
+        parts.append(f"{run.split(' · ')[0]}{sha} ({_since(code)})")
+    if not parts:
+        return None
+    return Note(
+        "Not the code as it now stands: drawn from "
+        + "; ".join(parts)
+        + ". These numbers describe the model code of that commit."
+    )
+
+
+def _since(code: Staleness) -> str:
+    if code.state == "stale":
+        return f"{code.label()} before this code"
+    if code.state == "dirty":
+        return "measured from uncommitted changes"
+    return "whether the model code changed since is unknown in this clone"

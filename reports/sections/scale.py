@@ -1,10 +1,12 @@
-"""Figure 7: scale, the longest length whose full training step fits a memory budget.
+"""Figure 7: scale, the longest length whose full training step ran within a memory budget.
 
 This is the paper's headline claim (1M tokens on one 16 GB accelerator). The scale suite
-records the lengths it tried; the longest with status ok is the answer for that model and
-budget, and the first failure above it says why it stopped. The budget is read from a
-column whose name contains "budget" (e.g. memory_budget_gb), else from the per-point cap
-max_memory_gb; without either, a model's rows form one group.
+records the lengths it tried; the longest with status ok is the longest *run* for that
+model and budget, and the first failure above it, where there is one, says where it
+stopped. The suite does not search for the out-of-memory boundary, so without such a
+failure a longer length may fit too: the figure and table say "run", not "fits". The
+budget is read from a column whose name contains "budget" (e.g. memory_budget_gb), else
+from the per-point cap max_memory_gb; without either, a model's rows form one group.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
                 x="model",
                 y="longest L",
                 hue="model",
-                title="longest length that fits",
+                title="longest length run",
                 custom=_bars(fits, ctx),
             ),
             Panel(
@@ -131,6 +133,7 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
                 xlabel="sequence length L",
                 ylabel="time per step (ms)",
                 logx=2,
+                marks_few_samples=True,
             ),
         ]
     ]
@@ -139,20 +142,21 @@ def build_scale(ctx: ReportContext) -> list[Block] | None:
         table[column] = table[column].map(fmt)
     return [
         Paragraph(
-            "The longest sequence whose training step fits the memory budget, with the "
-            "peak memory and step time at that length. Paper claim: 1M tokens on one "
-            "16 GB accelerator."
+            "The longest sequence whose training step ran within the memory budget, of the "
+            "lengths tried, with the peak memory and step time at that length. No "
+            "out-of-memory boundary is searched: where 'stopped at' is empty, a longer "
+            "sequence may fit too. Paper claim: 1M tokens on one 16 GB accelerator."
         ),
         ctx.save(
             draw_panels(grid, ctx.palette),
             "scale",
-            "Scale: the longest sequence whose training step fits the budget",
-            "Scale: longest fitting L per model (left), peak memory and step time "
+            "Scale: the longest sequence run within the budget (lengths run, no boundary searched)",
+            "Scale: the longest L run per model (left), peak memory and step time "
             "against L of the lengths tried.",
             ctx.commands("scale"),
             ("scale",),
         ),
-        Table(table, "Longest length that fits, per model and budget.", index=False),
+        Table(table, "Longest length run, per model and budget.", index=False),
         *ledger_blocks(Path(ctx.results_arg)),
     ]
 

@@ -129,6 +129,7 @@ def build_time(ctx: ReportContext) -> list[Block] | None:
                     logx=2,
                     yerr="half_iqr",
                     annotate=_annotator(found),
+                    marks_few_samples=True,
                 )
             )
         if panels:

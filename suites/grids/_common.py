@@ -17,6 +17,7 @@ from suites.harness.points import Point
 from suites.harness.spec import Workload, model_fields
 from suites.harness.suite import GridContext
 from suites.rows.names import layer_model, lm_model
+from suites.rows.samples import MIN_SAMPLES
 
 # (min_run_time s, timeout s) per mode: quick is a smoke run, paper is paper scale.
 SIZING = {"quick": (0.01, 120.0), "default": (0.5, 600.0), "paper": (2.0, 3600.0)}
@@ -56,10 +57,14 @@ def model_point(
     batch: int = 1,
     dtype: str = "float32",
     min_run_time: float | None = None,
+    min_samples: int = MIN_SAMPLES,
     timeout_s: float | None = None,
     options: dict[str, Any] | None = None,
 ) -> Point:
-    """A point measuring ``config`` as ``model`` at one length (sizing from the mode)."""
+    """A point measuring ``config`` as ``model`` at one length (sizing from the mode).
+
+    ``min_samples`` (default MIN_SAMPLES) is the least number of timed calls; a suite that
+    measures memory and draws no time (memory, scale) asks for one."""
     default_run_time, default_timeout = SIZING[ctx.mode]
     # A smoke run of tiny models on one thread: two threads add only barrier waits at this
     # size, and on a busy machine those dominate.
@@ -79,6 +84,7 @@ def model_point(
         workload=workload,
         options=dict(options or {}),
         min_run_time=default_run_time if min_run_time is None else min_run_time,
+        min_samples=min_samples,
         timeout_s=default_timeout if timeout_s is None else timeout_s,
     )
 

@@ -83,6 +83,8 @@ def grid(ctx: GridContext) -> list[Point]:
             seq_len=length,
             phase=phase,
             min_run_time=0.0 if ctx.mode != "paper" else None,
+            # This suite measures memory; the report draws none of its times.
+            min_samples=1,
         )
         for length in shape.lengths
         for n_layers in shape.depths

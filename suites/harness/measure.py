@@ -4,7 +4,9 @@
 seed; build model and inputs untimed; one warm step, during which the bytes saved for
 backward are counted (``suites.harness.saved_bytes``, forward only) and, for single layers, FLOPs
 are counted with ``torch.utils.flop_counter``; then one step measured for memory, then timing with
-``Timer.blocked_autorange`` (median, IQR, samples; it synchronises CUDA). ``memory_first``
+``Timer.blocked_autorange`` (median, IQR, samples; it synchronises CUDA), topped up to
+``min_samples`` calls (suites.rows.samples: a step slower than the time budget would
+otherwise give one sample, whose IQR reads 0). ``memory_first``
 (the scale suite) measures memory on the very first step instead, so the peak includes
 what a first training step allocates for good (gradients, optimizer state).
 """
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from suites.harness.process_memory import proc_status_bytes
+from suites.rows.samples import MIN_SAMPLES
 
 MIB = 2**20
 
@@ -45,7 +48,11 @@ def measure_step(params: dict[str, Any], options: dict[str, Any]) -> dict[str, A
         memory, _ = peak_memory(step, device)
     flops = step.flops if step.flops is not None else counted
     result |= memory | {"saved_mib": saved / MIB, "flops": flops}
-    result |= time_step(step, float(options.get("min_run_time", 0.5)))
+    result |= time_step(
+        step,
+        float(options.get("min_run_time", 0.5)),
+        int(options.get("min_samples", MIN_SAMPLES)),
+    )
     seconds = result["t_median_ms"] / 1e3
     result["tokens_per_s"] = step.tokens / seconds if seconds > 0 else None
     result["tflops_per_s"] = flops / seconds / 1e12 if flops and seconds > 0 else None
@@ -70,17 +77,24 @@ def counted_step(step: Any, count_flops: bool) -> tuple[int, int | None]:
     return saved, None if counter is None else counter.get_total_flops()
 
 
-def time_step(step: Any, min_run_time: float) -> dict[str, Any]:
-    """Timer.blocked_autorange over whole steps: median and IQR in ms, samples."""
+def time_step(step: Any, min_run_time: float, min_samples: int = MIN_SAMPLES) -> dict[str, Any]:
+    """Timer.blocked_autorange over whole steps, then single calls until there are at least
+    ``min_samples`` samples: median and IQR in ms, samples."""
     import torch
-    from torch.utils.benchmark import Timer
+    from torch.utils.benchmark import Measurement, Timer
 
     timer = Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    times = list(measurement.times)
+    while len(times) < min_samples:
+        times.append(timer.timeit(number=1).times[0])
+    # One call per sample from here on: the median and IQR come from the same rule as
+    # blocked_autorange's (Measurement computes both), over every sample taken.
+    measurement = Measurement(1, times, measurement.task_spec)
     return {
         "t_median_ms": measurement.median * 1e3,
         "t_iqr_ms": measurement.iqr * 1e3,
-        "n_samples": len(measurement.times),
+        "n_samples": len(times),
     }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from suites.rows.names import schema_1_names
+from suites.rows.samples import MIN_SAMPLES
 
 if TYPE_CHECKING:
     from reformer.config import ReformerConfig
@@ -40,6 +41,8 @@ class Point:
     runner: str = DEFAULT_RUNNER
     timeout_s: float = 600.0
     min_run_time: float = 0.5  # seconds of timed calls for Timer.blocked_autorange
+    # Calls timed at the least, whatever min_run_time gives (suites.rows.samples says why).
+    min_samples: int = MIN_SAMPLES
     # Not config: switches for the runner (e.g. memory_first), and ``skip_reason``, which
     # writes the point as skipped with that note instead of running it.
     options: dict[str, Any] = field(default_factory=dict)
@@ -52,7 +55,8 @@ class Point:
     def runner_options(self) -> dict[str, Any]:
         """What the child's runner gets beside params: timing, switches, config, workload."""
         model = {} if self.config is None else {"config": self.config, "workload": self.workload}
-        return {"min_run_time": self.min_run_time, **self.options, **model}
+        timing = {"min_run_time": self.min_run_time, "min_samples": self.min_samples}
+        return {**timing, **self.options, **model}
 
     @property
     def seq_len(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import time
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from suites.harness.isolation import is_oom, run_point
 from suites.harness.measure import counted_step, peak_memory, time_step
 from suites.harness.spec import Workload
 from suites.harness.steps import Step, build_step
+from suites.rows.samples import MIN_SAMPLES
 
 MIB = 2**20
 BUFFER_MIB = 256
@@ -94,6 +96,19 @@ def test_steps_reset_gradients_every_call_and_fwd_saves_nothing():
 def test_time_step_reports_median_iqr_and_samples():
     timing = time_step(_layer_step(), min_run_time=0.05)
     assert timing["t_median_ms"] > 0 and timing["t_iqr_ms"] >= 0 and timing["n_samples"] >= 1
+
+
+def test_time_step_takes_at_least_min_samples_calls_when_the_budget_gives_fewer():
+    calls = []
+
+    def slow_step() -> None:  # a step slower than the budget: autorange alone takes one
+        calls.append(None)
+        time.sleep(0.02)
+
+    timing = time_step(slow_step, min_run_time=0.0, min_samples=MIN_SAMPLES)
+    assert timing["n_samples"] >= MIN_SAMPLES
+    assert timing["t_median_ms"] >= 20
+    assert time_step(slow_step, min_run_time=0.0, min_samples=1)["n_samples"] >= 1
 
 
 @pytest.mark.parametrize(
