@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reformer.config import ReformerConfig
-from reformer.decode import KVCache, check_decode_positions
+from reformer.decode import KVCache, check_decode_positions, position_index, prefill_padding
 from reformer.embedding import build_positional_embedding
 from reformer.exact import exact_attention
 from reformer.generate import GenerationMixin
@@ -62,7 +62,8 @@ class TransformerLayer(nn.Module):
         qkv = self.qkv(self.ln_attn(h)).view(batch, n_new, 3, self.n_heads, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, nh, n, hs) each
         keys, values = cache.append(k, v)
-        y = exact_attention(q, keys, values, sdpa=self.use_sdpa)
+        mask = cache.key_mask(keys.shape[2])  # a ragged batch's padded slots
+        y = exact_attention(q, keys, values, padding_mask=mask, sdpa=self.use_sdpa)
         h = h + self.proj(y.transpose(1, 2).reshape(batch, n_new, d_model))
         return h + self.fc_out(F.gelu(self.fc(self.ln_mlp(h))))
 
@@ -128,13 +129,24 @@ class TransformerLM(GenerationMixin, nn.Module):
         cfg = self.config
         return [KVCache(batch, cfg.n_heads, cfg.d_head, capacity, like) for _ in self.layers]
 
-    def decode(self, tokens: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        caches: list[KVCache],
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Logits (B, vocab) of the last of the new positions ``tokens`` (B, n), appended
-        to ``caches``."""
+        to ``caches``. ``padding_mask`` (B, n) bool on the prefill only: a left-padded
+        batch, as in ReformerLM.decode (padded slots masked, positions per row)."""
         _check(tokens, self.config)
-        start = caches[0].length
+        start, end = caches[0].length, caches[0].length + tokens.shape[1]
         check_decode_positions(start, tokens.shape[1], self.config.max_seq_len)
-        h = self.tok_emb(tokens) + self.pos_emb.positions(start, start + tokens.shape[1])
+        first = prefill_padding(caches, tokens, padding_mask)
+        if first is None:
+            positions = self.pos_emb.positions(start, end)  # (n, d), every row
+        else:
+            positions = self.pos_emb.at(position_index(first, start, end))
+        h = self.tok_emb(tokens) + positions
         for layer, cache in zip(self.layers, caches, strict=True):
             h = layer.cached(h, cache)
         return self.head(self.ln_f(h[:, -1]))

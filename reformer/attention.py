@@ -74,11 +74,13 @@ class FullSelfAttention(nn.Module):
 
     def cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Attention of new positions x (B, n, d_model) over the cached past and themselves
-        (causal), appending their keys and values: (B, n, d_model)."""
+        (causal), appending their keys and values: (B, n, d_model). Padded slots of a
+        ragged batch (the cache's ``first``) are masked as keys."""
         batch, n_new, d_model = x.shape
         q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
         keys, values = cache.append(k, v)
-        out = exact_attention(q, keys, values, sdpa=self._sdpa)
+        mask = cache.key_mask(keys.shape[2])  # a ragged batch's padded slots
+        out = exact_attention(q, keys, values, padding_mask=mask, sdpa=self._sdpa)
         return self.to_out(out.transpose(1, 2).reshape(batch, n_new, d_model))
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:

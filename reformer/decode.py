@@ -31,6 +31,14 @@ whole context fits one chunk (T <= bucket_size) every past position is seen, so 
 equal the full forward's, which then is one chunk of exact attention. The key set is a
 function of the past only (causal by construction). Finding mates reads one table row per
 round: no sort or scan of the history.
+
+Ragged batches (left padding). A cache's positions are slots shared by the batch; row b's
+real tokens start at slot ``first[b]`` (its left padding before that), set once at prefill
+(:meth:`KVCache.set_first`, :meth:`LSHCache.set_first`). A padded slot never enters a key
+set: the KV cache masks it, the LSH cache never lists it in its bucket table and cuts its
+recent window at ``first[b]``. So in real positions (slot - first[b]) the window is
+W(t) of the row alone, and its bucket-mates are those of the row alone whenever its
+rotations are (same n_buckets, same draw).
 """
 
 from __future__ import annotations
@@ -55,6 +63,15 @@ class KVCache:
         self.keys = torch.empty(shape, dtype=like.dtype, device=like.device)
         self.values = torch.empty(shape, dtype=like.dtype, device=like.device)
         self.length = 0
+        self.first: torch.Tensor | None = None  # (B,) first real slot per row; None: all 0
+
+    def set_first(self, first: torch.Tensor | None) -> None:
+        """Row b's real tokens start at slot first[b] (B,) int64 (module docstring)."""
+        self.first = first
+
+    def key_mask(self, end: int) -> torch.Tensor | None:
+        """(B, end) bool, True at the real slots among the first ``end``; None: all real."""
+        return real_slots(self.first, 0, end)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, n, d_head) after the past; return all keys and values so far."""
@@ -118,6 +135,11 @@ class LSHCache:
         )
         self.length = 0
         self.head_weights: torch.Tensor | None = None  # see the class docstring
+        self.first: torch.Tensor | None = None  # (B,) first real slot per row; None: all 0
+
+    def set_first(self, first: torch.Tensor | None) -> None:
+        """Row b's real tokens start at slot first[b] (B,) int64 (module docstring)."""
+        self.first = first
 
     @property
     def n_buckets(self) -> int | tuple[int, ...]:
@@ -134,7 +156,9 @@ class LSHCache:
         """Append n positions: inputs x (B, n, d_model) and their buckets (B, H, R, n).
 
         Each position joins its bucket's list in every round, in position order; a full
-        list drops its oldest member (a ring of ``bucket_size`` slots)."""
+        list drops its oldest member (a ring of ``bucket_size`` slots). A padded position
+        carries the bucket past the last (n_buckets, as the forward's ``return_buckets``
+        gives it) and joins no list: its input is stored and never read."""
         n_new, start, c = x.shape[1], self.length, self.bucket_size
         if start + n_new > self.inputs.shape[1]:
             raise ValueError(f"cache holds {self.inputs.shape[1]} positions; {start + n_new} asked")
@@ -148,18 +172,21 @@ class LSHCache:
             keep = None
             values = positions.expand_as(buckets)
         else:
-            added = torch.zeros_like(self.counts).scatter_add_(
-                -1, buckets, torch.ones_like(buckets)
-            )
+            n_total = self.counts.shape[-1]
+            real = buckets < n_total  # padded positions sort after every real one
+            sorted_buckets = buckets
+            buckets = buckets.clamp_max(n_total - 1)  # in range for the gathers below
+            added = torch.zeros_like(self.counts).scatter_add_(-1, buckets, real.long())
             # Bucket-major, then position order: a position's rank among the new members of
             # its bucket is its sorted index minus where its bucket starts.
-            order = torch.argsort(buckets * n_new + positions - start, dim=-1)
-            buckets = buckets.gather(-1, order)
+            order = torch.argsort(sorted_buckets * n_new + positions - start, dim=-1)
+            buckets, real = buckets.gather(-1, order), real.gather(-1, order)
             first = torch.cumsum(added, -1) - added
             rank = torch.arange(n_new, device=x.device) - first.gather(-1, buckets)
             before = self.counts.gather(-1, buckets)  # members each bucket already had
             membership = before + rank
             keep = membership >= before + added.gather(-1, buckets) - c  # the c most recent
+            keep &= real
             values = positions[order]
             self.counts += added
         n_lists = math.prod(self.table.shape[:3])
@@ -183,6 +210,8 @@ class LSHCache:
         mates = self.table.gather(-2, _expand_to_slots(buckets[..., None], c))  # (B,H,R,1,c)
         mates = mates.reshape(batch, n_heads, -1).to(torch.int64)
         recent = torch.arange(t - c, t, device=buckets.device).expand(batch, n_heads, c)
+        if self.first is not None:  # a row's window stops at its first real slot
+            recent = recent.masked_fill(recent < self.first[:, None, None], -1)
         candidates = torch.cat([mates, recent], dim=-1)
         candidates, _ = torch.sort(candidates, dim=-1, descending=True)
         repeat = torch.zeros_like(candidates, dtype=torch.bool)
@@ -228,6 +257,80 @@ class LSHCache:
 def _expand_to_slots(index: torch.Tensor, slots: int) -> torch.Tensor:
     """Bucket ids (B, H, R, n) -> gather index (B, H, R, n, slots) over the table's buckets."""
     return index[..., None].expand(*index.shape, slots)
+
+
+def prefill_padding(
+    caches: list, tokens: torch.Tensor, padding_mask: torch.Tensor | None
+) -> torch.Tensor | None:
+    """A model's ``decode`` hands its ``padding_mask`` here: on the prefill (empty caches)
+    it sets every cache's first real slot per row and returns them (B,) int64, None when
+    no row is padded; on a later call it refuses a mask (new tokens are all real) and
+    returns the caches' own."""
+    start = caches[0].length
+    if padding_mask is None:
+        return caches[0].first
+    if start != 0:
+        raise ValueError(
+            f"padding_mask is given on the prefill only (empty caches); got one with {start} "
+            "positions cached (later tokens are real in every row)"
+        )
+    first: torch.Tensor | None = left_padding(padding_mask, tuple(tokens.shape))
+    assert first is not None
+    if not bool(first.any()):
+        first = None  # no row padded: the unpadded path, which computes the same
+    for cache in caches:
+        cache.set_first(first)
+    return first
+
+
+def position_index(first: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """(B, end - start) int64: the position of slot start .. end-1 in row b, counted from
+    its first real slot first[b] (B,); padded slots read position 0, never attended to."""
+    slots = torch.arange(start, end, device=first.device)[None, :]
+    return (slots - first[:, None]).clamp_min(0)
+
+
+def real_slots(first: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
+    """(B, end - start) bool, True where slot start .. end-1 of row b is at or after
+    first[b] (B,); None when ``first`` is None (every slot real)."""
+    if first is None:
+        return None
+    return torch.arange(start, end, device=first.device)[None, :] >= first[:, None]
+
+
+def left_padding(attention_mask: object, prompt_shape: tuple[int, ...]) -> torch.Tensor:
+    """The first real slot (B,) int64 of each row of a left-padded ``attention_mask``
+    (B, P) bool, True at real tokens; ValueError naming what is wrong otherwise."""
+    if not isinstance(attention_mask, torch.Tensor):
+        raise ValueError(
+            "attention_mask must be a (batch, prompt_len) torch.bool tensor, True at real "
+            f"tokens, or None; got {type(attention_mask).__name__}"
+        )
+    if attention_mask.dtype != torch.bool:
+        raise ValueError(
+            f"attention_mask dtype {attention_mask.dtype} must be torch.bool (True at real tokens)"
+        )
+    if tuple(attention_mask.shape) != tuple(prompt_shape):
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} must be the prompt's "
+            f"(batch, prompt_len) = {tuple(prompt_shape)}"
+        )
+    first = (~attention_mask).sum(dim=1)  # (B,) padded slots before the first real one
+    length = attention_mask.shape[1]
+    empty = (first == length).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"attention_mask rows {empty} have no real token; allowed: every row with at "
+            "least one True"
+        )
+    left = torch.arange(length, device=attention_mask.device)[None, :] >= first[:, None]
+    bad = (left != attention_mask).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"attention_mask rows {bad} are not left-padded; allowed: False (padding) then "
+            "True (real tokens) in each row, as HF's decoder-only generate expects"
+        )
+    return first
 
 
 def capacity_needed(prompt_len: int, max_new_tokens: int) -> int:

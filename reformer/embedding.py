@@ -34,6 +34,11 @@ class LearnedPositionalEmbedding(nn.Module):
         """(end - start, d_model) embeddings of positions start .. end-1 (decoding)."""
         return self.weight[start:end]
 
+    def at(self, index: torch.Tensor) -> torch.Tensor:
+        """Embeddings (*index.shape, d_model) of the positions ``index`` (any shape, int64):
+        a ragged batch's rows count positions from their own first real token."""
+        return self.weight[index]
+
 
 class AxialPositionalEmbedding(nn.Module):
     """Position p = i·a2 + j embeds as [E1[i], E2[j]]: (a1·d1 + a2·d2) parameters."""
@@ -62,7 +67,11 @@ class AxialPositionalEmbedding(nn.Module):
     def positions(self, start: int, end: int) -> torch.Tensor:
         """(end - start, d_model) embeddings of positions start .. end-1, built from those
         rows only (decoding one token must not build the table up to it)."""
-        index = torch.arange(start, end, device=self.row.device)
+        return self.at(torch.arange(start, end, device=self.row.device))
+
+    def at(self, index: torch.Tensor) -> torch.Tensor:
+        """Embeddings (*index.shape, d_model) of the positions ``index`` (any shape, int64),
+        built from those rows only."""
         cols = self.axial_shape[1]
         return torch.cat([self.row[index // cols], self.col[index % cols]], dim=-1)
 

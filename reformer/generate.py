@@ -6,6 +6,12 @@ reformer.decode) and ``decode(tokens, caches)``: the logits (B, vocab) of the la
 new positions ``tokens`` (B, n), which it appends to the caches. Prefill is ``decode`` of
 the whole prompt on empty caches (the normal forward, filling them); every later token is
 ``decode`` of one position. Dropout is off throughout (inference).
+
+A batch of prompts decodes together, one step per token for the whole batch. Prompts of
+different lengths come left-padded with an ``attention_mask`` (B, P) bool, True at real
+tokens (HF's decoder-only convention), which ``decode`` takes on the prefill: padded
+positions never enter a cache's key set and each row counts positions from its own first
+real token (docs/generation.md: what then equals generating each row alone).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any, Protocol
 
 import torch
 
-from reformer.decode import capacity_needed, check_causal, check_lengths
+from reformer.decode import capacity_needed, check_causal, check_lengths, left_padding
 
 
 class CachedLM(Protocol):
@@ -26,7 +32,9 @@ class CachedLM(Protocol):
 
     def new_caches(self, batch: int, capacity: int, like: torch.Tensor, **options: Any) -> list: ...
 
-    def decode(self, tokens: torch.Tensor, caches: list) -> torch.Tensor: ...
+    def decode(
+        self, tokens: torch.Tensor, caches: list, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
 
     def __call__(self, tokens: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor: ...
 
@@ -47,6 +55,7 @@ class GenerationMixin:
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """prompt (B, P) int64 -> (B, P + max_new_tokens): the prompt and its continuation.
 
@@ -54,9 +63,23 @@ class GenerationMixin:
         from the ``top_k`` largest only when given, with ``generator`` (the global RNG if
         None). ``use_cache=False`` recomputes the whole context for every token (what no
         cache costs).
+
+        ``attention_mask`` (B, P) bool, True at real tokens, for prompts of different
+        lengths, left-padded (each row: False then True, at least one True; padded ids
+        must still be valid ids, and are never attended to). Row b's continuation follows
+        its last real token, positions counted from its first; the returned rows keep
+        their padding. Needs ``use_cache=True``. P, padding included, counts against
+        max_seq_len.
         """
         model: CachedLM = self  # type: ignore[assignment]  # the model class supplies it
         check_generate_args(model, prompt, max_new_tokens, temperature, top_k, generator, use_cache)
+        if attention_mask is not None:
+            left_padding(attention_mask, tuple(prompt.shape))  # refused by name if wrong
+            if not use_cache:
+                raise ValueError(
+                    "attention_mask needs use_cache=True (the recomputing path has no "
+                    "per-row positions); got use_cache=False"
+                )
         tokens = prompt
         if max_new_tokens == 0:
             return prompt.clone()
@@ -64,7 +87,7 @@ class GenerationMixin:
             if use_cache:
                 capacity = capacity_needed(prompt.shape[1], max_new_tokens)
                 caches = model.new_caches(prompt.shape[0], capacity, _like(model))
-                logits = model.decode(prompt, caches)
+                logits = model.decode(prompt, caches, attention_mask)
             else:
                 logits = model(prompt)[:, -1]
             for index in range(max_new_tokens):

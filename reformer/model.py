@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from reformer.attention import build_attention
 from reformer.checks import check_call, check_n_hashes
 from reformer.config import ReformerConfig
-from reformer.decode import check_decode_positions
+from reformer.decode import check_decode_positions, position_index, prefill_padding
 from reformer.dropout import ReplayableDropout
 from reformer.embedding import build_positional_embedding
 from reformer.feedforward import FeedForward
@@ -189,16 +189,26 @@ class ReformerLM(GenerationMixin, nn.Module):
         extra = {} if n_hashes is None else {"n_hashes": n_hashes}
         return [block.attention.new_cache(batch, capacity, like, **extra) for block in self.blocks]
 
-    def decode(self, tokens: torch.Tensor, caches: list) -> torch.Tensor:
+    def decode(
+        self, tokens: torch.Tensor, caches: list, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits (B, vocab) of the last of the new positions ``tokens`` (B, n), which
         follow the cached ones and are appended to ``caches`` (no dropout, no autograd
-        graph needed)."""
+        graph needed).
+
+        ``padding_mask`` (B, n) bool, True at real tokens, on the prefill only (empty
+        caches): a left-padded batch of prompts (reformer.decode.left_padding). Padded
+        positions never enter a cache's key set, and each row counts positions from its
+        own first real token, in this call and every later one."""
         check_tokens(tokens, self.config)
-        start = caches[0].length
+        start, end = caches[0].length, caches[0].length + tokens.shape[1]
         check_decode_positions(start, tokens.shape[1], self.config.max_seq_len)
-        h = self.token_embedding(tokens) + self.position_embedding.positions(
-            start, start + tokens.shape[1]
-        )
+        first = prefill_padding(caches, tokens, padding_mask)
+        if first is None:
+            positions = self.position_embedding.positions(start, end)  # (n, d), every row
+        else:
+            positions = self.position_embedding.at(position_index(first, start, end))
+        h = self.token_embedding(tokens) + positions
         if self.config.reversible:
             x1 = x2 = h
             for block, cache in zip(self.blocks, caches, strict=True):

@@ -59,7 +59,7 @@ from reformer.checks import (
     check_padding_mask,
     require_bool,
 )
-from reformer.decode import LSHCache
+from reformer.decode import LSHCache, real_slots
 from reformer.exact import exact_attention, finite_padding
 from reformer.lsh.dispatch import resolve_backend
 from reformer.lsh.hashing import (
@@ -387,7 +387,8 @@ class LSHSelfAttention(nn.Module):
     def cached(self, x: torch.Tensor, cache: LSHCache) -> torch.Tensor:
         """Attention of new positions x (B, n, d_model) over the cache and themselves,
         appending them: (B, n, d_model). The prompt (an empty cache) runs the forward's LSH
-        attention under the cache's rotations; one new position runs the decoding rule."""
+        attention under the cache's rotations, a ragged batch's padded slots (the cache's
+        ``first``) masked; one new position runs the decoding rule."""
         batch, n_new, _ = x.shape
         cfg = self.config
         qk, v = self.project(x)  # (B, H, n, d_head)
@@ -400,6 +401,9 @@ class LSHSelfAttention(nn.Module):
                 n_buckets=cache.n_buckets,
                 causal=True,
                 rotations=cache.rotations,
+                # A ragged batch's padded slots: never keys, and past the last bucket,
+                # so the cache lists them nowhere.
+                padding_mask=real_slots(cache.first, 0, n_new),
                 dup_correction=cfg.dup_correction,
                 return_buckets=True,
                 backend=cfg.backend,
