@@ -265,6 +265,8 @@ def _flat_in_depth(rows: pd.DataFrame) -> Reading | None:
 
 def _decode(where: str) -> Callable[[pd.DataFrame], Reading | None]:
     def read(rows: pd.DataFrame) -> Reading | None:
+        if "batch" in rows:  # the headline compares one sequence at a time
+            rows = rows[rows["batch"].fillna(1) == 1]
         lsh, kv = _ok(rows, cache="lsh"), _ok(rows, cache="kv")
         shared = sorted(set(lsh["seq_len"]) & set(kv["seq_len"]))
         if not shared:

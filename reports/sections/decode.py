@@ -1,10 +1,11 @@
 """Generation: per-token latency and memory against context (the decode suite).
 
-Two log-log panels, one line per decoder: the median latency of one generated token, and
-the peak memory of prefill and decoding together. The table gives every measured point;
-the paragraph the LSH cache's flatness (longest context over 4K), its ratio to the
-key/value cache at the longest context, and where the two cross (log-log interpolation,
-suites.rows.crossover, as in the time section).
+Two log-log panels, one line per decoder at batch 1: the median latency of one generated
+token, and the peak memory of prefill and decoding together. The table gives every
+measured point, batches above 1 too (tokens/s per sequence and in total); the paragraph
+the LSH cache's flatness (longest context over 4K), its ratio to the key/value cache at
+the longest context, and where the two cross (log-log interpolation,
+suites.rows.crossover, as in the time section), all at batch 1.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def build_decode(ctx: ReportContext) -> list[Block] | None:
     rows = ctx.ok("decode")
     if rows.empty or "cache" not in rows:
         return None
-    rows = rows.assign(decoder=rows["cache"].map(DECODERS).fillna(rows["model"]))
+    every = with_batch(rows.assign(decoder=rows["cache"].map(DECODERS).fillna(rows["model"])))
+    rows = every[every["batch"] == 1]  # the figure and findings: one sequence at a time
     caches = [c for c in DECODERS if c in set(rows["cache"])]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for axis, column, ylabel in (
@@ -71,13 +73,16 @@ def build_decode(ctx: ReportContext) -> list[Block] | None:
         ctx.save(figure, "decode", "Generation against context", caption, ctx.commands("decode"))
     ]
     blocks.append(Paragraph(_targets(rows)))
-    table = rows.sort_values(["seq_len", "decoder"])[
+    table = every.sort_values(["seq_len", "batch", "decoder"])[
         [
             "seq_len",
+            "batch",
             "decoder",
             "t_median_ms",
             "t_p90_ms",
             "prefill_ms",
+            "tokens_per_s_per_seq",
+            "tokens_per_s",
             "cache_bytes_per_token",
             "peak_mib",
         ]
@@ -85,7 +90,9 @@ def build_decode(ctx: ReportContext) -> list[Block] | None:
     table = table.rename(
         columns={
             "seq_len": "context",
-            "t_median_ms": "per token (ms)",
+            "t_median_ms": "per step (ms)",
+            "tokens_per_s_per_seq": "tokens/s per sequence",
+            "tokens_per_s": "tokens/s total",
             "t_p90_ms": "p90 (ms)",
             "prefill_ms": "prefill (ms)",
             "cache_bytes_per_token": "cache B/position",
@@ -94,6 +101,21 @@ def build_decode(ctx: ReportContext) -> list[Block] | None:
     )
     blocks.append(Table(table.map(fmt), caption="Every measured decode point.", index=False))
     return blocks
+
+
+def with_batch(rows: pd.DataFrame) -> pd.DataFrame:
+    """Decode rows with ``batch`` (1 where missing) and ``tokens_per_s_per_seq`` (rows from
+    before that field: the batch's total over its size) filled."""
+    every = rows.assign(batch=rows["batch"].fillna(1).astype(int) if "batch" in rows else 1)
+    per_seq = every["tokens_per_s"] / every["batch"]
+    if "tokens_per_s_per_seq" in every:
+        per_seq = every["tokens_per_s_per_seq"].fillna(per_seq)
+    return every.assign(tokens_per_s_per_seq=per_seq)
+
+
+def targets(rows: pd.DataFrame) -> str:
+    """The findings paragraph of batch-1 decode rows (suites.rows.decode_findings)."""
+    return _targets(rows)
 
 
 def _two_and_five(value: float, _position: object) -> str:

@@ -2,8 +2,10 @@
 
 Prefill (time to first token: the prompt's forward, filling the caches, and the first
 sample) is timed once, after an untimed run on a short prompt has paid the one-off costs;
-then ``new_tokens`` greedy tokens are timed one by one after a few
-untimed warm-up tokens, giving the per-token median and p90. Peak memory is taken over
+then ``new_tokens`` greedy steps are timed one by one after a few
+untimed warm-up steps, giving the per-step median and p90 (a step gives each of the
+batch's sequences its next token: ``tokens_per_s_per_seq`` is one over the median,
+``tokens_per_s`` that times the batch). Peak memory is taken over
 prefill and decoding together, above what the built model holds. How each model decodes
 (the ``cache`` field):
 
@@ -54,7 +56,8 @@ def measure_decode(params: dict[str, Any], options: dict[str, Any]) -> dict[str,
         "t_iqr_ms": (ordered[(3 * len(ordered)) // 4] - ordered[len(ordered) // 4]) * 1e3,
         "n_samples": len(ordered),
         "prefill_ms": prefill_s * 1e3,
-        "tokens_per_s": workload.batch / median,
+        "tokens_per_s": workload.batch / median,  # the whole batch's
+        "tokens_per_s_per_seq": 1 / median,
         "cache_bytes_per_token": cache_bytes,
         **info,
         **memory,

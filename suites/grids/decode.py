@@ -1,10 +1,11 @@
 """decode: what one generated token costs against context length, and time to first token.
 
-The default model (6 layers, d_model 256, LSH-4, chunk 64), batch 1, greedy, for each
-context length: the prompt's prefill (time to first token), then per-token latency
-(median and p90 over ``new_tokens`` tokens after 4 untimed ones), tokens/s, the caches'
-bytes per position and the peak memory of prefill and decoding together. Decoders (the
-``cache`` field, suites.decode.runner):
+The default model (6 layers, d_model 256, LSH-4, chunk 64), greedy, for each context
+length and batch (1, and 8 prompts decoding together): the prompt's prefill (time to
+first token), then per-step latency (median and p90 over ``new_tokens`` steps after 4
+untimed ones; a step gives every sequence of the batch its next token), tokens/s per
+sequence and in total, the caches' bytes per position and the peak memory of prefill and
+decoding together. Decoders (the ``cache`` field, suites.decode.runner):
 
 - ``reformer-lsh-rev`` with the LSH decoding cache: a token costs O(n_hashes · chunk);
 - ``transformer-sdpa`` with a key/value cache: a token reads the whole context;
@@ -13,7 +14,10 @@ bytes per position and the peak memory of prefill and decoding together. Decoder
 - ``peer-hf``: HF transformers' Reformer with its bucket cache, when installed (up to 16K
   on CPU: each of its steps sorts the whole cached past).
 
-CPU default: 1K to 64K; ``--paper`` to 256K; CUDA: 4K to 1M.
+CPU default: 1K to 64K; ``--paper`` to 256K; CUDA: 4K to 1M. Batch 8 runs the two
+caches (LSH and KV) only, up to 16K on a CPU (64K with ``--paper``; 256K on CUDA, where a
+KV cache of 8 x 256K positions already holds 24 GiB): eight prompts' prefill is eight
+times one's, and the no-cache and HF decoders are batch-1 baselines.
 """
 
 from __future__ import annotations
@@ -30,23 +34,29 @@ from suites.rows.decode_findings import decode_findings
 
 RUNNER = "suites.decode.runner:measure_decode"
 HF = "peer-hf"
+BATCHES = (1, 8)
+BATCHED_CACHES = ("lsh", "kv")  # the decoders that run at every batch
 
 
-def _shape(ctx: GridContext) -> tuple[list[int], int, int, int]:
-    """(context lengths, new tokens, longest no-cache context, longest HF context)."""
+def _shape(ctx: GridContext) -> tuple[list[int], int, int, int, int]:
+    """(context lengths, new tokens, longest no-cache context, longest HF context, longest
+    context of a batch above 1)."""
     if ctx.mode == "quick":
-        return [64, 128, 256], 16, 256, 256
+        return [64, 128, 256], 16, 256, 256, 256
     if ctx.device == "cuda":
-        return powers_of_two(2**12, 2**20), 64, 2**14, 2**16
-    high = 2**18 if ctx.mode == "paper" else 2**16
-    return powers_of_two(2**10, high), 64, 2**12, 2**14
+        return powers_of_two(2**12, 2**20), 64, 2**14, 2**16, 2**18
+    if ctx.mode == "paper":
+        return powers_of_two(2**10, 2**18), 64, 2**12, 2**14, 2**16
+    return powers_of_two(2**10, 2**16), 64, 2**12, 2**14, 2**14
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    lengths, new_tokens, no_cache_max, hf_max = _shape(ctx)
+    lengths, new_tokens, no_cache_max, hf_max, batched_max = _shape(ctx)
     model = preset(ctx)
     points = []
-    for length in lengths:
+    for length, batch in ((n, b) for b in BATCHES for n in lengths):
+        if batch > 1 and length > batched_max:
+            continue
         capacity = length + WARMUP_TOKENS + new_tokens
         # On CUDA the prefill's LSH names its backend (the steps run reformer.decode).
         lsh = device_backend(model.replace(attention="lsh"), ctx.device)
@@ -56,8 +66,10 @@ def grid(ctx: GridContext) -> list[Point]:
             decoders.append(("transformer", model.replace(attention="sdpa"), "none"))
         if length <= hf_max:
             decoders.append(("reformer", model.replace(attention="lsh"), "hf"))
+        if batch > 1:
+            decoders = [d for d in decoders if d[2] in BATCHED_CACHES]
         for family, config, cache in decoders:
-            point = lm_point(ctx, family, config, seq_len=length, phase="decode")
+            point = lm_point(ctx, family, config, seq_len=length, phase="decode", batch=batch)
             point.config = point.config.replace(max_seq_len=capacity) if point.config else None
             point.params |= {"cache": cache, "new_tokens": new_tokens}
             point.runner = RUNNER
@@ -71,38 +83,76 @@ def grid(ctx: GridContext) -> list[Point]:
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     ok = ok_rows(rows)
-    by_cache: dict[str, dict[int, dict[str, Any]]] = {}
+    found: dict[tuple[int, int, str], dict[str, Any]] = {}
     for row in ok:
-        by_cache.setdefault(str(row.get("cache")), {})[int(row["seq_len"])] = row
+        found[(int(row["seq_len"]), batch_of(row), str(row.get("cache")))] = row
     lines = [
-        "per-token latency (median / p90 ms), time to first token, cache bytes per position:",
+        "per-step latency (median / p90 ms; a step gives each sequence one token), time to "
+        "first token, tokens/s per sequence and in total, cache bytes per position:",
         "",
-        "| context | decoder | per token (ms) | p90 (ms) | prefill (ms) | tokens/s | "
-        "cache B/pos | peak (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| context | batch | decoder | per step (ms) | p90 (ms) | prefill (ms) | "
+        "tokens/s per seq | tokens/s total | cache B/pos | peak (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for length in sorted({int(r["seq_len"]) for r in ok}):
-        for found in by_cache.values():
-            if length not in found:
-                continue
-            row = found[length]
-            per_pos = row.get("cache_bytes_per_token")
-            lines.append(
-                f"| {length} | {decoder_label(row)} | {row['t_median_ms']:.2f} | "
-                f"{row['t_p90_ms']:.2f} | {row['prefill_ms']:.0f} | {row['tokens_per_s']:.1f} | "
-                f"{'-' if per_pos is None else f'{per_pos:.0f}'} | {row['peak_mib']:.0f} |"
-            )
-    lines += ["", *target_lines(by_cache)]
+    for key in sorted(found):
+        row = found[key]
+        per_pos = row.get("cache_bytes_per_token")
+        lines.append(
+            f"| {key[0]} | {key[1]} | {decoder_label(row)} | {row['t_median_ms']:.2f} | "
+            f"{row['t_p90_ms']:.2f} | {row['prefill_ms']:.0f} | "
+            f"{tokens_per_s_per_seq(row):.1f} | {row['tokens_per_s']:.1f} | "
+            f"{'-' if per_pos is None else f'{per_pos:.0f}'} | {row['peak_mib']:.0f} |"
+        )
+    by_cache: dict[str, dict[int, dict[str, Any]]] = {}
+    for (length, batch, cache), row in found.items():
+        if batch == 1:  # the findings compare decoders one sequence at a time
+            by_cache.setdefault(cache, {})[length] = row
+    lines += ["", *target_lines(by_cache), *batch_lines(found)]
     return lines
 
 
+def batch_of(row: dict[str, Any]) -> int:
+    return int(row.get("batch") or 1)
+
+
+def tokens_per_s_per_seq(row: dict[str, Any]) -> float:
+    """Tokens/s each sequence gets; rows from before the field: the total over the batch."""
+    value = row.get("tokens_per_s_per_seq")
+    return float(row["tokens_per_s"]) / batch_of(row) if value is None else float(value)
+
+
+def batch_lines(found: dict[tuple[int, int, str], dict[str, Any]]) -> list[str]:
+    """Per cache, at the longest context run at both batch 1 and a larger batch: the total
+    tokens/s of the batch over batch 1's, and what each sequence keeps of its speed."""
+    lines = []
+    for cache in BATCHED_CACHES:
+        pairs = [
+            (length, batch)
+            for (length, batch, name) in found
+            if name == cache and batch > 1 and (length, 1, cache) in found
+        ]
+        if not pairs:
+            continue
+        length, batch = max(pairs)
+        one, many = found[(length, 1, cache)], found[(length, batch, cache)]
+        lines.append(
+            f"{DECODER_NAMES[cache]}, batch {batch} / batch 1 at {length}: total tokens/s "
+            f"{many['tokens_per_s'] / one['tokens_per_s']:.2f}x, per sequence "
+            f"{tokens_per_s_per_seq(many) / tokens_per_s_per_seq(one):.2f}x"
+        )
+    return lines
+
+
+DECODER_NAMES = {
+    "lsh": "Reformer, LSH cache",
+    "kv": "Transformer, KV cache",
+    "none": "Transformer, no cache",
+    "hf": "HF Reformer, bucket cache",
+}
+
+
 def decoder_label(row: dict[str, Any]) -> str:
-    return {
-        "lsh": "Reformer, LSH cache",
-        "kv": "Transformer, KV cache",
-        "none": "Transformer, no cache",
-        "hf": "HF Reformer, bucket cache",
-    }.get(str(row.get("cache")), str(row.get("model")))
+    return DECODER_NAMES.get(str(row.get("cache")), str(row.get("model")))
 
 
 def target_lines(by_cache: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
@@ -114,7 +164,7 @@ def target_lines(by_cache: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
 
 SUITE = Suite(
     name="decode",
-    description="generation: per-token latency and memory vs context",
+    description="generation: per-token latency and memory vs context, batch 1 and 8",
     grid=grid,
     summarize=summarize,
 )

@@ -61,6 +61,7 @@ NUMBER_FIELDS = (
     "t_p90_ms",
     "prefill_ms",
     "cache_bytes_per_token",
+    "tokens_per_s_per_seq",
 )
 TEXT_FIELDS = (
     "run_id",

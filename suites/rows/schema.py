@@ -158,7 +158,14 @@ OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
         "corpus_validation_bytes",
         "corpus_validation_files",
     ),
-    "decode": ("cache", "new_tokens", "t_p90_ms", "prefill_ms", "cache_bytes_per_token"),
+    "decode": (
+        "cache",
+        "new_tokens",
+        "t_p90_ms",
+        "prefill_ms",
+        "cache_bytes_per_token",
+        "tokens_per_s_per_seq",
+    ),
     "scale": ("autocast", "loss"),
     # A ReformerConfig field added since schema 1, where a point sets it away from its
     # default (suites.harness.spec.model_fields): the chunks suite's slice-budget sweep.

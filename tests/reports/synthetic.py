@@ -342,6 +342,23 @@ def decode_rows() -> list[dict]:
             row.update(t_p90_ms=1.2 * ms, prefill_ms=seq_len / 100, new_tokens=64)
             row["cache_bytes_per_token"] = {"lsh": 1152.0, "kv": 2048.0}.get(cache)
             rows.append(row)
+    return rows + batched_decode_rows()
+
+
+def batched_decode_rows() -> list[dict]:
+    """Batch 8 of both caches at 1K and 4K: each step 3x batch 1's (LSH), 2x (KV)."""
+    rows = []
+    for seq_len in (1024, 4096):
+        for model, cache, ms in (
+            ("reformer-lsh-rev", "lsh", 24.0),
+            ("transformer-sdpa", "kv", 16.0 * seq_len / 8192),
+        ):
+            row = _row("decode", model, 0, seq_len=seq_len, cache=cache, **{"phase": "decode"})
+            row = _measure(row | {"batch": 8}, ms, 0.008 * seq_len)
+            row.update(t_p90_ms=1.2 * ms, prefill_ms=seq_len / 12, new_tokens=64)
+            row.update(tokens_per_s=8e3 / ms, tokens_per_s_per_seq=1e3 / ms)
+            row["cache_bytes_per_token"] = {"lsh": 8 * 1152.0, "kv": 8 * 2048.0}[cache]
+            rows.append(row)
     return rows
 
 

@@ -95,7 +95,7 @@ def test_full_report_text(full_report):
     ):
         assert fact in markdown
     assert (
-        "| all        | 227      | 213  | 7     | 2         | 1       | 4         | 5" in markdown
+        "| all        | 231      | 217  | 7     | 2         | 1       | 4         | 5" in markdown
     )
     assert "RuntimeError: synthetic failure" in markdown
     assert "python -m suites.run memory --device cpu --out" in markdown

@@ -1,21 +1,32 @@
-"""The decode suite: its runner's rows for every decoder, and its summary's targets."""
+"""The decode suite: its runner's rows for every decoder and batch, its grid's batch axis,
+and its summary's targets."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
 from baselines.peers import peer_available
 from suites.grids.decode import grid, summarize
 from suites.harness.suite import GridContext
+from tests.suites.grids.fixtures.grid_keys import HARDWARE
 
 CTX = GridContext(device="cpu", mode="quick")
+# The keys of the grid's points before it had a batch axis (all batch 1).
+BATCH_1_KEYS = Path(__file__).parents[1] / "grids" / "fixtures" / "decode_batch1_keys.json"
 
 
-def _point(model: str, cache: str):
+def _point(model: str, cache: str, batch: int = 1):
     return next(
         p
         for p in grid(CTX)
-        if p.params["cache"] == cache and p.seq_len == 64 and p.params["model"] == model
+        if p.params["cache"] == cache
+        and p.seq_len == 64
+        and p.params["model"] == model
+        and p.params["batch"] == batch
     )
 
 
@@ -45,6 +56,36 @@ def test_runner_times_every_token_and_reports_the_cache(model, cache):
         assert row["cache_bytes_per_token"] is None
 
 
+def test_a_batch_of_8_reports_tokens_per_second_per_sequence_and_in_total():
+    from suites.decode.runner import measure_decode
+
+    point = _point("reformer-lsh-rev", "lsh", batch=8)
+    row = measure_decode(point.params, point.runner_options())
+    assert row["tokens_per_s_per_seq"] == pytest.approx(1e3 / row["t_median_ms"])
+    assert row["tokens_per_s"] == pytest.approx(8 * row["tokens_per_s_per_seq"])
+
+
+@pytest.mark.parametrize("mode", ["quick", "default", "paper"])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_grid_has_a_batch_axis_for_both_caches_and_keeps_its_batch_1_keys(mode, device):
+    points = grid(GridContext(device=device, mode=mode))
+    batches: dict[tuple[str, int], set[int]] = {}
+    for point in points:
+        batches.setdefault((point.params["cache"], point.seq_len), set()).add(point.params["batch"])
+    for cache in ("lsh", "kv"):
+        assert {1, 8} in [b for (c, _), b in batches.items() if c == cache]
+    assert all(b == {1} for (c, _), b in batches.items() if c in ("none", "hf"))
+    longest = {
+        b: max(n for (c, n), found in batches.items() if b in found and c == "kv") for b in (1, 8)
+    }
+    assert longest[8] <= longest[1]  # a batch of 8 stops at a shorter context, if anywhere
+    if device == "cpu":
+        single = [p for p in points if p.params["batch"] == 1]
+        keys = sorted(p.key("decode", HARDWARE) for p in single)
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        assert digest == json.loads(BATCH_1_KEYS.read_text())[mode]
+
+
 def test_the_caches_capacity_covers_every_token_fed_back():
     for point in grid(CTX):
         assert point.config.max_seq_len >= point.seq_len + point.params["new_tokens"]
@@ -68,11 +109,20 @@ def test_summary_gives_flatness_ratio_crossover_and_hf_ratio():
     rows = [row("lsh", n, 10.0) for n in (4096, 16384, 65536)]
     rows += [row("kv", 4096, 4.0), row("kv", 16384, 16.0), row("kv", 65536, 64.0)]
     rows += [row("hf", 16384, 200.0)]
-    text = "\n".join(summarize(rows, CTX))
+    # A batch of 8 at 16K: its own table rows, never mixed into the batch-1 findings.
+    batched = [row("lsh", 16384, 20.0), row("kv", 16384, 64.0)]
+    for found in batched:
+        found |= {"batch": 8, "tokens_per_s": 8e3 / found["t_median_ms"]}
+        found["tokens_per_s_per_seq"] = found["tokens_per_s"] / 8
+    text = "\n".join(summarize(rows + batched, CTX))
     assert "LSH per token, 65536 / 4096 context: 1.00x" in text
     assert "LSH / KV cache per token at 65536: 0.16x" in text
     assert "LSH and KV cache cross at context 10240; LSH is faster above" in text
     assert "HF Reformer / ours per token at 16384: 20.0x" in text
+    assert "Reformer, LSH cache, batch 8 / batch 1 at 16384: total tokens/s 4.00x, " in text
+    assert "per sequence 0.50x" in text
+    assert "Transformer, KV cache, batch 8 / batch 1 at 16384: total tokens/s 2.00x" in text
+    assert "| 16384 | 8 | Reformer, LSH cache | 20.00 |" in text
 
 
 def test_one_off_costs_are_paid_on_a_short_prompt_before_the_timed_prefill(monkeypatch):
