@@ -8,6 +8,9 @@ import torch
 
 from baselines import TransformerLM
 from reformer import ReformerConfig, ReformerLM
+from reformer.lsh import LSHSelfAttention
+from reformer.lsh.hashing import hash_vectors
+from reformer.reference import lsh_decode_keys_reference
 
 SMALL = dict(vocab_size=50, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_seq_len=64)
 LENGTHS = [5, 9, 2, 9]  # padded rows, unpadded rows, a 2-token prompt
@@ -195,3 +198,32 @@ def test_a_padding_mask_after_the_prefill_is_refused(family):
             model.decode(
                 torch.zeros(2, 1, dtype=torch.long), caches, torch.ones(2, 1, dtype=torch.bool)
             )
+
+
+def test_a_ragged_lsh_caches_key_sets_are_each_rows_own_over_overflowing_buckets():
+    """The rule on a left-padded batch against its twin on each row's real positions alone:
+    few buckets and small chunks (lists overflow, rounds share keys), the prompt through
+    the bulk insertion with its pads in the bucket past the last, then 80 steps."""
+    config = ReformerConfig(
+        **SMALL | {"n_layers": 1, "max_seq_len": 128}, n_hashes=3, bucket_size=4, n_buckets=8
+    )
+    torch.manual_seed(6)
+    layer = LSHSelfAttention(config).double()
+    batch, length, prompt = 3, 100, 17
+    first = torch.tensor([0, 5, 16])  # pads before each row's first real slot
+    x = torch.randn(batch, length, 32, dtype=torch.float64)
+    cache = layer.new_cache(batch, length, x)
+    cache.set_first(first)
+    all_buckets = hash_vectors(layer.project(x)[0], cache.rotations, cache.factors)
+    real = torch.arange(prompt)[None, :] >= first[:, None]  # (B, prompt)
+    padded = all_buckets[..., :prompt].masked_fill(~real[:, None, None, :], 8)
+    cache.store(x[:, :prompt], padded)
+    for t in range(prompt, length):
+        positions, valid = cache.key_positions(all_buckets[..., t])
+        for b in range(batch):
+            start = int(first[b])
+            for h in range(2):
+                got = set(positions[b, h][valid[b, h]].tolist())
+                own = lsh_decode_keys_reference(all_buckets[b, h, :, start : t + 1], 4)
+                assert got == {s + start for s in own}, (t, b, h)
+        cache.store(x[:, t : t + 1], all_buckets[..., t : t + 1])
