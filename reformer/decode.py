@@ -274,10 +274,9 @@ def prefill_padding(
             f"padding_mask is given on the prefill only (empty caches); got one with {start} "
             "positions cached (later tokens are real in every row)"
         )
-    first: torch.Tensor | None = left_padding(padding_mask, tuple(tokens.shape))
-    assert first is not None
-    if not bool(first.any()):
-        first = None  # no row padded: the unpadded path, which computes the same
+    pads = left_padding(padding_mask, tuple(tokens.shape), name="padding_mask")
+    # No row padded: the unpadded path, which computes the same.
+    first = pads if bool(pads.any()) else None
     for cache in caches:
         cache.set_first(first)
     return first
@@ -298,21 +297,24 @@ def real_slots(first: torch.Tensor | None, start: int, end: int) -> torch.Tensor
     return torch.arange(start, end, device=first.device)[None, :] >= first[:, None]
 
 
-def left_padding(attention_mask: object, prompt_shape: tuple[int, ...]) -> torch.Tensor:
+def left_padding(
+    attention_mask: object, prompt_shape: tuple[int, ...], *, name: str = "attention_mask"
+) -> torch.Tensor:
     """The first real slot (B,) int64 of each row of a left-padded ``attention_mask``
-    (B, P) bool, True at real tokens; ValueError naming what is wrong otherwise."""
+    (B, P) bool, True at real tokens; ValueError naming the argument (``name``) and what
+    is wrong otherwise."""
     if not isinstance(attention_mask, torch.Tensor):
         raise ValueError(
-            "attention_mask must be a (batch, prompt_len) torch.bool tensor, True at real "
+            f"{name} must be a (batch, prompt_len) torch.bool tensor, True at real "
             f"tokens, or None; got {type(attention_mask).__name__}"
         )
     if attention_mask.dtype != torch.bool:
         raise ValueError(
-            f"attention_mask dtype {attention_mask.dtype} must be torch.bool (True at real tokens)"
+            f"{name} dtype {attention_mask.dtype} must be torch.bool (True at real tokens)"
         )
     if tuple(attention_mask.shape) != tuple(prompt_shape):
         raise ValueError(
-            f"attention_mask shape {tuple(attention_mask.shape)} must be the prompt's "
+            f"{name} shape {tuple(attention_mask.shape)} must be the prompt's "
             f"(batch, prompt_len) = {tuple(prompt_shape)}"
         )
     first = (~attention_mask).sum(dim=1)  # (B,) padded slots before the first real one
@@ -320,14 +322,13 @@ def left_padding(attention_mask: object, prompt_shape: tuple[int, ...]) -> torch
     empty = (first == length).nonzero().flatten().tolist()
     if empty:
         raise ValueError(
-            f"attention_mask rows {empty} have no real token; allowed: every row with at "
-            "least one True"
+            f"{name} rows {empty} have no real token; allowed: every row with at least one True"
         )
     left = torch.arange(length, device=attention_mask.device)[None, :] >= first[:, None]
     bad = (left != attention_mask).any(dim=1).nonzero().flatten().tolist()
     if bad:
         raise ValueError(
-            f"attention_mask rows {bad} are not left-padded; allowed: False (padding) then "
+            f"{name} rows {bad} are not left-padded; allowed: False (padding) then "
             "True (real tokens) in each row, as HF's decoder-only generate expects"
         )
     return first

@@ -227,3 +227,12 @@ def test_a_ragged_lsh_caches_key_sets_are_each_rows_own_over_overflowing_buckets
                 own = lsh_decode_keys_reference(all_buckets[b, h, :, start : t + 1], 4)
                 assert got == {s + start for s in own}, (t, b, h)
         cache.store(x[:, t : t + 1], all_buckets[..., t : t + 1])
+
+
+@pytest.mark.parametrize("family", ["reformer", "transformer"])
+def test_decode_names_its_own_padding_mask_when_refusing_one(family):
+    model = _model(family, attention="lsh" if family == "reformer" else "sdpa")
+    caches = model.new_caches(2, 8, next(model.parameters()))
+    right_padded = _mask([[1, 1, 0], [1, 1, 1]])
+    with torch.no_grad(), pytest.raises(ValueError, match="padding_mask rows \\[0\\] are not"):
+        model.decode(torch.zeros(2, 3, dtype=torch.long), caches, right_padded)
