@@ -68,6 +68,7 @@ CASES = {
         dict(attention="lsh", bucket_size=32, axial_shape=(8, 8), reversible=True),
     ),
     "reformer-full": ("reformer", dict(attention="full", reversible=False)),
+    "reformer-sdpa": ("reformer", dict(attention="sdpa")),
     "transformer-sdpa": ("transformer", dict(attention="sdpa")),
     "transformer-full": ("transformer", dict(attention="full")),
 }
