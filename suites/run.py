@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.suite == "all"
             else [get_suite(args.suite).name]
         )
-        _check_data(args.data, names, ctx.mode)
+        _check_data(args.data, names, ctx.mode, ctx.device)
         if args.seeds != 1 and names != ["quality"]:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
@@ -277,7 +277,7 @@ def _sweep_suites(
     return exits.sweep_status(statuses)
 
 
-def _check_data(data: str | None, names: list[str], mode: str) -> None:
+def _check_data(data: str | None, names: list[str], mode: str, device: str) -> None:
     """--data is the quality suite's; a bad path, or data too small to give the byte LM one
     window of its length on each side of the split, fails here, before any point runs (the
     files are listed and their sizes read, not their bytes: each point's child reads them)."""
@@ -286,9 +286,15 @@ def _check_data(data: str | None, names: list[str], mode: str) -> None:
     if names != ["quality"]:
         raise ValueError(f"--data applies only to the quality suite; got suite(s) {names}")
     from suites.quality.corpus import check_split_room
-    from suites.quality.sizes import SIZES
+    from suites.quality.sizes import mode_size
 
-    check_split_room(data, SIZES[mode].bytes.seq_len)
+    lm = mode_size(mode, device).bytes
+    if lm is None:
+        raise ValueError(
+            f"--data is the byte LM's, and the quality suite's {mode!r} grid on {device} "
+            "trains none (the duplication task alone); leave --data out"
+        )
+    check_split_room(data, lm.seq_len)
 
 
 def options_from_args(args: argparse.Namespace, command: list[str]) -> SweepOptions:
