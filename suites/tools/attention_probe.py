@@ -8,8 +8,12 @@ and every ``--every`` steps measures it under full attention (with and without t
 mask), LSH-1, LSH-4 and local attention (suites.quality.probe): accuracy, attention
 entropy, the weight on the true copy position, and the logit scale. One JSON line per
 (step, evaluated attention) goes to ``<out>/probe_<mode>_<train>_<stamp>.jsonl`` with the
-code's git sha and whether the tree was dirty; the quality report draws the newest file
-of each (mode, training attention). Nothing is timed.
+code's git sha and whether the tree was dirty; the quality report draws them. Nothing is
+timed.
+
+``--from-checkpoints DIR`` trains nothing: it probes, at their final step, the duplication
+models of the mode that a quality-suite run left in DIR (``<out>/quality/checkpoints``),
+every training attention found there (``--train`` is then not needed).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from suites.grids.quality import DUP_TRAIN, runs
 from suites.harness.environment import cpu_model, git_state
 from suites.harness.suite import GridContext
 from suites.quality.probe import PROBE_ATTENTIONS, probe
-from suites.quality.tasks import Run, Task, build_model
-from suites.quality.train import train
+from suites.quality.tasks import Run, Task, build_model, checkpoint_path, load_trained
+from suites.quality.train import load_checkpoint, train
 from suites.rows.store import utc_stamp
 
 _EVAL_HASH_STREAM = 3  # as suites.quality.tasks: the evaluation's rotations
@@ -58,7 +62,8 @@ def probe_batches(run: Run, size: int) -> list[torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train", required=True, choices=DUP_TRAIN)
+    parser.add_argument("--train", choices=DUP_TRAIN)
+    parser.add_argument("--from-checkpoints", type=Path, default=None)
     parser.add_argument("--mode", default="default", choices=("quick", "default", "paper"))
     parser.add_argument("--every", type=int, default=None, help="probe every N steps")
     parser.add_argument("--eval-size", type=int, default=32, help="sequences probed")
@@ -67,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     every = args.every
     if every is not None and every < 1 or args.eval_size < 1:
         parser.error("--every and --eval-size must be positive ints")
+    if args.from_checkpoints is not None:
+        return probe_checkpoints(args.from_checkpoints, args.mode, args.eval_size, args.out)
+    if args.train is None:
+        parser.error("give --train (a training attention) or --from-checkpoints DIR")
     run = probe_run(args.mode, args.train, every or 1)
     if every is None:
         run = probe_run(args.mode, args.train, max(1, run.schedule.steps // 8))
@@ -74,27 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         parser.error(f"--out {args.out}: {exc}")
-    sha, dirty = git_state()
     stamp = utc_stamp()
     path = args.out / f"probe_{args.mode}_{args.train}_{stamp}.jsonl"
-    common: dict[str, Any] = {
-        "kind": "attention_probe",
-        "timestamp_utc": stamp,
-        "git_sha": sha,
-        "git_dirty": dirty,
-        "cpu_model": cpu_model(),
-        "torch": torch.__version__,
-        "num_threads": torch.get_num_threads(),
-        "mode": args.mode,
-        "train_attention": args.train,
-        "seq_len": run.schedule.seq_len,
-        "bucket_size": run.config.bucket_size,
-        "steps": run.schedule.steps,
-        "batch": run.schedule.batch,
-        "seed": run.seed,
-        "run_key": run.key(),
-        "eval_size": args.eval_size,
-    }
+    common = _common(run, args.mode, args.eval_size, stamp) | {"source": "training"}
     task, model = Task(run), build_model(run)
     batches = probe_batches(run, args.eval_size)
     hash_seed = run.seed * 1009 + _EVAL_HASH_STREAM
@@ -119,6 +110,56 @@ def main(argv: list[str] | None = None) -> int:
         progress=sys.stderr.isatty(),
     )
     print(f"wrote {path} (load {os.getloadavg()[0]:.1f})")
+    return 0
+
+
+def _common(run: Run, mode: str, eval_size: int, stamp: str) -> dict[str, Any]:
+    """The fields every row of one probed model carries."""
+    sha, dirty = git_state()
+    return {
+        "kind": "attention_probe",
+        "timestamp_utc": stamp,
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "cpu_model": cpu_model(),
+        "torch": torch.__version__,
+        "num_threads": torch.get_num_threads(),
+        "mode": mode,
+        "train_attention": run.train_attention,
+        "seq_len": run.schedule.seq_len,
+        "bucket_size": run.config.bucket_size,
+        "steps": run.schedule.steps,
+        "batch": run.schedule.batch,
+        "seed": run.seed,
+        "run_key": run.key(),
+        "eval_size": eval_size,
+    }
+
+
+def probe_checkpoints(folder: Path, mode: str, eval_size: int, out: Path) -> int:
+    """Probe every duplication model of ``mode`` whose suite checkpoint is in ``folder``."""
+    found = [
+        run
+        for run in runs(GridContext(device="cpu", mode=mode))
+        if run.task == "duplication" and checkpoint_path(run, folder).exists()
+    ]
+    if not found:
+        print(f"no duplication checkpoints of mode {mode!r} in {folder}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = utc_stamp()
+    path = out / f"probe_{mode}_checkpoints_{stamp}.jsonl"
+    for run in found:
+        state, _ = load_checkpoint(checkpoint_path(run, folder))
+        model = load_trained(run, state)
+        hash_seed = run.seed * 1009 + _EVAL_HASH_STREAM
+        metrics = probe(model, probe_batches(run, eval_size), PROBE_ATTENTIONS, hash_seed=hash_seed)
+        common = _common(run, mode, eval_size, stamp) | {"source": "checkpoint"}
+        with path.open("a", encoding="utf-8") as rows:
+            for spec, values in metrics.items():
+                row = common | {"step": run.schedule.steps, "eval_attention": spec, **values}
+                rows.write(json.dumps(row) + "\n")
+    print(f"wrote {path} ({len(found)} models; load {os.getloadavg()[0]:.1f})")
     return 0
 
 
