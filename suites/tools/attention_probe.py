@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from reformer.model import ReformerLM
 from suites.grids.quality import DUP_TRAIN, runs
 from suites.harness.environment import cpu_model, git_state
 from suites.harness.suite import GridContext
@@ -152,6 +153,7 @@ def probe_checkpoints(folder: Path, mode: str, eval_size: int, out: Path) -> int
     for run in found:
         state, _ = load_checkpoint(checkpoint_path(run, folder))
         model = load_trained(run, state)
+        assert isinstance(model, ReformerLM)  # duplication models are shared-QK Reformers
         hash_seed = run.seed * 1009 + _EVAL_HASH_STREAM
         metrics = probe(model, probe_batches(run, eval_size), PROBE_ATTENTIONS, hash_seed=hash_seed)
         common = _common(run, mode, eval_size, stamp) | {"source": "checkpoint"}
