@@ -29,7 +29,7 @@ def series_labels(rows: pd.DataFrame) -> pd.Series:
     backends = "backend" in rows and rows.loc[lsh, "backend"].dropna().nunique() > 1
 
     def label(row: pd.Series) -> str:
-        if row["attention"] == "local" and row["model"] == "attn-local":
+        if row["attention"] == "local":
             name = "Local"
             return f"{name} ({row['backend']})" if backends and pd.notna(row["backend"]) else name
         if row["attention"] != "lsh" or pd.isna(row["n_hashes"]):

@@ -40,9 +40,8 @@ from reformer.lsh.layout import SELF_LOGIT
 from reformer.model import ReformerLM
 from reformer.seeds import layer_seed
 from suites.quality.data import second_half_mask
-from suites.rows.names import LOCAL, SHARED_FULL, hash_rounds
+from suites.rows.names import FULL_WITH_SELF, LOCAL, SHARED_FULL, hash_rounds
 
-FULL_WITH_SELF = "full-with-self"
 PROBE_ATTENTIONS = (SHARED_FULL, FULL_WITH_SELF, "lsh-1", "lsh-4", LOCAL)
 METRICS = (
     "accuracy",

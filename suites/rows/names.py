@@ -48,6 +48,9 @@ LM_FAMILIES = ("transformer", "reformer")
 SHARED_FULL = "shared-full"
 SDPA = "sdpa"
 LOCAL = "local"
+# The attention probe's (suites.quality.probe) exact attention in which a query may attend
+# to itself at its true logit: what plain dot-product attention on shared QK computes.
+FULL_WITH_SELF = "full-with-self"
 RUN_ATTENTIONS = f"{SHARED_FULL!r}, {SDPA!r}, {LOCAL!r} or 'lsh-N' with N >= 1 hash rounds"
 _LSH_N = re.compile(r"lsh-([1-9][0-9]*)")
 _SCHEMA_1_FULL = "full"
@@ -155,9 +158,13 @@ def label(name: object) -> str:
         return f"LSH-{rounds}"
     # The paper's Table 2 "Full" is exact shared-QK attention (the quality suite's shared-full);
     # "full" is the materialised separate-QK attention of the baselines: another thing.
-    return {SHARED_FULL: "Full", "full": "Full (materialised)", SDPA: "SDPA", LOCAL: "Local"}.get(
-        str(name), str(name)
-    )
+    return {
+        SHARED_FULL: "Full",
+        "full": "Full (materialised)",
+        SDPA: "SDPA",
+        LOCAL: "Local",
+        FULL_WITH_SELF: "Full, self visible",
+    }.get(str(name), str(name))
 
 
 def current_names(row: dict[str, Any]) -> dict[str, Any]:
