@@ -31,7 +31,7 @@ from suites.harness.arguments import (
     positive_int,
 )
 from suites.harness.executors import EXECUTORS
-from suites.harness.lengths import lengths_argument, select_lengths
+from suites.harness.lengths import lengths_argument, select_lengths, select_trained
 from suites.harness.lock import SweepLocked
 from suites.harness.options import SweepOptions
 from suites.harness.process_memory import MEMORY_BUDGET_GIB
@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N[,N...]",
         help="run only the grid's points of these sequence lengths (1048576, 2^20 or 1M)",
+    )
+    parser.add_argument(
+        "--train",
+        type=lambda text: tuple(part for part in text.split(",") if part),
+        default=None,
+        metavar="ATTN[,ATTN...]",
+        help="quality suite: run only the points of the models trained with these "
+        "attentions (shared-full, lsh-N, local, sdpa)",
     )
     parser.add_argument(
         "--threads",
@@ -214,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
         options = options_from_args(args, command)
+        if args.train is not None and names != ["quality"]:
+            raise ValueError(f"--train applies only to the quality suite; got suite(s) {names}")
         for name in names:
-            select_lengths(available[name].grid(ctx), args.lengths)
+            select_trained(select_lengths(available[name].grid(ctx), args.lengths), args.train)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         parser.error(str(exc))
     if args.list:
@@ -310,6 +320,7 @@ def options_from_args(args: argparse.Namespace, command: list[str]) -> SweepOpti
         ray_address=args.ray_address,
         per_hardware=args.per_hardware,
         lengths=None if args.lengths is None else tuple(args.lengths),
+        train=args.train,
         argv=tuple(command),
     )
 
