@@ -133,7 +133,7 @@ def probe_blocks(ctx: ReportContext) -> list[Block]:
             "on itself": final["self_weight"].map(lambda v: f"{v:.3f}"),
             "entropy (nats)": final["entropy"].map(lambda v: f"{v:.2f}"),
             "copy visible": final["copy_seen"].map(lambda v: f"{v:.2f}"),
-            "|q|/sqrt(d)": final["q_scale"].map(lambda v: f"{v:.2f}"),
+            "q scale": final["q_scale"].map(lambda v: f"{v:.2f}"),
             "copy margin": final["copy_margin"].map(lambda v: f"{v:.2f}"),
         }
     ).sort_values(["L", "trained", "probed", "evaluated"])
