@@ -24,7 +24,7 @@ from suites.rows.newest import newest_per_point
 
 log = logging.getLogger("reports")
 KIND = "attention_probe"
-_POINT = ("mode", "train_attention", "source", "seed", "step", "eval_attention")
+_POINT = ("mode", "train_attention", "source", "seed", "steps", "step", "eval_attention")
 _PANELS = (
     ("accuracy_pct", "accuracy (%)"),
     ("copy_weight", "weight on the copy"),
@@ -82,8 +82,10 @@ def probe_blocks(ctx: ReportContext) -> list[Block]:
     curves = rows[(rows["source"] == "training")]
     if not curves.empty:
         grid = []
-        for (_, trained), run in curves.groupby(["mode", "train_attention"], sort=True):
-            title = f"L {int(run['seq_len'].iloc[0])}, trained {label(trained)}"
+        for (_, trained, steps), run in curves.groupby(
+            ["mode", "train_attention", "steps"], sort=True
+        ):
+            title = f"L {int(run['seq_len'].iloc[0])}, trained {label(trained)}, {steps:g} steps"
             grid.append(
                 [
                     Panel(

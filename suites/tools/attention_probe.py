@@ -11,6 +11,10 @@ entropy, the weight on the true copy position, and the logit scale. One JSON lin
 code's git sha and whether the tree was dirty; the quality report draws them. Nothing is
 timed.
 
+``--steps N`` trains for N steps instead of the suite's (the same warm-up, the learning
+rate's cosine stretched over N): how the attention changes with longer training than the
+suite's, which this CPU affords (the paper trains 150K steps).
+
 ``--from-checkpoints DIR`` trains nothing: it probes, at their final step, the duplication
 models of the mode that a quality-suite run left in DIR (``<out>/quality/checkpoints``),
 every training attention found there (``--train`` is then not needed).
@@ -68,18 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="default", choices=("quick", "default", "paper"))
     parser.add_argument("--every", type=int, default=None, help="probe every N steps")
     parser.add_argument("--eval-size", type=int, default=32, help="sequences probed")
+    parser.add_argument("--steps", type=int, default=None, help="train this many steps")
     parser.add_argument("--out", type=Path, default=Path("runs/probe"))
     args = parser.parse_args(argv)
     every = args.every
-    if every is not None and every < 1 or args.eval_size < 1:
-        parser.error("--every and --eval-size must be positive ints")
+    if (every is not None and every < 1) or args.eval_size < 1 or (args.steps or 1) < 1:
+        parser.error("--every, --eval-size and --steps must be positive ints")
     if args.from_checkpoints is not None:
         return probe_checkpoints(args.from_checkpoints, args.mode, args.eval_size, args.out)
     if args.train is None:
         parser.error("give --train (a training attention) or --from-checkpoints DIR")
     run = probe_run(args.mode, args.train, every or 1)
+    if args.steps is not None:
+        run = replace(run, schedule=replace(run.schedule, steps=args.steps))
     if every is None:
-        run = probe_run(args.mode, args.train, max(1, run.schedule.steps // 8))
+        run = replace(
+            run, schedule=replace(run.schedule, eval_every=max(1, run.schedule.steps // 8))
+        )
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
