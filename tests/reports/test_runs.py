@@ -112,6 +112,7 @@ def test_a_run_of_some_of_a_grids_models_is_never_complete():
                 "num_threads": 2,
                 "argv": argv,
                 "git_sha": "abc",
+                "git_dirty": False,
             }
             for i in range(2)
         ]
