@@ -1,4 +1,4 @@
-"""Name-keyed registry of self-attention layers, so a sweep says ``attention="lsh"|"full"|"sdpa"``.
+"""Name-keyed registry of self-attention layers, so a sweep says ``attention="lsh"|"local"|...``.
 
 Every layer maps x (B, L, d_model) -> (B, L, d_model) and takes, per call, an optional
 ``padding_mask`` (B, L) bool, True at real tokens, and the keywords ``n_hashes`` (LSH
@@ -12,6 +12,9 @@ already, it changes nothing).
   softmax(QK^T / sqrt(d_head)) V, the O(L^2) attention the paper compares against.
 - ``"sdpa"``: the same math through ``torch.nn.functional.scaled_dot_product_attention``
   (fused kernels; O(L) memory on backends that have flash or memory-efficient kernels).
+- ``"local"``: :class:`reformer.lsh.local.LocalSelfAttention`: the LSH layer with the hash
+  and the sort removed, chunks of ``bucket_size`` in position order, each seeing itself
+  and the previous chunk. The control for what hashing buys: one round's cost, no hash.
 
 "full" and "sdpa" have exactly the parameters and matmuls of the baseline
 ``TransformerLM`` (q, k, v without bias, output projection with bias), so a ReformerLM with
@@ -28,6 +31,7 @@ from reformer.config import ATTENTIONS, ReformerConfig
 from reformer.decode import KVCache
 from reformer.exact import exact_attention
 from reformer.lsh import LSHSelfAttention
+from reformer.lsh.local import LocalSelfAttention
 
 
 class FullSelfAttention(nn.Module):
@@ -98,6 +102,7 @@ ATTENTION_REGISTRY: dict[str, type[nn.Module]] = {
     "lsh": LSHSelfAttention,
     "full": FullSelfAttention,
     "sdpa": SDPASelfAttention,
+    "local": LocalSelfAttention,
 }
 assert tuple(ATTENTION_REGISTRY) == ATTENTIONS, "registry and config.ATTENTIONS must agree"
 

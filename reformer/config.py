@@ -16,7 +16,10 @@ from reformer.lsh.dispatch import validate_backend
 from reformer.lsh.hashing import validate_n_buckets
 from reformer.lsh.layout import SLICE_ELEMENTS
 
-ATTENTIONS = ("lsh", "full", "sdpa")
+ATTENTIONS = ("lsh", "full", "sdpa", "local")
+# The attentions that run through the LSH backends (reformer.lsh.dispatch): the same
+# kernels, "local" in position order with one round.
+BACKEND_ATTENTIONS = ("lsh", "local")
 
 
 @dataclass(kw_only=True)
@@ -26,8 +29,11 @@ class ReformerConfig:
     n_heads: int = 4  # d_head = d_model // n_heads
     n_layers: int = 6
     d_ff: int = 1024  # hidden width of the feed-forward block
-    attention: str = "lsh"  # "lsh" (Reformer sec. 2) | "full" (softmax(QK^T)V) | "sdpa"
+    # "lsh" (Reformer sec. 2) | "full" (softmax(QK^T)V) | "sdpa" | "local" (chunks of
+    # bucket_size in position order, each seeing itself and the one before: LSH unhashed)
+    attention: str = "lsh"
     n_hashes: int = 4  # LSH rounds; more rounds = fewer missed neighbours, more compute
+    # (attention="local" runs one round whatever this says: it has nothing to hash)
     bucket_size: int = 64  # chunk length c: each chunk attends to itself and the previous one
     n_buckets: int | tuple[int, ...] | None = None  # None: 2*L/bucket_size (factorised if large)
     dup_correction: bool = True  # count a key seen in several rounds once (Reformer sec. 2)

@@ -6,7 +6,8 @@ figures. Elementwise work (softmax, LayerNorm, GELU, masking, sorting, gathers) 
 embedding lookups are not counted. Per layer, for batch B, length L, width d, heads H
 (d_head = d / H), feed-forward width d_ff:
 
-- projections: full/sdpa 4 · 2BLd² (q, k, v, out); lsh 3 · 2BLd² (shared qk, v, out).
+- projections: full/sdpa 4 · 2BLd² (q, k, v, out); lsh and local 3 · 2BLd² (shared qk,
+  v, out).
 - attention core: full/sdpa 2 · 2·B·H·L²·d_head (QK^T and AV over the L × L square),
   halved when causal: the FlashAttention benchmarks' convention, and what fused kernels
   (PyTorch's CPU flash kernel too) do, skipping fully masked blocks. The materialised
@@ -14,7 +15,8 @@ embedding lookups are not counted. Per layer, for batch B, length L, width d, he
   its MFU counts only what a causal model needs. lsh: hashing
   2·B·H·L·d_head·R·W (W = n_buckets/2 summed over hash factors, R = n_hashes) plus
   2 · 2·B·H·R·Lp·w·d_head, Lp = L padded to a multiple of c = min(bucket_size, L), w = 2·c
-  (a chunk and the one before it; c when there is a single chunk in all).
+  (a chunk and the one before it; c when there is a single chunk in all). local: the
+  same with R = 1 and no hashing.
 - feed-forward 2 · 2·B·L·d·d_ff; LM head 2·B·L·d·vocab (on all L positions).
 
 ``backward=True`` adds the backward pass: twice the forward of every product whose
@@ -24,7 +26,8 @@ reversibility and FF chunking do not change them. ``recompute=True`` (with backw
 also counts the work the Reformer machinery repeats in backward: one more forward of every
 layer when reversible, one more feed-forward forward per layer when ff_chunks > 1, one
 more QK^T per LSH round in the LSH kernel's backward (it recomputes logits instead of
-storing them), and for LSH layers the qk projection once more (LayerNorm and the qk, v
+storing them; local attention's one round likewise), and for LSH and local layers the qk
+projection once more (LayerNorm and the qk, v
 projections run under activation checkpointing so the normalised input is not held; the
 recomputation stops as soon as it has rebuilt that input, after the qk projection). Fused
 SDPA kernels may recompute internally; that is not counted.
@@ -57,8 +60,9 @@ def flops_breakdown(
         raise ValueError("recompute=True counts work repeated in backward; pass backward=True")
     d, layers, tokens = config.d_model, config.n_layers, batch * seq_len
     lsh = config.attention == "lsh"
+    shared_qk = config.attention in ("lsh", "local")
     forward = {
-        "projections": layers * (3 if lsh else 4) * 2 * tokens * d * d,
+        "projections": layers * (3 if shared_qk else 4) * 2 * tokens * d * d,
         "attention": layers * _attention_core(config, seq_len, batch),
         "hashing": layers * _hashing(config, seq_len, batch) if lsh else 0,
         "feedforward": layers * 2 * 2 * tokens * d * config.d_ff,
@@ -73,7 +77,7 @@ def flops_breakdown(
             extra += sum(forward[name] for name in forward if name != "head")
         if config.ff_chunks > 1:
             extra += forward["feedforward"]
-        if lsh:
+        if shared_qk:
             extra += forward["attention"] // 2  # the kernel's backward recomputes QK^T
             extra += layers * 2 * tokens * d * d  # the checkpoint reruns the qk projection
         total["recompute"] = extra
@@ -97,15 +101,17 @@ def model_flops(
 def _attention_core(config: ReformerConfig, seq_len: int, batch: int) -> int:
     """QK^T plus AV of one layer."""
     heads, d_head = config.n_heads, config.d_head
-    if config.attention != "lsh":
+    if config.attention not in ("lsh", "local"):
         square = 2 * 2 * batch * heads * seq_len * seq_len * d_head
         return square // 2 if config.causal else square
-    # A bucket_size past the sequence runs as one chunk of L (reformer.lsh.attention).
+    # A bucket_size past the sequence runs as one chunk of L (reformer.lsh.attention);
+    # local attention is one unhashed round.
+    rounds = config.n_hashes if config.attention == "lsh" else 1
     chunk = min(config.bucket_size, seq_len)
     padded_len = math.ceil(seq_len / chunk) * chunk
-    total_chunks = config.n_hashes * padded_len // chunk
+    total_chunks = rounds * padded_len // chunk
     window = 2 * chunk if total_chunks > 1 else chunk
-    return 2 * 2 * batch * heads * config.n_hashes * padded_len * window * d_head
+    return 2 * 2 * batch * heads * rounds * padded_len * window * d_head
 
 
 def _hashing(config: ReformerConfig, seq_len: int, batch: int) -> int:

@@ -9,7 +9,7 @@ Reformer (Kitaev, Kaiser, Levskaya, ICLR 2020) sec. 2-4. Layout, for tokens (B, 
     otherwise:   pre-LN residual layers  h = h + F(h); h = h + G(h)
     logits = head(LayerNorm(h))                                   (B, L, vocab)
 
-F = dropout(attention(LayerNorm(x))) with attention "lsh" | "full" | "sdpa" (see
+F = dropout(attention(LayerNorm(x))) with attention "lsh" | "full" | "sdpa" | "local" (see
 reformer.attention) and G = dropout(FeedForward(x)), the FF chunked over the sequence
 when ``ff_chunks`` > 1 (reformer.feedforward). Every random draw (hash rotations, dropout
 masks) comes from generators each layer owns, seeded from (config.seed, layer index).
@@ -113,8 +113,8 @@ class ReformerLM(GenerationMixin, nn.Module):
 
     ``generate`` (reformer.generate) decodes with one cache per layer (reformer.decode):
     the attention's normalised input and the LSH bucket table ("lsh"), or keys and values
-    ("full", "sdpa"). Reversible layers need nothing else: at inference no activation is
-    recomputed."""
+    ("full", "sdpa"; "local" keeps its shared qk as keys). Reversible layers need nothing
+    else: at inference no activation is recomputed."""
 
     blocks: Sequence[Block]  # an nn.ModuleList, typed by what it holds
     position_embedding: Any  # Learned or Axial (reformer.embedding): both offer positions()
@@ -172,8 +172,8 @@ class ReformerLM(GenerationMixin, nn.Module):
           logits at real positions do not depend on the padded tokens;
         - ``n_hashes``: hash rounds of every LSH layer for this call (attention="lsh"
           only; config.n_hashes if None);
-        - ``exact=True``: every layer attends exactly (for "lsh", shared-QK softmax over
-          all allowed keys, the attention LSH approximates; "full" and "sdpa" are exact
+        - ``exact=True``: every layer attends exactly (for "lsh" and "local", shared-QK
+          softmax over all allowed keys, the attention they approximate; "full" and "sdpa" are exact
           already). Not together with ``n_hashes``.
 
         Reversible backward replays each layer with the same arguments.

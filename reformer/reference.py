@@ -127,6 +127,36 @@ def lsh_attention_reference(
     return outputs[:, :, :length]
 
 
+def local_attention_reference(
+    qk, v, *, bucket_size: int, causal: bool, padding_mask=None
+) -> torch.Tensor:
+    """Local attention, from its definition: qk (B, H, L, D), v (B, H, L, Dv) ->
+    (B, H, L, Dv). With c = min(bucket_size, L) and n = ceil(L / c) chunks, query i sees
+    key j when chunk(j) is chunk(i) or chunk(i) - 1 mod n (the first chunk looks back to
+    the last), j is a real position, and j <= i under ``causal``; itself with the self
+    logit. Padded positions are read as zeros; a value holding NaN or inf reaches exactly
+    the queries that may see it (:func:`_attend`)."""
+    require_bool("causal", causal)
+    batch, n_heads, length, _ = qk.shape
+    chunk = min(bucket_size, length)
+    n_chunks = math.ceil(length / chunk)
+    of = torch.arange(length) // chunk
+    seen = (of[None, :] == of[:, None]) | (of[None, :] == (of[:, None] - 1) % n_chunks)
+    allowed = seen.expand(batch, length, length).clone()
+    if causal:
+        allowed &= torch.ones(length, length, dtype=torch.bool).tril()
+    if padding_mask is not None:
+        allowed &= padding_mask[:, None, :]
+        keep = padding_mask[:, None, :, None]
+        qk, v = torch.where(keep, qk, 0.0), torch.where(keep, v, 0.0)
+    outputs = torch.zeros_like(v)
+    for b in range(batch):
+        logits = shared_qk_logits(qk[b]).masked_fill(~allowed[b], float("-inf"))
+        for h in range(n_heads):
+            outputs[b, h] = _attend(torch.softmax(logits[h], dim=-1), v[b, h], allowed[b])
+    return outputs
+
+
 def _attend(weights: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """weights (L, T) @ v (T, Dv), where only the ``allowed`` (L, T) pairs read v: a query
     allowed a key whose v holds NaN or inf gets NaN in its whole row, and a value no

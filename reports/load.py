@@ -68,6 +68,10 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+# Attention-probe files (suites.tools.attention_probe): reports.sections.probe reads them.
+PROBE_PREFIX = "probe_"
+
+
 def load_rows(results_dir: str | Path) -> pd.DataFrame:
     """Every result row under ``results_dir`` (recursive), with ``hardware`` and ``source``.
 
@@ -79,8 +83,8 @@ def load_rows(results_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"--results {root} is not a folder of *.jsonl result files")
     rows = []
     for path in sorted(root.rglob("*.jsonl")):
-        if path.name == HISTORY_FILE:
-            continue
+        if path.name == HISTORY_FILE or path.name.startswith(PROBE_PREFIX):
+            continue  # CI history and attention probes are read by their own sections
         for row in read_jsonl(path):
             missing = [key for key in REQUIRED if row.get(key) in (None, "")]
             if missing:

@@ -9,8 +9,9 @@ a run of its own.
 - ``latest`` (the default): per suite, the newest complete run. A run is complete when it
   has a row for every point of its grid (rows record ``grid_points``); a run from before
   rows recorded that counts as complete when it has as many points as the largest such run
-  of its suite. Where a suite has no complete run, its newest run is drawn and said to be
-  incomplete.
+  of its suite. A run of some of a grid's models (the quality suite's ``--train``, which
+  its command line records) is never complete: the grid has others. Where a suite has no
+  complete run, its newest run is drawn and said to be incomplete.
 - ``all``: every run (the newest row of each point, whichever run measured it).
 - run ids: exactly those runs.
 
@@ -25,6 +26,7 @@ reader knows exactly which measurements each figure holds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,7 +94,8 @@ def summarize_runs(rows: pd.DataFrame) -> pd.DataFrame:
     grid = (
         rows["grid_points"] if "grid_points" in rows else pd.Series(float("nan"), index=rows.index)
     )
-    keyed = rows.assign(_point=point)
+    argv = rows["argv"] if "argv" in rows else pd.Series(None, index=rows.index, dtype=object)
+    keyed = rows.assign(_point=point, _some_models=argv.map(_selects_models))
     keyed = keyed.assign(_grid=pd.to_numeric(grid, errors="coerce"))
     table = (
         keyed.groupby(["suite", "run"], sort=False)
@@ -106,6 +109,7 @@ def summarize_runs(rows: pd.DataFrame) -> pd.DataFrame:
             policy=("run_policy", "first"),
             oldest=("timestamp", "min"),
             git_sha=("git_sha", _shas),
+            some_models=("_some_models", "any"),
         )
         .reset_index()
     )
@@ -113,10 +117,25 @@ def summarize_runs(rows: pd.DataFrame) -> pd.DataFrame:
     table["staleness"] = [code[(s, r)] for s, r in zip(table["suite"], table["run"], strict=True)]
     legacy_best = table[table["grid"].isna()].groupby("suite")["points"].max()
     table["complete"] = [
-        points >= grid if pd.notna(grid) else points >= legacy_best.get(suite, 0)
-        for suite, points, grid in zip(table["suite"], table["points"], table["grid"], strict=True)
+        not some and (points >= grid if pd.notna(grid) else points >= legacy_best.get(suite, 0))
+        for suite, points, grid, some in zip(
+            table["suite"], table["points"], table["grid"], table["some_models"], strict=True
+        )
     ]
-    return table
+    return table.drop(columns="some_models")
+
+
+def _selects_models(argv: object) -> bool:
+    """Whether a row's command line (a list, or the JSON text the loader makes of one)
+    picked some of its grid's models (``--train``)."""
+    if isinstance(argv, str) and argv.startswith("["):
+        try:
+            argv = json.loads(argv)
+        except json.JSONDecodeError:
+            return False
+    return isinstance(argv, list | tuple) and any(
+        str(arg) == "--train" or str(arg).startswith("--train=") for arg in argv
+    )
 
 
 def run_staleness(rows: pd.DataFrame) -> Staleness:

@@ -31,7 +31,7 @@ from suites.harness.arguments import (
     positive_int,
 )
 from suites.harness.executors import EXECUTORS
-from suites.harness.lengths import lengths_argument, select_lengths
+from suites.harness.lengths import lengths_argument, select_lengths, select_trained
 from suites.harness.lock import SweepLocked
 from suites.harness.options import SweepOptions
 from suites.harness.process_memory import MEMORY_BUDGET_GIB
@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N[,N...]",
         help="run only the grid's points of these sequence lengths (1048576, 2^20 or 1M)",
+    )
+    parser.add_argument(
+        "--train",
+        type=lambda text: tuple(part for part in text.split(",") if part),
+        default=None,
+        metavar="ATTN[,ATTN...]",
+        help="quality suite: run only the points of the models trained with these "
+        "attentions (shared-full, lsh-N, local, sdpa)",
     )
     parser.add_argument(
         "--threads",
@@ -209,13 +217,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.suite == "all"
             else [get_suite(args.suite).name]
         )
-        _check_data(args.data, names, ctx.mode)
+        _check_data(args.data, names, ctx.mode, ctx.device)
         if args.seeds != 1 and names != ["quality"]:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
         options = options_from_args(args, command)
+        if args.train is not None and names != ["quality"]:
+            raise ValueError(f"--train applies only to the quality suite; got suite(s) {names}")
         for name in names:
-            select_lengths(available[name].grid(ctx), args.lengths)
+            select_trained(select_lengths(available[name].grid(ctx), args.lengths), args.train)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         parser.error(str(exc))
     if args.list:
@@ -279,7 +289,7 @@ def _sweep_suites(
     return exits.sweep_status(statuses)
 
 
-def _check_data(data: str | None, names: list[str], mode: str) -> None:
+def _check_data(data: str | None, names: list[str], mode: str, device: str) -> None:
     """--data is the quality suite's; a bad path, or data too small to give the byte LM one
     window of its length on each side of the split, fails here, before any point runs (the
     files are listed and their sizes read, not their bytes: each point's child reads them)."""
@@ -288,9 +298,15 @@ def _check_data(data: str | None, names: list[str], mode: str) -> None:
     if names != ["quality"]:
         raise ValueError(f"--data applies only to the quality suite; got suite(s) {names}")
     from suites.quality.corpus import check_split_room
-    from suites.quality.sizes import SIZES
+    from suites.quality.sizes import mode_size
 
-    check_split_room(data, SIZES[mode].bytes.seq_len)
+    lm = mode_size(mode, device).bytes
+    if lm is None:
+        raise ValueError(
+            f"--data is the byte LM's, and the quality suite's {mode!r} grid on {device} "
+            "trains none (the duplication task alone); leave --data out"
+        )
+    check_split_room(data, lm.seq_len)
 
 
 def options_from_args(args: argparse.Namespace, command: list[str]) -> SweepOptions:
@@ -306,6 +322,7 @@ def options_from_args(args: argparse.Namespace, command: list[str]) -> SweepOpti
         ray_address=args.ray_address,
         per_hardware=args.per_hardware,
         lengths=None if args.lengths is None else tuple(args.lengths),
+        train=args.train,
         argv=tuple(command),
     )
 

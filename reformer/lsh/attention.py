@@ -128,7 +128,7 @@ def lsh_attention(
         ("return_buckets", return_buckets),
     ):
         require_bool(name, switch)
-    _check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
+    check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
     if (
         isinstance(slice_elements, bool)
         or not isinstance(slice_elements, int)
@@ -138,7 +138,7 @@ def lsh_attention(
             f"slice_elements={slice_elements!r} must be an int >= 1 (logits per slice)"
         )
     if qk.shape[:3].numel() == 0:
-        return _empty(qk, v, n_hashes, return_buckets)
+        return empty_output(qk, v, n_hashes, return_buckets)
     batch, n_heads, seq_len, d_head = qk.shape
     # A chunk as long as the sequence already holds every position, so a larger
     # bucket_size computes the same function (one chunk per round, the rest padding): it
@@ -191,6 +191,23 @@ def lsh_attention(
         scale=d_head**-0.5,
         slice_elements=slice_elements,
     )
+    valid = None if key_valid is None else key_valid.contiguous()
+    out = apply_backend(backend, qk_in, v_in, sort_idx, valid, layout)[:, :, :seq_len]
+    return (out, buckets) if return_buckets else out
+
+
+def apply_backend(
+    backend: str,
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    sort_idx: torch.Tensor,
+    key_valid: torch.Tensor | None,
+    layout: Layout,
+) -> torch.Tensor:
+    """The chunked attention every backend computes (reformer.lsh.layout), run by
+    ``backend`` ("torch", "triton" or "cpu", as resolved): padded qk (B, H, Lp, D), v
+    (B, H, Lp, Dv), ``sort_idx`` (B, H, R, Lp) int64, ``key_valid`` (B, Lp) bool or None
+    -> (B, H, Lp, Dv). Shared by LSH attention and local attention (the identity order)."""
     function: type[torch.autograd.Function] = LSHAttentionFunction
     if backend == "triton":
         from reformer.lsh.triton.function import TritonLSHFunction  # imports triton: when used
@@ -200,17 +217,14 @@ def lsh_attention(
         from reformer.lsh.cpu.function import CpuLSHFunction
 
         function = CpuLSHFunction
-    out = function.apply(
-        qk_in, v_in, sort_idx, None if key_valid is None else key_valid.contiguous(), layout
-    )
-    out = out[:, :, :seq_len]
-    return (out, buckets) if return_buckets else out
+    return function.apply(qk, v, sort_idx, key_valid, layout)
 
 
-def _empty(
+def empty_output(
     qk: torch.Tensor, v: torch.Tensor, n_hashes: int, return_buckets: bool
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """The (B, H, L, Dv) output of an input with no positions; tied to both inputs so a
+    """The (B, H, L, Dv) output of an input with no positions (and, with
+    ``return_buckets``, empty buckets); tied to both inputs so a
     backward gives each its (empty) gradient."""
     out = v.clone() + qk.sum() * 0
     if not return_buckets:
@@ -242,7 +256,7 @@ def _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors):
     )
 
 
-def _check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
+def check_inputs(qk, v, n_hashes, bucket_size, padding_mask) -> None:
     if not isinstance(n_hashes, int) or n_hashes < 1:
         raise ValueError(f"n_hashes={n_hashes!r} must be an int >= 1")
     if not isinstance(bucket_size, int) or bucket_size < 1:

@@ -28,6 +28,10 @@ FIXED: dict[str, Colour] = {
     "attn-full": _CB[0],
     "attn-sdpa": _CB[9],
     "attn-lsh": _CB[3],
+    "attn-local": _CB[8],
+    "reformer-local": _CB[8],
+    "reformer-local-rev": _CB[8],
+    "Local": _CB[8],
     "peer-reformer-pytorch": _CB[2],
     "peer-hf": _CB[1],
     "full": _CB[0],
@@ -39,7 +43,7 @@ FIXED: dict[str, Colour] = {
     "LSH-8": _LSH_SHADES[3],
     "LSH-16": _LSH_SHADES[4],
 }
-_SPARE = [_CB[i] for i in (7, 8)]
+_SPARE = [_CB[7]]  # _CB[8] is local attention's
 _DISTINCT = [_CB[i] for i in (0, 3, 2, 4, 1)]
 _EXTRA = sns.husl_palette(20, l=0.55)
 

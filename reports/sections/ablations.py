@@ -2,18 +2,21 @@
 
 Each sweeps one config field and draws time and memory against it,
 one colour per model; fields that also differ between rows (length, phase) become rows of
-panels. The hashes figure adds duplication-task accuracy against evaluation hash rounds
-when quality results exist.
+panels. The hashes figure draws local attention (one round, no hash: the zero-round point,
+which a log axis of rounds cannot place) as a dotted line in each panel, and adds
+duplication-task accuracy against evaluation hash rounds when quality results exist.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pandas as pd
 
 from reports.context import ReportContext
 from reports.render.document import Block, Paragraph
 from reports.render.plotting import Panel, draw_panels, ordered, phase_title, split_variants
-from suites.rows.names import hash_rounds, label
+from suites.rows.names import LOCAL, hash_rounds, label
 from suites.rows.quality_matrix import counts_in_matrix, percent
 
 _METRICS = (
@@ -86,8 +89,28 @@ def duplication_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     )[rounds.notna()]
 
 
+def with_local_lines(grid: list[list[Panel]], local: pd.DataFrame) -> list[list[Panel]]:
+    """Each panel with local attention's value at its length and phase as a reference line
+    (where the panel holds one length, one phase, and local attention ran there)."""
+    ok = local[local["status"] == "ok"]
+
+    def line(panel: Panel) -> Panel:
+        lengths, phases = panel.data["seq_len"].unique(), panel.data["phase"].unique()
+        if len(lengths) != 1 or len(phases) != 1:
+            return panel
+        same = ok[(ok["seq_len"] == lengths[0]) & (ok["phase"] == phases[0])][panel.y]
+        if same.dropna().empty:
+            return panel
+        return dataclasses.replace(panel, hline=(float(same.median()), "Local (no hash)"))
+
+    return [[line(panel) for panel in row] for row in grid]
+
+
 def build_hashes(ctx: ReportContext) -> list[Block] | None:
-    grid = sweep_grid(ctx.suite("hashes"), "n_hashes", "hash rounds n_hashes", logx=2)
+    rows = ctx.suite("hashes")
+    local = rows["attention"] == LOCAL if "attention" in rows else pd.Series(False, rows.index)
+    grid = sweep_grid(rows[~local], "n_hashes", "hash rounds n_hashes", logx=2)
+    grid = with_local_lines(grid, rows[local])
     accuracy = duplication_accuracy(ctx.suite("quality"))
     if not accuracy.empty:
         panel = Panel(

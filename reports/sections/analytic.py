@@ -14,6 +14,8 @@ LSH replaces l² by l·n_r·c. The three combinations the table leaves out (chun
 reversibility, reversible LSH without chunking, chunked LSH without reversibility) follow
 from the same rule and are flagged as extrapolations. SDPA is charged the full l² term, as
 Table 3 has no row for fused kernels; a ratio far below 1 shows the kernel avoids it.
+Local attention (LSH's chunks in position order, one round) is charged the LSH term with
+n_r = 1, under the LSH row's name with "LSH" read as "local", flagged as not in the table.
 It is an order-of-magnitude model: the ratio measured / analytic shows the constant.
 
 The report's section (:func:`build_analytic`) evaluates it for every measured config with
@@ -100,13 +102,17 @@ def table3_memory(
     ):
         if int(value) != value or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive int")
-    lsh = attention == "lsh"
+    lsh = attention in ("lsh", "local")  # chunked attention: the l·n_r·c term
+    rounds = int(n_hashes) if attention == "lsh" else 1
     chunked = ff_chunks > 1
     b, length, n_h = int(batch), int(seq_len), int(n_heads)
     ff_term = b * length * int(d_model if chunked else d_ff)
-    attention_term = b * n_h * length * (int(n_hashes) * int(bucket_size) if lsh else length)
+    attention_term = b * n_h * length * (rounds * int(bucket_size) if lsh else length)
     elements = max(ff_term, attention_term) * (1 if reversible else int(n_layers))
     row, in_table3 = _NAMES[(lsh, bool(reversible), chunked)]
+    if attention == "local":
+        row = "Reformer (local)" if row == "Reformer" else row.replace("LSH", "Local")
+        in_table3 = False
     return Table3Estimate(row=row, in_table3=in_table3, elements=elements)
 
 

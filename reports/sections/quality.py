@@ -3,7 +3,8 @@
 Quality rows extend the result row with task, train_attention, eval_attention, accuracy
 and bits_per_byte (and ``step`` for points along training). Rows record accuracy as a
 fraction; it is shown in percent. Which rows are final (the matrix's and the byte-LM
-tables') is suites.rows.quality_matrix's rule, the suite summary's too.
+tables') is suites.rows.quality_matrix's rule, the suite summary's too. After the matrix,
+the attention probe of the trained models, where one was written (reports.sections.probe).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from reports.context import ReportContext
 from reports.render.document import Block, Note, Paragraph, Table, fmt
 from reports.render.plotting import PANEL_SIZE, Panel, draw_panels, ordered, split_variants
 from reports.sections.ablations import matrix_rows
+from reports.sections.probe import probe_blocks
 from reports.sections.published import TABLE2, TABLE2_EVAL, table2
 from suites.rows import paper
 from suites.rows.names import decoded_attention, label
@@ -183,6 +185,7 @@ def build_quality(ctx: ReportContext) -> list[Block] | None:
         blocks.append(Table(published.text(), published.caption()))
     else:
         blocks.append(Note("No duplication-task accuracy rows: Table 2 matrix omitted."))
+    blocks.extend(probe_blocks(ctx))
     blocks.extend(_bits_per_byte(ctx, rows))
     blocks.extend(_decoding_table(rows))
     return blocks

@@ -22,12 +22,16 @@ _KEYS = ("series", "phase")  # a line; other fields that differ along it split t
 
 def series_labels(rows: pd.DataFrame) -> pd.Series:
     """'LSH-n' for LSH rows (prefixed by the model if several LSH models; followed by the
-    backend, e.g. 'LSH-4 (triton)', if several backends ran them), else the model."""
+    backend, e.g. 'LSH-4 (triton)', if several backends ran them), 'Local' for local
+    attention (with its backend likewise), else the model."""
     lsh = rows["attention"] == "lsh"
     several = rows.loc[lsh, "model"].nunique() > 1
     backends = "backend" in rows and rows.loc[lsh, "backend"].dropna().nunique() > 1
 
     def label(row: pd.Series) -> str:
+        if row["attention"] == "local":
+            name = "Local"
+            return f"{name} ({row['backend']})" if backends and pd.notna(row["backend"]) else name
         if row["attention"] != "lsh" or pd.isna(row["n_hashes"]):
             return str(row["model"])
         name = lsh_label(row["n_hashes"])

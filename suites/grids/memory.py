@@ -1,8 +1,9 @@
 """memory: peak memory against length and depth, and where each model runs out.
 
-The main job. One training step (forward, backward, AdamW) of four models: TransformerLM
-with materialised ("full") and fused ("sdpa") attention, and ReformerLM with LSH attention,
-reversible residuals off and on (FF unchunked throughout; chunking is the reversible
+The main job. One training step (forward, backward, AdamW) of five models: TransformerLM
+with materialised ("full") and fused ("sdpa") attention, ReformerLM with LSH attention,
+reversible residuals off and on, and the reversible ReformerLM with local attention (the
+cost of one round without the hash; FF unchunked throughout; chunking is the reversible
 suite's subject). Each at two depths, at lengths doubling from 1K, under a per-point memory
 budget: a model that runs out is recorded as ``oom`` there and its longer lengths (at that
 depth) as ``skipped``.
@@ -37,6 +38,8 @@ MAIN_MODELS = (  # (family, attention, reversible)
     ("transformer", "sdpa", False),
     ("reformer", "lsh", False),
     ("reformer", "lsh", True),
+    # The control for hashing: the reversible Reformer with local attention (one round).
+    ("reformer", "local", True),
 )
 # --paper adds reversibility with exact attention, to separate the two ideas.
 PAPER_MODELS = (*MAIN_MODELS, ("reformer", "full", False), ("reformer", "full", True))

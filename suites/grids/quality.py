@@ -3,17 +3,22 @@
 Points are (trained model, evaluation attention, step). The first point of each trained
 model trains it (in its child process) and saves a checkpoint under
 ``<out>/quality/checkpoints/``; the others load it. See suites.quality for the tasks and
-suites.quality.sizes for the sizes of each mode and why.
+suites.quality.sizes for the sizes of each mode and why (``--paper`` on a CPU: the
+duplication task alone, at the paper's shape, with the steps that fit a CPU).
 
-- duplication: trained with shared-full, lsh-1, lsh-2, lsh-4; each evaluated with
-  shared-full, lsh-1, lsh-2, lsh-4, lsh-8 at the final step (the Table 2 matrix).
+- duplication: trained with shared-full, lsh-1, lsh-2, lsh-4 and local (the control:
+  chunks in position order, no hash); each evaluated with shared-full, lsh-1, lsh-2,
+  lsh-4, lsh-8 and local at the final step (the Table 2 matrix, with a local row and
+  column).
 - bytes: transformer-sdpa, reformer-lsh-rev trained with LSH-2 and with LSH-4, and
   reformer-lsh (reversible off) with LSH-4, all at equal parameter count, steps and tokens.
   Two ablations place any gap to the Transformer: reformer-lsh-rev trained with exact
   shared-QK attention ("shared-full": hashing removed) and reformer-sdpa-rev (the reversible
-  stack with the Transformer's separate-QK SDPA: shared QK removed). Validation bits per
-  byte at every ``eval_every`` steps with the training attention (the curves), and the
-  shared-QK models at the final step with shared-full and lsh-1/2/4/8.
+  stack with the Transformer's separate-QK SDPA: shared QK removed). The control for
+  hashing: reformer-local-rev, the same model with local attention (equal parameters).
+  Validation bits per byte at every ``eval_every`` steps with the training attention (the
+  curves), and the shared-QK models at the final step with shared-full, lsh-1/2/4/8 and
+  local.
 
 ``--seeds N`` (``ctx.seeds``) trains every model N times, with seeds 0..N-1 (the seed sets
 the initialisation, the hash rotations and the data streams); rows carry ``seed``, and
@@ -31,14 +36,14 @@ from typing import Any
 from suites.harness.points import Point
 from suites.harness.spec import Workload, model_fields
 from suites.harness.suite import GridContext, Suite
-from suites.quality.sizes import SIZES, RunSize
+from suites.quality.sizes import RunSize, mode_size
 from suites.quality.tasks import Run, matched_d_ff
 from suites.quality.train import Schedule
-from suites.rows.names import DECODE_PREFIX, SHARED_FULL, hash_rounds, lsh_name
+from suites.rows.names import DECODE_PREFIX, LOCAL, SHARED_FULL, hash_rounds, lsh_name
 from suites.rows.store import DEFAULT_OUT
 
-DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)))
-DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)))
+DUP_TRAIN = (SHARED_FULL, *map(lsh_name, (1, 2, 4)), LOCAL)
+DUP_EVAL = (SHARED_FULL, *map(lsh_name, (1, 2, 4, 8)), LOCAL)
 LM_EVAL = DUP_EVAL
 # The byte LM scored by teacher-forced incremental decoding (reformer.decode) with each
 # number of rounds, beside the full forward's LM_EVAL: what the decoding rule costs.
@@ -75,7 +80,7 @@ def runs(ctx: GridContext) -> list[Run]:
 
 
 def _seed_zero_runs(ctx: GridContext) -> list[Run]:
-    sizes = SIZES[ctx.mode]
+    sizes = mode_size(ctx.mode, ctx.device)
     dup = sizes.duplication
     dup_config = dup.config
     found = [
@@ -83,7 +88,9 @@ def _seed_zero_runs(ctx: GridContext) -> list[Run]:
             task="duplication",
             family="reformer",
             train_attention=spec,
-            config=dup_config.replace(n_hashes=hash_rounds(spec) or 1),
+            config=dup_config.replace(
+                n_hashes=hash_rounds(spec) or 1, attention="local" if spec == LOCAL else "lsh"
+            ),
             schedule=_schedule(dup),
             eval_size=dup.eval_size,
             device=ctx.device,
@@ -91,6 +98,8 @@ def _seed_zero_runs(ctx: GridContext) -> list[Run]:
         for spec in DUP_TRAIN
     ]
     lm = sizes.bytes
+    if lm is None:  # the mode trains the duplication task alone
+        return found
     base = lm.config
     reformer = base.replace(attention="lsh", d_ff=matched_d_ff(base))
     data = ctx.data
@@ -104,6 +113,8 @@ def _seed_zero_runs(ctx: GridContext) -> list[Run]:
         # reversible stack with the Transformer's separate-QK attention.
         ("reformer", SHARED_FULL, reformer.replace(n_hashes=1, reversible=True)),
         ("reformer", "sdpa", base.replace(reversible=True)),
+        # The control for hashing: the shared-QK model with local attention (no hash).
+        ("reformer", LOCAL, reformer.replace(attention="local", n_hashes=1, reversible=True)),
     ]
     found += [
         Run(
@@ -131,9 +142,12 @@ def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
         device=run.device,
     )
     fields = model_fields(run.model_name, run.config, workload)
-    # A shared-QK model trained with exact attention hashes nothing. The byte LMs have
-    # learned positions, and these rows have never carried axial_shape in their identity.
-    if hash_rounds(run.train_attention) is None:
+    # A shared-QK model trained with exact attention hashes nothing (nor does a local
+    # one, which still chunks by bucket_size). The byte LMs have learned positions, and
+    # these rows have never carried axial_shape in their identity.
+    if run.train_attention == LOCAL:
+        fields |= {"n_hashes": None}
+    elif hash_rounds(run.train_attention) is None:
         fields |= {"n_hashes": None, "bucket_size": None}
     del fields["axial_shape"]
     return fields | {
@@ -148,7 +162,7 @@ def _params(run: Run, eval_spec: str, step: int) -> dict[str, Any]:
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    timeout = SIZES[ctx.mode].timeout_s
+    timeout = mode_size(ctx.mode, ctx.device).timeout_s
     options = {"checkpoint_dir": str(checkpoint_dir(ctx))}
     points = []
     for run in runs(ctx):
@@ -161,6 +175,7 @@ def grid(ctx: GridContext) -> list[Point]:
             evaluations = [(run.train_attention, step) for step in run.schedule.eval_steps()]
             if run.shared_qk:
                 evaluations += [(spec, final) for spec in LM_EVAL if spec != run.train_attention]
+            if run.shared_qk and run.train_attention != LOCAL:  # decoding hashes: LSH caches
                 evaluations += [(spec, final) for spec in LM_DECODE]
         points += [
             Point(

@@ -3,7 +3,9 @@
 One attention layer (d_model 256, 4 heads, causal, chunk 64), forward + backward, batch =
 tokens_per_batch / L, for LSH with 1, 2, 4 and 8 hashes against exact attention, both
 materialised ("full", what the paper compares against) and fused (SDPA, what users pick
-today). LSH time should be flat in L; exact attention grows linearly in L at fixed tokens.
+today), and local attention (LSH's chunks in position order: one round, no hash, no sort),
+the floor that says what the hashing itself costs. LSH and local time should be flat in
+L; exact attention grows linearly in L at fixed tokens.
 The summary gives the crossover lengths: every length where LSH-n and an exact baseline
 trade places, interpolated on log-log axes (suites.rows.crossover, as in the report).
 
@@ -34,6 +36,7 @@ from suites.rows.names import label, lsh_name
 
 N_HASHES = (1, 2, 4, 8)
 EXACT = ("sdpa", "full")
+LOCAL = "local"
 
 
 def _shape(ctx: GridContext) -> tuple[int, list[int], tuple[int, ...], ReformerConfig]:
@@ -59,6 +62,7 @@ def grid(ctx: GridContext) -> list[Point]:
             layer.replace(attention="lsh", n_hashes=n), ctx.device, dtype
         )
     ]
+    configs += backend_ablation(layer.replace(attention=LOCAL), ctx.device, dtype)
     configs += [layer.replace(attention=attention) for attention in EXACT]
     return [
         layer_point(
@@ -88,7 +92,19 @@ def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:
     for n_hashes in N_HASHES:
         for backend in backends:
             _crossover_lines(lines, rows, n_hashes, backend)
-    return lines
+    return lines + _hashing_cost_lines(rows)
+
+
+def _hashing_cost_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """LSH-1 over local attention at each length: what the hash and the sort cost, the
+    rest of one round being the same."""
+    local = {r["seq_len"]: r["t_median_ms"] for r in ok_rows(rows, model=f"attn-{LOCAL}")}
+    lsh = {r["seq_len"]: r["t_median_ms"] for r in ok_rows(rows, model="attn-lsh", n_hashes=1)}
+    common = sorted(set(local) & set(lsh))
+    if not common:
+        return []
+    ratios = ", ".join(f"{length}: {lsh[length] / local[length]:.2f}x" for length in common)
+    return ["", f"LSH-1 time over local attention (the hash and the sort), by L: {ratios}"]
 
 
 def _crossover_lines(

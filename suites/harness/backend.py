@@ -3,10 +3,10 @@ kernels or the fused CPU kernel.
 
 ``ReformerConfig.backend`` ("auto" | "torch" | "triton" | "cpu", resolved by
 ``reformer.lsh.dispatch.resolve_backend``) picks it; rows record the one used in ``backend``
-("torch" | "triton" | "cpu", null for points without our LSH attention: exact attention,
-peers). CPU grids leave the field at its default ("auto": the fused CPU kernel for float32
-where it builds, else the torch path), so their points and keys are unchanged; a sweep of
-a torch-path knob (the chunks suite's slice_elements) names "torch". CUDA grids name it:
+("torch" | "triton" | "cpu", null for points without our LSH or local attention: exact
+attention, peers). CPU grids leave the field at its default ("auto": the fused CPU kernel
+for float32 where it builds, else the torch path), so their points and keys are unchanged;
+a sweep of a torch-path knob (the chunks suite's slice_elements) names "torch". CUDA grids name it:
 Triton where its kernels take the shape, torch beside it where a suite sweeps the backend
 as an ablation.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reformer.config import ReformerConfig
+from reformer.config import BACKEND_ATTENTIONS, ReformerConfig
 
 if TYPE_CHECKING:
     import torch
@@ -24,10 +24,10 @@ ABLATION = ("torch", "triton")
 
 
 def backend_used(config: ReformerConfig, device: str, dtype: torch.dtype) -> str | None:
-    """ "torch", "triton" or "cpu" for our LSH attention under ``config`` on ``device``; None
-    when the config has no LSH attention. Raises ValueError where "triton" is asked for
+    """ "torch", "triton" or "cpu" for our LSH (or local) attention under ``config`` on
+    ``device``; None when the config has neither. Raises ValueError where "triton" is asked for
     and cannot run (reformer.lsh.dispatch)."""
-    if config.attention != "lsh":
+    if config.attention not in BACKEND_ATTENTIONS:
         return None
     from reformer.lsh.dispatch import resolve_backend
 
@@ -45,7 +45,7 @@ def triton_fits(config: ReformerConfig, dtype: str) -> bool:
 def device_backend(config: ReformerConfig, device: str, dtype: str = "float32") -> ReformerConfig:
     """The config a grid measures on ``device``: on CUDA its LSH names Triton where the
     kernels take the shape, else torch; on CPU unchanged."""
-    if device != "cuda" or config.attention != "lsh":
+    if device != "cuda" or config.attention not in BACKEND_ATTENTIONS:
         return config
     return config.replace(backend="triton" if triton_fits(config, dtype) else "torch")
 
@@ -55,7 +55,7 @@ def backend_ablation(
 ) -> list[ReformerConfig]:
     """The configs of a backend ablation: on CUDA, torch and (where it fits) Triton; on
     CPU the config unchanged, alone."""
-    if device != "cuda" or config.attention != "lsh":
+    if device != "cuda" or config.attention not in BACKEND_ATTENTIONS:
         return [config]
     return [
         config.replace(backend=backend)

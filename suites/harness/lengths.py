@@ -1,4 +1,5 @@
-"""``--lengths``: run only the points of a grid at some sequence lengths.
+"""``--lengths``: run only the points of a grid at some sequence lengths (and the quality
+suite's ``--train``: only the points of some trained models).
 
 Lengths are written as integers (1048576), powers of two (2^20) or with a binary suffix
 (1M = 2^20, 64K = 2^16).
@@ -47,6 +48,22 @@ def lengths_argument(text: str) -> list[int]:
         return parse_lengths(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def select_trained(points: list[Point], train: Sequence[str] | None) -> list[Point]:
+    """The points of models trained with one of the attentions ``train`` (the quality
+    suite's ``--train``; all points for None). Raises ValueError naming the flag and the
+    training attentions the grid has if one matches no point."""
+    if train is None:
+        return points
+    available = sorted({str(p.params.get("train_attention")) for p in points} - {"None"})
+    missing = [name for name in train if name not in available]
+    if missing:
+        raise ValueError(
+            f"--train {','.join(missing)}: no model of this grid is trained with that; "
+            f"allowed: {available}"
+        )
+    return [point for point in points if point.params.get("train_attention") in train]
 
 
 def select_lengths(points: list[Point], lengths: Sequence[int] | None) -> list[Point]:

@@ -31,6 +31,8 @@ class SweepOptions:
     ray_address: str | None = None  # --executor ray: the cluster to join; None: start one
     per_hardware: bool = False  # --executor ray: each point once per hardware kind
     lengths: tuple[int, ...] | None = None  # only the grid's points of these lengths
+    # quality suite: only the points of models trained with these attentions
+    train: tuple[str, ...] | None = None
     # the command line every row records; None: this process's sys.argv
     argv: tuple[str, ...] | None = None
 

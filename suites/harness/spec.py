@@ -42,6 +42,8 @@ def config_identity(config: ReformerConfig) -> dict[str, Any]:
 _NOT_A_LAYER = ("reversible", "d_ff", "ff_chunks")
 _LM_ONLY = ("vocab_size", "axial_shape")
 _LSH_ONLY = ("n_hashes", "bucket_size", "n_buckets")
+# Local attention chunks by bucket_size but hashes nothing.
+_HASH_ONLY = ("n_hashes", "n_buckets")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +93,8 @@ def model_fields(model: str, config: ReformerConfig, workload: Workload) -> dict
         fields |= dict.fromkeys(_NOT_A_LAYER) | {"n_layers": 1}
         for name in _LM_ONLY:
             del fields[name]
-    if config.attention != "lsh":
+    if config.attention == "local":
+        fields |= dict.fromkeys(_HASH_ONLY)
+    elif config.attention != "lsh":
         fields |= dict.fromkeys(_LSH_ONLY)
     return fields

@@ -246,7 +246,8 @@ def own_version() -> str | None:
 
 
 def _lsh_buckets(config: ReformerConfig, seq_len: int) -> int | None:
-    """Total buckets our LSH hashes into at this length (2·L/bucket_size by default)."""
+    """Total buckets our LSH hashes into at this length (2·L/bucket_size by default); None
+    for every other attention (local attention too: it hashes nothing)."""
     if config.attention != "lsh":
         return None
     from reformer.lsh.hashing import resolve_n_buckets, total_buckets

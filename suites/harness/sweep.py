@@ -23,7 +23,7 @@ from suites.harness.environment import environment
 from suites.harness.executors import open_executor
 from suites.harness.executors.dispatch import measure_points
 from suites.harness.isolation import default_max_memory_gb
-from suites.harness.lengths import select_lengths
+from suites.harness.lengths import select_lengths, select_trained
 from suites.harness.lock import sweep_lock
 from suites.harness.options import SweepOptions
 from suites.harness.points import DEFAULT_RUNNER, Point
@@ -49,7 +49,8 @@ def run_sweep(
     every point (it is part of the point, so results with different counts never resume
     each other); ``executor`` "ray" measures each point as a Ray task on the cluster at
     ``ray_address`` (suites.harness.executors); ``lengths`` keeps only the grid's points of
-    those lengths (suites.harness.lengths); ``argv`` is the command line every row records.
+    those lengths and ``train`` those of models trained with those attentions
+    (suites.harness.lengths); ``argv`` is the command line every row records.
     Holds the folder's lock for the suite and device throughout (suites.harness.lock): a
     second sweep of the same suite into the same folder raises SweepLocked instead of
     measuring every point twice.
@@ -68,7 +69,7 @@ def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> R
     if not options.progress:
         # Runners that draw bars of their own (the quality suite's training) keep quiet too.
         grid = [replace(point, options={**point.options, "progress": False}) for point in grid]
-    selected = select_lengths(grid, options.lengths)
+    selected = select_trained(select_lengths(grid, options.lengths), options.train)
     points = sorted(selected, key=lambda point: point.seq_len)  # stable
     env = environment(ctx.device)
     hardware = hardware_name(env, ctx.device)

@@ -49,7 +49,7 @@ def run_quality_point(params: dict[str, Any], options: dict[str, Any]) -> dict[s
     elif step == run.schedule.steps:
         task = make_task(run)
         _check_same_corpus(task, meta)
-        metrics = task.evaluate(load_trained(run, state), eval_spec)
+        metrics = task.evaluate(load_trained(run, state, eval_spec), eval_spec)
     else:
         raise ValueError(
             f"eval_attention={eval_spec!r} differs from train_attention="

@@ -10,13 +10,14 @@ import math
 import statistics
 from typing import Any
 
-from suites.rows.names import SDPA, SHARED_FULL
+from suites.rows.names import LOCAL, SDPA, SHARED_FULL
 from suites.rows.paper import BPB_TOLERANCE, EXPECTATIONS, TABLE2, TABLE2_EVAL
 from suites.rows.quality_matrix import final_accuracies, final_indices
 
 ABLATIONS = {
     SHARED_FULL: "exact shared-QK attention, no hashing",
     SDPA: "reversible stack with separate-QK attention, no shared QK",
+    LOCAL: "local attention, chunks in position order: no hashing at one round's cost",
 }
 
 
@@ -61,22 +62,32 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
         seq_len = finals[0].row["seq_len"]
         seeds = sorted({final.seed for final in finals}, key=str)
         spread = _spreads(rows) if len(seeds) > 1 else {}
+        # The paper's rows and columns, then ours it has not (local attention).
+        trained_here = sorted({trained for trained, _ in matrix})
+        evaluated_here = sorted({evaluated for _, evaluated in matrix})
+        columns = [*TABLE2_EVAL, *(e for e in evaluated_here if e not in TABLE2_EVAL)]
         lines += [
             f"duplication task, accuracy % on the second half (L = {seq_len}); rows "
-            "trained with, columns evaluated with; [paper Table 2, L = 1024]; "
+            "trained with, columns evaluated with; [paper Table 2, L = 1024; it has no local "
+            "attention]; "
             + (
                 f"mean ± standard deviation over {len(seeds)} seeds"
                 if spread
                 else "1 seed (a single run: read it with care)"
             ),
             "",
-            "| trained \\ eval | " + " | ".join(TABLE2_EVAL) + " |",
-            "|---" * (len(TABLE2_EVAL) + 1) + "|",
+            "| trained \\ eval | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
         ]
-        for trained, paper in TABLE2.items():
+        for trained in [*TABLE2, *(t for t in trained_here if t not in TABLE2)]:
+            paper = TABLE2.get(trained, ())
             cells = [
-                _cell(matrix.get((trained, ev)), paper[i], spread.get((trained, ev)))
-                for i, ev in enumerate(TABLE2_EVAL)
+                _cell(
+                    matrix.get((trained, ev)),
+                    paper[i] if i < len(paper) else None,
+                    spread.get((trained, ev)),
+                )
+                for i, ev in enumerate(columns)
             ]
             lines.append(f"| {trained} | " + " | ".join(cells) + " |")
         lines += ["", "expectations on the reduced task:"]
@@ -101,11 +112,11 @@ def _spreads(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     }
 
 
-def _cell(value: float | None, paper: float, spread: float | None = None) -> str:
+def _cell(value: float | None, paper: float | None, spread: float | None = None) -> str:
     text = "-" if value is None else f"{value:.1f}"
     if value is not None and spread is not None:
         text += f" ± {spread:.1f}"
-    return text + f" [{paper:g}]"
+    return text + ("" if paper is None else f" [{paper:g}]")
 
 
 def _bytes_lines(rows: list[dict[str, Any]]) -> list[str]:

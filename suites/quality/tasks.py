@@ -6,9 +6,12 @@ A :class:`Run` is one trained model: task ("duplication" | "bytes"), family
 exists, so evaluating with other hash rounds needs no retraining. :func:`evaluate`
 scores a trained model with any attention spec (suites.quality.attention).
 
-Every Reformer here is built with shared-QK LSH layers; the spec it is trained with is
-passed to every training forward as per-call arguments (suites.quality.attention), so
-"shared-full" and "lsh-N" models start from identical weights for a given seed. The
+Every shared-QK Reformer here is built with LSH layers, or local layers for the "local"
+run (the same parameters); the spec it is trained with is passed to every training
+forward as per-call arguments (suites.quality.attention), so "shared-full", "lsh-N" and
+"local" models start from identical weights for a given seed. To evaluate with a spec of
+the other layer kind, the trained weights are loaded into a model built with it
+(:func:`load_trained`). The
 byte-LM Transformer uses SDPA attention and its own separate Q, K and V; the Reformer's
 feed-forward is widened to make up the d_model² parameters per layer that shared QK
 saves, so both have (nearly) equal parameter counts.
@@ -29,7 +32,7 @@ from torch import nn
 
 from reformer.config import ReformerConfig
 from suites.harness.spec import config_identity
-from suites.quality.attention import attention_arguments, spec_arguments
+from suites.quality.attention import attention_arguments, layer_attention, spec_arguments
 from suites.quality.corpus import ByteCorpus, load_corpus, random_windows, validation_windows
 from suites.quality.data import duplication_batch, second_half_mask
 from suites.quality.metrics import (
@@ -47,6 +50,7 @@ from suites.quality.train import (
     train,
 )
 from suites.rows.names import (
+    LOCAL,
     SDPA,
     SHARED_FULL,
     decoded_attention,
@@ -72,8 +76,9 @@ _TRAIN_DATA_STREAM, _EVAL_DATA_STREAM, _EVAL_HASH_STREAM = 1, 2, 3
 class Run:
     task: str
     family: str
-    train_attention: str  # "shared-full" | "lsh-N" | "sdpa" (suites.rows.names)
-    config: ReformerConfig  # what the model is built from (Reformer: attention="lsh")
+    train_attention: str  # "shared-full" | "lsh-N" | "local" | "sdpa" (suites.rows.names)
+    # What the model is built from (Reformer: attention="lsh", or "local" for local runs).
+    config: ReformerConfig
     schedule: Schedule
     eval_size: int  # duplication: held-out sequences; bytes: validation windows
     device: str = "cpu"
@@ -94,11 +99,18 @@ class Run:
                 f"{SDPA!r}, shared-QK (attention='lsh') reformers with "
                 f"{SHARED_FULL!r} or 'lsh-N'"
             )
+        if (kind == LOCAL) != (self.config.attention == "local"):
+            raise ValueError(
+                f"train_attention={self.train_attention!r} does not fit config.attention="
+                f"{self.config.attention!r}: a model trains with {LOCAL!r} exactly when it "
+                "is built with attention='local'"
+            )
 
     @property
     def shared_qk(self) -> bool:
-        """A shared-QK Reformer: one set of weights runs 'shared-full' and every 'lsh-N'."""
-        return self.family == "reformer" and self.config.attention == "lsh"
+        """A shared-QK Reformer: one set of weights runs 'shared-full', 'local' and every
+        'lsh-N'."""
+        return self.family == "reformer" and self.config.attention in ("lsh", "local")
 
     @property
     def seed(self) -> int:
@@ -153,8 +165,10 @@ class Run:
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def build_model(run: Run) -> LanguageModel:
-    """A freshly initialised model (init seeded by run.seed), as its config describes it.
+def build_model(run: Run, attention: str | None = None) -> LanguageModel:
+    """A freshly initialised model (init seeded by run.seed), as its config describes it,
+    or with shared-QK layers of another kind (``attention`` "lsh" or "local": the same
+    parameters).
 
     A shared-QK model runs its train spec through :func:`train_arguments`."""
     from baselines import TransformerLM
@@ -163,7 +177,8 @@ def build_model(run: Run) -> LanguageModel:
     torch.manual_seed(run.seed)
     if run.family == "transformer":
         return TransformerLM(run.config).to(run.device)
-    return ReformerLM(run.config).to(run.device)
+    config = run.config if attention is None else run.config.replace(attention=attention)
+    return ReformerLM(config).to(run.device)
 
 
 def train_arguments(run: Run) -> dict[str, Any]:
@@ -357,8 +372,14 @@ def _claim_training(path: Path) -> None:
     marker.write_text(parent)
 
 
-def load_trained(run: Run, state: dict[str, torch.Tensor]) -> LanguageModel:
-    """The run's model with trained weights, in eval mode."""
-    model = build_model(run)
+def load_trained(
+    run: Run, state: dict[str, torch.Tensor], spec: str | None = None
+) -> LanguageModel:
+    """The run's model with trained weights, in eval mode; with ``spec``, built with the
+    layers that run it (LSH or local: suites.quality.attention.layer_attention)."""
+    attention = None
+    if spec is not None and run.shared_qk:
+        attention = layer_attention(spec, run.config.attention)
+    model = build_model(run, attention)
     model.load_state_dict(state)
     return model.eval()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from suites.harness import exits
 from suites.harness.environment import REPO_ROOT, cpu_model
-from suites.record.plan import select
+from suites.record.plan import Entry, select
 from suites.record.quiet import QUIET_LOAD, Busy, wait_for_quiet
 from suites.record.state import SuiteState, suite_state
 from suites.rows.store import COMMITTED_OUT
@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     machine = cpu_model()
     out = args.out if args.out.is_absolute() else REPO_ROOT / args.out
-    states = [suite_state(entry, out, machine) for entry in args.entries]
+    states = [
+        suite_state(entry, out, machine, planned_points=planned_points(entry))
+        for entry in args.entries
+    ]
     print(table(states, machine))
     todo = [state for state in states if state.todo]
     if not args.run:
@@ -112,11 +115,21 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return code
-        after = suite_state(entry, out, machine)
+        after = suite_state(entry, out, machine, planned_points=planned_points(entry))
         _say(f"{entry.suite}: exit {code}, now {after.state} ({after.detail})")
         if args.commit and after.path is not None:
             _commit([after.path], f"results: {entry.suite} on {machine} ({after.detail})")
     return _reports(args)
+
+
+def planned_points(entry: Entry) -> int | None:
+    """How many points the entry's grid has today (None where flags filter it)."""
+    if entry.lengths or entry.seeds != 1:
+        return None
+    from suites.harness.suite import GridContext
+    from suites.registry import load_suites
+
+    return len(load_suites()[entry.suite].grid(GridContext(device="cpu", mode=entry.mode)))
 
 
 def table(states: list[SuiteState], machine: str) -> str:

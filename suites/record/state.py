@@ -21,6 +21,7 @@ from typing import Any
 
 from suites.record.plan import Entry
 from suites.rows.busy import row_is_busy
+from suites.rows.samples import MIN_SAMPLES
 from suites.rows.staleness import staleness
 from suites.rows.store import read_rows, run_files
 
@@ -47,11 +48,18 @@ class SuiteState:
 
 
 def suite_state(
-    entry: Entry, out_dir: Path, machine: str, *, root: Path | None = None
+    entry: Entry,
+    out_dir: Path,
+    machine: str,
+    *,
+    root: Path | None = None,
+    planned_points: int | None = None,
 ) -> SuiteState:
-    """The state of ``entry`` on CPU model ``machine`` from the files in ``out_dir``."""
+    """The state of ``entry`` on CPU model ``machine`` from the files in ``out_dir``;
+    ``planned_points``, the size of the entry's grid today, says where the estimate's run
+    had fewer points (new ones, whose time it cannot hold)."""
     runs = [(path, rows) for path, rows in _runs(entry, out_dir) if _machine(rows) == machine]
-    estimate, source = _estimate(entry, out_dir, machine)
+    estimate, source = _estimate(entry, out_dir, machine, planned_points)
     if not runs:
         return SuiteState(entry, "missing", None, "no run on this machine kind", estimate, source)
     path, rows = runs[-1]
@@ -84,6 +92,17 @@ def run_wall_s(rows: list[dict[str, Any]]) -> float | None:
         return None
     first_end, first_wall = min(ends)
     return (max(ends)[0] - first_end).total_seconds() + first_wall
+
+
+def missing_samples_s(rows: list[dict[str, Any]]) -> float:
+    """Seconds a run would add to time every point at least MIN_SAMPLES times: rows from
+    before that rule (one sample for a step slower than its time budget) are timed again."""
+    extra = 0.0
+    for row in rows:
+        count, median = row.get("n_samples"), row.get("t_median_ms")
+        if isinstance(count, int | float) and isinstance(median, int | float) and count >= 1:
+            extra += max(0.0, MIN_SAMPLES - count) * median / 1e3
+    return extra
 
 
 def _runs(
@@ -129,7 +148,9 @@ def _newest_per_point(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return latest_rows(rows)
 
 
-def _estimate(entry: Entry, out_dir: Path, machine: str) -> tuple[float, str]:
+def _estimate(
+    entry: Entry, out_dir: Path, machine: str, planned_points: int | None = None
+) -> tuple[float, str]:
     """The wall time of the entry's newest whole run here, else on any machine, else the
     plan's figure; a run of another seed count is scaled to this one's seeds."""
     runs = _runs(entry, out_dir, any_seeds=True)
@@ -145,5 +166,10 @@ def _estimate(entry: Entry, out_dir: Path, machine: str) -> tuple[float, str]:
                 seeds = seeds_of(rows)
                 where = "here" if wanted else f"on {_machine(rows) or 'mixed CPUs'}"
                 scaled = f", x {entry.seeds}/{seeds} seeds" if seeds != entry.seeds else ""
-                return wall * entry.seeds / seeds, f"{path.name} ({where}{scaled})"
+                more = 0.0 if entry.one_sample else missing_samples_s(rows)
+                topped = f", +{more:.0f} s for {MIN_SAMPLES} samples" if more >= 1 else ""
+                total = (wall + more) * entry.seeds / seeds
+                new = (planned_points or 0) - expected
+                unknown = f"; {new} points new since, not counted" if new > 0 else ""
+                return total, f"{path.name} ({where}{scaled}{topped}{unknown})"
     return entry.estimate_s, "the plan's figure"

@@ -5,7 +5,8 @@ Attention, as ``ReformerConfig.attention`` names it (``reformer.config.ATTENTION
 
 - ``"lsh"``: shared-QK LSH attention (Reformer sec. 2); with N hash rounds it is ``lsh-N``;
 - ``"full"``: separate Q, K, V and the (L, L) score matrix materialised;
-- ``"sdpa"``: the same math through torch's fused ``scaled_dot_product_attention``.
+- ``"sdpa"``: the same math through torch's fused ``scaled_dot_product_attention``;
+- ``"local"``: shared-QK chunked look-back attention in position order (LSH unhashed).
 
 Models (a result row's ``model``):
 
@@ -15,10 +16,11 @@ Models (a result row's ``model``):
 - peer implementations of LSH attention: ``peer-reformer-pytorch``, ``peer-hf``.
 
 What a trained shared-QK model computes when run (the quality suite's ``train_attention``
-and ``eval_attention``): ``lsh-N`` (LSH with N rounds), or ``shared-full``, exact softmax
-attention computed by the same shared-QK layers as one chunk covering the sequence (the
-paper's Table 2 "Full"). The Transformer baseline runs ``sdpa``. Report labels come from
-:func:`label`: ``LSH-N``, ``Full``, ``SDPA``.
+and ``eval_attention``): ``lsh-N`` (LSH with N rounds), ``local`` (local attention, the
+same weights in local layers), or ``shared-full``, exact softmax attention computed by the
+same shared-QK layers as one chunk covering the sequence (the paper's Table 2 "Full"). The
+Transformer baseline runs ``sdpa``. Report labels come from :func:`label`: ``LSH-N``,
+``Local``, ``Full``, ``SDPA``.
 
 Rows of schema 1 (docs/results.md, "Names across versions") spelled
 
@@ -41,11 +43,15 @@ from typing import Any, Protocol
 
 # ReformerConfig.attention's values (reformer.config.ATTENTIONS), repeated here so a reader
 # of rows needs no model; a test checks the two agree.
-ATTENTIONS = ("lsh", "full", "sdpa")
+ATTENTIONS = ("lsh", "full", "sdpa", "local")
 LM_FAMILIES = ("transformer", "reformer")
 SHARED_FULL = "shared-full"
 SDPA = "sdpa"
-RUN_ATTENTIONS = f"{SHARED_FULL!r}, {SDPA!r} or 'lsh-N' with N >= 1 hash rounds"
+LOCAL = "local"
+# The attention probe's (suites.quality.probe) exact attention in which a query may attend
+# to itself at its true logit: what plain dot-product attention on shared QK computes.
+FULL_WITH_SELF = "full-with-self"
+RUN_ATTENTIONS = f"{SHARED_FULL!r}, {SDPA!r}, {LOCAL!r} or 'lsh-N' with N >= 1 hash rounds"
 _LSH_N = re.compile(r"lsh-([1-9][0-9]*)")
 _SCHEMA_1_FULL = "full"
 # The paper-scale grid's mode (suites.rows.schema.MODES), and how schema 1 spelled it.
@@ -122,8 +128,9 @@ def lsh_name(n_hashes: int) -> str:
 
 
 def parse_run_attention(name: str) -> tuple[str, int | None]:
-    """'lsh-4' -> ('lsh', 4); 'shared-full' -> ('shared-full', None); 'sdpa' -> ('sdpa', None)."""
-    if name in (SHARED_FULL, SDPA):
+    """'lsh-4' -> ('lsh', 4); 'shared-full' -> ('shared-full', None); 'sdpa' -> ('sdpa', None);
+    'local' -> ('local', None)."""
+    if name in (SHARED_FULL, SDPA, LOCAL):
         return name, None
     match = _LSH_N.fullmatch(str(name))
     if match is None:
@@ -146,7 +153,7 @@ def decoded_attention(name: object) -> str | None:
 
 
 def label(name: object) -> str:
-    """The report's spelling, as in the paper: 'LSH-N', 'Full', 'SDPA'; others unchanged.
+    """The report's spelling, as in the paper: 'LSH-N', 'Full', 'SDPA', 'Local'; others unchanged.
     An incremental-decoding evaluation reads 'LSH-N decoding'."""
     decoded = decoded_attention(name)
     if decoded is not None:
@@ -156,9 +163,13 @@ def label(name: object) -> str:
         return f"LSH-{rounds}"
     # The paper's Table 2 "Full" is exact shared-QK attention (the quality suite's shared-full);
     # "full" is the materialised separate-QK attention of the baselines: another thing.
-    return {SHARED_FULL: "Full", "full": "Full (materialised)", SDPA: "SDPA"}.get(
-        str(name), str(name)
-    )
+    return {
+        SHARED_FULL: "Full",
+        "full": "Full (materialised)",
+        SDPA: "SDPA",
+        LOCAL: "Local",
+        FULL_WITH_SELF: "Full, self visible",
+    }.get(str(name), str(name))
 
 
 def current_names(row: dict[str, Any]) -> dict[str, Any]:

@@ -268,3 +268,32 @@ def test_nonfinite_future_values_reach_no_earlier_query(dtype):
 @pytest.mark.parametrize("causal", [True, False])
 def test_nonfinite_values_reach_exactly_the_queries_that_may_see_them(causal):
     check_nan_reaches_the_queries_that_may_see_it("triton", DEVICE, causal, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_local_attention_matches_its_reference(causal):
+    """Local attention runs the same kernels in position order, one round."""
+    from reformer.lsh.local import local_attention
+    from reformer.reference import local_attention_reference
+
+    gen = torch.Generator().manual_seed(3)
+    qk64, v64 = (torch.randn(2, 2, 20, DIM, generator=gen, dtype=torch.float64) for _ in range(2))
+    mask = torch.rand(2, 20, generator=gen) > 0.25
+    mask[:, 0] = True
+    weight = torch.randn(v64.shape, generator=gen, dtype=torch.float64) * mask[:, None, :, None]
+    qk = qk64.to(DEVICE, torch.float32).requires_grad_()
+    v = v64.to(DEVICE, torch.float32).requires_grad_()
+    out = local_attention(
+        qk, v, bucket_size=8, causal=causal, padding_mask=mask.to(DEVICE), backend="triton"
+    )
+    got = [out, *torch.autograd.grad((out * weight.to(DEVICE, torch.float32)).sum(), (qk, v))]
+    qk_ref, v_ref = qk64.clone().requires_grad_(), v64.clone().requires_grad_()
+    ref = local_attention_reference(qk_ref, v_ref, bucket_size=8, causal=causal, padding_mask=mask)
+    expected = [ref, *torch.autograd.grad((ref * weight).sum(), (qk_ref, v_ref))]
+    real = mask[:, None, :, None]
+    got[0], expected[0] = got[0].detach().double().cpu() * real, expected[0].detach() * real
+    eps = torch.finfo(torch.float32).eps
+    relative = (2 * 8 + 16) * eps + (DIM + 2 * 8) * TF32X3_PRODUCT_ERROR
+    for name, a, b in zip(("out", "grad_qk", "grad_v"), got, expected, strict=True):
+        bound = relative * float(b.abs().max())
+        assert _error(a.double().cpu(), b) <= bound, (name, _error(a.double().cpu(), b), bound)

@@ -91,3 +91,41 @@ def test_an_unknown_or_dirty_run_says_which(tmp_path):
     (report,) = build_reports(str(dirty), str(tmp_path / "out2"), dpi=DPI)
     markdown = (report / "report.md").read_text()
     assert "| dirty tree" in markdown and "uncommitted changes" in _hashes_section(markdown)
+
+
+def test_a_run_of_some_of_a_grids_models_is_never_complete():
+    """``--train`` runs a few of the quality grid's models: drawing it as the newest
+    complete run would hide every other model's rows."""
+    import pandas as pd
+
+    from reports.runs import select_runs
+
+    def rows(run_id: str, stamp: str, argv) -> list[dict]:
+        return [
+            {
+                "suite": "quality",
+                "run_id": run_id,
+                "point_key": f"{run_id}{i}",
+                "grid_points": 2,
+                "status": "ok",
+                "timestamp": pd.Timestamp(stamp),
+                "num_threads": 2,
+                "argv": argv,
+                "git_sha": "abc",
+                "git_dirty": False,
+            }
+            for i in range(2)
+        ]
+
+    full = rows("full", "2026-01-01", ["python", "-m", "suites.run", "quality"])
+    some = rows("some", "2026-02-01", '["python", "-m", "suites.run", "quality", "--train", "x"]')
+    frame = pd.DataFrame(full + some)
+    _, chosen = select_runs(frame)
+    assert list(chosen["run"].str.split(" · ").str[0]) == ["full"]
+    assert not chosen["complete"].isna().any()
+    _, everything = select_runs(frame, "all")
+    names = everything["run"].str.split(" · ").str[0]
+    assert dict(zip(names, everything["complete"], strict=True)) == {
+        "full": True,
+        "some": False,
+    }

@@ -107,3 +107,16 @@ def test_analytic_table_sets_estimate_beside_measured_peak():
         "2",
         "0.500",
     )
+
+
+def test_local_attention_is_charged_one_round_of_the_lsh_term():
+    shape = dict(
+        batch=2, seq_len=4096, d_model=1024, d_ff=4096, n_heads=32, n_layers=6, bucket_size=64
+    )
+    local = table3_memory(**shape, attention="local", reversible=True, ff_chunks=8, n_hashes=4)
+    one_round = table3_memory(**shape, attention="lsh", reversible=True, ff_chunks=8, n_hashes=1)
+    # The attention term, 2*32*4096*64, is above the chunked FF's 2*4096*1024.
+    assert local.elements == one_round.elements == 2 * 32 * 4096 * 64
+    assert (local.row, local.in_table3) == ("Reformer (local)", False)
+    plain = table3_memory(**shape, attention="local", reversible=False)
+    assert (plain.row, plain.in_table3) == ("Local Transformer", False)

@@ -22,3 +22,15 @@ def test_time_series_and_crossovers():
     assert never[("LSH-8", "transformer-full")]["cheaper above"] == "transformer-full throughout"
     assert never[("LSH-8", "transformer-full")]["crossover L"] is None
     assert not set(never) & set(found)
+
+
+def test_local_attention_is_its_own_series():
+    rows = normalise(pd.DataFrame(time_rows()))
+    local = (
+        rows[rows["attention"] == "lsh"]
+        .head(1)
+        .assign(model="reformer-local-rev", attention="local", n_hashes=None)
+    )
+    labels = series_labels(pd.concat([rows, local], ignore_index=True))
+    assert labels.iloc[-1] == "Local"
+    assert "Local" not in set(labels.iloc[:-1])

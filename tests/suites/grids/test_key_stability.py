@@ -30,7 +30,7 @@ from suites.registry import load_suites
 from suites.rows.names import hardware_name
 from suites.rows.schema import ROW_CONFIG_FIELDS, SCHEMA_1_CONFIG_FIELDS
 from suites.rows.store import read_rows
-from tests.suites.grids.fixtures.grid_keys import HARDWARE, grid_keys
+from tests.suites.grids.fixtures.grid_keys import HARDWARE, grid_keys, is_local
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grid_keys.json"
 # The committed record; results/ci and results/ledger hold other kinds of rows.
@@ -129,6 +129,20 @@ def test_every_grid_keeps_its_keys_and_grid_id():
     for suite, modes in before.items():
         for mode, identity in modes.items():
             assert now[suite][mode] == identity, (suite, mode)
+
+
+@pytest.mark.parametrize("suite", ["time", "memory", "hashes", "quality"])
+def test_local_attention_points_are_the_ones_left_out(suite):
+    """The fixture leaves local attention's points out (grid_keys.py): these grids have
+    them, and every one is a local-attention point (the rest kept their keys above)."""
+    points = load_suites()[suite].grid(GridContext(device="cpu", mode="default"))
+    local = [point for point in points if is_local(point)]
+    assert local and len(local) < len(points)
+    assert all(
+        "local" in (p.params.get("attention"), p.params.get("train_attention"))
+        or p.params.get("eval_attention") == "local"
+        for p in local
+    )
 
 
 def test_the_fixture_covers_every_suite_and_mode_with_points():

@@ -18,14 +18,15 @@ def test_default_grid_crosses_depth_with_length():
         "transformer-sdpa",
         "reformer-lsh",
         "reformer-lsh-rev",
+        "reformer-local-rev",
     }
     assert sorted({p["seq_len"] for p in params}) == [1024, 2048, 4096, 8192, 16384]
-    assert len(points) == 4 * 2 * 5 and budget_gb(DEFAULT) == 4.0
+    assert len(points) == 5 * 2 * 5 and budget_gb(DEFAULT) == 4.0
 
 
 def test_quick_grid_is_tiny_and_single_threaded():
     points = SUITE.grid(GridContext(device="cpu", mode="quick"))
-    assert len(points) <= 16
+    assert len(points) <= 20
     assert {p.workload.num_threads for p in points} == {1}
     assert max(p.seq_len for p in points) <= 256 and max(p.config.d_model for p in points) <= 32
 

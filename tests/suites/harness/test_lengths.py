@@ -6,6 +6,7 @@ import pytest
 
 from suites.harness.lengths import parse_length, parse_lengths, select_lengths
 from suites.harness.suite import GridContext
+from suites.registry import load_suites
 from suites.run import main
 
 
@@ -36,3 +37,23 @@ def test_cli_rejects_a_length_outside_the_grid(capsys):
     with pytest.raises(SystemExit):
         main(["scale", "--lengths", "2^21"])
     assert "--lengths 2097152" in capsys.readouterr().err
+
+
+def test_train_keeps_the_points_of_the_models_trained_so():
+    from suites.harness.lengths import select_trained
+
+    points = load_suites()["quality"].grid(GridContext(device="cpu", mode="quick"))
+    local = select_trained(points, ("local",))
+    assert local and {p.params["train_attention"] for p in local} == {"local"}
+    assert {p.params["task"] for p in local} == {"duplication", "bytes"}
+    assert select_trained(points, None) == points
+    with pytest.raises(ValueError, match=r"--train lsh-3.*allowed: \[.*'local'"):
+        select_trained(points, ("lsh-3",))
+
+
+def test_train_is_the_quality_suites_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["memory", "--quick", "--train", "local", "--list"])
+    assert exc.value.code == 2 and "--train applies only to the quality suite" in (
+        capsys.readouterr().err
+    )

@@ -96,3 +96,40 @@ def test_a_model_without_lsh_layers_cannot_switch():
     model = ReformerLM(CONFIG.replace(attention="sdpa"))
     with pytest.raises(ValueError, match="shared-QK"):
         attention_arguments(model, "lsh-2")
+
+
+def test_local_runs_on_local_layers_only_and_lsh_on_lsh_layers_only():
+    lsh, local = _model(), _model(CONFIG.replace(attention="local"))
+    assert attention_arguments(local, "local") == {}
+    assert attention_arguments(local, "shared-full") == {"exact": True}
+    with pytest.raises(ValueError, match="needs local layers"):
+        attention_arguments(lsh, "local")
+    with pytest.raises(ValueError, match="needs LSH layers"):
+        attention_arguments(local, "lsh-2")
+
+
+def test_a_trained_model_is_evaluated_with_the_layers_its_spec_needs():
+    """The weights of an LSH-trained model loaded into local layers compute local
+    attention, and the other way round; shared-full keeps the trained kind."""
+    from suites.quality.attention import layer_attention
+    from suites.quality.tasks import Run, load_trained
+    from suites.quality.train import Schedule
+
+    schedule = Schedule(steps=1, batch=1, seq_len=L, lr=1e-3, warmup_steps=0, eval_every=1)
+    run = Run(
+        task="duplication",
+        family="reformer",
+        train_attention="lsh-1",
+        config=CONFIG.replace(vocab_size=128),
+        schedule=schedule,
+        eval_size=1,
+    )
+    trained = ReformerLM(run.config).eval()
+    as_local = load_trained(run, trained.state_dict(), "local")
+    assert [type(layer).__name__ for layer in lsh_layers(as_local)] == ["LocalSelfAttention"] * 2
+    tokens = torch.randint(0, 128, (2, L), generator=torch.Generator().manual_seed(0))
+    built = ReformerLM(run.config.replace(attention="local")).eval()
+    built.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(as_local(tokens), built(tokens), rtol=0, atol=0)
+    assert layer_attention("shared-full", "local") == "local"
+    assert layer_attention("decode-lsh-2", "lsh") == "lsh"

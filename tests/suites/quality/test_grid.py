@@ -56,6 +56,7 @@ def test_bytes_points_curve_and_other_hash_rounds(text_folder, tmp_path):
         "lsh-2",
         "lsh-4",
         "lsh-8",
+        "local",
         "decode-lsh-1",
         "decode-lsh-2",
         "decode-lsh-4",
@@ -76,12 +77,52 @@ def test_equal_parameters_steps_and_tokens_across_byte_models():
         "reformer-lsh-rev",
         "reformer-lsh",
         "reformer-sdpa-rev",
+        "reformer-local-rev",
     }
     assert {(run.model_name, run.train_attention) for run in lm if not run.shared_qk} == {
         ("transformer-sdpa", "sdpa"),
         ("reformer-sdpa-rev", "sdpa"),
     }
     assert len({(run.schedule.steps, run.schedule.batch, run.schedule.seq_len) for run in lm}) == 1
+    local = next(run for run in lm if run.train_attention == "local")
+    lsh = next(run for run in lm if run.model_name == "reformer-lsh-rev")
+    assert local.config == lsh.config.replace(attention="local", n_hashes=1)
+
+
+def test_the_local_runs_decode_nothing_and_chunk_as_lsh_does():
+    points = grid(GridContext(device="cpu", mode="default"))
+    local = [p.params for p in points if p.params["train_attention"] == "local"]
+    assert {p["task"] for p in local} == {"duplication", "bytes"}
+    assert not any(p["eval_attention"].startswith("decode-") for p in local)
+    assert all(p["n_hashes"] is None and p["bucket_size"] is not None for p in local)
+
+
+def test_paper_mode_on_a_cpu_is_the_papers_duplication_shape_alone():
+    found = runs(GridContext(device="cpu", mode="paper"))
+    assert {run.task for run in found} == {"duplication"}
+    assert {run.train_attention for run in found} == set(DUP_TRAIN)
+    for run in found:
+        config = run.config
+        assert (config.d_model, config.n_heads, config.n_layers, config.vocab_size) == (
+            256,
+            4,
+            1,
+            128,
+        )
+        assert run.schedule.seq_len == 1024 and config.bucket_size == 64
+        assert run.schedule.seq_len * 2 // config.bucket_size == 32  # the paper's buckets
+    assert {run.task for run in runs(GridContext(device="cuda", mode="paper"))} == {
+        "duplication",
+        "bytes",
+    }
+
+
+def test_data_with_a_grid_that_trains_no_byte_lm_is_refused(text_folder, tmp_path, capsys):
+    from suites.run import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["quality", "--paper", "--device", "cpu", "--data", str(text_folder)])
+    assert exc.value.code == 2 and "--data" in capsys.readouterr().err
 
 
 def test_default_duplication_keeps_several_buckets_per_sequence():

@@ -84,6 +84,21 @@ def test_each_state_is_read_from_the_rows(tmp_path):
     assert "here" in current.estimate_from
 
 
+def test_the_estimate_adds_the_samples_an_older_run_lacked(tmp_path):
+    # A point timed once (a step slower than its budget) is timed MIN_SAMPLES times now.
+    rows = _rows(2)
+    rows[0] |= {"n_samples": 1, "t_median_ms": 5000.0}
+    rows[1] |= {"n_samples": 7, "t_median_ms": 10.0}
+    _write(tmp_path, "time_cpu_20261201T000000Z.jsonl", rows)
+    state = suite_state(ENTRIES["time"], tmp_path, CPU)
+    assert state.estimate_s == pytest.approx(run_wall_s(rows) + 2 * 5.0)
+    assert "+10 s for 3 samples" in state.estimate_from
+    grown = suite_state(ENTRIES["time"], tmp_path, CPU, planned_points=5)
+    assert "3 points new since, not counted" in grown.estimate_from
+    _write(tmp_path, "memory_cpu_20261201T000000Z.jsonl", rows)  # times one call on purpose
+    assert suite_state(ENTRIES["memory"], tmp_path, CPU).estimate_s == run_wall_s(rows)
+
+
 def test_a_quality_run_is_matched_by_its_seed_count(tmp_path):
     quality = ENTRIES["quality"]
     one = _rows(4, seed=0)
