@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from reformer.checks import check_call, check_layer_input, require_bool
-from reformer.decode import KVCache
+from reformer.decode import KVCache, real_slots
 from reformer.exact import exact_attention
 from reformer.lsh.attention import LSHSelfAttention, apply_backend, check_inputs, empty_output
 from reformer.lsh.dispatch import resolve_backend
@@ -104,6 +104,22 @@ def local_window(position: int, bucket_size: int) -> tuple[int, int]:
     return start, position
 
 
+def _step_window(
+    slot: int, bucket_size: int, first: torch.Tensor | None
+) -> tuple[int, torch.Tensor | None]:
+    """The keys a step at ``slot`` reads: slots start .. slot and a mask (B, slot + 1 -
+    start) of each row's own :func:`local_window` (None: the window of slot itself, every
+    row). With ``first`` (B,) a row's window is that of its position slot - first[b],
+    shifted back to slots; each starts at or after slot - 2·bucket_size + 1, so ``start``
+    needs no look at ``first`` (no device sync)."""
+    if first is None:
+        return local_window(slot, bucket_size)[0], None
+    start = max(0, slot - 2 * bucket_size + 1)
+    position = slot - first  # (B,)
+    own = first + ((position // bucket_size - 1) * bucket_size).clamp_min(0)  # (B,)
+    return start, torch.arange(start, slot + 1, device=first.device)[None, :] >= own[:, None]
+
+
 class LocalSelfAttention(LSHSelfAttention):
     """Multi-head local self-attention with shared QK: x (B, L, d_model) -> (B, L, d_model).
 
@@ -173,7 +189,11 @@ class LocalSelfAttention(LSHSelfAttention):
     def cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:  # type: ignore[override]
         """Attention of new positions x (B, n, d_model) over the cache and themselves,
         appending them: (B, n, d_model). A prompt (an empty cache) runs the forward's
-        local attention; one new position attends to :func:`local_window` and itself."""
+        local attention; one new position attends to :func:`local_window` and itself.
+
+        A ragged batch (the cache's ``first``, reformer.decode): the prompt's padded slots
+        are padding in the forward, and a step's window is its row's own, counted from the
+        row's first real slot, so it never holds a padded slot."""
         batch, n_new, _ = x.shape
         cfg = self.config
         qk, v = self.project(x)  # (B, H, n, d_head)
@@ -184,18 +204,24 @@ class LocalSelfAttention(LSHSelfAttention):
                 v,
                 bucket_size=cfg.bucket_size,
                 causal=True,
+                padding_mask=real_slots(cache.first, 0, n_new),
                 backend=cfg.backend,
                 slice_elements=cfg.slice_elements,
             )
         elif n_new == 1:
             keys, values = cache.append(qk, v)
-            start, _ = local_window(cache.length - 1, cfg.bucket_size)
+            start, mask = _step_window(cache.length - 1, cfg.bucket_size, cache.first)
             window = keys[:, :, start:]
             unit = nn.functional.normalize(
                 window.to(torch.promote_types(qk.dtype, torch.float32)), dim=-1
             )
             out = exact_attention(
-                qk, unit, values[:, :, start:], causal=True, self_logit=SELF_LOGIT
+                qk,
+                unit,
+                values[:, :, start:],
+                causal=True,
+                padding_mask=mask,
+                self_logit=SELF_LOGIT,
             )
         else:
             raise ValueError(

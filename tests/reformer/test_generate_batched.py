@@ -69,6 +69,7 @@ CASES = {
     ),
     "reformer-full": ("reformer", dict(attention="full", reversible=False)),
     "reformer-sdpa": ("reformer", dict(attention="sdpa")),
+    "reformer-local": ("reformer", dict(attention="local", bucket_size=32)),
     "transformer-sdpa": ("transformer", dict(attention="sdpa")),
     "transformer-full": ("transformer", dict(attention="full")),
 }
@@ -237,3 +238,21 @@ def test_decode_names_its_own_padding_mask_when_refusing_one(family):
     right_padded = _mask([[1, 1, 0], [1, 1, 1]])
     with torch.no_grad(), pytest.raises(ValueError, match="padding_mask rows \\[0\\] are not"):
         model.decode(torch.zeros(2, 3, dtype=torch.long), caches, right_padded)
+
+
+def test_local_rows_agree_past_one_chunk_when_every_prompt_fits_one():
+    """Local attention, bucket_size 8 < context 8 + 30: each step's window is its row's
+    own (counted from its first real token), and prompts within one chunk prefill as
+    they do alone, so every row's logits are its own."""
+    model = _model("reformer", attention="local", bucket_size=8)
+    generator = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(0, 50, (1, n), generator=generator) for n in (5, 8, 2, 8)]
+    follow = torch.randint(0, 50, (4, 30), generator=generator)
+    tokens, mask = _ragged(prompts)
+    batch = _teacher_forced(model, tokens, follow, mask)
+    generated = model.generate(tokens, 30, temperature=0, attention_mask=mask)
+    for row, prompt in enumerate(prompts):
+        alone = _teacher_forced(model, prompt, follow[row : row + 1])
+        torch.testing.assert_close(batch[row], alone[0], rtol=1e-10, atol=1e-10)
+        alone_tokens = model.generate(prompt, 30, temperature=0)
+        assert torch.equal(generated[row, tokens.shape[1] :], alone_tokens[0, prompt.shape[1] :])
