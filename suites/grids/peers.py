@@ -34,7 +34,7 @@ from suites.grids._common import (
     powers_of_two,
     preset,
 )
-from suites.harness.backend import backend_ablation
+from suites.harness.backend import backend_ablation, device_backend
 from suites.harness.points import Point
 from suites.harness.suite import GridContext, Suite
 
@@ -84,45 +84,29 @@ def grid(ctx: GridContext) -> list[Point]:
 
 
 def race(ctx: GridContext, lengths: list[int], base: ReformerConfig) -> list[Point]:
-    """The whole-model training steps of the model race (module docstring), float32."""
-    points = []
-    min_run_time = 5.0 if ctx.mode == "default" else None
+    """The whole-model training steps of the model race (module docstring): float32 on a
+    CPU; on CUDA bfloat16 with our LSH through the backend that fits (unmeasured so far)."""
+    cuda = ctx.device == "cuda"
+    dtype = CUDA_SPEED_DTYPE if cuda else "float32"
+    sizing: dict[str, Any] = {
+        "phase": "train_step",
+        "dtype": dtype,
+        "min_run_time": None if ctx.mode != "default" else CUDA_MIN_RUN_TIME if cuda else 5.0,
+    }
     lm = base.replace(ff_chunks=RACE_FF_CHUNKS, reversible=True, attention="lsh")
+    points = []
     for length in lengths:
         config = model_race_config(lm, length)
-        points.append(
-            lm_point(
-                ctx,
-                "reformer",
-                config,
-                seq_len=length,
-                phase="train_step",
-                min_run_time=min_run_time,
-            )
-        )
+        ours = device_backend(config, ctx.device, dtype)
+        points.append(lm_point(ctx, "reformer", ours, seq_len=length, **sizing))
         for model, package in PEER_LMS.items():
             missing = not peer_available(package)
+            options = {"skip_reason": missing_note(package)} if missing else None
             points.append(
-                model_point(
-                    ctx,
-                    model,
-                    config,
-                    seq_len=length,
-                    phase="train_step",
-                    min_run_time=min_run_time,
-                    options={"skip_reason": missing_note(package)} if missing else None,
-                )
+                model_point(ctx, model, config, seq_len=length, options=options, **sizing)
             )
-        points.append(
-            lm_point(
-                ctx,
-                "transformer",
-                config.replace(attention="sdpa"),
-                seq_len=length,
-                phase="train_step",
-                min_run_time=min_run_time,
-            )
-        )
+        sdpa = config.replace(attention="sdpa")
+        points.append(lm_point(ctx, "transformer", sdpa, seq_len=length, **sizing))
     return points
 
 

@@ -37,9 +37,11 @@ def _process_settings_restored(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _short_load_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--wait-policy auto`` samples the machine for a second before the first point; the
-    CLI tests run dozens of tiny sweeps, so they sample for 20 ms (the rule is unchanged)."""
+def _idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--wait-policy auto`` samples what other processes do for a second before the first
+    point. The CLI tests run dozens of tiny sweeps, and what they check must not depend on
+    the load around them (two sweeps of one test under different policies would write two
+    files), so they read the machine as idle at once; tests of the rule itself patch it."""
     from suites.harness import process_settings
 
-    monkeypatch.setattr(process_settings, "SAMPLE_S", 0.02)
+    monkeypatch.setattr(process_settings, "other_busy_cores", lambda seconds: 0.0)

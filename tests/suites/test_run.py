@@ -134,15 +134,20 @@ def test_summary_covers_only_this_sweeps_points(tmp_path):
     first = run_sweep(
         _suite(points), CTX, SweepOptions(out_dir=tmp_path, progress=False), log=io.StringIO()
     )
-    with open(first.path, "a") as handle:  # a row of another grid or machine, same file
+    # A row of another point, same file and CPU model (a file from another CPU model is
+    # never resumed: tests/suites/harness/test_sweep.py).
+    from suites.harness.environment import cpu_model
+
+    with open(first.path, "a") as handle:
         handle.write(
             json.dumps(
                 {
                     "suite": "tiny",
                     "model": "z",
                     "status": "oom",
-                    "point_key": "another-machine",
+                    "point_key": "another-point",
                     "seq_len": 8,
+                    "cpu_model": cpu_model(),
                 }
             )
             + "\n"
