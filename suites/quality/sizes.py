@@ -38,9 +38,10 @@ work (1-minute load 0.7 to 1.4); process time is what one thread spent, not wall
 The exact-attention model costs about 2.2x LSH-4 per step (its L x L scores), so it takes
 about 45 minutes, and the five models together about 1 h 45 min. The paper trains 150K
 steps (at batch sizes it does not state): 4000 steps are under 3% of that, so a model
-here may be scored soon after the jump out of the plateau described above, and anything
-the paper's models learn only late in training (a sharper or a differently calibrated
-attention) is not seen here.
+here may be scored soon after the jump out of the plateau described above, or before it:
+an LSH-1 model at this shape (seed 0, suites.tools.attention_probe) was still at chance
+at step 4000, so the grid may score every cell at chance (docs/quality.md). Anything the
+paper's models learn only late in training is not seen here.
 
 Byte LM: a small model (2 layers, d_model 128) on the stdlib corpus, L = 256 with
 bucket_size 32 (16 buckets); the Transformer and the Reformers see the same steps,
