@@ -31,12 +31,12 @@ and 20000 steps, and the byte LM below. On a CPU (:data:`CPU_PAPER`), the duplic
 task alone at the paper's shape (1 layer, d_model 256, 4 heads, L = 1024, 32 buckets of
 64), batch 8, with as many steps as fit about 20 minutes per model on an idle 2-core CPU
 with the fused kernel: one training step of the slowest hashed model, LSH-4, measured
-single-threaded at 0.556 s of CPU time (time.process_time; LSH-1 0.321, LSH-2 0.397,
-local 0.335, exact shared-QK 1.214), so about 0.28 s on two threads: 1200 s / 0.28 s is
-about 4300 steps, rounded down to 4000. Measured on a 2-core Intel Xeon shared with other
-work (1-minute load 0.7 to 1.4); process time is what one thread spent, not wall time.
-The exact-attention model costs about 2.2x LSH-4 per step (its L x L scores), so it takes
-about 45 minutes, and the five models together about 1 h 45 min. The paper trains 150K
+single-threaded on an idle 2-core Intel Xeon at 0.610 s of CPU time (time.process_time;
+LSH-1 0.383, LSH-2 0.444, local 0.351, exact shared-QK 0.620 through SDPA), so about 0.3 s
+on two threads: 1200 s / 0.3 s is about 4000 steps. (A first measurement on the same CPU
+shared with other work gave 0.556 s for LSH-4 and 4000 too.) The exact-attention model
+now costs about what LSH-4 does, so the five models take about 1 h 40 min together.
+The paper trains 150K
 steps (at batch sizes it does not state): 4000 steps are under 3% of that, so a model
 here may be scored soon after the jump out of the plateau described above, or before it:
 an LSH-1 model at this shape (seed 0, suites.tools.attention_probe) was still at chance
