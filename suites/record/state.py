@@ -120,6 +120,11 @@ def _runs(
 def _matches(entry: Entry, rows: list[dict[str, Any]], any_seeds: bool) -> bool:
     if any(row.get("mode") != entry.mode for row in rows):
         return False
+    # A run of part of a grid (some models, some lengths) is neither the record's run nor
+    # a measure of its time.
+    argv = next((row.get("argv") for row in rows if row.get("argv")), None) or []
+    if "--train" in argv or ("--lengths" in argv and not entry.lengths):
+        return False
     if entry.lengths and any(row.get("seq_len") not in entry.lengths for row in rows):
         return False
     return any_seeds or seeds_of(rows) == entry.seeds

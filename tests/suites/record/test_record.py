@@ -110,6 +110,10 @@ def test_a_quality_run_is_matched_by_its_seed_count(tmp_path):
     assert state.state == "missing"
     assert state.estimate_s == pytest.approx(3 * run_wall_s(one))
     assert "x 3/1 seeds" in state.estimate_from
+    # A run of some of the grid's models is no measure of the whole grid's time.
+    part = _rows(1, seed=0, argv=["python", "-m", "suites.run", "quality", "--train", "local"])
+    _write(tmp_path, "quality_cpu_20261202T000000Z.jsonl", part)
+    assert suite_state(quality, tmp_path, CPU).estimate_from == state.estimate_from
 
 
 def test_select_keeps_record_order_and_names_the_allowed_suites():
