@@ -73,3 +73,15 @@ def check_padding_mask(padding_mask: object, batch_and_length: tuple[int, ...]) 
         raise ValueError(
             f"padding_mask shape {tuple(padding_mask.shape)} must be (B, L) = {batch_and_length}"
         )
+
+
+def check_slice_elements(slice_elements: object) -> None:
+    """The torch path's logits per batched op: an int >= 1 (not a bool)."""
+    if (
+        isinstance(slice_elements, bool)
+        or not isinstance(slice_elements, int)
+        or slice_elements < 1
+    ):
+        raise ValueError(
+            f"slice_elements={slice_elements!r} must be an int >= 1 (logits per slice)"
+        )

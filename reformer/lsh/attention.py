@@ -57,6 +57,7 @@ from reformer.checks import (
     check_layer_input,
     check_n_hashes,
     check_padding_mask,
+    check_slice_elements,
     require_bool,
 )
 from reformer.decode import LSHCache, real_slots
@@ -129,14 +130,7 @@ def lsh_attention(
     ):
         require_bool(name, switch)
     check_inputs(qk, v, n_hashes, bucket_size, padding_mask)
-    if (
-        isinstance(slice_elements, bool)
-        or not isinstance(slice_elements, int)
-        or slice_elements < 1
-    ):
-        raise ValueError(
-            f"slice_elements={slice_elements!r} must be an int >= 1 (logits per slice)"
-        )
+    check_slice_elements(slice_elements)
     if qk.shape[:3].numel() == 0:
         return empty_output(qk, v, n_hashes, return_buckets)
     batch, n_heads, seq_len, d_head = qk.shape

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from reformer.checks import check_call, check_layer_input, require_bool
+from reformer.checks import check_call, check_layer_input, check_slice_elements, require_bool
 from reformer.decode import KVCache, real_slots
 from reformer.exact import exact_attention
 from reformer.lsh.attention import LSHSelfAttention, apply_backend, check_inputs, empty_output
@@ -51,14 +51,7 @@ def local_attention(
     """
     require_bool("causal", causal)
     check_inputs(qk, v, 1, bucket_size, padding_mask)
-    if (
-        isinstance(slice_elements, bool)
-        or not isinstance(slice_elements, int)
-        or slice_elements < 1
-    ):
-        raise ValueError(
-            f"slice_elements={slice_elements!r} must be an int >= 1 (logits per slice)"
-        )
+    check_slice_elements(slice_elements)
     if qk.shape[:3].numel() == 0:
         out = empty_output(qk, v, 1, return_buckets=False)
         assert isinstance(out, torch.Tensor)
