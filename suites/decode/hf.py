@@ -4,7 +4,11 @@
 heads, FF width, hash rounds, chunk length and bucket count (ours at the generation's
 length), learned positions, no dropout. Tokens are fed one at a time with its bucket cache
 (``past_buckets_states``), the loop HF's ``generate`` runs, so each token is timed. Each
-step concatenates the cached past and sorts every bucket again (HF's design).
+step concatenates the cached past and sorts every bucket again (HF's design), so a token
+costs time linear in the context: the decoder runs at every context length of the grid
+and stops a point whose token (warm-up tokens included) takes longer than
+:data:`TOKEN_LIMIT_S`, raising :class:`~suites.harness.isolation.TooSlow`: the row is
+``timeout`` with the limit named, and the longer contexts skip.
 """
 
 from __future__ import annotations
@@ -12,10 +16,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from suites.harness.isolation import TooSlow
 
-def hf_decoder(config: Any, device: str, dtype: Any, warmup_tokens: int):
+# Seconds one generated token may take. At 16K context HF's step took about 0.16 s on a
+# 2-core CPU and grows linearly with context, so 64K fits with room; at the limit a point
+# of 68 tokens is still under three minutes.
+TOKEN_LIMIT_S = 2.0
+
+
+def hf_decoder(
+    config: Any, device: str, dtype: Any, warmup_tokens: int, token_limit_s: float = TOKEN_LIMIT_S
+):
     """A decode(prompt, new_tokens) -> (prefill s, per-token s, None) for HF's Reformer,
-    after ``warmup_tokens`` untimed steps."""
+    after ``warmup_tokens`` untimed steps; raises TooSlow once a token takes longer than
+    ``token_limit_s``."""
     import torch
     from transformers import ReformerConfig as HFReformerConfig
     from transformers import ReformerModelWithLMHead
@@ -58,8 +72,15 @@ def hf_decoder(config: Any, device: str, dtype: Any, warmup_tokens: int):
                 start = time.perf_counter()
                 out = model(input_ids=token[:, None], past_buckets_states=past, use_cache=True)
                 past, token = out.past_buckets_states, out.logits[:, -1].argmax(-1)
+                took = time.perf_counter() - start
+                if took > token_limit_s:
+                    raise TooSlow(
+                        f"HF's token {index + 1} at context {prompt.shape[1]} took "
+                        f"{took:.2f} s, over the decode suite's limit of {token_limit_s:g} s "
+                        "a token (suites.decode.hf.TOKEN_LIMIT_S)"
+                    )
                 if index >= warmup_tokens:
-                    times.append(time.perf_counter() - start)
+                    times.append(took)
         return prefill, times, None
 
     return decode

@@ -11,8 +11,10 @@ decoding together. Decoders (the ``cache`` field, suites.decode.runner):
 - ``transformer-sdpa`` with a key/value cache: a token reads the whole context;
 - ``transformer-sdpa`` with no cache: the whole context recomputed per token (short
   contexts only: at 4K on a 2-core CPU that is already a second a token);
-- ``peer-hf``: HF transformers' Reformer with its bucket cache, when installed (up to 16K
-  on CPU: each of its steps sorts the whole cached past).
+- ``peer-hf``: HF transformers' Reformer with its bucket cache, when installed, at every
+  context length: each of its steps sorts the whole cached past, so a token costs time
+  linear in the context; a point whose token takes over ``suites.decode.hf.TOKEN_LIMIT_S``
+  stops as ``timeout`` and the longer contexts skip.
 
 CPU default: 1K to 64K; ``--paper`` to 256K; CUDA: 4K to 1M. Batch 8 runs the two
 caches (LSH and KV) only, up to 16K on a CPU (64K with ``--paper``; 256K on CUDA, where a
@@ -38,20 +40,20 @@ BATCHES = (1, 8)
 BATCHED_CACHES = ("lsh", "kv")  # the decoders that run at every batch
 
 
-def _shape(ctx: GridContext) -> tuple[list[int], int, int, int, int]:
-    """(context lengths, new tokens, longest no-cache context, longest HF context, longest
-    context of a batch above 1)."""
+def _shape(ctx: GridContext) -> tuple[list[int], int, int, int]:
+    """(context lengths, new tokens, longest no-cache context, longest context of a batch
+    above 1). HF's decoder runs at every length, up to its per-token limit."""
     if ctx.mode == "quick":
-        return [64, 128, 256], 16, 256, 256, 256
+        return [64, 128, 256], 16, 256, 256
     if ctx.device == "cuda":
-        return powers_of_two(2**12, 2**20), 64, 2**14, 2**16, 2**18
+        return powers_of_two(2**12, 2**20), 64, 2**14, 2**18
     if ctx.mode == "paper":
-        return powers_of_two(2**10, 2**18), 64, 2**12, 2**14, 2**16
-    return powers_of_two(2**10, 2**16), 64, 2**12, 2**14, 2**14
+        return powers_of_two(2**10, 2**18), 64, 2**12, 2**16
+    return powers_of_two(2**10, 2**16), 64, 2**12, 2**14
 
 
 def grid(ctx: GridContext) -> list[Point]:
-    lengths, new_tokens, no_cache_max, hf_max, batched_max = _shape(ctx)
+    lengths, new_tokens, no_cache_max, batched_max = _shape(ctx)
     model = preset(ctx)
     points = []
     for length, batch in ((n, b) for b in BATCHES for n in lengths):
@@ -64,8 +66,7 @@ def grid(ctx: GridContext) -> list[Point]:
         decoders.append(("transformer", model.replace(attention="sdpa"), "kv"))
         if length <= no_cache_max:
             decoders.append(("transformer", model.replace(attention="sdpa"), "none"))
-        if length <= hf_max:
-            decoders.append(("reformer", model.replace(attention="lsh"), "hf"))
+        decoders.append(("reformer", model.replace(attention="lsh"), "hf"))
         if batch > 1:
             decoders = [d for d in decoders if d[2] in BATCHED_CACHES]
         for family, config, cache in decoders:

@@ -2,8 +2,10 @@
 
 Parent side, :func:`run_point`: start the child, wait up to the point's timeout, and turn
 whatever happens into a status. A child killed by SIGKILL (the kernel's OOM killer) is
-``oom``; one still running at the deadline is killed and ``timeout``; an exception is
-``error`` with its message, except allocation failures, which are ``oom``. The runner
+``oom``; one still running at the deadline is killed and ``timeout``, as is a runner that
+stops itself by raising :class:`TooSlow` (a limit of its own, e.g. per generated token);
+an exception is ``error`` with its message, except allocation failures, which are
+``oom``. The runner
 inside the child (by default :func:`suites.harness.measure.measure_step`) only returns row fields;
 statuses are decided here.
 
@@ -36,6 +38,13 @@ from typing import Any
 
 from suites.harness import process_settings
 from suites.harness.process_memory import MEMORY_BUDGET_GIB, cap_mechanism, proc_status_bytes
+
+
+class TooSlow(Exception):
+    """Raised by a runner that stops a point past a time limit of its own (the message
+    names the limit): the row is ``timeout``, and longer lengths of its family skip, as
+    for a point killed at the sweep's deadline."""
+
 
 GIB = 2**30
 _CONTEXT: Any = None
@@ -189,6 +198,9 @@ def _child_main(
         from suites.harness.points import resolve_runner
 
         message = ("ok", resolve_runner(runner)(params, options), applied)
+    except TooSlow as exc:
+        message = ("timeout", describe(exc), applied)
+        del exc
     except BaseException as exc:  # every outcome must reach the parent as a row
         message = ("oom" if is_oom(exc) else "error", describe(exc), applied)
         del exc  # drop the traceback's frames (and their tensors) before sending

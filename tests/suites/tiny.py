@@ -49,6 +49,13 @@ def sleeping_runner(params, options):
     time.sleep(60)
 
 
+def too_slow_runner(params, options):
+    """Stops itself past a limit of its own, as the decode suite's HF decoder does."""
+    from suites.harness.isolation import TooSlow
+
+    raise TooSlow(f"a step at seq_len={params['seq_len']} took 3 s, over the limit of 2 s")
+
+
 def _mark(params):
     """Leave a trace per call, so tests can count which points were really measured."""
     if params.get("marks"):

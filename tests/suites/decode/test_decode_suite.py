@@ -56,6 +56,33 @@ def test_runner_times_every_token_and_reports_the_cache(model, cache):
         assert row["cache_bytes_per_token"] is None
 
 
+def test_hf_runs_at_every_context_length_of_the_default_grid():
+    for device in ("cpu", "cuda"):
+        points = grid(GridContext(device=device, mode="default"))
+        lengths = {p.seq_len for p in points if p.params["batch"] == 1}
+        hf = {p.seq_len for p in points if p.params["cache"] == "hf"}
+        assert hf == lengths and max(hf) >= 2**16
+
+
+def test_hf_stops_a_point_whose_token_is_over_the_limit():
+    from suites.decode.hf import hf_decoder
+    from suites.harness.isolation import TooSlow
+
+    if not peer_available("peer-hf"):
+        pytest.skip("transformers is not installed (the [peers] extra)")
+    import torch
+
+    point = _point("peer-hf", "hf")
+    config = point.runner_options()["config"]
+    decode = hf_decoder(config, "cpu", torch.float32, warmup_tokens=2, token_limit_s=0.0)
+    prompt = torch.randint(0, config.vocab_size, (1, 64))
+    with pytest.raises(TooSlow, match="token 1 at context 64 took .* limit of 0 s"):
+        decode(prompt, 4)
+    decode = hf_decoder(config, "cpu", torch.float32, warmup_tokens=2, token_limit_s=60.0)
+    _, times, _ = decode(prompt, 4)
+    assert len(times) == 4
+
+
 def test_a_batch_of_8_reports_tokens_per_second_per_sequence_and_in_total():
     from suites.decode.runner import measure_decode
 
@@ -80,7 +107,14 @@ def test_the_grid_has_a_batch_axis_for_both_caches_and_keeps_its_batch_1_keys(mo
     }
     assert longest[8] <= longest[1]  # a batch of 8 stops at a shorter context, if anywhere
     if device == "cpu":
-        single = [p for p in points if p.params["batch"] == 1]
+        # The keys recorded before the batch axis, when HF's decoder stopped at 16K on a
+        # CPU (256 in quick mode); its longer contexts are new points.
+        hf_max = 256 if mode == "quick" else 2**14
+        single = [
+            p
+            for p in points
+            if p.params["batch"] == 1 and not (p.params["cache"] == "hf" and p.seq_len > hf_max)
+        ]
         keys = sorted(p.key("decode", HARDWARE) for p in single)
         digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
         assert digest == json.loads(BATCH_1_KEYS.read_text())[mode]

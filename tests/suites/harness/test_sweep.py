@@ -111,6 +111,17 @@ def test_killed_by_the_os_is_oom_and_timeout_is_timeout(tmp_path):
     assert rows[1]["wall_s"] < 30
 
 
+def test_a_runner_past_its_own_limit_is_timeout_and_longer_lengths_skip(tmp_path):
+    points = [
+        _point("ok_runner", "limited", 8),
+        _point("too_slow_runner", "limited", 16),
+        _point("ok_runner", "limited", 32),
+    ]
+    rows = _sweep(points, tmp_path).rows
+    assert [r["status"] for r in rows] == ["ok", "timeout", "skipped"]
+    assert "TooSlow" in rows[1]["error"] and "limit of 2 s" in rows[1]["error"]
+
+
 def test_resume_skips_ok_points_and_fresh_starts_a_new_file(tmp_path):
     marks = tmp_path / "marks"
     points = [_point("ok_runner", "a", 8, marks), _point("raising_runner", "b", 8, marks)]
