@@ -122,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     return _reports(args)
 
 
-def planned_points(entry: Entry) -> int | None:
-    """How many points the entry's grid has today (None where flags filter it)."""
+def planned_points(entry: Entry) -> list[int] | None:
+    """The length of each point of the entry's grid today (None where flags filter it)."""
     if entry.lengths or entry.seeds != 1:
         return None
     from suites.harness.suite import GridContext
     from suites.registry import load_suites
 
-    return len(load_suites()[entry.suite].grid(GridContext(device="cpu", mode=entry.mode)))
+    points = load_suites()[entry.suite].grid(GridContext(device="cpu", mode=entry.mode))
+    return [point.seq_len for point in points]
 
 
 def table(states: list[SuiteState], machine: str) -> str:

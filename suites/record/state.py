@@ -53,11 +53,12 @@ def suite_state(
     machine: str,
     *,
     root: Path | None = None,
-    planned_points: int | None = None,
+    planned_points: list[int] | None = None,
 ) -> SuiteState:
     """The state of ``entry`` on CPU model ``machine`` from the files in ``out_dir``;
-    ``planned_points``, the size of the entry's grid today, says where the estimate's run
-    had fewer points (new ones, whose time it cannot hold)."""
+    ``planned_points``, the length (``seq_len``) of each point of the entry's grid today,
+    says where the estimate's run had fewer points: new ones are counted at the mean wall
+    time of the run's points of their length (else of all its points)."""
     runs = [(path, rows) for path, rows in _runs(entry, out_dir) if _machine(rows) == machine]
     estimate, source = _estimate(entry, out_dir, machine, planned_points)
     if not runs:
@@ -153,8 +154,28 @@ def _newest_per_point(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return latest_rows(rows)
 
 
+def new_points_s(rows: list[dict[str, Any]], planned: list[int]) -> tuple[int, float]:
+    """(how many of the ``planned`` point lengths the run lacks, their estimated seconds):
+    per length, the points beyond the run's count there, each at the mean ``wall_s`` of
+    the run's points of that length, else of all its points."""
+    walls: dict[int, list[float]] = {}
+    for row in _newest_per_point(rows):
+        if isinstance(row.get("seq_len"), int) and isinstance(row.get("wall_s"), int | float):
+            walls.setdefault(row["seq_len"], []).append(float(row["wall_s"]))
+    every = [w for found in walls.values() for w in found]
+    overall = sum(every) / len(every) if every else 0.0
+    count, seconds = 0, 0.0
+    for length in sorted(set(planned)):
+        had = walls.get(length, [])
+        more = planned.count(length) - len(had)
+        if more > 0:
+            count += more
+            seconds += more * (sum(had) / len(had) if had else overall)
+    return count, seconds
+
+
 def _estimate(
-    entry: Entry, out_dir: Path, machine: str, planned_points: int | None = None
+    entry: Entry, out_dir: Path, machine: str, planned_points: list[int] | None = None
 ) -> tuple[float, str]:
     """The wall time of the entry's newest whole run here, else on any machine, else the
     plan's figure; a run of another seed count is scaled to this one's seeds."""
@@ -173,8 +194,12 @@ def _estimate(
                 scaled = f", x {entry.seeds}/{seeds} seeds" if seeds != entry.seeds else ""
                 more = 0.0 if entry.one_sample else missing_samples_s(rows)
                 topped = f", +{more:.0f} s for {MIN_SAMPLES} samples" if more >= 1 else ""
-                total = (wall + more) * entry.seeds / seeds
-                new = (planned_points or 0) - expected
-                unknown = f"; {new} points new since, not counted" if new > 0 else ""
-                return total, f"{path.name} ({where}{scaled}{topped}{unknown})"
+                new, new_s = new_points_s(rows, planned_points or [])
+                total = (wall + more + new_s) * entry.seeds / seeds
+                grown = (
+                    f"; {new} points new since, +{new_s:.0f} s at their length's mean point"
+                    if new > 0
+                    else ""
+                )
+                return total, f"{path.name} ({where}{scaled}{topped}{grown})"
     return entry.estimate_s, "the plan's figure"

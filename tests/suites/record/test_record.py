@@ -93,8 +93,14 @@ def test_the_estimate_adds_the_samples_an_older_run_lacked(tmp_path):
     state = suite_state(ENTRIES["time"], tmp_path, CPU)
     assert state.estimate_s == pytest.approx(run_wall_s(rows) + 2 * 5.0)
     assert "+10 s for 3 samples" in state.estimate_from
-    grown = suite_state(ENTRIES["time"], tmp_path, CPU, planned_points=5)
-    assert "3 points new since, not counted" in grown.estimate_from
+    # Three points new since: two at a length the run has (at its mean there), one at a
+    # length it has not (at the run's mean point).
+    for row, (length, wall) in zip(rows, [(64, 4.0), (128, 8.0)], strict=True):
+        row |= {"seq_len": length, "wall_s": wall}
+    _write(tmp_path, "time_cpu_20261201T000000Z.jsonl", rows)
+    grown = suite_state(ENTRIES["time"], tmp_path, CPU, planned_points=[64, 64, 64, 128, 256])
+    assert "3 points new since, +14 s" in grown.estimate_from
+    assert grown.estimate_s == pytest.approx(run_wall_s(rows) + 2 * 5.0 + 2 * 4.0 + 6.0)
     _write(tmp_path, "memory_cpu_20261201T000000Z.jsonl", rows)  # times one call on purpose
     assert suite_state(ENTRIES["memory"], tmp_path, CPU).estimate_s == run_wall_s(rows)
 
