@@ -83,9 +83,9 @@ def _suite(points, name="tiny"):
 
 
 def _sweep(points, tmp_path, **kwargs):
+    """A sweep of ``points`` into ``tmp_path`` with no memory cap."""
     kwargs.setdefault("max_memory_gb", None)
-    options = SweepOptions(out_dir=tmp_path, progress=False, **kwargs)
-    return run_sweep(_suite(points), CTX, options, log=io.StringIO())
+    return _sweep_to(points, tmp_path, **kwargs)
 
 
 def _marks(path: Path) -> list[str]:
