@@ -458,6 +458,8 @@ def _fused_step(config: ReformerConfig, like: torch.Tensor, factors: tuple[int, 
     not turned off (reformer.decode.fused_decode)."""
     if not fused_decode_enabled() or fused_step_limits(factors) is not None:
         return False
+    if like.device.type != "cpu" or like.dtype != torch.float32:
+        return False  # the kernel's only inputs (a "cpu" backend is refused by the prefill)
     backend = resolve_backend(
         config.backend, like.device, like.dtype, config.bucket_size, config.d_head
     )

@@ -612,6 +612,8 @@ int lsh_cpu_run(const Args *a, int backward, int64_t rnd, int64_t first, int64_t
  * So a key costs two d_model-long passes over its cached input, and nothing else.
  * Logits and weights in float32, as the torch step's; exp by expf. */
 #define MAX_FACTORS 8
+/* Key rows whose misses a step overlaps (prefetched this many keys ahead). */
+#define DECODE_PREFETCH 6
 #define SELF_LOGIT (-1e5f) /* natural base, as reformer.lsh.layout.SELF_LOGIT */
 
 typedef struct {
@@ -733,7 +735,7 @@ static void decode_item(const DecodeArgs *a, int64_t b, int64_t h, float *scratc
         n = kept;
     }
     for (int64_t s = t - 1; s >= window_start; s--) keys[n++] = s;
-    for (int64_t k = 0; k < n && k < PREFETCH_AHEAD; k++) /* the first rows' misses */
+    for (int64_t k = 0; k < n && k < DECODE_PREFETCH; k++) /* the first rows' misses */
         __builtin_prefetch(inputs_b + keys[k] * M);
     if (a->keys_out) {
         int64_t *dst = a->keys_out + (b * H + h) * most;
@@ -743,8 +745,8 @@ static void decode_item(const DecodeArgs *a, int64_t b, int64_t h, float *scratc
     vec_mat(q, D, a->qk_weights_t + h * D * M, M, M, u); /* u = W_h q */
     float best = SELF_LOGIT;
     for (int64_t k = 0; k < n; k++) {
-        if (k + PREFETCH_AHEAD < n) { /* rows lie anywhere: overlap their misses */
-            const char *ahead = (const char *)(inputs_b + keys[k + PREFETCH_AHEAD] * M);
+        if (k + DECODE_PREFETCH < n) { /* rows lie anywhere: overlap their misses */
+            const char *ahead = (const char *)(inputs_b + keys[k + DECODE_PREFETCH] * M);
             for (int64_t byte = 0; byte < M * 4; byte += 64) __builtin_prefetch(ahead + byte);
         }
         float l = dot_long(inputs_b + keys[k] * M, u, M) * norms_b[keys[k] * H + h] * a->scale;
