@@ -256,7 +256,10 @@ class LSHCache:
 
             assert self.head_weights is not None  # set by the layer that made the cache
             self._step = FusedDecodeStep(self, self.head_weights)
-        self._step(x if x.is_contiguous() else x.contiguous(), t, **extras)
+        if tuple(x.shape) != tuple(self.out.shape):
+            raise ValueError(f"x shape {tuple(x.shape)} must be {tuple(self.out.shape)}")
+        x = x.to(torch.float32).contiguous()  # no copy when it is already (autocast: cast)
+        self._step(x, t, **extras)
         self.length = t + 1
         return self.out
 
