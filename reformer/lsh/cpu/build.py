@@ -518,6 +518,7 @@ class DecodeArgs(ctypes.Structure):
                 "table",
                 "counts",
                 "out",
+                "qvu",
                 "keys_out",
                 "buckets_out",
             )
@@ -550,6 +551,9 @@ def _load() -> ctypes.CDLL:
     step = lib.lsh_cpu_decode_step
     step.argtypes = [ctypes.POINTER(DecodeArgs), ctypes.POINTER(ctypes.c_int64)]
     step.restype = ctypes.c_int
+    project = lib.lsh_cpu_decode_project
+    project.argtypes = [ctypes.POINTER(DecodeArgs)]
+    project.restype = None
     return lib
 
 

@@ -43,8 +43,12 @@ class FusedDecodeStep:
     pointers stay valid."""
 
     def __init__(self, cache, weights: torch.Tensor) -> None:
-        self._run = load_kernel().lsh_cpu_decode_step
+        kernel = load_kernel()
+        self._run, self._project = kernel.lsh_cpu_decode_step, kernel.lsh_cpu_decode_project
         batch, capacity, d_model = cache.inputs.shape
+        # The step's per-(row, head) projections [qk | v | u], written before its items.
+        width = 2 * cache.d_head + d_model
+        qvu = torch.empty(batch, cache.n_heads, width, dtype=torch.float32)
         weights = weights.detach().to(torch.float32).contiguous()
         qk_weights_t = weights[..., : cache.d_head].transpose(1, 2).contiguous()
         self._held = [
@@ -52,8 +56,9 @@ class FusedDecodeStep:
             qk_weights_t,
             cache.rotations.to(torch.float32).contiguous(),
             None if cache.first is None else cache.first.to(torch.int64).contiguous(),
+            qvu,
         ]
-        _, _, rotations, first = self._held
+        _, _, rotations, first, _ = self._held
         for name in ("inputs", "inv_norms", "table", "counts", "out"):
             if not getattr(cache, name).is_contiguous():
                 raise ValueError(f"the cache's {name} must be contiguous")
@@ -79,7 +84,7 @@ class FusedDecodeStep:
         args.first = _pointer(first)
         args.inputs, args.inv_norms = cache.inputs.data_ptr(), cache.inv_norms.data_ptr()
         args.table, args.counts = cache.table.data_ptr(), cache.counts.data_ptr()
-        args.out = cache.out.data_ptr()
+        args.out, args.qvu = cache.out.data_ptr(), qvu.data_ptr()
         self._args = args
         self._ref = ctypes.byref(args)
         self._items = batch * cache.n_heads
@@ -114,6 +119,7 @@ class FusedDecodeStep:
             self._launch()
 
     def _launch(self) -> None:
+        self._project(self._ref)
         counter = ctypes.c_int64(0)
         call = (self._ref, ctypes.byref(counter))
         threads = min(_threads(), self._items) if self._items >= PARALLEL_ITEMS else 1

@@ -632,6 +632,7 @@ typedef struct {
     int32_t *table;          /* (B, H, R, n_buckets, bucket_size) dense */
     int64_t *counts;         /* (B, H, R, n_buckets) dense */
     float *out;              /* (B, d_model) dense: head h at [h·d_head, (h+1)·d_head) */
+    float *qvu;              /* (B, H, 2·d_head + d_model) dense scratch: [qk | v | u] */
     int64_t *keys_out;       /* (B, H, (R+1)·bucket_size) dense, -1 padded, or NULL */
     int64_t *buckets_out;    /* (B, H, R) dense, or NULL */
 } DecodeArgs;
@@ -656,17 +657,6 @@ static inline float dot_long(const float *x, const float *y, int64_t n) {
 static int compare_desc(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x < y) - (x > y);
-}
-
-/* y (n) = x (m) · A (m, n) with A's rows lda apart: y[j] = Σ_i x[i] A[i, j]. */
-static void vec_mat(const float *x, int64_t m, const float *A, int64_t lda, int64_t n,
-                    float *y) {
-    for (int64_t j = 0; j < n; j++) y[j] = 0.0f;
-    for (int64_t i = 0; i < m; i++) {
-        const float *row = A + i * lda;
-        float xi = x[i];
-        for (int64_t j = 0; j < n; j++) y[j] += xi * row[j];
-    }
 }
 
 /* The bucket of q (d_head) in round r of head h: argmax([qR; -qR]) per factor, first
@@ -704,15 +694,15 @@ static void decode_item(const DecodeArgs *a, int64_t b, int64_t h, float *scratc
     int64_t H = a->heads, D = a->d_head, M = a->d_model, R = a->rounds;
     int64_t c = a->bucket_size, NB = a->n_buckets, cap = a->capacity, t = a->t;
     int64_t most = (R + 1) * c;
-    float *qv = scratch, *u = qv + 2 * D, *y = u + M, *rotated = y + M, *logit = rotated + a->width;
+    float *y = scratch, *rotated = y + M, *logit = rotated + a->width;
     const float *x = a->x + b * M;
     const float *inputs_b = a->inputs + b * cap * M;
     const float *norms_b = a->inv_norms + b * cap * H;
     int64_t first = a->first ? a->first[b] : 0;
     int64_t window_start = t - c > first ? t - c : first;
     const float *w_h = a->weights + h * M * 2 * D;
-    vec_mat(x, M, w_h, 2 * D, 2 * D, qv); /* [qk | v] of the new position */
-    const float *q = qv, *v = qv + D;
+    const float *qvu = a->qvu + (b * H + h) * (2 * D + M); /* lsh_cpu_decode_project's */
+    const float *q = qvu, *v = qvu + D, *u = qvu + 2 * D;
     float norm = sqrtf(dot_n(q, q, D));
     float inv_norm = 1.0f / (norm > NORM_EPS ? norm : NORM_EPS);
     for (int64_t r = 0; r < R; r++) {
@@ -742,7 +732,6 @@ static void decode_item(const DecodeArgs *a, int64_t b, int64_t h, float *scratc
         for (int64_t k = 0; k < most; k++) dst[k] = k < n ? keys[k] : -1;
     }
     /* Logits (x_s · u) / ||x_s W_h|| · scale, the self logit, one softmax. */
-    vec_mat(q, D, a->qk_weights_t + h * D * M, M, M, u); /* u = W_h q */
     float best = SELF_LOGIT;
     for (int64_t k = 0; k < n; k++) {
         if (k + DECODE_PREFETCH < n) { /* rows lie anywhere: overlap their misses */
@@ -792,12 +781,38 @@ static void decode_item(const DecodeArgs *a, int64_t b, int64_t h, float *scratc
     if (h == 0) memcpy(a->inputs + (b * cap + t) * M, x, sizeof(float) * (size_t)M);
 }
 
+/* The step's projections, before its items: for every (b, h), [qk | v] = x_b W_h and
+ * u = W_h qk (d_model), into qvu. Head by head, every row's products are taken in one
+ * pass over the head's weights (so a batch reads them once, not once per row). */
+void lsh_cpu_decode_project(const DecodeArgs *a) {
+    int64_t B = a->batch, H = a->heads, D = a->d_head, M = a->d_model, width = 2 * D + M;
+    for (int64_t h = 0; h < H; h++) {
+        const float *w_h = a->weights + h * M * 2 * D, *wt_h = a->qk_weights_t + h * D * M;
+        for (int64_t b = 0; b < B; b++)
+            memset(a->qvu + (b * H + h) * width, 0, sizeof(float) * (size_t)width);
+        for (int64_t i = 0; i < M; i++) {
+            const float *row = w_h + i * 2 * D;
+            for (int64_t b = 0; b < B; b++) {
+                float *qv = a->qvu + (b * H + h) * width, xi = a->x[b * M + i];
+                for (int64_t j = 0; j < 2 * D; j++) qv[j] += xi * row[j];
+            }
+        }
+        for (int64_t d = 0; d < D; d++) {
+            const float *row = wt_h + d * M;
+            for (int64_t b = 0; b < B; b++) {
+                float *qvu = a->qvu + (b * H + h) * width, qd = qvu[d], *u = qvu + 2 * D;
+                for (int64_t i = 0; i < M; i++) u[i] += qd * row[i];
+            }
+        }
+    }
+}
+
 /* Run items (b, h), b·H + h < B·H, claimed one at a time from *next: call it from several
  * threads at once with the same counter. Returns 0, or -1 when scratch memory could not be
  * allocated (this thread then claims nothing). */
 int lsh_cpu_decode_step(const DecodeArgs *a, int64_t *next) {
-    int64_t most = (a->rounds + 1) * a->bucket_size, M = a->d_model, D = a->d_head;
-    float *scratch = malloc(sizeof(float) * (2 * D + 2 * M + a->width + most));
+    int64_t most = (a->rounds + 1) * a->bucket_size, M = a->d_model;
+    float *scratch = malloc(sizeof(float) * (M + a->width + most));
     int64_t *keys = malloc(sizeof(int64_t) * most);
     int64_t *bucket = malloc(sizeof(int64_t) * (a->rounds > 0 ? a->rounds : 1));
     int code = 0;
