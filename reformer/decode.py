@@ -43,7 +43,10 @@ rotations are (same n_buckets, same draw).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -51,6 +54,24 @@ import torch.nn.functional as F
 
 from reformer.lsh.hashing import draw_rotations, hash_vectors, resolve_n_buckets, total_buckets
 from reformer.lsh.layout import SELF_LOGIT
+
+_FUSED = contextvars.ContextVar("reformer_fused_decode", default=True)
+
+
+@contextlib.contextmanager
+def fused_decode(enabled: bool) -> Iterator[None]:
+    """LSH caches made inside this block take the fused CPU step (``enabled``, the
+    default wherever the kernel runs) or the torch step (False): to compare the two."""
+    token = _FUSED.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FUSED.reset(token)
+
+
+def fused_decode_enabled() -> bool:
+    """Whether caches made now may take the fused step (see :func:`fused_decode`)."""
+    return _FUSED.get()
 
 
 class KVCache:
@@ -107,6 +128,7 @@ class LSHCache:
         capacity: int,
         generator: torch.Generator,
         like: torch.Tensor,
+        fused: bool = False,
     ) -> None:
         self.n_heads, self.d_head, self.n_hashes = n_heads, d_head, n_hashes
         self.bucket_size = bucket_size
@@ -136,24 +158,37 @@ class LSHCache:
         self.length = 0
         self.head_weights: torch.Tensor | None = None  # see the class docstring
         self.first: torch.Tensor | None = None  # (B,) first real slot per row; None: all 0
+        # The fused step's own: 1 / ||qk|| of every cached position per head (its keys'
+        # normalisation, so no key is recomputed), and its output buffer, reused per token.
+        self.fused = fused
+        self.inv_norms: torch.Tensor | None = None
+        self.out: torch.Tensor | None = None
+        if fused:
+            self.inv_norms = torch.zeros(batch, capacity, n_heads, dtype=torch.float32)
+            self.out = torch.empty(batch, d_model, dtype=torch.float32)
+        self._step: Any = None  # the C step bound to these buffers, made on first use
 
     def set_first(self, first: torch.Tensor | None) -> None:
         """Row b's real tokens start at slot first[b] (B,) int64 (module docstring)."""
         self.first = first
+        self._step = None  # bound to the old ``first``
 
     @property
     def n_buckets(self) -> int | tuple[int, ...]:
         return self.factors if len(self.factors) > 1 else self.factors[0]
 
     def nbytes(self) -> int:
-        return self.inputs.nbytes + self.table.nbytes + self.counts.nbytes
+        norms = 0 if self.inv_norms is None else self.inv_norms.nbytes
+        return self.inputs.nbytes + self.table.nbytes + self.counts.nbytes + norms
 
     def buckets(self, qk: torch.Tensor) -> torch.Tensor:
         """Buckets (B, H, R, n) of qk (B, H, n, d_head) under this generation's rotations."""
         return hash_vectors(qk, self.rotations, self.factors)
 
-    def store(self, x: torch.Tensor, buckets: torch.Tensor) -> None:
-        """Append n positions: inputs x (B, n, d_model) and their buckets (B, H, R, n).
+    def store(self, x: torch.Tensor, buckets: torch.Tensor, qk: torch.Tensor | None = None) -> None:
+        """Append n positions: inputs x (B, n, d_model) and their buckets (B, H, R, n);
+        a fused cache also keeps 1 / ||qk|| of each (qk (B, H, n, d_head), recomputed
+        from x when not given).
 
         Each position joins its bucket's list in every round, in position order; a full
         list drops its oldest member (a ring of ``bucket_size`` slots). A padded position
@@ -163,6 +198,12 @@ class LSHCache:
         if start + n_new > self.inputs.shape[1]:
             raise ValueError(f"cache holds {self.inputs.shape[1]} positions; {start + n_new} asked")
         self.inputs[:, start : start + n_new] = x
+        if self.inv_norms is not None:
+            if qk is None:
+                assert self.head_weights is not None  # set by the layer that made the cache
+                qk = torch.matmul(x[:, None], self.head_weights[None, :, :, : self.d_head])
+            norms = torch.linalg.vector_norm(qk.float(), dim=-1).clamp_min(1e-12)
+            self.inv_norms[:, start : start + n_new] = norms.reciprocal().transpose(1, 2)
         positions = torch.arange(start, start + n_new, device=x.device)
         if n_new == 1:
             # A step touches its own bucket per (batch, head, round) only: no tensor the
@@ -198,6 +239,29 @@ class LSHCache:
         else:  # kept entries never share a slot: they are the last c of their bucket
             flat[index[keep]] = values[keep].to(torch.int32)
         self.length = start + n_new
+
+    def step(self, x: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
+        """The fused step (a fused cache only): one new position with normalised input
+        x (B, d_model) float32 attends to its key set K(t) and is stored, in one C call
+        (reformer.lsh.cpu.decode_step). Returns the heads' outputs (B, d_model), head h
+        at [h·d_head, (h+1)·d_head): a buffer the next step overwrites. ``extras``: the
+        step's test hooks (buckets given, keys_out, buckets_out)."""
+        if self.out is None:
+            raise ValueError("step() is the fused path's; this cache takes the torch step")
+        t = self.length
+        if t + 1 > self.inputs.shape[1]:
+            raise ValueError(f"cache holds {self.inputs.shape[1]} positions; {t + 1} asked")
+        if self._step is None:
+            from reformer.lsh.cpu.decode_step import FusedDecodeStep
+
+            assert self.head_weights is not None  # set by the layer that made the cache
+            self._step = FusedDecodeStep(self, self.head_weights)
+        if tuple(x.shape) != tuple(self.out.shape):
+            raise ValueError(f"x shape {tuple(x.shape)} must be {tuple(self.out.shape)}")
+        x = x.to(torch.float32).contiguous()  # no copy when it is already (autocast: cast)
+        self._step(x, t, **extras)
+        self.length = t + 1
+        return self.out
 
     def key_positions(self, buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The key set K(t) of the next position t = self.length, given its buckets (B, H, R).

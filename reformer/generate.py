@@ -80,22 +80,29 @@ class GenerationMixin:
                     "attention_mask needs use_cache=True (the recomputing path has no "
                     "per-row positions); got use_cache=False"
                 )
-        tokens = prompt
         if max_new_tokens == 0:
             return prompt.clone()
+        # The whole output, filled in place: one column per token, no copy of the past.
+        length = prompt.shape[1]
+        dtype = torch.promote_types(prompt.dtype, torch.int64)  # sampled ids are int64
+        tokens = prompt.new_empty(prompt.shape[0], length + max_new_tokens, dtype=dtype)
+        tokens[:, :length] = prompt
         with _inference(model):
             if use_cache:
-                capacity = capacity_needed(prompt.shape[1], max_new_tokens)
+                capacity = capacity_needed(length, max_new_tokens)
                 caches = model.new_caches(prompt.shape[0], capacity, _like(model))
                 logits = model.decode(prompt, caches, attention_mask)
             else:
                 logits = model(prompt)[:, -1]
             for index in range(max_new_tokens):
-                token = sample(logits, temperature, top_k, generator)  # (B,)
-                tokens = torch.cat([tokens, token[:, None]], dim=1)
+                column = tokens[:, length + index : length + index + 1]  # (B, 1)
+                column[:, 0] = sample(logits, temperature, top_k, generator)
                 if index + 1 == max_new_tokens:
                     break
-                logits = model.decode(token[:, None], caches) if use_cache else model(tokens)[:, -1]
+                if use_cache:
+                    logits = model.decode(column, caches)
+                else:
+                    logits = model(tokens[:, : length + index + 1])[:, -1]
         return tokens
 
 

@@ -209,6 +209,8 @@ class ReformerLM(GenerationMixin, nn.Module):
         else:
             positions = self.position_embedding.at(position_index(first, start, end))
         h = self.token_embedding(tokens) + positions
+        if tokens.shape[1] == 1 and start > 0:
+            return self._step(h[:, 0], caches)
         if self.config.reversible:
             x1 = x2 = h
             for block, cache in zip(self.blocks, caches, strict=True):
@@ -220,6 +222,27 @@ class ReformerLM(GenerationMixin, nn.Module):
                 h = h + block.attention.cached(block.attn_norm(h), cache)
                 h = h + block.ff(h)
         return self.head(self.norm(h[:, -1]))
+
+    def _step(self, h: torch.Tensor, caches: list) -> torch.Tensor:
+        """One new position's layers, h (B, d_model) -> logits (B, vocab): each layer's
+        attention step (the LSH layers' fused one where their cache has it) and its
+        feed-forward on the position alone (no chunking: one position is one chunk), each
+        residual added into the branch's fresh output (no further tensor)."""
+        reversible = self.config.reversible
+        x1 = x2 = h
+        for block, cache in zip(self.blocks, caches, strict=True):
+            attention = block.attention
+            step = getattr(attention, "step", None)
+            normed = block.attn_norm(x2)
+            if step is None:
+                attended = attention.cached(normed[:, None], cache)[:, 0]
+            else:
+                attended = step(normed, cache)
+            x1 = attended.add_(x1)
+            x2 = block.ff.position_wise(x1).add_(x2 if reversible else x1)
+            if not reversible:
+                x1 = x2
+        return self.head(self.norm(x1 + x2 if reversible else x2))
 
     def loss(
         self,

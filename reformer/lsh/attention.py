@@ -60,8 +60,9 @@ from reformer.checks import (
     check_slice_elements,
     require_bool,
 )
-from reformer.decode import LSHCache, real_slots
+from reformer.decode import LSHCache, fused_decode_enabled, real_slots
 from reformer.exact import exact_attention, finite_padding
+from reformer.lsh.cpu.decode_step import fused_step_limits
 from reformer.lsh.dispatch import resolve_backend
 from reformer.lsh.hashing import (
     draw_rotations,
@@ -378,6 +379,7 @@ class LSHSelfAttention(nn.Module):
         generator (reformer.decode: the rule)."""
         cfg = self.config
         check_n_hashes(n_hashes, cfg.attention)
+        factors = resolve_n_buckets(cfg.n_buckets, capacity, cfg.bucket_size)
         cache = LSHCache(
             batch=batch,
             n_heads=cfg.n_heads,
@@ -388,6 +390,7 @@ class LSHSelfAttention(nn.Module):
             capacity=capacity,
             generator=self.generator,
             like=like,
+            fused=_fused_step(cfg, like, factors),
         )
         cache.head_weights = self._head_weights().detach()
         return cache
@@ -427,8 +430,16 @@ class LSHSelfAttention(nn.Module):
                 f"cached LSH attention takes a prompt (empty cache) or one new position; got "
                 f"{n_new} positions after {cache.length}"
             )
-        cache.store(x, buckets)
+        cache.store(x, buckets, qk)
         return self.to_out(out.transpose(1, 2).reshape(batch, n_new, cfg.d_model))
+
+    def step(self, x: torch.Tensor, cache: LSHCache) -> torch.Tensor:
+        """One new position x (B, d_model) -> (B, d_model) over the cache, appended to it:
+        the fused C step where the cache has one (one call for the projections, hash,
+        table, key set and attention of every head), else :meth:`cached`."""
+        if getattr(cache, "fused", False) and cache.length > 0:
+            return self.to_out(cache.step(x))
+        return self.cached(x[:, None], cache)[:, 0]
 
     def _head_weights(self) -> torch.Tensor:
         """The qk and v projections per head, (H, d_model, 2·d_head): x @ W[h] = [qk_h, v_h]."""
@@ -438,3 +449,18 @@ class LSHSelfAttention(nn.Module):
             for w in (self.to_qk.weight, self.to_v.weight)
         ]
         return torch.cat(per_head, dim=-1)
+
+
+def _fused_step(config: ReformerConfig, like: torch.Tensor, factors: tuple[int, ...]) -> bool:
+    """Whether a decoding cache takes the fused CPU step: where the forward's backend
+    resolves to the fused CPU kernel (float32 CPU tensors and a working compiler; "auto"
+    falls back to the torch step, with the forward's warning, as the forward does), and
+    not turned off (reformer.decode.fused_decode)."""
+    if not fused_decode_enabled() or fused_step_limits(factors) is not None:
+        return False
+    if like.device.type != "cpu" or like.dtype != torch.float32:
+        return False  # the kernel's only inputs (a "cpu" backend is refused by the prefill)
+    backend = resolve_backend(
+        config.backend, like.device, like.dtype, config.bucket_size, config.d_head
+    )
+    return backend == "cpu"

@@ -478,6 +478,54 @@ class Args(ctypes.Structure):
     ]
 
 
+# The most factors of a factorised hash the decoding step takes (MAX_FACTORS in the C).
+DECODE_MAX_FACTORS = 8
+
+
+class DecodeArgs(ctypes.Structure):
+    """Mirror of the C ``DecodeArgs`` struct (field for field, in order): the fused
+    decoding step's shapes and buffers (reformer.lsh.cpu.decode_step)."""
+
+    _fields_: ClassVar[Any] = [
+        (name, ctypes.c_int64)
+        for name in (
+            "batch",
+            "heads",
+            "d_head",
+            "d_model",
+            "rounds",
+            "bucket_size",
+            "width",
+            "n_buckets",
+            "capacity",
+            "t",
+            "n_factors",
+        )
+    ] + [
+        ("factors", ctypes.c_int64 * DECODE_MAX_FACTORS),
+        ("scale", ctypes.c_float),
+        *(
+            (name, ctypes.c_void_p)
+            for name in (
+                "x",
+                "weights",
+                "qk_weights_t",
+                "rotations",
+                "given",
+                "first",
+                "inputs",
+                "inv_norms",
+                "table",
+                "counts",
+                "out",
+                "qvu",
+                "keys_out",
+                "buckets_out",
+            )
+        ),
+    ]
+
+
 def _load() -> ctypes.CDLL:
     library, fd = _find_or_build()
     # Through the descriptor, the file whose bytes were checked is the one loaded, even if
@@ -500,6 +548,12 @@ def _load() -> ctypes.CDLL:
         ctypes.POINTER(ctypes.c_int64),
     ]
     run.restype = ctypes.c_int
+    step = lib.lsh_cpu_decode_step
+    step.argtypes = [ctypes.POINTER(DecodeArgs), ctypes.POINTER(ctypes.c_int64)]
+    step.restype = ctypes.c_int
+    project = lib.lsh_cpu_decode_project
+    project.argtypes = [ctypes.POINTER(DecodeArgs)]
+    project.restype = None
     return lib
 
 

@@ -593,3 +593,238 @@ int lsh_cpu_run(const Args *a, int backward, int64_t rnd, int64_t first, int64_t
     scratch_free(&w);
     return 0;
 }
+
+/* ---------------------------------------------------------------------------------------
+ * The fused decoding step (reformer.decode, LSHCache.step): one new position of one layer,
+ * for every (batch row, head), in one call. The twin of LSHCache's torch step (buckets,
+ * key_positions, attend, store), with the same key set:
+ *
+ *     K(t) = W(t) ∪ ⋃_r M_r(t), each key once, plus the position itself (self logit)
+ *
+ * and two rewritings of the same arithmetic that need no key or value recomputed:
+ *
+ * - a key's logit q · (x_s W_h) / ||x_s W_h|| is (x_s · u_h) / ||x_s W_h|| with
+ *   u_h = W_h q (d_model), and 1 / ||x_s W_h|| is kept per cached position and head
+ *   (``inv_norms``, written when the position is stored);
+ * - the output Σ_s p_s (x_s V_h) is (Σ_s p_s x_s) V_h: one (d_model)·(d_model, d_head)
+ *   product per head whatever the number of keys.
+ *
+ * So a key costs two d_model-long passes over its cached input, and nothing else.
+ * Logits and weights in float32, as the torch step's; exp by expf. */
+#define MAX_FACTORS 8
+/* Key rows whose misses a step overlaps (prefetched this many keys ahead). */
+#define DECODE_PREFETCH 6
+#define SELF_LOGIT (-1e5f) /* natural base, as reformer.lsh.layout.SELF_LOGIT */
+
+typedef struct {
+    int64_t batch, heads, d_head, d_model, rounds, bucket_size, width, n_buckets;
+    int64_t capacity, t, n_factors;
+    int64_t factors[MAX_FACTORS];
+    float scale; /* 1 / sqrt(d_head) */
+    const float *x;          /* (B, d_model) dense: the new position's normalised input */
+    const float *weights;    /* (H, d_model, 2·d_head) dense: [qk | v] projections per head */
+    const float *qk_weights_t; /* (H, d_head, d_model) dense: the qk projections, transposed */
+    const float *rotations;  /* (H, d_head, R, width) dense */
+    const int64_t *given;    /* (B, H, R) dense buckets of the new position, or NULL: hash */
+    const int64_t *first;    /* (B,) first real slot per row, or NULL: all 0 */
+    float *inputs;           /* (B, capacity, d_model) dense */
+    float *inv_norms;        /* (B, capacity, H) dense */
+    int32_t *table;          /* (B, H, R, n_buckets, bucket_size) dense */
+    int64_t *counts;         /* (B, H, R, n_buckets) dense */
+    float *out;              /* (B, d_model) dense: head h at [h·d_head, (h+1)·d_head) */
+    float *qvu;              /* (B, H, 2·d_head + d_model) dense scratch: [qk | v | u] */
+    int64_t *keys_out;       /* (B, H, (R+1)·bucket_size) dense, -1 padded, or NULL */
+    int64_t *buckets_out;    /* (B, H, R) dense, or NULL */
+} DecodeArgs;
+
+/* dot_n with four independent accumulators, for long rows: one accumulator makes every
+ * FMA wait for the one before it. */
+static inline float dot_long(const float *x, const float *y, int64_t n) {
+    vec8 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 += load8(x + i) * load8(y + i);
+        acc1 += load8(x + i + 8) * load8(y + i + 8);
+        acc2 += load8(x + i + 16) * load8(y + i + 16);
+        acc3 += load8(x + i + 24) * load8(y + i + 24);
+    }
+    vec8 acc = (acc0 + acc1) + (acc2 + acc3);
+    float total = 0.0f;
+    for (int k = 0; k < 8; k++) total += acc[k];
+    return total + dot_n(x + i, y + i, n - i);
+}
+
+static int compare_desc(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* The bucket of q (d_head) in round r of head h: argmax([qR; -qR]) per factor, first
+ * extremum on ties (hashing._argmax_buckets), mixed radix. */
+static int64_t hash_one(const DecodeArgs *a, const float *q, int64_t h, int64_t r,
+                        float *rotated) {
+    int64_t D = a->d_head, R = a->rounds, W = a->width;
+    for (int64_t w = 0; w < W; w++) rotated[w] = 0.0f;
+    for (int64_t d = 0; d < D; d++) {
+        const float *row = a->rotations + ((h * D + d) * R + r) * W;
+        float qd = q[d];
+        for (int64_t w = 0; w < W; w++) rotated[w] += qd * row[w];
+    }
+    int64_t bucket = 0, radix = 1, offset = 0;
+    for (int64_t f = 0; f < a->n_factors; f++) {
+        int64_t half = a->factors[f] / 2, top_idx = 0, low_idx = 0;
+        float top = rotated[offset], low = rotated[offset];
+        for (int64_t w = 1; w < half; w++) {
+            float value = rotated[offset + w];
+            if (value > top) top = value, top_idx = w;
+            if (value < low) low = value, low_idx = w;
+        }
+        bucket += radix * (top >= -low ? top_idx : low_idx + half);
+        offset += half;
+        radix *= a->factors[f];
+    }
+    return bucket;
+}
+
+/* One item: head h of batch row b. Reads only its own (b, h) rows of the table and
+ * counts, and cached inputs before t; writes its own table row, count, norm and output
+ * slice, and (h = 0) the new input row, which no item reads. So items are independent. */
+static void decode_item(const DecodeArgs *a, int64_t b, int64_t h, float *scratch,
+                        int64_t *keys, int64_t *bucket) {
+    int64_t H = a->heads, D = a->d_head, M = a->d_model, R = a->rounds;
+    int64_t c = a->bucket_size, NB = a->n_buckets, cap = a->capacity, t = a->t;
+    int64_t most = (R + 1) * c;
+    float *y = scratch, *rotated = y + M, *logit = rotated + a->width;
+    const float *x = a->x + b * M;
+    const float *inputs_b = a->inputs + b * cap * M;
+    const float *norms_b = a->inv_norms + b * cap * H;
+    int64_t first = a->first ? a->first[b] : 0;
+    int64_t window_start = t - c > first ? t - c : first;
+    const float *w_h = a->weights + h * M * 2 * D;
+    const float *qvu = a->qvu + (b * H + h) * (2 * D + M); /* lsh_cpu_decode_project's */
+    const float *q = qvu, *v = qvu + D, *u = qvu + 2 * D;
+    float norm = sqrtf(dot_n(q, q, D));
+    float inv_norm = 1.0f / (norm > NORM_EPS ? norm : NORM_EPS);
+    for (int64_t r = 0; r < R; r++) {
+        bucket[r] = a->given ? a->given[(b * H + h) * R + r] : hash_one(a, q, h, r, rotated);
+        if (a->buckets_out) a->buckets_out[(b * H + h) * R + r] = bucket[r];
+    }
+    /* The key set: bucket-mates older than the window, each once, then the window. */
+    int64_t n = 0;
+    int32_t *table_bh = a->table + (b * H + h) * R * NB * c;
+    for (int64_t r = 0; r < R; r++) {
+        const int32_t *mates = table_bh + (r * NB + bucket[r]) * c;
+        for (int64_t k = 0; k < c; k++)
+            if (mates[k] >= 0 && mates[k] < window_start) keys[n++] = mates[k];
+    }
+    if (R > 1 && n > 1) {
+        qsort(keys, (size_t)n, sizeof(int64_t), compare_desc);
+        int64_t kept = 1;
+        for (int64_t k = 1; k < n; k++)
+            if (keys[k] != keys[kept - 1]) keys[kept++] = keys[k];
+        n = kept;
+    }
+    for (int64_t s = t - 1; s >= window_start; s--) keys[n++] = s;
+    for (int64_t k = 0; k < n && k < DECODE_PREFETCH; k++) /* the first rows' misses */
+        __builtin_prefetch(inputs_b + keys[k] * M);
+    if (a->keys_out) {
+        int64_t *dst = a->keys_out + (b * H + h) * most;
+        for (int64_t k = 0; k < most; k++) dst[k] = k < n ? keys[k] : -1;
+    }
+    /* Logits (x_s · u) / ||x_s W_h|| · scale, the self logit, one softmax. */
+    float best = SELF_LOGIT;
+    for (int64_t k = 0; k < n; k++) {
+        if (k + DECODE_PREFETCH < n) { /* rows lie anywhere: overlap their misses */
+            const char *ahead = (const char *)(inputs_b + keys[k + DECODE_PREFETCH] * M);
+            for (int64_t byte = 0; byte < M * 4; byte += 64) __builtin_prefetch(ahead + byte);
+        }
+        float l = dot_long(inputs_b + keys[k] * M, u, M) * norms_b[keys[k] * H + h] * a->scale;
+        logit[k] = l;
+        best = l > best ? l : best;
+    }
+    float self = expf(SELF_LOGIT - best), total = self;
+    for (int64_t k = 0; k < n; k++) {
+        logit[k] = expf(logit[k] - best);
+        total += logit[k];
+    }
+    /* y = Σ p_s x_s, four keys per pass over y */
+    for (int64_t i = 0; i < M; i++) y[i] = 0.0f;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        const float *r0 = inputs_b + keys[k] * M, *r1 = inputs_b + keys[k + 1] * M;
+        const float *r2 = inputs_b + keys[k + 2] * M, *r3 = inputs_b + keys[k + 3] * M;
+        float p0 = logit[k], p1 = logit[k + 1], p2 = logit[k + 2], p3 = logit[k + 3];
+        for (int64_t i = 0; i < M; i++) y[i] += (p0 * r0[i] + p1 * r1[i]) + (p2 * r2[i] + p3 * r3[i]);
+    }
+    for (; k < n; k++) {
+        const float *row = inputs_b + keys[k] * M;
+        float p = logit[k];
+        for (int64_t i = 0; i < M; i++) y[i] += p * row[i];
+    }
+    /* out_h = (y V_h + p_self v) / total */
+    float *out = a->out + b * M + h * D;
+    for (int64_t d = 0; d < D; d++) out[d] = self * v[d];
+    for (int64_t i = 0; i < M; i++) {
+        const float *row = w_h + i * 2 * D + D;
+        float yi = y[i];
+        for (int64_t d = 0; d < D; d++) out[d] += yi * row[d];
+    }
+    float inv_total = 1.0f / total;
+    for (int64_t d = 0; d < D; d++) out[d] *= inv_total;
+    /* Store the new position: its norm, its place in each round's ring, its input. */
+    a->inv_norms[(b * cap + t) * H + h] = inv_norm;
+    for (int64_t r = 0; r < R; r++) {
+        int64_t *count = a->counts + ((b * H + h) * R + r) * NB + bucket[r];
+        table_bh[(r * NB + bucket[r]) * c + *count % c] = (int32_t)t;
+        *count += 1;
+    }
+    if (h == 0) memcpy(a->inputs + (b * cap + t) * M, x, sizeof(float) * (size_t)M);
+}
+
+/* The step's projections, before its items: for every (b, h), [qk | v] = x_b W_h and
+ * u = W_h qk (d_model), into qvu. Head by head, every row's products are taken in one
+ * pass over the head's weights (so a batch reads them once, not once per row). */
+void lsh_cpu_decode_project(const DecodeArgs *a) {
+    int64_t B = a->batch, H = a->heads, D = a->d_head, M = a->d_model, width = 2 * D + M;
+    for (int64_t h = 0; h < H; h++) {
+        const float *w_h = a->weights + h * M * 2 * D, *wt_h = a->qk_weights_t + h * D * M;
+        for (int64_t b = 0; b < B; b++)
+            memset(a->qvu + (b * H + h) * width, 0, sizeof(float) * (size_t)width);
+        for (int64_t i = 0; i < M; i++) {
+            const float *row = w_h + i * 2 * D;
+            for (int64_t b = 0; b < B; b++) {
+                float *qv = a->qvu + (b * H + h) * width, xi = a->x[b * M + i];
+                for (int64_t j = 0; j < 2 * D; j++) qv[j] += xi * row[j];
+            }
+        }
+        for (int64_t d = 0; d < D; d++) {
+            const float *row = wt_h + d * M;
+            for (int64_t b = 0; b < B; b++) {
+                float *qvu = a->qvu + (b * H + h) * width, qd = qvu[d], *u = qvu + 2 * D;
+                for (int64_t i = 0; i < M; i++) u[i] += qd * row[i];
+            }
+        }
+    }
+}
+
+/* Run items (b, h), b·H + h < B·H, claimed one at a time from *next: call it from several
+ * threads at once with the same counter. Returns 0, or -1 when scratch memory could not be
+ * allocated (this thread then claims nothing). */
+int lsh_cpu_decode_step(const DecodeArgs *a, int64_t *next) {
+    int64_t most = (a->rounds + 1) * a->bucket_size, M = a->d_model;
+    float *scratch = malloc(sizeof(float) * (M + a->width + most));
+    int64_t *keys = malloc(sizeof(int64_t) * most);
+    int64_t *bucket = malloc(sizeof(int64_t) * (a->rounds > 0 ? a->rounds : 1));
+    int code = 0;
+    if (!scratch || !keys || !bucket) {
+        code = -1;
+    } else {
+        for (;;) {
+            int64_t item = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+            if (item >= a->batch * a->heads) break;
+            decode_item(a, item / a->heads, item % a->heads, scratch, keys, bucket);
+        }
+    }
+    free(scratch), free(keys), free(bucket);
+    return code;
+}
