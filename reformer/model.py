@@ -71,7 +71,14 @@ class Block(nn.Module):
         """The attention branch, x (B, L, d) -> (B, L, d), with the per-call attention
         arguments of :meth:`ReformerLM.forward` (checked there)."""
         project = getattr(self.attention, "project", None)
-        if project is None or not torch.is_grad_enabled():
+        fuses = getattr(self.attention, "fuses", None)
+        if (
+            project is None
+            or not torch.is_grad_enabled()
+            or (fuses is not None and fuses(x, exact))
+        ):
+            # The fused LSH layer (reformer.lsh.layer) keeps only its normalised input for
+            # backward, one (B, L, d) buffer, instead of qk, v and the attention output.
             out = self.attention(self.attn_norm(x), padding_mask, n_hashes=n_hashes, exact=exact)
             return self.dropout(out)
         # The normalised input is needed only to make qk and v (and their weight

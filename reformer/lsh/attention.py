@@ -134,7 +134,7 @@ def lsh_attention(
     check_slice_elements(slice_elements)
     if qk.shape[:3].numel() == 0:
         return empty_output(qk, v, n_hashes, return_buckets)
-    batch, n_heads, seq_len, d_head = qk.shape
+    _, n_heads, seq_len, d_head = qk.shape
     # A chunk as long as the sequence already holds every position, so a larger
     # bucket_size computes the same function (one chunk per round, the rest padding): it
     # is run as that chunk, not padded out to bucket_size positions. It still sets the
@@ -147,38 +147,107 @@ def lsh_attention(
     rotations = _rotations(rotations, seed, generator, n_heads, d_head, n_hashes, factors)
     if rotations.shape[2] != n_hashes:
         raise ValueError(f"rotations has {rotations.shape[2]} rounds but n_hashes={n_hashes}")
-    if padding_mask is not None:
-        # Padded positions are read as zeros, as the internal length padding is: nothing
-        # they hold (NaN, inf, torch.empty's leftovers) reaches a real output or gradient,
-        # not even through a padded query's own row (module docstring).
-        real = padding_mask[:, None, :, None]
-        qk, v = torch.where(real, qk, 0.0), torch.where(real, v, 0.0)
+    qk_in, v_in, sort_idx, valid, layout, buckets = sorted_layout(
+        qk,
+        v,
+        rotations,
+        factors,
+        chunk=chunk,
+        causal=causal,
+        padding_mask=padding_mask,
+        dup_correction=dup_correction,
+        slice_elements=slice_elements,
+    )
+    out = apply_backend(backend, qk_in, v_in, sort_idx, valid, layout)[:, :, :seq_len]
+    return (out, buckets) if return_buckets else out
+
+
+def read_as_zeros(
+    qk: torch.Tensor, v: torch.Tensor, padding_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """qk (B, H, L, D) and v (B, H, L, Dv) with the positions ``padding_mask`` (B, L)
+    marks as padding set to zero (unchanged if None): nothing a padded position holds
+    (NaN, inf, torch.empty's leftovers) reaches a real output or gradient, not even
+    through a padded query's own row (module docstring)."""
+    if padding_mask is None:
+        return qk, v
+    real = padding_mask[:, None, :, None]
+    return torch.where(real, qk, 0.0), torch.where(real, v, 0.0)
+
+
+def pad_to_chunks(
+    qk: torch.Tensor, v: torch.Tensor, padded_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """qk, v (B, H, L, D) padded with zero rows to (B, H, padded_len, D); the same
+    tensors when L is already ``padded_len``."""
+    pad = padded_len - qk.shape[2]
+    if not pad:
+        return qk, v
+    return nn.functional.pad(qk, (0, 0, 0, pad)), nn.functional.pad(v, (0, 0, 0, pad))
+
+
+def key_validity(
+    padding_mask: torch.Tensor | None, batch: int, seq_len: int, padded_len: int, device
+) -> torch.Tensor | None:
+    """Which of the padded_len positions are real keys, (B, Lp) bool contiguous, or None
+    when every one is (no padding mask, L a multiple of the chunk)."""
+    if padded_len == seq_len:
+        return None if padding_mask is None else padding_mask.contiguous()
+    if padding_mask is None:
+        in_sequence = torch.arange(padded_len, device=device) < seq_len
+        return in_sequence.expand(batch, -1).contiguous()
+    return nn.functional.pad(padding_mask, (0, padded_len - seq_len), value=False).contiguous()
+
+
+def sort_order(
+    qk: torch.Tensor,
+    rotations: torch.Tensor,
+    factors: tuple[int, ...],
+    padding_mask: torch.Tensor | None,
+    padded_len: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Buckets (B, H, R, L) int64 of qk (B, H, L, D) (already read as zeros at padding)
+    under ``rotations`` (H, D, R, W), and the order of each round's padded_len positions
+    sorted by (bucket, position), (B, H, R, padded_len) int64 (Reformer sec. 2)."""
+    seq_len = qk.shape[2]
     buckets = hash_vectors(qk.detach(), rotations, factors)
     if padding_mask is not None:
         # Padding sorts last, as the internal length padding does (module docstring).
         buckets = buckets.masked_fill(~padding_mask[:, None, None, :], total_buckets(factors))
-
-    padded_len = math.ceil(seq_len / chunk) * chunk
-    pad = padded_len - seq_len
-    key_valid = padding_mask
     sort_buckets = buckets
-    if pad:
-        qk_in, v_in = nn.functional.pad(qk, (0, 0, 0, pad)), nn.functional.pad(v, (0, 0, 0, pad))
-        sort_buckets = nn.functional.pad(buckets, (0, pad), value=total_buckets(factors))
-        in_sequence = torch.arange(padded_len, device=qk.device) < seq_len
-        key_valid = (
-            in_sequence.expand(batch, -1)
-            if padding_mask is None
-            else nn.functional.pad(padding_mask, (0, pad), value=False)
+    if padded_len > seq_len:
+        sort_buckets = nn.functional.pad(
+            buckets, (0, padded_len - seq_len), value=total_buckets(factors)
         )
-    else:
-        qk_in, v_in = qk, v
     positions = torch.arange(padded_len, device=qk.device)
-    sort_idx = torch.argsort(sort_buckets * padded_len + positions, dim=-1)
+    return buckets, torch.argsort(sort_buckets * padded_len + positions, dim=-1)
+
+
+def sorted_layout(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    rotations: torch.Tensor,
+    factors: tuple[int, ...],
+    *,
+    chunk: int,
+    causal: bool,
+    padding_mask: torch.Tensor | None,
+    dup_correction: bool,
+    slice_elements: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, Layout, torch.Tensor]:
+    """What every backend takes for one call (Reformer sec. 2), from checked qk (B, H, L,
+    D), v (B, H, L, Dv) and the call's rotations (H, D, R, W): padded qk and v (B, H, Lp,
+    ·), read as zeros at padding, the sort order (B, H, R, Lp) int64, the real keys (B,
+    Lp) bool or None, the :class:`Layout`, and the buckets (B, H, R, L) int64."""
+    batch, n_heads, seq_len, d_head = qk.shape
+    qk, v = read_as_zeros(qk, v, padding_mask)
+    padded_len = math.ceil(seq_len / chunk) * chunk
+    buckets, sort_idx = sort_order(qk, rotations, factors, padding_mask, padded_len)
+    qk_in, v_in = pad_to_chunks(qk, v, padded_len)
     layout = Layout(
         batch=batch,
         n_heads=n_heads,
-        n_hashes=n_hashes,
+        n_hashes=rotations.shape[2],
         padded_len=padded_len,
         bucket_size=chunk,
         causal=causal,
@@ -186,9 +255,8 @@ def lsh_attention(
         scale=d_head**-0.5,
         slice_elements=slice_elements,
     )
-    valid = None if key_valid is None else key_valid.contiguous()
-    out = apply_backend(backend, qk_in, v_in, sort_idx, valid, layout)[:, :, :seq_len]
-    return (out, buckets) if return_buckets else out
+    valid = key_validity(padding_mask, batch, seq_len, padded_len, qk.device)
+    return qk_in, v_in, sort_idx, valid, layout, buckets
 
 
 def apply_backend(
@@ -289,6 +357,10 @@ class LSHSelfAttention(nn.Module):
     with any number of rounds, or exactly, call by call.
     """
 
+    # Run the whole layer as one Function with a head-by-head backward where the fused C
+    # kernel runs (:meth:`fuses`); False: always the separate modules.
+    fused_layer = True
+
     def __init__(self, config: ReformerConfig, layer_idx: int = 0) -> None:
         super().__init__()
         self.config = config
@@ -311,7 +383,69 @@ class LSHSelfAttention(nn.Module):
         docstring, ``padding_mask`` (B, L) bool True at real tokens."""
         check_layer_input(x, self.config.d_model)
         check_call(x, padding_mask, n_hashes, exact, attention=self.config.attention)
+        if self.fuses(x, exact):
+            return self.fused(x, padding_mask, n_hashes=n_hashes)
         return self.attend(*self.project(x), padding_mask, n_hashes=n_hashes, exact=exact)
+
+    def fuses(self, x: torch.Tensor, exact: bool = False) -> bool:
+        """Whether a call on x (B, L, d_model) runs the whole layer as one Function with a
+        head-by-head backward (:mod:`reformer.lsh.layer`): where the fused C kernel runs
+        (float32 CPU tensors, backend "cpu", or "auto" where the kernel builds), not under
+        autocast (whose projections would be half precision), not ``exact``, L and B >= 1,
+        and ``fused_layer`` (True; False selects the separate modules, the twin the tests
+        compare with). Elsewhere (torch path, Triton, CUDA) the layer is unchanged."""
+        cfg = self.config
+        if not self.fused_layer or exact or x.shape[:2].numel() == 0:
+            return False
+        if cfg.backend not in ("auto", "cpu") or x.device.type != "cpu":
+            return False
+        if x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+            return False
+        chunk = min(cfg.bucket_size, x.shape[1])
+        return resolve_backend(cfg.backend, x.device, x.dtype, chunk, cfg.d_head) == "cpu"
+
+    def fused(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        n_hashes: int | None = None,
+        backend: str = "cpu",
+    ) -> torch.Tensor:
+        """The layer of x (B, L, d_model) -> (B, L, d_model) through
+        :func:`reformer.lsh.layer.lsh_layer`: the same function as the separate modules
+        (this call's rotations drawn from the layer's generator the same way), whose
+        backward keeps per-head buffers only. ``backend`` runs each head's attention
+        ("cpu" in the model; the tests also run "torch" in float64)."""
+        from reformer.lsh.layer import LayerSpec, lsh_layer  # imports this module
+
+        cfg = self.config
+        seq_len = x.shape[1]
+        rounds = cfg.n_hashes if n_hashes is None else n_hashes
+        factors = resolve_n_buckets(cfg.n_buckets, seq_len, cfg.bucket_size)
+        rotations = draw_rotations(
+            self.generator, n_heads=cfg.n_heads, d_head=cfg.d_head, n_hashes=rounds, factors=factors
+        )
+        spec = LayerSpec(
+            n_heads=cfg.n_heads,
+            n_hashes=rounds,
+            bucket_size=min(cfg.bucket_size, seq_len),
+            factors=factors,
+            causal=cfg.causal,
+            dup_correction=cfg.dup_correction,
+            backend=backend,
+            slice_elements=cfg.slice_elements,
+        )
+        return lsh_layer(
+            x,
+            self.to_qk.weight,
+            self.to_v.weight,
+            self.to_out.weight,
+            self.to_out.bias,
+            rotations,
+            spec,
+            padding_mask,
+        )
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, d_model) -> shared qk and v, each (B, H, L, d_head) (views of (B, L, H,

@@ -124,6 +124,9 @@ class LocalSelfAttention(LSHSelfAttention):
     forward's.
     """
 
+    # Local attention keeps the separate modules (reformer.lsh.layer runs hashed LSH).
+    fused_layer = False
+
     def forward(
         self,
         x: torch.Tensor,
