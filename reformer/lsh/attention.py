@@ -360,6 +360,13 @@ class LSHSelfAttention(nn.Module):
     # Run the whole layer as one Function with a head-by-head backward where the fused C
     # kernel runs (:meth:`fuses`); False: always the separate modules.
     fused_layer = True
+    # ...and only from this many positions per call (B·L). The memory-frugal Function pays
+    # for its savings with time: it recomputes each head's attention forward in backward
+    # and runs the projections and hashing head by head, so a layer is slower than the
+    # separate modules at every length, most at short ones (docs/lsh.md). It is kept for
+    # the lengths where a (B·L, d_model) buffer is large (128 MiB at d_model 256) and
+    # memory is what limits a run.
+    fused_layer_min_tokens = 2**17
 
     def __init__(self, config: ReformerConfig, layer_idx: int = 0) -> None:
         super().__init__()
@@ -392,10 +399,13 @@ class LSHSelfAttention(nn.Module):
         head-by-head backward (:mod:`reformer.lsh.layer`): where the fused C kernel runs
         (float32 CPU tensors, backend "cpu", or "auto" where the kernel builds), not under
         autocast (whose projections would be half precision), not ``exact``, L and B >= 1,
-        and ``fused_layer`` (True; False selects the separate modules, the twin the tests
-        compare with). Elsewhere (torch path, Triton, CUDA) the layer is unchanged."""
+        B·L at least ``fused_layer_min_tokens``, and ``fused_layer`` (True; False selects
+        the separate modules, the twin the tests compare with). Elsewhere (torch path,
+        Triton, CUDA) the layer is unchanged."""
         cfg = self.config
         if not self.fused_layer or exact or x.shape[:2].numel() == 0:
+            return False
+        if x.shape[:2].numel() < self.fused_layer_min_tokens:
             return False
         if cfg.backend not in ("auto", "cpu") or x.device.type != "cpu":
             return False

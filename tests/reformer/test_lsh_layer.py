@@ -31,6 +31,7 @@ def _layers(dtype, **changes):
     separate = LSHSelfAttention(config).to(dtype)
     separate.load_state_dict(fused.state_dict())
     separate.fused_layer = False
+    fused.fused_layer_min_tokens = 0  # the tests' inputs are short
     # Both layers' generators start from the same seed: they draw the same rotations.
     return fused, separate
 
@@ -138,6 +139,17 @@ def test_runs_only_where_the_c_kernel_runs():
 
 
 @needs_kernel
+def test_short_calls_run_the_separate_modules_long_ones_the_function():
+    layer = LSHSelfAttention(ReformerConfig(d_model=32, n_heads=4, bucket_size=4))
+    threshold = layer.fused_layer_min_tokens
+    assert threshold > 16384  # every length of the time and peers suites' default grids
+    assert not layer.fuses(torch.empty(1, threshold - 1, 32))
+    assert not layer.fuses(torch.empty(2, threshold // 2 - 1, 32))
+    assert layer.fuses(torch.empty(1, threshold, 32))
+    assert layer.fuses(torch.empty(2, threshold // 2, 32))
+
+
+@needs_kernel
 @pytest.mark.parametrize("padding", [False, True])
 def test_a_reversible_model_step_matches_the_separate_modules(padding):
     config = ReformerConfig(
@@ -162,6 +174,7 @@ def test_a_reversible_model_step_matches_the_separate_modules(padding):
         model = ReformerLM(config)
         for block in model.blocks:
             block.attention.fused_layer = fused_layer
+            block.attention.fused_layer_min_tokens = 0
         loss = model.loss(tokens, mask)
         loss.backward()
         return [loss.detach()] + [p.grad for p in model.parameters()]
