@@ -100,6 +100,14 @@ def _head_projection(x2d: torch.Tensor, weight: torch.Tensor, h: int, shape) -> 
     return (x2d @ rows.t()).view(batch, seq_len, 1, d_head).transpose(1, 2)
 
 
+def _head_inputs(x2d, w_qk, w_v, h: int, shape, padding_mask):
+    """Head h's qk and v (B, 1, L, d_head) from x2d (B·L, d_model), padded positions read
+    as zeros: what the forward computes and the backward recomputes."""
+    return read_as_zeros(
+        _head_projection(x2d, w_qk, h, shape), _head_projection(x2d, w_v, h, shape), padding_mask
+    )
+
+
 def _flat(head: torch.Tensor) -> torch.Tensor:
     """(B, 1, L, d) -> (B·L, d): a view for the (B, L, 1, d) layouts used here."""
     return head.transpose(1, 2).reshape(-1, head.shape[-1])
@@ -130,11 +138,7 @@ class LSHLayerFunction(torch.autograd.Function):
             batch, spec.n_heads, spec.n_hashes, layout.padded_len, dtype=torch.int32
         )
         for h in range(spec.n_heads):
-            qk, v = read_as_zeros(
-                _head_projection(x2d, w_qk, h, shape),
-                _head_projection(x2d, w_v, h, shape),
-                padding_mask,
-            )
+            qk, v = _head_inputs(x2d, w_qk, w_v, h, shape, padding_mask)
             _, order = sort_order(
                 qk, rotations[h : h + 1], spec.factors, padding_mask, layout.padded_len
             )
@@ -167,11 +171,7 @@ class LSHLayerFunction(torch.autograd.Function):
         needs_attention_backward = wants_x or wants_qk or wants_v
         for h in range(spec.n_heads):
             rows = _head_rows(h, d_head)
-            qk, v = read_as_zeros(
-                _head_projection(x2d, w_qk, h, shape),
-                _head_projection(x2d, w_v, h, shape),
-                padding_mask,
-            )
+            qk, v = _head_inputs(x2d, w_qk, w_v, h, shape, padding_mask)
             qk, v = (t.detach().requires_grad_() for t in pad_to_chunks(qk, v, layout.padded_len))
             order = orders[:, h : h + 1].long()
             with torch.enable_grad():
