@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         "cores; --quick grids use 1)",
     )
     parser.add_argument(
+        "--jobs",
+        type=at_most(positive_int, MAX_THREADS, "more than any machine runs"),
+        default=1,
+        help="points measured side by side, >= 1 (default: 1); only for suites whose "
+        "figures are not times (quality); on a CPU each point then gets cores/jobs threads "
+        "unless --threads says otherwise",
+    )
+    parser.add_argument(
         "--wait-policy",
         default=process_settings.DEFAULT_WAIT_POLICY,
         choices=process_settings.WAIT_POLICIES,
@@ -222,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--seeds applies only to the quality suite; got suite(s) {names}")
         _check_executor(args)
         options = options_from_args(args, command)
+        if args.jobs > 1:
+            _check_side_by_side(args.jobs, [available[name] for name in names], available)
         if args.train is not None and names != ["quality"]:
             raise ValueError(f"--train applies only to the quality suite; got suite(s) {names}")
         for name in names:
@@ -283,7 +293,7 @@ def _sweep_suites(
         except RowNotWritten as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exits.NOT_RECORDED
-        cap = memory_cap(suite, ctx, options.max_memory_gb)
+        cap = memory_cap(suite, ctx, options.max_memory_gb, options.jobs)
         print(summary(suite, ctx, run_file, cap), flush=True)
         statuses += [row.get("status") for row in sweep_rows(run_file)]
     return exits.sweep_status(statuses)
@@ -319,12 +329,25 @@ def options_from_args(args: argparse.Namespace, command: list[str]) -> SweepOpti
         threads=args.threads,
         progress=not args.no_progress,
         executor=args.executor,
+        jobs=args.jobs,
         ray_address=args.ray_address,
         per_hardware=args.per_hardware,
         lengths=None if args.lengths is None else tuple(args.lengths),
         train=args.train,
         argv=tuple(command),
     )
+
+
+def _check_side_by_side(jobs: int, suites: list[Suite], available: dict[str, Suite]) -> None:
+    """--jobs N > 1 only for suites whose figures are not times, and only here (local)."""
+    refused = [suite.name for suite in suites if not suite.side_by_side]
+    if refused:
+        allowed = sorted(name for name, suite in available.items() if suite.side_by_side)
+        raise ValueError(
+            f"--jobs {jobs}: suite(s) {refused} time their points, which must run one at a "
+            f"time (points sharing the cores inflate each other's times); --jobs applies to "
+            f"{allowed}"
+        )
 
 
 def _check_executor(args: argparse.Namespace) -> None:
@@ -338,6 +361,10 @@ def _check_executor(args: argparse.Namespace) -> None:
             if value:
                 raise ValueError(f"{flag} applies only to --executor ray")
         return
+    if args.jobs > 1:
+        raise ValueError(
+            f"--jobs {args.jobs} applies only to --executor local (Ray runs a point per slot)"
+        )
     from suites.harness.executors.ray_executor import require_ray
 
     require_ray()

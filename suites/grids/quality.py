@@ -183,6 +183,8 @@ def grid(ctx: GridContext) -> list[Point]:
                 runner=RUNNER,
                 timeout_s=timeout,
                 options={**options, "run": run.to_dict()},
+                # One run's points share its checkpoint: never two of them at once.
+                serial=run.key(),
             )
             for spec, step in evaluations
         ]
@@ -200,4 +202,6 @@ SUITE = Suite(
     description="duplication task (Table 2) and byte-level LM",
     grid=grid,
     summarize=summarize,
+    # Its figures are accuracies and bits per byte; the rows' step times say how they ran.
+    side_by_side=True,
 )

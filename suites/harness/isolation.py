@@ -34,6 +34,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from suites.harness import process_settings
@@ -99,8 +100,12 @@ def run_point(
     *,
     timeout_s: float,
     max_memory_gb: float | None,
+    started: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one point in a child; always returns status, error and wall_s (plus results)."""
+    """Run one point in a child; always returns status, error and wall_s (plus results).
+
+    ``started(child)`` is called with the child process once it runs, so that a caller
+    waiting in another thread can kill it (:func:`kill_child`)."""
     cap = None if max_memory_gb is None else int(max_memory_gb * GIB)
     with _START_LOCK:
         ctx = _context()
@@ -113,6 +118,8 @@ def run_point(
         start = time.monotonic()
         child.start()
     sender.close()
+    if started is not None:
+        started(child)
     message, timed_out = None, False
     try:
         if receiver.poll(timeout_s):
@@ -178,6 +185,14 @@ def inherited_address_limit() -> int | None:
 def _kill(child: Any) -> None:
     child.kill()
     child.join(timeout=30)
+
+
+def kill_child(child: Any) -> None:
+    """Kill a point's child from outside :func:`run_point` (which then reports it as
+    killed); a child that has already ended is left alone."""
+    with contextlib.suppress(ValueError, AttributeError, ProcessLookupError):
+        if child.is_alive():
+            child.kill()
 
 
 def _child_main(

@@ -28,6 +28,8 @@ class SweepOptions:
     threads: int | None = None
     progress: bool = True  # a progress bar on a terminal, one line per point elsewhere
     executor: str = "local"  # "local" (here, one point at a time) or "ray"
+    # executor "local": points measured side by side (suites whose figures are not times)
+    jobs: int = 1
     ray_address: str | None = None  # --executor ray: the cluster to join; None: start one
     per_hardware: bool = False  # --executor ray: each point once per hardware kind
     lengths: tuple[int, ...] | None = None  # only the grid's points of these lengths
@@ -47,5 +49,11 @@ class SweepOptions:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 or None; got {value!r}")
+        if not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ValueError(f"jobs must be an int >= 1; got {self.jobs!r}")
+        if self.jobs > 1 and self.executor != "local":
+            raise ValueError(
+                f"jobs={self.jobs} applies only to executor 'local' (Ray runs a point per slot)"
+            )
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or None; got {self.threads!r}")

@@ -46,6 +46,10 @@ class Point:
     # Not config: switches for the runner (e.g. memory_first), and ``skip_reason``, which
     # writes the point as skipped with that note instead of running it.
     options: dict[str, Any] = field(default_factory=dict)
+    # Points with the same ``serial`` never run at the same time, whatever the executor:
+    # they share state on disk (a quality run's points share the checkpoint its first
+    # point trains). None: the point's family (its params less length) decides.
+    serial: str | None = None
 
     def with_threads(self, threads: int) -> Point:
         """The same point at a fixed torch thread count (part of its identity)."""
@@ -73,7 +77,10 @@ class Point:
         return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
     def family(self) -> str:
-        """Points that differ only in length: after one runs out of memory, longer ones skip."""
+        """Points that differ only in length, or that share ``serial``: a family runs one
+        point at a time, and after one runs out of memory, its longer ones skip."""
+        if self.serial is not None:
+            return json.dumps({"serial": self.serial})
         rest = {k: v for k, v in self.params.items() if k not in LENGTH_FIELDS}
         return json.dumps(rest, sort_keys=True, default=str)
 

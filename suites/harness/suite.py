@@ -44,3 +44,6 @@ class Suite:
     # Per-child memory cap this suite wants by default (GiB); None: the harness default.
     default_max_memory_gb: Callable[[GridContext], float | None] | None = None
     in_all: bool = True  # whether ``python -m suites.run all`` includes it
+    # Whether its points may run side by side (--jobs): only where its figures are not
+    # times, which points sharing the cores would inflate.
+    side_by_side: bool = False

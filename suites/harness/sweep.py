@@ -60,8 +60,13 @@ def run_sweep(
 
 
 def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> RunFile:
-    threads = options.threads
-    max_memory_gb = memory_cap(suite, ctx, options.max_memory_gb)
+    if options.jobs > 1 and not suite.side_by_side:
+        raise ValueError(
+            f"jobs={options.jobs}: the {suite.name} suite's points must run one at a time "
+            "(its figures are times, which points sharing the cores would inflate)"
+        )
+    threads = side_by_side_threads(options.threads, options.jobs, ctx.device)
+    max_memory_gb = memory_cap(suite, ctx, options.max_memory_gb, options.jobs)
     argv = list(sys.argv if options.argv is None else options.argv)
     grid = suite.grid(ctx)
     if threads is not None:
@@ -80,7 +85,11 @@ def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> R
         "mode": ctx.mode,
         "grid_points": len(points),
         "grid_id": grid_id(suite.name, ctx.mode, grid),
-        "threads_oversubscribed": _oversubscribed(threads, env.get("n_cpus"), log),
+        "threads_oversubscribed": _oversubscribed(
+            None if threads is None else threads * options.jobs, env.get("n_cpus"), log
+        ),
+        # Points measured at once (--jobs): their step times share the cores.
+        "jobs": options.jobs,
         # The command that made the rows: a report quotes it rather than rebuilding one.
         "argv": argv,
     }
@@ -145,6 +154,7 @@ def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> R
         hardware=hardware,
         address=options.ray_address,
         log=log,
+        jobs=options.jobs,
     )
     try:
         measure_points(
@@ -164,16 +174,36 @@ def _sweep(suite: Suite, ctx: GridContext, options: SweepOptions, log: Any) -> R
     return run_file
 
 
-def memory_cap(suite: Suite, ctx: GridContext, requested: float | None) -> float | None:
+def side_by_side_threads(threads: int | None, jobs: int, device: str) -> int | None:
+    """Torch threads per point: ``threads`` when given; with ``jobs`` points side by side
+    on a CPU, the cores this process may use shared out (at least 1 each); else None
+    (torch's default)."""
+    if threads is not None or jobs == 1 or device != "cpu":
+        return threads
+    return max(1, usable_cpus() // jobs)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def memory_cap(
+    suite: Suite, ctx: GridContext, requested: float | None, jobs: int = 1
+) -> float | None:
     """The per-point cap (GiB): --max-memory-gb, else the suite's own, else the harness
-    default for the device (suites.harness.isolation)."""
+    default for the device (suites.harness.isolation); a default is shared out among
+    ``jobs`` points side by side."""
     if requested is not None:
         return requested
+    cap = None
     if suite.default_max_memory_gb is not None:
         cap = suite.default_max_memory_gb(ctx)
-        if cap is not None:
-            return cap
-    return default_max_memory_gb(ctx.device)
+    if cap is None:
+        cap = default_max_memory_gb(ctx.device)
+    return cap if cap is None or jobs == 1 else round(cap / jobs, 1)
 
 
 def grid_id(suite: str, mode: str, grid: list[Point]) -> str:

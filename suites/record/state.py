@@ -83,7 +83,8 @@ def suite_state(
 
 
 def run_wall_s(rows: list[dict[str, Any]]) -> float | None:
-    """A run's wall time: from its first point's start to its last point's end."""
+    """A run's wall time: from its first point's start to its last point's end (points
+    run side by side, ``--jobs``, overlap: the earliest start need not be the first end's)."""
     ends = [
         (dt.datetime.fromisoformat(str(row["timestamp_utc"])), float(row.get("wall_s") or 0.0))
         for row in rows
@@ -91,8 +92,8 @@ def run_wall_s(rows: list[dict[str, Any]]) -> float | None:
     ]
     if not ends:
         return None
-    first_end, first_wall = min(ends)
-    return (max(ends)[0] - first_end).total_seconds() + first_wall
+    start = min(end - dt.timedelta(seconds=wall) for end, wall in ends)
+    return (max(end for end, _ in ends) - start).total_seconds()
 
 
 def missing_samples_s(rows: list[dict[str, Any]]) -> float:
@@ -157,11 +158,14 @@ def _newest_per_point(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def new_points_s(rows: list[dict[str, Any]], planned: list[int]) -> tuple[int, float]:
     """(how many of the ``planned`` point lengths the run lacks, their estimated seconds):
     per length, the points beyond the run's count there, each at the mean ``wall_s`` of
-    the run's points of that length, else of all its points."""
+    the run's points of that length, else of all its points (a point of a run with
+    ``--jobs`` N counts a 1/N share of its wall)."""
     walls: dict[int, list[float]] = {}
     for row in _newest_per_point(rows):
         if isinstance(row.get("seq_len"), int) and isinstance(row.get("wall_s"), int | float):
-            walls.setdefault(row["seq_len"], []).append(float(row["wall_s"]))
+            # A point run beside others (--jobs) holds the run's clock for a share of it.
+            share = float(row["wall_s"]) / max(1, int(row.get("jobs") or 1))
+            walls.setdefault(row["seq_len"], []).append(share)
     every = [w for found in walls.values() for w in found]
     overall = sum(every) / len(every) if every else 0.0
     count, seconds = 0, 0.0

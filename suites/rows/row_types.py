@@ -21,6 +21,7 @@ INT_FIELDS = (
     "batch",
     "seq_len",
     "num_threads",
+    "jobs",
     "vocab_size",
     "d_model",
     "n_heads",

@@ -127,6 +127,7 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "grid_id",
     "threads_oversubscribed",
     "argv",
+    "jobs",
 )
 # Columns only some rows carry, by what writes them (docs/results.md documents each).
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {

@@ -94,3 +94,18 @@ def lsh_backend(params: dict[str, Any], options: dict[str, Any]) -> dict[str, An
     from reformer.lsh.dispatch import resolve_backend
 
     return {"t_median_ms": 1.0, "impl": resolve_backend("auto", "cpu", torch.float32, 8, 8)}
+
+
+def meet(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Leaves ``<params["room"]>/<seq_len>`` and waits (at most ``params["wait_s"]``) until
+    every length in ``params["others"]`` has left one too: ``impl`` is "met" when all were
+    there at once, "alone" when the wait ran out (they did not run side by side)."""
+    room = params["room"]
+    with open(os.path.join(room, str(params["seq_len"])), "w"):
+        pass
+    deadline = time.monotonic() + float(params["wait_s"])
+    while time.monotonic() < deadline:
+        if all(os.path.exists(os.path.join(room, str(other))) for other in params["others"]):
+            return {"t_median_ms": 1.0, "impl": "met"}
+        time.sleep(0.05)
+    return {"t_median_ms": 1.0, "impl": "alone"}

@@ -20,11 +20,22 @@ EXECUTORS = ("local", "ray")
 
 
 def open_executor(
-    name: str, *, device: str, hardware: str, address: str | None = None, log: Any = None
+    name: str,
+    *,
+    device: str,
+    hardware: str,
+    address: str | None = None,
+    log: Any = None,
+    jobs: int = 1,
 ) -> Executor:
-    """``local``: this process, one point at a time, on ``hardware`` (the driver's).
+    """``local``: this process, one point at a time (``jobs`` > 1: that many side by side,
+    suites.harness.executors.side_by_side), on ``hardware`` (the driver's).
     ``ray``: warm Ray workers (one actor per slot) on the cluster at ``address`` (None:
     the one this process is connected to, else a new local one)."""
+    if name == "local" and jobs > 1:
+        from suites.harness.executors.side_by_side import SideBySideExecutor
+
+        return SideBySideExecutor(hardware, jobs)
     if name == "local":
         from suites.harness.executors.local import LocalExecutor
 

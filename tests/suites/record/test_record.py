@@ -212,3 +212,22 @@ def test_bad_flags_are_refused(capsys):
         with pytest.raises(SystemExit):
             record.parse_args(argv)
         assert field in capsys.readouterr().err
+
+
+def test_a_side_by_side_run_is_timed_from_its_earliest_start():
+    # Two points at once: the second ends first but started later; the first started at 0.
+    rows = [
+        {"timestamp_utc": "2026-12-01T00:00:10+00:00", "wall_s": 10.0, "jobs": 2},
+        {"timestamp_utc": "2026-12-01T00:00:06+00:00", "wall_s": 4.0, "jobs": 2},
+        {"timestamp_utc": "2026-12-01T00:00:12+00:00", "wall_s": 6.0, "jobs": 2},
+    ]
+    assert run_wall_s(rows) == pytest.approx(12.0)
+    # One after another, the same rule gives first start to last end.
+    assert run_wall_s(rows[:1] + [rows[2] | {"wall_s": 2.0}]) == pytest.approx(12.0)
+
+
+def test_new_points_of_a_side_by_side_run_count_a_share_of_their_wall():
+    from suites.record.state import new_points_s
+
+    rows = [{"seq_len": 64, "wall_s": 10.0, "jobs": 2, "point_key": "a", "status": "ok"}]
+    assert new_points_s(rows, [64, 64]) == (1, pytest.approx(5.0))
