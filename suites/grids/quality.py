@@ -185,10 +185,21 @@ def grid(ctx: GridContext) -> list[Point]:
                 options={**options, "run": run.to_dict()},
                 # One run's points share its checkpoint: never two of them at once.
                 serial=run.key(),
+                work=_work(run, trains=index == 0),
             )
-            for spec, step in evaluations
+            for index, (spec, step) in enumerate(evaluations)
         ]
     return points
+
+
+def _work(run: Run, *, trains: bool) -> float:
+    """Tokens a point runs through, the cost by which side-by-side points are ordered
+    (suites.harness.executors.side_by_side): a run's first point trains it (steps x batch
+    x length), the others evaluate (the held-out set's tokens), so the runs that train
+    longest start first and short evaluations fill the end."""
+    schedule = run.schedule
+    tokens = schedule.batch * schedule.seq_len
+    return float(schedule.steps * tokens if trains else run.eval_size * schedule.seq_len)
 
 
 def summarize(rows: list[dict[str, Any]], ctx: GridContext) -> list[str]:

@@ -50,6 +50,9 @@ class Point:
     # they share state on disk (a quality run's points share the checkpoint its first
     # point trains). None: the point's family (its params less length) decides.
     serial: str | None = None
+    # What the point costs, for executors that order waiting points (a cost proxy in any
+    # unit shared by the suite's points); None: its length.
+    work: float | None = None
 
     def with_threads(self, threads: int) -> Point:
         """The same point at a fixed torch thread count (part of its identity)."""
@@ -61,6 +64,10 @@ class Point:
         model = {} if self.config is None else {"config": self.config, "workload": self.workload}
         timing = {"min_run_time": self.min_run_time, "min_samples": self.min_samples}
         return {**timing, **self.options, **model}
+
+    def cost(self) -> float:
+        """:attr:`work`, else the point's length (longer points cost more)."""
+        return float(self.seq_len if self.work is None else self.work)
 
     @property
     def seq_len(self) -> int:

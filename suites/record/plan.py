@@ -46,9 +46,9 @@ RECORD: tuple[Entry, ...] = (
         lengths=(2**20,),
         one_sample=True,
     ),
-    # Two points side by side (one thread each on a 2-core CPU): the small models use a
-    # second thread badly, so two one-thread trainings finish sooner than one after the
-    # other (suites.harness.executors.side_by_side).
+    # Two points side by side (one thread each on a 2-core CPU): the byte LMs use a second
+    # thread badly, so two of them finish in about the time of one on two threads; the
+    # duplication models about break even (suites.harness.executors.side_by_side).
     Entry("quality", ("--seeds", "3", "--jobs", "2"), 3 * 2307, seeds=3),
 )
 ENTRIES = {entry.suite: entry for entry in RECORD}

@@ -205,8 +205,8 @@ class _Sweep:
                     timeout_s=self.timeout_s or entry.point.timeout_s,
                     max_memory_gb=self.max_memory_gb,
                     hardware=entry.hardware,
-                    family_work=entry.point.seq_len
-                    + sum(queued.point.seq_len for queued in self.queues.get(family, ())),
+                    family_work=entry.point.cost()
+                    + sum(queued.point.cost() for queued in self.queues.get(family, ())),
                 )
             )
             self.running[entry.ident] = entry

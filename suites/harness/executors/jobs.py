@@ -19,8 +19,8 @@ class Job:
     timeout_s: float
     max_memory_gb: float | None
     hardware: str | None = None  # measure on this hardware kind only (--per-hardware)
-    # What is left of the point's family, this point included (the sum of its lengths, a
-    # cost proxy): an executor that picks among waiting jobs starts the biggest first, so
+    # What is left of the point's family, this point included (the sum of its points'
+    # Point.cost(): their lengths, unless a suite says what they cost): an executor that picks among waiting jobs starts the biggest first, so
     # the family that takes longest is not the one left running alone at the end.
     family_work: float = 0.0
 

@@ -2,9 +2,9 @@
 child of this process, as the one-at-a-time executor runs them.
 
 For suites whose figures are not times (the quality suite's accuracies and bits per byte):
-on a small CPU, small models use two threads badly (a 2-core machine runs the byte LM's
-step 1.1x faster on two threads than on one, the duplication model's 1.5-1.8x), so two
-one-thread points side by side finish more work per hour than one two-thread point.
+on a small CPU, small models use a second thread badly, so two one-thread points side by
+side finish more work per hour than one two-thread point (docs/suites.md: about twice for
+the quality suite's byte LMs on 2 cores, about even for its larger duplication models).
 
 Each job waits for its child in a thread of this process (the child does the work; the
 thread only blocks in :func:`suites.harness.isolation.run_point`). Jobs beyond the free

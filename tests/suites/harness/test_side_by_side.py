@@ -162,3 +162,20 @@ def test_the_default_memory_cap_is_shared_out_and_a_given_one_kept():
     assert memory_cap(suite, CTX, None) == 8.0
     assert memory_cap(suite, CTX, None, jobs=2) == 4.0
     assert memory_cap(suite, CTX, 3.0, jobs=2) == 3.0
+
+
+def test_quality_runs_that_train_longest_come_first():
+    from suites.grids.quality import grid
+
+    points = grid(GridContext(device="cpu", mode="default"))
+    first = {}
+    for point in points:  # a run's first point trains it
+        first.setdefault(point.serial, point)
+    trains = {point.params["task"]: point.cost() for point in first.values()}
+    evaluates = max(point.cost() for point in points if first[point.serial] is not point)
+    # Duplication trains 2400 x 8 x 512 tokens, the byte LM 1500 x 4 x 256.
+    assert trains["duplication"] == 2400 * 8 * 512
+    assert trains["bytes"] == 1500 * 4 * 256
+    assert evaluates < min(trains.values())
+    # Without a suite's word, a point costs its length.
+    assert Point(params={"seq_len": 64}).cost() == 64.0
