@@ -20,8 +20,9 @@ class Job:
     max_memory_gb: float | None
     hardware: str | None = None  # measure on this hardware kind only (--per-hardware)
     # What is left of the point's family, this point included (the sum of its points'
-    # Point.cost(): their lengths, unless a suite says what they cost): an executor that picks among waiting jobs starts the biggest first, so
-    # the family that takes longest is not the one left running alone at the end.
+    # Point.cost(): their lengths, unless a suite says what they cost): an executor that
+    # picks among waiting jobs starts the biggest first, so the family that takes longest
+    # is not the one left running alone at the end.
     family_work: float = 0.0
 
 
