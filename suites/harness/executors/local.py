@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from suites.harness.executors.jobs import Finished, Job
 from suites.harness.isolation import run_point
+
+
+def measure_job(job: Job, started: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Measure a job's point in a child of this process (run_point's fields)."""
+    point = job.point
+    return run_point(
+        point.runner,
+        point.params,
+        point.runner_options(),
+        timeout_s=job.timeout_s,
+        max_memory_gb=job.max_memory_gb,
+        started=started,
+    )
 
 
 class LocalExecutor:
@@ -30,14 +46,8 @@ class LocalExecutor:
     def finished(self, wait_s: float) -> list[Finished]:
         if self._job is None:
             return []
-        job, point = self._job, self._job.point
-        result = run_point(
-            point.runner,
-            point.params,
-            point.runner_options(),
-            timeout_s=job.timeout_s,
-            max_memory_gb=job.max_memory_gb,
-        )
+        job = self._job
+        result = measure_job(job)
         self._job = None
         return [Finished(ident=job.ident, result=result, hardware=self._hardware)]
 

@@ -7,7 +7,7 @@ side finish more work per hour than one two-thread point (docs/suites.md: about 
 the quality suite's byte LMs on 2 cores, about even for its larger duplication models).
 
 Each job waits for its child in a thread of this process (the child does the work; the
-thread only blocks in :func:`suites.harness.isolation.run_point`). Jobs beyond the free
+thread only blocks in :func:`suites.harness.executors.local.measure_job`). Jobs beyond the free
 slots wait here, and the one whose family has the most work left starts first (as the Ray
 executor orders them), so the longest family is not the one left running alone at the end.
 """
@@ -19,7 +19,8 @@ import threading
 from typing import Any
 
 from suites.harness.executors.jobs import Finished, Job
-from suites.harness.isolation import kill_child, run_point
+from suites.harness.executors.local import measure_job
+from suites.harness.isolation import kill_child
 
 
 class SideBySideExecutor:
@@ -109,16 +110,8 @@ class SideBySideExecutor:
                 if job.ident in self._cancelled:
                     kill_child(child)
 
-        point = job.point
         try:
-            result = run_point(
-                point.runner,
-                point.params,
-                point.runner_options(),
-                timeout_s=job.timeout_s,
-                max_memory_gb=job.max_memory_gb,
-                started=started,
-            )
+            result = measure_job(job, started)
         except BaseException as exc:  # the dispatcher must hear of every job
             result = {"status": "error", "error": f"{type(exc).__name__}: {exc}", "wall_s": 0.0}
         self._results.put((job.ident, result))

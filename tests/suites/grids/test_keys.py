@@ -53,10 +53,13 @@ def test_committed_rows_keep_their_point_keys(suite):
     assert rows, f"no ok rows in the newest {suite} file"
     # --threads N makes the thread count part of the key; rows record the count used.
     thread_counts = {None} | {row.get("num_threads") for row in rows}
+    # A quality run of N seeds (--seeds N) holds the points of seeds 0..N-1.
+    seeds = 1 + max((row["seed"] for row in rows if isinstance(row.get("seed"), int)), default=0)
     keys = set()
     for hardware in {hardware_name(row, "cpu") for row in rows}:
         for mode in ("quick", "default", "paper"):
-            for point in load_suites()[suite].grid(GridContext(device="cpu", mode=mode)):
+            ctx = GridContext(device="cpu", mode=mode, seeds=seeds if suite == "quality" else 1)
+            for point in load_suites()[suite].grid(ctx):
                 for threads in thread_counts:
                     keyed = point if threads is None else point.with_threads(threads)
                     keys.add(keyed.key(suite, hardware))
