@@ -20,6 +20,13 @@ from suites.harness.process_settings import child_settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def environment(device: str) -> dict[str, object]:
     """host, cpu_model, n_cpus, gpu_name, driver, torch, python, cuda, git_sha, git_dirty,
     omp_wait_policy, malloc_mmap_threshold."""
@@ -28,9 +35,7 @@ def environment(device: str) -> dict[str, object]:
     return {
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
-        "n_cpus": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "n_cpus": usable_cpus(),
         "gpu_name": gpu_name,
         "driver": driver,
         "torch": torch.__version__,

@@ -19,7 +19,7 @@ from typing import Any
 
 from suites.harness.assembly import assemble_row
 from suites.harness.efficiency import efficiency_fields, run_peaks
-from suites.harness.environment import environment
+from suites.harness.environment import environment, usable_cpus
 from suites.harness.executors import open_executor
 from suites.harness.executors.dispatch import measure_points
 from suites.harness.isolation import default_max_memory_gb
@@ -181,13 +181,6 @@ def side_by_side_threads(threads: int | None, jobs: int, device: str) -> int | N
     if threads is not None or jobs == 1 or device != "cpu":
         return threads
     return max(1, usable_cpus() // jobs)
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def memory_cap(

@@ -135,7 +135,7 @@ def test_side_by_side_points_share_the_cores():
     assert side_by_side_threads(None, 1, "cpu") is None
     assert side_by_side_threads(3, 2, "cpu") == 3
     assert side_by_side_threads(None, 2, "cuda") is None
-    from suites.harness.sweep import usable_cpus
+    from suites.harness.environment import usable_cpus
 
     cpus = usable_cpus()
     assert side_by_side_threads(None, 2, "cpu") == max(1, cpus // 2)
